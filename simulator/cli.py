@@ -1,0 +1,68 @@
+"""The ``scfleet`` command: a thin layer that parses arguments and calls library functions.
+
+Each area contributes its own subcommands through a ``register(subparsers)`` function, so this
+module stays a switchboard: ``run`` (simulator.run_cli), ``report``/``compare``
+(simulator.report_cli), ``serve``/``accounts`` (reference_server.cli), ``synth`` (audio_synth.cli)
+and ``hw`` (hw_bridge.cli). A handler takes the parsed namespace and returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from simulator import __version__
+from simulator.errors import EXIT_INTERRUPTED, EXIT_USAGE, ScfleetError
+
+#: Modules that contribute subcommands, in the order they appear in ``--help``.
+COMMAND_MODULES = (
+    "simulator.run_cli",
+    "simulator.report_cli",
+    "reference_server.cli",
+    "audio_synth.cli",
+    "hw_bridge.cli",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line and exit with the documented code."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="scfleet", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"scfleet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # area not built yet; its commands are simply absent
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = int(args.func(args))
+    except ScfleetError as exc:
+        sys.stderr.write(f"scfleet: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("scfleet: interrupted\n")
+        return EXIT_INTERRUPTED
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
