@@ -1,0 +1,769 @@
+"""Scenario files (TOML, k6's vocabulary) parsed into typed, validated values.
+
+Everything past :func:`load_config` is a frozen dataclass; raw dicts never leave this module.
+Errors are :class:`ConfigError` naming the file and the dotted key, e.g.
+``configs/x.toml: scenarios.up.rate: expected a positive number, got -1``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from simulator.durations import parse_duration
+from simulator.errors import ConfigError
+from simulator.thresholds import Threshold, parse_expression, parse_metric_key
+
+# --------------------------------------------------------------------------- executors
+
+
+@dataclass(frozen=True)
+class Stage:
+    duration: float
+    target: float
+
+
+@dataclass(frozen=True)
+class ConstantArrivalRate:
+    rate: float
+    time_unit: float
+    duration: float
+    pre_allocated_devices: int
+    max_devices: int
+    kind: Literal["constant-arrival-rate"] = "constant-arrival-rate"
+
+
+@dataclass(frozen=True)
+class RampingArrivalRate:
+    start_rate: float
+    time_unit: float
+    stages: tuple[Stage, ...]
+    pre_allocated_devices: int
+    max_devices: int
+    kind: Literal["ramping-arrival-rate"] = "ramping-arrival-rate"
+
+
+@dataclass(frozen=True)
+class ConstantVUs:
+    vus: int
+    duration: float
+    kind: Literal["constant-vus"] = "constant-vus"
+
+
+@dataclass(frozen=True)
+class RampingVUs:
+    start_vus: int
+    stages: tuple[Stage, ...]
+    graceful_ramp_down: float
+    kind: Literal["ramping-vus"] = "ramping-vus"
+
+
+@dataclass(frozen=True)
+class PerVUIterations:
+    vus: int
+    iterations: int
+    max_duration: float
+    kind: Literal["per-vu-iterations"] = "per-vu-iterations"
+
+
+ExecutorConfig = (
+    ConstantArrivalRate | RampingArrivalRate | ConstantVUs | RampingVUs | PerVUIterations
+)
+EXECUTORS = (
+    "constant-arrival-rate",
+    "ramping-arrival-rate",
+    "constant-vus",
+    "ramping-vus",
+    "per-vu-iterations",
+)
+
+# --------------------------------------------------------------------------- behaviours
+
+
+@dataclass(frozen=True)
+class Check:
+    """A k6 ``check()`` declared in the config; every clause given must hold."""
+
+    name: str
+    status: tuple[int, ...] = ()
+    json_has: tuple[str, ...] = ()
+    json_equals: tuple[tuple[str, Any], ...] = ()
+    body_min_bytes: int | None = None
+    body_max_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class IotUploadDevice:
+    """Scenario 2: raw PCM POSTed with the ESP32 firmware's headers."""
+
+    endpoint: str = "/api/esp32/audio/upload"
+    id_pattern: str = "esp32-{n:06d}"
+    id_start: int = 1
+    chunk_bytes: int = 32000
+    sample_rate: int = 16000
+    keep_alive: bool = True
+    headers: tuple[tuple[str, str], ...] = ()
+    kind: Literal["iot_upload"] = "iot_upload"
+
+
+@dataclass(frozen=True)
+class AnalyzeDevice:
+    """Scenario 1: a WAV file in a multipart form field."""
+
+    endpoint: str = "/api/lightweight-analyze"
+    id_pattern: str = "esp32-{n:06d}"
+    id_start: int = 1
+    field: str = "audio"
+    filename: str = "test.wav"
+    content_type: str = "audio/wav"
+    min_seconds: float = 3.0
+    max_seconds: float = 15.0
+    sample_rate: int = 16000
+    keep_alive: bool = True
+    extra_fields: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    kind: Literal["ai_analysis"] = "ai_analysis"
+
+
+@dataclass(frozen=True)
+class AuthDevice:
+    """Scenario 3: log in once, keep the cookie jar, verify periodically."""
+
+    accounts_csv: Path | None = None
+    login_endpoint: str = "/api/auth/login"
+    verify_endpoint: str = "/api/auth/verify"
+    body_format: Literal["json", "form"] = "json"
+    username_field: str = "username"
+    password_field: str = "password"
+    id_pattern: str = "esp32-{n:06d}"
+    id_start: int = 1
+    keep_alive: bool = True
+    headers: tuple[tuple[str, str], ...] = ()
+    kind: Literal["auth_flow"] = "auth_flow"
+
+
+DeviceConfig = IotUploadDevice | AnalyzeDevice | AuthDevice
+DEVICE_KINDS = ("iot_upload", "ai_analysis", "auth_flow")
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    name: str
+    executor: ExecutorConfig
+    device: DeviceConfig
+    start_time: float = 0.0
+    graceful_stop: float = 30.0
+    think_time: float = 0.0
+    tags: tuple[tuple[str, str], ...] = ()
+    checks: tuple[Check, ...] = ()
+
+
+# --------------------------------------------------------------------------- run-wide
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    url: str | None = None  # None: start the embedded reference server
+    timeout: float = 30.0
+    health_path: str = "/health"
+
+
+@dataclass(frozen=True)
+class EmbeddedServerConfig:
+    analysis_workers: int = 2
+    extra_cost_ms: float = 0.0
+    max_upload_bytes: int = 10 * 1024 * 1024
+    accounts: int = 0
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    seed: int = 1
+    profiles: int = 16
+    seconds: float = 30.0
+    anomaly_probability: float = 0.05
+    snr_db: float = 6.0
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    interval: float = 1.0
+    prometheus_url: str | None = None
+    server_pid: int | None = None
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    summary_trend_stats: tuple[str, ...] = ("avg", "min", "med", "max", "p(90)", "p(95)", "p(99)")
+    out_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    source: str
+    scenarios: tuple[ScenarioConfig, ...]
+    thresholds: tuple[Threshold, ...] = ()
+    target: TargetConfig = field(default_factory=TargetConfig)
+    server: EmbeddedServerConfig = field(default_factory=EmbeddedServerConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def total_duration(self) -> float:
+        """Scheduled length of the whole run (without graceful stops)."""
+        return max(
+            (s.start_time + executor_duration(s.executor) for s in self.scenarios), default=0
+        )
+
+
+def executor_duration(ex: ExecutorConfig) -> float:
+    if isinstance(ex, ConstantArrivalRate | ConstantVUs):
+        return ex.duration
+    if isinstance(ex, RampingArrivalRate | RampingVUs):
+        return sum(s.duration for s in ex.stages)
+    return ex.max_duration
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+class _Table:
+    """A TOML table being read: remembers the key path and which keys were used."""
+
+    def __init__(self, data: Mapping[str, Any], path: str, source: str):
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"expected a table, got {_show(data)}", source=source, key=path)
+        self.data = data
+        self.path = path
+        self.source = source
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def error(self, name: str, message: str) -> ConfigError:
+        return ConfigError(message, source=self.source, key=self.key(name))
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self.used.add(name)
+        return self.data.get(name, default)
+
+    def require(self, name: str) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            raise ConfigError("is required", source=self.source, key=self.key(name))
+        return self.data[name]
+
+    def sub(self, name: str) -> _Table:
+        self.used.add(name)
+        return _Table(self.data.get(name, {}), self.key(name), self.source)
+
+    def number(
+        self,
+        name: str,
+        default: float | None = None,
+        *,
+        minimum: float = 0.0,
+        positive: bool = False,
+        required: bool = False,
+    ) -> float:
+        raw = self.require(name) if required else self.get(name, default)
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            raise self.error(name, f"expected a number, got {_show(raw)}")
+        if positive and raw <= 0:
+            raise self.error(name, f"expected a positive number, got {_show(raw)}")
+        if raw < minimum:
+            raise self.error(name, f"expected a number >= {minimum:g}, got {_show(raw)}")
+        return float(raw)
+
+    def integer(
+        self, name: str, default: int | None = None, *, minimum: int = 0, required: bool = False
+    ) -> int:
+        raw = self.require(name) if required else self.get(name, default)
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise self.error(name, f"expected a whole number, got {_show(raw)}")
+        if raw < minimum:
+            raise self.error(name, f"expected a whole number >= {minimum}, got {_show(raw)}")
+        return raw
+
+    def duration(
+        self,
+        name: str,
+        default: float | str | None = None,
+        *,
+        required: bool = False,
+        positive: bool = False,
+    ) -> float:
+        raw = self.require(name) if required else self.get(name, default)
+        try:
+            value = parse_duration(raw)
+        except ValueError as exc:
+            raise self.error(name, str(exc)) from None
+        if positive and value <= 0:
+            raise self.error(name, f"expected a duration > 0, got {_show(raw)}")
+        return value
+
+    def string(self, name: str, default: str | None = None, *, required: bool = False) -> str:
+        raw = self.require(name) if required else self.get(name, default)
+        if not isinstance(raw, str):
+            raise self.error(name, f"expected a string, got {_show(raw)}")
+        return raw
+
+    def optional_string(self, name: str) -> str | None:
+        raw = self.get(name)
+        if raw is None or raw == "":
+            return None
+        if not isinstance(raw, str):
+            raise self.error(name, f"expected a string, got {_show(raw)}")
+        return raw
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self.get(name, default)
+        if not isinstance(raw, bool):
+            raise self.error(name, f"expected true or false, got {_show(raw)}")
+        return raw
+
+    def choice(self, name: str, options: Sequence[str], default: str | None = None) -> str:
+        raw = self.string(name, default, required=default is None)
+        if raw not in options:
+            raise self.error(name, f"unknown value {raw!r}; expected one of: {', '.join(options)}")
+        return raw
+
+    def string_map(self, name: str) -> tuple[tuple[str, str], ...]:
+        raw = self.get(name, {})
+        if not isinstance(raw, Mapping):
+            raise self.error(name, f"expected a table of strings, got {_show(raw)}")
+        out = []
+        for k, v in raw.items():
+            if not isinstance(v, str | int | float) or isinstance(v, bool):
+                raise ConfigError(
+                    f"expected a string, got {_show(v)}",
+                    source=self.source,
+                    key=f"{self.key(name)}.{k}",
+                )
+            out.append((str(k), str(v)))
+        return tuple(out)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise self.error(unknown[0], "unknown key")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _stages(t: _Table, name: str = "stages") -> tuple[Stage, ...]:
+    raw = t.require(name)
+    if not isinstance(raw, list) or not raw:
+        raise t.error(name, "expected a non-empty list of {duration, target} tables")
+    out = []
+    for i, item in enumerate(raw):
+        st = _Table(item, f"{t.key(name)}[{i}]", t.source)
+        out.append(
+            Stage(st.duration("duration", required=True), st.number("target", required=True))
+        )
+        st.finish()
+    return tuple(out)
+
+
+def _executor(t: _Table) -> ExecutorConfig:
+    kind = t.choice("executor", EXECUTORS)
+    ex: ExecutorConfig
+    if kind in ("constant-arrival-rate", "ramping-arrival-rate"):
+        time_unit = t.duration("time_unit", "1s", positive=True)
+        pre = t.integer("pre_allocated_devices", required=True, minimum=1)
+        mx = t.integer("max_devices", pre, minimum=1)
+        if mx < pre:
+            raise t.error("max_devices", f"must be >= pre_allocated_devices ({pre}), got {mx}")
+        if kind == "constant-arrival-rate":
+            ex = ConstantArrivalRate(
+                t.number("rate", required=True, positive=True),
+                time_unit,
+                t.duration("duration", required=True, positive=True),
+                pre,
+                mx,
+            )
+        else:
+            ex = RampingArrivalRate(t.number("start_rate", 0.0), time_unit, _stages(t), pre, mx)
+    elif kind == "constant-vus":
+        ex = ConstantVUs(
+            t.integer("vus", 1, minimum=1), t.duration("duration", required=True, positive=True)
+        )
+    elif kind == "ramping-vus":
+        stages = _stages(t)
+        for i, s in enumerate(stages):
+            if s.target != int(s.target):
+                raise ConfigError(
+                    "target must be a whole number of VUs",
+                    source=t.source,
+                    key=f"{t.key('stages')}[{i}].target",
+                )
+        ex = RampingVUs(t.integer("start_vus", 1), stages, t.duration("graceful_ramp_down", "30s"))
+    else:
+        ex = PerVUIterations(
+            t.integer("vus", 1, minimum=1),
+            t.integer("iterations", 1, minimum=1),
+            t.duration("max_duration", "10m", positive=True),
+        )
+    return ex
+
+
+def _device(t: _Table, default_kind: str) -> DeviceConfig:
+    kind = t.choice("kind", DEVICE_KINDS, default_kind)
+    common = dict(
+        id_pattern=t.string("id_pattern", "esp32-{n:06d}"),
+        id_start=t.integer("id_start", 1),
+        keep_alive=t.boolean("keep_alive", True),
+        headers=t.string_map("headers"),
+    )
+    try:
+        str(common["id_pattern"]).format(n=1)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise t.error("id_pattern", f"bad pattern ({exc}); use e.g. 'esp32-{{n:06d}}'") from None
+    dev: DeviceConfig
+    if kind == "iot_upload":
+        chunk = t.integer("chunk_bytes", 32000, minimum=2)
+        if chunk % 2:
+            raise t.error("chunk_bytes", f"must be even (16-bit samples), got {chunk}")
+        dev = IotUploadDevice(
+            endpoint=t.string("endpoint", IotUploadDevice.endpoint),
+            chunk_bytes=chunk,
+            sample_rate=t.integer("sample_rate", 16000, minimum=1),
+            **common,
+        )  # type: ignore[arg-type]
+    elif kind == "ai_analysis":
+        lo = t.number("min_seconds", 3.0, positive=True)
+        hi = t.number("max_seconds", 15.0, positive=True)
+        if hi < lo:
+            raise t.error("max_seconds", f"must be >= min_seconds ({lo:g}), got {hi:g}")
+        dev = AnalyzeDevice(
+            endpoint=t.string("endpoint", AnalyzeDevice.endpoint),
+            field=t.string("field", "audio"),
+            filename=t.string("filename", "test.wav"),
+            content_type=t.string("content_type", "audio/wav"),
+            min_seconds=lo,
+            max_seconds=hi,
+            sample_rate=t.integer("sample_rate", 16000, minimum=1),
+            extra_fields=t.string_map("extra_fields"),
+            **common,
+        )  # type: ignore[arg-type]
+    else:
+        csv = t.optional_string("accounts_csv")
+        fmt = t.choice("body_format", ("json", "form"), "json")
+        dev = AuthDevice(
+            accounts_csv=_resolve(csv, t.source) if csv else None,
+            login_endpoint=t.string("login_endpoint", AuthDevice.login_endpoint),
+            verify_endpoint=t.string("verify_endpoint", AuthDevice.verify_endpoint),
+            body_format=fmt,  # type: ignore[arg-type]
+            username_field=t.string("username_field", "username"),
+            password_field=t.string("password_field", "password"),
+            **common,
+        )  # type: ignore[arg-type]
+    t.finish()
+    return dev
+
+
+def _resolve(path: str, source: str) -> Path:
+    p = Path(path)
+    if not p.is_absolute() and source and Path(source).exists():
+        cand = Path(source).parent / p
+        if cand.exists() or not p.exists():
+            return cand
+    return p
+
+
+def _checks(t: _Table) -> tuple[Check, ...]:
+    raw = t.get("checks", [])
+    if not isinstance(raw, list):
+        raise t.error("checks", "expected a list of tables ([[scenarios.NAME.checks]])")
+    out = []
+    for i, item in enumerate(raw):
+        c = _Table(item, f"{t.key('checks')}[{i}]", t.source)
+        status = c.get("status", None)
+        if status is None:
+            statuses: tuple[int, ...] = ()
+        elif isinstance(status, int) and not isinstance(status, bool):
+            statuses = (status,)
+        elif isinstance(status, list) and all(isinstance(s, int) for s in status):
+            statuses = tuple(status)
+        else:
+            raise c.error(
+                "status", f"expected a status code or a list of them, got {_show(status)}"
+            )
+        has = c.get("json_has", [])
+        if isinstance(has, str):
+            has = [has]
+        if not isinstance(has, list) or not all(isinstance(h, str) for h in has):
+            raise c.error("json_has", "expected a field name or a list of them")
+        eq = c.get("json_equals", {})
+        if not isinstance(eq, Mapping):
+            raise c.error("json_equals", "expected a table of field = value")
+        bmin = c.get("body_min_bytes")
+        bmax = c.get("body_max_bytes")
+        for key, val in (("body_min_bytes", bmin), ("body_max_bytes", bmax)):
+            if val is not None and (not isinstance(val, int) or isinstance(val, bool) or val < 0):
+                raise c.error(key, f"expected a whole number of bytes, got {_show(val)}")
+        name = c.string("name", "")
+        if not name:
+            parts = [f"status in {list(statuses)}" if statuses else "", *(f"has {h}" for h in has)]
+            name = ", ".join(p for p in parts if p) or f"check {i + 1}"
+        c.finish()
+        out.append(Check(name, statuses, tuple(has), tuple(eq.items()), bmin, bmax))
+    return tuple(out)
+
+
+def _scenario(name: str, t: _Table) -> ScenarioConfig:
+    executor = _executor(t)
+    default_kind = (
+        "auth_flow" if "auth" in name else "ai_analysis" if "analy" in name else "iot_upload"
+    )
+    sc = ScenarioConfig(
+        name=name,
+        executor=executor,
+        device=_device(t.sub("device"), default_kind),
+        start_time=t.duration("start_time", 0.0),
+        graceful_stop=t.duration("graceful_stop", "30s"),
+        think_time=t.duration("think_time", 0.0),
+        tags=t.string_map("tags"),
+        checks=_checks(t),
+    )
+    t.finish()
+    return sc
+
+
+def _thresholds(t: _Table) -> tuple[Threshold, ...]:
+    out = []
+    for key, spec in t.data.items():
+        t.used.add(key)
+        try:
+            metric, tags = parse_metric_key(key)
+        except ValueError as exc:
+            raise t.error(f'"{key}"', str(exc)) from None
+        items = spec if isinstance(spec, list) else [spec]
+        for i, item in enumerate(items):
+            where = f'"{key}"[{i}]'
+            abort, delay = False, 0.0
+            if isinstance(item, Mapping):
+                it = _Table(item, t.key(where), t.source)
+                expr_text = it.string("threshold", required=True)
+                abort = it.boolean("abort_on_fail", False)
+                delay = it.duration("delay_abort_eval", 0.0)
+                it.finish()
+            else:
+                expr_text = item
+            try:
+                expr = parse_expression(expr_text)
+            except ValueError as exc:
+                raise t.error(where, str(exc)) from None
+            out.append(Threshold(key, metric, tags, expr, abort, delay))
+    return tuple(out)
+
+
+def _target(t: _Table) -> TargetConfig:
+    url = t.optional_string("url")
+    if url is not None:
+        url = validate_url(url, source=t.source, key=t.key("url"))
+    tc = TargetConfig(
+        url=url,
+        timeout=t.duration("timeout", "30s", positive=True),
+        health_path=t.string("health_path", "/health"),
+    )
+    t.finish()
+    return tc
+
+
+def validate_url(url: str, *, source: str | None = None, key: str | None = None) -> str:
+    """An http(s) base URL with a host; trailing slash removed."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"expected a URL like http://127.0.0.1:8080, got {url!r}", source=source, key=key
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ConfigError(f"bad port in URL {url!r}", source=source, key=key) from None
+    return url.rstrip("/")
+
+
+def _server(t: _Table) -> EmbeddedServerConfig:
+    sc = EmbeddedServerConfig(
+        analysis_workers=t.integer("analysis_workers", 2, minimum=1),
+        extra_cost_ms=t.number("extra_cost_ms", 0.0),
+        max_upload_bytes=t.integer("max_upload_bytes", 10 * 1024 * 1024, minimum=1),
+        accounts=t.integer("accounts", 0),
+    )
+    t.finish()
+    return sc
+
+
+def _audio(t: _Table) -> AudioConfig:
+    ac = AudioConfig(
+        seed=t.integer("seed", 1),
+        profiles=t.integer("profiles", 16, minimum=1),
+        seconds=t.number("seconds", 30.0, positive=True),
+        anomaly_probability=t.number("anomaly_probability", 0.05),
+        snr_db=t.number("snr_db", 6.0, minimum=-60),
+    )
+    if ac.anomaly_probability > 1:
+        raise t.error("anomaly_probability", f"expected 0..1, got {ac.anomaly_probability:g}")
+    t.finish()
+    return ac
+
+
+def _monitor(t: _Table) -> MonitorConfig:
+    prom = t.optional_string("prometheus_url")
+    if prom is not None:
+        validate_url(prom, source=t.source, key=t.key("prometheus_url"))
+    pid = t.get("server_pid")
+    if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0):
+        raise t.error("server_pid", f"expected a process id, got {_show(pid)}")
+    mc = MonitorConfig(
+        interval=t.duration("interval", "1s", positive=True), prometheus_url=prom, server_pid=pid
+    )
+    t.finish()
+    return mc
+
+
+def _output(t: _Table) -> OutputConfig:
+    stats = t.get("summary_trend_stats", list(OutputConfig.summary_trend_stats))
+    if not isinstance(stats, list):
+        raise t.error("summary_trend_stats", "expected a list like ['avg', 'p(95)']")
+    for s in stats:
+        try:
+            parse_expression(f"{s}<1")
+        except ValueError:
+            raise t.error("summary_trend_stats", f"unknown statistic {s!r}") from None
+    oc = OutputConfig(summary_trend_stats=tuple(stats), out_dir=t.optional_string("out_dir"))
+    t.finish()
+    return oc
+
+
+def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig:
+    """Validate a TOML document (already loaded) into a :class:`RunConfig`."""
+    root = _Table(data, "", source)
+    scen_table = root.sub("scenarios")
+    if not scen_table.data:
+        raise ConfigError(
+            "at least one [scenarios.NAME] table is required", source=source, key="scenarios"
+        )
+    scenarios = []
+    for name in scen_table.data:
+        scen_table.used.add(name)
+        scenarios.append(
+            _scenario(name, _Table(scen_table.data[name], f"scenarios.{name}", source))
+        )
+    cfg = RunConfig(
+        source=source,
+        scenarios=tuple(scenarios),
+        thresholds=_thresholds(root.sub("thresholds")),
+        target=_target(root.sub("target")),
+        server=_server(root.sub("server")),
+        audio=_audio(root.sub("audio")),
+        monitor=_monitor(root.sub("monitor")),
+        output=_output(root.sub("output")),
+        raw=data,
+    )
+    known = {"scenarios", "thresholds", "target", "server", "audio", "monitor", "output"}
+    for key in data:
+        if key not in known:
+            raise ConfigError("unknown key", source=source, key=key)
+    names = {s.name for s in cfg.scenarios}
+    for th in cfg.thresholds:
+        for tag, value in th.tags:
+            if tag == "scenario" and value not in names:
+                raise ConfigError(
+                    f"no scenario named {value!r}",
+                    source=source,
+                    key=f'thresholds."{th.metric_key}"',
+                )
+    return cfg
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one ``--set dotted.key=value``; the value is read as TOML, else as a string."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected dotted.key=value")
+    key, text = assignment.split("=", 1)
+    parts = [p.strip() for p in key.strip().split(".")]
+    if not all(parts):
+        raise ConfigError(f"--set {assignment!r}: bad key {key!r}")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            where = ".".join(parts[: i + 1])
+            raise ConfigError(f"--set {assignment!r}: {where} is not a table")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def scale_times(cfg: RunConfig, factor: float) -> RunConfig:
+    """``--time-scale``: scale scenario/stage durations and start times, nothing else."""
+    if factor <= 0:
+        raise ConfigError(f"--time-scale must be > 0, got {factor:g}")
+    if factor == 1:
+        return cfg
+
+    def stages(st: tuple[Stage, ...]) -> tuple[Stage, ...]:
+        return tuple(replace(s, duration=s.duration * factor) for s in st)
+
+    out = []
+    for sc in cfg.scenarios:
+        ex = sc.executor
+        if isinstance(ex, ConstantArrivalRate | ConstantVUs):
+            ex = replace(ex, duration=ex.duration * factor)
+        elif isinstance(ex, RampingArrivalRate | RampingVUs):
+            ex = replace(ex, stages=stages(ex.stages))
+        else:
+            ex = replace(ex, max_duration=ex.max_duration * factor)
+        out.append(replace(sc, executor=ex, start_time=sc.start_time * factor))
+    return replace(cfg, scenarios=tuple(out))
+
+
+def load_config(
+    path: str | Path,
+    overrides: Sequence[str] = (),
+    time_scale: float = 1.0,
+    target: str | None = None,
+) -> RunConfig:
+    """Read, override, validate and scale a scenario file."""
+    source = str(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError("no such file", source=source) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, expected a .toml file", source=source) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", source=source) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", source=source) from None
+    for assignment in overrides:
+        apply_override(data, assignment)
+    if target is not None:
+        data.setdefault("target", {})
+        if not isinstance(data["target"], dict):
+            raise ConfigError("expected a table", source=source, key="target")
+        data["target"]["url"] = validate_url(target, key="--target")
+    cfg = parse_config(data, source)
+    return scale_times(cfg, time_scale)

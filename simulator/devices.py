@@ -1,0 +1,411 @@
+"""Virtual devices and what they do each iteration (the seed's three scenarios).
+
+A device is a few slots of state (id, sequence, counters, cookie jar) — about 200 bytes — so a
+fleet of 100,000 fits in one process. Request bodies are zero-copy slices of the shared
+:class:`audio_synth.PcmBank`; nothing is synthesized per request.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simulator.checks import check_passes
+from simulator.config import (
+    AnalyzeDevice,
+    AuthDevice,
+    IotUploadDevice,
+    ScenarioConfig,
+)
+from simulator.errors import ConfigError
+from simulator.metrics import IntervalStats, Registry, RequestRecorder, tags_of
+from simulator.secrets import Secret
+from simulator.transport import Request, Response, Transport
+
+
+class VirtualDevice:
+    """One simulated ESP32: identity, upload sequence and what happened to its requests."""
+
+    __slots__ = (
+        "index",
+        "device_id",
+        "seq",
+        "requests",
+        "ok",
+        "failed",
+        "bytes_ok",
+        "cookies",
+        "logins",
+    )
+
+    def __init__(self, index: int, device_id: str) -> None:
+        self.index = index
+        self.device_id = device_id
+        self.seq = 0
+        self.requests = 0
+        self.ok = 0
+        self.failed = 0
+        self.bytes_ok = 0
+        self.cookies: dict[str, str] | None = None
+        self.logins = 0
+
+
+@dataclass
+class RunContext:
+    """What behaviours share for one run."""
+
+    registry: Registry
+    transport: Transport
+    bank: Any  # audio_synth.PcmBank, built lazily by the runner when a scenario needs audio
+    loop_to_perf: float  # add to a loop time to get perf_counter time
+    kind: str = "virtual"
+
+
+def expected_ok(status: int) -> bool:
+    """k6's default expected_response: 200–399."""
+    return 200 <= status < 400
+
+
+class Behaviour:
+    """Shared plumbing: device creation, metric recording, checks."""
+
+    def __init__(self, sc: ScenarioConfig, ctx: RunContext, interval: IntervalStats) -> None:
+        self.sc = sc
+        self.ctx = ctx
+        self.interval = interval
+        self.devices: list[VirtualDevice] = []
+        dev = sc.device
+        self._pattern = dev.id_pattern
+        self._id_start = dev.id_start
+        base = (("scenario", sc.name), ("kind", ctx.kind), *sc.tags)
+        self._base_tags = base
+        reg = ctx.registry
+        self._iterations = reg.get("iterations", tags_of(base))
+        self._iter_duration = reg.get("iteration_duration", tags_of(base))
+        self._lag = reg.get("schedule_lag", tags_of((("scenario", sc.name),)))
+        self._recorders: dict[tuple[str, str], RequestRecorder] = {}
+        self._checks = [
+            (c, reg.get("checks", tags_of((*base, ("check", c.name))))) for c in sc.checks
+        ]
+
+    def make_device(self, index: int) -> VirtualDevice:
+        dev = VirtualDevice(index, self._pattern.format(n=self._id_start + index))
+        self.devices.append(dev)
+        return dev
+
+    def recorder(self, method: str, endpoint: str) -> RequestRecorder:
+        key = (method, endpoint)
+        rec = self._recorders.get(key)
+        if rec is None:
+            tags = tags_of((*self._base_tags, ("endpoint", endpoint), ("method", method)))
+            rec = self._recorders[key] = RequestRecorder(
+                self.ctx.registry, tags, self.interval, tags_of(self._base_tags)
+            )
+        return rec
+
+    def record(
+        self,
+        rec: RequestRecorder,
+        resp: Response,
+        scheduled_perf: float | None,
+        run_checks: bool = True,
+    ) -> bool:
+        """Record a response; returns whether it counts as failed."""
+        failed = resp.status == 0 or not expected_ok(resp.status)
+        dur = int((resp.ended - resp.started) * 1e6)
+        wait = int((resp.headers_at - resp.started) * 1e6)
+        recv = int((resp.ended - resp.headers_at) * 1e6)
+        corr = int((resp.ended - scheduled_perf) * 1e6) if scheduled_perf is not None else dur
+        rec.record(resp.status, failed, dur, wait, recv, corr, resp.sent, resp.received)
+        if run_checks and self._checks:
+            cache: list[Any] = []
+            for check, rate in self._checks:
+                rate.add(check_passes(check, resp, cache))
+        return failed
+
+    def iteration_done(self, started_perf: float) -> None:
+        self._iterations.value += 1
+        self.interval.iterations += 1
+        self._iter_duration.hist.record(int((time.perf_counter() - started_perf) * 1e6))
+
+    def lag(self, scheduled_perf: float, now: float) -> None:
+        self._lag.hist.record(int(max(now - scheduled_perf, 0.0) * 1e6))
+
+    async def iterate(self, dev: VirtualDevice, scheduled: float) -> None:
+        raise NotImplementedError
+
+    def device_rows(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "scenario": self.sc.name,
+                "kind": self.ctx.kind,
+                "device_id": d.device_id,
+                "requests": d.requests,
+                "ok": d.ok,
+                "failed": d.failed,
+                "next_sequence": d.seq,
+                "bytes_ok": d.bytes_ok,
+                "logins": d.logins,
+            }
+            for d in self.devices
+        ]
+
+
+class IotUpload(Behaviour):
+    """Seed scenario 2: raw PCM with X-Device-ID / X-Sample-Rate / X-Sequence."""
+
+    def __init__(self, sc: ScenarioConfig, ctx: RunContext, interval: IntervalStats) -> None:
+        super().__init__(sc, ctx, interval)
+        cfg = sc.device
+        assert isinstance(cfg, IotUploadDevice)
+        self.cfg = cfg
+        self._static = {
+            "Content-Type": "application/octet-stream",
+            "X-Sample-Rate": str(cfg.sample_rate),
+            **dict(cfg.headers),
+        }
+        self._rec = self.recorder("POST", cfg.endpoint)
+
+    async def iterate(self, dev: VirtualDevice, scheduled: float) -> None:
+        cfg = self.cfg
+        sched_perf = scheduled + self.ctx.loop_to_perf
+        seq = dev.seq
+        dev.seq = seq + 1
+        body = self.ctx.bank.chunk(dev.index, seq, cfg.chunk_bytes)
+        headers = {**self._static, "X-Device-ID": dev.device_id, "X-Sequence": str(seq)}
+        now = time.perf_counter()
+        self.lag(sched_perf, now)
+        resp = await self.ctx.transport.send(
+            Request("POST", cfg.endpoint, headers, body, cfg.keep_alive)
+        )
+        dev.requests += 1
+        if self.record(self._rec, resp, sched_perf):
+            dev.failed += 1
+        else:
+            dev.ok += 1
+            dev.bytes_ok += cfg.chunk_bytes
+        self.iteration_done(now)
+
+
+def _unit_hash(*parts: object) -> float:
+    """A reproducible number in [0, 1) from the parts (per device and upload)."""
+    h = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") / 2**64
+
+
+class AiAnalysis(Behaviour):
+    """Seed scenario 1: a WAV in multipart field ``audio``, 3–15 s, different every upload."""
+
+    BOUNDARY = "scfleet-7d1f0c2a9b3e4d5f"
+
+    def __init__(self, sc: ScenarioConfig, ctx: RunContext, interval: IntervalStats) -> None:
+        super().__init__(sc, ctx, interval)
+        cfg = sc.device
+        assert isinstance(cfg, AnalyzeDevice)
+        self.cfg = cfg
+        b = self.BOUNDARY
+        pre = "".join(
+            f'--{b}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+            for k, v in cfg.extra_fields
+        )
+        pre += (
+            f'--{b}\r\nContent-Disposition: form-data; name="{cfg.field}"; '
+            f'filename="{cfg.filename}"\r\nContent-Type: {cfg.content_type}\r\n\r\n'
+        )
+        self._pre = pre.encode()
+        self._post = f"\r\n--{b}--\r\n".encode()
+        self._static = {"Content-Type": f"multipart/form-data; boundary={b}", **dict(cfg.headers)}
+        self._rec = self.recorder("POST", cfg.endpoint)
+
+    def pcm_bytes(self, dev: VirtualDevice, seq: int) -> int:
+        cfg = self.cfg
+        u = _unit_hash(self.ctx.bank.seed if self.ctx.bank else 0, dev.index, seq)
+        seconds = cfg.min_seconds + (cfg.max_seconds - cfg.min_seconds) * u
+        return int(seconds * cfg.sample_rate) * 2
+
+    async def iterate(self, dev: VirtualDevice, scheduled: float) -> None:
+        seq = dev.seq
+        dev.seq = seq + 1
+        nbytes = self.pcm_bytes(dev, seq)
+        header, pcm = self.ctx.bank.wav(dev.index, seq, nbytes)
+        headers = {**self._static, "X-Device-ID": dev.device_id}
+        now = time.perf_counter()
+        sched_perf = scheduled + self.ctx.loop_to_perf
+        self.lag(sched_perf, now)
+        resp = await self.ctx.transport.send(
+            Request(
+                "POST",
+                self.cfg.endpoint,
+                headers,
+                [self._pre, header, pcm, self._post],
+                self.cfg.keep_alive,
+            )
+        )
+        dev.requests += 1
+        if self.record(self._rec, resp, sched_perf):
+            dev.failed += 1
+        else:
+            dev.ok += 1
+            dev.bytes_ok += len(header) + nbytes
+        self.iteration_done(now)
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    password: Secret
+
+
+def load_accounts(path: Path, needed: int, key: str) -> list[Account]:
+    """Rows ``username,password``; fewer rows than devices is an error naming the file."""
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except FileNotFoundError:
+        raise ConfigError("no such accounts file", source=str(path), key=key) from None
+    except (OSError, csv.Error, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read accounts file: {type(exc).__name__}", source=str(path), key=key
+        ) from None
+    accounts = []
+    for i, row in enumerate(rows):
+        user, pw = row.get("username"), row.get("password")
+        if not user or pw is None:
+            raise ConfigError(
+                f"row {i + 2} needs 'username' and 'password' columns", source=str(path), key=key
+            )
+        accounts.append(Account(user, Secret(pw)))
+    if len(accounts) < needed:
+        raise ConfigError(
+            f"has {len(accounts)} accounts but the scenario can run up to {needed} devices "
+            "(one row per device)",
+            source=str(path),
+            key=key,
+        )
+    return accounts
+
+
+class AuthFlow(Behaviour):
+    """Seed scenario 3: log in once, keep the cookie jar, verify each iteration; re-login on 401."""
+
+    def __init__(
+        self, sc: ScenarioConfig, ctx: RunContext, interval: IntervalStats, accounts: list[Account]
+    ) -> None:
+        super().__init__(sc, ctx, interval)
+        cfg = sc.device
+        assert isinstance(cfg, AuthDevice)
+        self.cfg = cfg
+        self.accounts = accounts
+        self._login = self.recorder("POST", cfg.login_endpoint)
+        self._verify = self.recorder("GET", cfg.verify_endpoint)
+        self._static = dict(cfg.headers)
+
+    def _login_request(self, acc: Account) -> Request:
+        cfg = self.cfg
+        fields = {cfg.username_field: acc.username, cfg.password_field: acc.password.reveal()}
+        if cfg.body_format == "json":
+            body = json.dumps(fields).encode()
+            ctype = "application/json"
+        else:
+            from urllib.parse import urlencode
+
+            body = urlencode(fields).encode()
+            ctype = "application/x-www-form-urlencoded"
+        return Request(
+            "POST",
+            cfg.login_endpoint,
+            {**self._static, "Content-Type": ctype},
+            body,
+            cfg.keep_alive,
+        )
+
+    async def _do_login(self, dev: VirtualDevice, sched_perf: float | None) -> bool:
+        resp = await self.ctx.transport.send(self._login_request(self.accounts[dev.index]))
+        dev.requests += 1
+        dev.logins += 1
+        failed = self.record(self._login, resp, sched_perf, run_checks=False)
+        if failed:
+            dev.failed += 1
+            return False
+        dev.ok += 1
+        dev.cookies = dict(resp.set_cookies)
+        return True
+
+    async def _merge_cookies(self, dev: VirtualDevice, resp: Response) -> None:
+        if dev.cookies is not None:
+            dev.cookies.update(resp.set_cookies)
+            for name in resp.cleared_cookies:
+                dev.cookies.pop(name, None)
+
+    async def iterate(self, dev: VirtualDevice, scheduled: float) -> None:
+        cfg = self.cfg
+        now = time.perf_counter()
+        sched_perf = scheduled + self.ctx.loop_to_perf
+        self.lag(sched_perf, now)
+        if dev.cookies is None and not await self._do_login(dev, sched_perf):
+            self.iteration_done(now)
+            return
+        for attempt in range(2):
+            resp = await self.ctx.transport.send(
+                Request(
+                    "GET",
+                    cfg.verify_endpoint,
+                    dict(self._static),
+                    None,
+                    cfg.keep_alive,
+                    dev.cookies,
+                )
+            )
+            dev.requests += 1
+            dev.seq += 1
+            if resp.status == 401 and attempt == 0:
+                self.record(self._verify, resp, sched_perf)
+                dev.failed += 1
+                dev.cookies = None
+                if not await self._do_login(dev, None):
+                    break
+                continue
+            if self.record(self._verify, resp, sched_perf):
+                dev.failed += 1
+            else:
+                dev.ok += 1
+                await self._merge_cookies(dev, resp)
+            break
+        self.iteration_done(now)
+
+
+def device_count_bound(sc: ScenarioConfig) -> int:
+    """The most devices a scenario can use at once."""
+    from simulator.config import (
+        ConstantArrivalRate,
+        ConstantVUs,
+        PerVUIterations,
+        RampingArrivalRate,
+    )
+
+    ex = sc.executor
+    if isinstance(ex, ConstantArrivalRate | RampingArrivalRate):
+        return ex.max_devices
+    if isinstance(ex, ConstantVUs | PerVUIterations):
+        return ex.vus
+    return max([ex.start_vus, *(int(s.target) for s in ex.stages)])
+
+
+def make_behaviour(
+    sc: ScenarioConfig,
+    ctx: RunContext,
+    interval: IntervalStats,
+    accounts: Mapping[str, list[Account]] | None = None,
+) -> Behaviour:
+    dev = sc.device
+    if isinstance(dev, IotUploadDevice):
+        return IotUpload(sc, ctx, interval)
+    if isinstance(dev, AnalyzeDevice):
+        return AiAnalysis(sc, ctx, interval)
+    return AuthFlow(sc, ctx, interval, (accounts or {}).get(sc.name, []))

@@ -1,0 +1,374 @@
+"""Executors: *when* iterations start and how many devices are active — scheduling only.
+
+Pure functions compute the plan (arrival offsets, VU change points, stage windows); the async
+drivers follow the plan on the event loop's clock and hand each iteration to a callback. Nothing
+here knows about HTTP or metrics, so tests drive it with a virtual-time loop and no network.
+
+Semantics follow k6:
+
+* arrival-rate executors are an *open* model: the schedule never waits for responses; the i-th
+  iteration (0-based) is due when the integral of the rate reaches i, so a constant rate of 10/s
+  starts one iteration every 100 ms beginning at 0. An iteration that finds no free device (all
+  ``max_devices`` busy) is dropped, never queued, and reported as dropped.
+* VU executors are a *closed* model: each active device loops iteration → think time.
+* After the scheduled duration no iteration starts; running ones get ``graceful_stop`` to finish
+  and are then cancelled (reported as interrupted). Devices removed by a ramping-vus ramp-down
+  finish their current iteration within ``graceful_ramp_down``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from simulator.config import (
+    ConstantArrivalRate,
+    ConstantVUs,
+    ExecutorConfig,
+    PerVUIterations,
+    RampingArrivalRate,
+    RampingVUs,
+    ScenarioConfig,
+    Stage,
+    executor_duration,
+)
+
+# --------------------------------------------------------------------------- plans
+
+
+def arrival_offsets(ex: ConstantArrivalRate | RampingArrivalRate) -> Iterator[float]:
+    """Offsets (s from scenario start) at which iterations are due, lazily, in order."""
+    if isinstance(ex, ConstantArrivalRate):
+        interval = ex.time_unit / ex.rate
+        count = math.ceil(ex.duration / interval - 1e-9)
+        for i in range(count):
+            yield i * interval
+        return
+    done = 0.0  # iterations integrated before the current stage
+    t0 = 0.0
+    r0 = ex.start_rate / ex.time_unit
+    i = 0
+    for stage in ex.stages:
+        r1 = stage.target / ex.time_unit
+        d = stage.duration
+        if d <= 0:
+            r0 = r1
+            continue
+        a = (r1 - r0) / (2 * d)
+        total = done + r0 * d + a * d * d
+        while i < total - 1e-9:
+            need = i - done
+            if a == 0:
+                tau = need / r0
+            else:
+                disc = max(r0 * r0 + 4 * a * need, 0.0)
+                denom = r0 + math.sqrt(disc)
+                tau = 2 * need / denom if denom > 0 else math.sqrt(need / a)
+            yield t0 + min(max(tau, 0.0), d)
+            i += 1
+        done = total
+        t0 += d
+        r0 = r1
+
+
+def expected_iterations(ex: ConstantArrivalRate | RampingArrivalRate) -> int:
+    """How many iterations the plan schedules (for progress and tests)."""
+    if isinstance(ex, ConstantArrivalRate):
+        return math.ceil(ex.duration * ex.rate / ex.time_unit - 1e-9)
+    total, r0 = 0.0, ex.start_rate
+    for s in ex.stages:
+        total += (r0 + s.target) / 2 * s.duration / ex.time_unit
+        r0 = s.target
+    return math.ceil(total - 1e-9)
+
+
+def vu_changes(ex: ConstantVUs | RampingVUs) -> list[tuple[float, int]]:
+    """(offset, active VUs) change points, starting with the count at 0."""
+    if isinstance(ex, ConstantVUs):
+        return [(0.0, ex.vus)]
+    out = [(0.0, ex.start_vus)]
+    cur = ex.start_vus
+    t = 0.0
+    for s in ex.stages:
+        target = int(s.target)
+        if target != cur:
+            if s.duration <= 0:
+                out.append((t, target))
+            else:
+                step = 1 if target > cur else -1
+                span = abs(target - cur)
+                for k in range(1, span + 1):
+                    out.append((t + s.duration * k / span, cur + step * k))
+        cur = target
+        t += s.duration
+    merged: list[tuple[float, int]] = []
+    for off, n in out:
+        if merged and abs(merged[-1][0] - off) < 1e-12:
+            merged[-1] = (off, n)
+        else:
+            merged.append((off, n))
+    return merged
+
+
+@dataclass(frozen=True)
+class StageWindow:
+    """One load level for stage-by-stage reporting: [start, end) offsets in the run."""
+
+    scenario: str
+    index: int
+    start: float
+    end: float
+    target_from: float
+    target_to: float
+    unit: str  # "iters/s" or "VUs"
+
+    @property
+    def label(self) -> str:
+        if self.target_from == self.target_to:
+            return f"{self.target_to:g} {self.unit}"
+        return f"{self.target_from:g}→{self.target_to:g} {self.unit}"
+
+
+def stage_windows(sc: ScenarioConfig) -> list[StageWindow]:
+    """Stage boundaries in run time (start_time included)."""
+    ex = sc.executor
+    t = sc.start_time
+    if isinstance(ex, ConstantArrivalRate):
+        r = ex.rate / ex.time_unit
+        return [StageWindow(sc.name, 0, t, t + ex.duration, r, r, "iters/s")]
+    if isinstance(ex, ConstantVUs):
+        return [StageWindow(sc.name, 0, t, t + ex.duration, ex.vus, ex.vus, "VUs")]
+    if isinstance(ex, PerVUIterations):
+        return [StageWindow(sc.name, 0, t, t + ex.max_duration, ex.vus, ex.vus, "VUs")]
+    stages: tuple[Stage, ...] = ex.stages
+    prev = ex.start_rate / ex.time_unit if isinstance(ex, RampingArrivalRate) else ex.start_vus
+    scale = 1 / ex.time_unit if isinstance(ex, RampingArrivalRate) else 1.0
+    unit = "iters/s" if isinstance(ex, RampingArrivalRate) else "VUs"
+    out = []
+    for i, s in enumerate(stages):
+        tgt = s.target * scale
+        out.append(StageWindow(sc.name, i, t, t + s.duration, prev, tgt, unit))
+        t += s.duration
+        prev = tgt
+    return out
+
+
+# --------------------------------------------------------------------------- runtime
+
+
+class Device(Protocol):
+    index: int
+
+
+class ExecutorEvents(Protocol):
+    """What a driver reports; the runner turns these into metrics."""
+
+    def dropped(self) -> None: ...
+
+    def active(self, count: int) -> None: ...
+
+    def interrupted(self, count: int) -> None: ...
+
+    def capacity(self, count: int) -> None:
+        """Devices allocated so far (k6's vus_max)."""
+
+
+Iterate = Callable[[Device, float], Awaitable[None]]
+"""Run one iteration for a device; the float is the loop time it was scheduled for."""
+
+
+class DevicePool:
+    """Pre-allocated devices, grown on demand up to a maximum (k6's preAllocatedVUs/maxVUs)."""
+
+    def __init__(self, make: Callable[[int], Device], pre_allocated: int, maximum: int):
+        self._make = make
+        self._free: deque[Device] = deque(make(i) for i in range(pre_allocated))
+        self.allocated = pre_allocated
+        self.maximum = maximum
+        self.busy = 0
+
+    def acquire(self) -> Device | None:
+        if self._free:
+            self.busy += 1
+            return self._free.popleft()
+        if self.allocated < self.maximum:
+            dev = self._make(self.allocated)
+            self.allocated += 1
+            self.busy += 1
+            return dev
+        return None
+
+    def release(self, dev: Device) -> None:
+        self.busy -= 1
+        self._free.append(dev)
+
+
+async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float, stop: asyncio.Event) -> bool:
+    """Sleep until loop time ``when``; False if ``stop`` was set first."""
+    delay = when - loop.time()
+    if delay <= 0:
+        return not stop.is_set()
+    if stop.is_set():
+        return False
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=delay)
+    finally:
+        if not waiter.done():
+            waiter.cancel()
+    return not stop.is_set()
+
+
+async def _drain(tasks: set[asyncio.Task[None]], grace: float, events: ExecutorEvents) -> None:
+    """Give running iterations ``grace`` seconds, then cancel and count the rest."""
+    if tasks:
+        _done, pending = await asyncio.wait(set(tasks), timeout=grace)
+        if pending:
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            events.interrupted(len(pending))
+
+
+async def run_arrival_rate(
+    ex: ConstantArrivalRate | RampingArrivalRate,
+    *,
+    start: float,
+    pool: DevicePool,
+    iterate: Iterate,
+    events: ExecutorEvents,
+    stop: asyncio.Event,
+    graceful_stop: float,
+) -> None:
+    """Start iterations on schedule from loop time ``start``; never wait for responses."""
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(dev: Device, when: float) -> None:
+        try:
+            await iterate(dev, when)
+        finally:
+            pool.release(dev)
+            events.active(pool.busy)
+
+    events.capacity(pool.allocated)
+    for off in arrival_offsets(ex):
+        when = start + off
+        if when > loop.time() and not await _sleep_until(loop, when, stop):
+            break
+        if stop.is_set():
+            break
+        grown = pool.allocated
+        dev = pool.acquire()
+        if dev is None:
+            events.dropped()
+            continue
+        if pool.allocated != grown:
+            events.capacity(pool.allocated)
+        events.active(pool.busy)
+        task = loop.create_task(one(dev, when))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    else:
+        await _sleep_until(loop, start + executor_duration(ex), stop)
+    await _drain(tasks, 0.0 if stop.is_set() else graceful_stop, events)
+
+
+async def run_vus(
+    ex: ConstantVUs | RampingVUs | PerVUIterations,
+    *,
+    start: float,
+    make_device: Callable[[int], Device],
+    iterate: Iterate,
+    events: ExecutorEvents,
+    stop: asyncio.Event,
+    graceful_stop: float,
+    think_time: float = 0.0,
+) -> None:
+    """Closed model: keep the planned number of devices looping until the end."""
+    loop = asyncio.get_running_loop()
+    end = start + executor_duration(ex)
+    ending = asyncio.Event()  # the scheduled duration is over: no new iterations
+    devices: list[Device] = []
+    loops: dict[int, asyncio.Task[None]] = {}
+    retire: dict[int, float] = {}  # index → loop time by which it must have stopped
+    running: dict[int, asyncio.Task[None]] = {}
+    limit = ex.iterations if isinstance(ex, PerVUIterations) else None
+
+    async def vu(dev: Device) -> None:
+        done = 0
+        while not ending.is_set() and dev.index not in retire and not stop.is_set():
+            if limit is not None and done >= limit:
+                break
+            it = loop.create_task(iterate(dev, loop.time()))
+            running[dev.index] = it
+            try:
+                await it
+            finally:
+                running.pop(dev.index, None)
+            done += 1
+            if think_time > 0 and not await _sleep_until(loop, loop.time() + think_time, ending):
+                break
+
+    def set_active(n: int) -> None:
+        if len(devices) < n:
+            while len(devices) < n:
+                devices.append(make_device(len(devices)))
+            events.capacity(len(devices))
+        for dev in devices[:n]:
+            retire.pop(dev.index, None)
+            task = loops.get(dev.index)
+            if task is None or task.done():
+                loops[dev.index] = loop.create_task(vu(dev))
+        grace = ex.graceful_ramp_down if isinstance(ex, RampingVUs) else graceful_stop
+        for dev in devices[n:]:
+            task = loops.get(dev.index)
+            if task is not None and not task.done() and dev.index not in retire:
+                retire[dev.index] = loop.time() + grace
+        events.active(n)
+
+    async def enforce_ramp_down() -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            now = loop.time()
+            for idx, deadline in list(retire.items()):
+                if now >= deadline and idx in running:
+                    running[idx].cancel()
+                    events.interrupted(1)
+                    retire.pop(idx, None)
+
+    plan = [(0.0, ex.vus)] if isinstance(ex, PerVUIterations) else vu_changes(ex)
+    enforcer = loop.create_task(enforce_ramp_down())
+    try:
+        for off, n in plan:
+            if not await _sleep_until(loop, start + off, stop):
+                break
+            set_active(n)
+        if isinstance(ex, PerVUIterations):
+            all_done = asyncio.gather(*loops.values(), return_exceptions=True)
+            waiter = asyncio.ensure_future(stop.wait())
+            await asyncio.wait(
+                {all_done, waiter},
+                timeout=max(end - loop.time(), 0),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            waiter.cancel()
+        else:
+            await _sleep_until(loop, end, stop)
+    finally:
+        ending.set()
+        await _drain(set(running.values()), 0.0 if stop.is_set() else graceful_stop, events)
+        for t in loops.values():
+            t.cancel()
+        await asyncio.gather(*loops.values(), return_exceptions=True)
+        enforcer.cancel()
+        await asyncio.gather(enforcer, return_exceptions=True)
+        events.active(0)
+
+
+def is_arrival_rate(ex: ExecutorConfig) -> bool:
+    return isinstance(ex, ConstantArrivalRate | RampingArrivalRate)

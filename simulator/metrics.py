@@ -1,0 +1,484 @@
+"""Metrics with k6's names and types, stored in bounded, mergeable form.
+
+Trends (``http_req_duration`` …) go into HDR-style log-linear histograms: values in integer
+microseconds, about three significant digits (relative error < 0.1 %), memory bounded by the
+value range, not the sample count — unlike k6, which keeps every sample. Histograms, counters
+and rates merge exactly, so a run split over processes or machines adds up to the same summary.
+
+Series are keyed by metric name and a sorted tuple of tags. The request hot path never builds
+tag tuples: a behaviour resolves a :class:`RequestRecorder` once per (scenario, endpoint, kind)
+and it caches the per-status series.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Tags = tuple[tuple[str, str], ...]
+
+_SUB_BITS = 10  # 1024 half-buckets: 2048 linear slots before the first doubling
+_SUB_HALF = 1 << _SUB_BITS
+_LINEAR = _SUB_HALF << 1
+
+
+def bucket_index(value: int) -> int:
+    """Log-linear bucket of a non-negative integer (HDR layout, 3 significant digits)."""
+    if value < _LINEAR:
+        return value if value > 0 else 0
+    shift = value.bit_length() - (_SUB_BITS + 1)
+    return ((shift + 1) << _SUB_BITS) + (value >> shift) - _SUB_HALF
+
+
+def bucket_bounds(index: int) -> tuple[int, int]:
+    """Lowest and highest value that land in ``index``."""
+    if index < _LINEAR:
+        return index, index
+    shift = (index >> _SUB_BITS) - 1
+    sub = (index & (_SUB_HALF - 1)) + _SUB_HALF
+    return sub << shift, ((sub + 1) << shift) - 1
+
+
+class Histogram:
+    """HDR-style histogram of integer values (µs); exact count, sum, min and max."""
+
+    __slots__ = ("counts", "count", "total", "min", "max")
+
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+        self.count = 0
+        self.total = 0
+        self.min = 0
+        self.max = 0
+
+    def record(self, value: int) -> None:
+        if value < 0:
+            value = 0
+        if value < _LINEAR:
+            idx = value
+        else:
+            shift = value.bit_length() - (_SUB_BITS + 1)
+            idx = ((shift + 1) << _SUB_BITS) + (value >> shift) - _SUB_HALF
+        c = self.counts
+        c[idx] = c.get(idx, 0) + 1
+        if self.count == 0:
+            self.min = self.max = value
+        elif value < self.min:
+            self.min = value
+        elif value > self.max:
+            self.max = value
+        self.count += 1
+        self.total += value
+
+    def merge(self, other: Histogram) -> None:
+        if other.count == 0:
+            return
+        c = self.counts
+        for idx, n in other.counts.items():
+            c[idx] = c.get(idx, 0) + n
+        if self.count == 0:
+            self.min, self.max = other.min, other.max
+        else:
+            self.min = min(self.min, other.min)
+            self.max = max(self.max, other.max)
+        self.count += other.count
+        self.total += other.total
+
+    def percentile(self, pct: float) -> float:
+        """Value at a percentile (0..100), as HDR reports it: highest equivalent value,
+        clamped to the exact min and max."""
+        if self.count == 0:
+            return 0.0
+        if pct <= 0:
+            return float(self.min)
+        if pct >= 100:
+            return float(self.max)
+        rank = max(1, math.ceil(pct / 100 * self.count))
+        seen = 0
+        for idx in sorted(self.counts):
+            seen += self.counts[idx]
+            if seen >= rank:
+                hi = bucket_bounds(idx)[1]
+                return float(min(max(hi, self.min), self.max))
+        return float(self.max)
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "counts": {str(k): v for k, v in self.counts.items()},
+            "count": self.count,
+            "total": self.total,
+            "min": self.min,
+            "max": self.max,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Histogram:
+        h = cls()
+        h.counts = {int(k): int(v) for k, v in data["counts"].items()}
+        h.count, h.total = int(data["count"]), int(data["total"])
+        h.min, h.max = int(data["min"]), int(data["max"])
+        return h
+
+
+# --------------------------------------------------------------------------- metric values
+
+
+class Counter:
+    __slots__ = ("value",)
+    kind = "counter"
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def add(self, v: float = 1.0) -> None:
+        self.value += v
+
+    def merge(self, other: Counter) -> None:
+        self.value += other.value
+
+
+class Rate:
+    """Share of non-zero samples (k6's Rate): ``http_req_failed``, ``checks``."""
+
+    __slots__ = ("passes", "total")
+    kind = "rate"
+
+    def __init__(self) -> None:
+        self.passes = 0
+        self.total = 0
+
+    def add(self, passed: bool) -> None:
+        self.total += 1
+        if passed:
+            self.passes += 1
+
+    def merge(self, other: Rate) -> None:
+        self.passes += other.passes
+        self.total += other.total
+
+    @property
+    def rate(self) -> float:
+        return self.passes / self.total if self.total else 0.0
+
+
+class Gauge:
+    __slots__ = ("value", "min", "max", "seen")
+    kind = "gauge"
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.min = 0.0
+        self.max = 0.0
+        self.seen = False
+
+    def set(self, v: float) -> None:
+        if not self.seen:
+            self.min = self.max = v
+            self.seen = True
+        elif v < self.min:
+            self.min = v
+        elif v > self.max:
+            self.max = v
+        self.value = v
+
+    def merge(self, other: Gauge) -> None:
+        if not other.seen:
+            return
+        if not self.seen:
+            self.min, self.max, self.seen = other.min, other.max, True
+        else:
+            self.min, self.max = min(self.min, other.min), max(self.max, other.max)
+        self.value = other.value
+
+
+class Trend:
+    __slots__ = ("hist",)
+    kind = "trend"
+
+    def __init__(self) -> None:
+        self.hist = Histogram()
+
+    def add_us(self, us: int) -> None:
+        self.hist.record(us)
+
+    def merge(self, other: Trend) -> None:
+        self.hist.merge(other.hist)
+
+
+MetricValue = Counter | Rate | Gauge | Trend
+_TYPES: dict[str, type[Counter] | type[Rate] | type[Gauge] | type[Trend]] = {
+    "counter": Counter,
+    "rate": Rate,
+    "gauge": Gauge,
+    "trend": Trend,
+}
+
+#: Built-in metrics: name → (type, contains). "time" trends are reported in ms, as in k6.
+BUILTIN: dict[str, tuple[str, str]] = {
+    "http_reqs": ("counter", "default"),
+    "http_req_duration": ("trend", "time"),
+    "http_req_waiting": ("trend", "time"),
+    "http_req_receiving": ("trend", "time"),
+    "http_req_sending": ("trend", "time"),
+    "http_req_connecting": ("trend", "time"),
+    "http_req_corrected_duration": ("trend", "time"),
+    "http_req_failed": ("rate", "default"),
+    "iterations": ("counter", "default"),
+    "iteration_duration": ("trend", "time"),
+    "schedule_lag": ("trend", "time"),
+    "dropped_iterations": ("counter", "default"),
+    "interrupted_iterations": ("counter", "default"),
+    "vus": ("gauge", "default"),
+    "vus_max": ("gauge", "default"),
+    "data_sent": ("counter", "data"),
+    "data_received": ("counter", "data"),
+    "checks": ("rate", "default"),
+}
+
+
+class Registry:
+    """Every series of a run, keyed by (metric name, sorted tags)."""
+
+    def __init__(self) -> None:
+        self.series: dict[tuple[str, Tags], MetricValue] = {}
+        self.types: dict[str, str] = {k: v[0] for k, v in BUILTIN.items()}
+        self.contains: dict[str, str] = {k: v[1] for k, v in BUILTIN.items()}
+
+    def get(self, name: str, tags: Mapping[str, str] | Tags = ()) -> Any:
+        key_tags: Tags = tuple(sorted(tags.items())) if isinstance(tags, Mapping) else tags
+        key = (name, key_tags)
+        s = self.series.get(key)
+        if s is None:
+            mtype = self.types.get(name)
+            if mtype is None:
+                raise KeyError(f"unknown metric {name!r}")
+            s = self.series[key] = _TYPES[mtype]()
+        return s
+
+    def define(self, name: str, mtype: str, contains: str = "default") -> None:
+        self.types[name] = mtype
+        self.contains[name] = contains
+
+    # -- aggregation ------------------------------------------------------------------
+
+    def matching(self, name: str, tags: Mapping[str, str] | None = None) -> list[MetricValue]:
+        want = tuple((tags or {}).items())
+        out = []
+        for (n, t), s in self.series.items():
+            if n != name:
+                continue
+            if want:
+                have = dict(t)
+                if any(have.get(k) != v for k, v in want):
+                    continue
+            out.append(s)
+        return out
+
+    def merged(self, name: str, tags: Mapping[str, str] | None = None) -> MetricValue | None:
+        mtype = self.types.get(name)
+        if mtype is None:
+            return None
+        parts = self.matching(name, tags)
+        if not parts:
+            return None
+        total = _TYPES[mtype]()
+        for p in parts:
+            total.merge(p)  # type: ignore[arg-type]
+        return total
+
+    def metric_type(self, name: str) -> str | None:
+        return self.types.get(name)
+
+    def aggregate(
+        self, name: str, tags: Mapping[str, str], aggregation: str, duration: float | None = None
+    ) -> float | None:
+        """One aggregate as thresholds see it (trend values in ms)."""
+        m = self.merged(name, tags)
+        mtype = self.types.get(name)
+        if m is None:
+            if mtype == "counter" and aggregation in ("count", "rate"):
+                return 0.0
+            return None
+        if isinstance(m, Trend):
+            return trend_stat(m.hist, aggregation, self.contains.get(name) == "time")
+        if isinstance(m, Rate):
+            return m.rate if m.total else None
+        if isinstance(m, Counter):
+            if aggregation == "count":
+                return m.value
+            return m.value / duration if duration else m.value
+        if isinstance(m, Gauge):
+            return {"value": m.value, "min": m.min, "max": m.max}.get(aggregation)
+        return None
+
+    def merge(self, other: Registry) -> None:
+        for key, s in other.series.items():
+            name = key[0]
+            if name not in self.types:
+                self.define(name, other.types[name], other.contains.get(name, "default"))
+            self.get(name, key[1]).merge(s)
+
+    # -- serialisation (for multi-process runs and run folders) -----------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        out = []
+        for (name, tags), s in self.series.items():
+            item: dict[str, Any] = {"metric": name, "tags": dict(tags), "type": s.kind}
+            if isinstance(s, Trend):
+                item["hist"] = s.hist.to_dict()
+            elif isinstance(s, Rate):
+                item["passes"], item["total"] = s.passes, s.total
+            elif isinstance(s, Counter):
+                item["value"] = s.value
+            else:
+                item.update(value=s.value, min=s.min, max=s.max, seen=s.seen)
+            out.append(item)
+        return {"types": self.types, "contains": self.contains, "series": out}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Registry:
+        reg = cls()
+        for name, mtype in data.get("types", {}).items():
+            reg.define(name, mtype, data.get("contains", {}).get(name, "default"))
+        for item in data.get("series", []):
+            s = reg.get(item["metric"], item["tags"])
+            if isinstance(s, Trend):
+                s.hist = Histogram.from_dict(item["hist"])
+            elif isinstance(s, Rate):
+                s.passes, s.total = item["passes"], item["total"]
+            elif isinstance(s, Counter):
+                s.value = item["value"]
+            else:
+                s.value, s.min, s.max, s.seen = (
+                    item["value"],
+                    item["min"],
+                    item["max"],
+                    item["seen"],
+                )
+        return reg
+
+    def tag_values(self, tag: str, metric: str = "http_reqs") -> list[str]:
+        vals = {dict(t).get(tag) for (n, t) in self.series if n == metric}
+        return sorted(v for v in vals if v is not None)
+
+
+def trend_stat(h: Histogram, aggregation: str, is_time: bool = True) -> float:
+    scale = 1000.0 if is_time else 1.0
+    if aggregation == "count":
+        return float(h.count)
+    if h.count == 0:
+        return 0.0
+    if aggregation == "avg":
+        v = h.mean
+    elif aggregation == "min":
+        v = float(h.min)
+    elif aggregation == "max":
+        v = float(h.max)
+    elif aggregation == "med":
+        v = h.percentile(50)
+    elif aggregation.startswith("p("):
+        v = h.percentile(float(aggregation[2:-1]))
+    else:
+        raise ValueError(f"unknown trend aggregation {aggregation!r}")
+    return v / scale
+
+
+# --------------------------------------------------------------------------- hot path
+
+
+@dataclass
+class IntervalStats:
+    """What one scenario did since the last timeline tick (live progress and reports)."""
+
+    requests: int = 0
+    failed: int = 0
+    dropped: int = 0
+    iterations: int = 0
+    sent: int = 0
+    received: int = 0
+    hist: Histogram = field(default_factory=Histogram)
+
+    def take(self) -> IntervalStats:
+        """Return what was gathered and start afresh, in place (recorders keep a reference)."""
+        out = IntervalStats(
+            self.requests,
+            self.failed,
+            self.dropped,
+            self.iterations,
+            self.sent,
+            self.received,
+            self.hist,
+        )
+        self.requests = self.failed = self.dropped = self.iterations = self.sent = 0
+        self.received = 0
+        self.hist = Histogram()
+        return out
+
+
+class RequestRecorder:
+    """Records one request's metrics for a fixed (scenario, endpoint, kind, method)."""
+
+    __slots__ = ("_reg", "_base", "_by_status", "_interval", "_sent", "_received")
+
+    def __init__(self, reg: Registry, base: Tags, interval: IntervalStats, data_tags: Tags):
+        self._reg = reg
+        self._base = base
+        self._by_status: dict[int, tuple[Counter, Trend, Trend, Trend, Trend, Rate]] = {}
+        self._interval = interval
+        self._sent: Counter = reg.get("data_sent", data_tags)
+        self._received: Counter = reg.get("data_received", data_tags)
+
+    def _series(self, status: int) -> tuple[Counter, Trend, Trend, Trend, Trend, Rate]:
+        s = self._by_status.get(status)
+        if s is None:
+            tags = tuple(sorted((*self._base, ("status", str(status)))))
+            reg = self._reg
+            s = (
+                reg.get("http_reqs", tags),
+                reg.get("http_req_duration", tags),
+                reg.get("http_req_waiting", tags),
+                reg.get("http_req_receiving", tags),
+                reg.get("http_req_corrected_duration", tags),
+                reg.get("http_req_failed", tags),
+            )
+            self._by_status[status] = s
+        return s
+
+    def record(
+        self,
+        status: int,
+        failed: bool,
+        duration_us: int,
+        waiting_us: int,
+        receiving_us: int,
+        corrected_us: int,
+        sent: int,
+        received: int,
+    ) -> None:
+        reqs, dur, wait, recv, corr, fail = self._series(status)
+        reqs.value += 1
+        dur.hist.record(duration_us)
+        wait.hist.record(waiting_us)
+        recv.hist.record(receiving_us)
+        corr.hist.record(corrected_us)
+        fail.total += 1
+        iv = self._interval
+        iv.requests += 1
+        iv.hist.record(duration_us)
+        if failed:
+            fail.passes += 1
+            iv.failed += 1
+        self._sent.value += sent
+        self._received.value += received
+        iv.sent += sent
+        iv.received += received
+
+
+def tags_of(pairs: Iterable[tuple[str, str]]) -> Tags:
+    return tuple(sorted(pairs))

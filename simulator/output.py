@@ -1,0 +1,85 @@
+"""The run folder: everything a run measured, written even when the run was interrupted.
+
+| file | holds |
+| --- | --- |
+| ``summary.json`` | k6 summary-export shape (``metrics.<name>.<stat>``), thresholds, state |
+| ``summary.txt`` | the text summary as printed |
+| ``config.json`` | the configuration as run (after ``--set``, ``--time-scale``, ``--target``) |
+| ``metrics.json`` | every series with its histogram, mergeable across runs/processes |
+| ``timeline.json`` | one point per tick: per-scenario rates, latency percentiles, samplers |
+| ``devices.csv`` | per device: requests, ok, failed, next sequence, bytes acknowledged |
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from simulator.runner import RunResult
+from simulator.secrets import Secret
+from simulator.summary import render_text, summary_dict
+
+
+def default_run_dir(config_path: str, base: str | Path = "runs") -> Path:
+    stem = Path(config_path).stem or "run"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(base) / f"{stamp}-{stem}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path(base) / f"{stamp}-{stem}-{n}"
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Secret):
+        return "***"
+    if is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_run(result: RunResult, run_dir: Path, effective: dict[str, Any]) -> dict[str, Path]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        name: run_dir / name
+        for name in (
+            "summary.json",
+            "summary.txt",
+            "config.json",
+            "metrics.json",
+            "timeline.json",
+            "devices.csv",
+        )
+    }
+    paths["summary.json"].write_text(json.dumps(summary_dict(result), indent=2, default=str))
+    paths["summary.txt"].write_text(render_text(result) + "\n")
+    paths["config.json"].write_text(json.dumps(_jsonable(effective), indent=2, default=str))
+    paths["metrics.json"].write_text(json.dumps(result.registry.to_dict()))
+    paths["timeline.json"].write_text(json.dumps(result.timeline))
+    with open(paths["devices.csv"], "w", newline="") as fh:
+        fields = [
+            "scenario",
+            "kind",
+            "device_id",
+            "requests",
+            "ok",
+            "failed",
+            "next_sequence",
+            "bytes_ok",
+            "logins",
+        ]
+        w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(result.devices)
+    return paths

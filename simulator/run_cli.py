@@ -1,0 +1,207 @@
+"""``scfleet run``: load a scenario file, pick the target, run, write the run folder."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from simulator.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_THRESHOLDS_FAILED,
+    ConfigError,
+    TargetError,
+)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a load scenario file",
+        description="Run a scenario file against a target (default: the embedded "
+        "reference server).",
+    )
+    p.add_argument("config", help="scenario file (TOML)")
+    p.add_argument("--target", metavar="URL", help="base URL of the server under test")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. scenarios.iot_upload.rate=100",
+    )
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="scale scenario/stage durations and start times (not rates or sleeps)",
+    )
+    p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<time>-<config>)")
+    p.add_argument(
+        "--server-pid",
+        type=int,
+        metavar="PID",
+        help="sample this process (and its children) as the server under test",
+    )
+    p.add_argument("--quiet", action="store_true", help="no live progress line")
+    p.set_defaults(func=run_command)
+
+
+def check_reachable(url: str, timeout: float = 5.0) -> None:
+    """Fail fast, naming the URL, when nothing listens at the target."""
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except ConnectionRefusedError:
+        raise TargetError(f"cannot reach {url}: connection refused") from None
+    except TimeoutError:
+        raise TargetError(f"cannot reach {url}: no answer within {timeout:g}s") from None
+    except OSError as exc:
+        raise TargetError(f"cannot reach {url}: {exc.strerror or exc}") from None
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def _seed_embedded_accounts(cfg: Any, data_dir: Path, run_dir: Path) -> Any:
+    """Auth scenarios without an accounts file get accounts seeded into the embedded server."""
+    from simulator.config import AuthDevice
+    from simulator.devices import device_count_bound
+
+    scenarios = []
+    for sc in cfg.scenarios:
+        if isinstance(sc.device, AuthDevice) and sc.device.accounts_csv is None:
+            from reference_server.accounts import seed_accounts
+
+            csv_path = run_dir / f"accounts-{sc.name}.csv"
+            n = max(device_count_bound(sc), cfg.server.accounts)
+            seed_accounts(data_dir, n, csv_path, prefix=f"{sc.name}-")
+            sc = dataclasses.replace(
+                sc, device=dataclasses.replace(sc.device, accounts_csv=csv_path)
+            )
+        scenarios.append(sc)
+    if cfg.server.accounts and not any(isinstance(s.device, AuthDevice) for s in scenarios):
+        from reference_server.accounts import seed_accounts
+
+        seed_accounts(data_dir, cfg.server.accounts, run_dir / "accounts.csv")
+    return dataclasses.replace(cfg, scenarios=tuple(scenarios))
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from simulator.config import load_config, validate_url
+    from simulator.output import default_run_dir, write_run
+
+    target = validate_url(args.target, key="--target") if args.target else None
+    cfg = load_config(args.config, args.overrides, args.time_scale, target)
+    run_dir = (
+        Path(args.out) if args.out else default_run_dir(args.config, cfg.output.out_dir or "runs")
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    effective = {
+        "source": cfg.source,
+        "time_scale": args.time_scale,
+        "overrides": list(args.overrides),
+        "config": dict(cfg.raw),
+    }
+
+    server = None
+    try:
+        if cfg.target.url is None:
+            from simulator.embedded import EmbeddedServer
+
+            data_dir = run_dir / "server"
+            data_dir.mkdir(parents=True, exist_ok=True)
+            cfg = _seed_embedded_accounts(cfg, data_dir, run_dir)
+            server = EmbeddedServer(data_dir, cfg.server)
+            url = server.start()
+            if not args.quiet:
+                sys.stderr.write(
+                    f"scfleet: embedded reference server at {url} (pid {server.pid})\n"
+                )
+        else:
+            url = cfg.target.url
+            check_reachable(url)
+        effective["target"] = url
+        result = _execute(cfg, url, args, server.pid if server else args.server_pid)
+    finally:
+        if server is not None:
+            server.stop()
+    paths = write_run(result, run_dir, effective)
+    sys.stdout.write(paths["summary.txt"].read_text())
+    sys.stdout.write(f"\n  run folder: {run_dir}\n")
+    sys.stdout.flush()
+    if result.interrupted and not result.aborted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if result.thresholds_ok else EXIT_THRESHOLDS_FAILED
+
+
+def _execute(cfg: Any, url: str, args: argparse.Namespace, server_pid: int | None) -> Any:
+    from simulator.progress import LineProgress
+    from simulator.runner import Environment, build_bank, load_all_accounts
+    from simulator.transport import AiohttpTransport
+
+    bank = build_bank(cfg)
+    accounts = load_all_accounts(cfg)
+    progress = None if args.quiet else LineProgress(cfg.total_duration)
+
+    async def main() -> Any:
+        transport = AiohttpTransport(url, timeout=cfg.target.timeout)
+        env = Environment(
+            cfg, transport, bank=bank, accounts=accounts, progress=progress, target=url
+        )
+        attach_samplers(env, cfg, server_pid)
+        loop = asyncio.get_running_loop()
+        presses = 0
+        main_task = asyncio.current_task()
+
+        def on_sigint() -> None:
+            nonlocal presses
+            presses += 1
+            if presses == 1:
+                sys.stderr.write("\nscfleet: stopping (Ctrl-C again to cancel in-flight)\n")
+                env.request_stop()
+            elif main_task is not None:
+                main_task.cancel()
+
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
+            loop.add_signal_handler(signal.SIGTERM, on_sigint)
+        try:
+            return await env.run()
+        finally:
+            await transport.close()
+            if progress is not None:
+                progress.close()
+
+    with asyncio.Runner(loop_factory=_new_loop) as runner:
+        return runner.run(main())
+
+
+def attach_samplers(env: Any, cfg: Any, server_pid: int | None) -> None:
+    """Hook for resource samplers (server process, generator, Prometheus)."""
+    try:
+        from simulator import monitoring
+    except ImportError:
+        return
+    monitoring.attach(env, cfg, server_pid)
+
+
+__all__ = ["register", "run_command", "check_reachable", "ConfigError"]

@@ -1,0 +1,378 @@
+"""The Environment: assembles one run (audio bank, transport, metrics, executors) and drives it.
+
+Like Locust's Environment, it is the single place where the parts meet; everything it uses
+can be swapped (a :class:`FakeTransport`, a different clock) so the whole run is testable
+without a network. Each second a tick closes the interval statistics into a timeline point,
+feeds the progress display and any samplers (server resources), and evaluates thresholds
+marked ``abort_on_fail``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from simulator.config import (
+    AnalyzeDevice,
+    IotUploadDevice,
+    RunConfig,
+    ScenarioConfig,
+)
+from simulator.devices import (
+    Account,
+    Behaviour,
+    RunContext,
+    device_count_bound,
+    load_accounts,
+    make_behaviour,
+)
+from simulator.errors import ConfigError
+from simulator.executors import DevicePool, is_arrival_rate, run_arrival_rate, run_vus
+from simulator.metrics import IntervalStats, Registry
+from simulator.thresholds import ThresholdResult, evaluate_one
+from simulator.transport import Transport
+
+
+class Sampler(Protocol):
+    """Something sampled once per tick (server CPU/RSS, generator load, …)."""
+
+    def sample(self) -> Mapping[str, float | None]: ...
+
+
+@dataclass
+class ScenarioEvents:
+    """Executor callbacks → metrics for one scenario."""
+
+    registry: Registry
+    name: str
+    interval: IntervalStats
+    active_now: int = 0
+    peak: int = 0  # most devices busy since the last tick
+    allocated: int = 0
+
+    def __post_init__(self) -> None:
+        tags = (("scenario", self.name),)
+        self._dropped = self.registry.get("dropped_iterations", tags)
+        self._interrupted = self.registry.get("interrupted_iterations", tags)
+
+    def dropped(self) -> None:
+        self._dropped.value += 1
+        self.interval.dropped += 1
+
+    def active(self, count: int) -> None:
+        self.active_now = count
+        if count > self.peak:
+            self.peak = count
+
+    def take_peak(self) -> int:
+        peak, self.peak = self.peak, self.active_now
+        return peak
+
+    def interrupted(self, count: int) -> None:
+        self._interrupted.value += count
+
+    def capacity(self, count: int) -> None:
+        self.allocated = count
+
+
+@dataclass
+class RunResult:
+    config: RunConfig
+    registry: Registry
+    timeline: list[dict[str, Any]]
+    started_at: float  # wall clock (epoch seconds)
+    duration: float
+    interrupted: bool
+    aborted: str | None  # threshold that aborted the run
+    thresholds: list[ThresholdResult] = field(default_factory=list)
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    target: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def thresholds_ok(self) -> bool:
+        return all(r.ok for r in self.thresholds)
+
+
+ProgressHook = Callable[["Environment", dict[str, Any]], None]
+
+
+class Environment:
+    """One load run: build with a config and a transport, then ``await env.run()``."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        transport: Transport,
+        *,
+        bank: Any = None,
+        accounts: Mapping[str, list[Account]] | None = None,
+        tick: float = 1.0,
+        progress: ProgressHook | None = None,
+        target: str = "",
+    ) -> None:
+        self.cfg = cfg
+        self.transport = transport
+        self.registry = Registry()
+        self.bank = bank
+        self.accounts = dict(accounts or {})
+        self.tick = tick
+        self.progress = progress
+        self.target = target
+        self.samplers: list[tuple[str, Sampler]] = []
+        self.stop_event = asyncio.Event()
+        self.interrupted = False
+        self.aborted: str | None = None
+        self.timeline: list[dict[str, Any]] = []
+        self.intervals = {sc.name: IntervalStats() for sc in cfg.scenarios}
+        self.events = {
+            sc.name: ScenarioEvents(self.registry, sc.name, self.intervals[sc.name])
+            for sc in cfg.scenarios
+        }
+        self.behaviours: dict[str, Behaviour] = {}
+        self.started_perf = 0.0
+        self.notes: list[str] = []
+
+    def add_sampler(self, prefix: str, sampler: Sampler) -> None:
+        self.samplers.append((prefix, sampler))
+
+    def request_stop(self, interrupted: bool = True) -> None:
+        """Stop starting iterations; in-flight ones are cancelled (Ctrl-C, abort)."""
+        self.interrupted = self.interrupted or interrupted
+        self.stop_event.set()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started_perf if self.started_perf else 0.0
+
+    @property
+    def active_devices(self) -> int:
+        return sum(e.active_now for e in self.events.values())
+
+    async def run(self) -> RunResult:
+        loop = asyncio.get_running_loop()
+        ctx = RunContext(
+            self.registry, self.transport, self.bank, loop_to_perf=time.perf_counter() - loop.time()
+        )
+        for sc in self.cfg.scenarios:
+            self.behaviours[sc.name] = make_behaviour(
+                sc, ctx, self.intervals[sc.name], self.accounts
+            )
+        await self.transport.start()
+        started_wall = time.time()
+        self.started_perf = time.perf_counter()
+        start = loop.time()
+        tasks = [loop.create_task(self._scenario(sc, start)) for sc in self.cfg.scenarios]
+        ticker = loop.create_task(self._ticker(start))
+        try:
+            await asyncio.gather(*tasks)
+        except asyncio.CancelledError:
+            self.interrupted = True
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
+            self._close_interval(loop.time() - start)
+        duration = time.perf_counter() - self.started_perf
+        results = self.evaluate_thresholds(duration)
+        devices = [row for b in self.behaviours.values() for row in b.device_rows()]
+        return RunResult(
+            self.cfg,
+            self.registry,
+            self.timeline,
+            started_wall,
+            duration,
+            self.interrupted,
+            self.aborted,
+            results,
+            devices,
+            self.target,
+            self.notes,
+        )
+
+    def evaluate_thresholds(self, duration: float) -> list[ThresholdResult]:
+        reg = self.registry
+
+        class _Source:
+            def metric_type(self, name: str) -> str | None:
+                return reg.metric_type(name)
+
+            def aggregate(self, name: str, tags: Mapping[str, str], agg: str) -> float | None:
+                return reg.aggregate(name, tags, agg, duration)
+
+        src = _Source()
+        return [evaluate_one(t, src) for t in self.cfg.thresholds]
+
+    async def _scenario(self, sc: ScenarioConfig, start: float) -> None:
+        loop = asyncio.get_running_loop()
+        begin = start + sc.start_time
+        if sc.start_time > 0:
+            try:
+                await asyncio.wait_for(self.stop_event.wait(), begin - loop.time())
+                return
+            except TimeoutError:
+                pass
+        beh = self.behaviours[sc.name]
+        ev = self.events[sc.name]
+        ex = sc.executor
+        if is_arrival_rate(ex):
+            pool = DevicePool(
+                beh.make_device,
+                ex.pre_allocated_devices,  # type: ignore[union-attr]
+                ex.max_devices,
+            )  # type: ignore[union-attr]
+            await run_arrival_rate(
+                ex,
+                start=begin,
+                pool=pool,
+                iterate=beh.iterate,  # type: ignore[arg-type]
+                events=ev,
+                stop=self.stop_event,
+                graceful_stop=sc.graceful_stop,
+            )
+        else:
+            await run_vus(
+                ex,
+                start=begin,
+                make_device=beh.make_device,  # type: ignore[arg-type]
+                iterate=beh.iterate,
+                events=ev,
+                stop=self.stop_event,  # type: ignore[arg-type]
+                graceful_stop=sc.graceful_stop,
+                think_time=sc.think_time,
+            )
+
+    async def _ticker(self, start: float) -> None:
+        loop = asyncio.get_running_loop()
+        n = 1
+        while True:
+            await asyncio.sleep(max(start + n * self.tick - loop.time(), 0))
+            self._close_interval(loop.time() - start)
+            self._check_abort(loop.time() - start)
+            n += 1
+
+    def _close_interval(self, t: float) -> None:
+        last_t = self.timeline[-1]["t"] if self.timeline else 0.0
+        span = max(t - last_t, 1e-9)
+        total_active = 0
+        point: dict[str, Any] = {"t": round(t, 3), "span": round(span, 3), "scenarios": {}}
+        for name, live in self.intervals.items():
+            iv = live.take()
+            ev = self.events[name]
+            peak = ev.take_peak()
+            total_active += peak
+            h = iv.hist
+            point["scenarios"][name] = {
+                "requests": iv.requests,
+                "failed": iv.failed,
+                "dropped": iv.dropped,
+                "iterations": iv.iterations,
+                "sent": iv.sent,
+                "received": iv.received,
+                "rps": iv.requests / span,
+                "active": peak,
+                "p50_ms": h.percentile(50) / 1000,
+                "p95_ms": h.percentile(95) / 1000,
+                "p99_ms": h.percentile(99) / 1000,
+                "max_ms": h.max / 1000,
+                "avg_ms": h.mean / 1000,
+            }
+        vus = self.registry.get("vus")
+        vus.set(total_active)
+        self.registry.get("vus_max").set(sum(e.allocated for e in self.events.values()))
+        point["active"] = total_active
+        for prefix, sampler in self.samplers:
+            try:
+                values = sampler.sample()
+            except Exception as exc:  # noqa: BLE001 - a sampler never stops a run
+                values = {}
+                note = f"{prefix} sampler failed: {type(exc).__name__}: {exc}"
+                if note not in self.notes:
+                    self.notes.append(note)
+            for k, v in values.items():
+                point[f"{prefix}.{k}"] = v
+        self.timeline.append(point)
+        if self.progress is not None:
+            self.progress(self, point)
+
+    def _check_abort(self, t: float) -> None:
+        if self.aborted or not any(th.abort_on_fail for th in self.cfg.thresholds):
+            return
+        reg = self.registry
+        for th in self.cfg.thresholds:
+            if not th.abort_on_fail or t < th.delay_abort_eval:
+                continue
+
+            class _Source:
+                def metric_type(self, name: str) -> str | None:
+                    return reg.metric_type(name)
+
+                def aggregate(self, name: str, tags: Mapping[str, str], agg: str) -> float | None:
+                    return reg.aggregate(name, tags, agg, t)
+
+            res = evaluate_one(th, _Source())
+            if not res.ok:
+                self.aborted = f"{th.metric_key}: {th.expr.source}"
+                self.stop_event.set()
+                return
+
+
+def audio_needs(cfg: RunConfig) -> int:
+    """Largest PCM slice any scenario asks of the bank (0: no audio needed)."""
+    need = 0
+    for sc in cfg.scenarios:
+        dev = sc.device
+        if isinstance(dev, IotUploadDevice):
+            need = max(need, dev.chunk_bytes)
+        elif isinstance(dev, AnalyzeDevice):
+            need = max(need, int(dev.max_seconds * dev.sample_rate) * 2 + 2)
+    return need
+
+
+def build_bank(cfg: RunConfig) -> Any:
+    need = audio_needs(cfg)
+    if not need:
+        return None
+    from audio_synth import PcmBank
+
+    a = cfg.audio
+    rate = next(
+        (
+            sc.device.sample_rate
+            for sc in cfg.scenarios
+            if isinstance(sc.device, IotUploadDevice | AnalyzeDevice)
+        ),
+        16000,
+    )
+    return PcmBank.build(
+        a.seed,
+        sample_rate=rate,
+        profiles=a.profiles,
+        seconds=a.seconds,
+        max_chunk_bytes=max(need, 2),
+        anomaly_probability=a.anomaly_probability,
+        snr_db=a.snr_db,
+    )
+
+
+def load_all_accounts(cfg: RunConfig) -> dict[str, list[Account]]:
+    from simulator.config import AuthDevice
+
+    out = {}
+    for sc in cfg.scenarios:
+        dev = sc.device
+        if isinstance(dev, AuthDevice):
+            key = f"scenarios.{sc.name}.device.accounts_csv"
+            if dev.accounts_csv is None:
+                raise ConfigError(
+                    "is required for an auth_flow scenario against this target",
+                    source=cfg.source,
+                    key=key,
+                )
+            out[sc.name] = load_accounts(dev.accounts_csv, device_count_bound(sc), key)
+    return out

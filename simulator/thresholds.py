@@ -1,0 +1,139 @@
+"""k6 threshold expressions: parsing, and evaluation against aggregated metrics.
+
+A threshold is ``<aggregation> <op> <value>`` (``p(95)<2000``, ``rate<0.01``, ``count>0``),
+attached to a metric that may carry a tag filter (``http_req_duration{scenario:iot_upload}``).
+Trend values are in milliseconds, as in k6.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "===": operator.eq,
+    "!=": operator.ne,
+}
+_EXPR = re.compile(
+    r"^\s*(?P<agg>avg|min|max|med|count|rate|value|p\(\s*(?P<pct>\d+(?:\.\d+)?)\s*\))\s*"
+    r"(?P<op>===|==|!=|<=|>=|<|>)\s*(?P<value>-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*$"
+)
+_METRIC = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\{(?P<tags>[^{}]*)\})?$")
+
+#: Which aggregations each metric type supports (k6's rules).
+AGGREGATIONS_BY_TYPE = {
+    "trend": {"avg", "min", "max", "med", "p", "count"},
+    "rate": {"rate"},
+    "counter": {"count", "rate"},
+    "gauge": {"value", "min", "max"},
+}
+
+
+@dataclass(frozen=True)
+class ThresholdExpr:
+    """One parsed expression; ``aggregation`` is normalised (``p(95)``, ``avg`` …)."""
+
+    source: str
+    aggregation: str
+    op: str
+    value: float
+
+    @property
+    def percentile(self) -> float | None:
+        if self.aggregation.startswith("p("):
+            return float(self.aggregation[2:-1])
+        return None
+
+    def holds(self, observed: float) -> bool:
+        return _OPS[self.op](observed, self.value)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A metric (with optional tag filter) and the expressions it must satisfy."""
+
+    metric_key: str
+    metric: str
+    tags: tuple[tuple[str, str], ...]
+    expr: ThresholdExpr
+    abort_on_fail: bool = False
+    delay_abort_eval: float = 0.0
+
+
+@dataclass
+class ThresholdResult:
+    threshold: Threshold
+    observed: float | None
+    ok: bool
+    note: str = ""
+
+
+class MetricSource(Protocol):
+    """What evaluation needs: the type of a metric and an aggregate over matching series."""
+
+    def metric_type(self, name: str) -> str | None: ...
+
+    def aggregate(self, name: str, tags: Mapping[str, str], aggregation: str) -> float | None: ...
+
+
+def parse_expression(text: str) -> ThresholdExpr:
+    if not isinstance(text, str):
+        raise ValueError(f"threshold must be a string like 'p(95)<2000', got {text!r}")
+    m = _EXPR.match(text)
+    if not m:
+        raise ValueError(
+            f"bad threshold expression {text!r}: expected '<aggregation> <op> <value>', "
+            "e.g. 'p(95)<2000', 'rate<0.01', 'count>0'"
+        )
+    agg = m.group("agg")
+    if m.group("pct") is not None:
+        pct = float(m.group("pct"))
+        if not 0 <= pct <= 100:
+            raise ValueError(f"bad threshold expression {text!r}: percentile must be 0..100")
+        agg = f"p({m.group('pct')})"
+    return ThresholdExpr(text.strip(), agg, m.group("op"), float(m.group("value")))
+
+
+def parse_metric_key(key: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    m = _METRIC.match(key.strip())
+    if not m:
+        raise ValueError(f"bad metric name {key!r}: expected 'name' or 'name{{tag:value}}'")
+    tags: list[tuple[str, str]] = []
+    if m.group("tags"):
+        for part in m.group("tags").split(","):
+            if ":" not in part:
+                raise ValueError(f"bad tag filter {part.strip()!r} in {key!r}: expected tag:value")
+            k, v = part.split(":", 1)
+            tags.append((k.strip(), v.strip()))
+    return m.group("name"), tuple(sorted(tags))
+
+
+@dataclass
+class ThresholdSet:
+    thresholds: list[Threshold] = field(default_factory=list)
+
+    def evaluate(self, source: MetricSource) -> list[ThresholdResult]:
+        return [evaluate_one(t, source) for t in self.thresholds]
+
+
+def evaluate_one(t: Threshold, source: MetricSource) -> ThresholdResult:
+    mtype = source.metric_type(t.metric)
+    agg = t.expr.aggregation
+    if mtype is not None:
+        allowed = AGGREGATIONS_BY_TYPE.get(mtype, set())
+        base = "p" if agg.startswith("p(") else agg
+        if base not in allowed:
+            return ThresholdResult(t, None, False, f"{agg} is not defined for a {mtype} metric")
+    observed = source.aggregate(t.metric, dict(t.tags), agg)
+    if observed is None:
+        # k6 treats a threshold on a metric with no samples as passing; we say so.
+        return ThresholdResult(t, None, True, "no samples")
+    return ThresholdResult(t, observed, t.expr.holds(observed))

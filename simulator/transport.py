@@ -1,0 +1,251 @@
+"""The HTTP transport seam: behaviours build a :class:`Request`, a transport sends it.
+
+:class:`AiohttpTransport` is the real one (one shared connection pool; per-request keep-alive
+or ``Connection: close``, as a firmware that opens a socket per upload would). Cookies are kept
+by each device, not by the transport, so 100,000 devices do not mean 100,000 sessions.
+:class:`FakeTransport` answers in memory from a handler, for tests without a network.
+
+A transport never raises for network trouble: refused connections, resets and timeouts come
+back as a :class:`Response` with ``status == 0`` and ``error`` set, so the run goes on and the
+failure is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+from typing import Any, Protocol
+
+Body = bytes | memoryview | Sequence[bytes | memoryview] | None
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Body = None
+    keep_alive: bool = True
+    cookies: Mapping[str, str] | None = None
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    error: str | None = None
+    started: float = 0.0  # perf_counter() when the request began
+    headers_at: float = 0.0  # response headers received
+    ended: float = 0.0  # body fully read
+    sent: int = 0
+    received: int = 0
+    set_cookies: dict[str, str] = field(default_factory=dict)
+    cleared_cookies: tuple[str, ...] = ()
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body)
+
+
+class Transport(Protocol):
+    async def start(self) -> None:
+        """Get ready before the schedule starts, so the first request pays no set-up."""
+
+    async def send(self, req: Request) -> Response: ...
+
+    async def close(self) -> None: ...
+
+
+def body_size(body: Body) -> int:
+    if body is None:
+        return 0
+    if isinstance(body, bytes | memoryview):
+        return body.nbytes if isinstance(body, memoryview) else len(body)
+    return sum(b.nbytes if isinstance(b, memoryview) else len(b) for b in body)
+
+
+def _flatten(body: Body) -> bytes | memoryview | None:
+    if body is None or isinstance(body, bytes | memoryview):
+        return body
+    return b"".join(body)
+
+
+def _header_bytes(method: str, path: str, headers: Mapping[str, str], body_len: int) -> int:
+    """Approximate bytes of the request head, for ``data_sent`` (aiohttp adds a few)."""
+    n = len(method) + len(path) + 12
+    for k, v in headers.items():
+        n += len(k) + len(v) + 4
+    return n + 2 + (len(str(body_len)) + 18 if body_len else 0)
+
+
+def _parse_set_cookie(values: Sequence[str]) -> tuple[dict[str, str], tuple[str, ...]]:
+    jar: dict[str, str] = {}
+    cleared: list[str] = []
+    for raw in values:
+        c: SimpleCookie = SimpleCookie()
+        try:
+            c.load(raw)
+        except Exception:  # a malformed cookie is ignored, as browsers do
+            continue
+        for name, morsel in c.items():
+            if morsel["max-age"] == "0" or (morsel.value == "" and morsel["expires"]):
+                cleared.append(name)
+            else:
+                jar[name] = morsel.value
+    return jar, tuple(cleared)
+
+
+def describe_error(exc: BaseException) -> str:
+    """Short, stable error names used as the ``error`` tag (k6 has numeric codes)."""
+    import aiohttp
+
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return "request timeout"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        err = exc.os_error
+        if isinstance(err, ConnectionRefusedError):
+            return "connection refused"
+        return f"connect failed: {err.strerror or type(err).__name__}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server disconnected"
+    if isinstance(exc, ConnectionResetError | aiohttp.ClientOSError):
+        return "connection reset"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "truncated response"
+    return type(exc).__name__
+
+
+class AiohttpTransport:
+    """aiohttp underneath: one pool for the whole fleet, no client-side cookie jar."""
+
+    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._session: Any = None
+
+    def _ensure(self) -> Any:
+        if self._session is None:
+            import aiohttp
+
+            connector = aiohttp.TCPConnector(
+                limit=0, limit_per_host=0, ttl_dns_cache=None, enable_cleanup_closed=False
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                skip_auto_headers=("User-Agent",),
+                headers={"User-Agent": "scfleet/0.1"},
+                auto_decompress=False,
+            )
+        return self._session
+
+    async def start(self) -> None:
+        self._ensure()
+
+    async def send(self, req: Request) -> Response:
+        session = self._ensure()
+        headers = req.headers
+        if not req.keep_alive:
+            headers = {**headers, "Connection": "close"}
+        if req.cookies:
+            headers = {**headers, "Cookie": "; ".join(f"{k}={v}" for k, v in req.cookies.items())}
+        data = _flatten(req.body)
+        size = body_size(data)
+        head = _header_bytes(req.method, req.path, headers, size)
+        started = time.perf_counter()
+        try:
+            async with session.request(
+                req.method,
+                self.base_url + req.path,
+                data=data,
+                headers=headers,
+                allow_redirects=False,
+            ) as resp:
+                headers_at = time.perf_counter()
+                body = await resp.read()
+                ended = time.perf_counter()
+                set_cookie = resp.headers.getall("Set-Cookie", ())
+                jar, cleared = _parse_set_cookie(set_cookie) if set_cookie else ({}, ())
+                rhead = sum(len(k) + len(v) + 4 for k, v in resp.raw_headers) + 17
+                return Response(
+                    resp.status,
+                    body,
+                    resp.headers,
+                    None,
+                    started,
+                    headers_at,
+                    ended,
+                    head + size,
+                    rhead + len(body),
+                    jar,
+                    cleared,
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure is a counted failed request
+            now = time.perf_counter()
+            return Response(0, b"", {}, describe_error(exc), started, now, now, 0, 0)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+@dataclass
+class FakeReply:
+    status: int = 200
+    body: bytes = b'{"status":"ok"}'
+    headers: Mapping[str, str] = field(default_factory=dict)
+    error: str | None = None
+    set_cookies: Mapping[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[Request], Awaitable[FakeReply] | FakeReply]
+
+
+class FakeTransport:
+    """In-memory transport: a handler decides each reply; requests are kept for assertions."""
+
+    def __init__(self, handler: Handler | None = None, *, keep: bool = True) -> None:
+        self.handler = handler or (lambda req: FakeReply())
+        self.requests: list[Request] = []
+        self.keep = keep
+        self.closed = False
+
+    async def start(self) -> None:
+        pass
+
+    async def send(self, req: Request) -> Response:
+        if self.keep:
+            self.requests.append(req)
+        started = time.perf_counter()
+        reply = self.handler(req)
+        if asyncio.iscoroutine(reply) or isinstance(reply, Awaitable):
+            reply = await reply
+        assert isinstance(reply, FakeReply)
+        ended = time.perf_counter()
+        size = body_size(req.body)
+        if reply.error:
+            return Response(0, b"", {}, reply.error, started, ended, ended)
+        return Response(
+            reply.status,
+            reply.body,
+            reply.headers,
+            None,
+            started,
+            ended,
+            ended,
+            size,
+            len(reply.body),
+            dict(reply.set_cookies),
+        )
+
+    async def close(self) -> None:
+        self.closed = True
