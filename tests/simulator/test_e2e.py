@@ -1,0 +1,183 @@
+"""Whole runs through the real CLI against real servers on loopback."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import pathlib
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def scfleet(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "simulator.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start_reference_server(data_dir: pathlib.Path) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, "-m", "reference_server", "--host", "127.0.0.1",
+                             "--port", "0", "--data-dir", str(data_dir)],
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("READY "), line
+    return proc, line.split()[1]
+
+
+def test_smoke_run_matches_server_ledger(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "run"
+    res = scfleet("run", "configs/smoke.toml", "--out", str(out), "--quiet")
+    assert res.returncode == 0, res.stderr + res.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    sent = int(summary["metrics"]["http_reqs"]["count"])
+    assert sent > 100
+    assert summary["metrics"]["http_req_failed"]["rate"] == 0
+    assert summary["metrics"]["http_req_duration"]["p(95)"] > 0
+    assert all(t["ok"] for t in summary["thresholds"])
+    with open(out / "devices.csv") as fh:
+        devices = list(csv.DictReader(fh))
+    db = sqlite3.connect(out / "server" / "ledger.sqlite")
+    rows = db.execute("SELECT device_id, sequence, bytes FROM uploads").fetchall()
+    assert len(rows) == sent
+    by_dev: dict[str, list[tuple[int, int]]] = {}
+    for dev, seq, nbytes in rows:
+        by_dev.setdefault(dev, []).append((seq, nbytes))
+    assert {d["device_id"] for d in devices if int(d["requests"])} == set(by_dev)
+    for d in devices:
+        got = sorted(by_dev.get(d["device_id"], []))
+        n = int(d["next_sequence"])
+        assert [s for s, _ in got] == list(range(n)), d["device_id"]
+        assert sum(b for _, b in got) == int(d["bytes_ok"])
+        assert all(b == 32000 for _, b in got)
+    assert (out / "config.json").exists() and (out / "metrics.json").exists()
+    assert "http_req_duration" in res.stdout and "THRESHOLDS" in res.stdout
+
+
+def test_flask_server_receives_body_in_request_data(tmp_path: pathlib.Path) -> None:
+    """An independent WSGI server (Flask/Werkzeug), as the real SignalCraft server is."""
+    from flask import Flask, request
+    from werkzeug.serving import make_server
+
+    seen: list[dict[str, object]] = []
+    app = Flask("signalcraft_like")
+
+    @app.post("/api/esp32/audio/upload")
+    def upload() -> tuple[dict[str, object], int]:
+        data = request.data  # empty unless Content-Type is application/octet-stream
+        seen.append({"device": request.headers.get("X-Device-ID"),
+                     "rate": request.headers.get("X-Sample-Rate"),
+                     "seq": request.headers.get("X-Sequence"),
+                     "ctype": request.headers.get("Content-Type"),
+                     "len": len(data), "sha": hashlib.sha256(data).hexdigest()})
+        return {"status": "ok"}, 200
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        cfg = tmp_path / "flask.toml"
+        cfg.write_text("""
+[scenarios.iot]
+executor = "constant-arrival-rate"
+rate = 20
+duration = "2s"
+pre_allocated_devices = 4
+max_devices = 20
+[scenarios.iot.device]
+chunk_bytes = 8000
+keep_alive = false
+[audio]
+seed = 42
+[thresholds]
+http_req_failed = ["rate<0.01"]
+""")
+        out = tmp_path / "run"
+        res = scfleet("run", str(cfg), "--target", f"http://127.0.0.1:{server.server_port}",
+                      "--out", str(out), "--quiet")
+        assert res.returncode == 0, res.stderr + res.stdout
+    finally:
+        server.shutdown()
+    assert len(seen) == 40
+    from audio_synth import PcmBank
+
+    bank = PcmBank.build(42, max_chunk_bytes=8000)
+    devices = sorted({str(s["device"]) for s in seen})
+    for s in seen:
+        assert s["len"] == 8000
+        assert s["rate"] == "16000"
+        assert s["ctype"] == "application/octet-stream"
+        assert str(s["device"]).startswith("esp32-")
+        idx = int(str(s["device"]).split("-")[1]) - 1
+        expected = hashlib.sha256(bank.chunk(idx, int(str(s["seq"])), 8000)).hexdigest()
+        assert s["sha"] == expected
+    assert len(devices) >= 1
+
+
+def test_server_killed_mid_run_is_counted_and_run_goes_on(tmp_path: pathlib.Path) -> None:
+    proc, url = start_reference_server(tmp_path / "srv")
+    cfg = tmp_path / "kill.toml"
+    cfg.write_text("""
+[scenarios.iot]
+executor = "constant-arrival-rate"
+rate = 40
+duration = "4s"
+pre_allocated_devices = 5
+max_devices = 50
+[thresholds]
+http_req_failed = ["rate<0.01"]
+""")
+    out = tmp_path / "run"
+    runner = subprocess.Popen([sys.executable, "-m", "simulator.cli", "run", str(cfg), "--target",
+                               url, "--out", str(out), "--quiet"], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    proc.kill()
+    proc.wait()
+    stdout, stderr = runner.communicate(timeout=60)
+    assert runner.returncode == 99, stderr
+    summary = json.loads((out / "summary.json").read_text())
+    reqs = summary["metrics"]["http_reqs"]["count"]
+    failed = summary["metrics"]["http_req_failed"]
+    assert reqs == 160  # every scheduled iteration ran, before and after the kill
+    assert 0 < failed["passes"] < reqs
+    assert not summary["state"]["interrupted"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    statuses = {s["tags"].get("status") for s in metrics["series"] if s["metric"] == "http_reqs"}
+    assert {"200", "0"} <= statuses
+    assert "Traceback" not in stderr
+
+
+def test_ctrl_c_writes_what_ran(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "run"
+    runner = subprocess.Popen([sys.executable, "-m", "simulator.cli", "run", "configs/smoke.toml",
+                               "--set", "scenarios.iot_upload.stages=[{duration='60s',target=20}]",
+                               "--out", str(out), "--quiet"], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (out / "server" / "ledger.sqlite").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.5)
+    runner.send_signal(signal.SIGINT)
+    stdout, stderr = runner.communicate(timeout=60)
+    assert runner.returncode == 105, stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["state"]["interrupted"] is True
+    assert summary["metrics"]["http_reqs"]["count"] > 10
+    assert "run interrupted" in stdout
+    assert "Traceback" not in stderr
+    # the embedded server was stopped and its ledger flushed
+    db = sqlite3.connect(out / "server" / "ledger.sqlite")
+    (n,) = db.execute("SELECT count(*) FROM uploads").fetchone()
+    assert n == summary["metrics"]["http_reqs"]["count"]
+    assert os.path.exists(out / "timeline.json")
