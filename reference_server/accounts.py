@@ -1,0 +1,218 @@
+"""Users, password hashes and test-account seeding.
+
+Hashes use Werkzeug's string format (``scrypt:N:r:p$salt$hex``, also ``pbkdf2:sha256:iters``), so
+the cost of a login matches a Flask app that calls ``generate_password_hash``, and hashes move
+between the two unchanged. scrypt is slow on purpose; the server runs it in a thread pool
+(hashlib releases the GIL while hashing) so the event loop keeps answering.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import os
+import random
+import secrets
+import sqlite3
+import string
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from simulator.errors import ConfigError
+from simulator.secrets import Secret
+
+DEFAULT_SCRYPT_N = 2**14
+SCRYPT_R = 8
+SCRYPT_P = 1
+_SALT_CHARS = string.ascii_letters + string.digits
+_PASSWORD_CHARS = string.ascii_letters + string.digits
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS users (
+        username TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )""",
+    "CREATE TABLE IF NOT EXISTS logins (username TEXT NOT NULL, at REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS logins_username ON logins (username)",
+)
+
+
+def _reveal(password: str | Secret) -> bytes:
+    return (password.reveal() if isinstance(password, Secret) else password).encode()
+
+
+def hash_password(password: str | Secret, *, scrypt_n: int = DEFAULT_SCRYPT_N) -> str:
+    """Salted scrypt hash in Werkzeug's format; ``scrypt_n`` trades login cost for speed."""
+    if scrypt_n < 2 or scrypt_n & (scrypt_n - 1):
+        raise ValueError(f"scrypt N must be a power of two >= 2, got {scrypt_n}")
+    salt = "".join(secrets.choice(_SALT_CHARS) for _ in range(16))
+    digest = hashlib.scrypt(
+        _reveal(password),
+        salt=salt.encode(),
+        n=scrypt_n,
+        r=SCRYPT_R,
+        p=SCRYPT_P,
+        maxmem=132 * scrypt_n * SCRYPT_R * SCRYPT_P,
+    ).hex()
+    return f"scrypt:{scrypt_n}:{SCRYPT_R}:{SCRYPT_P}${salt}${digest}"
+
+
+def verify_password(stored: str, password: str | Secret) -> bool:
+    """Constant-time check of a password against a stored scrypt or PBKDF2 hash."""
+    try:
+        method, salt, expected = stored.split("$", 2)
+        name, *params = method.split(":")
+        if name == "scrypt":
+            n, r, p = (int(v) for v in params) if params else (2**15, 8, 1)
+            actual = hashlib.scrypt(
+                _reveal(password), salt=salt.encode(), n=n, r=r, p=p, maxmem=132 * n * r * p
+            ).hex()
+        elif name == "pbkdf2":
+            algo = params[0] if params else "sha256"
+            iterations = int(params[1]) if len(params) > 1 else 1_000_000
+            actual = hashlib.pbkdf2_hmac(algo, _reveal(password), salt.encode(), iterations).hex()
+        else:
+            return False
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+# A real hash to spend the same time on unknown users, so response time does not reveal them.
+_DUMMY_HASH: dict[int, str] = {}
+
+
+def _dummy_hash(scrypt_n: int) -> str:
+    if scrypt_n not in _DUMMY_HASH:
+        _DUMMY_HASH[scrypt_n] = hash_password(secrets.token_hex(8), scrypt_n=scrypt_n)
+    return _DUMMY_HASH[scrypt_n]
+
+
+def _connect(db_path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(db_path, timeout=30.0, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    conn.commit()
+    return conn
+
+
+class UserStore:
+    """The ``users`` and ``logins`` tables; thread-safe, called from the hashing pool."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = Path(db_path)
+        self._conn = _connect(self.db_path)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def set_password(
+        self, username: str, password: str | Secret, *, scrypt_n: int = DEFAULT_SCRYPT_N
+    ) -> None:
+        """Create the user or replace its password."""
+        stored = hash_password(password, scrypt_n=scrypt_n)
+        self.set_hashes([(username, stored)])
+
+    def set_hashes(self, rows: list[tuple[str, str]]) -> None:
+        now = time.time()
+        with self._lock, self._conn:
+            self._conn.executemany(
+                "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(username) DO UPDATE SET password_hash = excluded.password_hash",
+                [(user, stored, now) for user, stored in rows],
+            )
+
+    def password_hash(self, username: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT password_hash FROM users WHERE username = ?", (username,)
+            ).fetchone()
+        return row[0] if row else None
+
+    def authenticate(self, username: str, password: str | Secret) -> bool:
+        """Check the password and, on success, record the login; blocking (scrypt)."""
+        stored = self.password_hash(username)
+        if stored is None:
+            verify_password(_dummy_hash(DEFAULT_SCRYPT_N), password)
+            return False
+        if not verify_password(stored, password):
+            return False
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT INTO logins (username, at) VALUES (?, ?)", (username, time.time())
+            )
+        return True
+
+    def login_counts(self) -> dict[str, int]:
+        """Successful logins per user; tests check one login per device per session."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT username, COUNT(*) FROM logins GROUP BY username"
+            ).fetchall()
+        return {user: int(count) for user, count in rows}
+
+    def user_count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM users").fetchone()[0])
+
+
+def seed_accounts(
+    data_dir: Path,
+    count: int,
+    csv_path: Path,
+    prefix: str = "loadtest",
+    seed: int | None = None,
+    *,
+    scrypt_n: int = DEFAULT_SCRYPT_N,
+) -> None:
+    """Create ``count`` users with random passwords and write ``username,password`` to a CSV.
+
+    The CSV is what the load tool reads for the login scenario, so it is written with mode 0600.
+    ``seed`` makes the credentials reproducible (test data only; unseeded passwords come from
+    :mod:`secrets`). Existing users of the same name get the new password, so the CSV always
+    matches the server.
+    """
+    if count < 1:
+        raise ConfigError(f"account count must be >= 1, got {count}", key="--count")
+    if not prefix or any(c not in _SALT_CHARS + "._-" for c in prefix):
+        raise ConfigError(f"account prefix must be [A-Za-z0-9._-]+, got {prefix!r}", key="--prefix")
+    data_dir = Path(data_dir)
+    csv_path = Path(csv_path)
+    from reference_server.config import ServerConfig, prepare_data_dir
+
+    prepare_data_dir(data_dir)
+    rng: random.Random | secrets.SystemRandom = (
+        random.Random(seed) if seed is not None else secrets.SystemRandom()
+    )
+    width = max(4, len(str(count)))
+    creds = [
+        (f"{prefix}{i:0{width}d}", "".join(rng.choice(_PASSWORD_CHARS) for _ in range(16)))
+        for i in range(1, count + 1)
+    ]
+    workers = max(1, min(len(creds), os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        hashes = list(pool.map(lambda c: hash_password(c[1], scrypt_n=scrypt_n), creds))
+    store = UserStore(ServerConfig(data_dir=data_dir).users_path)
+    try:
+        store.set_hashes([(user, stored) for (user, _), stored in zip(creds, hashes, strict=True)])
+    finally:
+        store.close()
+    try:
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(csv_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_TRUNC
+        with os.fdopen(fd, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["username", "password"])
+            writer.writerows(creds)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write CSV: {exc.strerror or exc}", source=str(csv_path)
+        ) from None

@@ -1,0 +1,498 @@
+"""The aiohttp application: SignalCraft's routes with the real app's request shapes.
+
+Handlers do only cheap work on the event loop: header checks, a SHA-256 and a queue append for
+uploads, one HMAC for verify. Everything slow leaves the loop: analysis goes to a process pool
+(so the server saturates the way a Flask app behind gunicorn does), password hashing to a thread
+pool, ledger writes to a batching thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import multiprocessing
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+
+from reference_server import (
+    ANALYZE_PATH,
+    HEALTH_PATH,
+    LOGIN_PATH,
+    LOGOUT_PATH,
+    SESSION_COOKIE,
+    STATS_PATH,
+    UPLOAD_PATH,
+    VERIFY_PATH,
+)
+from reference_server.accounts import UserStore
+from reference_server.analysis import (
+    AudioRejected,
+    NormalProfile,
+    analyze_bytes,
+    default_profile,
+    worker_init,
+    worker_ping,
+)
+from reference_server.config import ServerConfig
+from reference_server.ledger import Ledger, Upload
+from reference_server.sessions import InvalidSession, SessionSigner, load_or_create_key
+from simulator.errors import ScfleetError
+from simulator.secrets import Secret
+
+log = logging.getLogger(__name__)
+
+DEVICE_ID_MAX = 64
+_DEVICE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
+_MULTIPART_SLACK = 64 * 1024  # boundaries, part headers and small form fields around the file
+_FORM_LIMIT = 64 * 1024  # login bodies
+_CHUNK = 64 * 1024
+
+
+@dataclass
+class Stats:
+    """Counters served by ``/api/stats``; touched only on the event loop, so no locking."""
+
+    uploads_accepted: int = 0
+    uploads_rejected: int = 0
+    upload_bytes: int = 0
+    upload_rejections: Counter[str] = field(default_factory=Counter)
+    analyses_ok: int = 0
+    analyses_rejected: int = 0
+    analyses_in_flight: int = 0
+    analyses_in_flight_max: int = 0
+    logins_ok: int = 0
+    logins_failed: int = 0
+    logins_in_flight: int = 0
+    verifies_ok: int = 0
+    verifies_failed: int = 0
+    logouts: int = 0
+
+
+@dataclass
+class ServerState:
+    config: ServerConfig
+    profile: NormalProfile
+    ledger: Ledger
+    users: UserStore
+    signer: SessionSigner
+    analysis_pool: Executor
+    hash_pool: ThreadPoolExecutor
+    stats: Stats = field(default_factory=Stats)
+    started_at: float = field(default_factory=time.time)
+
+
+STATE = web.AppKey("state", ServerState)
+ExecutorFactory = Callable[[ServerConfig], Executor]
+
+
+def process_pool(config: ServerConfig) -> Executor:
+    """The production analysis pool: ``spawn``ed processes, safe next to the ledger thread."""
+    return ProcessPoolExecutor(
+        max_workers=config.analysis_workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=worker_init,
+    )
+
+
+def _error(status: int, reason: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": reason, **extra}, status=status)
+
+
+def _mime(request: web.Request) -> str:
+    return request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+
+
+async def _read_limited(stream: Any, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it exceeds ``limit`` (chunked bodies have no length)."""
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = await stream.readany()
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > limit:
+            return None
+        chunks.append(chunk)
+
+
+# --- uploads -------------------------------------------------------------------------------------
+
+
+def _reject_upload(stats: Stats, code: str, reason: str, status: int = 400) -> web.Response:
+    stats.uploads_rejected += 1
+    stats.upload_rejections[code] += 1
+    return _error(status, reason)
+
+
+async def handle_upload(request: web.Request) -> web.Response:
+    """Raw 16-bit PCM from a sensor, as ``routes/esp32_routes.py`` takes it via ``request.data``."""
+    state = request.app[STATE]
+    stats = state.stats
+    config = state.config
+    headers = request.headers
+    if _mime(request) != "application/octet-stream":
+        return _reject_upload(
+            stats, "content_type", "Content-Type must be application/octet-stream"
+        )
+    device_id = headers.get("X-Device-ID", "").strip()
+    if not device_id:
+        return _reject_upload(stats, "device_id", "missing X-Device-ID header")
+    if len(device_id) > DEVICE_ID_MAX or not _DEVICE_ID_RE.fullmatch(device_id):
+        return _reject_upload(
+            stats,
+            "device_id",
+            f"invalid X-Device-ID: up to {DEVICE_ID_MAX} characters of A-Z a-z 0-9 . _ : -",
+        )
+    rate_text = headers.get("X-Sample-Rate")
+    if rate_text is None:
+        return _reject_upload(stats, "sample_rate", "missing X-Sample-Rate header")
+    try:
+        sample_rate = int(rate_text)
+    except ValueError:
+        return _reject_upload(stats, "sample_rate", "X-Sample-Rate is not an integer")
+    if sample_rate not in config.sample_rates:
+        allowed = ", ".join(str(r) for r in config.sample_rates)
+        return _reject_upload(
+            stats, "sample_rate", f"unsupported X-Sample-Rate {sample_rate}; accepted: {allowed}"
+        )
+    sequence: int | None = None
+    seq_text = headers.get("X-Sequence")
+    if seq_text is not None:
+        try:
+            sequence = int(seq_text)
+        except ValueError:
+            return _reject_upload(stats, "sequence", "X-Sequence is not an integer")
+        if not 0 <= sequence < 2**63:
+            return _reject_upload(stats, "sequence", "X-Sequence out of range")
+    limit = config.max_upload_bytes
+    too_large = f"body larger than {limit} bytes"
+    if request.content_length is not None and request.content_length > limit:
+        return _reject_upload(stats, "too_large", too_large, 413)
+    body = await _read_limited(request.content, limit)
+    if body is None:
+        return _reject_upload(stats, "too_large", too_large, 413)
+    if not body:
+        return _reject_upload(stats, "empty", "empty body")
+    if len(body) % 2:
+        return _reject_upload(
+            stats, "odd_length", f"odd byte count {len(body)}: 16-bit PCM needs an even count"
+        )
+    digest = hashlib.sha256(body).hexdigest()
+    state.ledger.record(
+        Upload(
+            device_id=device_id,
+            sequence=sequence,
+            bytes=len(body),
+            sha256=digest,
+            sample_rate=sample_rate,
+            content_type=headers.get("Content-Type", ""),
+            received_at=time.time(),
+            remote=request.remote,
+        )
+    )
+    stats.uploads_accepted += 1
+    stats.upload_bytes += len(body)
+    return web.json_response(
+        {
+            "status": "ok",
+            "device_id": device_id,
+            "sequence": sequence,
+            "bytes": len(body),
+            "sha256": digest,
+        }
+    )
+
+
+# --- analysis ------------------------------------------------------------------------------------
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _NotAFile(Exception):
+    pass
+
+
+async def _read_audio_field(request: web.Request, limit: int) -> bytes | None:
+    """The ``audio`` file part (``request.files['audio']`` in Flask) or None when absent."""
+    audio: bytes | None = None
+    other_bytes = 0
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):  # nested multipart: not something Flask reads
+            await part.release()
+            continue
+        if part.name == "audio" and audio is None:
+            if part.filename is None:  # Werkzeug puts such a part in request.form, not .files
+                raise _NotAFile
+            data = await _read_limited(_PartStream(part), limit)
+            if data is None:
+                raise _TooLarge
+            audio = data
+        else:
+            data = await _read_limited(_PartStream(part), _MULTIPART_SLACK - other_bytes)
+            if data is None:
+                raise _TooLarge
+            other_bytes += len(data)
+    return audio
+
+
+class _PartStream:
+    """Adapts a multipart part to the ``readany()`` protocol of :func:`_read_limited`."""
+
+    def __init__(self, part: BodyPartReader) -> None:
+        self._part = part
+
+    async def readany(self) -> bytes:
+        return bytes(await self._part.read_chunk(_CHUNK))
+
+
+async def handle_analyze(request: web.Request) -> web.Response:
+    """Decode and score one clip in the analysis pool; queueing there is the saturation point."""
+    state = request.app[STATE]
+    stats = state.stats
+    limit = state.config.max_upload_bytes
+    received = time.perf_counter()
+    if _mime(request) != "multipart/form-data":
+        stats.analyses_rejected += 1
+        return _error(400, "expected multipart/form-data with a file field 'audio'")
+    if request.content_length is not None and request.content_length > limit + _MULTIPART_SLACK:
+        stats.analyses_rejected += 1
+        return _error(413, f"audio file larger than {limit} bytes")
+    try:
+        audio = await _read_audio_field(request, limit)
+    except _TooLarge:
+        stats.analyses_rejected += 1
+        return _error(413, f"audio file larger than {limit} bytes")
+    except _NotAFile:
+        stats.analyses_rejected += 1
+        return _error(400, "field 'audio' is not a file upload (no filename)")
+    except (ValueError, AssertionError, UnicodeError) as exc:
+        stats.analyses_rejected += 1
+        return _error(400, f"malformed multipart body: {exc}")
+    if audio is None:
+        stats.analyses_rejected += 1
+        return _error(400, "missing file field 'audio'")
+    if not audio:
+        stats.analyses_rejected += 1
+        return _error(400, "audio file is empty")
+    stats.analyses_in_flight += 1
+    stats.analyses_in_flight_max = max(stats.analyses_in_flight_max, stats.analyses_in_flight)
+    loop = asyncio.get_running_loop()
+    try:
+        result = await loop.run_in_executor(
+            state.analysis_pool, analyze_bytes, audio, state.profile, state.config.extra_cost_ms
+        )
+    except AudioRejected as exc:
+        stats.analyses_rejected += 1
+        return _error(400, str(exc))
+    except BrokenProcessPool:
+        log.error("analysis pool is broken (a worker died)")
+        return _error(503, "analysis workers unavailable")
+    except Exception:
+        log.exception("analysis failed")
+        return _error(500, "analysis failed")
+    finally:
+        stats.analyses_in_flight -= 1
+    stats.analyses_ok += 1
+    server_ms = (time.perf_counter() - received) * 1000.0
+    result["server_ms"] = round(server_ms, 2)
+    result["queue_ms"] = round(max(0.0, server_ms - result["processing_ms"]), 2)
+    return web.json_response(result)
+
+
+# --- auth ----------------------------------------------------------------------------------------
+
+
+async def _credentials(request: web.Request) -> tuple[str, Secret] | web.Response:
+    mime = _mime(request)
+    if request.content_length is not None and request.content_length > _FORM_LIMIT:
+        return _error(413, "login body too large")
+    data: Any
+    try:
+        if mime in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            data = await request.post()
+        else:  # JSON, also when a client forgot the Content-Type
+            data = await request.json()
+    except (ValueError, UnicodeError):
+        return _error(400, "body must be JSON or form-encoded with username and password")
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, "login body too large")
+    if not hasattr(data, "get"):
+        return _error(400, "body must be a JSON object with username and password")
+    username = data.get("username") or data.get("email")
+    password = data.get("password")
+    if not isinstance(username, str) or not username.strip():
+        return _error(400, "missing username")
+    if not isinstance(password, str) or not password:
+        return _error(400, "missing password")
+    return username.strip(), Secret(password)
+
+
+async def handle_login(request: web.Request) -> web.Response:
+    """Check the password off the loop (scrypt is slow by design) and set a signed cookie."""
+    state = request.app[STATE]
+    stats = state.stats
+    creds = await _credentials(request)
+    if isinstance(creds, web.Response):
+        stats.logins_failed += 1
+        return creds
+    username, password = creds
+    stats.logins_in_flight += 1
+    try:
+        ok = await asyncio.get_running_loop().run_in_executor(
+            state.hash_pool, state.users.authenticate, username, password
+        )
+    finally:
+        stats.logins_in_flight -= 1
+    if not ok:
+        stats.logins_failed += 1
+        return _error(401, "invalid username or password")
+    stats.logins_ok += 1
+    token, expires = state.signer.issue(username)
+    response = web.json_response({"status": "ok", "username": username, "expires_at": expires})
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=max(1, math.ceil(state.signer.ttl_s)),
+        path="/",
+        httponly=True,
+        samesite="Lax",
+    )
+    return response
+
+
+async def handle_verify(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        username, expires = state.signer.verify(request.cookies.get(SESSION_COOKIE))
+    except InvalidSession as exc:
+        state.stats.verifies_failed += 1
+        return web.json_response({"valid": False, "error": str(exc)}, status=401)
+    state.stats.verifies_ok += 1
+    return web.json_response({"valid": True, "username": username, "expires_at": expires})
+
+
+async def handle_logout(request: web.Request) -> web.Response:
+    request.app[STATE].stats.logouts += 1
+    response = web.json_response({"status": "ok"})
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# --- health and stats ----------------------------------------------------------------------------
+
+
+async def handle_health(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    return web.json_response(
+        {
+            "status": "ok",
+            "uptime_s": round(time.time() - state.started_at, 3),
+            "analysis_workers": state.config.analysis_workers,
+            "profile_source": state.profile.source,
+            "pid": os.getpid(),
+        }
+    )
+
+
+def stats_snapshot(state: ServerState) -> dict[str, Any]:
+    """Counters plus derived gauges. Queue depth is inferred: requests in the pool beyond the
+    worker count are waiting for a worker."""
+    s = state.stats
+    return {
+        "uptime_s": round(time.time() - state.started_at, 3),
+        "uploads_accepted": s.uploads_accepted,
+        "uploads_rejected": s.uploads_rejected,
+        "upload_rejections": dict(s.upload_rejections),
+        "upload_bytes": s.upload_bytes,
+        "ledger_written": state.ledger.written,
+        "ledger_pending": state.ledger.pending,
+        "analyses_ok": s.analyses_ok,
+        "analyses_rejected": s.analyses_rejected,
+        "analyses_in_flight": s.analyses_in_flight,
+        "analyses_in_flight_max": s.analyses_in_flight_max,
+        "analysis_workers": state.config.analysis_workers,
+        "analysis_queue_depth": max(0, s.analyses_in_flight - state.config.analysis_workers),
+        "logins_ok": s.logins_ok,
+        "logins_failed": s.logins_failed,
+        "logins_in_flight": s.logins_in_flight,
+        "verifies_ok": s.verifies_ok,
+        "verifies_failed": s.verifies_failed,
+        "logouts": s.logouts,
+    }
+
+
+async def handle_stats(request: web.Request) -> web.Response:
+    return web.json_response(stats_snapshot(request.app[STATE]))
+
+
+# --- assembly ------------------------------------------------------------------------------------
+
+
+def create_app(
+    config: ServerConfig, *, analysis_executor: ExecutorFactory = process_pool
+) -> web.Application:
+    """The application; resources open on startup and close (ledger flushed) on cleanup.
+
+    ``analysis_executor`` builds the analysis pool; tests may pass a thread pool factory to skip
+    spawning processes where the pool itself is not under test.
+    """
+    app = web.Application(client_max_size=max(config.max_upload_bytes, _FORM_LIMIT) + _CHUNK)
+    app.router.add_get(HEALTH_PATH, handle_health)
+    app.router.add_get(STATS_PATH, handle_stats)
+    app.router.add_post(UPLOAD_PATH, handle_upload)
+    app.router.add_post(ANALYZE_PATH, handle_analyze)
+    app.router.add_post(LOGIN_PATH, handle_login)
+    app.router.add_get(VERIFY_PATH, handle_verify)
+    app.router.add_post(LOGOUT_PATH, handle_logout)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        profile = await loop.run_in_executor(None, default_profile, config.profile_seed)
+        key = load_or_create_key(config.data_dir, config.secret_key_file)
+        ledger = Ledger(config.ledger_path)
+        users = UserStore(config.users_path)
+        pool = analysis_executor(config)
+        hash_pool = ThreadPoolExecutor(max(2, os.cpu_count() or 1), thread_name_prefix="scrypt")
+        app[STATE] = ServerState(
+            config=config,
+            profile=profile,
+            ledger=ledger,
+            users=users,
+            signer=SessionSigner(key, config.session_ttl_s),
+            analysis_pool=pool,
+            hash_pool=hash_pool,
+        )
+        try:
+            # READY must mean the workers are up, not that the first request pays their start.
+            pings = [
+                loop.run_in_executor(pool, worker_ping) for _ in range(config.analysis_workers)
+            ]
+            await asyncio.gather(*pings)
+            yield
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            hash_pool.shutdown(wait=True, cancel_futures=True)
+            try:
+                ledger.close()
+            except RuntimeError as exc:  # the writer died (disk full...): say so in one line
+                raise ScfleetError(f"{config.ledger_path}: {exc}") from None
+            finally:
+                users.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

@@ -1,0 +1,82 @@
+"""``scfleet serve`` and ``scfleet accounts seed``.
+
+Imports of aiohttp/numpy happen inside the handlers so ``scfleet --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from reference_server.config import add_server_arguments
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from reference_server.config import config_from_args
+    from reference_server.server import serve
+
+    return serve(config_from_args(args))
+
+
+def _seed(args: argparse.Namespace) -> int:
+    from reference_server.accounts import seed_accounts
+
+    cost = {} if args.scrypt_n is None else {"scrypt_n": args.scrypt_n}
+    seed_accounts(args.data_dir, args.count, args.csv, prefix=args.prefix, seed=args.seed, **cost)
+    # Never echo passwords: they live only in the CSV.
+    sys.stdout.write(
+        f"seeded {args.count} accounts in {args.data_dir}; credentials in {args.csv}\n"
+    )
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _power_of_two(text: str) -> int:
+    value = _positive_int(text)
+    if value < 2 or value & (value - 1):
+        raise argparse.ArgumentTypeError(f"must be a power of two >= 2, got {value}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    """Add ``serve`` and ``accounts`` to the ``scfleet`` switchboard."""
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the SignalCraft-compatible reference server in the foreground",
+        description="Run the reference server until Ctrl-C; prints 'READY http://HOST:PORT'.",
+    )
+    add_server_arguments(serve)
+    serve.set_defaults(func=_serve)
+
+    accounts = subparsers.add_parser("accounts", help="manage the reference server's test accounts")
+    acc_sub = accounts.add_subparsers(dest="accounts_command", metavar="ACTION")
+    acc_sub.required = True
+    seed = acc_sub.add_parser(
+        "seed",
+        help="create N test users with random passwords and write username,password to a CSV",
+    )
+    seed.add_argument("--data-dir", type=Path, required=True, help="the server's data dir")
+    seed.add_argument("--count", type=_positive_int, required=True, help="number of accounts")
+    seed.add_argument("--csv", type=Path, required=True, help="CSV to write (mode 0600)")
+    seed.add_argument("--prefix", default="loadtest", help="username prefix (default %(default)s)")
+    seed.add_argument(
+        "--seed", type=int, default=None, help="make the credentials reproducible (test data)"
+    )
+    seed.add_argument(
+        "--scrypt-n",
+        type=_power_of_two,
+        default=None,
+        help="scrypt cost N (default 16384); lower is faster to seed and to log in",
+    )
+    seed.set_defaults(func=_seed)

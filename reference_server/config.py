@@ -1,0 +1,185 @@
+"""Server options: one argparse definition shared by ``python -m reference_server`` and
+``scfleet serve``, parsed into a frozen :class:`ServerConfig`.
+
+Kept free of aiohttp/numpy imports so ``scfleet --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from simulator.errors import ConfigError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_ANALYSIS_WORKERS = 2
+DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+DEFAULT_SESSION_TTL_S = 3600.0
+DEFAULT_SAMPLE_RATES = (16000,)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything the server needs to start; built once from the command line."""
+
+    data_dir: Path
+    host: str = DEFAULT_HOST
+    port: int = 0
+    analysis_workers: int = DEFAULT_ANALYSIS_WORKERS
+    extra_cost_ms: float = 0.0
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    session_ttl_s: float = DEFAULT_SESSION_TTL_S
+    sample_rates: tuple[int, ...] = DEFAULT_SAMPLE_RATES
+    secret_key_file: Path | None = None
+    access_log: bool = False
+    profile_seed: int = 0
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.data_dir / "ledger.sqlite"
+
+    @property
+    def users_path(self) -> Path:
+        return self.data_dir / "users.sqlite"
+
+
+def _int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type`` that names the bound in its one-line error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+
+    return parse
+
+
+def _float_min(lo: float, *, strict: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value != value or value < lo or (strict and value == lo) or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {lo}, got {text}")
+        return value
+
+    return parse
+
+
+def _sample_rates(text: str) -> tuple[int, ...]:
+    try:
+        rates = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of rates: {text!r}") from None
+    if not rates or any(r < 1000 or r > 384000 for r in rates):
+        raise argparse.ArgumentTypeError(f"rates must be within 1000..384000 Hz: {text!r}")
+    return rates
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """The server's options; ``scfleet serve`` and ``python -m reference_server`` share them."""
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help="address to bind (default %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=_int_in(0, 65535), default=0, help="port; 0 picks a free one (default)"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, required=True, help="folder for the ledger, users and signing key"
+    )
+    parser.add_argument(
+        "--analysis-workers",
+        type=_int_in(1, 256),
+        default=DEFAULT_ANALYSIS_WORKERS,
+        help="analysis worker processes (default %(default)s)",
+    )
+    parser.add_argument(
+        "--extra-cost-ms",
+        type=_float_min(0.0, strict=False),
+        default=0.0,
+        help="extra CPU burned per analysis, emulating a heavier model (default 0)",
+    )
+    parser.add_argument(
+        "--max-upload-bytes",
+        type=_int_in(2),
+        default=DEFAULT_MAX_UPLOAD_BYTES,
+        help="largest accepted upload body or audio file (default 10 MiB)",
+    )
+    parser.add_argument(
+        "--session-ttl",
+        type=_float_min(0.0, strict=True),
+        default=DEFAULT_SESSION_TTL_S,
+        help="session cookie lifetime in seconds (default %(default)s)",
+    )
+    parser.add_argument(
+        "--sample-rates",
+        type=_sample_rates,
+        default=DEFAULT_SAMPLE_RATES,
+        help="accepted X-Sample-Rate values, comma-separated (default 16000)",
+    )
+    parser.add_argument(
+        "--secret-key-file",
+        type=Path,
+        default=None,
+        help="session signing key; default: generated once into DATA_DIR/secret.key (0600)",
+    )
+    parser.add_argument(
+        "--access-log", action="store_true", help="log every request (off: it costs CPU)"
+    )
+    parser.add_argument(
+        "--profile-seed",
+        type=int,
+        default=0,
+        help="seed of the synthetic normal-sound profile the anomaly score compares against",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """Build the config and check what argparse cannot: that the data dir is usable."""
+    data_dir = Path(args.data_dir).expanduser()
+    key_file = Path(args.secret_key_file).expanduser() if args.secret_key_file else None
+    config = ServerConfig(
+        data_dir=data_dir,
+        host=args.host,
+        port=args.port,
+        analysis_workers=args.analysis_workers,
+        extra_cost_ms=args.extra_cost_ms,
+        max_upload_bytes=args.max_upload_bytes,
+        session_ttl_s=args.session_ttl,
+        sample_rates=tuple(args.sample_rates),
+        secret_key_file=key_file,
+        access_log=bool(args.access_log),
+        profile_seed=args.profile_seed,
+    )
+    prepare_data_dir(config.data_dir)
+    if key_file is not None and not key_file.is_file():
+        raise ConfigError("not a readable file", source=str(key_file), key="--secret-key-file")
+    return config
+
+
+def prepare_data_dir(data_dir: Path) -> None:
+    """Create the data dir if needed and prove it is writable, so failures surface at start."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create data dir: {exc.strerror or exc}", source=str(data_dir)
+        ) from None
+    if not data_dir.is_dir():
+        raise ConfigError("data dir is not a directory", source=str(data_dir))
+    try:
+        with tempfile.TemporaryFile(dir=data_dir):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"data dir is not writable: {exc.strerror or exc}", source=str(data_dir)
+        ) from None

@@ -1,0 +1,110 @@
+"""Process entry: listen, announce ``READY http://HOST:PORT`` on stdout, stop cleanly on signals.
+
+The load engine starts this as a child process with ``--port 0`` and reads the ``READY`` line to
+learn the port, so that line is printed exactly once, only after the socket is bound and the
+analysis workers answer, and flushed at once. SIGTERM/SIGINT close the listener, let running
+requests finish, stop the pools and flush the ledger before exiting 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+from reference_server.config import ServerConfig, add_server_arguments, config_from_args
+from simulator.errors import EXIT_OK, EXIT_USAGE, ScfleetError
+
+log = logging.getLogger("reference_server")
+
+SHUTDOWN_GRACE_S = 5.0
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line with the documented exit code, no usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m reference_server",
+        description="SignalCraft-compatible reference server for scfleet load runs.",
+    )
+    add_server_arguments(parser)
+    return parser
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _announce(url: str) -> None:
+    sys.stdout.write(f"READY {url}\n")
+    sys.stdout.flush()
+
+
+async def _serve(config: ServerConfig, announce: Callable[[str], None]) -> None:
+    from aiohttp import web
+
+    from reference_server.app import create_app
+
+    app = create_app(config)
+    runner = web.AppRunner(
+        app,
+        access_log=logging.getLogger("aiohttp.access") if config.access_log else None,
+        handle_signals=False,
+        shutdown_timeout=SHUTDOWN_GRACE_S,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port, backlog=2048, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ScfleetError(
+                f"cannot listen on {_url(config.host, config.port)}: {exc.strerror or exc}"
+            ) from None
+        port = next(addr[1] for addr in runner.addresses if isinstance(addr, tuple))
+        if not stop.is_set():  # a signal during startup: stop without announcing
+            announce(_url(config.host, port))
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def serve(config: ServerConfig, announce: Callable[[str], None] = _announce) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit code. uvloop is used when installed."""
+    logging.basicConfig(
+        level=logging.INFO if config.access_log else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        import uvloop
+    except ImportError:
+        runner = asyncio.run
+    else:
+        runner = uvloop.run  # type: ignore[assignment]
+    runner(_serve(config, announce))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return serve(config_from_args(args))
+    except ScfleetError as exc:
+        sys.stderr.write(f"reference_server: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:  # Ctrl-C before the loop's own handler was installed
+        return EXIT_OK
