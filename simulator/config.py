@@ -170,6 +170,7 @@ class TargetConfig:
     url: str | None = None  # None: start the embedded reference server
     timeout: float = 30.0
     health_path: str = "/health"
+    transport: Literal["fast", "aiohttp"] = "fast"
 
 
 @dataclass(frozen=True)

@@ -118,11 +118,24 @@ class Behaviour:
     ) -> bool:
         """Record a response; returns whether it counts as failed."""
         failed = resp.status == 0 or not expected_ok(resp.status)
-        dur = int((resp.ended - resp.started) * 1e6)
-        wait = int((resp.headers_at - resp.started) * 1e6)
+        begin = resp.started + resp.connecting  # k6: duration excludes connecting
+        sending = resp.sending
+        dur = int((resp.ended - begin) * 1e6)
+        wait = int((resp.headers_at - begin - sending) * 1e6)
         recv = int((resp.ended - resp.headers_at) * 1e6)
         corr = int((resp.ended - scheduled_perf) * 1e6) if scheduled_perf is not None else dur
-        rec.record(resp.status, failed, dur, wait, recv, corr, resp.sent, resp.received)
+        rec.record(
+            resp.status,
+            failed,
+            dur,
+            int(resp.connecting * 1e6),
+            int(sending * 1e6),
+            wait,
+            recv,
+            corr,
+            resp.sent,
+            resp.received,
+        )
         if run_checks and self._checks:
             cache: list[Any] = []
             for check, rate in self._checks:

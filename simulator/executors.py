@@ -248,32 +248,55 @@ async def run_arrival_rate(
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[None]] = set()
 
-    async def one(dev: Device, when: float) -> None:
-        try:
-            await iterate(dev, when)
-        finally:
-            pool.release(dev)
-            events.active(pool.busy)
+    owner: dict[asyncio.Task[None], Device] = {}
+    schedule = iter(arrival_offsets(ex))
+    finished_schedule: asyncio.Future[None] = loop.create_future()
+
+    def finished(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        pool.release(owner.pop(task))
+        events.active(pool.busy)
+
+    def fire(when: float) -> None:
+        # A plain timer callback, not a sleeping coroutine: starting an iteration costs one
+        # task, with no future or coroutine switch for the scheduler itself.
+        # Timers have millisecond resolution: whatever falls due within the next millisecond
+        # starts now, or the loop would spin on zero-length timers.
+        horizon = loop.time() + 0.001
+        while when <= horizon:
+            if stop.is_set():
+                break
+            grown = pool.allocated
+            dev = pool.acquire()
+            if dev is None:
+                events.dropped()
+            else:
+                if pool.allocated != grown:
+                    events.capacity(pool.allocated)
+                events.active(pool.busy)
+                task = loop.create_task(iterate(dev, when))  # type: ignore[arg-type]
+                owner[task] = dev
+                tasks.add(task)
+                task.add_done_callback(finished)
+            off = next(schedule, None)
+            if off is None:
+                break
+            when = start + off
+        else:
+            if not stop.is_set():
+                loop.call_at(when, fire, when)
+                return
+        if not finished_schedule.done():
+            finished_schedule.set_result(None)
 
     events.capacity(pool.allocated)
-    for off in arrival_offsets(ex):
-        when = start + off
-        if when > loop.time() and not await _sleep_until(loop, when, stop):
-            break
-        if stop.is_set():
-            break
-        grown = pool.allocated
-        dev = pool.acquire()
-        if dev is None:
-            events.dropped()
-            continue
-        if pool.allocated != grown:
-            events.capacity(pool.allocated)
-        events.active(pool.busy)
-        task = loop.create_task(one(dev, when))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    else:
+    first = next(schedule, None)
+    if first is not None:
+        loop.call_at(start + first, fire, start + first)
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({finished_schedule, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+    if not stop.is_set():
         await _sleep_until(loop, start + executor_duration(ex), stop)
     await _drain(tasks, 0.0 if stop.is_set() else graceful_stop, events)
 

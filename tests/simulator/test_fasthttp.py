@@ -1,0 +1,137 @@
+"""The lean HTTP/1.1 client against real servers on loopback: framing, keep-alive, failures."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from simulator.fasthttp import FastTransport
+from simulator.transport import Request
+
+
+async def _aiohttp_server(handler_map: dict[str, object]) -> tuple[web.AppRunner, str]:
+    app = web.Application(client_max_size=10 * 1024 * 1024)
+    for path, h in handler_map.items():
+        app.router.add_route("*", path, h)  # type: ignore[arg-type]
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def test_post_body_headers_keepalive_and_cookies() -> None:
+    peers: list[tuple[str, int]] = []
+
+    async def upload(request: web.Request) -> web.Response:
+        body = await request.read()
+        peers.append(request.transport.get_extra_info("peername"))  # type: ignore[union-attr]
+        resp = web.json_response({"len": len(body), "dev": request.headers["X-Device-ID"],
+                                  "cookie": request.cookies.get("session")})
+        resp.set_cookie("session", "abc", httponly=True)
+        return resp
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for part in (b"hello ", b"chunked ", b"world"):
+            await resp.write(part)
+        await resp.write_eof()
+        return resp
+
+    runner, url = await _aiohttp_server({"/up": upload, "/chunked": chunked})
+    t = FastTransport(url, timeout=5)
+    try:
+        body = [b"x" * 1000, memoryview(b"y" * 31000)]
+        for i in range(5):
+            r = await t.send(Request("POST", "/up", {"X-Device-ID": f"d{i}"}, body, True,
+                                     {"session": "s1"}))
+            assert r.status == 200, r.error
+            assert r.json() == {"len": 32000, "dev": f"d{i}", "cookie": "s1"}
+            assert r.set_cookies == {"session": "abc"}
+            assert r.started <= r.headers_at <= r.ended
+        assert t.connects == 1 and len(set(peers)) == 1  # keep-alive reused one connection
+        r = await t.send(Request("GET", "/chunked"))
+        assert r.status == 200 and r.body == b"hello chunked world"
+        r = await t.send(Request("POST", "/up", {"X-Device-ID": "c"}, b"abc", keep_alive=False))
+        assert r.status == 200
+        r = await t.send(Request("POST", "/up", {"X-Device-ID": "c"}, b"abc"))
+        assert r.status == 200 and t.connects == 2
+        assert r.connecting > 0
+        r = await t.send(Request("GET", "/missing"))
+        assert r.status == 404
+    finally:
+        await t.close()
+        await runner.cleanup()
+
+
+async def test_refused_reset_timeout_and_garbage(free_port: int) -> None:
+    t = FastTransport(f"http://127.0.0.1:{free_port}", timeout=0.5)
+    r = await t.send(Request("GET", "/"))
+    assert r.status == 0 and r.error == "connection refused"
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line = await reader.readuntil(b"\r\n\r\n")
+        if b"/reset" in line:
+            writer.transport.abort()
+        elif b"/garbage" in line:
+            writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+            await writer.drain()
+        elif b"/slow" in line:
+            await asyncio.sleep(2)
+        elif b"/close" in line:
+            writer.write(b"HTTP/1.0 200 OK\r\n\r\nuntil-close")
+            await writer.drain()
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    t = FastTransport(f"http://127.0.0.1:{port}", timeout=0.5)
+    try:
+        r = await t.send(Request("GET", "/reset"))
+        assert r.status == 0 and r.error in ("server disconnected", "connection reset")
+        r = await t.send(Request("GET", "/garbage"))
+        assert r.status == 0 and r.error.startswith("bad response")
+        r = await t.send(Request("GET", "/slow"))
+        assert r.status == 0 and r.error == "request timeout"
+        r = await t.send(Request("GET", "/close"))
+        assert r.status == 200 and r.body == b"until-close"
+    finally:
+        await t.close()
+        server.close()
+
+
+async def test_stale_keepalive_is_retried_once() -> None:
+    """A server that closes idle connections must not turn into failed requests."""
+    count = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal count
+        await reader.readuntil(b"\r\n\r\n")
+        count += 1
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()  # closes without saying Connection: close
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    t = FastTransport(f"http://127.0.0.1:{port}", timeout=2)
+    try:
+        for _ in range(3):
+            r = await t.send(Request("GET", "/"))
+            await asyncio.sleep(0.05)
+            assert r.status == 200, r.error
+        assert count == 3
+    finally:
+        await t.close()
+        server.close()
+
+
+def test_host_header_port() -> None:
+    assert FastTransport("http://127.0.0.1:8080").host_header == "127.0.0.1:8080"
+    assert FastTransport("http://localhost").host_header == "localhost"
+
+
