@@ -7,9 +7,11 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import os
 import signal
 import socket
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -82,8 +84,12 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def _seed_embedded_accounts(cfg: Any, data_dir: Path, run_dir: Path) -> Any:
-    """Auth scenarios without an accounts file get accounts seeded into the embedded server."""
+def _seed_embedded_accounts(cfg: Any, data_dir: Path, secrets_dir: Path) -> Any:
+    """Auth scenarios without an accounts file get accounts seeded into the embedded server.
+
+    The generated CSV holds plain passwords, so it lives in a private temporary folder that is
+    removed after the run — never in the run folder.
+    """
     from simulator.config import AuthDevice
     from simulator.devices import device_count_bound
 
@@ -92,7 +98,7 @@ def _seed_embedded_accounts(cfg: Any, data_dir: Path, run_dir: Path) -> Any:
         if isinstance(sc.device, AuthDevice) and sc.device.accounts_csv is None:
             from reference_server.accounts import seed_accounts
 
-            csv_path = run_dir / f"accounts-{sc.name}.csv"
+            csv_path = secrets_dir / f"accounts-{sc.name}.csv"
             n = max(device_count_bound(sc), cfg.server.accounts)
             seed_accounts(data_dir, n, csv_path, prefix=f"{sc.name}-")
             sc = dataclasses.replace(
@@ -102,7 +108,7 @@ def _seed_embedded_accounts(cfg: Any, data_dir: Path, run_dir: Path) -> Any:
     if cfg.server.accounts and not any(isinstance(s.device, AuthDevice) for s in scenarios):
         from reference_server.accounts import seed_accounts
 
-        seed_accounts(data_dir, cfg.server.accounts, run_dir / "accounts.csv")
+        seed_accounts(data_dir, cfg.server.accounts, secrets_dir / "accounts.csv")
     return dataclasses.replace(cfg, scenarios=tuple(scenarios))
 
 
@@ -124,13 +130,15 @@ def run_command(args: argparse.Namespace) -> int:
     }
 
     server = None
+    secrets_dir = tempfile.TemporaryDirectory(prefix="scfleet-accounts-")
+    os.chmod(secrets_dir.name, 0o700)
     try:
         if cfg.target.url is None:
             from simulator.embedded import EmbeddedServer
 
             data_dir = run_dir / "server"
             data_dir.mkdir(parents=True, exist_ok=True)
-            cfg = _seed_embedded_accounts(cfg, data_dir, run_dir)
+            cfg = _seed_embedded_accounts(cfg, data_dir, Path(secrets_dir.name))
             server = EmbeddedServer(data_dir, cfg.server)
             url = server.start()
             if not args.quiet:
@@ -145,6 +153,7 @@ def run_command(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server.stop()
+        secrets_dir.cleanup()
     paths = write_run(result, run_dir, effective)
     sys.stdout.write(paths["summary.txt"].read_text())
     sys.stdout.write(f"\n  run folder: {run_dir}\n")

@@ -1,0 +1,316 @@
+"""HTTP/1.1 client of the firmware's own, on asyncio streams, with keep-alive.
+
+MicroPython's `requests` and `aiohttp` close the connection after every request; a sensor that
+uploads every second cannot afford a TCP (or TLS) handshake each time. The framing (`build_head`,
+`ResponseParser`) is sans-I/O so it is tested byte by byte under MicroPython; `Client` does the I/O
+and handles errors where they happen: on MicroPython a refused connect only shows at the first
+drain()/read(), so every stream call sits inside the same try.
+"""
+
+import asyncio
+
+MAX_HEAD = 8192
+KEEP_BODY = 1024  # response body bytes kept (the rest is counted and discarded)
+
+
+class HttpError(Exception):
+    pass
+
+
+def parse_url(url):
+    """-> (scheme, host, port, path). Only http and https; host may be an IP or a name."""
+    if "://" not in url:
+        raise HttpError("URL has no scheme: %s" % url)
+    scheme, rest = url.split("://", 1)
+    scheme = scheme.lower()
+    if scheme not in ("http", "https"):
+        raise HttpError("unsupported scheme: %s" % scheme)
+    slash = rest.find("/")
+    if slash < 0:
+        hostport, path = rest, "/"
+    else:
+        hostport, path = rest[:slash], rest[slash:]
+    port = 443 if scheme == "https" else 80
+    if hostport.startswith("["):  # [::1]:8080
+        end = hostport.find("]")
+        host = hostport[1:end]
+        tail = hostport[end + 1 :]
+        if tail.startswith(":"):
+            port = int(tail[1:])
+    elif ":" in hostport:
+        host, p = hostport.rsplit(":", 1)
+        port = int(p)
+    else:
+        host = hostport
+    if not host:
+        raise HttpError("URL has no host: %s" % url)
+    return scheme, host, port, path
+
+
+def build_head(method, host, port, path, headers, body_len, keep_alive=True):
+    """Request line and headers as bytes. `headers` is a list of (name, value) pairs."""
+    default_port = port == 80 or port == 443
+    hosthdr = host if default_port else "%s:%d" % (host, port)
+    if ":" in host and not default_port:
+        hosthdr = "[%s]:%d" % (host, port)
+    lines = ["%s %s HTTP/1.1" % (method, path), "Host: " + hosthdr]
+    for name, value in headers:
+        lines.append("%s: %s" % (name, value))
+    lines.append("Content-Length: %d" % body_len)
+    lines.append("Connection: " + ("keep-alive" if keep_alive else "close"))
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+class ResponseParser:
+    """Feed response bytes in any fragmentation; `done` when one full response was read.
+
+    Handles Content-Length, chunked transfer coding (with trailers) and read-until-close bodies.
+    Bytes after the response (pipelining, garbage) are kept in `extra`.
+    """
+
+    def __init__(self, head_request=False):
+        self.head_request = head_request
+        self.buf = bytearray()
+        self.state = 0  # 0 head, 1 length body, 2 chunk size, 3 chunk data, 4 chunk CRLF, 5 trailers, 6 until close, 7 done
+        self.status = 0
+        self.reason = ""
+        self.version = ""
+        self.headers = {}
+        self.body = bytearray()
+        self.body_len = 0
+        self.left = 0
+        self.keep_alive = True
+        self.extra = b""
+
+    @property
+    def done(self):
+        return self.state == 7
+
+    def _take_body(self, data):
+        n = len(data)
+        self.body_len += n
+        room = KEEP_BODY - len(self.body)
+        if room > 0:
+            self.body.extend(data[:room])
+
+    def _line(self):
+        i = self.buf.find(b"\r\n")
+        if i < 0:
+            if len(self.buf) > MAX_HEAD:
+                raise HttpError("response line too long")
+            return None
+        line = bytes(self.buf[:i])
+        self.buf = self.buf[i + 2 :]
+        return line
+
+    def feed(self, data):
+        """Consume data; returns True once the response is complete."""
+        if self.state == 7:
+            self.extra += bytes(data)
+            return True
+        self.buf.extend(data)
+        while True:
+            st = self.state
+            if st == 0:
+                i = self.buf.find(b"\r\n\r\n")
+                if i < 0:
+                    if len(self.buf) > MAX_HEAD:
+                        raise HttpError("response head too long")
+                    return False
+                head = bytes(self.buf[:i])
+                self.buf = self.buf[i + 4 :]
+                self._parse_head(head)
+            elif st == 1:
+                take = self.left if self.left < len(self.buf) else len(self.buf)
+                if take:
+                    self._take_body(self.buf[:take])
+                    self.buf = self.buf[take:]
+                    self.left -= take
+                if self.left:
+                    return False
+                self.state = 7
+            elif st == 2:
+                line = self._line()
+                if line is None:
+                    return False
+                size = line.split(b";", 1)[0].strip()
+                try:
+                    self.left = int(size, 16)
+                except ValueError:
+                    raise HttpError("bad chunk size")
+                if self.left < 0:
+                    raise HttpError("bad chunk size")
+                self.state = 3 if self.left else 5
+            elif st == 3:
+                take = self.left if self.left < len(self.buf) else len(self.buf)
+                if take:
+                    self._take_body(self.buf[:take])
+                    self.buf = self.buf[take:]
+                    self.left -= take
+                if self.left:
+                    return False
+                self.state = 4
+            elif st == 4:
+                if len(self.buf) < 2:
+                    return False
+                if self.buf[:2] != b"\r\n":
+                    raise HttpError("missing CRLF after chunk")
+                self.buf = self.buf[2:]
+                self.state = 2
+            elif st == 5:
+                line = self._line()
+                if line is None:
+                    return False
+                if not line:
+                    self.state = 7
+            elif st == 6:
+                if self.buf:
+                    self._take_body(self.buf)
+                    self.buf = bytearray()
+                return False
+            else:
+                self.extra = bytes(self.buf)
+                self.buf = bytearray()
+                return True
+
+    def eof(self):
+        """The peer closed: completes a read-until-close body, else the response is truncated."""
+        if self.state == 6:
+            self.state = 7
+            return True
+        if self.state == 7:
+            return True
+        raise HttpError(
+            "connection closed mid-response" if self.status else "connection closed before response"
+        )
+
+    def _parse_head(self, head):
+        lines = head.split(b"\r\n")
+        first = lines[0].split(None, 2)
+        if len(first) < 2 or not first[0].startswith(b"HTTP/1."):
+            raise HttpError("bad status line")
+        self.version = first[0].decode()
+        try:
+            self.status = int(first[1])
+        except ValueError:
+            raise HttpError("bad status code")
+        self.reason = first[2].decode() if len(first) > 2 else ""
+        for raw in lines[1:]:
+            if b":" not in raw:
+                raise HttpError("bad header line")
+            name, value = raw.split(b":", 1)
+            self.headers[name.strip().lower().decode()] = value.strip().decode()
+        conn = self.headers.get("connection", "").lower()
+        if self.version == "HTTP/1.0":
+            self.keep_alive = "keep-alive" in conn
+        else:
+            self.keep_alive = "close" not in conn
+        if self.status < 200 and self.status != 101:
+            # 1xx interim response (100 Continue): the real one follows.
+            self.headers = {}
+            self.status = 0
+            return
+        te = self.headers.get("transfer-encoding", "").lower()
+        if self.head_request or self.status in (204, 304):
+            self.state = 7
+        elif "chunked" in te:
+            self.state = 2
+        elif "content-length" in self.headers:
+            try:
+                self.left = int(self.headers["content-length"])
+            except ValueError:
+                raise HttpError("bad Content-Length")
+            if self.left < 0:
+                raise HttpError("bad Content-Length")
+            self.state = 1
+        else:
+            self.state = 6
+            self.keep_alive = False
+
+
+class Client:
+    """One connection to one target, reused while the server keeps it open.
+
+    `open_connection(host, port, ssl)` comes from the HAL (asyncio.open_connection on both Pythons),
+    so an emulator can route or fault it. `connects` counts TCP connections made (keep-alive check).
+    """
+
+    def __init__(self, url, open_connection, keep_alive=True, timeout_s=10.0):
+        self.scheme, self.host, self.port, self.path = parse_url(url)
+        self.open_connection = open_connection
+        self.keep_alive = keep_alive
+        self.timeout_s = timeout_s
+        self.reader = None
+        self.writer = None
+        self.connects = 0
+
+    async def close(self):
+        w = self.writer
+        self.reader = self.writer = None
+        if w is not None:
+            try:
+                w.close()
+                await w.wait_closed()
+            except Exception:
+                pass
+
+    async def _connect(self):
+        ssl = True if self.scheme == "https" else None
+        coro = self.open_connection(self.host, self.port, ssl)
+        self.reader, self.writer = await asyncio.wait_for(coro, self.timeout_s)
+        self.connects += 1
+
+    async def _exchange(self, head, parts):
+        w = self.writer
+        w.write(head)
+        for p in parts:
+            w.write(p)
+        await w.drain()
+        parser = ResponseParser()
+        got = False
+        while True:
+            data = await self.reader.read(2048)
+            if not data:
+                if not got:
+                    raise EOFError("closed before response")
+                parser.eof()
+                break
+            got = True
+            if parser.feed(data):
+                break
+        return parser
+
+    async def request(self, method, headers, parts, body_len):
+        """Send one request; -> ResponseParser. Raises OSError/HttpError/TimeoutError on failure.
+
+        A reused connection that the server closed while idle fails before any response byte; that
+        one case is retried once on a fresh connection, as browsers do.
+        """
+        head = build_head(
+            method, self.host, self.port, self.path, headers, body_len, self.keep_alive
+        )
+        for attempt in (0, 1):
+            reused = self.writer is not None
+            try:
+                if not reused:
+                    await self._connect()
+                parser = await asyncio.wait_for(self._exchange(head, parts), self.timeout_s)
+            except asyncio.TimeoutError:
+                await self.close()
+                raise OSError("timeout after %.1f s" % self.timeout_s)
+            except EOFError:
+                await self.close()
+                if reused and attempt == 0:
+                    continue
+                raise OSError("connection closed before response")
+            except OSError as e:
+                await self.close()
+                if reused and attempt == 0:
+                    continue
+                raise e
+            except BaseException as e:  # timeout, cancellation, protocol errors: never reuse
+                await self.close()
+                raise e
+            if not (self.keep_alive and parser.keep_alive):
+                await self.close()
+            return parser

@@ -1,0 +1,577 @@
+# ruff: noqa: UP031  (runs under MicroPython too: plain %-formatting on purpose)
+"""Firmware unit cases that run under BOTH real MicroPython (via Node, see mpy_run.mjs) and CPython.
+
+Only what MicroPython accepts may appear here: no pytest, no f-string `=`, no dataclasses. A case
+is a function named `case_*`, sync or async, that raises on failure. `run_all()` drives them all and
+prints `PASS name` / `FAIL name: error` lines; the pytest side parses those.
+"""
+
+import sys
+
+if sys.implementation.name == "micropython":
+    import asyncio
+
+    from scfw import app, buffer, config, hal, http, proto, synth
+else:
+    import asyncio
+
+    from firmware.scfw import app, buffer, config, hal, http, proto, synth
+
+
+def check(cond, msg="check failed"):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def raises_proto(line, code, id=None):
+    try:
+        proto.parse(line)
+    except proto.ProtoError as e:
+        check(e.code == code, "%r: code %s, wanted %s" % (line, e.code, code))
+        check(e.id == id, "%r: id %r, wanted %r" % (line, e.id, id))
+        return
+    raise AssertionError("%r parsed" % (line,))
+
+
+# -- protocol ------------------------------------------------------------------------------------
+def case_proto_parse_and_encode():
+    m = proto.parse(b'{"t":"hello","id":1,"v":1}\r\n')
+    check(m["t"] == "hello" and m["id"] == 1)
+    m = proto.parse('{"t":"ping","id":"abc","token":42}')
+    check(m["id"] == "abc" and m["token"] == 42)
+    line = proto.encode(proto.ok(7, cmd="ping", board_us=5))
+    check(line.endswith(b"\n") and line.count(b"\n") == 1, "one line")
+    check(b" " not in line, "compact JSON")
+    back = proto.parse(line.replace(b'"t":"ok"', b'"t":"status"'))
+    check(back["id"] == 7 and back["v"] == 1 and back["board_us"] == 5)
+
+
+def case_proto_garbage():
+    raises_proto(b"", "empty")
+    raises_proto(b"   \r\n", "empty")
+    raises_proto(b"hello world", "bad_json")
+    raises_proto(b'{"t":"hello","id":1', "bad_json")
+    raises_proto(b"\xff\xfe\x00", "bad_json")
+    raises_proto(b"[1,2,3]", "bad_json")
+    raises_proto(b"42", "bad_json")
+    raises_proto(b'{"t":"reboot","id":9}', "unknown_command", 9)
+    raises_proto(b'{"id":9}', "unknown_command", 9)
+    raises_proto(b'{"t":"hello"}', "bad_id")
+    raises_proto(b'{"t":"hello","id":true}', "bad_id")
+    raises_proto(b'{"t":"hello","id":[1]}', "bad_id")
+    raises_proto(b'{"t":"hello","id":1,"pad":"' + b"x" * proto.MAX_LINE + b'"}', "too_long")
+
+
+def case_proto_versioning():
+    proto.parse(b'{"t":"status","id":1}')
+    proto.parse(b'{"t":"status","id":1,"v":1}')
+    raises_proto(b'{"t":"status","id":3,"v":2}', "bad_version", 3)
+    raises_proto(b'{"t":"status","id":3,"v":0}', "bad_version", 3)
+    raises_proto(b'{"t":"status","id":3,"v":"1"}', "bad_version", 3)
+    raises_proto(b'{"t":"status","id":3,"v":true}', "bad_version", 3)
+    check(
+        proto.encode({"t": "log"}).startswith(b'{"t":"log","v":1}')
+        or b'"v":1' in proto.encode({"t": "log"})
+    )
+
+
+def case_config_check_and_public():
+    c = config.defaults()
+    c.update(config.check({"wifi_ssid": "lab", "wifi_key": "s3cret-key", "chunk_bytes": 3200}))
+    pub = config.public(c)
+    check("wifi_key" not in pub and pub["wifi_key_set"] is True, "key hidden")
+    check("s3cret" not in str(pub))
+    for bad in (
+        {"chunk_bytes": 3},
+        {"chunk_bytes": True},
+        {"sample_rate": "16000"},
+        {"source": "mic"},
+        {"target": "ftp://x"},
+        {"headers": {"X-A": 1}},
+        {"headers": {"X-A": "a\r\nEvil: 1"}},
+        {"nope": 1},
+        {"keep_alive": 1},
+    ):
+        try:
+            config.check(bad, 5)
+        except proto.ProtoError as e:
+            check(e.code == "bad_config" and e.id == 5)
+            continue
+        raise AssertionError("accepted %r" % (bad,))
+
+
+# -- synthesis -----------------------------------------------------------------------------------
+def _render(seed, nbytes, line_hz=50):
+    buf = bytearray(nbytes)
+    n = synth.Synth(seed, 16000, line_hz).render(buf)
+    check(n == nbytes)
+    return buf
+
+
+def _checksum(buf):
+    h = 0x811C9DC5
+    for b in buf:
+        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+# The same bytes on every Python: computed once under CPython and checked under MicroPython too.
+GOLDEN_SEED1_4000 = 0x155C8763
+
+
+def case_synth_deterministic():
+    a = _render(1234, 4000)
+    b = _render(1234, 4000)
+    check(a == b, "same seed, same bytes")
+    c = _render(1235, 4000)
+    check(a != c, "different seeds differ")
+    # Rendering in pieces continues the same stream.
+    s = synth.Synth(1234)
+    p = bytearray(4000)
+    s.render(p, 1000)
+    q = bytearray(3000)
+    s.render(q)
+    check(bytes(p[:1000]) + bytes(q) == bytes(a), "pieces concatenate")
+
+
+def case_synth_golden_bytes():
+    got = _checksum(_render(1, 4000))
+    check(got == GOLDEN_SEED1_4000, "checksum %08x, golden %08x" % (got, GOLDEN_SEED1_4000))
+
+
+def case_synth_hum_present():
+    for line_hz in (50, 60):
+        buf = _render(77, 32000, line_hz)
+        hum = synth.goertzel_power(buf, 32000, 16000, 2 * line_hz)
+        for other in (137, 173, 411, 1234):
+            p = synth.goertzel_power(buf, 32000, 16000, other)
+            check(hum > 50 * p, "hum %d Hz %.3g vs %d Hz %.3g" % (2 * line_hz, hum, other, p))
+    # Not silence, not clipped flat: a sane RMS.
+    tot = 0
+    for j in range(0, 32000, 2):
+        v = buf[j] | (buf[j + 1] << 8)
+        if v >= 32768:
+            v -= 65536
+        tot += v * v
+    rms = (tot / 16000) ** 0.5
+    check(1000 < rms < 12000, "rms %d" % rms)
+
+
+def case_synth_bank_parts():
+    s = synth.Synth(5)
+    bank = synth.Bank(s, 6000)
+    for seq in (0, 1, 2, 17, 1000):
+        parts = bank.parts(seq, 3200)
+        total = 0
+        for p in parts:
+            total += len(p)
+        check(total == 3200, "length")
+        check(bytes(bank.chunk(seq, 3200)) == b"".join([bytes(p) for p in parts]))
+    check(bank.chunk(1, 3200) != bank.chunk(2, 3200), "chunks differ")
+    big = bank.parts(3, 20000)  # larger than the bank: wraps several times
+    check(sum([len(p) for p in big]) == 20000 and len(big) >= 4)
+    check(synth.device_seed("esp32-000001") == synth.device_seed("esp32-000001"))
+    check(synth.device_seed("esp32-000001") != synth.device_seed("esp32-000002"))
+
+
+def case_i2s_reduce():
+    # Two 32-bit LE slots: 0x12345600 and 0xFEDCBA00 -> top 16 bits 0x1234, 0xFEDC.
+    raw = bytes([0x00, 0x56, 0x34, 0x12, 0x00, 0xBA, 0xDC, 0xFE])
+    out = bytearray(4)
+    n = hal.reduce_32_to_16(raw, len(raw), out)
+    check(n == 4 and bytes(out) == bytes([0x34, 0x12, 0xDC, 0xFE]), repr(out))
+
+
+# -- HTTP framing --------------------------------------------------------------------------------
+def case_http_request_head():
+    h = http.build_head(
+        "POST",
+        "10.0.0.5",
+        8080,
+        "/api/esp32/audio/upload",
+        [("X-Device-ID", "esp32-000001"), ("X-Sequence", "7")],
+        32000,
+        True,
+    )
+    text = h.decode()
+    check(text.startswith("POST /api/esp32/audio/upload HTTP/1.1\r\nHost: 10.0.0.5:8080\r\n"))
+    check("\r\nX-Device-ID: esp32-000001\r\n" in text and "\r\nX-Sequence: 7\r\n" in text)
+    check("\r\nContent-Length: 32000\r\n" in text and "\r\nConnection: keep-alive\r\n" in text)
+    check(text.endswith("\r\n\r\n") and text.count("\r\n\r\n") == 1)
+    check("Connection: close" in http.build_head("POST", "h", 80, "/", [], 0, False).decode())
+    check(
+        http.parse_url("http://127.0.0.1:9000/a/b?x=1") == ("http", "127.0.0.1", 9000, "/a/b?x=1")
+    )
+    check(http.parse_url("https://example.org") == ("https", "example.org", 443, "/"))
+    check(http.parse_url("http://[::1]:81/u") == ("http", "::1", 81, "/u"))
+    for bad in ("example.org/x", "ftp://h/", "http:///x"):
+        try:
+            http.parse_url(bad)
+        except http.HttpError:
+            continue
+        raise AssertionError("accepted " + bad)
+
+
+def _feed_bytewise(data, step=1):
+    p = http.ResponseParser()
+    done = False
+    for i in range(0, len(data), step):
+        done = p.feed(data[i : i + step])
+    return p, done
+
+
+def case_http_response_content_length():
+    resp = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
+    for step in (1, 2, 7, len(resp)):
+        p, done = _feed_bytewise(resp, step)
+        check(done and p.status == 200 and bytes(p.body) == b'{"ok":true}', "step %d" % step)
+        check(p.keep_alive and p.headers["content-type"] == "application/json")
+    # Two pipelined responses: the second stays in `extra`.
+    p = http.ResponseParser()
+    check(p.feed(resp + b"HTTP/1.1 500 x\r\n"))
+    check(p.extra == b"HTTP/1.1 500 x\r\n")
+    p, done = _feed_bytewise(
+        b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
+    check(done and p.status == 413 and not p.keep_alive and p.reason == "Payload Too Large")
+    p, done = _feed_bytewise(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+    check(done and not p.keep_alive, "1.0 closes by default")
+
+
+def case_http_response_chunked():
+    resp = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\n"
+    )
+    for step in (1, 3, len(resp)):
+        p, done = _feed_bytewise(resp, step)
+        check(done and bytes(p.body) == b"hello, world" and p.body_len == 12, "step %d" % step)
+    p = http.ResponseParser()
+    check(not p.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"))
+    try:
+        p.eof()
+    except http.HttpError:
+        pass
+    else:
+        raise AssertionError("truncated chunked body accepted")
+    for bad in (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXX",
+        b"SMTP ready\r\n\r\n",
+        b"HTTP/1.1 abc OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+    ):
+        try:
+            http.ResponseParser().feed(bad)
+        except http.HttpError:
+            continue
+        raise AssertionError("accepted %r" % bad)
+
+
+def case_http_response_until_close_and_interim():
+    p = http.ResponseParser()
+    check(not p.feed(b"HTTP/1.1 200 OK\r\n\r\nabc"))
+    check(not p.feed(b"def"))
+    check(p.eof() and bytes(p.body) == b"abcdef" and not p.keep_alive)
+    p, done = _feed_bytewise(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"
+    )
+    check(done and p.status == 201 and bytes(p.body) == b"ok")
+    p, done = _feed_bytewise(b"HTTP/1.1 204 No Content\r\n\r\n")
+    check(done and p.status == 204)
+
+
+# -- fake streams: the client and the app under MicroPython's own asyncio --------------------------
+class FakeServer:
+    """In-memory HTTP peer: counts connections and requests, answers each full request."""
+
+    def __init__(self, statuses=None, close_after=None, refuse=0, silent_close_after=None):
+        self.statuses = statuses or []
+        self.silent_close_after = silent_close_after  # close while idle, without saying so
+        self.close_after = close_after  # close the connection after this many requests on it
+        self.refuse = refuse  # refuse this many connects (the error shows at drain, as on a board)
+        self.connects = 0
+        self.requests = []
+
+    async def open_connection(self, host, port, ssl=None):
+        self.connects += 1
+        refused = self.refuse > 0
+        if refused:
+            self.refuse -= 1
+        conn = FakeConn(self, refused)
+        return conn, conn
+
+
+class FakeConn:
+    def __init__(self, server, refused):
+        self.server = server
+        self.refused = refused
+        self.inbuf = bytearray()
+        self.out = bytearray()
+        self.on_conn = 0
+        self.closed = False
+
+    # writer side
+    def write(self, data):
+        self.inbuf.extend(data)
+
+    async def drain(self):
+        if self.refused:
+            raise OSError(111, "ECONNREFUSED")
+        if self.closed:
+            return  # the peer is gone; as with TCP, the write "succeeds" and the read sees EOF
+        while True:
+            i = self.inbuf.find(b"\r\n\r\n")
+            if i < 0:
+                return
+            head = bytes(self.inbuf[:i]).decode()
+            n = 0
+            for line in head.split("\r\n")[1:]:
+                k, v = line.split(":", 1)
+                if k.lower() == "content-length":
+                    n = int(v)
+            if len(self.inbuf) < i + 4 + n:
+                return
+            body = bytes(self.inbuf[i + 4 : i + 4 + n])
+            self.inbuf = self.inbuf[i + 4 + n :]
+            srv = self.server
+            srv.requests.append((head, body))
+            st = srv.statuses.pop(0) if srv.statuses else 200
+            self.on_conn += 1
+            last = srv.close_after is not None and self.on_conn >= srv.close_after
+            hdr = "Connection: close\r\n" if last else ""
+            self.out.extend(("HTTP/1.1 %d X\r\n%sContent-Length: 2\r\n\r\nok" % (st, hdr)).encode())
+            silent = srv.silent_close_after is not None and self.on_conn >= srv.silent_close_after
+            if last or silent:
+                self.closed = True
+
+    def close(self):
+        self.closed = True
+
+    async def wait_closed(self):
+        pass
+
+    # reader side
+    async def read(self, n):
+        if self.refused:
+            raise OSError(111, "ECONNREFUSED")
+        await asyncio.sleep(0)
+        if not self.out:
+            return b""
+        d = bytes(self.out[:n])
+        self.out = self.out[n:]
+        return d
+
+
+async def case_client_keepalive_and_reconnect():
+    srv = FakeServer(close_after=3)
+    c = http.Client("http://127.0.0.1:8080/up", srv.open_connection, True, 5)
+    for i in range(5):
+        r = await c.request("POST", [("X-Sequence", str(i))], [b"ab", memoryview(b"cdef")], 6)
+        check(r.status == 200, "status")
+    check(len(srv.requests) == 5 and srv.requests[4][1] == b"abcdef")
+    check(
+        srv.connects == 2,
+        "keep-alive: 3 requests on the first connection, got %d connects" % srv.connects,
+    )
+    await c.close()
+    # A refused connect surfaces at drain: reported as OSError, and the next request reconnects.
+    srv = FakeServer(refuse=1)
+    c = http.Client("http://127.0.0.1:8080/up", srv.open_connection, True, 5)
+    try:
+        await c.request("POST", [], [b"x"], 1)
+    except OSError:
+        pass
+    else:
+        raise AssertionError("refused connect not reported")
+    r = await c.request("POST", [], [b"x"], 1)
+    check(r.status == 200 and srv.connects == 2)
+    # An idle keep-alive connection the server dropped silently: retried once on a new one.
+    srv = FakeServer(silent_close_after=1)
+    c = http.Client("http://127.0.0.1:8080/up", srv.open_connection, True, 5)
+    for _ in range(3):
+        r = await c.request("POST", [], [b"abc"], 3)
+        check(r.status == 200, "stale connection retried transparently")
+    check(len(srv.requests) == 3 and srv.connects == 3, "%d connects" % srv.connects)
+
+
+def case_buffer_bounded_and_backoff():
+    q = buffer.ChunkQueue(max_chunks=3, max_bytes=1 << 20)
+    for s in range(5):
+        q.push(buffer.Chunk(s, 0, 100))
+    check(len(q) == 3 and q.dropped == 2, "drops oldest")
+    check(q.pop().seq == 2, "oldest kept is 2")
+    c = buffer.Chunk(9, 0, 4, b"abcd")
+    q2 = buffer.ChunkQueue(max_chunks=10, max_bytes=10)
+    q2.push(c)
+    q2.push(buffer.Chunk(10, 0, 4, b"efgh"))
+    q2.push(buffer.Chunk(11, 0, 4, b"ijkl"))  # 12 bytes > 10: the oldest goes
+    check(len(q2) == 2 and q2.dropped == 1 and q2.stored == 8)
+    check(q2.pop().seq == 10)
+    q2.push(buffer.Chunk(12, 0, 4, b"mnop"))
+    check(
+        q2.requeue(buffer.Chunk(13, 0, 4, b"qrst")) is False and q2.dropped == 2,
+        "full: requeue drops",
+    )
+    check(q2.requeue(buffer.Chunk(14, 0, 0)) is True and q2.pop().seq == 14, "requeue goes first")
+    q3 = buffer.ChunkQueue(max_chunks=0)
+    q3.push(buffer.Chunk(1, 0, 1))
+    check(len(q3) == 0 and q3.dropped == 1)
+    b = buffer.Backoff(250, 2, 3000)
+    check(b.schedule(6) == [250, 500, 1000, 2000, 3000, 3000], repr(b.schedule(6)))
+    check(b.delay_ms(0) == 0)
+    rng = synth.XorShift32(3)
+    j = buffer.Backoff(1000, 2, 8000, 0.1, rng.next)
+    for a in range(1, 6):
+        d = j.delay_ms(a)
+        base = min(1000 * 2 ** (a - 1), 8000)
+        check(base * 0.9 <= d <= base * 1.1, "jitter bound")
+
+
+class FakeHal(hal.Hal):
+    def __init__(self, server):
+        self.lines = []
+        self.server = server
+        self.files = {}
+        self.t = 0
+
+    def write_line(self, data):
+        self.lines.append(data)
+
+    def monotonic_us(self):
+        import time
+
+        if hasattr(time, "ticks_us"):
+            return time.ticks_us()
+        return int(time.monotonic() * 1e6)
+
+    def open_connection(self, host, port, ssl=None):
+        return self.server.open_connection(host, port, ssl)
+
+    def read_file(self, name):
+        return self.files.get(name)
+
+    def write_file(self, name, text):
+        self.files[name] = text
+
+
+class Lines:
+    def __init__(self, items):
+        self.items = list(items)
+
+    async def readline(self):
+        await asyncio.sleep(0)
+        if not self.items:
+            return b""
+        x = self.items.pop(0)
+        if isinstance(x, (int, float)):
+            await asyncio.sleep(x)
+            return await self.readline()
+        return x
+
+
+def _decode(lines):
+    import json
+
+    out = []
+    for raw in lines:
+        check(raw.endswith(b"\n") and raw.count(b"\n") == 1, "one line per write")
+        out.append(json.loads(raw))
+    return out
+
+
+async def case_app_commands_garbage_and_run():
+    srv = FakeServer(statuses=[503])
+    h = FakeHal(srv)
+    cfg = (
+        b'{"t":"config","id":2,"target":"http://127.0.0.1:9/up","device_id":"esp32-000042",'
+        b'"chunk_bytes":640,"bank_bytes":4000,"wifi_key":"hunter2-secret","backoff_ms":5,"seed":9}'
+    )
+    script = [
+        b'{"t":"hello","id":1}',
+        b"garbage \x00\xff",
+        b'{"t":"status","id":"s1","v":9}',
+        cfg,
+        b'{"t":"ping","id":3,"token":"abc"}',
+        b'{"t":"start","id":4,"rate":50,"duration_s":0.2}',
+        b'{"t":"config","id":5,"chunk_bytes":2}',
+        1.0,
+        b'{"t":"status","id":6}',
+        b'{"t":"exit","id":7}',
+        b'{"t":"status","id":8}',
+    ]
+    await app.run(h, Lines(script))
+    msgs = _decode(h.lines)
+    for raw in h.lines:
+        check(b"hunter2" not in raw, "key leaked")
+    by_id = {}
+    for m in msgs:
+        check(m["v"] == 1)
+        if m.get("id") is not None:
+            by_id[m["id"]] = m
+    check(msgs[0]["t"] == "hello" and msgs[0]["id"] is None, "boot hello")
+    check(
+        by_id[1]["t"] == "hello" and by_id[1]["fw"] == proto.FW_VERSION and by_id[1]["proto"] == 1
+    )
+    errs = [m for m in msgs if m["t"] == "error"]
+    check(errs[0]["code"] == "bad_json" and errs[0]["id"] is None)
+    check(by_id["s1"]["t"] == "error" and by_id["s1"]["code"] == "bad_version")
+    check(by_id[2]["t"] == "ok" and by_id[2]["config"]["wifi_key_set"] is True)
+    check(by_id[3]["token"] == "abc" and by_id[3]["board_us"] > 0 or by_id[3]["board_us"] == 0)
+    check(by_id[4]["t"] == "ok" and by_id[4]["run"] == 1)
+    check(by_id[5]["t"] == "error" and by_id[5]["code"] == "busy")
+    check(8 not in by_id, "nothing read after exit")
+    check(by_id[7]["t"] == "ok")
+    st = by_id[6]
+    check(st["t"] == "status" and not st["running"], "run over")
+    check(st["produced"] == 10, "10 chunks at 50/s over 0.2 s, got %d" % st["produced"])
+    check(
+        st["ok"] == 10 and st["failed"] == 1 and st["retried"] == 1 and st["dropped"] == 0, repr(st)
+    )
+    results = []
+    for m in msgs:
+        if m["t"] == "result":
+            results.append(m)
+        elif m["t"] == "results":
+            results.extend(m["items"])
+    check(len(results) == 11, "one result per request, got %d" % len(results))
+    check(results[0]["status"] == 503 and results[0]["error"] and results[1]["seq"] == 0)
+    done = [m for m in msgs if m["t"] == "done"]
+    check(len(done) == 1 and done[0]["ok"] == 10)
+    seqs = []
+    for head, body in srv.requests:
+        check(len(body) == 640)
+        check("\r\nX-Device-ID: esp32-000042" in head and "\r\nX-Sample-Rate: 16000" in head)
+        check("\r\nContent-Type: application/octet-stream" in head)
+        for line in head.split("\r\n"):
+            if line.startswith("X-Sequence: "):
+                seqs.append(int(line[12:]))
+    check(seqs == [0] + list(range(10)), repr(seqs))
+    check(srv.connects == 1, "keep-alive across the run, %d connects" % srv.connects)
+    check("hunter2-secret" in h.files[config.FILE], "key persisted on the board")
+
+
+def cases():
+    g = globals()
+    return sorted([k for k in g if k.startswith("case_")])
+
+
+async def _run_all(names):
+    n_ok = 0
+    n_fail = 0
+    for name in names:
+        try:
+            r = globals()[name]()
+            if hasattr(r, "send"):
+                await r
+            print("PASS " + name)
+            n_ok += 1
+        except Exception as e:
+            print("FAIL %s: %s: %s" % (name, type(e).__name__, e))
+            n_fail += 1
+    print("%d passed, %d failed" % (n_ok, n_fail))
+
+
+def run_all(names=None):
+    """Under MicroPython's WASM port, coroutines must run inside a task: returns one to await."""
+    return _run_all(names or cases())
