@@ -8,12 +8,20 @@
 | ``metrics.json`` | every series with its histogram, mergeable across runs/processes |
 | ``timeline.json`` | one point per tick: per-scenario rates, latency percentiles, samplers |
 | ``devices.csv`` | per device: requests, ok, failed, next sequence, bytes acknowledged |
+| ``stages.json`` | stage windows and per-stage latency histograms (for ``scfleet report``) |
+| ``report.html`` | self-contained report: verdict, thresholds, stage table, plots |
+| ``timeline.ndjson`` | the timeline in k6's ``--out json`` point format |
+| ``timeline.csv`` | the timeline, one row per tick per scenario |
+| ``junit.xml`` | one test case per threshold, for CI |
+
+The stage table also goes into ``summary.json`` (``stages`` key) and ``summary.txt``.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import sys
 import time
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -82,4 +90,23 @@ def write_run(result: RunResult, run_dir: Path, effective: dict[str, Any]) -> di
         w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         w.writerows(result.devices)
+    recorder = result.extras.get("stage_recorder")
+    if recorder is not None:
+        paths["stages.json"] = run_dir / "stages.json"
+        paths["stages.json"].write_text(json.dumps(recorder.to_dict()))
+    paths.update(write_reports(run_dir))
     return paths
+
+
+def write_reports(run_dir: Path) -> dict[str, Path]:
+    """Report files derived from the core files; a failure here never loses the results."""
+    from simulator.report_cli import build_reports
+
+    try:
+        return build_reports(run_dir)
+    except Exception as exc:  # noqa: BLE001 - the measured data is already on disk
+        sys.stderr.write(
+            f"scfleet: report files not written ({type(exc).__name__}: {exc}); "
+            f"retry with: scfleet report {run_dir}\n"
+        )
+        return {}

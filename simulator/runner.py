@@ -91,6 +91,7 @@ class RunResult:
     devices: list[dict[str, Any]] = field(default_factory=list)
     target: str = ""
     notes: list[str] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)  # e.g. per-stage histograms
 
     @property
     def thresholds_ok(self) -> bool:
@@ -98,6 +99,8 @@ class RunResult:
 
 
 ProgressHook = Callable[["Environment", dict[str, Any]], None]
+#: Called per scenario as each tick closes: (scenario, t, span, stats of that tick).
+IntervalHook = Callable[[str, float, float, IntervalStats], None]
 
 
 class Environment:
@@ -135,6 +138,8 @@ class Environment:
         self.behaviours: dict[str, Behaviour] = {}
         self.started_perf = 0.0
         self.notes: list[str] = []
+        self.interval_hooks: list[IntervalHook] = []
+        self.extras: dict[str, Any] = {}
 
     def add_sampler(self, prefix: str, sampler: Sampler) -> None:
         self.samplers.append((prefix, sampler))
@@ -193,6 +198,7 @@ class Environment:
             devices,
             self.target,
             self.notes,
+            self.extras,
         )
 
     def evaluate_thresholds(self, duration: float) -> list[ThresholdResult]:
@@ -263,6 +269,8 @@ class Environment:
         point: dict[str, Any] = {"t": round(t, 3), "span": round(span, 3), "scenarios": {}}
         for name, live in self.intervals.items():
             iv = live.take()
+            for hook in self.interval_hooks:
+                hook(name, t, span, iv)
             ev = self.events[name]
             peak = ev.take_peak()
             total_active += peak

@@ -1,0 +1,535 @@
+"""Stage by stage: what each load level achieved, where the server stopped coping, and why.
+
+A run's timeline is cut at the stage boundaries of :func:`simulator.executors.stage_windows`
+(a tick belongs to the stage holding its midpoint). For each stage the table gives offered vs
+achieved rate, exact p50/p95/p99 from a per-stage HDR histogram (recorded live by
+:class:`StageRecorder`), error rate, dropped iterations and the sampled server/generator
+resources. From the table, per scenario: the **knee**, a **verdict** and a **bottleneck** hint.
+The rules are the constants below; README.md ("Reading the verdict") states them in prose.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from simulator.executors import StageWindow, stage_windows
+from simulator.metrics import Histogram, IntervalStats
+from simulator.thresholds import ThresholdExpr, parse_expression, parse_metric_key
+
+# --------------------------------------------------------------------------- the rules
+#: Server CPU counts as saturated at this share: of all cores for the process tree, of one
+#: core for its busiest process (a Python process is held to one core by the GIL), or of the
+#: whole machine from Prometheus.
+CPU_SATURATED_PCT = 85.0
+#: The generator is saturated above this CPU (% of one core: the event loop is one thread) …
+GEN_CPU_SATURATED_PCT = 85.0
+#: … or when the event loop wakes this late on average (its timestamps are late as much).
+GEN_LOOP_LAG_MS = 5.0
+#: A stage with at least this error rate is a cliff, not graceful degradation.
+CLIFF_ERROR_RATE = 0.10
+#: Achieved req/s below this share of an earlier stage at no higher offered load: a cliff.
+CLIFF_THROUGHPUT_SHARE = 0.5
+#: Server memory is "climbing" when its peak RSS in a stage is ≥ this ratio of the first
+#: stage's peak and at least MEM_CLIMB_MB more, or the host's used memory ≥ NODE_MEM_PCT.
+MEM_CLIMB_RATIO = 1.25
+MEM_CLIMB_MB = 32.0
+NODE_MEM_PCT = 90.0
+#: Connection errors (no HTTP answer) are the bottleneck when they are at least this share of
+#: a stage's failures and the stage's error rate is at least CONN_ERROR_MIN_RATE.
+CONN_ERROR_SHARE = 0.5
+CONN_ERROR_MIN_RATE = 0.01
+#: Judged per stage when the run has no threshold that applies per stage (seed §1/§3).
+DEFAULT_THRESHOLDS = (("http_req_failed", "rate<0.01"), ("http_req_duration", "p(95)<2000"))
+
+#: Metrics a threshold may name and still be evaluated per stage.
+PER_STAGE_METRICS = {
+    "http_req_duration",
+    "http_req_failed",
+    "http_reqs",
+    "dropped_iterations",
+    "iterations",
+}
+
+
+# --------------------------------------------------------------------------- recording
+
+
+def locate(windows: Sequence[StageWindow], t: float, span: float) -> int | None:
+    """Index of the stage holding a tick's midpoint (ticks end at ``t`` and last ``span``)."""
+    mid = t - span / 2
+    for w in windows:
+        if w.start <= mid < w.end:
+            return w.index
+    return None
+
+
+class StageRecorder:
+    """Merges each tick's latency histogram into its stage's (an exact per-stage p95)."""
+
+    def __init__(self, windows: Mapping[str, Sequence[StageWindow]]) -> None:
+        self.windows = {k: list(v) for k, v in windows.items()}
+        self.hists: dict[tuple[str, int], Histogram] = {}
+
+    @classmethod
+    def for_config(cls, cfg: Any) -> StageRecorder:
+        return cls({sc.name: stage_windows(sc) for sc in cfg.scenarios})
+
+    def record(self, scenario: str, t: float, span: float, iv: IntervalStats) -> None:
+        """``Environment.interval_hooks`` callback; never raises into the ticker."""
+        idx = locate(self.windows.get(scenario, ()), t, span)
+        if idx is None or iv.hist.count == 0:
+            return
+        self.hists.setdefault((scenario, idx), Histogram()).merge(iv.hist)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "windows": [asdict(w) for ws in self.windows.values() for w in ws],
+            "histograms": {f"{s}/{i}": h.to_dict() for (s, i), h in sorted(self.hists.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StageRecorder:
+        windows: dict[str, list[StageWindow]] = {}
+        for w in data.get("windows", []):
+            windows.setdefault(w["scenario"], []).append(StageWindow(**w))
+        rec = cls(windows)
+        for key, h in data.get("histograms", {}).items():
+            s, _, i = key.rpartition("/")
+            rec.hists[(s, int(i))] = Histogram.from_dict(h)
+        return rec
+
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass
+class StageRow:
+    scenario: str
+    index: int
+    label: str
+    unit: str
+    start: float
+    end: float
+    offered: float  # mean target over the stage (a linear ramp's midpoint)
+    target_from: float = 0.0
+    target_to: float = 0.0
+    seconds: float = 0.0  # ticked time inside the stage (0: never reached)
+    requests: int = 0
+    failed: int = 0
+    dropped: int = 0
+    iterations: int = 0
+    conn_errors: int = 0
+    achieved_rps: float = 0.0
+    achieved_iters: float = 0.0
+    error_rate: float = 0.0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    avg_ms: float | None = None
+    exact_percentiles: bool = True
+    active_max: int = 0
+    server_alive: float | None = None
+    server_cpu: float | None = None
+    server_cpu_max: float | None = None
+    server_hottest: float | None = None
+    server_rss_mb: float | None = None
+    cpu_count: float | None = None
+    node_cpu: float | None = None
+    node_mem_pct: float | None = None
+    gen_cpu: float | None = None
+    gen_lag_ms: float | None = None
+    thresholds_ok: bool | None = None
+    failed_thresholds: list[str] = field(default_factory=list)
+
+    @property
+    def reached(self) -> bool:
+        return self.seconds > 0
+
+    @property
+    def generator_saturated(self) -> bool:
+        return (self.gen_cpu or 0) >= GEN_CPU_SATURATED_PCT or (
+            self.gen_lag_ms or 0
+        ) >= GEN_LOOP_LAG_MS
+
+
+@dataclass
+class Assessment:
+    scenario: str
+    knee: int | None  # stage index; None: not even the first stage met the thresholds
+    knee_label: str
+    verdict: str  # "held" | "graceful" | "cliff" | "no data"
+    reason: str
+    bottleneck: str  # kind: crash, generator, connection, server_cpu, server_memory, none
+    hint: str
+    generator_warning: bool = False
+
+
+def _mean(xs: Iterable[float | None]) -> float | None:
+    vals = [x for x in xs if x is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _max(xs: Iterable[float | None]) -> float | None:
+    vals = [x for x in xs if x is not None]
+    return max(vals) if vals else None
+
+
+def _min(xs: Iterable[float | None]) -> float | None:
+    vals = [x for x in xs if x is not None]
+    return min(vals) if vals else None
+
+
+def build_rows(
+    recorder: StageRecorder,
+    timeline: Sequence[Mapping[str, Any]],
+    thresholds: Sequence[tuple[str, str]] = (),
+) -> list[StageRow]:
+    """The stage table, from the timeline and (when recorded) the per-stage histograms."""
+    rows: list[StageRow] = []
+    for name, windows in recorder.windows.items():
+        for w in windows:
+            if w.end <= w.start:
+                continue
+            row = StageRow(
+                name,
+                w.index,
+                w.label,
+                w.unit,
+                w.start,
+                w.end,
+                (w.target_from + w.target_to) / 2,
+                w.target_from,
+                w.target_to,
+            )
+            ticks = [
+                p
+                for p in timeline
+                if name in p.get("scenarios", {}) and locate([w], p["t"], p["span"]) is not None
+            ]
+            hist = recorder.hists.get((name, w.index))
+            _fill(row, ticks, hist)
+            _judge(row, thresholds, hist)
+            rows.append(row)
+    return rows
+
+
+def _fill(row: StageRow, ticks: list[Mapping[str, Any]], hist: Histogram | None) -> None:
+    if not ticks:
+        return
+    sc = [p["scenarios"][row.scenario] for p in ticks]
+    row.seconds = sum(p["span"] for p in ticks)
+    row.requests = sum(s["requests"] for s in sc)
+    row.failed = sum(s["failed"] for s in sc)
+    row.dropped = sum(s["dropped"] for s in sc)
+    row.iterations = sum(s["iterations"] for s in sc)
+    row.conn_errors = int(sum(p.get(f"conn_errors.{row.scenario}") or 0 for p in ticks))
+    row.achieved_rps = row.requests / row.seconds
+    row.achieved_iters = row.iterations / row.seconds
+    row.error_rate = row.failed / row.requests if row.requests else 0.0
+    row.active_max = max(s["active"] for s in sc)
+    if hist is not None and hist.count:
+        row.p50_ms, row.p95_ms, row.p99_ms = (hist.percentile(q) / 1000 for q in (50, 95, 99))
+        row.max_ms, row.avg_ms = hist.max / 1000, hist.mean / 1000
+    elif row.requests:  # no histogram kept: request-weighted per-tick values (approximate)
+        row.exact_percentiles = False
+        n = row.requests
+        for attr in ("p50_ms", "p95_ms", "p99_ms", "avg_ms"):
+            setattr(row, attr, sum(s[attr] * s["requests"] for s in sc) / n)
+        row.max_ms = max(s["max_ms"] for s in sc)
+
+    def series(key: str) -> list[float | None]:
+        return [p.get(key) for p in ticks]
+
+    row.server_alive = _min(series("server.alive"))
+    row.server_cpu = _mean(series("server.cpu_percent"))
+    row.server_cpu_max = _max(series("server.cpu_percent"))
+    row.server_hottest = _mean(series("server.cpu_hottest"))
+    rss = _max(series("server.rss_bytes"))
+    row.server_rss_mb = rss / 1e6 if rss is not None else None
+    row.cpu_count = _max(series("server.cpu_count"))
+    row.node_cpu = _mean(series("node.cpu_percent"))
+    row.node_mem_pct = _max(series("node.mem_used_percent"))
+    row.gen_cpu = _mean(series("gen.cpu_percent"))
+    row.gen_lag_ms = _mean(series("gen.loop_lag_ms"))
+
+
+def _stage_value(
+    row: StageRow, metric: str, expr: ThresholdExpr, hist: Histogram | None
+) -> float | None:
+    agg = expr.aggregation
+    if metric == "http_req_duration":
+        if row.p50_ms is None:
+            return None
+        pct = expr.percentile
+        if pct is not None:
+            if hist is not None and hist.count:
+                return hist.percentile(pct) / 1000
+            return {50.0: row.p50_ms, 95.0: row.p95_ms, 99.0: row.p99_ms}.get(pct)
+        return {
+            "avg": row.avg_ms,
+            "med": row.p50_ms,
+            "max": row.max_ms,
+            "count": float(row.requests),
+        }.get(agg)
+    if metric == "http_req_failed":
+        return row.error_rate if row.requests else None
+    counts = {"http_reqs": row.requests, "dropped_iterations": row.dropped}
+    counts["iterations"] = row.iterations
+    if metric in counts:
+        n = counts[metric]
+        return float(n) if agg == "count" else n / row.seconds if agg == "rate" else None
+    return None
+
+
+def applicable(row: StageRow, metric_key: str) -> bool:
+    """A threshold applies per stage when its metric is known per stage and its only tag
+    filter (if any) is this stage's scenario."""
+    metric, tags = parse_metric_key(metric_key)
+    if metric not in PER_STAGE_METRICS:
+        return False
+    return all(k == "scenario" and v == row.scenario for k, v in tags)
+
+
+def _judge(
+    row: StageRow, thresholds: Sequence[tuple[str, str]], hist: Histogram | None = None
+) -> None:
+    if not row.reached:
+        return
+    chosen = [(k, e) for k, e in thresholds if applicable(row, k)]
+    if not chosen:
+        chosen = list(DEFAULT_THRESHOLDS)
+    failed = []
+    for key, source in chosen:
+        expr = parse_expression(source)
+        value = _stage_value(row, parse_metric_key(key)[0], expr, hist)
+        if value is not None and not expr.holds(value):
+            failed.append(f"{key} {source} (stage: {value:.4g})")
+    row.failed_thresholds = failed
+    row.thresholds_ok = not failed
+
+
+def stage_table(
+    recorder: StageRecorder,
+    timeline: Sequence[Mapping[str, Any]],
+    thresholds: Sequence[tuple[str, str]] = (),
+) -> tuple[list[StageRow], list[Assessment]]:
+    rows = build_rows(recorder, timeline, thresholds)
+    by: dict[str, list[StageRow]] = {}
+    for r in rows:
+        by.setdefault(r.scenario, []).append(r)
+    return rows, [assess(rs) for rs in by.values()]
+
+
+# --------------------------------------------------------------------------- verdict
+
+
+def assess(rows: Sequence[StageRow]) -> Assessment:
+    """Knee, verdict and bottleneck for one scenario's stages (in time order)."""
+    name = rows[0].scenario if rows else ""
+    reached = [r for r in rows if r.reached]
+    gen_warn = any(r.generator_saturated for r in reached)
+    if not reached:
+        return Assessment(name, None, "-", "no data", "no stage was reached", "none", "", gen_warn)
+    # the ascending part: stages until the target first drops (ramp-down excluded)
+    ascending: list[StageRow] = []
+    peak = -math.inf
+    for r in reached:
+        hi = max(r.target_from, r.target_to)
+        if ascending and r.target_to < peak:
+            break
+        ascending.append(r)
+        peak = max(peak, hi)
+    first_fail = next((i for i, r in enumerate(ascending) if not r.thresholds_ok), None)
+    if first_fail is None:
+        knee_row: StageRow | None = ascending[-1]
+    else:
+        knee_row = ascending[first_fail - 1] if first_fail > 0 else None
+    knee = knee_row.index if knee_row else None
+    knee_label = knee_row.label if knee_row else f"below {ascending[0].label}"
+    after = [r for r in reached if knee_row is None or r.index > knee_row.index]
+
+    verdict, reason = (
+        "held",
+        (f"every stage up to {ascending[-1].label} met the thresholds; the limit is higher"),
+    )
+    if first_fail is not None:
+        verdict, reason = "graceful", _graceful_reason(reached, ascending[first_fail])
+    cliff = _cliff(reached, after)
+    if cliff:
+        verdict, reason = "cliff", cliff
+    focus = ascending[first_fail] if first_fail is not None else ascending[-1]
+    if cliff:  # a crash may show only after the first failing stage
+        focus = next((r for r in after if r.server_alive == 0), focus)
+    kind, hint = bottleneck(focus, reached[0], verdict)
+    return Assessment(name, knee, knee_label, verdict, reason, kind, hint, gen_warn)
+
+
+def _graceful_reason(reached: Sequence[StageRow], fail: StageRow) -> str:
+    base = reached[0]
+    p95 = (
+        f"p95 {base.p95_ms:.0f} → {fail.p95_ms:.0f} ms"
+        if base.p95_ms is not None and fail.p95_ms is not None
+        else "latency rose"
+    )
+    worst_err = max(r.error_rate for r in reached)
+    return (
+        f"thresholds failed from {fail.label} ({p95}) while errors stayed at "
+        f"{worst_err * 100:.1f}% and throughput held ({fail.achieved_rps:.1f} req/s)"
+    )
+
+
+def _cliff(reached: Sequence[StageRow], after: Sequence[StageRow]) -> str:
+    for r in after:
+        if r.server_alive == 0:
+            return f"the server process exited during {r.label}"
+        if r.requests and r.error_rate >= CLIFF_ERROR_RATE:
+            return f"errors jumped to {r.error_rate * 100:.1f}% at {r.label}"
+        earlier = [
+            e
+            for e in reached
+            if e.index < r.index and e.offered <= r.offered + 1e-9 and e.achieved_rps > 0
+        ]
+        if earlier:
+            best = max(earlier, key=lambda e: e.achieved_rps)
+            if r.achieved_rps < CLIFF_THROUGHPUT_SHARE * best.achieved_rps:
+                return (
+                    f"throughput collapsed from {best.achieved_rps:.1f} req/s ({best.label}) "
+                    f"to {r.achieved_rps:.1f} req/s ({r.label})"
+                )
+    return ""
+
+
+def bottleneck(r: StageRow, first: StageRow, verdict: str = "") -> tuple[str, str]:
+    """(kind, one-line hint) for the stage where the server stopped coping, by priority."""
+    if r.server_alive == 0:
+        return "crash", f"server process exited during {r.label} (crash)"
+    if r.generator_saturated:
+        lag = f", loop lag {r.gen_lag_ms:.1f} ms" if r.gen_lag_ms is not None else ""
+        return "generator", (
+            f"generator saturated (CPU {r.gen_cpu or 0:.0f}%{lag}): the figures may be the "
+            "generator's, not the server's"
+        )
+    if (
+        r.failed
+        and r.conn_errors >= CONN_ERROR_SHARE * r.failed
+        and r.error_rate >= CONN_ERROR_MIN_RATE
+    ):
+        return "connection", (
+            f"connection errors: {r.conn_errors} requests got no HTTP answer at {r.label} "
+            "(refused, reset or timed out)"
+        )
+    cores = r.cpu_count or 1.0
+    tree_sat = r.server_cpu is not None and r.server_cpu >= CPU_SATURATED_PCT * cores
+    hot_sat = r.server_hottest is not None and r.server_hottest >= CPU_SATURATED_PCT
+    node_sat = r.node_cpu is not None and r.node_cpu >= CPU_SATURATED_PCT
+    if tree_sat or hot_sat or node_sat:
+        parts = []
+        if r.server_cpu is not None:
+            parts.append(f"server processes {r.server_cpu:.0f}% on {cores:.0f} cores")
+        if r.server_hottest is not None:
+            parts.append(f"busiest process {r.server_hottest:.0f}%")
+        if r.node_cpu is not None:
+            parts.append(f"host {r.node_cpu:.0f}% of all cores")
+        return "server_cpu", f"server CPU saturated at {r.label} ({', '.join(parts)})"
+    climbing = (
+        r.server_rss_mb is not None
+        and first.server_rss_mb is not None
+        and r.server_rss_mb >= MEM_CLIMB_RATIO * first.server_rss_mb
+        and r.server_rss_mb - first.server_rss_mb >= MEM_CLIMB_MB
+    )
+    if climbing or (r.node_mem_pct is not None and r.node_mem_pct >= NODE_MEM_PCT):
+        what = (
+            f"RSS {first.server_rss_mb:.0f} → {r.server_rss_mb:.0f} MB"
+            if climbing
+            else f"host memory {r.node_mem_pct:.0f}% used"
+        )
+        return "server_memory", f"server memory climbing at {r.label} ({what})"
+    if r.server_cpu is None and r.node_cpu is None:
+        return "none", (
+            "no server resource data (run against the embedded server, or give --server-pid "
+            "or [monitor] prometheus_url)"
+        )
+    cpu = r.server_cpu if r.server_cpu is not None else r.node_cpu
+    if verdict == "held":
+        return "none", f"no bottleneck reached (server CPU {cpu:.0f}% at {r.label})"
+    return "none", (
+        f"no resource saturated at {r.label} (server CPU {cpu:.0f}%): look at worker pools, "
+        "queues, locks or the network"
+    )
+
+
+# --------------------------------------------------------------------------- output
+
+
+def to_json(rows: Sequence[StageRow], assessments: Sequence[Assessment]) -> dict[str, Any]:
+    """The ``stages`` key of summary.json."""
+    return {
+        "rows": [asdict(r) | {"reached": r.reached} for r in rows],
+        "scenarios": {a.scenario: asdict(a) for a in assessments},
+    }
+
+
+def _f(v: float | None, fmt: str = ".0f", unit: str = "") -> str:
+    return "-" if v is None else f"{v:{fmt}}{unit}"
+
+
+def table_cells(r: StageRow) -> list[str]:
+    """One row as text cells (shared by the text summary and the HTML report)."""
+    mark = {True: "✓", False: "✗", None: "·"}[r.thresholds_ok]
+    approx = "" if r.exact_percentiles else "~"
+    return [
+        mark,
+        f"{r.index + 1}",
+        r.label,
+        _f(r.offered, ".3g"),
+        f"{r.achieved_rps:.1f}" if r.reached else "-",
+        approx + _f(r.p50_ms, ".1f"),
+        approx + _f(r.p95_ms, ".1f"),
+        approx + _f(r.p99_ms, ".1f"),
+        f"{r.error_rate * 100:.2f}%" if r.reached else "-",
+        str(r.dropped) if r.reached else "-",
+        _f(r.server_cpu if r.server_cpu is not None else r.node_cpu, ".0f", "%"),
+        _f(r.server_rss_mb, ".0f", " MB")
+        if r.server_rss_mb is not None
+        else _f(r.node_mem_pct, ".0f", "%"),
+    ]
+
+
+HEADERS = [
+    "",
+    "#",
+    "stage",
+    "offered",
+    "req/s",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "errors",
+    "dropped",
+    "srv CPU",
+    "srv mem",
+]
+
+
+def render_text(rows: Sequence[StageRow], assessments: Sequence[Assessment]) -> str:
+    lines = ["  STAGES"]
+    for a in assessments:
+        mine = [r for r in rows if r.scenario == a.scenario]
+        cells = [HEADERS] + [table_cells(r) for r in mine]
+        widths = [max(len(c[i]) for c in cells) for i in range(len(HEADERS))]
+        lines.append(f"    {a.scenario}")
+        for c in cells:
+            lines.append("      " + "  ".join(x.rjust(w) for x, w in zip(c, widths, strict=True)))
+        lines.append(f"    knee: {a.knee_label}")
+        lines.append(f"    verdict: {a.verdict} — {a.reason}")
+        lines.append(f"    bottleneck: {a.hint}")
+        if a.generator_warning:
+            lines.append(
+                "    warning: the generator was saturated in some stage; its figures may be "
+                "the generator's, not the server's"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,270 @@
+"""The stage table and the knee / verdict / bottleneck rules, on crafted stage tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from simulator.executors import StageWindow
+from simulator.metrics import Histogram, IntervalStats
+from simulator.stages import (
+    StageRecorder,
+    StageRow,
+    assess,
+    bottleneck,
+    build_rows,
+    locate,
+    render_text,
+    stage_table,
+    to_json,
+)
+
+
+def row(i: int, target: float, **kw: Any) -> StageRow:
+    """A reached, passing hold stage at ``target`` with healthy figures unless overridden."""
+    frm = kw.pop("target_from", target)
+    base: dict[str, Any] = dict(
+        seconds=5.0,
+        requests=int(target * 5),
+        achieved_rps=target,
+        p50_ms=50.0,
+        p95_ms=100.0,
+        p99_ms=150.0,
+        server_alive=1.0,
+        server_cpu=30.0,
+        server_hottest=30.0,
+        server_rss_mb=100.0,
+        cpu_count=4.0,
+        gen_cpu=10.0,
+        gen_lag_ms=0.2,
+        thresholds_ok=True,
+    )
+    base.update(kw)
+    label = f"{target:g} iters/s" if frm == target else f"{frm:g}→{target:g} iters/s"
+    return StageRow(
+        "s", i, label, "iters/s", i * 5.0, i * 5.0 + 5, (frm + target) / 2, frm, target, **base
+    )
+
+
+def test_all_stages_pass_is_held_with_the_knee_at_the_top() -> None:
+    a = assess([row(0, 10), row(1, 20), row(2, 40)])
+    assert (a.verdict, a.knee, a.knee_label) == ("held", 2, "40 iters/s")
+    assert a.bottleneck == "none" and "no bottleneck reached" in a.hint
+
+
+def test_latency_failure_with_low_errors_and_held_throughput_is_graceful() -> None:
+    rows = [
+        row(0, 10),
+        row(1, 20),
+        row(
+            2,
+            40,
+            achieved_rps=31.0,
+            p95_ms=2500.0,
+            error_rate=0.004,
+            thresholds_ok=False,
+            server_cpu=390.0,
+            server_hottest=99.0,
+        ),
+    ]
+    a = assess(rows)
+    assert (a.verdict, a.knee) == ("graceful", 1)
+    assert "100 → 2500 ms" in a.reason
+    assert a.bottleneck == "server_cpu"
+
+
+def test_errors_above_ten_percent_are_a_cliff_and_connection_errors_are_named() -> None:
+    rows = [
+        row(0, 10),
+        row(1, 20, requests=100, failed=30, conn_errors=25, error_rate=0.3, thresholds_ok=False),
+    ]
+    a = assess(rows)
+    assert (a.verdict, a.knee) == ("cliff", 0)
+    assert "30.0%" in a.reason
+    assert a.bottleneck == "connection" and "25 requests" in a.hint
+
+
+def test_just_under_the_cliff_error_rate_is_still_graceful() -> None:
+    rows = [row(0, 10), row(1, 20, requests=100, failed=9, error_rate=0.09, thresholds_ok=False)]
+    assert assess(rows).verdict == "graceful"
+
+
+def test_throughput_collapse_is_a_cliff() -> None:
+    rows = [
+        row(0, 10),
+        row(1, 40, achieved_rps=38.0),
+        row(2, 80, achieved_rps=15.0, p95_ms=9000.0, thresholds_ok=False),
+    ]
+    a = assess(rows)
+    assert a.verdict == "cliff" and "38.0 req/s" in a.reason and "15.0 req/s" in a.reason
+    # the same fall at a *lower* offered load (a ramp-down) is not a collapse
+    down = [row(0, 10), row(1, 40, achieved_rps=38.0), row(2, 5, target_from=40, achieved_rps=15)]
+    assert assess(down).verdict == "held"
+
+
+def test_a_dead_server_is_a_crash() -> None:
+    rows = [row(0, 10), row(1, 20, server_alive=0.0, thresholds_ok=False, server_cpu=None)]
+    a = assess(rows)
+    assert a.verdict == "cliff" and "exited" in a.reason
+    assert a.bottleneck == "crash"
+
+
+def test_ramp_down_stages_do_not_lower_the_knee() -> None:
+    rows = [row(0, 10), row(1, 20), row(2, 0, target_from=20, achieved_rps=10, thresholds_ok=False)]
+    a = assess(rows)
+    assert (a.knee, a.verdict) == (1, "held")
+
+
+def test_first_stage_failing_means_no_knee() -> None:
+    a = assess([row(0, 10, thresholds_ok=False), row(1, 20, thresholds_ok=False)])
+    assert a.knee is None and a.knee_label == "below 10 iters/s"
+    assert a.verdict == "graceful"
+
+
+def test_unreached_stages_of_an_interrupted_run_are_ignored() -> None:
+    late = StageRow("s", 2, "80 iters/s", "iters/s", 10, 15, 80, 80, 80)  # never ticked
+    a = assess([row(0, 10), row(1, 40), late])
+    assert (a.knee, a.verdict) == (1, "held")
+    assert assess([late]).verdict == "no data"
+
+
+def test_bottleneck_priorities() -> None:
+    first = row(0, 10)
+    gen = row(1, 20, gen_cpu=97.0, server_cpu=390.0, server_hottest=99.0)
+    assert bottleneck(gen, first)[0] == "generator"
+    assert "may be the generator's" in bottleneck(gen, first)[1]
+    lag = row(1, 20, gen_lag_ms=12.0)
+    assert bottleneck(lag, first)[0] == "generator"
+    assert assess([first, lag]).generator_warning
+    # whole-tree saturation counts even when no single process is hot
+    tree = row(1, 20, server_cpu=350.0, server_hottest=40.0)
+    assert bottleneck(tree, first)[0] == "server_cpu"
+    host = row(1, 20, server_cpu=None, server_hottest=None, node_cpu=91.0)
+    assert bottleneck(host, first)[0] == "server_cpu"
+    mem = row(1, 20, server_rss_mb=180.0)
+    assert bottleneck(mem, first) == ("server_memory", bottleneck(mem, first)[1])
+    assert "100 → 180 MB" in bottleneck(mem, first)[1]
+    small_growth = row(1, 20, server_rss_mb=120.0)  # +20 %: noise, not a climb
+    assert bottleneck(small_growth, first)[0] == "none"
+    node_mem = row(1, 20, server_rss_mb=None, node_mem_pct=95.0)
+    assert bottleneck(node_mem, row(0, 10, server_rss_mb=None))[0] == "server_memory"
+    blind = row(1, 20, server_cpu=None, server_hottest=None, server_rss_mb=None)
+    assert "no server resource data" in bottleneck(blind, first)[1]
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def hist_of(*ms: float) -> Histogram:
+    h = Histogram()
+    for v in ms:
+        h.record(int(v * 1000))
+    return h
+
+
+def tick(t: float, requests: int, failed: int = 0, **extra: Any) -> dict[str, Any]:
+    sc = {
+        "requests": requests,
+        "failed": failed,
+        "dropped": 0,
+        "iterations": requests,
+        "sent": 0,
+        "received": 0,
+        "rps": float(requests),
+        "active": 3,
+        "p50_ms": 10.0,
+        "p95_ms": 20.0,
+        "p99_ms": 30.0,
+        "max_ms": 40.0,
+        "avg_ms": 12.0,
+    }
+    return {"t": t, "span": 1.0, "scenarios": {"s": sc}, "active": 3, **extra}
+
+
+WINDOWS = {
+    "s": [
+        StageWindow("s", 0, 0.0, 2.0, 5, 5, "iters/s"),
+        StageWindow("s", 1, 2.0, 4.0, 5, 10, "iters/s"),
+    ]
+}
+
+
+def test_ticks_go_to_the_stage_holding_their_midpoint() -> None:
+    ws = WINDOWS["s"]
+    assert locate(ws, 1.0, 1.0) == 0
+    assert locate(ws, 2.0, 1.0) == 0
+    assert locate(ws, 3.0, 1.0) == 1
+    assert locate(ws, 5.0, 1.0) is None  # graceful stop: no stage
+
+
+def test_rows_have_exact_percentiles_from_recorded_histograms() -> None:
+    rec = StageRecorder(WINDOWS)
+    for t, values in ((1.0, [5, 6]), (2.0, [7]), (3.0, [100, 200, 300]), (4.0, [400])):
+        iv = IntervalStats()
+        iv.hist = hist_of(*values)
+        rec.record("s", t, 1.0, iv)
+    timeline = [
+        tick(1, 5, **{"server.cpu_percent": 40.0, "server.rss_bytes": 1e8}),
+        tick(2, 5, **{"server.cpu_percent": 60.0, "server.rss_bytes": 1.2e8}),
+        tick(3, 8, 1, **{"server.cpu_percent": 90.0, "conn_errors.s": 1}),
+        tick(4, 8, 1, **{"server.cpu_percent": None}),
+        tick(4.05, 0),  # the final partial tick lands in stage 1 too, harmlessly
+    ]
+    timeline[-1]["span"] = 0.05
+    rows = build_rows(rec, timeline, [("http_req_duration{scenario:s}", "p(95)<250")])
+    a, b = rows
+    assert (a.requests, a.seconds, a.achieved_rps) == (10, 2.0, 5.0)
+    assert a.p95_ms == pytest.approx(7.0, rel=0.01) and a.exact_percentiles
+    assert a.server_cpu == 50.0 and a.server_rss_mb == 120.0
+    assert a.thresholds_ok is True
+    assert b.requests == 16 and b.failed == 2 and b.error_rate == pytest.approx(0.125)
+    assert b.conn_errors == 1 and b.server_cpu == 90.0  # None samples are skipped
+    assert b.p95_ms == pytest.approx(400, rel=0.01) and b.p50_ms == pytest.approx(200, rel=0.01)
+    assert b.thresholds_ok is False and "p(95)<250" in b.failed_thresholds[0]
+
+
+def test_without_histograms_percentiles_are_request_weighted_and_marked() -> None:
+    rows = build_rows(StageRecorder(WINDOWS), [tick(1, 5), tick(2, 5)])
+    assert rows[0].p95_ms == 20.0 and not rows[0].exact_percentiles
+    assert rows[1].reached is False and rows[1].thresholds_ok is None
+
+
+def test_thresholds_for_other_scenarios_or_unknown_tags_do_not_apply_per_stage() -> None:
+    timeline = [tick(1, 10, 5), tick(2, 10, 5)]  # 50 % errors
+    other = [("http_req_failed{scenario:other}", "rate<0.01"), ("checks", "rate>0.99")]
+    rows = build_rows(StageRecorder(WINDOWS), timeline, other)
+    # none apply, so the defaults (errors < 1 %, p95 < 2 s) judge the stage
+    assert rows[0].thresholds_ok is False
+    assert "rate<0.01" in rows[0].failed_thresholds[0]
+    lenient = build_rows(StageRecorder(WINDOWS), timeline, [("http_req_failed", "rate<0.6")])
+    assert lenient[0].thresholds_ok is True
+    by_status = [("http_req_failed{status:500}", "rate<0.6")]
+    assert build_rows(StageRecorder(WINDOWS), timeline, by_status)[0].thresholds_ok is False
+
+
+def test_other_percentiles_and_counts_per_stage() -> None:
+    rec = StageRecorder(WINDOWS)
+    iv = IntervalStats()
+    iv.hist = hist_of(*range(1, 101))
+    rec.record("s", 1.0, 1.0, iv)
+    ths = [("http_req_duration", "p(90)<85"), ("http_reqs", "count>9")]
+    r = build_rows(rec, [tick(1, 10)], ths)[0]
+    assert r.thresholds_ok is False and "p(90)<85" in r.failed_thresholds[0]
+    assert len(r.failed_thresholds) == 1
+
+
+def test_recorder_round_trip_and_json_and_text() -> None:
+    rec = StageRecorder(WINDOWS)
+    iv = IntervalStats()
+    iv.hist = hist_of(1, 2, 3)
+    rec.record("s", 1.0, 1.0, iv)
+    back = StageRecorder.from_dict(rec.to_dict())
+    assert back.windows == rec.windows
+    assert back.hists[("s", 0)].to_dict() == rec.hists[("s", 0)].to_dict()
+    rows, assessments = stage_table(back, [tick(1, 3), tick(2, 3)])
+    doc = to_json(rows, assessments)
+    assert doc["rows"][0]["reached"] and not doc["rows"][1]["reached"]
+    assert doc["scenarios"]["s"]["verdict"] == "held"
+    text = render_text(rows, assessments)
+    assert "knee: 5 iters/s" in text and "verdict: held" in text
