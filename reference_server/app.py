@@ -97,7 +97,13 @@ ExecutorFactory = Callable[[ServerConfig], Executor]
 
 
 def process_pool(config: ServerConfig) -> Executor:
-    """The production analysis pool: ``spawn``ed processes, safe next to the ledger thread."""
+    """The production analysis pool: ``spawn``ed processes, safe next to the ledger thread.
+
+    Each worker is held to one thread of BLAS/FFT maths, like a gunicorn sync worker, so
+    ``--analysis-workers N`` means N cores at most and the server saturates where it should.
+    """
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")  # inherited by the spawned workers
     return ProcessPoolExecutor(
         max_workers=config.analysis_workers,
         mp_context=multiprocessing.get_context("spawn"),

@@ -423,7 +423,7 @@ def _executor(t: _Table) -> ExecutorConfig:
 
 def _device(t: _Table, default_kind: str) -> DeviceConfig:
     kind = t.choice("kind", DEVICE_KINDS, default_kind)
-    common = dict(
+    common: dict[str, Any] = dict(
         id_pattern=t.string("id_pattern", "esp32-{n:06d}"),
         id_start=t.integer("id_start", 1),
         keep_alive=t.boolean("keep_alive", True),
@@ -443,7 +443,7 @@ def _device(t: _Table, default_kind: str) -> DeviceConfig:
             chunk_bytes=chunk,
             sample_rate=t.integer("sample_rate", 16000, minimum=1),
             **common,
-        )  # type: ignore[arg-type]
+        )
     elif kind == "ai_analysis":
         lo = t.number("min_seconds", 3.0, positive=True)
         hi = t.number("max_seconds", 15.0, positive=True)
@@ -459,7 +459,7 @@ def _device(t: _Table, default_kind: str) -> DeviceConfig:
             sample_rate=t.integer("sample_rate", 16000, minimum=1),
             extra_fields=t.string_map("extra_fields"),
             **common,
-        )  # type: ignore[arg-type]
+        )
     else:
         csv = t.optional_string("accounts_csv")
         fmt = t.choice("body_format", ("json", "form"), "json")
@@ -467,11 +467,11 @@ def _device(t: _Table, default_kind: str) -> DeviceConfig:
             accounts_csv=_resolve(csv, t.source) if csv else None,
             login_endpoint=t.string("login_endpoint", AuthDevice.login_endpoint),
             verify_endpoint=t.string("verify_endpoint", AuthDevice.verify_endpoint),
-            body_format=fmt,  # type: ignore[arg-type]
+            body_format="form" if fmt == "form" else "json",
             username_field=t.string("username_field", "username"),
             password_field=t.string("password_field", "password"),
             **common,
-        )  # type: ignore[arg-type]
+        )
     t.finish()
     return dev
 

@@ -21,14 +21,13 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from simulator.config import (
     ConstantArrivalRate,
     ConstantVUs,
-    ExecutorConfig,
     PerVUIterations,
     RampingArrivalRate,
     RampingVUs,
@@ -177,7 +176,7 @@ class ExecutorEvents(Protocol):
         """Devices allocated so far (k6's vus_max)."""
 
 
-Iterate = Callable[[Device, float], Awaitable[None]]
+Iterate = Callable[[Any, float], Coroutine[Any, Any, None]]
 """Run one iteration for a device; the float is the loop time it was scheduled for."""
 
 
@@ -274,7 +273,7 @@ async def run_arrival_rate(
                 if pool.allocated != grown:
                     events.capacity(pool.allocated)
                 events.active(pool.busy)
-                task = loop.create_task(iterate(dev, when))  # type: ignore[arg-type]
+                task = loop.create_task(iterate(dev, when))
                 owner[task] = dev
                 tasks.add(task)
                 task.add_done_callback(finished)
@@ -293,8 +292,8 @@ async def run_arrival_rate(
     first = next(schedule, None)
     if first is not None:
         loop.call_at(start + first, fire, start + first)
-        stopper = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({finished_schedule, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([finished_schedule, stopper], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
     if not stop.is_set():
         await _sleep_until(loop, start + executor_duration(ex), stop)
@@ -334,8 +333,10 @@ async def run_vus(
             finally:
                 running.pop(dev.index, None)
             done += 1
-            if think_time > 0 and not await _sleep_until(loop, loop.time() + think_time, ending):
-                break
+            if think_time > 0:
+                # A bare sleep: the loop task is cancelled at the end, and between iterations
+                # there is nothing to interrupt (a stop-aware wait would cost a task per VU).
+                await asyncio.sleep(think_time)
 
     def set_active(n: int) -> None:
         if len(devices) < n:
@@ -372,10 +373,10 @@ async def run_vus(
                 break
             set_active(n)
         if isinstance(ex, PerVUIterations):
-            all_done = asyncio.gather(*loops.values(), return_exceptions=True)
-            waiter = asyncio.ensure_future(stop.wait())
+            all_done: asyncio.Future[Any] = asyncio.gather(*loops.values(), return_exceptions=True)
+            waiter: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
             await asyncio.wait(
-                {all_done, waiter},
+                [all_done, waiter],
                 timeout=max(end - loop.time(), 0),
                 return_when=asyncio.FIRST_COMPLETED,
             )
@@ -391,7 +392,3 @@ async def run_vus(
         enforcer.cancel()
         await asyncio.gather(enforcer, return_exceptions=True)
         events.active(0)
-
-
-def is_arrival_rate(ex: ExecutorConfig) -> bool:
-    return isinstance(ex, ConstantArrivalRate | RampingArrivalRate)

@@ -115,6 +115,7 @@ def _seed_embedded_accounts(cfg: Any, data_dir: Path, secrets_dir: Path) -> Any:
 def run_command(args: argparse.Namespace) -> int:
     from simulator.config import load_config, validate_url
     from simulator.output import default_run_dir, write_run
+    from simulator.runner import load_all_accounts
 
     target = validate_url(args.target, key="--target") if args.target else None
     cfg = load_config(args.config, args.overrides, args.time_scale, target)
@@ -139,6 +140,7 @@ def run_command(args: argparse.Namespace) -> int:
             data_dir = run_dir / "server"
             data_dir.mkdir(parents=True, exist_ok=True)
             cfg = _seed_embedded_accounts(cfg, data_dir, Path(secrets_dir.name))
+            accounts = load_all_accounts(cfg)
             server = EmbeddedServer(data_dir, cfg.server)
             url = server.start()
             if not args.quiet:
@@ -147,9 +149,10 @@ def run_command(args: argparse.Namespace) -> int:
                 )
         else:
             url = cfg.target.url
+            accounts = load_all_accounts(cfg)  # a bad accounts file is a config error first
             check_reachable(url)
         effective["target"] = url
-        result = _execute(cfg, url, args, server.pid if server else args.server_pid)
+        result = _execute(cfg, url, args, server.pid if server else args.server_pid, accounts)
     finally:
         if server is not None:
             server.stop()
@@ -163,13 +166,14 @@ def run_command(args: argparse.Namespace) -> int:
     return EXIT_OK if result.thresholds_ok else EXIT_THRESHOLDS_FAILED
 
 
-def _execute(cfg: Any, url: str, args: argparse.Namespace, server_pid: int | None) -> Any:
+def _execute(
+    cfg: Any, url: str, args: argparse.Namespace, server_pid: int | None, accounts: dict[str, Any]
+) -> Any:
     from simulator.fasthttp import make_transport
     from simulator.progress import make_progress
-    from simulator.runner import Environment, build_bank, load_all_accounts
+    from simulator.runner import Environment, build_bank
 
     bank = build_bank(cfg)
-    accounts = load_all_accounts(cfg)
     progress = None if args.quiet else make_progress(cfg)
 
     async def main() -> Any:

@@ -17,7 +17,9 @@ from typing import Any, Protocol
 
 from simulator.config import (
     AnalyzeDevice,
+    ConstantArrivalRate,
     IotUploadDevice,
+    RampingArrivalRate,
     RunConfig,
     ScenarioConfig,
 )
@@ -30,7 +32,7 @@ from simulator.devices import (
     make_behaviour,
 )
 from simulator.errors import ConfigError
-from simulator.executors import DevicePool, is_arrival_rate, run_arrival_rate, run_vus
+from simulator.executors import DevicePool, run_arrival_rate, run_vus
 from simulator.metrics import IntervalStats, Registry
 from simulator.thresholds import ThresholdResult, evaluate_one
 from simulator.transport import Transport
@@ -226,17 +228,13 @@ class Environment:
         beh = self.behaviours[sc.name]
         ev = self.events[sc.name]
         ex = sc.executor
-        if is_arrival_rate(ex):
-            pool = DevicePool(
-                beh.make_device,
-                ex.pre_allocated_devices,  # type: ignore[union-attr]
-                ex.max_devices,
-            )  # type: ignore[union-attr]
+        if isinstance(ex, ConstantArrivalRate | RampingArrivalRate):
+            pool = DevicePool(beh.make_device, ex.pre_allocated_devices, ex.max_devices)
             await run_arrival_rate(
                 ex,
                 start=begin,
                 pool=pool,
-                iterate=beh.iterate,  # type: ignore[arg-type]
+                iterate=beh.iterate,
                 events=ev,
                 stop=self.stop_event,
                 graceful_stop=sc.graceful_stop,
@@ -245,10 +243,10 @@ class Environment:
             await run_vus(
                 ex,
                 start=begin,
-                make_device=beh.make_device,  # type: ignore[arg-type]
+                make_device=beh.make_device,
                 iterate=beh.iterate,
                 events=ev,
-                stop=self.stop_event,  # type: ignore[arg-type]
+                stop=self.stop_event,
                 graceful_stop=sc.graceful_stop,
                 think_time=sc.think_time,
             )

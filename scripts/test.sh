@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh machine, then run the whole suite.
+# Used as-is by CI (.ci/run). Safe to re-run: each step is skipped when already satisfied.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[dev]'
+
+# Real MicroPython (WebAssembly build) for the firmware tests.
+if command -v npm >/dev/null 2>&1; then
+  npm ci --no-audit --no-fund --loglevel=error
+else
+  echo "scripts/test.sh: npm not found; firmware tests under MicroPython will be skipped" >&2
+fi
+
+# Debian's Chromium, to look at the HTML report in a real browser.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "scripts/test.sh: /usr/bin/chromium missing and not root; the browser test will be skipped" >&2
+  fi
+fi
+
+.venv/bin/ruff check .
+exec .venv/bin/python -m pytest "$@"
