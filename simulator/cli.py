@@ -35,7 +35,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="scfleet", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(
+        prog="scfleet",
+        description="SignalCraft Fleet: load-test the SignalCraft audio-analysis server with a "
+        "fleet of virtual ESP32 sensors and real boards.",
+    )
     parser.add_argument("--version", action="version", version=f"scfleet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
