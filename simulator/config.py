@@ -204,6 +204,29 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class BoardsConfig:
+    """``[boards]``: ESP32 boards (real or emulated) joining the run as ``kind=physical``.
+
+    Each board follows one iot_upload scenario's schedule (start time, duration) at ``rate``
+    uploads/s, by default that scenario's mean rate per pre-allocated device (hw_bridge.fleet).
+    """
+
+    ports: tuple[str, ...] = ()  # paths, stable names, auto, socket://, rfc2217://, emulated:N
+    registry: Path | None = None  # boards.toml: board -> device ID
+    scenario: str = ""  # the iot_upload scenario followed ("" = the first one)
+    rate: float | None = None  # uploads/s per board; None = the scenario's per-device share
+    device_id_pattern: str = "esp32-hw-{n:03d}"  # boards the registry does not name
+    target: str | None = None  # base URL the boards upload to (default: the run's target)
+    wifi_ssid: str = ""
+    wifi_key_env: str | None = None  # the key comes from this environment variable...
+    wifi_key_file: Path | None = None  # ...or this file; never from the scenario file
+    emulator_protocol: Literal["socket", "rfc2217"] = "socket"
+    silence: float = 5.0  # no line for this long: ask `status`
+    status_timeout: float = 2.0  # no answer to it either: the board is lost
+    baud: int = 115200
+
+
+@dataclass(frozen=True)
 class RunConfig:
     source: str
     scenarios: tuple[ScenarioConfig, ...]
@@ -213,6 +236,7 @@ class RunConfig:
     audio: AudioConfig = field(default_factory=AudioConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    boards: BoardsConfig | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -652,6 +676,62 @@ def _output(t: _Table) -> OutputConfig:
     return oc
 
 
+def _boards(t: _Table, scenarios: Sequence[ScenarioConfig]) -> BoardsConfig:
+    raw_ports = t.get("ports", [])
+    if not isinstance(raw_ports, list) or not all(isinstance(p, str) and p for p in raw_ports):
+        raise t.error("ports", 'expected a list of ports, e.g. ["emulated:4", "/dev/ttyUSB0"]')
+    for p in raw_ports:
+        if p.startswith("emulated:"):
+            n = p.removeprefix("emulated:")
+            if not n.isdigit() or not 1 <= int(n) <= 64:
+                raise t.error("ports", f"{p!r}: expected emulated:N with N in 1..64")
+    registry = t.optional_string("registry")
+    if not raw_ports and registry is None:
+        raise t.error("ports", "give ports, a registry file, or both")
+    name = t.string("scenario", "")
+    iot = [s for s in scenarios if isinstance(s.device, IotUploadDevice)]
+    chosen = next((s for s in iot if s.name == name), None) if name else (iot[0] if iot else None)
+    if chosen is None:
+        what = f"no iot_upload scenario named {name!r}" if name else "no iot_upload scenario"
+        raise t.error("scenario", f"{what}; boards upload like iot_upload devices")
+    rate = t.get("rate")
+    if rate is not None:
+        rate = t.number("rate", positive=True)
+        if not 0.001 <= rate <= 1000:
+            raise t.error("rate", f"expected 0.001..1000 uploads/s per board, got {rate:g}")
+    pattern = t.string("device_id_pattern", BoardsConfig.device_id_pattern)
+    try:
+        pattern.format(n=1)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise t.error("device_id_pattern", f"bad pattern ({exc})") from None
+    target = t.optional_string("target")
+    if target is not None:
+        target = validate_url(target, source=t.source, key=t.key("target"))
+    key_env = t.optional_string("wifi_key_env")
+    key_file = t.optional_string("wifi_key_file")
+    if key_env and key_file:
+        raise t.error("wifi_key_file", "give wifi_key_env or wifi_key_file, not both")
+    if t.has("wifi_key"):
+        raise t.error("wifi_key", "keys do not go in scenario files; use wifi_key_env")
+    bc = BoardsConfig(
+        ports=tuple(raw_ports),
+        registry=_resolve(registry, t.source) if registry else None,
+        scenario=chosen.name,
+        rate=rate,
+        device_id_pattern=pattern,
+        target=target,
+        wifi_ssid=t.string("wifi_ssid", ""),
+        wifi_key_env=key_env,
+        wifi_key_file=_resolve(key_file, t.source) if key_file else None,
+        emulator_protocol=t.choice("emulator_protocol", ("socket", "rfc2217"), "socket"),  # type: ignore[arg-type]
+        silence=t.duration("silence", "5s", positive=True),
+        status_timeout=t.duration("status_timeout", "2s", positive=True),
+        baud=t.integer("baud", 115200, minimum=300),
+    )
+    t.finish()
+    return bc
+
+
 def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig:
     """Validate a TOML document (already loaded) into a :class:`RunConfig`."""
     root = _Table(data, "", source)
@@ -675,9 +755,11 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig
         audio=_audio(root.sub("audio")),
         monitor=_monitor(root.sub("monitor")),
         output=_output(root.sub("output")),
+        boards=_boards(root.sub("boards"), scenarios) if "boards" in data else None,
         raw=data,
     )
     known = {"scenarios", "thresholds", "target", "server", "audio", "monitor", "output"}
+    known.add("boards")
     for key in data:
         if key not in known:
             raise ConfigError("unknown key", source=source, key=key)

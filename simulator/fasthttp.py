@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Iterator, Mapping
 from urllib.parse import urlsplit
 
 from simulator.transport import Request, Response, Transport, body_size, parse_set_cookie
@@ -24,12 +25,55 @@ from simulator.transport import Request, Response, Transport, body_size, parse_s
 _MAX_HEAD = 64 * 1024
 
 
+def _header_value(lower_head: bytes, name: bytes) -> bytes | None:
+    """The (stripped) value of the first header ``name`` in a lower-cased response head."""
+    i = lower_head.find(b"\r\n" + name + b":")
+    if i < 0:
+        return None
+    start = i + len(name) + 3
+    end = lower_head.find(b"\r\n", start)
+    return lower_head[start : end if end >= 0 else len(lower_head)].strip()
+
+
+def _header_lines(head: bytes) -> list[tuple[str, str]]:
+    out = []
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        k, sep, v = line.partition(":")
+        if sep:
+            out.append((k.strip().lower(), v.strip()))
+    return out
+
+
+class LazyHeaders(Mapping[str, str]):
+    """Response headers, lower-case keys, parsed from the raw head only when first read."""
+
+    __slots__ = ("_raw", "_map")
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw = raw
+        self._map: dict[str, str] | None = None
+
+    def _m(self) -> dict[str, str]:
+        if self._map is None:
+            self._map = dict(_header_lines(self._raw))
+        return self._map
+
+    def __getitem__(self, key: str) -> str:
+        return self._m()[key.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._m())
+
+    def __len__(self) -> int:
+        return len(self._m())
+
+
 class _Reply:
-    __slots__ = ("status", "headers", "cookies", "body", "first_byte", "done")
+    __slots__ = ("status", "raw_head", "cookies", "body", "first_byte", "done")
 
     def __init__(self) -> None:
         self.status = 0
-        self.headers: dict[str, str] = {}
+        self.raw_head = b""
         self.cookies: list[str] = []
         self.body = b""
         self.first_byte = 0.0
@@ -99,35 +143,31 @@ class _Conn(asyncio.Protocol):
                 if len(buf) > _MAX_HEAD:
                     raise _BadResponse("response head too large")
                 return
-            head = bytes(buf[:end]).decode("latin-1")
+            head = bytes(buf[:end])
             del buf[: end + 4]
-            lines = head.split("\r\n")
-            parts = lines[0].split(" ", 2)
-            if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-                raise _BadResponse(f"bad status line {lines[0][:40]!r}")
-            reply.status = int(parts[1])
-            headers = reply.headers
-            for line in lines[1:]:
-                k, sep, v = line.partition(":")
-                if not sep:
-                    continue
-                k = k.strip().lower()
-                v = v.strip()
-                if k == "set-cookie":
-                    reply.cookies.append(v)
-                headers[k] = v
-            if headers.get("connection", "").lower() == "close" or parts[0] == "HTTP/1.0":
+            # Only what framing needs is parsed here; the full header map is built lazily,
+            # on first use, since most requests never look at it.
+            code = head[9:12]
+            if head[:5] != b"HTTP/" or not code.isdigit() or head[12:13] not in (b" ", b"\r", b""):
+                raise _BadResponse(f"bad status line {head[:40]!r}")
+            reply.status = int(code)
+            reply.raw_head = head
+            lower = head.lower()
+            if b"\r\nset-cookie:" in lower:
+                reply.cookies = [v for k, v in _header_lines(head) if k == "set-cookie"]
+            if head[5:8] == b"1.0" or _header_value(lower, b"connection") == b"close":
                 self.keep = False
             if 100 <= reply.status < 200:  # interim response: wait for the real one
                 self.reply = _Reply()
                 self.reply.first_byte = reply.first_byte
                 self._parse()
                 return
-            if "chunked" in headers.get("transfer-encoding", "").lower():
+            length = _header_value(lower, b"content-length")
+            if b"chunked" in (_header_value(lower, b"transfer-encoding") or b""):
                 self.need = -2
-            elif "content-length" in headers:
+            elif length is not None:
                 try:
-                    self.need = int(headers["content-length"])
+                    self.need = int(length)
                 except ValueError:
                     raise _BadResponse("bad Content-Length") from None
             elif reply.status in (204, 304) or self._head_request:
@@ -340,7 +380,7 @@ class FastTransport:
         return Response(
             reply.status,
             reply.body,
-            reply.headers,
+            LazyHeaders(reply.raw_head),
             None,
             started,
             reply.first_byte,

@@ -247,6 +247,7 @@ class Registry:
 
     def __init__(self) -> None:
         self.series: dict[tuple[str, Tags], MetricValue] = {}
+        self.recorders: list[RequestRecorder] = []
         self.types: dict[str, str] = {k: v[0] for k, v in BUILTIN.items()}
         self.contains: dict[str, str] = {k: v[1] for k, v in BUILTIN.items()}
 
@@ -267,7 +268,14 @@ class Registry:
 
     # -- aggregation ------------------------------------------------------------------
 
+    def flush(self) -> None:
+        """Fold the requests recorders have buffered into their series (every read does)."""
+        for rec in self.recorders:
+            if rec.pending:
+                rec.flush()
+
     def matching(self, name: str, tags: Mapping[str, str] | None = None) -> list[MetricValue]:
+        self.flush()
         want = tuple((tags or {}).items())
         out = []
         for (n, t), s in self.series.items():
@@ -327,6 +335,7 @@ class Registry:
     # -- serialisation (for multi-process runs and run folders) -----------------------
 
     def to_dict(self) -> dict[str, Any]:
+        self.flush()
         out = []
         for (name, tags), s in self.series.items():
             item: dict[str, Any] = {"metric": name, "tags": dict(tags), "type": s.kind}
@@ -364,6 +373,7 @@ class Registry:
         return reg
 
     def tag_values(self, tag: str, metric: str = "http_reqs") -> list[str]:
+        self.flush()
         vals = {dict(t).get(tag) for (n, t) in self.series if n == metric}
         return sorted(v for v in vals if v is not None)
 
@@ -421,10 +431,42 @@ class IntervalStats:
         return out
 
 
-class RequestRecorder:
-    """Records one request's metrics for a fixed (scenario, endpoint, kind, method)."""
+def fold_values(h: Histogram, values: Any) -> None:
+    """Record a numpy int64 array into ``h`` at once (same buckets as :meth:`Histogram.record`)."""
+    import numpy as np
 
-    __slots__ = ("_reg", "_base", "_by_status", "_interval", "_sent", "_received")
+    v = np.maximum(values, 0)
+    if not len(v):
+        return
+    idx = v.copy()
+    big = v >= _LINEAR
+    if big.any():
+        vb = v[big]
+        bits = np.frexp(vb.astype(np.float64))[1].astype(np.int64)  # == int.bit_length()
+        shift = bits - (_SUB_BITS + 1)
+        idx[big] = ((shift + 1) << _SUB_BITS) + (vb >> shift) - _SUB_HALF
+    uniq, cnt = np.unique(idx, return_counts=True)
+    c = h.counts
+    for i, n in zip(uniq.tolist(), cnt.tolist(), strict=True):
+        c[i] = c.get(i, 0) + n
+    lo, hi = int(v.min()), int(v.max())
+    if h.count == 0:
+        h.min, h.max = lo, hi
+    else:
+        h.min, h.max = min(h.min, lo), max(h.max, hi)
+    h.count += len(v)
+    h.total += int(v.sum())
+
+
+class RequestRecorder:
+    """Records one request's metrics for a fixed (scenario, endpoint, kind, method).
+
+    On the hot path a request is one tuple appended to a buffer; the buffer is folded into the
+    histograms in bulk (vectorized) at each tick and before any read, which costs a fraction of
+    recording eight histograms per request one by one.
+    """
+
+    __slots__ = ("_reg", "_base", "_by_status", "_interval", "_sent", "_received", "pending")
 
     _NAMES = (
         "http_reqs",
@@ -436,6 +478,7 @@ class RequestRecorder:
         "http_req_receiving",
         "http_req_corrected_duration",
     )
+    _VECTOR_MIN = 64  # below this, a plain loop is cheaper than numpy's set-up
 
     def __init__(self, reg: Registry, base: Tags, interval: IntervalStats, data_tags: Tags):
         self._reg = reg
@@ -444,6 +487,8 @@ class RequestRecorder:
         self._interval = interval
         self._sent: Counter = reg.get("data_sent", data_tags)
         self._received: Counter = reg.get("data_received", data_tags)
+        self.pending: list[tuple[int, ...]] = []
+        reg.recorders.append(self)
 
     def _series(self, status: int) -> tuple[Any, ...]:
         s = self._by_status.get(status)
@@ -466,25 +511,64 @@ class RequestRecorder:
         received: int,
     ) -> None:
         """One request; durations in µs, k6's phases (duration = sending+waiting+receiving)."""
-        reqs, fail, dur, conn, send, wait, recv, corr = self._series(status)
-        reqs.value += 1
-        fail.total += 1
-        dur.hist.record(duration_us)
-        conn.hist.record(connecting_us)
-        send.hist.record(sending_us)
-        wait.hist.record(waiting_us)
-        recv.hist.record(receiving_us)
-        corr.hist.record(corrected_us)
+        self.pending.append(
+            (
+                status,
+                failed,
+                duration_us,
+                connecting_us,
+                sending_us,
+                waiting_us,
+                receiving_us,
+                corrected_us,
+                sent,
+                received,
+            )
+        )
+
+    def flush(self) -> None:
+        rows, self.pending = self.pending, []
+        if not rows:
+            return
         iv = self._interval
-        iv.requests += 1
-        iv.hist.record(duration_us)
-        if failed:
-            fail.passes += 1
-            iv.failed += 1
+        if len(rows) < self._VECTOR_MIN:
+            for status, failed, *durs, sent, received in rows:
+                reqs, fail, *trends = self._series(status)
+                reqs.value += 1
+                fail.total += 1
+                if failed:
+                    fail.passes += 1
+                    iv.failed += 1
+                for trend, value in zip(trends, durs, strict=True):
+                    trend.hist.record(value)
+                iv.hist.record(durs[0])
+                self._sent.value += sent
+                self._received.value += received
+                iv.sent += sent
+                iv.received += received
+            iv.requests += len(rows)
+            return
+        import numpy as np
+
+        arr = np.array(rows, dtype=np.int64)
+        for status in np.unique(arr[:, 0]).tolist():
+            sub = arr[arr[:, 0] == status]
+            reqs, fail, *trends = self._series(int(status))
+            n = len(sub)
+            nfail = int(sub[:, 1].sum())
+            reqs.value += n
+            fail.total += n
+            fail.passes += nfail
+            iv.failed += nfail
+            for col, trend in enumerate(trends, start=2):
+                fold_values(trend.hist, sub[:, col])
+        fold_values(iv.hist, arr[:, 2])
+        sent, received = int(arr[:, 8].sum()), int(arr[:, 9].sum())
         self._sent.value += sent
         self._received.value += received
         iv.sent += sent
         iv.received += received
+        iv.requests += len(rows)
 
 
 def tags_of(pairs: Iterable[tuple[str, str]]) -> Tags:

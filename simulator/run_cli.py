@@ -182,6 +182,7 @@ def _execute(
             cfg, transport, bank=bank, accounts=accounts, progress=progress, target=url
         )
         attach_samplers(env, cfg, server_pid)
+        attach_boards(env, cfg, url)
         loop = asyncio.get_running_loop()
         presses = 0
         main_task = asyncio.current_task()
@@ -227,6 +228,14 @@ def attach_samplers(env: Any, cfg: Any, server_pid: int | None) -> None:
     except ImportError:
         return
     monitoring.attach(env, cfg, server_pid)
+
+
+def attach_boards(env: Any, cfg: Any, url: str) -> None:
+    """Hook for ``[boards]``: real and emulated ESP32 boards join the run (hw_bridge.fleet)."""
+    if cfg.boards is not None:
+        from hw_bridge.fleet import BoardFleet
+
+        env.companions.append(BoardFleet(cfg.boards, cfg, url))
 
 
 __all__ = ["register", "run_command", "check_reachable", "ConfigError"]

@@ -100,6 +100,19 @@ class RunResult:
         return all(r.ok for r in self.thresholds)
 
 
+class Companion(Protocol):
+    """Something that joins a run beside the scenarios, e.g. the board fleet (hw_bridge.fleet):
+    prepared before the clock starts, run from the common start, closed at the end."""
+
+    async def prepare(self, env: Environment) -> None: ...
+
+    async def run(self, env: Environment, start: float) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def device_rows(self) -> list[dict[str, Any]]: ...
+
+
 ProgressHook = Callable[["Environment", dict[str, Any]], None]
 #: Called per scenario as each tick closes: (scenario, t, span, stats of that tick).
 IntervalHook = Callable[[str, float, float, IntervalStats], None]
@@ -142,6 +155,7 @@ class Environment:
         self.notes: list[str] = []
         self.interval_hooks: list[IntervalHook] = []
         self.extras: dict[str, Any] = {}
+        self.companions: list[Companion] = []
 
     def add_sampler(self, prefix: str, sampler: Sampler) -> None:
         self.samplers.append((prefix, sampler))
@@ -168,11 +182,19 @@ class Environment:
             self.behaviours[sc.name] = make_behaviour(
                 sc, ctx, self.intervals[sc.name], self.accounts
             )
+        try:
+            for comp in self.companions:
+                await comp.prepare(self)
+        except BaseException:
+            for comp in self.companions:
+                await comp.close()
+            raise
         await self.transport.start()
         started_wall = time.time()
         self.started_perf = time.perf_counter()
         start = loop.time()
         tasks = [loop.create_task(self._scenario(sc, start)) for sc in self.cfg.scenarios]
+        tasks += [loop.create_task(comp.run(self, start)) for comp in self.companions]
         ticker = loop.create_task(self._ticker(start))
         try:
             await asyncio.gather(*tasks)
@@ -184,10 +206,13 @@ class Environment:
         finally:
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)
+            for comp in self.companions:
+                await comp.close()
             self._close_interval(loop.time() - start)
         duration = time.perf_counter() - self.started_perf
         results = self.evaluate_thresholds(duration)
         devices = [row for b in self.behaviours.values() for row in b.device_rows()]
+        devices += [row for comp in self.companions for row in comp.device_rows()]
         return RunResult(
             self.cfg,
             self.registry,
@@ -261,6 +286,7 @@ class Environment:
             n += 1
 
     def _close_interval(self, t: float) -> None:
+        self.registry.flush()
         last_t = self.timeline[-1]["t"] if self.timeline else 0.0
         span = max(t - last_t, 1e-9)
         total_active = 0

@@ -78,9 +78,14 @@ def test_time_scale_scales_durations_not_rates_or_sleeps(tmp_path: pathlib.Path)
 
 
 def test_set_overrides_any_key(tmp_path: pathlib.Path) -> None:
-    cfg = load_config(write(tmp_path, GOOD), ["scenarios.up.rate=250",
-                                               "scenarios.up.device.keep_alive=false",
-                                               "target.url=http://127.0.0.1:9"])
+    cfg = load_config(
+        write(tmp_path, GOOD),
+        [
+            "scenarios.up.rate=250",
+            "scenarios.up.device.keep_alive=false",
+            "target.url=http://127.0.0.1:9",
+        ],
+    )
     assert cfg.scenarios[0].executor.rate == 250  # type: ignore[union-attr]
     assert cfg.scenarios[0].device.keep_alive is False
     assert cfg.target.url == "http://127.0.0.1:9"
@@ -90,30 +95,66 @@ def test_set_overrides_any_key(tmp_path: pathlib.Path) -> None:
     ("text", "overrides", "needle"),
     [
         ("[scenarios.a\nexecutor=", [], "invalid TOML"),
-        ('[scenarios.a]\nexecutor = "shared-iterations"', [], "scenarios.a.executor: unknown value"),
-        ('[scenarios.a]\nexecutor = "constant-vus"\nduration = "10x"', [],
-         "scenarios.a.duration: expected a duration"),
-        ('[scenarios.a]\nexecutor = "constant-vus"\nduration = "1s"\nvuz = 3', [],
-         "scenarios.a.vuz: unknown key"),
-        ('[scenarios.a]\nexecutor = "constant-arrival-rate"\nduration = "1s"\n'
-         "pre_allocated_devices = 1", [], "scenarios.a.rate: is required"),
-        ('[scenarios.a]\nexecutor = "constant-vus"\nduration = "1s"\n[thresholds]\n'
-         'http_req_duration = ["p95<10"]', [], "bad threshold expression"),
-        ('[scenarios.a]\nexecutor = "constant-vus"\nduration = "1s"\n[thresholds]\n'
-         '"http_req_duration{scenario:nope}" = ["p(95)<10"]', [], "no scenario named 'nope'"),
-        ('[scenarios.a]\nexecutor = "constant-vus"\nduration = "1s"', ["noequals"],
-         "expected dotted.key=value"),
-        ('[scenarios.a]\nexecutor = "constant-vus"\nduration = "1s"', ["scenarios.a.vus=-2"],
-         "scenarios.a.vus: expected a whole number >= 1"),
-        ('[scenarios.a]\nexecutor = "constant-vus"\nduration = "1s"\n[scenarios.a.device]\n'
-         "chunk_bytes = 33", [], "scenarios.a.device.chunk_bytes: must be even"),
-        ('[scenarios.a]\nexecutor = "constant-vus"\nduration = "1s"\n[target]\nurl = "ftp://x"',
-         [], "target.url: expected a URL"),
+        (
+            '[scenarios.a]\nexecutor = "shared-iterations"',
+            [],
+            "scenarios.a.executor: unknown value",
+        ),
+        (
+            '[scenarios.a]\nexecutor = "constant-vus"\nduration = "10x"',
+            [],
+            "scenarios.a.duration: expected a duration",
+        ),
+        (
+            '[scenarios.a]\nexecutor = "constant-vus"\nduration = "1s"\nvuz = 3',
+            [],
+            "scenarios.a.vuz: unknown key",
+        ),
+        (
+            '[scenarios.a]\nexecutor = "constant-arrival-rate"\nduration = "1s"\n'
+            "pre_allocated_devices = 1",
+            [],
+            "scenarios.a.rate: is required",
+        ),
+        (
+            '[scenarios.a]\nexecutor = "constant-vus"\nduration = "1s"\n[thresholds]\n'
+            'http_req_duration = ["p95<10"]',
+            [],
+            "bad threshold expression",
+        ),
+        (
+            '[scenarios.a]\nexecutor = "constant-vus"\nduration = "1s"\n[thresholds]\n'
+            '"http_req_duration{scenario:nope}" = ["p(95)<10"]',
+            [],
+            "no scenario named 'nope'",
+        ),
+        (
+            '[scenarios.a]\nexecutor = "constant-vus"\nduration = "1s"',
+            ["noequals"],
+            "expected dotted.key=value",
+        ),
+        (
+            '[scenarios.a]\nexecutor = "constant-vus"\nduration = "1s"',
+            ["scenarios.a.vus=-2"],
+            "scenarios.a.vus: expected a whole number >= 1",
+        ),
+        (
+            '[scenarios.a]\nexecutor = "constant-vus"\nduration = "1s"\n[scenarios.a.device]\n'
+            "chunk_bytes = 33",
+            [],
+            "scenarios.a.device.chunk_bytes: must be even",
+        ),
+        (
+            '[scenarios.a]\nexecutor = "constant-vus"\nduration = "1s"\n[target]\nurl = "ftp://x"',
+            [],
+            "target.url: expected a URL",
+        ),
         ("[other]\nx = 1", [], "scenarios: at least one"),
     ],
 )
-def test_errors_name_file_and_key(tmp_path: pathlib.Path, text: str, overrides: list[str],
-                                  needle: str) -> None:
+def test_errors_name_file_and_key(
+    tmp_path: pathlib.Path, text: str, overrides: list[str], needle: str
+) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
         load_config(path, overrides)
@@ -150,8 +191,9 @@ def test_cli_usage_error_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert info.value.code == 2
 
 
-def test_unreachable_target_names_url(tmp_path: pathlib.Path, free_port: int,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreachable_target_names_url(
+    tmp_path: pathlib.Path, free_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = write(tmp_path, '[scenarios.a]\nexecutor = "constant-vus"\nduration = "1s"')
     url = f"http://127.0.0.1:{free_port}"
     code = main(["run", str(cfg), "--target", url, "--out", str(tmp_path / "r")])

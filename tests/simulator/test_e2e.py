@@ -21,14 +21,32 @@ pytestmark = pytest.mark.slow
 
 
 def scfleet(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "simulator.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "simulator.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def start_reference_server(data_dir: pathlib.Path) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "reference_server", "--host", "127.0.0.1",
-                             "--port", "0", "--data-dir", str(data_dir)],
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reference_server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.startswith("READY "), line
@@ -75,11 +93,16 @@ def test_flask_server_receives_body_in_request_data(tmp_path: pathlib.Path) -> N
     @app.post("/api/esp32/audio/upload")
     def upload() -> tuple[dict[str, object], int]:
         data = request.data  # empty unless Content-Type is application/octet-stream
-        seen.append({"device": request.headers.get("X-Device-ID"),
-                     "rate": request.headers.get("X-Sample-Rate"),
-                     "seq": request.headers.get("X-Sequence"),
-                     "ctype": request.headers.get("Content-Type"),
-                     "len": len(data), "sha": hashlib.sha256(data).hexdigest()})
+        seen.append(
+            {
+                "device": request.headers.get("X-Device-ID"),
+                "rate": request.headers.get("X-Sample-Rate"),
+                "seq": request.headers.get("X-Sequence"),
+                "ctype": request.headers.get("Content-Type"),
+                "len": len(data),
+                "sha": hashlib.sha256(data).hexdigest(),
+            }
+        )
         return {"status": "ok"}, 200
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
@@ -103,8 +126,15 @@ seed = 42
 http_req_failed = ["rate<0.01"]
 """)
         out = tmp_path / "run"
-        res = scfleet("run", str(cfg), "--target", f"http://127.0.0.1:{server.server_port}",
-                      "--out", str(out), "--quiet")
+        res = scfleet(
+            "run",
+            str(cfg),
+            "--target",
+            f"http://127.0.0.1:{server.server_port}",
+            "--out",
+            str(out),
+            "--quiet",
+        )
         assert res.returncode == 0, res.stderr + res.stdout
     finally:
         server.shutdown()
@@ -138,9 +168,24 @@ max_devices = 50
 http_req_failed = ["rate<0.01"]
 """)
     out = tmp_path / "run"
-    runner = subprocess.Popen([sys.executable, "-m", "simulator.cli", "run", str(cfg), "--target",
-                               url, "--out", str(out), "--quiet"], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runner = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simulator.cli",
+            "run",
+            str(cfg),
+            "--target",
+            url,
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(2.0)
     proc.kill()
     proc.wait()
@@ -160,10 +205,24 @@ http_req_failed = ["rate<0.01"]
 
 def test_ctrl_c_writes_what_ran(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "run"
-    runner = subprocess.Popen([sys.executable, "-m", "simulator.cli", "run", "configs/smoke.toml",
-                               "--set", "scenarios.iot_upload.stages=[{duration='60s',target=20}]",
-                               "--out", str(out), "--quiet"], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runner = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simulator.cli",
+            "run",
+            "configs/smoke.toml",
+            "--set",
+            "scenarios.iot_upload.stages=[{duration='60s',target=20}]",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 60
     while not (out / "server" / "ledger.sqlite").exists() and time.time() < deadline:
         time.sleep(0.2)

@@ -25,7 +25,9 @@ from simulator.executors import (
     vu_changes,
 )
 
-_spec = importlib.util.spec_from_file_location("vtime", pathlib.Path(__file__).with_name("vtime.py"))
+_spec = importlib.util.spec_from_file_location(
+    "vtime", pathlib.Path(__file__).with_name("vtime.py")
+)
 vtime = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
 _spec.loader.exec_module(vtime)  # type: ignore[union-attr]
 run_virtual = vtime.run_virtual
@@ -57,8 +59,9 @@ class Events:
 
 
 def test_constant_rate_offsets_are_evenly_spaced_from_zero() -> None:
-    ex = ConstantArrivalRate(rate=10, time_unit=1, duration=2, pre_allocated_devices=1,
-                             max_devices=1)
+    ex = ConstantArrivalRate(
+        rate=10, time_unit=1, duration=2, pre_allocated_devices=1, max_devices=1
+    )
     offs = list(arrival_offsets(ex))
     assert len(offs) == 20 == expected_iterations(ex)
     assert offs[0] == 0
@@ -66,14 +69,20 @@ def test_constant_rate_offsets_are_evenly_spaced_from_zero() -> None:
 
 
 def test_time_unit_scales_rate() -> None:
-    ex = ConstantArrivalRate(rate=30, time_unit=60, duration=120, pre_allocated_devices=1,
-                             max_devices=1)
+    ex = ConstantArrivalRate(
+        rate=30, time_unit=60, duration=120, pre_allocated_devices=1, max_devices=1
+    )
     assert len(list(arrival_offsets(ex))) == 60
 
 
 def test_ramping_rate_integral_and_monotonic() -> None:
-    ex = RampingArrivalRate(start_rate=0, time_unit=1, pre_allocated_devices=1, max_devices=1,
-                            stages=(Stage(10, 100), Stage(10, 100), Stage(10, 0)))
+    ex = RampingArrivalRate(
+        start_rate=0,
+        time_unit=1,
+        pre_allocated_devices=1,
+        max_devices=1,
+        stages=(Stage(10, 100), Stage(10, 100), Stage(10, 0)),
+    )
     offs = list(arrival_offsets(ex))
     # area: 500 + 1000 + 500
     assert len(offs) == 2000 == expected_iterations(ex)
@@ -86,9 +95,13 @@ def test_ramping_rate_integral_and_monotonic() -> None:
 
 
 def test_ramping_rate_seed_levels() -> None:
-    ex = RampingArrivalRate(start_rate=50, time_unit=1, pre_allocated_devices=1, max_devices=1,
-                            stages=(Stage(10, 50), Stage(0, 100), Stage(10, 100), Stage(0, 200),
-                                    Stage(10, 200)))
+    ex = RampingArrivalRate(
+        start_rate=50,
+        time_unit=1,
+        pre_allocated_devices=1,
+        max_devices=1,
+        stages=(Stage(10, 50), Stage(0, 100), Stage(10, 100), Stage(0, 200), Stage(10, 200)),
+    )
     offs = list(arrival_offsets(ex))
     assert sum(o < 10 for o in offs) == 500
     assert sum(10 <= o < 20 for o in offs) == 1000
@@ -96,8 +109,9 @@ def test_ramping_rate_seed_levels() -> None:
 
 
 def test_vu_changes_ramp_up_and_down() -> None:
-    ex = RampingVUs(start_vus=0, graceful_ramp_down=1,
-                    stages=(Stage(10, 5), Stage(10, 5), Stage(5, 0)))
+    ex = RampingVUs(
+        start_vus=0, graceful_ramp_down=1, stages=(Stage(10, 5), Stage(10, 5), Stage(5, 0))
+    )
     ch = vu_changes(ex)
     assert ch[0] == (0.0, 0)
     assert ch[1] == (2.0, 1)
@@ -108,8 +122,9 @@ def test_vu_changes_ramp_up_and_down() -> None:
 
 def test_arrival_rate_does_not_wait_for_responses() -> None:
     """A slow server must not slow the schedule: 50/s for 4 s with 1 s latency = 200 starts."""
-    ex = ConstantArrivalRate(rate=50, time_unit=1, duration=4, pre_allocated_devices=10,
-                             max_devices=100)
+    ex = ConstantArrivalRate(
+        rate=50, time_unit=1, duration=4, pre_allocated_devices=10, max_devices=100
+    )
     starts: list[float] = []
     ev = Events()
 
@@ -123,8 +138,15 @@ def test_arrival_rate_does_not_wait_for_responses() -> None:
             await asyncio.sleep(1.0)
 
         pool = DevicePool(Dev, 10, 100)
-        await run_arrival_rate(ex, start=t0, pool=pool, iterate=iterate, events=ev,
-                               stop=asyncio.Event(), graceful_stop=5)
+        await run_arrival_rate(
+            ex,
+            start=t0,
+            pool=pool,
+            iterate=iterate,
+            events=ev,
+            stop=asyncio.Event(),
+            graceful_stop=5,
+        )
         assert 50 <= pool.allocated <= 51  # 50 in flight (+1 if a finish ties a start)
         assert pool.busy == 0
 
@@ -136,8 +158,9 @@ def test_arrival_rate_does_not_wait_for_responses() -> None:
 
 def test_arrival_rate_drops_when_no_device_is_free() -> None:
     """k6 semantics: with max 5 devices and 1 s latency at 20/s, only 5 per second start."""
-    ex = ConstantArrivalRate(rate=20, time_unit=1, duration=3, pre_allocated_devices=5,
-                             max_devices=5)
+    ex = ConstantArrivalRate(
+        rate=20, time_unit=1, duration=3, pre_allocated_devices=5, max_devices=5
+    )
     ev = Events()
     started = []
 
@@ -146,9 +169,15 @@ def test_arrival_rate_drops_when_no_device_is_free() -> None:
             started.append(scheduled)
             await asyncio.sleep(1.0)
 
-        await run_arrival_rate(ex, start=asyncio.get_running_loop().time(),
-                               pool=DevicePool(Dev, 5, 5), iterate=iterate, events=ev,
-                               stop=asyncio.Event(), graceful_stop=5)
+        await run_arrival_rate(
+            ex,
+            start=asyncio.get_running_loop().time(),
+            pool=DevicePool(Dev, 5, 5),
+            iterate=iterate,
+            events=ev,
+            stop=asyncio.Event(),
+            graceful_stop=5,
+        )
 
     run_virtual(main())
     assert len(started) + ev.dropped_n == 60
@@ -157,8 +186,9 @@ def test_arrival_rate_drops_when_no_device_is_free() -> None:
 
 
 def test_graceful_stop_interrupts_long_iterations() -> None:
-    ex = ConstantArrivalRate(rate=1, time_unit=1, duration=2, pre_allocated_devices=5,
-                             max_devices=5)
+    ex = ConstantArrivalRate(
+        rate=1, time_unit=1, duration=2, pre_allocated_devices=5, max_devices=5
+    )
     ev = Events()
     finished = []
 
@@ -170,8 +200,15 @@ def test_graceful_stop_interrupts_long_iterations() -> None:
             await asyncio.sleep(100)
             finished.append(dev)
 
-        await run_arrival_rate(ex, start=t0, pool=DevicePool(Dev, 5, 5), iterate=iterate,
-                               events=ev, stop=asyncio.Event(), graceful_stop=3)
+        await run_arrival_rate(
+            ex,
+            start=t0,
+            pool=DevicePool(Dev, 5, 5),
+            iterate=iterate,
+            events=ev,
+            stop=asyncio.Event(),
+            graceful_stop=3,
+        )
         return loop.time() - t0
 
     took = run_virtual(main())
@@ -181,8 +218,9 @@ def test_graceful_stop_interrupts_long_iterations() -> None:
 
 
 def test_stop_event_ends_schedule_early() -> None:
-    ex = ConstantArrivalRate(rate=10, time_unit=1, duration=60, pre_allocated_devices=5,
-                             max_devices=5)
+    ex = ConstantArrivalRate(
+        rate=10, time_unit=1, duration=60, pre_allocated_devices=5, max_devices=5
+    )
     ev = Events()
     count = 0
 
@@ -196,8 +234,15 @@ def test_stop_event_ends_schedule_early() -> None:
             nonlocal count
             count += 1
 
-        await run_arrival_rate(ex, start=loop.time(), pool=DevicePool(Dev, 5, 5),
-                               iterate=iterate, events=ev, stop=stop, graceful_stop=30)
+        await run_arrival_rate(
+            ex,
+            start=loop.time(),
+            pool=DevicePool(Dev, 5, 5),
+            iterate=iterate,
+            events=ev,
+            stop=stop,
+            graceful_stop=30,
+        )
 
     run_virtual(main())
     assert 20 <= count <= 22
@@ -214,9 +259,16 @@ def test_constant_vus_closed_model(think: float) -> None:
             per_dev[dev.index] = per_dev.get(dev.index, 0) + 1
             await asyncio.sleep(0.5)
 
-        await run_vus(ex, start=asyncio.get_running_loop().time(), make_device=Dev,
-                      iterate=iterate, events=ev, stop=asyncio.Event(), graceful_stop=1,
-                      think_time=think)
+        await run_vus(
+            ex,
+            start=asyncio.get_running_loop().time(),
+            make_device=Dev,
+            iterate=iterate,
+            events=ev,
+            stop=asyncio.Event(),
+            graceful_stop=1,
+            think_time=think,
+        )
 
     run_virtual(main())
     assert sorted(per_dev) == [0, 1, 2, 3]
@@ -226,8 +278,9 @@ def test_constant_vus_closed_model(think: float) -> None:
 
 
 def test_ramping_vus_follows_stages() -> None:
-    ex = RampingVUs(start_vus=0, graceful_ramp_down=0.5,
-                    stages=(Stage(5, 5), Stage(5, 5), Stage(5, 0)))
+    ex = RampingVUs(
+        start_vus=0, graceful_ramp_down=0.5, stages=(Stage(5, 5), Stage(5, 5), Stage(5, 0))
+    )
     ev = Events()
     concurrent = 0
     samples: list[tuple[float, int]] = []
@@ -245,8 +298,15 @@ def test_ramping_vus_follows_stages() -> None:
             finally:
                 concurrent -= 1
 
-        await run_vus(ex, start=t0, make_device=Dev, iterate=iterate, events=ev,
-                      stop=asyncio.Event(), graceful_stop=1)
+        await run_vus(
+            ex,
+            start=t0,
+            make_device=Dev,
+            iterate=iterate,
+            events=ev,
+            stop=asyncio.Event(),
+            graceful_stop=1,
+        )
 
     run_virtual(main())
     assert max(c for _, c in samples) == 5
@@ -268,8 +328,15 @@ def test_per_vu_iterations_runs_exact_count() -> None:
             per_dev[dev.index] = per_dev.get(dev.index, 0) + 1
             await asyncio.sleep(0.1)
 
-        await run_vus(ex, start=t0, make_device=Dev, iterate=iterate, events=ev,
-                      stop=asyncio.Event(), graceful_stop=1)
+        await run_vus(
+            ex,
+            start=t0,
+            make_device=Dev,
+            iterate=iterate,
+            events=ev,
+            stop=asyncio.Event(),
+            graceful_stop=1,
+        )
         return loop.time() - t0
 
     took = run_virtual(main())

@@ -28,8 +28,13 @@ async def test_post_body_headers_keepalive_and_cookies() -> None:
     async def upload(request: web.Request) -> web.Response:
         body = await request.read()
         peers.append(request.transport.get_extra_info("peername"))  # type: ignore[union-attr]
-        resp = web.json_response({"len": len(body), "dev": request.headers["X-Device-ID"],
-                                  "cookie": request.cookies.get("session")})
+        resp = web.json_response(
+            {
+                "len": len(body),
+                "dev": request.headers["X-Device-ID"],
+                "cookie": request.cookies.get("session"),
+            }
+        )
         resp.set_cookie("session", "abc", httponly=True)
         return resp
 
@@ -47,8 +52,9 @@ async def test_post_body_headers_keepalive_and_cookies() -> None:
     try:
         body = [b"x" * 1000, memoryview(b"y" * 31000)]
         for i in range(5):
-            r = await t.send(Request("POST", "/up", {"X-Device-ID": f"d{i}"}, body, True,
-                                     {"session": "s1"}))
+            r = await t.send(
+                Request("POST", "/up", {"X-Device-ID": f"d{i}"}, body, True, {"session": "s1"})
+            )
             assert r.status == 200, r.error
             assert r.json() == {"len": 32000, "dev": f"d{i}", "cookie": "s1"}
             assert r.set_cookies == {"session": "abc"}
@@ -133,5 +139,3 @@ async def test_stale_keepalive_is_retried_once() -> None:
 def test_host_header_port() -> None:
     assert FastTransport("http://127.0.0.1:8080").host_header == "127.0.0.1:8080"
     assert FastTransport("http://localhost").host_header == "localhost"
-
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -18,10 +19,15 @@ from simulator.thresholds import (
 
 @pytest.mark.parametrize(
     ("text", "agg", "op", "value"),
-    [("p(95)<2000", "p(95)", "<", 2000), ("rate<0.01", "rate", "<", 0.01),
-     ("count>0", "count", ">", 0), ("avg <= 1.5", "avg", "<=", 1.5),
-     ("p(99.9)<10", "p(99.9)", "<", 10), ("med===3", "med", "===", 3),
-     ("max!=0", "max", "!=", 0)],
+    [
+        ("p(95)<2000", "p(95)", "<", 2000),
+        ("rate<0.01", "rate", "<", 0.01),
+        ("count>0", "count", ">", 0),
+        ("avg <= 1.5", "avg", "<=", 1.5),
+        ("p(99.9)<10", "p(99.9)", "<", 10),
+        ("med===3", "med", "===", 3),
+        ("max!=0", "max", "!=", 0),
+    ],
 )
 def test_parse_expression(text: str, agg: str, op: str, value: float) -> None:
     e = parse_expression(text)
@@ -36,7 +42,9 @@ def test_bad_expressions(text: str) -> None:
 
 def test_metric_key_with_tags() -> None:
     assert parse_metric_key("http_req_duration{scenario:a, kind:virtual}") == (
-        "http_req_duration", (("kind", "virtual"), ("scenario", "a")))
+        "http_req_duration",
+        (("kind", "virtual"), ("scenario", "a")),
+    )
     with pytest.raises(ValueError):
         parse_metric_key("http_req_duration{scenario}")
 
@@ -116,8 +124,50 @@ def test_merge_equals_recording_everything_and_roundtrips() -> None:
     reg.get("http_reqs", {"scenario": "x"}).add(3)
     back = Registry.from_dict(reg.to_dict())
     assert back.aggregate("http_req_duration", {}, "p(99)") == reg.aggregate(
-        "http_req_duration", {}, "p(99)")
+        "http_req_duration", {}, "p(99)"
+    )
     merged = Registry()
     merged.merge(back)
     merged.merge(back)
     assert merged.aggregate("http_reqs", {}, "count") == 6
+
+
+def test_bulk_fold_equals_one_by_one() -> None:
+    """The recorder's vectorized fold must bucket exactly like Histogram.record."""
+    from simulator.metrics import IntervalStats, RequestRecorder
+
+    rng = random.Random(3)
+    rows = [
+        (
+            rng.choice([200, 200, 200, 500, 0]),
+            0,
+            rng.randrange(0, 5 * 10**7),
+            rng.randrange(0, 3000),
+            rng.randrange(0, 100),
+            rng.randrange(0, 10**6),
+            rng.randrange(0, 10**4),
+            rng.randrange(0, 10**8),
+            32100,
+            120,
+        )
+        for _ in range(3000)
+    ]
+    results = []
+    for chunk in (len(rows), 10):  # vectorized path, and the small-batch loop
+        reg = Registry()
+        iv = IntervalStats()
+        rec = RequestRecorder(reg, (("scenario", "s"),), iv, (("scenario", "s"),))
+        for i in range(0, len(rows), chunk):
+            for r in rows[i : i + chunk]:
+                rec.record(r[0], r[0] != 200, *r[2:])
+            reg.flush()
+        d = reg.to_dict()
+        series = sorted(json.dumps(x, sort_keys=True) for x in d["series"])
+        results.append((d, series, iv.requests, iv.failed, iv.hist.counts))
+    assert results[0][1:] == results[1][1:]
+    reg = Registry.from_dict(results[0][0])
+    assert reg.aggregate("http_reqs", {}, "count") == 3000
+    h = Histogram()
+    for r in rows:
+        h.record(r[2])
+    assert reg.merged("http_req_duration").hist.counts == h.counts  # type: ignore[union-attr]

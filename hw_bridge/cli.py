@@ -1,0 +1,29 @@
+"""The ``scfleet hw`` command group: physical (and emulated) ESP32 boards.
+
+This module only builds the group; each area module contributes its subcommands through a
+``register_hw(subs)`` function listed in :data:`HW_COMMAND_MODULES`, so ``hw list``,
+``hw provision``, ``hw monitor`` and ``hw deploy`` can be added without touching the others.
+Handlers import their heavy dependencies (esptool, littlefs) themselves.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: Modules contributing ``hw`` subcommands, in ``--help`` order. Add new ones here.
+HW_COMMAND_MODULES = ("hw_bridge.flash", "hw_bridge.commands")
+
+
+def register(subparsers: Any) -> None:
+    hw = subparsers.add_parser("hw", help="flash and drive ESP32 boards")
+    subs = hw.add_subparsers(dest="hw_command", metavar="HW_COMMAND", parser_class=type(hw))
+    subs.required = True
+    for name in HW_COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # not built yet: its commands are simply absent
+                continue
+            raise
+        module.register_hw(subs)

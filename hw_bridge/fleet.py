@@ -1,0 +1,576 @@
+"""Boards as devices of the fleet: ``[boards]`` in a scenario file (issue 5, mixed runs).
+
+Before the run's clock starts, every board is opened, greeted (``hello``), stopped if it was
+still running, provisioned with ``config`` (device ID from the registry, the upload URL, the
+followed scenario's sample rate/chunk size/headers, Wi-Fi) and its clock offset is estimated from
+five ``ping``s (the one with the smallest round trip wins: ``offset = board_us − (h0 + h1)/2``).
+At the common start each board gets ``start`` with ``start_at_us = host_start + offset``.
+
+**A board's share of the schedule.** Boards follow one iot_upload scenario (``[boards]
+scenario``, default the first): same start time and duration, and each board uploads at
+``[boards] rate`` per second if given, else at that scenario's *mean per-device rate* — the
+executor's mean arrival rate over its stages divided by ``pre_allocated_devices`` — i.e. a board
+behaves like one more device of that scenario, on top of the virtual ones. For VU executors the
+share is ``1 / think_time`` (a looping device's ceiling); without think time ``rate`` is required.
+The firmware keeps a constant rate; it does not follow ramps.
+
+Result lines become the same metrics as virtual requests (``http_reqs``, ``http_req_duration``
+from the board's ``latency_us``, ``http_req_failed``, ``data_sent``, …) tagged ``kind=physical``;
+a request without an answer is status 0. A board that is unplugged, or silent for ``silence``
+and then unanswering to ``status`` within ``status_timeout``, is *lost*: ``boards_lost`` counts
+it, a note goes in the summary, the run goes on, and the board is probed once a second; when it
+answers again it *rejoins* (``boards_rejoined``), restarted for what is left of the schedule if
+it had rebooted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hw_bridge import ports
+from hw_bridge.link import BoardReplyError, SerialLink
+from simulator.config import (
+    BoardsConfig,
+    ConstantArrivalRate,
+    IotUploadDevice,
+    RampingArrivalRate,
+    RunConfig,
+    ScenarioConfig,
+    executor_duration,
+)
+from simulator.devices import expected_ok
+from simulator.errors import ConfigError, HardwareError
+from simulator.metrics import RequestRecorder, tags_of
+from simulator.secrets import Secret
+
+PINGS = 5
+HELLO_TIMEOUT = 3.0
+MAX_GRACE = 5.0
+
+
+def now_us() -> int:
+    return time.monotonic_ns() // 1000
+
+
+# --------------------------------------------------------------------------- share and registry
+
+
+def mean_arrival_rate(ex: ConstantArrivalRate | RampingArrivalRate) -> float:
+    """Mean iterations/s over the executor's schedule (stages ramp linearly)."""
+    if isinstance(ex, ConstantArrivalRate):
+        return ex.rate / ex.time_unit
+    total = 0.0
+    rate = ex.start_rate
+    for st in ex.stages:
+        total += (rate + st.target) / 2 * st.duration
+        rate = st.target
+    dur = sum(st.duration for st in ex.stages)
+    return total / dur / ex.time_unit if dur > 0 else 0.0
+
+
+def board_rate(sc: ScenarioConfig, override: float | None, source: str = "") -> float:
+    """Uploads/s for one board following ``sc`` (see the module docstring)."""
+    if override is not None:
+        return override
+    ex = sc.executor
+    if isinstance(ex, ConstantArrivalRate | RampingArrivalRate):
+        rate = mean_arrival_rate(ex) / ex.pre_allocated_devices
+    elif sc.think_time > 0:
+        rate = 1.0 / sc.think_time
+    else:
+        raise ConfigError(
+            f"scenario {sc.name!r} has no arrival rate; set boards.rate", source=source, key="rate"
+        )
+    return min(max(rate, 0.001), 1000.0)
+
+
+def load_registry(path: Path) -> dict[str, str]:
+    """``[[board]] port = "...", device_id = "..."`` entries -> {port: device_id}."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError("no such board registry", source=str(path)) from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read board registry: {exc}", source=str(path)) from None
+    entries = data.get("board", [])
+    if not isinstance(entries, list):
+        raise ConfigError("expected [[board]] tables", source=str(path), key="board")
+    out: dict[str, str] = {}
+    ids: set[str] = set()
+    for i, e in enumerate(entries):
+        key = f"board[{i}]"
+        if not isinstance(e, Mapping):
+            raise ConfigError("expected a table", source=str(path), key=key)
+        port, dev = e.get("port"), e.get("device_id")
+        if not isinstance(port, str) or not port or not isinstance(dev, str) or not dev:
+            raise ConfigError("needs port and device_id strings", source=str(path), key=key)
+        if port in out:
+            raise ConfigError(f"port {port!r} listed twice", source=str(path), key=key)
+        if dev in ids:
+            raise ConfigError(f"device_id {dev!r} used twice", source=str(path), key=key)
+        unknown = set(e) - {"port", "device_id", "note"}
+        if unknown:
+            raise ConfigError("unknown key", source=str(path), key=f"{key}.{sorted(unknown)[0]}")
+        out[port] = dev
+        ids.add(dev)
+    return out
+
+
+def wifi_key(cfg: BoardsConfig, source: str) -> Secret | None:
+    if cfg.wifi_key_env:
+        value = os.environ.get(cfg.wifi_key_env)
+        if not value:
+            raise ConfigError(
+                f"environment variable {cfg.wifi_key_env} is not set",
+                source=source,
+                key="boards.wifi_key_env",
+            )
+        return Secret(value)
+    if cfg.wifi_key_file is not None:
+        try:
+            return Secret(cfg.wifi_key_file.read_text().strip())
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read: {exc.strerror}", source=str(cfg.wifi_key_file)
+            ) from None
+    return None
+
+
+# --------------------------------------------------------------------------- one board
+
+
+class BoardDriver:
+    """One board during a run: provisioning, start, result ingestion, loss and rejoin."""
+
+    def __init__(self, fleet: BoardFleet, label: str, url: str | None, device_id: str) -> None:
+        self.fleet = fleet
+        self.label = label
+        self.url = url
+        self.device_id = device_id
+        self.state = "new"  # new, ready, running, finished, lost
+        self.link: SerialLink | None = None
+        self.offset_us = 0
+        self.rtt_us = 0
+        self.requests = self.ok = self.failed = self.bytes_ok = 0
+        self.next_seq = 0
+        self.dropped = 0
+        self.lost = 0
+        self.rejoined = 0
+        self.bad_lines = 0
+        self._last_try = 0.0
+        self.run_id: Any = None  # the board's run number, from the start reply
+        self.wifi_key_set = False
+        self.last_error = ""
+
+    # --- link ----------------------------------------------------------------------------
+    def _make_link(self, url: str) -> SerialLink:
+        return SerialLink(
+            url,
+            baud=self.fleet.cfg.baud,
+            on_message=self.on_message,
+            on_text=self.on_text,
+            on_closed=lambda reason: self.mark_lost(f"port failed ({reason})"),
+        )
+
+    async def connect(self) -> None:
+        if self.url is None:
+            self.url = ports.resolve(self.label)
+        if self.link is None:
+            self.link = self._make_link(self.url)
+        await self.link.open()
+
+    async def setup(self) -> None:
+        """Open, greet, stop, provision and time-sync; raises HardwareError on failure."""
+        await self.connect()
+        link = self.link
+        assert link is not None
+        last: Exception | None = None
+        for _ in range(2):
+            try:
+                await link.request("hello", HELLO_TIMEOUT)
+                break
+            except HardwareError as exc:
+                last = exc
+        else:
+            raise HardwareError(f"{self.label}: no hello ({last})")
+        await link.request("stop", HELLO_TIMEOUT)
+        try:
+            reply = await link.request(
+                "config", HELLO_TIMEOUT, persist=True, **self.fleet.board_config(self)
+            )
+        except BoardReplyError as exc:
+            raise HardwareError(f"{self.label}: config refused ({exc})") from None
+        cfg = reply.get("config")
+        self.wifi_key_set = bool(isinstance(cfg, dict) and cfg.get("wifi_key_set"))
+        await self.sync()
+        self.state = "ready"
+
+    async def sync(self) -> None:
+        assert self.link is not None
+        best: tuple[int, int] | None = None
+        for i in range(PINGS):
+            h0 = now_us()
+            reply = await self.link.request("ping", HELLO_TIMEOUT, token=i)
+            h1 = now_us()
+            board_us = reply.get("board_us")
+            if not isinstance(board_us, int):
+                raise HardwareError(f"{self.label}: ping reply without board_us")
+            if best is None or h1 - h0 < best[0]:
+                best = (h1 - h0, board_us - (h0 + h1) // 2)
+        assert best is not None
+        self.rtt_us, self.offset_us = best
+
+    async def start(self, host_start_us: int, duration_s: float) -> None:
+        assert self.link is not None
+        fl = self.fleet
+        reply = await self.link.request(
+            "start",
+            HELLO_TIMEOUT,
+            rate=fl.rate,
+            duration_s=round(duration_s, 6),
+            start_at_us=host_start_us + self.offset_us,
+            grace_s=fl.grace_s,
+        )
+        self.run_id = reply.get("run")
+        self.state = "running"
+
+    # --- lines from the board (event loop) ----------------------------------------------
+    def on_text(self, text: str) -> None:
+        self.bad_lines += 1
+
+    def on_message(self, msg: dict[str, Any]) -> None:
+        t = msg.get("t")
+        if t == "result":
+            self.record(msg)
+        elif t == "results":
+            items = msg.get("items")
+            if isinstance(items, list):
+                for item in items:
+                    if isinstance(item, dict):
+                        self.record(item)
+                    else:
+                        self.bad_lines += 1
+        elif t == "done" and msg.get("run") == self.run_id and self.run_id is not None:
+            d = msg.get("dropped")
+            if isinstance(d, int) and not isinstance(d, bool):
+                self.dropped += d
+            if self.state != "running":
+                return
+            if asyncio.get_running_loop().time() < self.fleet.schedule_end - 0.5:
+                self.mark_lost("its run ended early")  # crashed, reset, or stopped by someone
+            else:
+                self.state = "finished"
+        elif t == "hello" and msg.get("id") is None and self.state == "running":
+            self.mark_lost("rebooted")  # a boot banner mid-run: rejoin restarts it
+        elif t == "error" and msg.get("id") is None:
+            self.bad_lines += 1
+
+    def record(self, item: Mapping[str, Any]) -> None:
+        try:
+            status = _int(item.get("status"))
+            latency = max(_int(item.get("latency_us")), 0)
+            lag = max(_int(item.get("lag_us", 0)), 0)
+            nbytes = max(_int(item.get("bytes", 0)), 0)
+            seq = _int(item.get("seq", -1))
+        except (TypeError, ValueError):
+            self.bad_lines += 1
+            return
+        failed = status == 0 or not expected_ok(status) or item.get("error") is not None
+        self.fleet.record(status, failed, latency, lag, nbytes, first=item.get("attempt") == 1)
+        self.requests += 1
+        if failed:
+            self.failed += 1
+        else:
+            self.ok += 1
+            self.bytes_ok += nbytes
+        self.next_seq = max(self.next_seq, seq + 1)
+
+    # --- loss and rejoin -----------------------------------------------------------------------
+    def mark_lost(self, reason: str) -> None:
+        if self.state in ("lost", "finished"):
+            return
+        self.state = "lost"
+        self.lost += 1
+        self.last_error = reason
+        self.fleet.board_lost(self, reason)
+
+    async def watch(self) -> None:
+        """Until the schedule is over: probe silent boards, try lost ones once a second."""
+        fl = self.fleet
+        loop = asyncio.get_running_loop()
+        while loop.time() < fl.watch_until:
+            await asyncio.sleep(0.25)
+            if self.state == "finished":
+                return
+            if self.state == "lost":
+                if loop.time() >= fl.schedule_end:
+                    return
+                if time.monotonic() - self._last_try >= 1.0:
+                    self._last_try = time.monotonic()
+                    await self.try_rejoin()
+                continue
+            link = self.link
+            if link is None or not link.is_open:
+                self.mark_lost(f"port failed ({link.closed_reason if link else 'not open'})")
+                continue
+            if time.monotonic() - link.last_rx < fl.cfg.silence:
+                continue
+            try:
+                st = await link.request("status", fl.cfg.status_timeout)
+            except (HardwareError, BoardReplyError):
+                self.mark_lost(
+                    f"silent for {fl.cfg.silence:g}s and no answer to status "
+                    f"within {fl.cfg.status_timeout:g}s"
+                )
+                continue
+            if self.state == "running" and not st.get("running"):
+                if loop.time() < fl.schedule_end - 0.5:
+                    self.mark_lost("rebooted")  # stopped mid-schedule without a done line
+                else:
+                    self.state = "finished"
+
+    async def try_rejoin(self) -> None:
+        fl = self.fleet
+        try:
+            if self.link is None or not self.link.is_open:
+                await self.connect()
+            assert self.link is not None
+            st = await self.link.request("status", 1.0)
+            if st.get("running"):
+                self.state = "running"
+            else:
+                remaining = fl.schedule_end - asyncio.get_running_loop().time()
+                if remaining < 0.5:
+                    return
+                await self.link.request(
+                    "config", HELLO_TIMEOUT, persist=True, **fl.board_config(self)
+                )
+                await self.sync()
+                await self.start(now_us() + 50_000, remaining - 0.05)
+        except (HardwareError, BoardReplyError, OSError):
+            return
+        self.rejoined += 1
+        fl.board_rejoined(self)
+
+    async def stop(self) -> None:
+        if self.link is not None and self.link.is_open and self.state == "running":
+            with contextlib.suppress(HardwareError, BoardReplyError):
+                await self.link.request("stop", 1.0)
+
+    async def close(self) -> None:
+        if self.link is not None:
+            await self.link.close()
+            self.link.shutdown()
+
+    def row(self, scenario: str) -> dict[str, Any]:
+        return {
+            "scenario": scenario,
+            "kind": "physical",
+            "device_id": self.device_id,
+            "requests": self.requests,
+            "ok": self.ok,
+            "failed": self.failed,
+            "next_sequence": self.next_seq,
+            "bytes_ok": self.bytes_ok,
+            "logins": 0,
+            "board": self.label,
+            "state": self.state,
+            "lost": self.lost,
+            "rejoined": self.rejoined,
+            "dropped_chunks": self.dropped,
+            "clock_offset_us": self.offset_us,
+            "ping_rtt_us": self.rtt_us,
+            "bad_lines": self.bad_lines,
+        }
+
+
+def _int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise TypeError("not a number")
+    return int(v)
+
+
+# --------------------------------------------------------------------------- the fleet
+
+
+class BoardFleet:
+    """The run's boards, as a :class:`simulator.runner.Companion`."""
+
+    def __init__(self, cfg: BoardsConfig, run_cfg: RunConfig, target_url: str) -> None:
+        self.cfg = cfg
+        self.run_cfg = run_cfg
+        sc = next(s for s in run_cfg.scenarios if s.name == cfg.scenario)
+        assert isinstance(sc.device, IotUploadDevice)
+        self.sc = sc
+        self.device: IotUploadDevice = sc.device
+        self.rate = board_rate(sc, cfg.rate, run_cfg.source)
+        self.duration = executor_duration(sc.executor)
+        self.grace_s = min(sc.graceful_stop, MAX_GRACE)
+        self.upload_url = (cfg.target or target_url).rstrip("/") + self.device.endpoint
+        self.drivers: list[BoardDriver] = []
+        self.emulated: Any = None  # hw_bridge.emulator.server.EmulatedBoards
+        self.schedule_end = float("inf")
+        self.watch_until = float("inf")
+        self._env: Any = None
+        self._key: Secret | None = None
+        self._watchers: list[asyncio.Task[None]] = []
+
+    # --- provisioning ------------------------------------------------------------------------
+    def board_config(self, d: BoardDriver) -> dict[str, Any]:
+        dev = self.device
+        out: dict[str, Any] = {
+            "device_id": d.device_id,
+            "target": self.upload_url,
+            "sample_rate": dev.sample_rate,
+            "chunk_bytes": dev.chunk_bytes,
+            "keep_alive": dev.keep_alive,
+            "headers": dict(dev.headers),
+            "timeout_s": self.run_cfg.target.timeout,
+            "wifi_ssid": self.cfg.wifi_ssid,
+        }
+        if self._key is not None:
+            out["wifi_key"] = self._key.reveal()
+        return out
+
+    def _specs(self, registry: Mapping[str, str]) -> list[tuple[str, str | None]]:
+        """(label, url or None when only a name is known) for every board of the run."""
+        out: list[tuple[str, str | None]] = []
+        specs = list(self.cfg.ports) or list(registry)
+        for spec in specs:
+            if spec.startswith("emulated:") and spec in registry and not self.cfg.ports:
+                out.append((spec, None))  # registry-only listing: emulated:K is one board
+            elif spec.startswith("emulated:"):
+                n = int(spec.removeprefix("emulated:"))
+                out.extend((f"emulated:{i}", None) for i in range(1, n + 1))
+            elif spec == "auto":
+                out.extend((b.name, b.device) for b in ports.list_boards())
+            elif ports.is_url(spec):
+                out.append((spec, spec))
+            else:
+                out.append((spec, None))
+        return out
+
+    async def prepare(self, env: Any) -> None:
+        self._env = env
+        reg = env.registry
+        reg.define("boards_lost", "counter")
+        reg.define("boards_rejoined", "counter")
+        base = (("scenario", self.sc.name), ("kind", "physical"), *self.sc.tags)
+        tags = tags_of((*base, ("endpoint", self.device.endpoint), ("method", "POST")))
+        self._rec = RequestRecorder(reg, tags, env.intervals[self.sc.name], tags_of(base))
+        self._iterations = reg.get("iterations", tags_of(base))
+        self._lost_counter = reg.get("boards_lost", (("kind", "physical"),))
+        self._rejoined_counter = reg.get("boards_rejoined", (("kind", "physical"),))
+        self._key = wifi_key(self.cfg, self.run_cfg.source)
+        registry = load_registry(self.cfg.registry) if self.cfg.registry else {}
+        specs = self._specs(registry)
+        emulated = [label for label, _ in specs if label.startswith("emulated:")]
+        urls: dict[str, str] = {}
+        if emulated:
+            from hw_bridge.appmode import start_app_boards
+
+            loop = asyncio.get_running_loop()
+            self.emulated = await loop.run_in_executor(
+                None,
+                lambda: start_app_boards(len(emulated), protocol=self.cfg.emulator_protocol),
+            )
+            urls = {label: h.url for label, h in zip(emulated, self.emulated, strict=True)}
+        used: set[str] = set()
+        for n, (label, url) in enumerate(specs, start=1):
+            url = urls.get(label, url)
+            dev_id = registry.get(label) or (registry.get(url) if url else None)
+            dev_id = dev_id or self.cfg.device_id_pattern.format(n=n)
+            if dev_id in used:
+                raise ConfigError(f"device ID {dev_id!r} given to two boards", key="boards")
+            used.add(dev_id)
+            self.drivers.append(BoardDriver(self, label, url, dev_id))
+        results = await asyncio.gather(*(d.setup() for d in self.drivers), return_exceptions=True)
+        for d, res in zip(self.drivers, results, strict=True):
+            if isinstance(res, BaseException):
+                if not isinstance(res, HardwareError | BoardReplyError | OSError):
+                    raise res
+                d.mark_lost(f"not ready at start ({res})")
+        ready = sum(d.state == "ready" for d in self.drivers)
+        wifi = ""
+        if self.cfg.wifi_ssid:
+            keyed = sum(d.wifi_key_set for d in self.drivers)
+            wifi = f"; Wi-Fi {self.cfg.wifi_ssid!r}, key set on {keyed} of {len(self.drivers)}"
+        env.notes.append(
+            f"boards: {ready} of {len(self.drivers)} ready, following scenario {self.sc.name} "
+            f"at {self.rate:g} uploads/s each, uploading to {self.upload_url}{wifi}"
+        )
+
+    # --- the run --------------------------------------------------------------------------------
+    async def run(self, env: Any, start: float) -> None:
+        loop = asyncio.get_running_loop()
+        begin = start + self.sc.start_time
+        self.schedule_end = begin + self.duration
+        self.watch_until = self.schedule_end + self.grace_s + 2.0
+        host_begin = now_us() + int((begin - loop.time()) * 1e6)
+        ready = [d for d in self.drivers if d.state == "ready"]
+        results = await asyncio.gather(
+            *(d.start(host_begin, self.duration) for d in ready), return_exceptions=True
+        )
+        for d, res in zip(ready, results, strict=True):
+            if isinstance(res, BaseException):
+                d.mark_lost(f"start refused ({res})")
+        self._watchers = [loop.create_task(d.watch()) for d in self.drivers]
+        waiter = loop.create_task(env.stop_event.wait())
+        try:
+            await asyncio.wait([*self._watchers, waiter], return_when=asyncio.FIRST_COMPLETED)
+            while not env.stop_event.is_set() and not all(w.done() for w in self._watchers):
+                await asyncio.wait(
+                    [*self._watchers, waiter], return_when=asyncio.FIRST_COMPLETED, timeout=0.5
+                )
+        finally:
+            waiter.cancel()
+            for w in self._watchers:
+                w.cancel()
+            await asyncio.gather(*self._watchers, waiter, return_exceptions=True)
+
+    def record(
+        self, status: int, failed: bool, latency_us: int, lag_us: int, nbytes: int, first: bool
+    ) -> None:
+        self._rec.record(
+            status, failed, latency_us, 0, 0, latency_us, 0, latency_us + lag_us, nbytes, 0
+        )
+        if first:
+            self._iterations.value += 1
+
+    def _at(self) -> str:
+        env = self._env
+        return f"{env.elapsed:.1f}s" if env is not None and env.started_perf else "start"
+
+    def board_lost(self, d: BoardDriver, reason: str) -> None:
+        if self._env is None:
+            return
+        self._lost_counter.value += 1
+        self._env.notes.append(f"board {d.label} ({d.device_id}) lost at {self._at()}: {reason}")
+
+    def board_rejoined(self, d: BoardDriver) -> None:
+        self._rejoined_counter.value += 1
+        self._env.notes.append(f"board {d.label} ({d.device_id}) rejoined at {self._at()}")
+
+    async def close(self) -> None:
+        await asyncio.gather(*(d.stop() for d in self.drivers), return_exceptions=True)
+        await asyncio.gather(*(d.close() for d in self.drivers), return_exceptions=True)
+        lost = [d for d in self.drivers if d.state == "lost"]
+        if self._env is not None and any(d.lost for d in self.drivers):
+            names = ", ".join(d.label for d in lost) or "none"
+            total = sum(d.lost for d in self.drivers)
+            self._env.notes.append(
+                f"boards lost during the run: {total}; still lost at the end: {names}"
+            )
+        if self.emulated is not None:
+            emu, self.emulated = self.emulated, None
+            await asyncio.get_running_loop().run_in_executor(None, emu.stop)
+
+    def device_rows(self) -> list[dict[str, Any]]:
+        return [d.row(self.sc.name) for d in self.drivers]
