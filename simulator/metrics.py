@@ -445,7 +445,15 @@ def fold_values(h: Histogram, values: Any) -> None:
         bits = np.frexp(vb.astype(np.float64))[1].astype(np.int64)  # == int.bit_length()
         shift = bits - (_SUB_BITS + 1)
         idx[big] = ((shift + 1) << _SUB_BITS) + (vb >> shift) - _SUB_HALF
-    uniq, cnt = np.unique(idx, return_counts=True)
+    # unique-with-counts by sorting (np.unique would import numpy.ma on first use, ~25 ms
+    # in the middle of a run)
+    idx.sort()
+    change = np.empty(len(idx), dtype=bool)
+    change[0] = True
+    np.not_equal(idx[1:], idx[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    uniq = idx[starts]
+    cnt = np.diff(np.append(starts, len(idx)))
     c = h.counts
     for i, n in zip(uniq.tolist(), cnt.tolist(), strict=True):
         c[i] = c.get(i, 0) + n
@@ -551,7 +559,7 @@ class RequestRecorder:
         import numpy as np
 
         arr = np.array(rows, dtype=np.int64)
-        for status in np.unique(arr[:, 0]).tolist():
+        for status in sorted(set(arr[:, 0].tolist())):
             sub = arr[arr[:, 0] == status]
             reqs, fail, *trends = self._series(int(status))
             n = len(sub)
