@@ -321,3 +321,24 @@ def test_seed_configs_load_with_seed_values() -> None:
     plan = load_config(ROOT / "configs" / "seed_plan.toml", time_scale=0.01)
     assert [s.name for s in plan.scenarios] == ["ai_analysis", "iot_upload", "auth_flow"]
     assert plan.total_duration < 40
+
+
+@pytest.mark.slow
+def test_seed_plan_runs_all_three_scenarios_on_the_embedded_server(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "plan"
+    res = scfleet("run", "configs/seed_plan.toml", "--time-scale", "0.004", "--out", str(out),
+                  "--quiet", "--set", "scenarios.auth_flow.vus=20",
+                  "--set", "scenarios.ai_analysis.think_time='1s'")
+    assert res.returncode == 0, res.stderr + res.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    m = summary["metrics"]
+    for name in ("ai_analysis", "iot_upload", "auth_flow"):
+        assert m[f"http_reqs{{scenario:{name}}}"]["count"] > 0, name
+        assert m[f"http_req_failed{{scenario:{name}}}"]["rate"] == 0, name
+    db = sqlite3.connect(out / "server" / "users.sqlite")
+    per_user = dict(db.execute("SELECT username, count(*) FROM logins GROUP BY username"))
+    assert len(per_user) == 20 and set(per_user.values()) == {1}
+    uploads = sqlite3.connect(out / "server" / "ledger.sqlite").execute(
+        "SELECT count(*) FROM uploads").fetchone()[0]
+    assert uploads == m["http_reqs{scenario:iot_upload}"]["count"]
+    assert not list(out.rglob("accounts*.csv"))  # generated passwords stay out of the run folder
