@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +35,6 @@ from simulator.secrets import Secret
 CONFIG_PATH = "/scfw_config.json"
 ROM_BAUD = 115200
 DEFAULT_BAUD = 460800
-KNOWN_USB_IDS = {
-    (0x10C4, 0xEA60),
-    (0x10C4, 0xEA64),
-    (0x1A86, 0x7523),
-    (0x1A86, 0x7522),
-    (0x1A86, 0x55D4),
-    (0x0403, 0x6001),
-    (0x0403, 0x6010),
-    (0x0403, 0x6011),
-    (0x0403, 0x6014),
-    (0x0403, 0x6015),
-    (0x303A, 0x1001),
-}
 
 
 @dataclass(frozen=True)
@@ -152,8 +139,6 @@ class _Progress:
     stage: str = "waiting"
     done: int = 0
     total: int = 0
-    attempts: int = 0
-    lines: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------------
@@ -231,8 +216,6 @@ def _install_logger(emit: Any) -> list[str]:
             pass
 
         def progress(self, total: int, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-            import contextlib
-
             @contextlib.contextmanager
             def cm() -> Any:
                 yield _Task(total)
@@ -271,6 +254,7 @@ def _flash_one(job: FlashJob, emit: Any, connect_retries: int) -> BoardResult:
                 emit("note", f"connect failed ({_first_line(exc)}), retrying")
                 time.sleep(0.5)
         assert esp is not None
+        stage = "check"
         chip = esp.CHIP_NAME
         mac = ":".join(f"{b:02x}" for b in esp.read_mac())
         emit("identity", chip, mac)
@@ -298,7 +282,6 @@ def _flash_one(job: FlashJob, emit: Any, connect_retries: int) -> BoardResult:
         cmds.attach_flash(esp)
         flash_size = images_flash_size(cmds.detect_flash_size(esp))
         if job.app_files is not None:
-            assert layout is not None or job.firmware is None
             if job.firmware is not None and layout is not None:
                 parts = images.partitions_in_firmware(job.firmware.data, layout)
             else:
@@ -377,7 +360,6 @@ def _flash_one(job: FlashJob, emit: Any, connect_retries: int) -> BoardResult:
             regions=tuple(regions),
         )
     finally:
-        del recent
         if esp is not None:
             with contextlib.suppress(Exception):
                 esp._port.close()
@@ -617,7 +599,8 @@ def load_app_files(app_dir: Path | None) -> dict[str, bytes]:
             pairs = firmware.app_files()
         except (ImportError, AttributeError):
             raise ConfigError(
-                "firmware.app_files() is not available yet; pass --app-dir with the app files"
+                "firmware.app_files() is not importable (an editable install older than "
+                "firmware/ needs `pip install -e .`); pass --app-dir with the app files"
             ) from None
         return {
             "/" + str(board_path).lstrip("/"): Path(src).read_bytes() for board_path, src in pairs
@@ -646,13 +629,6 @@ def wifi_key_from(env_var: str | None, file: Path | None) -> Secret | None:
     return None
 
 
-def discover_ports() -> list[str]:
-    """Serial ports whose USB VID:PID is a bridge common on ESP32 boards."""
-    from serial.tools import list_ports
-
-    return sorted(p.device for p in list_ports.comports() if (p.vid, p.pid) in KNOWN_USB_IDS)
-
-
 # ------------------------------------------------------------------------------------------
 # CLI
 # ------------------------------------------------------------------------------------------
@@ -664,8 +640,10 @@ def register_hw(subs: Any) -> None:
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--port", action="append", metavar="PORT", help="path or URL; repeatable")
-    where.add_argument("--all", action="store_true", help="every detected ESP32 USB bridge")
+    where.add_argument(
+        "--port", action="append", metavar="PORT", help="path, URL or board name; repeatable"
+    )
+    where.add_argument("--all", action="store_true", help="every detected ESP32 board")
     p.add_argument("--firmware", type=Path, metavar="BIN", help="official MicroPython .bin")
     p.add_argument("--image", action="append", default=[], metavar="ADDR:FILE")
     p.add_argument("--app-dir", type=Path, help="app files (default: firmware.app_files())")
@@ -689,8 +667,12 @@ def register_hw(subs: Any) -> None:
 
 def cmd_flash(args: argparse.Namespace) -> int:
     from hw_bridge import images
+    from hw_bridge import ports as port_names
 
-    ports = list(args.port or []) if not args.all else discover_ports()
+    if args.all:
+        ports = [b.device for b in port_names.list_boards()]
+    else:  # paths, URLs, or the stable names `scfleet hw list` shows
+        ports = [port_names.resolve(spec) for spec in args.port]
     if not ports:
         raise HardwareError("no ESP32 boards found (looked for known USB-UART VID:PIDs)")
     if len(set(ports)) != len(ports):

@@ -263,7 +263,7 @@ class BoardDriver:
                 self.dropped += d
             if self.state != "running":
                 return
-            if asyncio.get_running_loop().time() < self.fleet.schedule_end - 0.5:
+            if asyncio.get_running_loop().time() < self.fleet.finished_after:
                 self.mark_lost("its run ended early")  # crashed, reset, or stopped by someone
             else:
                 self.state = "finished"
@@ -331,7 +331,7 @@ class BoardDriver:
                 )
                 continue
             if self.state == "running" and not st.get("running"):
-                if loop.time() < fl.schedule_end - 0.5:
+                if loop.time() < fl.finished_after:
                     self.mark_lost("rebooted")  # stopped mid-schedule without a done line
                 else:
                     self.state = "finished"
@@ -417,6 +417,7 @@ class BoardFleet:
         self.drivers: list[BoardDriver] = []
         self.emulated: Any = None  # hw_bridge.emulator.server.EmulatedBoards
         self.schedule_end = float("inf")
+        self.finished_after = float("inf")
         self.watch_until = float("inf")
         self._env: Any = None
         self._key: Secret | None = None
@@ -512,6 +513,8 @@ class BoardFleet:
         loop = asyncio.get_running_loop()
         begin = start + self.sc.start_time
         self.schedule_end = begin + self.duration
+        # A board is done once its last upload is sent, up to one interval before the end.
+        self.finished_after = self.schedule_end - 1.0 / self.rate - 0.5
         self.watch_until = self.schedule_end + self.grace_s + 2.0
         host_begin = now_us() + int((begin - loop.time()) * 1e6)
         ready = [d for d in self.drivers if d.state == "ready"]

@@ -14,7 +14,9 @@ Boot behaviour follows the real chip closely enough for esptool and for "flash, 
   the board does at power-on (``"download"``: GPIO0 strapped low, as on a flashing jig), and a
   disconnect after a session that wrote flash stands in for esptool's ``--after hard-reset``:
   the board boots what was flashed (not when the session died mid-write or the board hung).
-  ``RUN_USER_CODE`` boots it too. A session that only read
+  ``RUN_USER_CODE`` boots it too. Nothing on the wire tells ``--after hard-reset`` from
+  ``--after no-reset-stub`` there, so a bench that wants the stub to survive between sessions
+  sets ``boot_on_disconnect=False`` (``--after no-reset`` is seen: it reboots into the ROM). A session that only read
   leaves the board in download mode; :meth:`EmulatedBoard.reset` presses BOOT+EN by hand.
 * **Booting the app.** The chip's app/bootloader offset (0x1000 on ESP32) must hold an ESP image
   (magic 0xE9), otherwise the ROM prints ``invalid header`` and halts. The LittleFS at the vfs

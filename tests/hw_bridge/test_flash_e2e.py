@@ -208,3 +208,83 @@ def test_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         ["hw", "flash", "--port", "socket://127.0.0.1:1", "--image", "0x10:nope.bin"]
     )
     assert code == 104
+
+
+def test_firmware_for_another_chip_fails_that_board(firmware: bytes) -> None:
+    s3 = images.make_test_image(100_000, chip="ESP32-S3")
+    with start_emulated_boards(1) as boards:
+        [r] = flash.flash_boards([job(boards[0], 1, s3)], tuning=FAST, display="none")
+        assert not r.ok and r.chip == "ESP32"
+        assert "built for ESP32-S3, but the board is ESP32" in r.error
+        assert boards[0].board.data_blocks == 0  # nothing was written
+
+
+def test_default_app_runner_prints_a_banner_and_the_files() -> None:
+    import socket
+
+    fw = images.make_test_image(100_000)
+    fs = fsimage.build_image({"/main.py": b"print(1)\n"}, size=0x200000)
+    with start_emulated_boards(1) as boards:
+        h = boards[0]
+
+        def factory_flash(b: object) -> None:
+            b.flash[0x1000 : 0x1000 + len(fw)] = fw  # type: ignore[attr-defined]
+            b.flash[0x200000:] = fs  # type: ignore[attr-defined]
+
+        h.call(factory_flash)
+        with socket.create_connection(("127.0.0.1", h.port), timeout=5) as sock:
+            wait_for(lambda: h.board.busy)
+            h.reset(download=False)
+            seen = b""
+            while b">>> " not in seen:
+                chunk = sock.recv(4096)
+                assert chunk
+                seen += chunk
+        text = seen.decode()
+        assert "boot:0x13 (SPI_FAST_FLASH_BOOT)" in text
+        assert "MicroPython v1." in text and "/main.py (9 B)" in text
+
+
+def test_esptool_command_line_erase_region_and_read_flash(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    with start_emulated_boards(1) as boards:
+        h = boards[0]
+        h.call(lambda b: b.flash.__setitem__(slice(0x3000, 0x5000), b"\x5a" * 0x2000))
+        # socket:// carries no RTS, so by default ending a session that wrote flash "hard
+        # resets" the board; this bench keeps the stub running across sessions instead.
+        h.call(lambda b: setattr(b, "boot_on_disconnect", False))
+        out = tmp_path / "read.bin"
+        base = [sys.executable, "-m", "esptool", "--port", h.url, "--before", "no-reset"]
+        run = subprocess.run(
+            [*base, "--after", "no-reset-stub", "erase-region", "0x4000", "0x1000"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        # The stub is still running: esptool notices (SYNC value 0) and does not re-upload it.
+        run = subprocess.run(
+            [*base, "--after", "no-reset", "read-flash", "0x3000", "0x2000", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "Stub flasher is already running" in run.stdout
+        assert out.read_bytes() == b"\x5a" * 0x1000 + b"\xff" * 0x1000
+        assert h.board.mode == "download" and h.board.loader is not None
+        assert not h.board.loader.stub  # --after no-reset took the chip back to the ROM
+
+
+def test_unreachable_port_fails_after_a_retry(free_port: int, firmware: bytes) -> None:
+    with start_emulated_boards(1) as boards:
+        dead = f"socket://127.0.0.1:{free_port}"
+        good, bad = flash.flash_boards(
+            [job(boards[0], 1, firmware[:100_000]), flash.FlashJob(port=dead, index=2)],
+            tuning=FAST,
+            display="none",
+        )
+        assert good.ok, good.error
+        assert not bad.ok and bad.error.startswith("could not connect: Could not open")

@@ -60,6 +60,9 @@ def test_mixed_fleet_config_runs_and_the_ledger_shows_every_board(tmp_path: path
 
     summary = json.loads((out / "summary.json").read_text())
     m = summary["metrics"]
+    # boards that finish their schedule normally are not "lost"
+    assert not [n for n in summary["notes"] if "lost" in n], summary["notes"]
+    assert "boards_lost" not in m or m["boards_lost"]["count"] == 0
     physical = int(m["http_reqs{kind:physical}"]["count"])
     assert physical == sum(len(by_dev[b]) for b in boards)
     assert int(m["http_reqs{kind:virtual}"]["count"]) == sum(len(by_dev[d]) for d in virtual)
