@@ -17,6 +17,8 @@ from simulator.thresholds import parse_metric_key
 
 #: Metrics printed in the text summary (when present), in this order.
 ORDER = (
+    "boards_lost",
+    "boards_rejoined",
     "checks",
     "data_received",
     "data_sent",
