@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+
+from simulator.config import EmbeddedServerConfig
+from simulator.embedded import EmbeddedServer
 
 
 @pytest.fixture
@@ -13,3 +21,39 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def scfleet() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the real CLI in a subprocess from the repository root: ``scfleet("run", ...)``."""
+
+    def run(*args: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "simulator.cli", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
+
+
+@pytest.fixture
+def reference_server() -> Iterator[Callable[[Path], EmbeddedServer]]:
+    """Start ``python -m reference_server`` on 127.0.0.1 (the same launcher ``scfleet run``
+    uses); ``server.url``, ``server.proc``; every one started is stopped at teardown."""
+    started: list[EmbeddedServer] = []
+
+    def start(data_dir: Path, **options: Any) -> EmbeddedServer:
+        server = EmbeddedServer(data_dir, EmbeddedServerConfig(**options))
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -20,40 +21,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def scfleet(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "simulator.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def start_reference_server(data_dir: pathlib.Path) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reference_server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--data-dir",
-            str(data_dir),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.startswith("READY "), line
-    return proc, line.split()[1]
-
-
-def test_smoke_run_matches_server_ledger(tmp_path: pathlib.Path) -> None:
+def test_smoke_run_matches_server_ledger(tmp_path: pathlib.Path, scfleet: Any) -> None:
     out = tmp_path / "run"
     res = scfleet("run", "configs/smoke.toml", "--out", str(out), "--quiet")
     assert res.returncode == 0, res.stderr + res.stdout
@@ -82,7 +50,7 @@ def test_smoke_run_matches_server_ledger(tmp_path: pathlib.Path) -> None:
     assert "http_req_duration" in res.stdout and "THRESHOLDS" in res.stdout
 
 
-def test_flask_server_receives_body_in_request_data(tmp_path: pathlib.Path) -> None:
+def test_flask_server_receives_body_in_request_data(tmp_path: pathlib.Path, scfleet: Any) -> None:
     """An independent WSGI server (Flask/Werkzeug), as the real SignalCraft server is."""
     from flask import Flask, request
     from werkzeug.serving import make_server
@@ -154,8 +122,11 @@ http_req_failed = ["rate<0.01"]
     assert len(devices) >= 1
 
 
-def test_server_killed_mid_run_is_counted_and_run_goes_on(tmp_path: pathlib.Path) -> None:
-    proc, url = start_reference_server(tmp_path / "srv")
+def test_server_killed_mid_run_is_counted_and_run_goes_on(
+    tmp_path: pathlib.Path, reference_server: Any
+) -> None:
+    server = reference_server(tmp_path / "srv")
+    proc, url = server.proc, server.url
     cfg = tmp_path / "kill.toml"
     cfg.write_text("""
 [scenarios.iot]

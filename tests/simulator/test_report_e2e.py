@@ -14,6 +14,7 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 import zlib
+from typing import Any
 
 import pytest
 
@@ -213,31 +214,9 @@ def test_report_renders_in_headless_chromium(
     assert distinct > 50 and share > 0.01, (distinct, share)
 
 
-def _start_server(data_dir: pathlib.Path) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reference_server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--data-dir",
-            str(data_dir),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.startswith("READY "), line
-    return proc, line.split()[1]
-
-
-def test_a_server_that_dies_is_a_crash(tmp_path: pathlib.Path) -> None:
-    proc, url = _start_server(tmp_path / "srv")
+def test_a_server_that_dies_is_a_crash(tmp_path: pathlib.Path, reference_server: Any) -> None:
+    server = reference_server(tmp_path / "srv")
+    proc, url = server.proc, server.url
     cfg = tmp_path / "crash.toml"
     cfg.write_text("""
 [scenarios.iot]

@@ -8,9 +8,8 @@ import importlib.util
 import json
 import pathlib
 import sqlite3
-import subprocess
-import sys
 import tracemalloc
+from typing import Any
 
 import pytest
 
@@ -26,18 +25,8 @@ vtime = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
 _spec.loader.exec_module(vtime)  # type: ignore[union-attr]
 
 
-def scfleet(*args: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "simulator.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 @pytest.mark.slow
-def test_ai_analysis_end_to_end(tmp_path: pathlib.Path) -> None:
+def test_ai_analysis_end_to_end(tmp_path: pathlib.Path, scfleet: Any) -> None:
     out = tmp_path / "run"
     res = scfleet(
         "run",
@@ -163,7 +152,7 @@ def test_auth_keeps_one_session_and_relogs_in_on_401(tmp_path: pathlib.Path) -> 
     assert all(n > 5 for n in verifies.values())
 
 
-def test_accounts_csv_too_short_is_a_config_error(tmp_path: pathlib.Path) -> None:
+def test_accounts_csv_too_short_is_a_config_error(tmp_path: pathlib.Path, scfleet: Any) -> None:
     accounts = tmp_path / "acc.csv"
     accounts.write_text("username,password\nu0,secret-pw-0\n")
     cfg = tmp_path / "auth.toml"
@@ -183,7 +172,9 @@ accounts_csv = "{accounts}"
 
 
 @pytest.mark.slow
-def test_login_flow_against_reference_server(tmp_path: pathlib.Path) -> None:
+def test_login_flow_against_reference_server(
+    tmp_path: pathlib.Path, scfleet: Any, reference_server: Any
+) -> None:
     """Real server: one login per device; wrong passwords are failures; no password leaks."""
     from reference_server.accounts import seed_accounts
 
@@ -198,27 +189,9 @@ def test_login_flow_against_reference_server(tmp_path: pathlib.Path) -> None:
         fh.write("username,password\n")
         for i, r in enumerate(rows):
             fh.write(f"{r['username']},{'wrong-' + r['password'] if i < 2 else r['password']}\n")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reference_server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--data-dir",
-            str(data),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().split()[1]
-        good_cfg = tmp_path / "good.toml"
-        good_cfg.write_text(f"""
+    url = reference_server(data).url
+    good_cfg = tmp_path / "good.toml"
+    good_cfg.write_text(f"""
 [scenarios.auth]
 executor = "constant-vus"
 vus = 8
@@ -234,39 +207,36 @@ json_equals = {{ valid = true }}
 [thresholds]
 http_req_failed = ["rate<0.01"]
 """)
-        out = tmp_path / "good"
-        res = scfleet("run", str(good_cfg), "--target", url, "--out", str(out), "--quiet")
-        assert res.returncode == 0, res.stderr + res.stdout
-        db = sqlite3.connect(data / "users.sqlite")
-        per_user = dict(db.execute("SELECT username, count(*) FROM logins GROUP BY username"))
-        assert per_user == {r["username"]: 1 for r in rows}
-        summary = json.loads((out / "summary.json").read_text())
-        assert summary["metrics"]["checks"]["rate"] == 1.0
-        assert summary["metrics"]["http_reqs"]["count"] > 8 * 5
+    out = tmp_path / "good"
+    res = scfleet("run", str(good_cfg), "--target", url, "--out", str(out), "--quiet")
+    assert res.returncode == 0, res.stderr + res.stdout
+    db = sqlite3.connect(data / "users.sqlite")
+    per_user = dict(db.execute("SELECT username, count(*) FROM logins GROUP BY username"))
+    assert per_user == {r["username"]: 1 for r in rows}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metrics"]["checks"]["rate"] == 1.0
+    assert summary["metrics"]["http_reqs"]["count"] > 8 * 5
 
-        bad_cfg = tmp_path / "bad.toml"
-        bad_cfg.write_text(good_cfg.read_text().replace(str(accounts), str(bad)))
-        out2 = tmp_path / "bad"
-        res2 = scfleet("run", str(bad_cfg), "--target", url, "--out", str(out2), "--quiet")
-        assert res2.returncode == 99
-        s2 = json.loads((out2 / "summary.json").read_text())
-        failed = s2["metrics"]["http_req_failed"]
-        assert failed["passes"] > 0
-        metrics = json.loads((out2 / "metrics.json").read_text())
-        assert any(
-            s["metric"] == "http_reqs"
-            and s["tags"].get("status") == "401"
-            and s["tags"].get("endpoint") == "/api/auth/login"
-            for s in metrics["series"]
-        )
-        blobs = [res.stdout, res.stderr, res2.stdout, res2.stderr]
-        for folder in (out, out2):
-            blobs += [p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file()]
-        for pw in secrets:
-            assert all(pw not in b for b in blobs)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    bad_cfg = tmp_path / "bad.toml"
+    bad_cfg.write_text(good_cfg.read_text().replace(str(accounts), str(bad)))
+    out2 = tmp_path / "bad"
+    res2 = scfleet("run", str(bad_cfg), "--target", url, "--out", str(out2), "--quiet")
+    assert res2.returncode == 99
+    s2 = json.loads((out2 / "summary.json").read_text())
+    failed = s2["metrics"]["http_req_failed"]
+    assert failed["passes"] > 0
+    metrics = json.loads((out2 / "metrics.json").read_text())
+    assert any(
+        s["metric"] == "http_reqs"
+        and s["tags"].get("status") == "401"
+        and s["tags"].get("endpoint") == "/api/auth/login"
+        for s in metrics["series"]
+    )
+    blobs = [res.stdout, res.stderr, res2.stdout, res2.stderr]
+    for folder in (out, out2):
+        blobs += [p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file()]
+    for pw in secrets:
+        assert all(pw not in b for b in blobs)
 
 
 def _analysis_memory(devices: int) -> int:
@@ -324,11 +294,23 @@ def test_seed_configs_load_with_seed_values() -> None:
 
 
 @pytest.mark.slow
-def test_seed_plan_runs_all_three_scenarios_on_the_embedded_server(tmp_path: pathlib.Path) -> None:
+def test_seed_plan_runs_all_three_scenarios_on_the_embedded_server(
+    tmp_path: pathlib.Path, scfleet: Any
+) -> None:
     out = tmp_path / "plan"
-    res = scfleet("run", "configs/seed_plan.toml", "--time-scale", "0.004", "--out", str(out),
-                  "--quiet", "--set", "scenarios.auth_flow.vus=20",
-                  "--set", "scenarios.ai_analysis.think_time='1s'")
+    res = scfleet(
+        "run",
+        "configs/seed_plan.toml",
+        "--time-scale",
+        "0.004",
+        "--out",
+        str(out),
+        "--quiet",
+        "--set",
+        "scenarios.auth_flow.vus=20",
+        "--set",
+        "scenarios.ai_analysis.think_time='1s'",
+    )
     assert res.returncode == 0, res.stderr + res.stdout
     summary = json.loads((out / "summary.json").read_text())
     m = summary["metrics"]
@@ -338,7 +320,10 @@ def test_seed_plan_runs_all_three_scenarios_on_the_embedded_server(tmp_path: pat
     db = sqlite3.connect(out / "server" / "users.sqlite")
     per_user = dict(db.execute("SELECT username, count(*) FROM logins GROUP BY username"))
     assert len(per_user) == 20 and set(per_user.values()) == {1}
-    uploads = sqlite3.connect(out / "server" / "ledger.sqlite").execute(
-        "SELECT count(*) FROM uploads").fetchone()[0]
+    uploads = (
+        sqlite3.connect(out / "server" / "ledger.sqlite")
+        .execute("SELECT count(*) FROM uploads")
+        .fetchone()[0]
+    )
     assert uploads == m["http_reqs{scenario:iot_upload}"]["count"]
     assert not list(out.rglob("accounts*.csv"))  # generated passwords stay out of the run folder
