@@ -195,14 +195,15 @@ def test_done_ends_a_board_only_at_the_end_of_the_schedule() -> None:
         d = BoardDriver(fleet, "b", "socket://x", "esp32-x")  # type: ignore[arg-type]
         now = asyncio.get_running_loop().time()
         fleet.schedule_end = now + 10  # type: ignore[attr-defined]
+        fleet.finished_after = now + 9  # last upload due 1 s before the end  # type: ignore[attr-defined]
         d.state, d.run_id = "running", 3
         d.on_message({"t": "done", "run": 2, "dropped": 1})  # an older run: ignored
         assert d.state == "running" and d.dropped == 0
         d.on_message({"t": "done", "run": 3, "dropped": 2})  # 10 s early: it died
         assert d.state == "lost" and fleet.lost == ["its run ended early"]
         d.state = "running"
-        fleet.schedule_end = now  # type: ignore[attr-defined]
-        d.on_message({"t": "done", "run": 3, "dropped": 0})
+        fleet.finished_after = now - 0.1  # type: ignore[attr-defined]
+        d.on_message({"t": "done", "run": 3, "dropped": 0})  # its last upload was sent
         assert d.state == "finished" and d.dropped == 2
 
     asyncio.run(main())
