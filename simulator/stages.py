@@ -30,6 +30,8 @@ GEN_CPU_SATURATED_PCT = 85.0
 GEN_LOOP_LAG_MS = 5.0
 #: A stage with at least this error rate is a cliff, not graceful degradation.
 CLIFF_ERROR_RATE = 0.10
+#: Stages shorter than this (s) are too short for their achieved rate to be compared.
+MIN_RATE_SECONDS = 2.0
 #: Achieved req/s below this share of an earlier stage at no higher offered load: a cliff.
 CLIFF_THROUGHPUT_SHARE = 0.5
 #: Server memory is "climbing" when its peak RSS in a stage is ≥ this ratio of the first
@@ -358,7 +360,7 @@ def assess(rows: Sequence[StageRow]) -> Assessment:
     )
     if first_fail is not None:
         verdict, reason = "graceful", _graceful_reason(reached, ascending[first_fail])
-    cliff = _cliff(reached, after)
+    cliff = _cliff(ascending, after)
     if cliff:
         verdict, reason = "cliff", cliff
     focus = ascending[first_fail] if first_fail is not None else ascending[-1]
@@ -382,16 +384,25 @@ def _graceful_reason(reached: Sequence[StageRow], fail: StageRow) -> str:
     )
 
 
-def _cliff(reached: Sequence[StageRow], after: Sequence[StageRow]) -> str:
+def _cliff(ascending: Sequence[StageRow], after: Sequence[StageRow]) -> str:
+    """A crash or an error jump in any later stage; a throughput collapse only while the load
+    still rises (a ramp-down delivers less by design) and between stages long enough for
+    their rate to mean something."""
+    rising = {r.index for r in ascending}
     for r in after:
         if r.server_alive == 0:
             return f"the server process exited during {r.label}"
         if r.requests and r.error_rate >= CLIFF_ERROR_RATE:
             return f"errors jumped to {r.error_rate * 100:.1f}% at {r.label}"
+        if r.index not in rising or r.seconds < MIN_RATE_SECONDS:
+            continue
         earlier = [
             e
-            for e in reached
-            if e.index < r.index and e.offered <= r.offered + 1e-9 and e.achieved_rps > 0
+            for e in ascending
+            if e.index < r.index
+            and e.offered <= r.offered + 1e-9
+            and e.achieved_rps > 0
+            and e.seconds >= MIN_RATE_SECONDS
         ]
         if earlier:
             best = max(earlier, key=lambda e: e.achieved_rps)

@@ -103,6 +103,22 @@ def test_throughput_collapse_is_a_cliff() -> None:
     assert assess(down).verdict == "held"
 
 
+def test_ramp_down_to_zero_and_short_ramps_are_not_a_collapse() -> None:
+    """The seed's VU shape: short ramps between holds, then a ramp to 0 delivering nothing."""
+    rows = [
+        row(0, 15, target_from=0, seconds=0.6, achieved_rps=15.0),  # 0.6 s ramp: noisy rate
+        row(1, 15, achieved_rps=2.7),
+        row(2, 50, target_from=15, seconds=0.6, achieved_rps=20.0),
+        row(3, 50, achieved_rps=10.5),
+        row(4, 0, target_from=50, seconds=0.6, achieved_rps=0.0),
+    ]
+    assert assess(rows).verdict == "held"
+    # a real collapse between long stages still is one
+    rows[3] = row(3, 50, achieved_rps=1.0, thresholds_ok=False)
+    rows[1] = row(1, 15, achieved_rps=12.0)
+    assert assess(rows).verdict == "cliff"
+
+
 def test_a_dead_server_is_a_crash() -> None:
     rows = [row(0, 10), row(1, 20, server_alive=0.0, thresholds_ok=False, server_cpu=None)]
     a = assess(rows)
