@@ -17,6 +17,7 @@ from hw_bridge.emulator.board import (
     SerialPort,
     default_app_runner,
 )
+from hw_bridge.emulator.repl import MicroPythonRepl, ReplOptions
 from hw_bridge.emulator.rom import Faults
 from hw_bridge.emulator.server import (
     BoardHandle,
@@ -33,6 +34,8 @@ __all__ = [
     "EmulatedBoards",
     "EmulatorServer",
     "Faults",
+    "MicroPythonRepl",
+    "ReplOptions",
     "SerialPort",
     "default_app_runner",
     "start_emulated_boards",

@@ -22,6 +22,10 @@ Boot behaviour follows the real chip closely enough for esptool and for "flash, 
   (magic 0xE9), otherwise the ROM prints ``invalid header`` and halts. The LittleFS at the vfs
   offset (from the flashed partition table, MicroPython >= 1.26 style, else 0x200000) is mounted
   with MicroPython's parameters and its files go to ``app_runner(files, serial)``.
+* **After the app.** When the app returns (the firmware's ``exit``) or crashes, the board serves
+  MicroPython's REPL (``emulator/repl.py``: friendly, raw and raw-paste, file operations on the
+  LittleFS); a soft reset there (Ctrl-D) remounts the vfs and runs the app again with the files
+  it now holds — or, from the raw REPL, goes straight back to the raw REPL, skipping main.py.
 
 Serial pacing (``pace=True``) delays bytes by 10 bits per byte at the UART's current baud rate
 in both directions, which is what bounds a real board's flashing time; tests turn it off.
@@ -39,6 +43,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from hw_bridge.emulator import slip
+from hw_bridge.emulator.repl import ReplOptions
 from hw_bridge.emulator.rom import Faults, FlashLoader
 
 log = logging.getLogger(__name__)
@@ -112,16 +117,14 @@ AppRunner = Callable[[BoardFiles, SerialPort], Awaitable[None]]
 
 
 async def default_app_runner(files: BoardFiles, serial: SerialPort) -> None:
-    """Stand-in for the firmware app: a MicroPython-like banner and the files it found."""
-    lines = [MICROPYTHON_BANNER]
+    """Stand-in for ``main.py``: names the files it found and returns, so the REPL (with its
+    banner) takes over, as after a real ``main.py`` that ends."""
+    lines = []
     if files.formatted:
         lines.append("(vfs was blank: formatted a new LittleFS)")
     listing = ", ".join(f"{p} ({len(d)} B)" for p, d in sorted(files.items())) or "none"
     lines.append(f"files: {listing}")
-    lines.append('Type "help()" for more information.')
-    serial.write(("\r\n".join(lines) + "\r\n>>> ").encode())
-    while line := await serial.readline():  # a REPL that only echoes, until reset
-        serial.write(line.rstrip(b"\r\n") + b"\r\n>>> ")
+    serial.write(("\r\n".join(lines) + "\r\n").encode())
 
 
 class Connection(Protocol):
@@ -208,6 +211,7 @@ class EmulatedBoard:
         self._rx_pacer = _Pacer()
         self._tx_pacer = _Pacer()
         self.app_error: BaseException | None = None
+        self.repl = ReplOptions()  # the MicroPython REPL served after the app (and its faults)
 
     # --- identity / state ---------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -302,7 +306,7 @@ class EmulatedBoard:
             loop.call_soon(self._enter_download, "0xc (SW_CPU_RESET)")
 
     def _boot_app(self, reason: str) -> None:
-        from hw_bridge import fsimage, images
+        from hw_bridge import images
 
         self._stop()
         self.baud = ROM_BAUD
@@ -315,6 +319,19 @@ class EmulatedBoard:
             self._event("boot: invalid header")
             self.tx_nowait(f"invalid header: 0x{int.from_bytes(head, 'little'):08x}\r\n".encode())
             return
+        board_files = self.mount_vfs()
+        if board_files is None:
+            return
+        self.mode = "app"
+        self.serial = SerialPort(self)
+        self._task = asyncio.get_running_loop().create_task(
+            self._run_app(board_files, self.serial), name=f"{self.name}-app"
+        )
+
+    def mount_vfs(self) -> BoardFiles | None:
+        """Mount the LittleFS in flash as MicroPython's boot does; ``None``: halted (corrupt)."""
+        from hw_bridge import fsimage, images
+
         vfs_offset = images.vfs_offset_from_flash(self.flash)
         block_count = (len(self.flash) - vfs_offset) // fsimage.BLOCK_SIZE
         vfs = bytes(self.flash[vfs_offset:])
@@ -329,32 +346,42 @@ class EmulatedBoard:
                 self.mode = "halted"
                 self._event(f"boot: vfs mount failed ({exc})")
                 self.tx_nowait(b"The filesystem appears to be corrupted.\r\n")
-                return
-        board_files = BoardFiles(
+                return None
+        return BoardFiles(
             files=files,
             vfs_offset=vfs_offset,
             block_count=block_count,
             board_name=self.name,
             formatted=formatted,
         )
-        self.mode = "app"
-        self.boots += 1
-        self.last_files = board_files
-        self._event(f"boot: app with {len(files)} files")
-        self.serial = SerialPort(self)
-        self._task = asyncio.get_running_loop().create_task(
-            self._run_app(board_files, self.serial), name=f"{self.name}-app"
-        )
 
     async def _run_app(self, files: BoardFiles, serial: SerialPort) -> None:
-        try:
-            await self.app_runner(files, serial)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the app crashed: show it like MicroPython would
-            self.app_error = exc
-            self._event(f"app crashed: {exc!r}")
-            serial.write(f"Traceback (most recent call last):\r\n{exc!r}\r\n".encode())
+        """main.py (the app runner), then the REPL; a soft reset there boots again."""
+        from hw_bridge.emulator.repl import MicroPythonRepl
+
+        run_main = True
+        while True:
+            if run_main:
+                self.boots += 1
+                self.last_files = files
+                self._event(f"boot: app with {len(files)} files")
+                try:
+                    await self.app_runner(files, serial)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the app crashed: show it like MicroPython would
+                    self.app_error = exc
+                    self._event(f"app crashed: {exc!r}")
+                    serial.write(f"Traceback (most recent call last):\r\n{exc!r}\r\n".encode())
+            reset = await MicroPythonRepl(self, serial, raw=not run_main).run()
+            if reset is None:  # the UART closed: the board is being reset or powered off
+                return
+            self._event("soft reboot" + ("" if reset.run_main else " (raw REPL)"))
+            serial.write(b"MPY: soft reboot\r\n")
+            mounted = self.mount_vfs()
+            if mounted is None:
+                return
+            files, run_main = mounted, reset.run_main
 
     # --- reset lines ----------------------------------------------------------------------------
     def set_lines(self, *, dtr: bool | None = None, rts: bool | None = None) -> None:

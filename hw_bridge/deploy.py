@@ -1,0 +1,273 @@
+"""``scfleet hw deploy``: copy only the changed app files onto boards over the raw REPL.
+
+The quick path while iterating on the firmware (``hw flash`` rewrites everything through the ROM
+loader). Per board: the running app is asked to ``exit`` (it ignores Ctrl-C, see
+``firmware/PROTOCOL.md``), the raw REPL is entered, the board hashes the files it holds
+(sha256, or the size on firmware without ``hashlib``), only files that differ are written
+(raw-paste mode when the board supports it), written files are hashed again, and the board
+leaves the raw REPL and soft-resets so ``main.py`` starts the new app. With the scfw app, the
+``hello`` it prints at boot confirms it runs and names its version.
+
+``/scfw_config.json`` holds the board's Wi-Fi key: deploy never reads it (not even its hash)
+and never writes it unless ``--overwrite-config`` is given. Boards are deployed in parallel
+(one thread each: unlike esptool, nothing here is process-global).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import posixpath
+import sys
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simulator.errors import ConfigError, HardwareError
+
+CONFIG_PATH = "/scfw_config.json"
+APP_MARKER = "/scfw/app.py"  # present: the scfw app, which says hello at boot
+
+
+@dataclass
+class DeployResult:
+    port: str
+    ok: bool = False
+    written: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    bytes_written: int = 0
+    raw_paste: bool | None = None  # None: nothing was executed
+    compared: str = "sha256"  # or "size" on firmware without hashlib
+    fw: str | None = None  # the app's version from its hello after the reset
+    seconds: float = 0.0
+    error: str = ""
+
+
+def _open(url: str, baud: int) -> Any:
+    import serial
+
+    try:
+        ser = serial.serial_for_url(url, do_not_open=True, timeout=0.05)
+        ser.baudrate = baud
+        ser.dtr = False  # released: opening must not reset the board (see link.py)
+        ser.rts = False
+        ser.open()
+    except (serial.SerialException, OSError, ValueError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HardwareError(f"{url}: cannot open ({text})") from None
+    return ser
+
+
+def _parents(paths: list[str]) -> list[str]:
+    dirs: set[str] = set()
+    for p in paths:
+        d = posixpath.dirname(p)
+        while d not in ("/", ""):
+            dirs.add(d)
+            d = posixpath.dirname(d)
+    return sorted(dirs, key=lambda d: (d.count("/"), d))
+
+
+def _matches(digest: str | None, data: bytes) -> bool:
+    if digest is None:
+        return False
+    if digest.startswith("h:"):
+        return digest[2:] == hashlib.sha256(data).hexdigest()
+    return digest == f"s:{len(data)}"
+
+
+def _wait_hello(ser: Any, timeout: float) -> str:
+    """The ``fw`` of the first ``hello`` line the app prints after booting."""
+    from hw_bridge.link import decode_line
+
+    deadline = time.monotonic() + timeout
+    buf = bytearray()
+    while time.monotonic() < deadline:
+        buf += ser.read(256)
+        while b"\n" in buf:
+            line, _, rest = bytes(buf).partition(b"\n")
+            buf = bytearray(rest)
+            msg = decode_line(line)
+            if isinstance(msg, dict) and msg.get("t") == "hello":
+                return str(msg.get("fw"))
+            if isinstance(msg, str) and msg.startswith("Traceback"):
+                raise HardwareError("the app crashed at boot (see `scfleet hw monitor`)")
+    raise HardwareError(f"no hello from the app within {timeout:g} s after the soft reset")
+
+
+def deploy_board(
+    url: str,
+    files: Mapping[str, bytes],
+    *,
+    baud: int = 115200,
+    timeout: float = 5.0,
+    raw_paste: bool = True,
+    force: bool = False,
+    reset: bool = True,
+) -> DeployResult:
+    """Deploy ``files`` (board path -> bytes) to one board; errors end up in ``result.error``."""
+    from hw_bridge import repl
+
+    result = DeployResult(port=url)
+    t0 = time.monotonic()
+    stage = "opening"
+    ser = None
+    try:
+        ser = _open(url, baud)
+        stage = "stopping the app"
+        repl.stop_app(ser, min(timeout, 2.0))
+        stage = "entering the raw REPL"
+        repl.enter_raw_repl(ser, timeout)
+        paths = sorted(files)
+        stage = "hashing the files on the board"
+        if force:
+            digests: dict[str, str | None] = dict.fromkeys(paths)
+        else:
+            digests, raw_paste = repl.file_digests(ser, paths, timeout, raw_paste=raw_paste)
+            result.raw_paste = raw_paste
+            if any(v and v.startswith("s:") for v in digests.values()):
+                result.compared = "size"
+        changed = [p for p in paths if not _matches(digests[p], files[p])]
+        result.unchanged = [p for p in paths if p not in changed]
+        if changed:
+            stage = "creating directories"
+            repl.make_dirs(ser, _parents(changed), timeout, raw_paste=raw_paste)
+        for path in changed:
+            stage = f"writing {path}"
+            raw_paste = repl.write_file(ser, path, files[path], timeout, raw_paste=raw_paste)
+            result.raw_paste = raw_paste
+            result.written.append(path)
+            result.bytes_written += len(files[path])
+        if changed:
+            stage = "verifying"
+            after, _ = repl.file_digests(ser, changed, timeout, raw_paste=raw_paste)
+            bad = [p for p in changed if not _matches(after[p], files[p])]
+            if bad:
+                raise HardwareError(f"{len(bad)} files differ after writing: {', '.join(bad)}")
+        stage = "leaving the raw REPL"
+        repl.leave_raw_repl(ser, timeout)
+        if reset:
+            stage = "soft reset"
+            repl.soft_reset(ser, timeout)
+            if APP_MARKER in files:
+                stage = "waiting for the app"
+                result.fw = _wait_hello(ser, max(timeout, 5.0))
+        result.ok = True
+    except repl.ReplExecError as exc:
+        result.error = f"{url}: {stage}: the board raised {exc}"
+    except repl.ReplError as exc:
+        result.error = f"{url}: {stage}: {exc}"
+    except HardwareError as exc:
+        text = str(exc)
+        result.error = text if text.startswith(url) else f"{url}: {stage}: {text}"
+    except OSError as exc:  # the port went away under us
+        result.error = f"{url}: {stage}: port error ({exc.strerror or exc})"
+    finally:
+        if ser is not None:
+            with contextlib.suppress(Exception):  # a dead port may fail to close
+                ser.close()
+        result.seconds = time.monotonic() - t0
+    return result
+
+
+def deploy_boards(
+    urls: list[str], files: Mapping[str, bytes], **options: Any
+) -> list[DeployResult]:
+    """:func:`deploy_board` on every port at once; results in port order."""
+    with ThreadPoolExecutor(max_workers=max(1, len(urls))) as pool:
+        return list(pool.map(lambda u: deploy_board(u, files, **options), urls))
+
+
+def describe(r: DeployResult) -> str:
+    """One line per board, for the terminal."""
+    if not r.ok:
+        return f"{r.port}: FAILED: {r.error.removeprefix(r.port + ': ')}"
+    mode = {True: "raw-paste", False: "raw REPL", None: "-"}[r.raw_paste]
+    parts = [
+        f"{r.port}: wrote {len(r.written)} files ({r.bytes_written} B, {mode})",
+        f"{len(r.unchanged)} unchanged ({r.compared})",
+    ]
+    if r.fw is not None:
+        parts.append(f"app restarted, fw {r.fw}")
+    return ", ".join(parts) + f" in {r.seconds:.1f} s"
+
+
+# ------------------------------------------------------------------------------------------
+# CLI
+# ------------------------------------------------------------------------------------------
+def register_hw(subs: Any) -> None:
+    """Add ``hw deploy`` to the ``hw`` group (see ``hw_bridge.cli``)."""
+    p = subs.add_parser(
+        "deploy",
+        help="copy changed app files to boards over the raw REPL, then soft-reset",
+        description="Copy only the changed app files onto boards over MicroPython's raw REPL "
+        "(raw-paste mode when the board has it), then soft-reset so main.py runs the new app. "
+        "/scfw_config.json (the Wi-Fi key) is never read and only written with "
+        "--overwrite-config.",
+    )
+    p.add_argument("ports", nargs="+", metavar="PORT", help="path, stable name, auto or URL")
+    p.add_argument("--app-dir", type=Path, help="app files (default: firmware.app_files())")
+    p.add_argument("--force", action="store_true", help="write every file, changed or not")
+    p.add_argument(
+        "--overwrite-config",
+        action="store_true",
+        help=f"also write {CONFIG_PATH} from --app-dir (it holds the Wi-Fi key)",
+    )
+    p.add_argument("--no-raw-paste", action="store_true", help="plain raw REPL only")
+    p.add_argument("--no-reset", action="store_true", help="stay at the REPL, no soft reset")
+    p.add_argument("--baud", type=int, default=115200)
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each reply")
+    p.set_defaults(func=cmd_deploy)
+
+
+def load_files(app_dir: Path | None, *, overwrite_config: bool = False) -> dict[str, bytes]:
+    """The files to deploy (as ``hw flash`` finds them), without the board config unless asked."""
+    from hw_bridge.flash import load_app_files
+
+    files = load_app_files(app_dir)
+    if not overwrite_config:
+        files.pop(CONFIG_PATH, None)
+    if not files:
+        raise ConfigError("no app files to deploy", source=str(app_dir), key="--app-dir")
+    return files
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from hw_bridge import ports as port_names
+
+    urls = [port_names.resolve(spec) for spec in args.ports]
+    if len(set(urls)) != len(urls):
+        raise ConfigError("a port is listed twice", key="PORT")
+    files = load_files(args.app_dir, overwrite_config=args.overwrite_config)
+    results = deploy_boards(
+        urls,
+        files,
+        baud=args.baud,
+        timeout=args.timeout,
+        raw_paste=not args.no_raw_paste,
+        force=args.force,
+        reset=not args.no_reset,
+    )
+    failed = [r for r in results if not r.ok]
+    if len(results) == 1 and failed:
+        raise HardwareError(failed[0].error)
+    for r in results:
+        (sys.stderr if not r.ok else sys.stdout).write(describe(r) + "\n")
+    if failed:
+        names = ", ".join(r.port for r in failed)
+        raise HardwareError(f"{len(failed)} of {len(results)} boards failed: {names}")
+    return 0
+
+
+__all__ = [
+    "DeployResult",
+    "cmd_deploy",
+    "deploy_board",
+    "deploy_boards",
+    "load_files",
+    "register_hw",
+]
