@@ -29,4 +29,5 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 .venv/bin/ruff check .
+.venv/bin/ruff format --check --quiet .
 exec .venv/bin/python -m pytest "$@"
