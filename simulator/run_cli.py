@@ -222,11 +222,9 @@ def _execute(
 
 
 def attach_samplers(env: Any, cfg: Any, server_pid: int | None) -> None:
-    """Hook for resource samplers (server process, generator, Prometheus)."""
-    try:
-        from simulator import monitoring
-    except ImportError:
-        return
+    """Resource samplers: the server process tree, the generator itself, Prometheus."""
+    from simulator import monitoring
+
     monitoring.attach(env, cfg, server_pid)
 
 
