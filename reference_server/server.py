@@ -16,23 +16,16 @@ import sys
 from collections.abc import Callable, Sequence
 
 from reference_server.config import ServerConfig, add_server_arguments, config_from_args
-from simulator.errors import EXIT_OK, EXIT_USAGE, ScfleetError
+from simulator.cli import OneLineParser
+from simulator.errors import EXIT_OK, ScfleetError
 
 log = logging.getLogger("reference_server")
 
 SHUTDOWN_GRACE_S = 5.0
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line with the documented exit code, no usage dump."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        raise SystemExit(EXIT_USAGE)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m reference_server",
         description="SignalCraft-compatible reference server for scfleet load runs.",
     )

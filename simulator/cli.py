@@ -26,7 +26,7 @@ COMMAND_MODULES = (
 )
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse, but usage errors are one line and exit with the documented code."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -35,13 +35,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="scfleet",
         description="SignalCraft Fleet: load-test the SignalCraft audio-analysis server with a "
         "fleet of virtual ESP32 sensors and real boards.",
     )
     parser.add_argument("--version", action="version", version=f"scfleet {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
     for name in COMMAND_MODULES:
         try:

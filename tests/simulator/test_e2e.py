@@ -181,6 +181,9 @@ http_req_failed = ["rate<0.01"]
 
 
 def test_ctrl_c_writes_what_ran(tmp_path: pathlib.Path) -> None:
+    """Ctrl-C mid-run: exit 105, and the summary, ledger, stage table and reports are written."""
+    from simulator.report_cli import REPORT_FILES
+
     out = tmp_path / "run"
     runner = subprocess.Popen(
         [
@@ -190,10 +193,9 @@ def test_ctrl_c_writes_what_ran(tmp_path: pathlib.Path) -> None:
             "run",
             "configs/smoke.toml",
             "--set",
-            "scenarios.iot_upload.stages=[{duration='60s',target=20}]",
+            "scenarios.iot_upload.stages=[{duration='2s',target=20},{duration='60s',target=20}]",
             "--out",
             str(out),
-            "--quiet",
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -203,7 +205,7 @@ def test_ctrl_c_writes_what_ran(tmp_path: pathlib.Path) -> None:
     deadline = time.time() + 60
     while not (out / "server" / "ledger.sqlite").exists() and time.time() < deadline:
         time.sleep(0.2)
-    time.sleep(2.5)
+    time.sleep(3.5)
     runner.send_signal(signal.SIGINT)
     stdout, stderr = runner.communicate(timeout=60)
     assert runner.returncode == 105, stderr
@@ -217,3 +219,10 @@ def test_ctrl_c_writes_what_ran(tmp_path: pathlib.Path) -> None:
     (n,) = db.execute("SELECT count(*) FROM uploads").fetchone()
     assert n == summary["metrics"]["http_reqs"]["count"]
     assert os.path.exists(out / "timeline.json")
+    for name in (*REPORT_FILES, "stages.json"):
+        assert (out / name).stat().st_size > 0, name
+    rows = summary["stages"]["rows"]
+    assert rows[0]["reached"] and rows[1]["reached"] and rows[1]["seconds"] < 10
+    assert "STAGES" in stdout
+    # not a terminal: plain progress lines, no cursor control codes in the log
+    assert "\x1b[" not in stderr and "running " in stderr
