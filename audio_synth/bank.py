@@ -65,6 +65,7 @@ class PcmBank:
         self._views = [memoryview(row).cast("B") for row in storage]
         self._count = len(profiles)
         self._seed_mix = _mix64(seed)
+        self._offsets: dict[int, int] = {}
 
     @classmethod
     def build(
@@ -135,8 +136,11 @@ class PcmBank:
 
     def offset(self, device_index: int) -> int:
         """Where device ``device_index`` starts in its profile (even bytes, from (seed, device))."""
-        h = _mix64(self._seed_mix ^ (device_index & _MASK64))
-        return (h % (self.loop_bytes // 2)) * 2
+        off = self._offsets.get(device_index)
+        if off is None:  # memoized: chunk() is on every request's path
+            h = _mix64(self._seed_mix ^ (device_index & _MASK64))
+            off = self._offsets[device_index] = (h % (self.loop_bytes // 2)) * 2
+        return off
 
     def chunk(self, device_index: int, sequence: int, nbytes: int) -> memoryview:
         """Upload ``sequence`` of a device: read-only, contiguous, zero-copy, ``nbytes`` long."""

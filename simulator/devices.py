@@ -24,7 +24,13 @@ from simulator.config import (
     ScenarioConfig,
 )
 from simulator.errors import ConfigError
-from simulator.metrics import IntervalStats, Registry, RequestRecorder, tags_of
+from simulator.metrics import (
+    IntervalStats,
+    IterationRecorder,
+    Registry,
+    RequestRecorder,
+    tags_of,
+)
 from simulator.secrets import Secret
 from simulator.transport import Request, Response, Transport
 
@@ -86,9 +92,9 @@ class Behaviour:
         base = (("scenario", sc.name), ("kind", ctx.kind), *sc.tags)
         self._base_tags = base
         reg = ctx.registry
-        self._iterations = reg.get("iterations", tags_of(base))
-        self._iter_duration = reg.get("iteration_duration", tags_of(base))
-        self._lag = reg.get("schedule_lag", tags_of((("scenario", sc.name),)))
+        self._iterations = IterationRecorder(
+            reg, tags_of(base), tags_of((("scenario", sc.name),)), interval
+        )
         self._recorders: dict[tuple[str, str], RequestRecorder] = {}
         self._checks = [
             (c, reg.get("checks", tags_of((*base, ("check", c.name))))) for c in sc.checks
@@ -142,13 +148,12 @@ class Behaviour:
                 rate.add(check_passes(check, resp, cache))
         return failed
 
-    def iteration_done(self, started_perf: float) -> None:
-        self._iterations.value += 1
-        self.interval.iterations += 1
-        self._iter_duration.hist.record(int((time.perf_counter() - started_perf) * 1e6))
-
-    def lag(self, scheduled_perf: float, now: float) -> None:
-        self._lag.hist.record(int(max(now - scheduled_perf, 0.0) * 1e6))
+    def iteration_done(self, started_perf: float, scheduled_perf: float) -> None:
+        """Count an iteration that started at ``started_perf``, due at ``scheduled_perf``."""
+        self._iterations.record(
+            int((time.perf_counter() - started_perf) * 1e6),
+            int((started_perf - scheduled_perf) * 1e6),
+        )
 
     async def iterate(self, dev: VirtualDevice, scheduled: float) -> None:
         raise NotImplementedError
@@ -193,7 +198,6 @@ class IotUpload(Behaviour):
         body = self.ctx.bank.chunk(dev.index, seq, cfg.chunk_bytes)
         headers = {**self._static, "X-Device-ID": dev.device_id, "X-Sequence": str(seq)}
         now = time.perf_counter()
-        self.lag(sched_perf, now)
         resp = await self.ctx.transport.send(
             Request("POST", cfg.endpoint, headers, body, cfg.keep_alive)
         )
@@ -203,7 +207,7 @@ class IotUpload(Behaviour):
         else:
             dev.ok += 1
             dev.bytes_ok += cfg.chunk_bytes
-        self.iteration_done(now)
+        self.iteration_done(now, sched_perf)
 
 
 def _unit_hash(*parts: object) -> float:
@@ -250,7 +254,6 @@ class AiAnalysis(Behaviour):
         headers = {**self._static, "X-Device-ID": dev.device_id}
         now = time.perf_counter()
         sched_perf = scheduled + self.ctx.loop_to_perf
-        self.lag(sched_perf, now)
         resp = await self.ctx.transport.send(
             Request(
                 "POST",
@@ -266,7 +269,7 @@ class AiAnalysis(Behaviour):
         else:
             dev.ok += 1
             dev.bytes_ok += len(header) + nbytes
-        self.iteration_done(now)
+        self.iteration_done(now, sched_perf)
 
 
 @dataclass(frozen=True)
@@ -360,9 +363,8 @@ class AuthFlow(Behaviour):
         cfg = self.cfg
         now = time.perf_counter()
         sched_perf = scheduled + self.ctx.loop_to_perf
-        self.lag(sched_perf, now)
         if dev.cookies is None and not await self._do_login(dev, sched_perf):
-            self.iteration_done(now)
+            self.iteration_done(now, sched_perf)
             return
         for attempt in range(2):
             resp = await self.ctx.transport.send(
@@ -390,7 +392,7 @@ class AuthFlow(Behaviour):
                 dev.ok += 1
                 await self._merge_cookies(dev, resp)
             break
-        self.iteration_done(now)
+        self.iteration_done(now, sched_perf)
 
 
 def device_count_bound(sc: ScenarioConfig) -> int:

@@ -155,7 +155,9 @@ class _Conn(asyncio.Protocol):
             lower = head.lower()
             if b"\r\nset-cookie:" in lower:
                 reply.cookies = [v for k, v in _header_lines(head) if k == "set-cookie"]
-            if head[5:8] == b"1.0" or _header_value(lower, b"connection") == b"close":
+            if head[5:8] == b"1.0" or (
+                b"\r\nconnection:" in lower and _header_value(lower, b"connection") == b"close"
+            ):
                 self.keep = False
             if 100 <= reply.status < 200:  # interim response: wait for the real one
                 self.reply = _Reply()
@@ -163,7 +165,9 @@ class _Conn(asyncio.Protocol):
                 self._parse()
                 return
             length = _header_value(lower, b"content-length")
-            if b"chunked" in (_header_value(lower, b"transfer-encoding") or b""):
+            if b"\r\ntransfer-encoding:" in lower and b"chunked" in (
+                _header_value(lower, b"transfer-encoding") or b""
+            ):
                 self.need = -2
             elif length is not None:
                 try:

@@ -248,7 +248,7 @@ class Registry:
 
     def __init__(self) -> None:
         self.series: dict[tuple[str, Tags], MetricValue] = {}
-        self.recorders: list[RequestRecorder] = []
+        self.recorders: list[RequestRecorder | IterationRecorder] = []
         self.types: dict[str, str] = {k: v[0] for k, v in BUILTIN.items()}
         self.contains: dict[str, str] = {k: v[1] for k, v in BUILTIN.items()}
 
@@ -586,6 +586,35 @@ class RequestRecorder:
         iv.sent += sent
         iv.received += received
         iv.requests += len(rows)
+
+
+class IterationRecorder:
+    """A scenario's iterations: count, ``iteration_duration`` and ``schedule_lag``, buffered
+    and folded in bulk like requests."""
+
+    __slots__ = ("_iterations", "_duration", "_lag", "_interval", "pending")
+
+    def __init__(self, reg: Registry, tags: Tags, lag_tags: Tags, interval: IntervalStats):
+        self._iterations: Counter = reg.get("iterations", tags)
+        self._duration: Trend = reg.get("iteration_duration", tags)
+        self._lag: Trend = reg.get("schedule_lag", lag_tags)
+        self._interval = interval
+        self.pending = array("q")  # (duration µs, lag µs) per iteration
+        reg.recorders.append(self)
+
+    def record(self, duration_us: int, lag_us: int) -> None:
+        self.pending.extend((duration_us, lag_us))
+
+    def flush(self) -> None:
+        import numpy as np
+
+        buf, self.pending = self.pending, array("q")
+        if not buf:
+            return
+        rows = np.frombuffer(buf, dtype=np.int64).reshape(-1, 2)
+        self._iterations.value += len(rows)
+        self._interval.iterations += len(rows)
+        fold_columns([self._duration.hist, self._lag.hist], rows)
 
 
 def tags_of(pairs: Iterable[tuple[str, str]]) -> Tags:
