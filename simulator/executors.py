@@ -19,10 +19,12 @@ Semantics follow k6:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from simulator.config import (
@@ -233,34 +235,72 @@ async def _drain(tasks: set[asyncio.Task[None]], grace: float, events: ExecutorE
             events.interrupted(len(pending))
 
 
+class Starter(Protocol):
+    """What an arrival-rate executor drives: start an iteration now, hear when it is over."""
+
+    def start(self, dev: Any, scheduled: float, finished: Callable[[], None]) -> None:
+        """Begin an iteration due at loop time ``scheduled``; call ``finished()`` once."""
+
+    async def abandon(self) -> None:
+        """The graceful stop is over: stop what still runs and record nothing more."""
+
+
+class TaskStarter:
+    """A :class:`Starter` for iteration code written as a coroutine: one task per iteration."""
+
+    def __init__(self, iterate: Iterate) -> None:
+        self._iterate = iterate
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, dev: Any, scheduled: float, finished: Callable[[], None]) -> None:
+        task = asyncio.get_running_loop().create_task(self._iterate(dev, scheduled))
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            finished()
+
+        task.add_done_callback(done)
+
+    async def abandon(self) -> None:
+        pending = list(self._tasks)
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
 async def run_arrival_rate(
     ex: ConstantArrivalRate | RampingArrivalRate,
     *,
     start: float,
     pool: DevicePool,
-    iterate: Iterate,
+    starter: Starter,
     events: ExecutorEvents,
     stop: asyncio.Event,
     graceful_stop: float,
 ) -> None:
     """Start iterations on schedule from loop time ``start``; never wait for responses."""
     loop = asyncio.get_running_loop()
-    tasks: set[asyncio.Task[None]] = set()
-
-    owner: dict[asyncio.Task[None], Device] = {}
     schedule = iter(arrival_offsets(ex))
     finished_schedule: asyncio.Future[None] = loop.create_future()
+    inflight = 0
+    idle = asyncio.Event()
+    idle.set()
 
-    def finished(task: asyncio.Task[None]) -> None:
-        tasks.discard(task)
-        pool.release(owner.pop(task))
+    def release(dev: Device) -> None:
+        nonlocal inflight
+        inflight -= 1
+        pool.release(dev)
         events.active(pool.busy)
+        if inflight == 0:
+            idle.set()
 
     def fire(when: float) -> None:
-        # A plain timer callback, not a sleeping coroutine: starting an iteration costs one
-        # task, with no future or coroutine switch for the scheduler itself.
+        # A plain timer callback, not a sleeping coroutine, and the starter begins the
+        # iteration right here: no task or coroutine switch per arrival for the schedule.
         # Timers have millisecond resolution: whatever falls due within the next millisecond
         # starts now, or the loop would spin on zero-length timers.
+        nonlocal inflight
         horizon = loop.time() + 0.001
         while when <= horizon:
             if stop.is_set():
@@ -273,10 +313,9 @@ async def run_arrival_rate(
                 if pool.allocated != grown:
                     events.capacity(pool.allocated)
                 events.active(pool.busy)
-                task = loop.create_task(iterate(dev, when))
-                owner[task] = dev
-                tasks.add(task)
-                task.add_done_callback(finished)
+                inflight += 1
+                idle.clear()
+                starter.start(dev, when, partial(release, dev))
             off = next(schedule, None)
             if off is None:
                 break
@@ -297,7 +336,13 @@ async def run_arrival_rate(
         stopper.cancel()
     if not stop.is_set():
         await _sleep_until(loop, start + executor_duration(ex), stop)
-    await _drain(tasks, 0.0 if stop.is_set() else graceful_stop, events)
+    grace = 0.0 if stop.is_set() else graceful_stop
+    if inflight and grace > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(idle.wait(), grace)
+    if inflight:
+        events.interrupted(inflight)
+        await starter.abandon()
 
 
 async def run_vus(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from urllib.parse import urlsplit
 
 from simulator.transport import Request, Response, Transport, body_size, parse_set_cookie
@@ -86,7 +86,8 @@ class _Conn(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
-        self.waiter: asyncio.Future[_Reply] | None = None
+        # called once with the reply or the exception that ended the exchange
+        self.on_reply: Callable[[_Reply | BaseException], None] | None = None
         self.reply: _Reply | None = None
         self.need = -1  # body bytes still expected; -1 reading head; -2 chunked; -3 until close
         self.keep = True
@@ -97,23 +98,34 @@ class _Conn(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
+    def deliver(self, result: _Reply | BaseException) -> None:
+        cb, self.on_reply = self.on_reply, None
+        if cb is not None:
+            cb(result)
+
+    def fail(self, exc: BaseException) -> None:
+        """End the exchange with ``exc`` and close the connection (timeouts, bad responses)."""
+        self.keep = False
+        self.deliver(exc)
+        if self.transport is not None:
+            self.transport.close()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        w = self.waiter
-        if w is not None and not w.done():
+        if self.on_reply is not None:
             if self.need == -3 and self.reply is not None:  # body delimited by close
                 self.reply.body = bytes(self.buf)
                 self.reply.done = time.perf_counter()
                 self.keep = False
-                w.set_result(self.reply)
+                self.deliver(self.reply)
             elif self.received:
-                w.set_exception(ConnectionResetError("connection reset mid-response"))
+                self.deliver(ConnectionResetError("connection reset mid-response"))
             else:
-                w.set_exception(_Disconnected())
+                self.deliver(_Disconnected())
 
     def data_received(self, data: bytes) -> None:
         if self.reply is None:
-            if self.waiter is None:  # unsolicited bytes on an idle connection: drop it
+            if self.on_reply is None:  # unsolicited bytes on an idle connection: drop it
                 self.keep = False
                 if self.transport is not None:
                     self.transport.close()
@@ -125,12 +137,7 @@ class _Conn(asyncio.Protocol):
         try:
             self._parse()
         except _BadResponse as exc:
-            self.keep = False
-            w = self.waiter
-            if w is not None and not w.done():
-                w.set_exception(exc)
-            if self.transport is not None:
-                self.transport.close()
+            self.fail(exc)
 
     # -- parsing -------------------------------------------------------------------------
     def _parse(self) -> None:
@@ -224,10 +231,7 @@ class _Conn(asyncio.Protocol):
         reply.done = time.perf_counter()
         self.reply = None
         self.need = -1
-        w = self.waiter
-        self.waiter = None
-        if w is not None and not w.done():
-            w.set_result(reply)
+        self.deliver(reply)
 
 
 class _Disconnected(ConnectionError):
@@ -258,8 +262,9 @@ class FastTransport:
         self._all: set[_Conn] = set()
         self.connects = 0
         # One sweeper enforces every in-flight deadline: cheaper than a timer per request.
-        self._deadlines: dict[asyncio.Future[_Reply], float] = {}
+        self._deadlines: dict[_Conn, float] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._connecting: set[asyncio.Task[None]] = set()
 
     async def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
@@ -267,10 +272,9 @@ class FastTransport:
         while True:
             await asyncio.sleep(tick)
             now = loop.time()
-            expired = [f for f, d in self._deadlines.items() if d <= now]
-            for f in expired:
-                self._deadlines.pop(f, None)
-                _expire(f)
+            for conn in [c for c, d in self._deadlines.items() if d <= now]:
+                self._deadlines.pop(conn, None)
+                conn.fail(TimeoutError())
 
     async def start(self) -> None:
         pass
@@ -298,6 +302,23 @@ class FastTransport:
         return "".join(lines).encode("latin-1")
 
     async def send(self, req: Request) -> Response:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Response] = loop.create_future()
+
+        def done(resp: Response) -> None:
+            if not fut.done():  # the awaiting task may have been cancelled
+                fut.set_result(resp)
+
+        self.submit(req, done)
+        return await fut
+
+    def submit(self, req: Request, done: Callable[[Response], None]) -> None:
+        """Start ``req`` now; ``done(response)`` is called once, from the event loop.
+
+        The request path of the load generator: on a pooled connection the request is written
+        before this returns and the reply is handed over from ``data_received`` — no task, no
+        future, no extra trips round the event loop per request.
+        """
         body = req.body
         parts: list[bytes | memoryview]
         if body is None:
@@ -307,107 +328,37 @@ class FastTransport:
         else:
             parts = list(body)
         size = body_size(body)
-        head = self._head(req, size)
-        started = time.perf_counter()
-        for attempt in (0, 1):
-            reused = False
-            try:
-                conn = None
-                while self._idle:
-                    c = self._idle.pop()
-                    if not c.closed:
-                        conn, reused = c, True
-                        break
-                connecting = 0.0
-                if conn is None:
-                    t0 = time.perf_counter()
-                    conn = await asyncio.wait_for(self._connect(), self.timeout)
-                    connecting = time.perf_counter() - t0
-                return await self._exchange(conn, req, head, parts, size, started, connecting)
-            except _Disconnected:
-                if reused and attempt == 0:
-                    continue  # stale keep-alive connection: retry once on a fresh one
-                return self._failed(started, "server disconnected")
-            except ConnectionRefusedError:
-                return self._failed(started, "connection refused")
-            except TimeoutError:
-                return self._failed(started, "request timeout")
-            except ConnectionResetError:
-                return self._failed(started, "connection reset")
-            except _BadResponse as exc:
-                return self._failed(started, f"bad response: {exc}")
-            except ssl.SSLError as exc:
-                return self._failed(started, f"tls error: {exc.reason}")
-            except OSError as exc:
-                return self._failed(started, f"connect failed: {exc.strerror or exc}")
-        return self._failed(started, "server disconnected")  # pragma: no cover
+        ex = _Exchange(self, req, self._head(req, size), parts, size, done)
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.closed:
+                ex.begin(conn, reused=True)
+                return
+        self.connect_then(ex)
 
-    async def _exchange(
-        self,
-        conn: _Conn,
-        req: Request,
-        head: bytes,
-        parts: list[bytes | memoryview],
-        size: int,
-        started: float,
-        connecting: float,
-    ) -> Response:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[_Reply] = loop.create_future()
-        conn.waiter = fut
-        conn.received = 0
-        conn._head_request = req.method == "HEAD"
-        tr = conn.transport
-        assert tr is not None
-        connected = time.perf_counter()
-        if parts:
-            tr.writelines([head, *parts])
-        else:
-            tr.write(head)
-        sent_at = time.perf_counter()
-        self._deadlines[fut] = loop.time() + self.timeout
-        if self._sweeper is None:
-            self._sweeper = loop.create_task(self._sweep())
+    def connect_then(self, ex: _Exchange) -> None:
+        task = asyncio.get_running_loop().create_task(self._connect_then(ex))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    async def _connect_then(self, ex: _Exchange) -> None:
+        t0 = time.perf_counter()
         try:
-            reply = await fut
-        except BaseException:
-            conn.waiter = None
-            self._drop(conn)
-            raise
-        finally:
-            self._deadlines.pop(fut, None)
-        if conn.keep and req.keep_alive and not conn.closed:
-            self._idle.append(conn)
-        else:
-            self._drop(conn)
-        jar, cleared = parse_set_cookie(reply.cookies) if reply.cookies else ({}, ())
-        return Response(
-            reply.status,
-            reply.body,
-            LazyHeaders(reply.raw_head),
-            None,
-            started,
-            reply.first_byte,
-            reply.done,
-            len(head) + size,
-            conn.received,
-            jar,
-            cleared,
-            connecting,
-            sent_at - connected,
-        )
+            conn = await asyncio.wait_for(self._connect(), self.timeout)
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            ex.finish_error(exc)
+            return
+        ex.connecting = time.perf_counter() - t0
+        ex.begin(conn, reused=False)
 
     def _drop(self, conn: _Conn) -> None:
         self._all.discard(conn)
         if conn.transport is not None and not conn.closed:
             conn.transport.close()
 
-    @staticmethod
-    def _failed(started: float, error: str) -> Response:
-        now = time.perf_counter()
-        return Response(0, b"", {}, error, started, now, now)
-
     async def close(self) -> None:
+        for task in list(self._connecting):
+            task.cancel()
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
@@ -418,9 +369,122 @@ class FastTransport:
         await asyncio.sleep(0)
 
 
-def _expire(fut: asyncio.Future[_Reply]) -> None:
-    if not fut.done():
-        fut.set_exception(TimeoutError())
+class _Exchange:
+    """One request on its way: written on a connection, finished by the connection's reply."""
+
+    __slots__ = (
+        "tr",
+        "req",
+        "head",
+        "parts",
+        "size",
+        "done",
+        "started",
+        "connecting",
+        "reused",
+        "sent_at",
+        "connected",
+        "conn",
+    )
+
+    def __init__(
+        self,
+        tr: FastTransport,
+        req: Request,
+        head: bytes,
+        parts: list[bytes | memoryview],
+        size: int,
+        done: Callable[[Response], None],
+    ) -> None:
+        self.tr = tr
+        self.req = req
+        self.head = head
+        self.parts = parts
+        self.size = size
+        self.done = done
+        self.started = time.perf_counter()
+        self.connecting = 0.0
+        self.reused = False
+        self.sent_at = self.connected = 0.0
+        self.conn: _Conn | None = None
+
+    def begin(self, conn: _Conn, *, reused: bool) -> None:
+        self.conn = conn
+        self.reused = reused
+        conn.received = 0
+        conn._head_request = self.req.method == "HEAD"
+        conn.on_reply = self.on_reply
+        tr = conn.transport
+        assert tr is not None
+        self.connected = time.perf_counter()
+        if self.parts:
+            tr.writelines([self.head, *self.parts])
+        else:
+            tr.write(self.head)
+        self.sent_at = time.perf_counter()
+        t = self.tr
+        loop = asyncio.get_running_loop()
+        t._deadlines[conn] = loop.time() + t.timeout
+        if t._sweeper is None:
+            t._sweeper = loop.create_task(t._sweep())
+
+    def on_reply(self, result: _Reply | BaseException) -> None:
+        t, conn = self.tr, self.conn
+        assert conn is not None
+        t._deadlines.pop(conn, None)
+        if isinstance(result, BaseException):
+            t._drop(conn)
+            if isinstance(result, _Disconnected) and self.reused:
+                self.reused = False  # stale keep-alive connection: once more on a fresh one
+                t.connect_then(self)
+                return
+            self.finish_error(result)
+            return
+        if conn.keep and self.req.keep_alive and not conn.closed:
+            t._idle.append(conn)
+        else:
+            t._drop(conn)
+        jar, cleared = parse_set_cookie(result.cookies) if result.cookies else ({}, ())
+        self.done(
+            Response(
+                result.status,
+                result.body,
+                LazyHeaders(result.raw_head),
+                None,
+                self.started,
+                result.first_byte,
+                result.done,
+                len(self.head) + self.size,
+                conn.received,
+                jar,
+                cleared,
+                self.connecting,
+                self.sent_at - self.connected,
+            )
+        )
+
+    def finish_error(self, exc: BaseException) -> None:
+        now = time.perf_counter()
+        self.done(Response(0, b"", {}, describe(exc), self.started, now, now))
+
+
+def describe(exc: BaseException) -> str:
+    """Stable short error names, used as the ``error`` of a failed request."""
+    if isinstance(exc, _Disconnected):
+        return "server disconnected"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "request timeout"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset"
+    if isinstance(exc, _BadResponse):
+        return f"bad response: {exc}"
+    if isinstance(exc, ssl.SSLError):
+        return f"tls error: {exc.reason}"
+    if isinstance(exc, OSError):
+        return f"connect failed: {exc.strerror or exc}"
+    return type(exc).__name__
 
 
 def make_transport(base_url: str, timeout: float, kind: str = "fast") -> Transport:

@@ -259,7 +259,7 @@ class Environment:
                 ex,
                 start=begin,
                 pool=pool,
-                iterate=beh.iterate,
+                starter=beh,
                 events=ev,
                 stop=self.stop_event,
                 graceful_stop=sc.graceful_stop,

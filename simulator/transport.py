@@ -60,7 +60,32 @@ class Transport(Protocol):
 
     async def send(self, req: Request) -> Response: ...
 
+    def submit(self, req: Request, done: Callable[[Response], None]) -> None:
+        """Start ``req`` without awaiting it; ``done(response)`` is called once."""
+
     async def close(self) -> None: ...
+
+
+class SubmitViaSend:
+    """``submit()`` for transports whose natural form is ``async send()``: a task each."""
+
+    _submitted: set[asyncio.Task[Response]]
+
+    async def send(self, req: Request) -> Response:
+        raise NotImplementedError
+
+    def submit(self, req: Request, done: Callable[[Response], None]) -> None:
+        if not hasattr(self, "_submitted"):
+            self._submitted = set()
+        task = asyncio.get_running_loop().create_task(self.send(req))
+        self._submitted.add(task)
+
+        def finished(t: asyncio.Task[Response]) -> None:
+            self._submitted.discard(t)
+            if not t.cancelled():
+                done(t.result())
+
+        task.add_done_callback(finished)
 
 
 def body_size(body: Body) -> int:
@@ -122,7 +147,7 @@ def describe_error(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-class AiohttpTransport:
+class AiohttpTransport(SubmitViaSend):
     """aiohttp underneath: one pool for the whole fleet, no client-side cookie jar."""
 
     def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
@@ -212,7 +237,7 @@ class FakeReply:
 Handler = Callable[[Request], Awaitable[FakeReply] | FakeReply]
 
 
-class FakeTransport:
+class FakeTransport(SubmitViaSend):
     """In-memory transport: a handler decides each reply; requests are kept for assertions."""
 
     def __init__(self, handler: Handler | None = None, *, keep: bool = True) -> None:

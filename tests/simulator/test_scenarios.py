@@ -327,3 +327,45 @@ def test_seed_plan_runs_all_three_scenarios_on_the_embedded_server(
     )
     assert uploads == m["http_reqs{scenario:iot_upload}"]["count"]
     assert not list(out.rglob("accounts*.csv"))  # generated passwords stay out of the run folder
+
+
+def test_uploads_still_in_flight_after_the_graceful_stop_are_interrupted_not_recorded() -> None:
+    """The upload hot path finishes from the transport's callback: replies that arrive after
+    the graceful stop must not change what the run reports."""
+    cfg = parse_config(
+        {
+            "scenarios": {
+                "up": {
+                    "executor": "constant-arrival-rate",
+                    "rate": 10,
+                    "duration": "2s",
+                    "pre_allocated_devices": 50,
+                    "graceful_stop": "1s",
+                    "device": {"chunk_bytes": 320},
+                }
+            },
+        }
+    )
+    slow_after = 1.0  # requests started in the second half take 10 s
+
+    async def handler(req: Request) -> FakeReply:
+        loop = asyncio.get_running_loop()
+        if loop.time() - t0 >= slow_after:
+            await asyncio.sleep(10)
+        return FakeReply(200, b"{}")
+
+    async def main() -> tuple[float, float, float]:
+        nonlocal t0
+        t0 = asyncio.get_running_loop().time()
+        env = Environment(cfg, FakeTransport(handler), bank=build_bank(cfg))
+        result = await env.run()
+        reg = result.registry
+        counted = reg.aggregate("http_reqs", {}, "count")
+        interrupted = reg.aggregate("interrupted_iterations", {}, "count")
+        await asyncio.sleep(20)  # the slow replies arrive now
+        return counted, interrupted, reg.aggregate("http_reqs", {}, "count")
+
+    t0 = 0.0
+    counted, interrupted, later = vtime.run_virtual(main())
+    assert counted == 10 and interrupted == 10
+    assert later == counted
