@@ -131,16 +131,21 @@ http_req_failed = ["rate<0.01"]
 def test_server_killed_mid_run_is_counted_and_run_goes_on(
     tmp_path: pathlib.Path, reference_server: Any
 ) -> None:
+    """Failures are counted, every scheduled iteration still runs, and the stage table calls
+    it a crash (the server's process is sampled with --server-pid)."""
     server = reference_server(tmp_path / "srv")
     proc, url = server.proc, server.url
     cfg = tmp_path / "kill.toml"
     cfg.write_text("""
 [scenarios.iot]
-executor = "constant-arrival-rate"
-rate = 40
-duration = "4s"
+executor = "ramping-arrival-rate"
+start_rate = 40
 pre_allocated_devices = 5
 max_devices = 50
+graceful_stop = "1s"
+stages = [{ duration = "2s", target = 40 }, { duration = "2s", target = 40 }]
+[target]
+timeout = "2s"
 [thresholds]
 http_req_failed = ["rate<0.01"]
 """)
@@ -154,6 +159,8 @@ http_req_failed = ["rate<0.01"]
             str(cfg),
             "--target",
             url,
+            "--server-pid",
+            str(proc.pid),
             "--out",
             str(out),
             "--quiet",
@@ -163,11 +170,14 @@ http_req_failed = ["rate<0.01"]
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(2.0)
-    proc.kill()
-    proc.wait()
+    try:
+        time.sleep(2.5)
+    finally:
+        proc.kill()
+        proc.wait()
     stdout, stderr = runner.communicate(timeout=60)
     assert runner.returncode == 99, stderr
+    assert "Traceback" not in stderr
     summary = json.loads((out / "summary.json").read_text())
     reqs = summary["metrics"]["http_reqs"]["count"]
     failed = summary["metrics"]["http_req_failed"]
@@ -177,7 +187,11 @@ http_req_failed = ["rate<0.01"]
     metrics = json.loads((out / "metrics.json").read_text())
     statuses = {s["tags"].get("status") for s in metrics["series"] if s["metric"] == "http_reqs"}
     assert {"200", "0"} <= statuses
-    assert "Traceback" not in stderr
+    rows = summary["stages"]["rows"]
+    assert rows[0]["thresholds_ok"] is True and rows[0]["server_alive"] == 1
+    assert rows[1]["server_alive"] == 0 and rows[1]["error_rate"] > 0.5
+    a = summary["stages"]["scenarios"]["iot"]
+    assert (a["knee"], a["verdict"], a["bottleneck"]) == (0, "cliff", "crash"), a
 
 
 def test_ctrl_c_writes_what_ran(tmp_path: pathlib.Path) -> None:
