@@ -86,6 +86,15 @@ class ResponseParser:
     def done(self):
         return self.state == 7
 
+    def _drain_left(self):
+        # Move up to ``left`` buffered bytes into the body; True once none are left.
+        take = self.left if self.left < len(self.buf) else len(self.buf)
+        if take:
+            self._take_body(self.buf[:take])
+            self.buf = self.buf[take:]
+            self.left -= take
+        return not self.left
+
     def _take_body(self, data):
         n = len(data)
         self.body_len += n
@@ -121,12 +130,7 @@ class ResponseParser:
                 self.buf = self.buf[i + 4 :]
                 self._parse_head(head)
             elif st == 1:
-                take = self.left if self.left < len(self.buf) else len(self.buf)
-                if take:
-                    self._take_body(self.buf[:take])
-                    self.buf = self.buf[take:]
-                    self.left -= take
-                if self.left:
+                if not self._drain_left():
                     return False
                 self.state = 7
             elif st == 2:
@@ -142,12 +146,7 @@ class ResponseParser:
                     raise HttpError("bad chunk size")
                 self.state = 3 if self.left else 5
             elif st == 3:
-                take = self.left if self.left < len(self.buf) else len(self.buf)
-                if take:
-                    self._take_body(self.buf[:take])
-                    self.buf = self.buf[take:]
-                    self.left -= take
-                if self.left:
+                if not self._drain_left():
                     return False
                 self.state = 4
             elif st == 4:
