@@ -385,7 +385,7 @@ class AuthFlow(Behaviour):
         dev.cookies = dict(resp.set_cookies)
         return True
 
-    async def _merge_cookies(self, dev: VirtualDevice, resp: Response) -> None:
+    def _merge_cookies(self, dev: VirtualDevice, resp: Response) -> None:
         if dev.cookies is not None:
             dev.cookies.update(resp.set_cookies)
             for name in resp.cleared_cookies:
@@ -422,7 +422,7 @@ class AuthFlow(Behaviour):
                 dev.failed += 1
             else:
                 dev.ok += 1
-                await self._merge_cookies(dev, resp)
+                self._merge_cookies(dev, resp)
             break
         self.iteration_done(now, sched_perf)
 

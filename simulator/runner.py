@@ -229,16 +229,7 @@ class Environment:
         )
 
     def evaluate_thresholds(self, duration: float) -> list[ThresholdResult]:
-        reg = self.registry
-
-        class _Source:
-            def metric_type(self, name: str) -> str | None:
-                return reg.metric_type(name)
-
-            def aggregate(self, name: str, tags: Mapping[str, str], agg: str) -> float | None:
-                return reg.aggregate(name, tags, agg, duration)
-
-        src = _Source()
+        src = _RegistrySource(self.registry, duration)
         return [evaluate_one(t, src) for t in self.cfg.thresholds]
 
     async def _scenario(self, sc: ScenarioConfig, start: float) -> None:
@@ -335,23 +326,29 @@ class Environment:
     def _check_abort(self, t: float) -> None:
         if self.aborted or not any(th.abort_on_fail for th in self.cfg.thresholds):
             return
-        reg = self.registry
+        src = _RegistrySource(self.registry, t)
         for th in self.cfg.thresholds:
             if not th.abort_on_fail or t < th.delay_abort_eval:
                 continue
-
-            class _Source:
-                def metric_type(self, name: str) -> str | None:
-                    return reg.metric_type(name)
-
-                def aggregate(self, name: str, tags: Mapping[str, str], agg: str) -> float | None:
-                    return reg.aggregate(name, tags, agg, t)
-
-            res = evaluate_one(th, _Source())
+            res = evaluate_one(th, src)
             if not res.ok:
                 self.aborted = f"{th.metric_key}: {th.expr.source}"
                 self.stop_event.set()
                 return
+
+
+class _RegistrySource:
+    """The registry as thresholds see it, counter rates taken over ``duration`` seconds."""
+
+    def __init__(self, reg: Registry, duration: float) -> None:
+        self.reg = reg
+        self.duration = duration
+
+    def metric_type(self, name: str) -> str | None:
+        return self.reg.metric_type(name)
+
+    def aggregate(self, name: str, tags: Mapping[str, str], agg: str) -> float | None:
+        return self.reg.aggregate(name, tags, agg, self.duration)
 
 
 def audio_needs(cfg: RunConfig) -> int:

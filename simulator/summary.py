@@ -204,7 +204,7 @@ def render_text(result: RunResult) -> str:
     summary = summary_dict(result)
     metrics = summary["metrics"]
     stats = result.config.output.summary_trend_stats
-    failing = {r.threshold.metric_key: r.ok for r in result.thresholds}
+    failing: dict[str, bool] = {}  # metric key → all its thresholds passed
     for r in result.thresholds:
         failing[r.threshold.metric_key] = failing.get(r.threshold.metric_key, True) and r.ok
     lines = [f"  target: {result.target}", f"  scenarios: {len(result.config.scenarios)}"]
@@ -229,12 +229,7 @@ def render_text(result: RunResult) -> str:
         lines.append(_line(name, name, reg, metrics[name], stats, mark))
         for key in sub_keys:
             metric, tags = parse_metric_key(key)
-            if (
-                metric == name
-                and "count" in metrics[key]
-                or metric == name
-                and "rate" in metrics[key]
-            ):
+            if metric == name and ("count" in metrics[key] or "rate" in metrics[key]):
                 label = "  { " + ", ".join(f"{k}:{v}" for k, v in tags) + " }"
                 mark = {True: "✓", False: "✗"}.get(failing.get(key), " ")  # type: ignore[arg-type]
                 lines.append(_line(label, name, reg, metrics[key], stats, mark))
