@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -143,7 +144,7 @@ start_rate = 40
 pre_allocated_devices = 5
 max_devices = 50
 graceful_stop = "1s"
-stages = [{ duration = "2s", target = 40 }, { duration = "2s", target = 40 }]
+stages = [{ duration = "3s", target = 40 }, { duration = "3s", target = 40 }]
 [target]
 timeout = "2s"
 [thresholds]
@@ -170,8 +171,15 @@ http_req_failed = ["rate<0.01"]
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        time.sleep(2.5)
+    try:  # kill it once the run is into its second stage (130 uploads ≈ 3.25 s)
+        ledger = tmp_path / "srv" / "ledger.sqlite"
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            with contextlib.suppress(sqlite3.Error):
+                rows = sqlite3.connect(ledger).execute("SELECT count(*) FROM uploads").fetchone()
+                if rows[0] >= 130:
+                    break
+            time.sleep(0.05)
     finally:
         proc.kill()
         proc.wait()
@@ -181,7 +189,7 @@ http_req_failed = ["rate<0.01"]
     summary = json.loads((out / "summary.json").read_text())
     reqs = summary["metrics"]["http_reqs"]["count"]
     failed = summary["metrics"]["http_req_failed"]
-    assert reqs == 160  # every scheduled iteration ran, before and after the kill
+    assert reqs == 240  # every scheduled iteration ran, before and after the kill
     assert 0 < failed["passes"] < reqs
     assert not summary["state"]["interrupted"]
     metrics = json.loads((out / "metrics.json").read_text())
