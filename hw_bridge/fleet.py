@@ -461,8 +461,6 @@ class BoardFleet:
     async def prepare(self, env: Any) -> None:
         self._env = env
         reg = env.registry
-        reg.define("boards_lost", "counter")
-        reg.define("boards_rejoined", "counter")
         base = (("scenario", self.sc.name), ("kind", "physical"), *self.sc.tags)
         tags = tags_of((*base, ("endpoint", self.device.endpoint), ("method", "POST")))
         self._rec = RequestRecorder(reg, tags, env.intervals[self.sc.name], tags_of(base))

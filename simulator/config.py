@@ -16,7 +16,12 @@ from urllib.parse import urlsplit
 
 from simulator.durations import parse_duration
 from simulator.errors import ConfigError
-from simulator.thresholds import Threshold, parse_expression, parse_metric_key
+from simulator.thresholds import (
+    Threshold,
+    parse_expression,
+    parse_metric_key,
+    validate_thresholds,
+)
 
 # --------------------------------------------------------------------------- executors
 
@@ -766,6 +771,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig
     for key in data:
         if key not in known:
             raise ConfigError("unknown key", source=source, key=key)
+    validate_thresholds(cfg.thresholds, source)
     names = {s.name for s in cfg.scenarios}
     for th in cfg.thresholds:
         for tag, value in th.tags:

@@ -220,7 +220,10 @@ _TYPES: dict[str, type[Counter] | type[Rate] | type[Gauge] | type[Trend]] = {
     "trend": Trend,
 }
 
-#: Built-in metrics: name → (type, contains). "time" trends are reported in ms, as in k6.
+#: Every metric a run can produce: name → (type, contains); "time" trends are reported in ms,
+#: as in k6. The one list: threshold validation (``thresholds.validate_thresholds``) knows a
+#: metric only if it is here, including those only some runs produce (``checks`` needs checks,
+#: ``boards_*`` needs a ``[boards]`` table).
 BUILTIN: dict[str, tuple[str, str]] = {
     "http_reqs": ("counter", "default"),
     "http_req_duration": ("trend", "time"),
@@ -240,6 +243,8 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "data_sent": ("counter", "data"),
     "data_received": ("counter", "data"),
     "checks": ("rate", "default"),
+    "boards_lost": ("counter", "default"),
+    "boards_rejoined": ("counter", "default"),
 }
 
 

@@ -7,11 +7,14 @@ Trend values are in milliseconds, as in k6.
 
 from __future__ import annotations
 
+import difflib
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from simulator.errors import ConfigError
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
@@ -28,12 +31,12 @@ _EXPR = re.compile(
 )
 _METRIC = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\{(?P<tags>[^{}]*)\})?$")
 
-#: Which aggregations each metric type supports (k6's rules).
+#: Which aggregations each metric type supports (k6's ``supportedAggregationMethods``).
 AGGREGATIONS_BY_TYPE = {
-    "trend": {"avg", "min", "max", "med", "p", "count"},
-    "rate": {"rate"},
-    "counter": {"count", "rate"},
-    "gauge": {"value", "min", "max"},
+    "trend": ("avg", "min", "max", "med", "p(N)"),
+    "rate": ("rate",),
+    "counter": ("count", "rate"),
+    "gauge": ("value",),
 }
 
 
@@ -127,13 +130,47 @@ class ThresholdSet:
 def evaluate_one(t: Threshold, source: MetricSource) -> ThresholdResult:
     mtype = source.metric_type(t.metric)
     agg = t.expr.aggregation
-    if mtype is not None:
-        allowed = AGGREGATIONS_BY_TYPE.get(mtype, set())
-        base = "p" if agg.startswith("p(") else agg
-        if base not in allowed:
-            return ThresholdResult(t, None, False, f"{agg} is not defined for a {mtype} metric")
+    if mtype is not None and not _supports(mtype, agg):
+        return ThresholdResult(t, None, False, f"{agg} is not defined for a {mtype} metric")
     observed = source.aggregate(t.metric, dict(t.tags), agg)
     if observed is None:
         # k6 treats a threshold on a metric with no samples as passing; we say so.
         return ThresholdResult(t, None, True, "no samples")
     return ThresholdResult(t, observed, t.expr.holds(observed))
+
+
+def _supports(mtype: str, aggregation: str) -> bool:
+    base = "p(N)" if aggregation.startswith("p(") else aggregation
+    return base in AGGREGATIONS_BY_TYPE.get(mtype, ())
+
+
+def validate_thresholds(
+    thresholds: Iterable[Threshold],
+    source: str | None = None,
+    metrics: Mapping[str, str] | None = None,
+) -> None:
+    """Refuse, before anything runs, a threshold k6 would refuse (exit 104): a metric no run
+    produces, or an aggregation its type lacks. ``metrics`` maps name → type (default: every
+    metric in :data:`simulator.metrics.BUILTIN`). Raises :class:`ConfigError` naming the key.
+
+    Without this a typo (``http_req_duraton``) is a threshold with no samples, which passes:
+    a CI gate that cannot fail.
+    """
+    if metrics is None:
+        from simulator.metrics import BUILTIN
+
+        metrics = {name: spec[0] for name, spec in BUILTIN.items()}
+    for t in thresholds:
+        key = f'thresholds."{t.metric_key}"'
+        mtype = metrics.get(t.metric)
+        if mtype is None:
+            near = difflib.get_close_matches(t.metric, list(metrics), n=1, cutoff=0.6)
+            hint = f"did you mean {near[0]}?" if near else f"known: {', '.join(sorted(metrics))}"
+            raise ConfigError(f"no metric named {t.metric!r} ({hint})", source=source, key=key)
+        if not _supports(mtype, t.expr.aggregation):
+            raise ConfigError(
+                f"{t.expr.source!r}: {t.metric} is a {mtype} metric, which has no "
+                f"{t.expr.aggregation} (use {' or '.join(AGGREGATIONS_BY_TYPE[mtype])})",
+                source=source,
+                key=key,
+            )
