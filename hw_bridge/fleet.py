@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import time
 import tomllib
@@ -53,6 +54,10 @@ from simulator.secrets import Secret
 PINGS = 5
 HELLO_TIMEOUT = 3.0
 MAX_GRACE = 5.0
+# Bounds of a board's result fields: an hour of latency or lag, a 1 GiB body, 2**53 uploads.
+MAX_US = 3_600_000_000
+MAX_BYTES = 1 << 30
+MAX_SEQ = 1 << 53
 
 
 def now_us() -> int:
@@ -164,6 +169,7 @@ class BoardDriver:
         self.lost = 0
         self.rejoined = 0
         self.bad_lines = 0
+        self.protocol_errors = 0  # result lines with a missing or out-of-range field
         self._last_try = 0.0
         self.run_id: Any = None  # the board's run number, from the start reply
         self.wifi_key_set = False
@@ -273,14 +279,17 @@ class BoardDriver:
             self.bad_lines += 1
 
     def record(self, item: Mapping[str, Any]) -> None:
+        """One result, validated here at the edge: a value out of range (a 2**64 byte count,
+        1e30, Infinity) is a protocol error of this board and never reaches the recorder."""
         try:
-            status = _int(item.get("status"))
-            latency = max(_int(item.get("latency_us")), 0)
-            lag = max(_int(item.get("lag_us", 0)), 0)
-            nbytes = max(_int(item.get("bytes", 0)), 0)
-            seq = _int(item.get("seq", -1))
+            status = _int(item.get("status"), 0, 999)
+            latency = max(_int(item.get("latency_us"), -MAX_US, MAX_US), 0)
+            lag = max(_int(item.get("lag_us", 0), -MAX_US, MAX_US), 0)
+            nbytes = _int(item.get("bytes", 0), 0, MAX_BYTES)
+            seq = _int(item.get("seq", -1), -1, MAX_SEQ)
         except (TypeError, ValueError):
             self.bad_lines += 1
+            self.protocol_errors += 1
             return
         failed = status == 0 or not expected_ok(status) or item.get("error") is not None
         self.fleet.record(status, failed, latency, lag, nbytes, first=item.get("attempt") == 1)
@@ -388,13 +397,25 @@ class BoardDriver:
             "clock_offset_us": self.offset_us,
             "ping_rtt_us": self.rtt_us,
             "bad_lines": self.bad_lines,
+            "protocol_errors": self.protocol_errors,
         }
 
 
-def _int(v: Any) -> int:
+def _int(v: Any, lo: int, hi: int) -> int:
+    """A whole number in [lo, hi] from a JSON value; floats must be finite."""
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise TypeError("not a number")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError("not finite")
+    if not lo <= v <= hi:
+        raise ValueError("out of range")
     return int(v)
+
+
+def _raise_first(tasks: list[asyncio.Task[None]]) -> None:
+    for t in tasks:
+        if t.done() and not t.cancelled() and t.exception() is not None:
+            raise t.exception()  # type: ignore[misc]
 
 
 # --------------------------------------------------------------------------- the fleet
@@ -527,9 +548,11 @@ class BoardFleet:
         try:
             await asyncio.wait([*self._watchers, waiter], return_when=asyncio.FIRST_COMPLETED)
             while not env.stop_event.is_set() and not all(w.done() for w in self._watchers):
+                _raise_first(self._watchers)
                 await asyncio.wait(
                     [*self._watchers, waiter], return_when=asyncio.FIRST_COMPLETED, timeout=0.5
                 )
+            _raise_first(self._watchers)  # a watcher that died ends the run (runner), not quietly
         finally:
             waiter.cancel()
             for w in self._watchers:
@@ -562,6 +585,11 @@ class BoardFleet:
     async def close(self) -> None:
         await asyncio.gather(*(d.stop() for d in self.drivers), return_exceptions=True)
         await asyncio.gather(*(d.close() for d in self.drivers), return_exceptions=True)
+        bad = [f"{d.label}: {d.protocol_errors}" for d in self.drivers if d.protocol_errors]
+        if self._env is not None and bad:
+            self._env.notes.append(
+                f"boards: result lines rejected as protocol errors ({', '.join(bad)})"
+            )
         lost = [d for d in self.drivers if d.state == "lost"]
         if self._env is not None and any(d.lost for d in self.drivers):
             names = ", ".join(d.label for d in lost) or "none"

@@ -499,7 +499,16 @@ class RequestRecorder:
     recording eight histograms per request one by one.
     """
 
-    __slots__ = ("_reg", "_base", "_by_status", "_interval", "_sent", "_received", "pending")
+    __slots__ = (
+        "_reg",
+        "_base",
+        "_by_status",
+        "_interval",
+        "_sent",
+        "_received",
+        "pending",
+        "rejected",
+    )
 
     _NAMES = (
         "http_reqs",
@@ -520,6 +529,7 @@ class RequestRecorder:
         self._sent: Counter = reg.get("data_sent", data_tags)
         self._received: Counter = reg.get("data_received", data_tags)
         self.pending = array("q")  # _ROW int64s per request, folded in bulk by flush()
+        self.rejected = 0  # requests whose values did not fit (never recorded)
         reg.recorders.append(self)
 
     def _series(self, status: int) -> tuple[Any, ...]:
@@ -542,21 +552,29 @@ class RequestRecorder:
         sent: int,
         received: int,
     ) -> None:
-        """One request; durations in µs, k6's phases (duration = sending+waiting+receiving)."""
-        self.pending.extend(
-            (
-                status,
-                failed,
-                duration_us,
-                connecting_us,
-                sending_us,
-                waiting_us,
-                receiving_us,
-                corrected_us,
-                sent,
-                received,
+        """One request; durations in µs, k6's phases (duration = sending+waiting+receiving).
+
+        A value that does not fit an int64 (callers validate; this is the last guard) drops
+        the whole request instead of leaving half a row that would misalign the buffer.
+        """
+        try:
+            self.pending.extend(
+                (
+                    status,
+                    failed,
+                    duration_us,
+                    connecting_us,
+                    sending_us,
+                    waiting_us,
+                    receiving_us,
+                    corrected_us,
+                    sent,
+                    received,
+                )
             )
-        )
+        except (OverflowError, TypeError):
+            _trim_partial_row(self.pending, _ROW)
+            self.rejected += 1
 
     def flush(self) -> None:
         import numpy as np
@@ -597,7 +615,7 @@ class IterationRecorder:
     """A scenario's iterations: count, ``iteration_duration`` and ``schedule_lag``, buffered
     and folded in bulk like requests."""
 
-    __slots__ = ("_iterations", "_duration", "_lag", "_interval", "pending")
+    __slots__ = ("_iterations", "_duration", "_lag", "_interval", "pending", "rejected")
 
     def __init__(self, reg: Registry, tags: Tags, lag_tags: Tags, interval: IntervalStats):
         self._iterations: Counter = reg.get("iterations", tags)
@@ -605,10 +623,15 @@ class IterationRecorder:
         self._lag: Trend = reg.get("schedule_lag", lag_tags)
         self._interval = interval
         self.pending = array("q")  # (duration µs, lag µs) per iteration
+        self.rejected = 0
         reg.recorders.append(self)
 
     def record(self, duration_us: int, lag_us: int) -> None:
-        self.pending.extend((duration_us, lag_us))
+        try:
+            self.pending.extend((duration_us, lag_us))
+        except (OverflowError, TypeError):
+            _trim_partial_row(self.pending, 2)
+            self.rejected += 1
 
     def flush(self) -> None:
         import numpy as np
@@ -620,6 +643,13 @@ class IterationRecorder:
         self._iterations.value += len(rows)
         self._interval.iterations += len(rows)
         fold_columns([self._duration.hist, self._lag.hist], rows)
+
+
+def _trim_partial_row(buf: array[int], width: int) -> None:
+    """``array.extend`` appends item by item: drop what a failed extend left of its row."""
+    extra = len(buf) % width
+    if extra:
+        del buf[len(buf) - extra :]
 
 
 def tags_of(pairs: Iterable[tuple[str, str]]) -> Tags:

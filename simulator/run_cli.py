@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from simulator.errors import (
+    EXIT_ENGINE,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_THRESHOLDS_FAILED,
@@ -161,6 +162,9 @@ def run_command(args: argparse.Namespace) -> int:
     sys.stdout.write(paths["summary.txt"].read_text())
     sys.stdout.write(f"\n  run folder: {run_dir}\n")
     sys.stdout.flush()
+    if result.error:
+        sys.stderr.write(f"scfleet: run ended early: {result.error} (results in {run_dir})\n")
+        return EXIT_ENGINE
     if result.interrupted and not result.aborted:
         return EXIT_INTERRUPTED
     return EXIT_OK if result.thresholds_ok else EXIT_THRESHOLDS_FAILED

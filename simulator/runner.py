@@ -94,6 +94,7 @@ class RunResult:
     target: str = ""
     notes: list[str] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)  # e.g. per-stage histograms
+    error: str | None = None  # a part of the run died (one line); the run ended early
 
     @property
     def thresholds_ok(self) -> bool:
@@ -156,6 +157,7 @@ class Environment:
         self.interval_hooks: list[IntervalHook] = []
         self.extras: dict[str, Any] = {}
         self.companions: list[Companion] = []
+        self.error: str | None = None  # set by fail(): a background task died
 
     def add_sampler(self, prefix: str, sampler: Sampler) -> None:
         self.samplers.append((prefix, sampler))
@@ -196,8 +198,9 @@ class Environment:
         tasks = [loop.create_task(self._scenario(sc, start)) for sc in self.cfg.scenarios]
         tasks += [loop.create_task(comp.run(self, start)) for comp in self.companions]
         ticker = loop.create_task(self._ticker(start))
+        names = {t: f"scenario {sc.name}" for t, sc in zip(tasks, self.cfg.scenarios, strict=False)}
         try:
-            await asyncio.gather(*tasks)
+            await self._supervise(tasks, ticker, names)
         except asyncio.CancelledError:
             self.interrupted = True
             for t in tasks:
@@ -208,7 +211,10 @@ class Environment:
             await asyncio.gather(ticker, return_exceptions=True)
             for comp in self.companions:
                 await comp.close()
-            self._close_interval(loop.time() - start)
+            try:
+                self._close_interval(loop.time() - start)
+            except Exception as exc:  # noqa: BLE001 - the results gathered so far still count
+                self.fail("the last tick", exc)
         duration = time.perf_counter() - self.started_perf
         results = self.evaluate_thresholds(duration)
         devices = [row for b in self.behaviours.values() for row in b.device_rows()]
@@ -226,7 +232,38 @@ class Environment:
             self.target,
             self.notes,
             self.extras,
+            error=self.error,
         )
+
+    def fail(self, what: str, exc: BaseException) -> None:
+        """A background part of the run died: stop the run, remember why (first one wins)."""
+        if self.error is None:
+            self.error = f"{what} failed: {type(exc).__name__}: {_one_line(exc)}"
+            self.notes.append(f"run ended early: {self.error}")
+        self.interrupted = True  # the schedule did not complete
+        self.stop_event.set()
+
+    async def _supervise(
+        self,
+        tasks: list[asyncio.Task[None]],
+        ticker: asyncio.Task[None],
+        names: Mapping[asyncio.Task[None], str],
+    ) -> None:
+        """Wait for the scenarios and companions while watching the tick: any of them dying
+        ends the run with an error (never silently), and the others are wound down."""
+        pending = set(tasks)
+        while pending:
+            watch = pending | ({ticker} if not ticker.done() else set())
+            done, _ = await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                pending.discard(t)
+                if t.cancelled():
+                    continue
+                exc = t.exception()
+                if exc is not None:
+                    self.fail("the tick" if t is ticker else names.get(t, "a board fleet"), exc)
+                elif t is ticker:
+                    self.fail("the tick", RuntimeError("stopped"))
 
     def evaluate_thresholds(self, duration: float) -> list[ThresholdResult]:
         src = _RegistrySource(self.registry, duration)
@@ -335,6 +372,11 @@ class Environment:
                 self.aborted = f"{th.metric_key}: {th.expr.source}"
                 self.stop_event.set()
                 return
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else "(no message)"
 
 
 class _RegistrySource:

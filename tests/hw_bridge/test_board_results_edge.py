@@ -1,0 +1,252 @@
+"""Issue 10 item 1: a board's result line with a huge value (2**64, 1e30, Infinity) is a protocol
+error of that board, never reaches the recorder, and a background task that dies ends the run
+with an error instead of silently."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pathlib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from types import SimpleNamespace
+from typing import Any
+
+from hw_bridge.fleet import BoardDriver
+from hw_bridge.link import decode_line
+from simulator.config import parse_config
+from simulator.metrics import IntervalStats, Registry, RequestRecorder
+from simulator.runner import Environment, build_bank
+from simulator.transport import FakeTransport
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+BAD_LINES = [
+    b'{"t":"result","seq":1,"status":200,"latency_us":900,"bytes":18446744073709551616}',
+    b'{"t":"result","seq":2,"status":200,"latency_us":1e30,"bytes":32000}',
+    b'{"t":"result","seq":3,"status":200,"latency_us":Infinity,"bytes":32000}',
+    b'{"t":"result","seq":4,"status":200,"latency_us":900,"bytes":32000,"lag_us":-Infinity}',
+    b'{"t":"result","seq":5,"status":NaN,"latency_us":900,"bytes":32000}',
+    b'{"t":"result","seq":1e300,"status":200,"latency_us":900,"bytes":32000}',
+    b'{"t":"results","items":[{"seq":6,"status":200,"latency_us":900,"bytes":-1}]}',
+]
+GOOD = b'{"t":"result","seq":%d,"attempt":1,"status":200,"latency_us":900,"bytes":32000}'
+
+
+class _Fleet:
+    def __init__(self) -> None:
+        self.cfg = SimpleNamespace(baud=115200, silence=1.0, status_timeout=1.0)
+        self.recorded: list[tuple[Any, ...]] = []
+
+    def record(self, *args: Any, **kw: Any) -> None:
+        self.recorded.append(args)
+
+
+def test_out_of_range_results_are_protocol_errors_not_records() -> None:
+    fleet = _Fleet()
+    d = BoardDriver(fleet, "b", "socket://x", "esp32-x")  # type: ignore[arg-type]
+    for line in BAD_LINES:
+        msg = decode_line(line)
+        assert isinstance(msg, dict), line
+        d.on_message(msg)
+    assert fleet.recorded == []
+    assert d.protocol_errors == len(BAD_LINES) and d.requests == 0
+    d.on_message(decode_line(GOOD % 7))  # type: ignore[arg-type]
+    assert fleet.recorded == [(200, False, 900, 0, 32000)]
+    assert d.row("s")["protocol_errors"] == len(BAD_LINES)
+
+
+def test_recorder_never_misaligns_on_a_value_that_does_not_fit() -> None:
+    reg = Registry()
+    iv = IntervalStats()
+    rec = RequestRecorder(reg, (("scenario", "s"),), iv, (("scenario", "s"),))
+    rec.record(200, False, 1000, 0, 0, 1000, 0, 1000, 10, 0)
+    rec.record(200, False, 1000, 0, 0, 1000, 0, 1000, 2**64, 0)  # overflows mid-row
+    rec.record(200, False, 2000, 0, 0, 2000, 0, 2000, float("inf"), 0)  # type: ignore[arg-type]
+    rec.record(500, True, 3000, 0, 0, 3000, 0, 3000, 30, 0)
+    reg.flush()
+    assert rec.rejected == 2
+    assert iv.requests == 2 and iv.sent == 40 and iv.failed == 1
+    assert reg.merged("http_reqs").value == 2  # type: ignore[union-attr]
+
+
+def _cfg(seconds: float = 3.0) -> Any:
+    return parse_config(
+        {
+            "scenarios": {
+                "up": {
+                    "executor": "constant-arrival-rate",
+                    "rate": 20,
+                    "duration": f"{seconds}s",
+                    "pre_allocated_devices": 2,
+                    "device": {"kind": "iot_upload", "chunk_bytes": 64},
+                }
+            }
+        }
+    )
+
+
+def test_a_dead_tick_ends_the_run_with_an_error_and_keeps_results() -> None:
+    cfg = _cfg(30.0)
+    env = Environment(cfg, FakeTransport(keep=False), bank=build_bank(cfg), tick=0.2)
+    ticks: list[float] = []
+
+    def hook(name: str, t: float, span: float, iv: IntervalStats) -> None:
+        ticks.append(t)
+        if len(ticks) == 3:
+            raise ValueError("cannot reshape array of size 15 into shape (10)")
+
+    env.interval_hooks.append(hook)
+    t0 = time.monotonic()
+    result = asyncio.run(env.run())
+    assert time.monotonic() - t0 < 10, "the run went on without its tick"
+    assert result.error is not None and "the tick failed: ValueError" in result.error
+    assert "\n" not in result.error
+    assert result.interrupted
+    assert any("run ended early" in n for n in result.notes)
+    assert result.registry.merged("http_reqs").value > 0  # type: ignore[union-attr]
+
+
+def test_a_companion_that_dies_ends_the_run_with_an_error() -> None:
+    class Dying:
+        async def prepare(self, env: Environment) -> None:
+            pass
+
+        async def run(self, env: Environment, start: float) -> None:
+            await asyncio.sleep(0.3)
+            raise OverflowError("int too big to convert")
+
+        async def close(self) -> None:
+            pass
+
+        def device_rows(self) -> list[dict[str, Any]]:
+            return []
+
+    cfg = _cfg(30.0)
+    env = Environment(cfg, FakeTransport(keep=False), bank=build_bank(cfg), tick=0.2)
+    env.companions.append(Dying())
+    t0 = time.monotonic()
+    result = asyncio.run(env.run())
+    assert time.monotonic() - t0 < 10
+    assert result.error and "OverflowError: int too big to convert" in result.error
+
+
+class FakeBoard:
+    """A board on socket:// that follows the protocol and then sends out-of-range results."""
+
+    def __init__(self, good: int) -> None:
+        self.good = good
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.sent_good = 0
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._conn, args=(conn,), daemon=True).start()
+
+    def _conn(self, conn: socket.socket) -> None:
+        running = False
+        buf = b""
+        conn.settimeout(0.1)
+        lock = threading.Lock()
+
+        def send(obj: Any) -> None:
+            data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+            with lock:
+                conn.sendall(data + b"\n")
+
+        def results() -> None:
+            nonlocal running
+            for i in range(self.good):
+                if i == self.good // 2:
+                    for line in BAD_LINES:
+                        send(line)
+                send(GOOD % i)
+                self.sent_good += 1
+                time.sleep(0.1)
+            running = False
+
+        while not self.stop.is_set():
+            try:
+                chunk = conn.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not chunk:
+                return
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                req = json.loads(line)
+                t, mid = req["t"], req["id"]
+                if t == "hello":
+                    send({"t": "hello", "id": mid, "proto": 1, "v": 1})
+                elif t == "config":
+                    send({"t": "ok", "id": mid, "config": {"wifi_key_set": False}})
+                elif t == "ping":
+                    send({"t": "ok", "id": mid, "board_us": time.monotonic_ns() // 1000})
+                elif t == "start":
+                    running = True
+                    send({"t": "ok", "id": mid, "run": 1})
+                    threading.Thread(target=results, daemon=True).start()
+                elif t == "status":
+                    send({"t": "status", "id": mid, "running": running})
+                else:
+                    send({"t": "ok", "id": mid})
+
+
+def test_out_of_range_board_results_through_scfleet_run(tmp_path: pathlib.Path) -> None:
+    """A real `scfleet run` with a socket:// board that sends 2**64, 1e30 and Infinity: the run
+    completes, the tick keeps ticking, the good results count and the bad ones are reported."""
+    board = FakeBoard(good=20)
+    conf = tmp_path / "board.toml"
+    conf.write_text(
+        f"""
+[scenarios.iot_upload]
+executor = "constant-arrival-rate"
+rate = 5
+duration = "4s"
+pre_allocated_devices = 2
+graceful_stop = "1s"
+[scenarios.iot_upload.device]
+kind = "iot_upload"
+chunk_bytes = 3200
+[boards]
+ports = ["socket://127.0.0.1:{board.port}"]
+rate = 5
+"""
+    )
+    out = tmp_path / "run"
+    try:
+        res = subprocess.run(
+            [sys.executable, "-m", "simulator.cli", "run", str(conf), "--out", str(out)]
+            + ["--quiet"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+    finally:
+        board.stop.set()
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert "Traceback" not in res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    physical = int(summary["metrics"]["http_reqs{kind:physical}"]["count"])
+    assert physical == board.sent_good == 20
+    assert any("protocol errors (socket://" in n for n in summary["notes"]), summary["notes"]
+    assert any(f": {len(BAD_LINES)})" in n for n in summary["notes"]), summary["notes"]
+    timeline = json.loads((out / "timeline.json").read_text())
+    assert len(timeline) >= 4  # the tick lived to the end of the 4 s schedule
