@@ -93,6 +93,7 @@ class Behaviour:
         self.ctx = ctx
         self.interval = interval
         self.closed = False  # after the graceful stop: late replies are not recorded
+        self.think_time = sc.think_time
         self._tasks = TaskStarter(self.iterate)
         self.devices: list[VirtualDevice] = []
         dev = sc.device
@@ -171,6 +172,14 @@ class Behaviour:
             int((started_perf - scheduled_perf) * 1e6),
         )
 
+    async def end_iteration(self, started_perf: float, scheduled_perf: float) -> None:
+        """An iteration's last step: the think time, k6's ``sleep()`` at the end of the script.
+        It is part of the iteration (and of ``iteration_duration``); a stop while sleeping
+        cancels the iteration here, so it counts as interrupted, not as complete."""
+        if self.think_time > 0:
+            await asyncio.sleep(self.think_time)
+        self.iteration_done(started_perf, scheduled_perf)
+
     async def iterate(self, dev: VirtualDevice, scheduled: float) -> None:
         raise NotImplementedError
 
@@ -206,8 +215,18 @@ class IotUpload(Behaviour):
         }
         self._rec = self.recorder("POST", cfg.endpoint)
 
-    def start(self, dev: VirtualDevice, scheduled: float, finished: Callable[[], None]) -> None:
-        """Write the upload now and record it from the transport's callback (the hot path)."""
+    def start(
+        self,
+        dev: VirtualDevice,
+        scheduled: float,
+        finished: Callable[[], None],
+        count: bool = True,
+    ) -> None:
+        """Write the upload now and record it from the transport's callback (the hot path).
+        ``count=False``: the caller ends the iteration itself (after the think time)."""
+        if count and self.think_time > 0:  # the sleep belongs to the iteration: one task each
+            self._tasks.start(dev, scheduled, finished)
+            return
         cfg = self.cfg
         sched_perf = scheduled + self.ctx.loop_to_perf
         seq = dev.seq
@@ -224,7 +243,8 @@ class IotUpload(Behaviour):
                 else:
                     dev.ok += 1
                     dev.bytes_ok += cfg.chunk_bytes
-                self.iteration_done(now, sched_perf)
+                if count:
+                    self.iteration_done(now, sched_perf)
             finished()
 
         self.ctx.transport.submit(
@@ -238,8 +258,12 @@ class IotUpload(Behaviour):
             if not fut.done():
                 fut.set_result(None)
 
-        self.start(dev, scheduled, finished)
+        think = self.think_time > 0
+        started = time.perf_counter()
+        self.start(dev, scheduled, finished, count=not think)
         await fut
+        if think:
+            await self.end_iteration(started, scheduled + self.ctx.loop_to_perf)
 
 
 def _unit_hash(*parts: object) -> float:
@@ -301,7 +325,7 @@ class AiAnalysis(Behaviour):
         else:
             dev.ok += 1
             dev.bytes_ok += len(header) + nbytes
-        self.iteration_done(now, sched_perf)
+        await self.end_iteration(now, sched_perf)
 
 
 @dataclass(frozen=True)
@@ -396,7 +420,7 @@ class AuthFlow(Behaviour):
         now = time.perf_counter()
         sched_perf = scheduled + self.ctx.loop_to_perf
         if dev.cookies is None and not await self._do_login(dev, sched_perf):
-            self.iteration_done(now, sched_perf)
+            await self.end_iteration(now, sched_perf)
             return
         for attempt in range(2):
             resp = await self.ctx.transport.send(
@@ -424,7 +448,7 @@ class AuthFlow(Behaviour):
                 dev.ok += 1
                 self._merge_cookies(dev, resp)
             break
-        self.iteration_done(now, sched_perf)
+        await self.end_iteration(now, sched_perf)
 
 
 def device_count_bound(sc: ScenarioConfig) -> int:

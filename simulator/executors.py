@@ -6,14 +6,17 @@ here knows about HTTP or metrics, so tests drive it with a virtual-time loop and
 
 Semantics follow k6:
 
-* arrival-rate executors are an *open* model: the schedule never waits for responses; the i-th
-  iteration (0-based) is due when the integral of the rate reaches i, so a constant rate of 10/s
-  starts one iteration every 100 ms beginning at 0. An iteration that finds no free device (all
+* arrival-rate executors are an *open* model: the schedule never waits for responses. A
+  constant rate of 10/s starts one iteration every 100 ms beginning at 0; a ramping rate starts
+  iteration i (from 1) when the integral of the rate reaches i, so a ramp from 0 starts nothing
+  at 0 and the total is the integral rounded down. An iteration that finds no free device (all
   ``max_devices`` busy) is dropped, never queued, and reported as dropped.
-* VU executors are a *closed* model: each active device loops iteration → think time.
+* VU executors are a *closed* model: each active device loops over iterations; a think time is
+  the iteration's own last step (k6's ``sleep()``), the behaviour's business, not the loop's.
 * After the scheduled duration no iteration starts; running ones get ``graceful_stop`` to finish
   and are then cancelled (reported as interrupted). Devices removed by a ramping-vus ramp-down
-  finish their current iteration within ``graceful_ramp_down``.
+  finish their current iteration within ``graceful_ramp_down``. per-vu-iterations count the
+  iterations not started by ``max_duration`` as dropped.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ def arrival_offsets(ex: ConstantArrivalRate | RampingArrivalRate) -> Iterator[fl
     done = 0.0  # iterations integrated before the current stage
     t0 = 0.0
     r0 = ex.start_rate / ex.time_unit
-    i = 0
+    i = 1  # k6: iteration i is due when the integral reaches i
     for stage in ex.stages:
         r1 = stage.target / ex.time_unit
         d = stage.duration
@@ -61,7 +64,7 @@ def arrival_offsets(ex: ConstantArrivalRate | RampingArrivalRate) -> Iterator[fl
             continue
         a = (r1 - r0) / (2 * d)
         total = done + r0 * d + a * d * d
-        while i < total - 1e-9:
+        while i <= total + 1e-9:
             need = i - done
             if a == 0:
                 tau = need / r0
@@ -84,7 +87,7 @@ def expected_iterations(ex: ConstantArrivalRate | RampingArrivalRate) -> int:
     for s in ex.stages:
         total += (r0 + s.target) / 2 * s.duration / ex.time_unit
         r0 = s.target
-    return math.ceil(total - 1e-9)
+    return math.floor(total + 1e-9)
 
 
 def vu_changes(ex: ConstantVUs | RampingVUs) -> list[tuple[float, int]]:
@@ -168,7 +171,7 @@ class Device(Protocol):
 class ExecutorEvents(Protocol):
     """What a driver reports; the runner turns these into metrics."""
 
-    def dropped(self) -> None: ...
+    def dropped(self, count: int = 1) -> None: ...
 
     def active(self, count: int) -> None: ...
 
@@ -354,7 +357,6 @@ async def run_vus(
     events: ExecutorEvents,
     stop: asyncio.Event,
     graceful_stop: float,
-    think_time: float = 0.0,
 ) -> None:
     """Closed model: keep the planned number of devices looping until the end."""
     loop = asyncio.get_running_loop()
@@ -365,23 +367,19 @@ async def run_vus(
     retire: dict[int, float] = {}  # index → loop time by which it must have stopped
     running: dict[int, asyncio.Task[None]] = {}
     limit = ex.iterations if isinstance(ex, PerVUIterations) else None
+    started: dict[int, int] = {}  # index → iterations started (per-vu-iterations' drops)
 
     async def vu(dev: Device) -> None:
-        done = 0
         while not ending.is_set() and dev.index not in retire and not stop.is_set():
-            if limit is not None and done >= limit:
+            if limit is not None and started.get(dev.index, 0) >= limit:
                 break
             it = loop.create_task(iterate(dev, loop.time()))
             running[dev.index] = it
+            started[dev.index] = started.get(dev.index, 0) + 1
             try:
                 await it
             finally:
                 running.pop(dev.index, None)
-            done += 1
-            if think_time > 0:
-                # A bare sleep: the loop task is cancelled at the end, and between iterations
-                # there is nothing to interrupt (a stop-aware wait would cost a task per VU).
-                await asyncio.sleep(think_time)
 
     def set_active(n: int) -> None:
         if len(devices) < n:
@@ -434,6 +432,11 @@ async def run_vus(
         for t in loops.values():
             t.cancel()
         await asyncio.gather(*loops.values(), return_exceptions=True)
+        if limit is not None and not stop.is_set():
+            # k6: what a VU had not started by maxDuration is dropped (not on an abort).
+            missing = sum(limit - started.get(d.index, 0) for d in devices)
+            if missing > 0:
+                events.dropped(missing)
         enforcer.cancel()
         await asyncio.gather(enforcer, return_exceptions=True)
         events.active(0)

@@ -60,9 +60,9 @@ class ScenarioEvents:
         self._dropped = self.registry.get("dropped_iterations", tags)
         self._interrupted = self.registry.get("interrupted_iterations", tags)
 
-    def dropped(self) -> None:
-        self._dropped.value += 1
-        self.interval.dropped += 1
+    def dropped(self, count: int = 1) -> None:
+        self._dropped.value += count
+        self.interval.dropped += count
 
     def active(self, count: int) -> None:
         self.active_now = count
@@ -301,7 +301,6 @@ class Environment:
                 events=ev,
                 stop=self.stop_event,
                 graceful_stop=sc.graceful_stop,
-                think_time=sc.think_time,
             )
 
     async def _ticker(self, start: float) -> None:

@@ -46,8 +46,8 @@ class Events:
         self.active_seen: list[int] = []
         self.cap = 0
 
-    def dropped(self) -> None:
-        self.dropped_n += 1
+    def dropped(self, count: int = 1) -> None:
+        self.dropped_n += count
 
     def active(self, count: int) -> None:
         self.active_seen.append(count)
@@ -88,11 +88,12 @@ def test_ramping_rate_integral_and_monotonic() -> None:
     # area: 500 + 1000 + 500
     assert len(offs) == 2000 == expected_iterations(ex)
     assert offs == sorted(offs)
-    first_stage = [o for o in offs if o < 10]
+    # k6: iteration i starts when the integral reaches i, so a stage's last one is at its end
+    first_stage = [o for o in offs if o <= 10]
     assert len(first_stage) == 500
-    # during the ramp-up the density grows: fewer starts in [0,5) than in [5,10)
-    assert sum(o < 5 for o in offs) < sum(5 <= o < 10 for o in offs)
-    assert sum(10 <= o < 20 for o in offs) == 1000
+    # during the ramp-up the density grows: fewer starts in (0,5] than in (5,10]
+    assert sum(o <= 5 for o in offs) < sum(5 < o <= 10 for o in offs)
+    assert sum(10 < o <= 20 for o in offs) == 1000
 
 
 def test_ramping_rate_seed_levels() -> None:
@@ -104,9 +105,9 @@ def test_ramping_rate_seed_levels() -> None:
         stages=(Stage(10, 50), Stage(0, 100), Stage(10, 100), Stage(0, 200), Stage(10, 200)),
     )
     offs = list(arrival_offsets(ex))
-    assert sum(o < 10 for o in offs) == 500
-    assert sum(10 <= o < 20 for o in offs) == 1000
-    assert sum(20 <= o < 30 for o in offs) == 2000
+    assert sum(0 < o <= 10 for o in offs) == 500
+    assert sum(10 < o <= 20 for o in offs) == 1000
+    assert sum(20 < o <= 30 for o in offs) == 2000
 
 
 def test_vu_changes_ramp_up_and_down() -> None:
@@ -258,7 +259,7 @@ def test_constant_vus_closed_model(think: float) -> None:
     async def main() -> None:
         async def iterate(dev: Dev, scheduled: float) -> None:
             per_dev[dev.index] = per_dev.get(dev.index, 0) + 1
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5 + think)  # think time is the iteration's own last step
 
         await run_vus(
             ex,
@@ -268,7 +269,6 @@ def test_constant_vus_closed_model(think: float) -> None:
             events=ev,
             stop=asyncio.Event(),
             graceful_stop=1,
-            think_time=think,
         )
 
     run_virtual(main())

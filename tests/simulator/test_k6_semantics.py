@@ -1,0 +1,220 @@
+"""k6 behaviours users rely on (checked against k6 1.1.0's executors), pinned one by one.
+
+Schedules run on the virtual-time loop; the think-time tests run a whole Environment on the
+real clock (iteration_duration is measured with perf_counter), about 1.5 s each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import math
+import pathlib
+
+import pytest
+
+from simulator.config import PerVUIterations, RampingArrivalRate, Stage, parse_config
+from simulator.executors import arrival_offsets, expected_iterations, run_vus
+from simulator.runner import Environment
+from simulator.transport import FakeReply, FakeTransport, Request
+
+_spec = importlib.util.spec_from_file_location(
+    "vtime", pathlib.Path(__file__).with_name("vtime.py")
+)
+vtime = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
+_spec.loader.exec_module(vtime)  # type: ignore[union-attr]
+
+
+def _rar(start_rate: float, *stages: tuple[float, float]) -> RampingArrivalRate:
+    return RampingArrivalRate(
+        start_rate=start_rate,
+        time_unit=1,
+        stages=tuple(Stage(d, t) for d, t in stages),
+        pre_allocated_devices=1,
+        max_devices=1,
+    )
+
+
+# --------------------------------------------------------------------------- ramping-arrival-rate
+
+
+def test_ramp_from_zero_starts_nothing_at_zero() -> None:
+    """0 → 10/s over 10 s: the integral is t²/2, so iteration i starts at √(2i), not at 0."""
+    offs = list(arrival_offsets(_rar(0, (10, 10))))
+    assert len(offs) == 50 == expected_iterations(_rar(0, (10, 10)))
+    assert offs[0] == pytest.approx(math.sqrt(2))
+    assert offs[:4] == pytest.approx([math.sqrt(2 * i) for i in range(1, 5)])
+    assert offs[-1] == pytest.approx(10)
+
+
+def test_constant_stage_starts_one_period_in() -> None:
+    """k6's cal(): at a steady 10/s the first of a ramping-arrival-rate is due at 0.1 s."""
+    offs = list(arrival_offsets(_rar(10, (1, 10))))
+    assert offs == pytest.approx([0.1 * i for i in range(1, 11)])
+
+
+@pytest.mark.parametrize(
+    ("start", "stages", "total"),
+    [
+        (0, [(3, 5)], 7),  # area 7.5
+        (0, [(1, 1)], 0),  # area 0.5: nothing
+        (2, [(1, 3), (1, 0)], 4),  # 2.5 + 1.5 = 4
+        (0, [(2, 3), (0, 7), (1, 7)], 10),  # 3 + 7
+        (1, [(3, 2)], 4),  # 4.5
+    ],
+)
+def test_totals_round_down(start: float, stages: list[tuple[float, float]], total: int) -> None:
+    ex = _rar(start, *stages)
+    offs = list(arrival_offsets(ex))
+    assert len(offs) == total == expected_iterations(ex)
+    assert offs == sorted(offs) and all(o > 0 for o in offs)
+
+
+# --------------------------------------------------------------------------- per-vu-iterations
+
+
+class _Events:
+    def __init__(self) -> None:
+        self.dropped_n = 0
+        self.interrupted_n = 0
+
+    def dropped(self, count: int = 1) -> None:
+        self.dropped_n += count
+
+    def active(self, count: int) -> None:
+        pass
+
+    def interrupted(self, count: int) -> None:
+        self.interrupted_n += count
+
+    def capacity(self, count: int) -> None:
+        pass
+
+
+class _Dev:
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+@pytest.mark.parametrize(("graceful", "interrupted"), [(1.0, 0), (0.05, 2)])
+def test_per_vu_iterations_not_started_by_max_duration_are_dropped(
+    graceful: float, interrupted: int
+) -> None:
+    """2 VUs × 10 iterations of 0.3 s in 1 s: each starts 4 (0, .3, .6, .9), drops 6."""
+    ex = PerVUIterations(vus=2, iterations=10, max_duration=1.0)
+    ev = _Events()
+    done = 0
+
+    async def main() -> None:
+        async def iterate(dev: _Dev, scheduled: float) -> None:
+            nonlocal done
+            await asyncio.sleep(0.3)
+            done += 1
+
+        await run_vus(
+            ex,
+            start=asyncio.get_running_loop().time(),
+            make_device=_Dev,
+            iterate=iterate,
+            events=ev,
+            stop=asyncio.Event(),
+            graceful_stop=graceful,
+        )
+
+    vtime.run_virtual(main())
+    assert ev.dropped_n == 12
+    assert ev.interrupted_n == interrupted
+    assert done == 8 - interrupted
+
+
+def test_per_vu_iterations_that_finish_drop_nothing() -> None:
+    ex = PerVUIterations(vus=3, iterations=2, max_duration=10.0)
+    ev = _Events()
+
+    async def main() -> None:
+        async def iterate(dev: _Dev, scheduled: float) -> None:
+            await asyncio.sleep(0.1)
+
+        await run_vus(
+            ex,
+            start=asyncio.get_running_loop().time(),
+            make_device=_Dev,
+            iterate=iterate,
+            events=ev,
+            stop=asyncio.Event(),
+            graceful_stop=1,
+        )
+
+    vtime.run_virtual(main())
+    assert ev.dropped_n == 0
+
+
+# --------------------------------------------------------------------------- think time
+
+
+def _think_run(graceful_stop: str, executor: dict[str, object]) -> Environment:
+    cfg = parse_config(
+        {
+            "scenarios": {
+                "up": {
+                    **executor,
+                    "think_time": "0.5s",
+                    "graceful_stop": graceful_stop,
+                    "device": {"kind": "iot_upload", "chunk_bytes": 64},
+                }
+            }
+        }
+    )
+
+    def handler(req: Request) -> FakeReply:
+        return FakeReply(200, b"{}")
+
+    from simulator.runner import build_bank
+
+    env = Environment(cfg, FakeTransport(handler, keep=False), bank=build_bank(cfg))
+    env.result = asyncio.run(env.run())  # type: ignore[attr-defined]
+    return env
+
+
+def test_think_time_is_part_of_the_iteration_and_the_run() -> None:
+    """k6: sleep() belongs to iteration_duration, and the run lasts until the last one ends.
+
+    2 VUs for 1.25 s, a near-instant request then 0.5 s of think time: iterations start at
+    0, 0.5 and 1.0 s; the third ends at 1.5 s, inside the graceful stop.
+    """
+    env = _think_run("30s", {"executor": "constant-vus", "vus": 2, "duration": "1.25s"})
+    reg = env.registry
+    assert reg.aggregate("iterations", {}, "count") == 6
+    assert reg.aggregate("iteration_duration", {}, "min") >= 500  # type: ignore[operator]
+    assert reg.aggregate("iteration_duration", {}, "med") < 700  # type: ignore[operator]
+    assert reg.aggregate("interrupted_iterations", {}, "count") == 0
+    assert env.result.duration >= 1.5  # type: ignore[attr-defined]
+    assert reg.aggregate("http_reqs", {}, "count") == 6
+
+
+def test_think_time_cut_by_graceful_stop_is_interrupted() -> None:
+    env = _think_run("0.1s", {"executor": "constant-vus", "vus": 2, "duration": "1.25s"})
+    reg = env.registry
+    assert reg.aggregate("http_reqs", {}, "count") == 6  # the third requests were sent...
+    assert reg.aggregate("iterations", {}, "count") == 4  # ...but their sleep was cut at 1.35 s
+    assert reg.aggregate("interrupted_iterations", {}, "count") == 2
+    assert env.result.duration < 1.5  # type: ignore[attr-defined]
+
+
+def test_think_time_in_arrival_rate_keeps_the_device_busy() -> None:
+    """An arrival-rate iteration with a sleep holds its device: 4/s for 1 s on 1 device with
+    0.5 s of think time runs 2 iterations and drops 2 (k6: no free VU)."""
+    env = _think_run(
+        "30s",
+        {
+            "executor": "constant-arrival-rate",
+            "rate": 4,
+            "duration": "1s",
+            "pre_allocated_devices": 1,
+            "max_devices": 1,
+        },
+    )
+    reg = env.registry
+    assert reg.aggregate("iterations", {}, "count") == 2
+    assert reg.aggregate("dropped_iterations", {}, "count") == 2
+    assert reg.aggregate("iteration_duration", {}, "min") >= 500  # type: ignore[operator]
