@@ -3,7 +3,7 @@
 Handlers do only cheap work on the event loop: header checks, a SHA-256 and a queue append for
 uploads, one HMAC for verify. Everything slow leaves the loop: analysis goes to a process pool
 (so the server saturates the way a Flask app behind gunicorn does), password hashing to a thread
-pool, ledger writes to a batching thread.
+pool, ledger commits to a group-committing thread (awaited before answering).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from reference_server.analysis import (
     worker_ping,
 )
 from reference_server.config import ServerConfig
-from reference_server.ledger import Ledger, Upload
+from reference_server.ledger import Ledger, LedgerClosed, Upload
 from reference_server.sessions import InvalidSession, SessionSigner, load_or_create_key
 from simulator.errors import ScfleetError
 from simulator.secrets import Secret
@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 
 DEVICE_ID_MAX = 64
 _DEVICE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
+# ASCII digits only: int() would also take "16_000", "+16000", " 7" and Arabic-Indic digits.
+_DIGITS_RE = re.compile(r"[0-9]{1,19}")
 _MULTIPART_SLACK = 64 * 1024  # boundaries, part headers and small form fields around the file
 _FORM_LIMIT = 64 * 1024  # login bodies
 _CHUNK = 64 * 1024
@@ -65,6 +67,8 @@ class Stats:
 
     uploads_accepted: int = 0
     uploads_rejected: int = 0
+    uploads_duplicate: int = 0  # same (device, sequence) again: answered, no second row
+    uploads_unstored: int = 0  # the ledger failed: answered 503
     upload_bytes: int = 0
     upload_rejections: Counter[str] = field(default_factory=Counter)
     analyses_ok: int = 0
@@ -164,10 +168,9 @@ async def handle_upload(request: web.Request) -> web.Response:
     rate_text = headers.get("X-Sample-Rate")
     if rate_text is None:
         return _reject_upload(stats, "sample_rate", "missing X-Sample-Rate header")
-    try:
-        sample_rate = int(rate_text)
-    except ValueError:
+    if not _DIGITS_RE.fullmatch(rate_text):
         return _reject_upload(stats, "sample_rate", "X-Sample-Rate is not an integer")
+    sample_rate = int(rate_text)
     if sample_rate not in config.sample_rates:
         allowed = ", ".join(str(r) for r in config.sample_rates)
         return _reject_upload(
@@ -176,10 +179,9 @@ async def handle_upload(request: web.Request) -> web.Response:
     sequence: int | None = None
     seq_text = headers.get("X-Sequence")
     if seq_text is not None:
-        try:
-            sequence = int(seq_text)
-        except ValueError:
+        if not _DIGITS_RE.fullmatch(seq_text):
             return _reject_upload(stats, "sequence", "X-Sequence is not an integer")
+        sequence = int(seq_text)
         if not 0 <= sequence < 2**63:
             return _reject_upload(stats, "sequence", "X-Sequence out of range")
     limit = config.max_upload_bytes
@@ -196,23 +198,39 @@ async def handle_upload(request: web.Request) -> web.Response:
             stats, "odd_length", f"odd byte count {len(body)}: 16-bit PCM needs an even count"
         )
     digest = hashlib.sha256(body).hexdigest()
-    state.ledger.record(
-        Upload(
-            device_id=device_id,
-            sequence=sequence,
-            bytes=len(body),
-            sha256=digest,
-            sample_rate=sample_rate,
-            content_type=headers.get("Content-Type", ""),
-            received_at=time.time(),
-            remote=request.remote,
-        )
+    upload = Upload(
+        device_id=device_id,
+        sequence=sequence,
+        bytes=len(body),
+        sha256=digest,
+        sample_rate=sample_rate,
+        content_type=headers.get("Content-Type", ""),
+        received_at=time.time(),
+        remote=request.remote,
     )
+    try:
+        stored = state.ledger.submit(upload)
+        # Commit before answering: a 200 means the row is in the ledger (group commit).
+        duplicate = (
+            False
+            if config.unsafe_ack_before_commit
+            else (await asyncio.wrap_future(stored)).duplicate
+        )
+    except LedgerClosed as exc:
+        log.error("upload not stored: %s", exc)
+        stats.uploads_unstored += 1
+        return _error(503, "ledger unavailable; upload not stored")
+    if duplicate:
+        stats.uploads_duplicate += 1
+        return web.json_response(
+            {"status": "duplicate", "duplicate": True, "device_id": device_id, "sequence": sequence}
+        )
     stats.uploads_accepted += 1
     stats.upload_bytes += len(body)
     return web.json_response(
         {
             "status": "ok",
+            "duplicate": False,
             "device_id": device_id,
             "sequence": sequence,
             "bytes": len(body),
@@ -423,10 +441,13 @@ def stats_snapshot(state: ServerState) -> dict[str, Any]:
         "uptime_s": round(time.time() - state.started_at, 3),
         "uploads_accepted": s.uploads_accepted,
         "uploads_rejected": s.uploads_rejected,
+        "uploads_duplicate": s.uploads_duplicate,
+        "uploads_unstored": s.uploads_unstored,
         "upload_rejections": dict(s.upload_rejections),
         "upload_bytes": s.upload_bytes,
         "ledger_written": state.ledger.written,
         "ledger_pending": state.ledger.pending,
+        "ledger_commits": state.ledger.commits,
         "analyses_ok": s.analyses_ok,
         "analyses_rejected": s.analyses_rejected,
         "analyses_in_flight": s.analyses_in_flight,

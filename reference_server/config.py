@@ -36,6 +36,7 @@ class ServerConfig:
     secret_key_file: Path | None = None
     access_log: bool = False
     profile_seed: int = 0
+    unsafe_ack_before_commit: bool = False  # benchmarks only: the pre-0.x behaviour
 
     @property
     def ledger_path(self) -> Path:
@@ -136,6 +137,12 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "--access-log", action="store_true", help="log every request (off: it costs CPU)"
     )
     parser.add_argument(
+        "--unsafe-ack-before-commit",
+        action="store_true",
+        help="answer uploads before their ledger row is committed; a crash then loses "
+        "acknowledged uploads (only to measure what commit-before-ack costs)",
+    )
+    parser.add_argument(
         "--profile-seed",
         type=int,
         default=0,
@@ -159,6 +166,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         secret_key_file=key_file,
         access_log=bool(args.access_log),
         profile_seed=args.profile_seed,
+        unsafe_ack_before_commit=bool(args.unsafe_ack_before_commit),
     )
     prepare_data_dir(config.data_dir)
     if key_file is not None and not key_file.is_file():

@@ -1,9 +1,16 @@
-"""The upload ledger: every accepted upload as one SQLite row, written in batches.
+"""The upload ledger: every accepted upload as one SQLite row, committed before it is answered.
 
-At 200-2000 uploads/s a commit per request would stall the event loop on fsync, so handlers only
-append to an in-memory queue and a writer thread flushes it every ~100 ms (or sooner once enough
-rows are waiting). :meth:`Ledger.close` drains the queue, so a clean shutdown loses nothing; the
-end-to-end tests compare this ledger with what the load generator says it sent.
+An ingest server must not acknowledge what it has not stored, so a handler awaits the commit of
+its row before answering 200. A commit per request would stall at fsync-bound rates, so a writer
+thread does *group commit*: it takes every row waiting at that moment, inserts them in one
+transaction, commits once and then resolves all their futures. Concurrent requests share one
+commit; a lone request pays one. The database is in WAL mode with ``synchronous=NORMAL``: a
+committed row survives the server process being killed (it is in the WAL, written before the
+answer); surviving a power cut as well would need ``synchronous=FULL``.
+
+Uploads are de-duplicated on ``(device_id, sequence)`` by a partial unique index, so a device
+that retries a chunk with the same ``X-Sequence`` after a lost answer stores one row and learns it
+was a duplicate. Uploads without a sequence are never de-duplicated.
 """
 
 from __future__ import annotations
@@ -11,8 +18,11 @@ from __future__ import annotations
 import queue
 import sqlite3
 import threading
+from concurrent.futures import Future
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
+
+from simulator.errors import ConfigError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS uploads (
@@ -27,6 +37,10 @@ CREATE TABLE IF NOT EXISTS uploads (
     remote TEXT
 )
 """
+_UNIQUE = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS uploads_device_sequence "
+    "ON uploads (device_id, sequence) WHERE sequence IS NOT NULL"
+)
 _COLUMNS = (
     "device_id",
     "sequence",
@@ -37,7 +51,10 @@ _COLUMNS = (
     "received_at",
     "remote",
 )
-_INSERT = f"INSERT INTO uploads ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_INSERT = (
+    f"INSERT OR IGNORE INTO uploads ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_COLUMNS))})"
+)
 
 
 @dataclass(frozen=True)
@@ -55,101 +72,143 @@ class Upload:
     id: int | None = None
 
 
+@dataclass(frozen=True)
+class Stored:
+    """What a committed :meth:`Ledger.submit` resolves to."""
+
+    duplicate: bool  # (device_id, sequence) was already in the ledger: no new row
+
+
+class LedgerClosed(RuntimeError):
+    """A row was submitted after :meth:`Ledger.close`, or the writer died."""
+
+
 def _connect(db_path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(db_path, timeout=30.0, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute(_SCHEMA)
+    try:
+        conn.execute(_UNIQUE)
+    except sqlite3.IntegrityError:
+        conn.close()
+        raise ConfigError(
+            "ledger holds duplicate (device, sequence) rows from an older server version; "
+            "use a new --data-dir",
+            source=str(db_path),
+        ) from None
     conn.commit()
     return conn
 
 
-class Ledger:
-    """Batching writer; :meth:`record` never touches the disk, so it is safe on the event loop."""
+_Item = tuple[tuple[object, ...], "Future[Stored]"]
 
-    def __init__(
-        self, db_path: Path, *, flush_interval_s: float = 0.1, batch_rows: int = 500
-    ) -> None:
+
+class Ledger:
+    """Group-committing writer; :meth:`submit` never touches the disk, so it is loop-safe."""
+
+    def __init__(self, db_path: Path) -> None:
         self.db_path = Path(db_path)
-        self._interval = flush_interval_s
-        self._batch_rows = batch_rows
-        self._queue: queue.SimpleQueue[tuple[object, ...]] = queue.SimpleQueue()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._cond = threading.Condition()
-        self._recorded = 0
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._submitted = 0
         self._written = 0
+        self._duplicates = 0
+        self._commits = 0
         self._error: BaseException | None = None
-        self._conn = _connect(self.db_path)  # fail at start, not at the first flush
+        self._conn = _connect(self.db_path)  # fail at start, not at the first upload
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._thread.start()
 
     @property
-    def recorded(self) -> int:
-        return self._recorded
-
-    @property
     def written(self) -> int:
+        """New rows committed."""
         return self._written
 
     @property
+    def duplicates(self) -> int:
+        """Submissions answered as duplicates (no new row)."""
+        return self._duplicates
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed; ``written / commits`` is the mean group size."""
+        return self._commits
+
+    @property
     def pending(self) -> int:
-        return self._recorded - self._written
+        """Rows submitted but not yet committed (their requests are still waiting)."""
+        return self._submitted - self._written - self._duplicates
 
-    def record(self, upload: Upload) -> None:
-        """Queue one row; the writer thread commits it within ~``flush_interval_s``."""
-        self._queue.put(astuple(upload)[: len(_COLUMNS)])
-        self._recorded += 1
-        if self._recorded - self._written >= self._batch_rows:
-            self._wake.set()
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Block until everything recorded so far is committed; False on timeout."""
-        target = self._recorded
-        self._wake.set()
-        with self._cond:
-            return self._cond.wait_for(
-                lambda: self._written >= target or not self._thread.is_alive(), timeout
-            ) and (self._written >= target)
+    def submit(self, upload: Upload) -> Future[Stored]:
+        """Queue one row; the future resolves once it is committed (or found a duplicate)."""
+        fut: Future[Stored] = Future()
+        with self._lock:
+            if self._closed or self._error is not None:
+                raise LedgerClosed(f"ledger writer stopped: {self._error or 'closed'}")
+            self._submitted += 1
+            self._queue.put((astuple(upload)[: len(_COLUMNS)], fut))
+        return fut
 
     def close(self, timeout: float = 30.0) -> None:
-        """Drain the queue, commit and close; called on shutdown before the process exits."""
-        self._stopping.set()
-        self._wake.set()
+        """Commit what was submitted, stop the writer and close the database."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(None)
         self._thread.join(timeout)
         if self._error is not None:
             raise RuntimeError(f"ledger writer failed: {self._error}") from self._error
 
-    def _drain(self) -> list[tuple[object, ...]]:
-        rows: list[tuple[object, ...]] = []
+    def _take_batch(self, first: _Item) -> tuple[list[_Item], bool]:
+        batch = [first]
         while True:
             try:
-                rows.append(self._queue.get_nowait())
+                item = self._queue.get_nowait()
             except queue.Empty:
-                return rows
+                return batch, False
+            if item is None:
+                return batch, True
+            batch.append(item)
+
+    def _commit(self, batch: list[_Item]) -> list[bool]:
+        conn = self._conn
+        with conn:
+            return [conn.execute(_INSERT, row).rowcount == 0 for row, _ in batch]
 
     def _run(self) -> None:
-        conn = self._conn
         try:
-            while True:
-                self._wake.wait(self._interval)
-                self._wake.clear()
-                stopping = self._stopping.is_set()
-                rows = self._drain()
-                if rows:
-                    with conn:
-                        conn.executemany(_INSERT, rows)
-                    with self._cond:
-                        self._written += len(rows)
-                        self._cond.notify_all()
-                if stopping and self._queue.empty():
+            stop = False
+            while not stop:
+                first = self._queue.get()
+                if first is None:
                     break
-        except BaseException as exc:  # surfaced by close(); the server keeps answering
-            self._error = exc
+                batch, stop = self._take_batch(first)
+                try:
+                    dups = self._commit(batch)
+                except BaseException as exc:
+                    for _, fut in batch:
+                        fut.set_exception(LedgerClosed(f"ledger write failed: {exc}"))
+                    raise
+                n_dup = sum(dups)
+                self._written += len(batch) - n_dup
+                self._duplicates += n_dup
+                self._commits += 1
+                for (_, fut), dup in zip(batch, dups, strict=True):
+                    fut.set_result(Stored(duplicate=dup))
+        except BaseException as exc:  # surfaced by close(); uploads then get 503, never 200
+            with self._lock:
+                self._error = exc
+            while True:  # fail whatever is still queued rather than leave it waiting
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[1].set_exception(LedgerClosed(f"ledger writer failed: {exc}"))
         finally:
-            with self._cond:
-                self._cond.notify_all()
-            conn.close()
+            self._conn.close()
 
 
 def read_uploads(db_path: Path | str) -> list[Upload]:

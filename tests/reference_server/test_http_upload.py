@@ -32,6 +32,7 @@ async def test_accepted_uploads_are_in_the_ledger(client: TestClient) -> None:
         answer = await resp.json()
         assert answer == {
             "status": "ok",
+            "duplicate": False,
             "device_id": "esp32-000123",
             "sequence": seq,
             "bytes": len(body),
@@ -39,8 +40,7 @@ async def test_accepted_uploads_are_in_the_ledger(client: TestClient) -> None:
         }
     resp = await client.post(UPLOAD_PATH, data=b"\x00\x00", headers=GOOD)  # no X-Sequence
     assert (await resp.json())["sequence"] is None
-    state = _state(client)
-    assert state.ledger.flush(5.0)
+    state = _state(client)  # answered 200 means committed: no flush needed
     rows = read_uploads(state.config.ledger_path)
     assert [(r.sequence, r.bytes, r.sha256) for r in rows] == [
         *[(i, len(b), hashlib.sha256(b).hexdigest()) for i, b in enumerate(bodies)],
@@ -68,7 +68,13 @@ def _without(name: str) -> dict[str, str]:
         ({**GOOD, "X-Sample-Rate": "44100"}, b"\0\0", 400, "sample_rate", "unsupported"),
         ({**GOOD, "X-Sample-Rate": "fast"}, b"\0\0", 400, "sample_rate", "not an integer"),
         ({**GOOD, "X-Sequence": "one"}, b"\0\0", 400, "sequence", "X-Sequence"),
-        ({**GOOD, "X-Sequence": "-1"}, b"\0\0", 400, "sequence", "range"),
+        ({**GOOD, "X-Sequence": "-1"}, b"\0\0", 400, "sequence", "X-Sequence"),
+        ({**GOOD, "X-Sequence": "1_0"}, b"\0\0", 400, "sequence", "X-Sequence"),
+        ({**GOOD, "X-Sequence": "+5"}, b"\0\0", 400, "sequence", "X-Sequence"),
+        ({**GOOD, "X-Sequence": "9" * 20}, b"\0\0", 400, "sequence", "X-Sequence"),
+        ({**GOOD, "X-Sequence": "9223372036854775808"}, b"\0\0", 400, "sequence", "range"),
+        ({**GOOD, "X-Sample-Rate": "16_000"}, b"\0\0", 400, "sample_rate", "not an integer"),
+        ({**GOOD, "X-Sample-Rate": "+16000"}, b"\0\0", 400, "sample_rate", "not an integer"),
         (GOOD, b"\0\0\0", 400, "odd_length", "odd byte count 3"),
         (GOOD, b"", 400, "empty", "empty body"),
         ({**GOOD, "Content-Type": "text/plain"}, b"\0\0", 400, "content_type", "octet-stream"),
@@ -129,3 +135,57 @@ async def test_health(client: TestClient) -> None:
     assert resp.status == 200
     body = await resp.json()
     assert body["status"] == "ok" and body["profile_source"] in ("builtin", "audio_synth")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("X-Sample-Rate", "١٦٠٠٠"),  # Arabic-Indic digits: int() takes them
+        ("X-Sequence", "٣"),
+        ("X-Sequence", "³"),
+    ],
+)
+async def test_non_ascii_digits_rejected(client: TestClient, name: str, value: str) -> None:
+    """Sent as raw UTF-8 bytes (a client library would refuse to encode them)."""
+    import asyncio
+
+    headers = {**GOOD, name: value}
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    raw = (
+        f"POST {UPLOAD_PATH} HTTP/1.1\r\nHost: x\r\n{head}Content-Length: 2\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + b"\0\0"
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(raw)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert _state(client).stats.uploads_accepted == 0
+
+
+async def test_duplicate_device_sequence_answered_and_not_stored(client: TestClient) -> None:
+    """The contract the firmware relies on when it retries a chunk with the same X-Sequence."""
+    headers = {**GOOD, "X-Sequence": "41"}
+    first = await client.post(UPLOAD_PATH, data=b"\1\0", headers=headers)
+    assert first.status == 200
+    assert (await first.json())["duplicate"] is False
+    for body in (b"\1\0", b"\2\0\3\0"):  # the same chunk again, or anything under that key
+        again = await client.post(UPLOAD_PATH, data=body, headers=headers)
+        assert again.status == 200
+        assert await again.json() == {
+            "status": "duplicate",
+            "duplicate": True,
+            "device_id": "esp32-000123",
+            "sequence": 41,
+        }
+    other = await client.post(UPLOAD_PATH, data=b"\1\0", headers={**GOOD, "X-Sequence": "42"})
+    assert (await other.json())["duplicate"] is False
+    for _ in range(2):  # without X-Sequence nothing is de-duplicated
+        resp = await client.post(UPLOAD_PATH, data=b"\1\0", headers=GOOD)
+        assert (await resp.json())["duplicate"] is False
+    rows = read_uploads(_state(client).config.ledger_path)
+    assert [r.sequence for r in rows] == [41, 42, None, None]
+    stats = await (await client.get("/api/stats")).json()
+    assert (stats["uploads_accepted"], stats["uploads_duplicate"]) == (4, 2)
+    assert stats["upload_bytes"] == 8 and stats["ledger_written"] == 4
