@@ -20,7 +20,15 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from urllib.parse import urlsplit
 
-from simulator.transport import Request, Response, Transport, body_size, parse_set_cookie
+from simulator.transport import (
+    ErrorKind,
+    Request,
+    Response,
+    Transport,
+    body_size,
+    failure,
+    parse_set_cookie,
+)
 
 _MAX_HEAD = 64 * 1024
 
@@ -86,42 +94,44 @@ class _Conn(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
-        # called once with the reply or the exception that ended the exchange
-        self.on_reply: Callable[[_Reply | BaseException], None] | None = None
+        # called once with the reply or the kind of failure that ended the exchange
+        self.on_reply: Callable[[_Reply | ErrorKind], None] | None = None
         self.reply: _Reply | None = None
         self.need = -1  # body bytes still expected; -1 reading head; -2 chunked; -3 until close
         self.keep = True
         self.closed = False
+        self.lost: ErrorKind = ErrorKind.CLOSED  # how the peer ended it, once closed
         self.received = 0
 
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def deliver(self, result: _Reply | BaseException) -> None:
+    def deliver(self, result: _Reply | ErrorKind) -> None:
         cb, self.on_reply = self.on_reply, None
         if cb is not None:
             cb(result)
 
-    def fail(self, exc: BaseException) -> None:
-        """End the exchange with ``exc`` and close the connection (timeouts, bad responses)."""
+    def fail(self, kind: ErrorKind) -> None:
+        """End the exchange with ``kind`` and close the connection (timeouts, bad responses)."""
         self.keep = False
-        self.deliver(exc)
+        self.deliver(kind)
         if self.transport is not None:
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.lost = ErrorKind.RESET if isinstance(exc, ConnectionResetError) else ErrorKind.CLOSED
         if self.on_reply is not None:
             if self.need == -3 and self.reply is not None:  # body delimited by close
                 self.reply.body = bytes(self.buf)
                 self.reply.done = time.perf_counter()
                 self.keep = False
                 self.deliver(self.reply)
-            elif self.received:
-                self.deliver(ConnectionResetError("connection reset mid-response"))
+            elif self.reply is not None and self.reply.status:  # head read, body cut short
+                self.deliver(ErrorKind.TRUNCATED)
             else:
-                self.deliver(_Disconnected())
+                self.deliver(self.lost)
 
     def data_received(self, data: bytes) -> None:
         if self.reply is None:
@@ -136,8 +146,8 @@ class _Conn(asyncio.Protocol):
         self.buf += data
         try:
             self._parse()
-        except _BadResponse as exc:
-            self.fail(exc)
+        except _BadResponse:
+            self.fail(ErrorKind.BAD_RESPONSE)
 
     # -- parsing -------------------------------------------------------------------------
     def _parse(self) -> None:
@@ -234,12 +244,14 @@ class _Conn(asyncio.Protocol):
         self.deliver(reply)
 
 
-class _Disconnected(ConnectionError):
-    """The server closed the connection before answering (a stale keep-alive, or a crash)."""
-
-
 class _BadResponse(Exception):
     pass
+
+
+#: Methods a client may replay on a fresh connection when a reused one turns out dead before
+#: any answer (RFC 9110 idempotent methods; Go's net/http, hence k6, does the same). A POST is
+#: never replayed: the server may have processed it, and a silent re-send is a duplicate upload.
+_REPLAYABLE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
 class FastTransport:
@@ -250,6 +262,7 @@ class FastTransport:
     ) -> None:
         parts = urlsplit(base_url)
         self.base_url = base_url.rstrip("/")
+        self.prefix = parts.path.rstrip("/")  # a target like http://host/api/v2 keeps /api/v2
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.ssl = (
@@ -265,29 +278,34 @@ class FastTransport:
         self._deadlines: dict[_Conn, float] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._connecting: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None  # held: no lookup per request
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
 
     async def _sweep(self) -> None:
-        loop = asyncio.get_running_loop()
         tick = min(0.1, self.timeout / 4)
         while True:
             await asyncio.sleep(tick)
-            now = loop.time()
+            now = time.perf_counter()
             for conn in [c for c, d in self._deadlines.items() if d <= now]:
                 self._deadlines.pop(conn, None)
-                conn.fail(TimeoutError())
+                conn.fail(ErrorKind.TIMEOUT)
 
     async def start(self) -> None:
-        pass
+        self._loop = asyncio.get_running_loop()
 
     async def _connect(self) -> _Conn:
-        loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(_Conn, self.host, self.port, ssl=self.ssl)
+        _, conn = await self.loop.create_connection(_Conn, self.host, self.port, ssl=self.ssl)
         self.connects += 1
         self._all.add(conn)
         return conn
 
     def _head(self, req: Request, size: int) -> bytes:
-        lines = [f"{req.method} {req.path} HTTP/1.1\r\nHost: {self.host_header}\r\n"]
+        lines = [f"{req.method} {self.prefix}{req.path} HTTP/1.1\r\nHost: {self.host_header}\r\n"]
         for k, v in req.headers.items():
             lines.append(f"{k}: {v}\r\n")
         if req.cookies:
@@ -302,8 +320,7 @@ class FastTransport:
         return "".join(lines).encode("latin-1")
 
     async def send(self, req: Request) -> Response:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Response] = loop.create_future()
+        fut: asyncio.Future[Response] = self.loop.create_future()
 
         def done(resp: Response) -> None:
             if not fut.done():  # the awaiting task may have been cancelled
@@ -337,7 +354,7 @@ class FastTransport:
         self.connect_then(ex)
 
     def connect_then(self, ex: _Exchange) -> None:
-        task = asyncio.get_running_loop().create_task(self._connect_then(ex))
+        task = self.loop.create_task(self._connect_then(ex))
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
 
@@ -345,8 +362,8 @@ class FastTransport:
         t0 = time.perf_counter()
         try:
             conn = await asyncio.wait_for(self._connect(), self.timeout)
-        except (OSError, TimeoutError, ssl.SSLError) as exc:
-            ex.finish_error(exc)
+        except Exception as exc:  # noqa: BLE001 - every failure is the request's outcome
+            ex.finish_error(classify_connect(exc))
             return
         ex.connecting = time.perf_counter() - t0
         ex.begin(conn, reused=False)
@@ -415,26 +432,38 @@ class _Exchange:
         conn._head_request = self.req.method == "HEAD"
         conn.on_reply = self.on_reply
         tr = conn.transport
-        assert tr is not None
         self.connected = time.perf_counter()
-        if self.parts:
-            tr.writelines([self.head, *self.parts])
-        else:
-            tr.write(self.head)
+        if conn.closed or tr is None or tr.is_closing():
+            # The peer closed the connection between connect and now (a server that accepts
+            # and closes): nothing will ever call back, so end the exchange here.
+            conn.deliver(conn.lost)
+            return
+        try:
+            if self.parts:
+                tr.writelines([self.head, *self.parts])
+            else:
+                tr.write(self.head)
+        except Exception:  # noqa: BLE001 - e.g. a TLS transport torn down under us
+            conn.fail(ErrorKind.BROKEN_PIPE)
+            return
         self.sent_at = time.perf_counter()
         t = self.tr
-        loop = asyncio.get_running_loop()
-        t._deadlines[conn] = loop.time() + t.timeout
+        t._deadlines[conn] = self.sent_at + t.timeout
         if t._sweeper is None:
-            t._sweeper = loop.create_task(t._sweep())
+            t._sweeper = t.loop.create_task(t._sweep())
 
-    def on_reply(self, result: _Reply | BaseException) -> None:
+    def on_reply(self, result: _Reply | ErrorKind) -> None:
         t, conn = self.tr, self.conn
         assert conn is not None
         t._deadlines.pop(conn, None)
-        if isinstance(result, BaseException):
+        if isinstance(result, ErrorKind):
             t._drop(conn)
-            if isinstance(result, _Disconnected) and self.reused:
+            if (
+                self.reused
+                and result in (ErrorKind.CLOSED, ErrorKind.RESET)
+                and not conn.received
+                and self.req.method in _REPLAYABLE
+            ):
                 self.reused = False  # stale keep-alive connection: once more on a fresh one
                 t.connect_then(self)
                 return
@@ -463,28 +492,23 @@ class _Exchange:
             )
         )
 
-    def finish_error(self, exc: BaseException) -> None:
-        now = time.perf_counter()
-        self.done(Response(0, b"", {}, describe(exc), self.started, now, now))
+    def finish_error(self, kind: ErrorKind) -> None:
+        self.done(failure(kind, self.started, time.perf_counter()))
 
 
-def describe(exc: BaseException) -> str:
-    """Stable short error names, used as the ``error`` of a failed request."""
-    if isinstance(exc, _Disconnected):
-        return "server disconnected"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, TimeoutError):
-        return "request timeout"
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset"
-    if isinstance(exc, _BadResponse):
-        return f"bad response: {exc}"
+def classify_connect(exc: BaseException) -> ErrorKind:
+    """A failed connect in the shared vocabulary (:class:`~simulator.transport.ErrorKind`)."""
     if isinstance(exc, ssl.SSLError):
-        return f"tls error: {exc.reason}"
+        return ErrorKind.TLS
+    if isinstance(exc, ConnectionRefusedError):
+        return ErrorKind.REFUSED
+    if isinstance(exc, ConnectionResetError):
+        return ErrorKind.RESET  # k6 gives ECONNRESET 1220 whatever the operation
+    if isinstance(exc, TimeoutError):
+        return ErrorKind.CONNECT_TIMEOUT
     if isinstance(exc, OSError):
-        return f"connect failed: {exc.strerror or exc}"
-    return type(exc).__name__
+        return ErrorKind.CONNECT_FAILED
+    return ErrorKind.OTHER
 
 
 def make_transport(base_url: str, timeout: float, kind: str = "fast") -> Transport:

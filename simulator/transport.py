@@ -13,6 +13,7 @@ failure is counted.
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,51 @@ from http.cookies import SimpleCookie
 from typing import Any, Protocol
 
 Body = bytes | memoryview | Sequence[bytes | memoryview] | None
+
+
+class ErrorKind(enum.Enum):
+    """Why a request failed without an HTTP answer: the one vocabulary every transport maps
+    into. Each kind is (``error`` tag, k6's numeric ``error_code``); the codes are k6's
+    (``lib/netext/httpext/error_codes.go``): 1000 generic (k6 gives EOF and malformed
+    responses this code), 1050 request timeout, 1201 broken pipe, 1210 dial error, 1211 dial
+    timeout, 1212 connection refused, 1220 reset by peer, 1300 TLS."""
+
+    REFUSED = ("refused", 1212)
+    CONNECT_FAILED = ("connect-failed", 1210)
+    CONNECT_TIMEOUT = ("connect-timeout", 1211)
+    TIMEOUT = ("timeout", 1050)
+    RESET = ("reset", 1220)
+    BROKEN_PIPE = ("broken-pipe", 1201)
+    CLOSED = ("closed-before-answer", 1000)
+    TRUNCATED = ("truncated", 1000)
+    BAD_RESPONSE = ("bad-response", 1000)
+    TLS = ("tls", 1300)
+    OTHER = ("error", 1000)
+
+    @property
+    def tag(self) -> str:
+        return self.value[0]
+
+    @property
+    def code(self) -> int:
+        return self.value[1]
+
+    @classmethod
+    def from_tag(cls, tag: str) -> ErrorKind:
+        return _KIND_BY_TAG.get(tag, cls.OTHER)
+
+
+_KIND_BY_TAG = {k.tag: k for k in ErrorKind}
+#: Dense small integers for the recorder's int64 rows (0: no network error).
+KIND_INDEX = {k: i for i, k in enumerate(ErrorKind, start=1)}
+KIND_BY_INDEX = {i: k for k, i in KIND_INDEX.items()}
+
+
+def error_code(status: int, kind: ErrorKind | None) -> int:
+    """k6's ``error_code``: the kind's code, 1000 + status for 4xx/5xx answers, else 0."""
+    if kind is not None:
+        return kind.code
+    return 1000 + status if status >= 400 else 0
 
 
 @dataclass(slots=True)
@@ -47,6 +93,7 @@ class Response:
     cleared_cookies: tuple[str, ...] = ()
     connecting: float = 0.0  # seconds spent opening a new connection (0 when reused)
     sending: float = 0.0  # seconds spent handing the request to the socket
+    kind: ErrorKind | None = None  # set with ``error`` when there was no HTTP answer
 
     def json(self) -> Any:
         import json
@@ -127,24 +174,43 @@ def parse_set_cookie(values: Sequence[str]) -> tuple[dict[str, str], tuple[str, 
     return jar, tuple(cleared)
 
 
-def describe_error(exc: BaseException) -> str:
-    """Short, stable error names used as the ``error`` tag (k6 has numeric codes)."""
+def failure(kind: ErrorKind, started: float, ended: float) -> Response:
+    """The response of a request that got no HTTP answer."""
+    return Response(0, b"", {}, kind.tag, started, ended, ended, kind=kind)
+
+
+def classify_aiohttp(exc: BaseException) -> ErrorKind:
+    """aiohttp's exceptions in the shared vocabulary (:class:`ErrorKind`)."""
+    import errno
+    import ssl
+
     import aiohttp
 
-    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-        return "request timeout"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        err = exc.os_error
-        if isinstance(err, ConnectionRefusedError):
-            return "connection refused"
-        return f"connect failed: {err.strerror or type(err).__name__}"
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+            return ErrorKind.TLS
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return ErrorKind.REFUSED
+        if isinstance(exc.os_error, TimeoutError):
+            return ErrorKind.CONNECT_TIMEOUT
+        return ErrorKind.CONNECT_FAILED
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return ErrorKind.CONNECT_TIMEOUT
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return ErrorKind.TIMEOUT
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "server disconnected"
-    if isinstance(exc, ConnectionResetError | aiohttp.ClientOSError):
-        return "connection reset"
+        return ErrorKind.CLOSED
     if isinstance(exc, aiohttp.ClientPayloadError):
-        return "truncated response"
-    return type(exc).__name__
+        return ErrorKind.TRUNCATED
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return ErrorKind.BAD_RESPONSE
+    if isinstance(exc, ssl.SSLError):
+        return ErrorKind.TLS
+    if isinstance(exc, BrokenPipeError) or getattr(exc, "errno", None) == errno.EPIPE:
+        return ErrorKind.BROKEN_PIPE
+    if isinstance(exc, ConnectionResetError | aiohttp.ClientOSError):
+        return ErrorKind.RESET
+    return ErrorKind.OTHER
 
 
 class AiohttpTransport(SubmitViaSend):
@@ -216,8 +282,7 @@ class AiohttpTransport(SubmitViaSend):
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is a counted failed request
-            now = time.perf_counter()
-            return Response(0, b"", {}, describe_error(exc), started, now, now, 0, 0)
+            return failure(classify_aiohttp(exc), started, time.perf_counter())
 
     async def close(self) -> None:
         if self._session is not None:
@@ -260,7 +325,8 @@ class FakeTransport(SubmitViaSend):
         ended = time.perf_counter()
         size = body_size(req.body)
         if reply.error:
-            return Response(0, b"", {}, reply.error, started, ended, ended)
+            kind = ErrorKind.from_tag(reply.error)
+            return Response(0, b"", {}, reply.error, started, ended, ended, kind=kind)
         return Response(
             reply.status,
             reply.body,
