@@ -111,13 +111,14 @@ def run_scfleet(url: str, rate: float, duration: float, pre: int, mx: int, tmp: 
     cpu, rss, wall = run_measured(
         [scfleet, "run", str(cfg), "--target", url, "--out", str(out), "--quiet"], ROOT
     )
-    m = json.loads((out / "summary.json").read_text())["metrics"]
+    doc = json.loads((out / "summary.json").read_text())
+    m = doc["metrics"]
     return Measured(
         cpu,
         rss,
         int(m["http_reqs"]["count"]),
-        m["http_req_failed"]["rate"],
-        m["schedule_lag"]["p(99)"],
+        m["http_req_failed"]["value"],
+        doc["scfleet"]["metrics"]["schedule_lag"]["p(99)"],
         int(m.get("dropped_iterations", {}).get("count", 0)),
         wall,
     )

@@ -204,7 +204,7 @@ class MonitorConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
-    summary_trend_stats: tuple[str, ...] = ("avg", "min", "med", "max", "p(90)", "p(95)", "p(99)")
+    summary_trend_stats: tuple[str, ...] = ("avg", "min", "med", "max", "p(90)", "p(95)")  # k6's
     out_dir: str | None = None
 
 

@@ -8,6 +8,9 @@
   sampled resources appear as gauges named ``scfleet_<prefix>_<key>``.
 * ``timeline.csv`` — one row per tick per scenario, resource columns repeated.
 * ``junit.xml`` — one test case per threshold, failures marked, for CI test reports.
+* ``handle-summary.json`` — the ``data`` object k6 passes to ``handleSummary()``, as
+  ``JSON.stringify(data)`` writes it: the shape k6-html-reporter and k6-reporter read (they no
+  longer read ``--summary-export`` files, which ``summary.json`` is).
 """
 
 from __future__ import annotations
@@ -195,3 +198,51 @@ def to_junit(thresholds: Sequence[Mapping[str, Any]], duration: float, started_a
             ET.SubElement(case, "system-out").text = detail
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def handle_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """k6's ``handleSummary(data)`` object made from summary.json (k6's --summary-export shape).
+
+    Differences from the export, as k6 1.1 writes them: each metric is ``{type, contains,
+    values, thresholds}`` with thresholds ``{"expr": {"ok": bool}}`` (true means passed), rates
+    carry ``rate``, the root group's checks and groups are lists, and ``options``/``state``
+    are present. scfleet's additions are left out: tools that read this do not know them.
+    """
+    sc = summary.get("scfleet", {})
+    types = sc.get("types", {})
+    metrics: dict[str, Any] = {}
+    for key, stats in summary.get("metrics", {}).items():
+        name = key.split("{", 1)[0]
+        kind = types.get(name, {})
+        values = {k: v for k, v in stats.items() if k != "thresholds"}
+        if kind.get("type") == "rate":
+            values = {"rate": values.get("value", 0), **values}
+            values.pop("value", None)
+        entry: dict[str, Any] = {
+            "type": kind.get("type", "trend"),
+            "contains": kind.get("contains", "default"),
+            "values": values,
+        }
+        if "thresholds" in stats:
+            entry["thresholds"] = {
+                e: {"ok": not failed} for e, failed in stats["thresholds"].items()
+            }
+        metrics[key] = entry
+    group = dict(summary.get("root_group", {}))
+    group["groups"] = list(group.get("groups", {}).values())
+    group["checks"] = list(group.get("checks", {}).values())
+    opts = sc.get("options", {})
+    return {
+        "root_group": group,
+        "options": {
+            "summaryTrendStats": opts.get("summaryTrendStats", []),
+            "summaryTimeUnit": "",
+            "noColor": False,
+        },
+        "state": {
+            "isStdOutTTY": False,
+            "isStdErrTTY": False,
+            "testRunDurationMs": sc.get("state", {}).get("testRunDurationMs", 0),
+        },
+        "metrics": metrics,
+    }

@@ -2,7 +2,7 @@
 
 | file | holds |
 | --- | --- |
-| ``summary.json`` | k6 summary-export shape (``metrics.<name>.<stat>``), thresholds, state |
+| ``summary.json`` | k6's ``--summary-export`` document; scfleet's additions under ``scfleet`` |
 | ``summary.txt`` | the text summary as printed |
 | ``config.json`` | the configuration as run (after ``--set``, ``--time-scale``, ``--target``) |
 | ``metrics.json`` | every series with its histogram, mergeable across runs/processes |
@@ -13,8 +13,9 @@
 | ``timeline.ndjson`` | the timeline in k6's ``--out json`` point format |
 | ``timeline.csv`` | the timeline, one row per tick per scenario |
 | ``junit.xml`` | one test case per threshold, for CI |
+| ``handle-summary.json`` | k6's ``handleSummary(data)`` object, for k6 report tools |
 
-The stage table also goes into ``summary.json`` (``stages`` key) and ``summary.txt``.
+The stage table also goes into ``summary.json`` (``scfleet.stages``) and ``summary.txt``.
 """
 
 from __future__ import annotations

@@ -18,7 +18,13 @@ from typing import Any
 from simulator.errors import EXIT_OK, ConfigError
 
 #: Files ``build_reports`` (re)writes besides the ``stages`` key of summary.json.
-REPORT_FILES = ("report.html", "timeline.ndjson", "timeline.csv", "junit.xml")
+REPORT_FILES = (
+    "report.html",
+    "timeline.ndjson",
+    "timeline.csv",
+    "junit.xml",
+    "handle-summary.json",
+)
 STAGES_MARK = "\n\n  STAGES\n"
 
 
@@ -87,11 +93,16 @@ def load_run(run_dir: str | Path) -> RunData:
     d = Path(run_dir)
     if not d.is_dir():
         raise ConfigError("no such run folder", source=str(d))
-    summary = _read_json(d / "summary.json")
+    from simulator.summary import upgrade_summary
+
+    try:
+        summary = upgrade_summary(_read_json(d / "summary.json"))
+    except ValueError as exc:
+        raise ConfigError(f"cannot read it: {exc}", source=str(d / "summary.json")) from None
     timeline = _read_json(d / "timeline.json")
     cfg_path = d / "config.json"
     config = _read_json(cfg_path) if cfg_path.exists() else {}
-    thresholds = [(t["metric"], t["expression"]) for t in summary.get("thresholds", [])]
+    thresholds = [(t["metric"], t["expression"]) for t in summary["scfleet"]["thresholds"]]
     data = RunData(d, summary, timeline, config, thresholds)
     data.rows, data.assessments = stage_table(_recorder(d, config), timeline, thresholds)
     return data
@@ -103,7 +114,7 @@ def build_reports(run_dir: str | Path) -> dict[str, Path]:
 
     data = load_run(run_dir)
     d = data.run_dir
-    data.summary["stages"] = stages.to_json(data.rows, data.assessments)
+    data.summary["scfleet"]["stages"] = stages.to_json(data.rows, data.assessments)
     (d / "summary.json").write_text(json.dumps(data.summary, indent=2, default=str))
     txt = d / "summary.txt"
     if txt.exists():
@@ -113,7 +124,7 @@ def build_reports(run_dir: str | Path) -> dict[str, Path]:
                 STAGES_MARK + stages.render_text(data.rows, data.assessments)[len("  STAGES\n") :]
             )
         txt.write_text(head + "\n")
-    state = data.summary.get("state", {})
+    state = data.summary["scfleet"].get("state", {})
     started = float(state.get("startedAt", 0.0))
     out = {name: d / name for name in REPORT_FILES}
     out["report.html"].write_text(report_html.render(data))
@@ -121,10 +132,13 @@ def build_reports(run_dir: str | Path) -> dict[str, Path]:
     out["timeline.csv"].write_text(exports.to_csv(data.timeline, started))
     out["junit.xml"].write_text(
         exports.to_junit(
-            data.summary.get("thresholds", []),
+            data.summary["scfleet"]["thresholds"],
             float(state.get("testRunDurationMs", 0.0)) / 1000,
             started,
         )
+    )
+    out["handle-summary.json"].write_text(
+        json.dumps(exports.handle_summary(data.summary), indent=2, default=str)
     )
     return out
 
@@ -148,12 +162,12 @@ class Change:
 
 
 def _headline(data: RunData) -> dict[str, float | None]:
-    m = data.summary.get("metrics", {})
-    dur = m.get("http_req_duration", {})
+    from simulator.summary import figures
+
     return {
-        "p95": dur.get("p(95)"),
-        "error_rate": m.get("http_req_failed", {}).get("rate"),
-        "throughput": m.get("http_reqs", {}).get("rate"),
+        "p95": figures(data.summary, "http_req_duration").get("p(95)"),
+        "error_rate": figures(data.summary, "http_req_failed").get("value"),
+        "throughput": figures(data.summary, "http_reqs").get("rate"),
     }
 
 

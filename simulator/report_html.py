@@ -304,14 +304,15 @@ svg .ytick{text-anchor:end} svg .xtick{text-anchor:middle} svg .empty{text-ancho
 
 
 def _cards(summary: Mapping[str, Any]) -> str:
-    m = summary.get("metrics", {})
-    reqs = m.get("http_reqs", {})
-    dur = m.get("http_req_duration", {})
-    failed = m.get("http_req_failed", {})
+    from simulator.summary import figures
+
+    reqs = figures(summary, "http_reqs")
+    dur = figures(summary, "http_req_duration")
+    failed = figures(summary, "http_req_failed")
     items = [
         ("requests", f"{int(reqs.get('count', 0))}"),
         ("req/s", f"{reqs.get('rate', 0):.1f}"),
-        ("error rate", f"{failed.get('rate', 0) * 100:.2f}%"),
+        ("error rate", f"{failed.get('value', 0) * 100:.2f}%"),
     ]
     for stat in ("med", "p(95)", "p(99)", "max"):
         if stat in dur:
@@ -327,7 +328,7 @@ def _cards(summary: Mapping[str, Any]) -> str:
 
 
 def _thresholds(summary: Mapping[str, Any]) -> str:
-    rows = summary.get("thresholds", [])
+    rows = summary["scfleet"].get("thresholds", [])
     if not rows:
         return "<p class='na'>No thresholds were set.</p>"
     body = []
@@ -382,8 +383,8 @@ def _verdict(a: Assessment) -> str:
 
 def render(data: RunData) -> str:
     s = data.summary
-    state = s.get("state", {})
-    opts = s.get("options", {})
+    state = s["scfleet"].get("state", {})
+    opts = s["scfleet"].get("options", {})
     status = "interrupted" if state.get("interrupted") else "complete"
     if state.get("abortedBy"):
         status = f"aborted by threshold {state['abortedBy']}"
@@ -411,7 +412,7 @@ def render(data: RunData) -> str:
         parts.append(f"<p class='meta'>{esc(a.scenario)}: offered in {esc(mine[0].unit)}</p>")
         parts.append(_stage_table(mine, a))
     parts += ["<h2>Over time</h2>", *plots(data)]
-    notes = s.get("notes") or []
+    notes = s["scfleet"].get("notes") or []
     if notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
     parts.append("</body></html>\n")

@@ -1,17 +1,20 @@
-"""End-of-test summary: ``summary.json`` in k6's summary-export shape, and the text table.
+"""End-of-test summary: ``summary.json`` (k6's ``--summary-export`` shape) and the text table.
 
-``metrics.<name>.<stat>`` mirrors k6 (``metrics.http_req_duration["p(95)"]`` in ms,
-``metrics.http_reqs.count``, ``metrics.http_req_failed.rate``); tagged sub-metrics appear
-under keys like ``http_req_duration{scenario:iot_upload}``, as in k6.
+``metrics.<name>.<stat>`` is what k6 writes (``metrics.http_req_duration["p(95)"]`` in ms,
+``metrics.http_reqs.count``, ``metrics.http_req_failed.value``, thresholds true when failed),
+so k6's tooling reads it; scfleet's additions live under the single ``scfleet`` key, never
+mixed into k6's objects. :func:`figures` reads both halves for one metric key.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from simulator.config import RunConfig, executor_duration
 from simulator.durations import format_duration
-from simulator.metrics import Counter, Gauge, Rate, Registry, Trend, trend_stat
+from simulator.metrics import BUILTIN, Counter, Gauge, Rate, Registry, Trend, trend_stat
 from simulator.runner import RunResult
 from simulator.thresholds import parse_metric_key
 
@@ -43,6 +46,38 @@ BREAKDOWN_METRICS = ("http_req_duration", "http_reqs", "http_req_failed")
 BREAKDOWN_TAGS = ("scenario", "kind")
 
 
+#: Metrics k6 itself reports; every other metric is scfleet's own (under the ``scfleet`` key)
+#: unless a threshold names it (then it sits in ``metrics`` like a k6 custom metric).
+K6_METRICS = frozenset(
+    {
+        "checks",
+        "data_received",
+        "data_sent",
+        "dropped_iterations",
+        "http_req_connecting",
+        "http_req_duration",
+        "http_req_failed",
+        "http_req_receiving",
+        "http_req_sending",
+        "http_req_waiting",
+        "http_reqs",
+        "iteration_duration",
+        "iterations",
+        "vus",
+        "vus_max",
+    }
+)
+#: Always in the scfleet section for trends, whatever ``summary_trend_stats`` says.
+EXTRA_TREND_STATS = ("p(99)",)
+#: k6's root group id: md5 of its path, "".
+ROOT_GROUP_ID = hashlib.md5(b"").hexdigest()
+
+
+def _num(v: float) -> float | int:
+    """Whole numbers as JSON integers (k6 writes ``"count": 20``, not ``20.0``)."""
+    return int(v) if float(v).is_integer() else v
+
+
 def metric_stats(
     reg: Registry,
     name: str,
@@ -50,6 +85,7 @@ def metric_stats(
     duration: float,
     trend_stats: tuple[str, ...],
 ) -> dict[str, Any] | None:
+    """One metric's figures under k6's stat names (trends: ``trend_stats`` plus ``count``)."""
     m = reg.merged(name, tags)
     if m is None:
         return None
@@ -59,11 +95,11 @@ def metric_stats(
         out["count"] = m.hist.count
         return out
     if isinstance(m, Rate):
-        return {"rate": m.rate, "value": m.rate, "passes": m.passes, "fails": m.total - m.passes}
+        return {"passes": m.passes, "fails": m.total - m.passes, "value": m.rate}
     if isinstance(m, Counter):
-        return {"count": m.value, "rate": m.value / duration if duration > 0 else 0.0}
+        return {"count": _num(m.value), "rate": m.value / duration if duration > 0 else 0.0}
     if isinstance(m, Gauge):
-        return {"value": m.value, "min": m.min, "max": m.max}
+        return {"value": _num(m.value), "min": _num(m.min), "max": _num(m.max)}
     return None
 
 
@@ -73,6 +109,11 @@ def _submetric_keys(result: RunResult) -> list[tuple[str, str, dict[str, str]]]:
     for th in result.config.thresholds:
         if th.tags:
             keys[th.metric_key] = (th.metric, dict(th.tags))
+    if "true" in reg.tag_values("expected_response", "http_req_duration"):
+        keys["http_req_duration{expected_response:true}"] = (
+            "http_req_duration",
+            {"expected_response": "true"},
+        )
     for metric in BREAKDOWN_METRICS:
         for tag in BREAKDOWN_TAGS:
             values = reg.tag_values(tag, metric)
@@ -82,24 +123,68 @@ def _submetric_keys(result: RunResult) -> list[tuple[str, str, dict[str, str]]]:
     return [(k, m, t) for k, (m, t) in keys.items()]
 
 
+def split_metrics(
+    full: Mapping[str, Mapping[str, Any]],
+    types: Mapping[str, str],
+    trend_stats: Sequence[str],
+    threshold_keys: Iterable[str],
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Figures per metric key → (k6's ``metrics``, scfleet's additions).
+
+    k6's part holds exactly what ``k6 --summary-export`` would: k6's metrics, sub-metrics that
+    thresholds name (and ``{expected_response:true}``), trends with ``trend_stats`` only.
+    Everything else — ``count``/``p(99)`` of trends, scfleet's own metrics, the per-scenario and
+    per-kind breakdowns — goes to the second dict, under the same keys.
+    """
+    named = set(threshold_keys)
+    named_metrics = {parse_metric_key(k)[0] for k in named}
+    k6: dict[str, dict[str, Any]] = {}
+    extra: dict[str, dict[str, Any]] = {}
+    for key, stats in full.items():
+        name = key.split("{", 1)[0]
+        is_k6 = (
+            key in named
+            or key == "http_req_duration{expected_response:true}"
+            or ("{" not in key and (name in K6_METRICS or name in named_metrics))
+        )
+        if not is_k6:
+            extra[key] = dict(stats)
+            continue
+        if types.get(name) == "trend":
+            k6[key] = {s: stats[s] for s in trend_stats if s in stats}
+            rest = {s: v for s, v in stats.items() if s not in trend_stats}
+            if rest:
+                extra[key] = rest
+        else:
+            k6[key] = dict(stats)
+    return k6, extra
+
+
 def summary_dict(result: RunResult) -> dict[str, Any]:
+    """``summary.json``: k6's ``--summary-export`` document plus one ``scfleet`` key."""
     reg = result.registry
     stats = result.config.output.summary_trend_stats
+    all_stats = (*stats, *(s for s in EXTRA_TREND_STATS if s not in stats))
     dur = result.duration
-    metrics: dict[str, Any] = {}
+    full: dict[str, Any] = {}
     for name in sorted(reg.types):
-        s = metric_stats(reg, name, None, dur, stats)
+        s = metric_stats(reg, name, None, dur, all_stats)
         if s is not None:
-            metrics[name] = s
+            full[name] = s
     for key, metric, tags in _submetric_keys(result):
-        s = metric_stats(reg, metric, tags, dur, stats)
+        s = metric_stats(reg, metric, tags, dur, all_stats)
         if s is not None:
-            metrics[key] = s
+            full[key] = s
+    for r in result.thresholds:  # a threshold's metric is listed even without samples
+        full.setdefault(r.threshold.metric_key, {})
+    metrics, extra = split_metrics(
+        full, reg.types, stats, (r.threshold.metric_key for r in result.thresholds)
+    )
     thresholds = []
     for r in result.thresholds:
         th = r.threshold
-        entry = metrics.setdefault(th.metric_key, {})
-        entry.setdefault("thresholds", {})[th.expr.source] = {"ok": r.ok}
+        # k6's sense: true means the threshold FAILED
+        metrics[th.metric_key].setdefault("thresholds", {})[th.expr.source] = not r.ok
         thresholds.append(
             {
                 "metric": th.metric_key,
@@ -110,31 +195,120 @@ def summary_dict(result: RunResult) -> dict[str, Any]:
                 "abort_on_fail": th.abort_on_fail,
             }
         )
+    used = {k.split("{", 1)[0] for k in (*metrics, *extra)}
     return {
+        "root_group": root_group(reg),
         "metrics": metrics,
+        "scfleet": {
+            "format": SCFLEET_FORMAT,
+            "metrics": extra,
+            "types": {n: {"type": reg.types[n], "contains": reg.contains[n]} for n in sorted(used)},
+            "thresholds": thresholds,
+            "state": {
+                "testRunDurationMs": dur * 1000,
+                "startedAt": result.started_at,
+                "interrupted": result.interrupted,
+                "abortedBy": result.aborted,
+                "thresholdsOk": result.thresholds_ok,
+            },
+            "options": {
+                "target": result.target,
+                "summaryTrendStats": list(stats),
+                "source": result.config.source,
+            },
+            "scenarios": {
+                sc.name: {
+                    "executor": sc.executor.kind,
+                    "device": sc.device.kind,
+                    "start_time_s": sc.start_time,
+                    "duration_s": executor_duration(sc.executor),
+                }
+                for sc in result.config.scenarios
+            },
+            "notes": result.notes,
+        },
+    }
+
+
+#: Version of the ``scfleet`` section; absent in run folders written before it existed.
+SCFLEET_FORMAT = 2
+
+
+def root_group(reg: Registry) -> dict[str, Any]:
+    """k6's ``root_group``: every check (summed over scenarios) with its passes and fails."""
+    checks: dict[str, dict[str, Any]] = {}
+    for name in reg.tag_values("check", "checks"):
+        m = reg.merged("checks", {"check": name})
+        if not isinstance(m, Rate):
+            continue
+        path = f"::{name}"
+        checks[name] = {
+            "name": name,
+            "path": path,
+            "id": hashlib.md5(path.encode()).hexdigest(),
+            "passes": m.passes,
+            "fails": m.total - m.passes,
+        }
+    return {"name": "", "path": "", "id": ROOT_GROUP_ID, "groups": {}, "checks": checks}
+
+
+def figures(summary: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """Every figure summary.json holds for a metric key: k6's part and scfleet's, merged."""
+    extra = summary.get("scfleet", {}).get("metrics", {}).get(key, {})
+    return {**summary.get("metrics", {}).get(key, {}), **extra}
+
+
+def upgrade_summary(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A summary.json from before the ``scfleet`` section (format 1) in today's shape.
+
+    Format 1 mixed scfleet's keys into k6's: ``thresholds``/``state``/``options``/``notes``/
+    ``stages`` at the top, ``rate`` beside ``value`` in rates, ``{"ok": bool}`` thresholds.
+    """
+    if "scfleet" in doc:
+        return dict(doc)
+    if "metrics" not in doc or "state" not in doc:
+        raise ValueError("not a summary.json written by scfleet (no metrics/state)")
+    old_metrics: dict[str, Any] = {
+        k: {s: v for s, v in m.items() if s != "thresholds" and not (s == "rate" and "passes" in m)}
+        for k, m in doc["metrics"].items()
+    }
+    types = {}
+    for key, m in old_metrics.items():
+        name = key.split("{", 1)[0]
+        if "avg" in m or "med" in m:
+            types[name] = "trend"
+        elif "passes" in m:
+            types[name] = "rate"
+        elif "count" in m:
+            types[name] = "counter"
+        elif "value" in m:
+            types[name] = "gauge"
+    opts = dict(doc.get("options", {}))
+    stats = opts.get("summaryTrendStats") or ["avg", "min", "med", "max", "p(90)", "p(95)"]
+    thresholds = list(doc.get("thresholds", []))
+    metrics, extra = split_metrics(old_metrics, types, stats, (t["metric"] for t in thresholds))
+    for t in thresholds:
+        metrics.setdefault(t["metric"], {}).setdefault("thresholds", {})[t["expression"]] = not t[
+            "ok"
+        ]
+    scfleet: dict[str, Any] = {
+        "format": 1,
+        "metrics": extra,
+        "types": {
+            n: {"type": t, "contains": BUILTIN.get(n, (t, "default"))[1]} for n, t in types.items()
+        },
         "thresholds": thresholds,
-        "state": {
-            "testRunDurationMs": dur * 1000,
-            "startedAt": result.started_at,
-            "interrupted": result.interrupted,
-            "abortedBy": result.aborted,
-            "thresholdsOk": result.thresholds_ok,
-        },
-        "options": {
-            "target": result.target,
-            "summaryTrendStats": list(stats),
-            "source": result.config.source,
-        },
-        "scenarios": {
-            sc.name: {
-                "executor": sc.executor.kind,
-                "device": sc.device.kind,
-                "start_time_s": sc.start_time,
-                "duration_s": executor_duration(sc.executor),
-            }
-            for sc in result.config.scenarios
-        },
-        "notes": result.notes,
+        "state": dict(doc.get("state", {})),
+        "options": opts,
+        "scenarios": dict(doc.get("scenarios", {})),
+        "notes": list(doc.get("notes", [])),
+    }
+    if "stages" in doc:
+        scfleet["stages"] = doc["stages"]
+    return {
+        "root_group": {"name": "", "path": "", "id": ROOT_GROUP_ID, "groups": {}, "checks": {}},
+        "metrics": metrics,
+        "scfleet": scfleet,
     }
 
 
@@ -161,7 +335,7 @@ def _line(
     if mtype == "trend":
         body = " ".join(f"{k}={_fmt_value(name, reg, s[k])}" for k in stats if k in s)
     elif mtype == "rate":
-        body = f"{s['rate'] * 100:.2f}%  {s['passes']} out of {s['passes'] + s['fails']}"
+        body = f"{s['value'] * 100:.2f}%  {s['passes']} out of {s['passes'] + s['fails']}"
     elif mtype == "counter":
         rate = s["rate"]
         if reg.contains.get(name) == "data":
@@ -202,8 +376,11 @@ def _describe_scenario(cfg: RunConfig) -> list[str]:
 def render_text(result: RunResult) -> str:
     reg = result.registry
     summary = summary_dict(result)
-    metrics = summary["metrics"]
+    metrics = {
+        k: figures(summary, k) for k in (*summary["metrics"], *summary["scfleet"]["metrics"])
+    }
     stats = result.config.output.summary_trend_stats
+    stats = (*stats, *(s for s in EXTRA_TREND_STATS if s not in stats))
     failing: dict[str, bool] = {}  # metric key → all its thresholds passed
     for r in result.thresholds:
         failing[r.threshold.metric_key] = failing.get(r.threshold.metric_key, True) and r.ok
@@ -229,7 +406,7 @@ def render_text(result: RunResult) -> str:
         lines.append(_line(name, name, reg, metrics[name], stats, mark))
         for key in sub_keys:
             metric, tags = parse_metric_key(key)
-            if metric == name and ("count" in metrics[key] or "rate" in metrics[key]):
+            if metric == name and ("count" in metrics[key] or "value" in metrics[key]):
                 label = "  { " + ", ".join(f"{k}:{v}" for k, v in tags) + " }"
                 mark = {True: "✓", False: "✗"}.get(failing.get(key), " ")  # type: ignore[arg-type]
                 lines.append(_line(label, name, reg, metrics[key], stats, mark))

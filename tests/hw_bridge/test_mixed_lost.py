@@ -14,6 +14,7 @@ import sys
 import time
 
 from hw_bridge.appmode import start_app_boards
+from simulator.summary import figures
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -95,10 +96,10 @@ status_timeout = "0.4s"
         boards.stop()
 
     summary = json.loads((out / "summary.json").read_text())
-    m = summary["metrics"]
+    m = {k: figures(summary, k) for k in {*summary["metrics"], *summary["scfleet"]["metrics"]}}
     assert m["boards_lost"]["count"] == 2
     assert m["boards_rejoined"]["count"] == 2
-    notes = summary["notes"]
+    notes = summary["scfleet"]["notes"]
     assert any("(esp32-bench-1) lost at" in n and "no answer to status" in n for n in notes), notes
     assert any("(esp32-bench-2) lost at" in n for n in notes), notes
     assert any("(esp32-bench-1) rejoined at" in n for n in notes), notes

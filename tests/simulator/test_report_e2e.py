@@ -76,7 +76,7 @@ def saturated(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
 
 def test_saturated_server_stage_table_and_verdict(saturated: pathlib.Path) -> None:
     summary = json.loads((saturated / "summary.json").read_text())
-    rows = summary["stages"]["rows"]
+    rows = summary["scfleet"]["stages"]["rows"]
     assert [r["label"] for r in rows] == ["2 iters/s", "2→14 iters/s", "14 iters/s"]
     first, last = rows[0], rows[-1]
     assert all(r["reached"] and r["exact_percentiles"] for r in rows)
@@ -88,7 +88,7 @@ def test_saturated_server_stage_table_and_verdict(saturated: pathlib.Path) -> No
     assert last["achieved_rps"] > first["achieved_rps"]
     assert last["error_rate"] == 0
     assert last["server_hottest"] > first["server_hottest"]
-    a = summary["stages"]["scenarios"]["ai"]
+    a = summary["scfleet"]["stages"]["scenarios"]["ai"]
     assert a["knee"] in (0, 1) and a["knee_label"] in ("2 iters/s", "2→14 iters/s")
     assert a["verdict"] == "graceful", a
     assert a["bottleneck"] == "server_cpu", a
@@ -113,7 +113,7 @@ def test_report_rebuilds_the_same_files(saturated: pathlib.Path, tmp_path: pathl
     for name in REPORT_FILES:
         (run / name).unlink()
     summary = json.loads((run / "summary.json").read_text())
-    del summary["stages"]
+    del summary["scfleet"]["stages"]
     (run / "summary.json").write_text(json.dumps(summary, indent=2))
     res = scfleet("report", str(run))
     assert res.returncode == 0, res.stderr
@@ -122,7 +122,7 @@ def test_report_rebuilds_the_same_files(saturated: pathlib.Path, tmp_path: pathl
     # without stages.json the windows come from config.json; percentiles become approximate
     (run / "stages.json").unlink()
     assert scfleet("report", str(run)).returncode == 0
-    rows = json.loads((run / "summary.json").read_text())["stages"]["rows"]
+    rows = json.loads((run / "summary.json").read_text())["scfleet"]["stages"]["rows"]
     assert len(rows) == 3 and not any(r["exact_percentiles"] for r in rows)
     assert "~" in (run / "summary.txt").read_text()
 
@@ -141,7 +141,7 @@ def test_compare_names_what_got_worse(saturated: pathlib.Path, tmp_path: pathlib
     shutil.copytree(saturated, worse, ignore=shutil.ignore_patterns("server"))
     summary = json.loads((worse / "summary.json").read_text())
     summary["metrics"]["http_req_duration"]["p(95)"] *= 2
-    summary["metrics"]["http_req_failed"]["rate"] = 0.2
+    summary["metrics"]["http_req_failed"]["value"] = 0.2
     (worse / "summary.json").write_text(json.dumps(summary))
     res = scfleet("compare", str(saturated), str(worse))
     assert res.returncode == 0, res.stderr
