@@ -38,6 +38,7 @@ _SCHEMA = (
     )""",
     "CREATE TABLE IF NOT EXISTS logins (username TEXT NOT NULL, at REAL NOT NULL)",
     "CREATE INDEX IF NOT EXISTS logins_username ON logins (username)",
+    "CREATE TABLE IF NOT EXISTS revoked_sessions (sid TEXT PRIMARY KEY, expires_at REAL NOT NULL)",
 )
 
 
@@ -82,36 +83,83 @@ def verify_password(stored: str, password: str | Secret) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
-# A real hash to spend the same time on unknown users, so response time does not reveal them.
-_DUMMY_HASH: dict[int, str] = {}
+def _same_cost_hash(stored: str) -> str:
+    """A hash of a random password made with the *same method and parameters* as ``stored``,
+    so checking an unknown user costs what checking a known one does (no user enumeration by
+    response time, whatever ``--scrypt-n`` the accounts were seeded with)."""
+    method = stored.split("$", 1)[0]
+    name, *params = method.split(":")
+    password = secrets.token_hex(8).encode()
+    salt = "".join(secrets.choice(_SALT_CHARS) for _ in range(16))
+    try:
+        if name == "scrypt":
+            n, r, p = (int(v) for v in params) if params else (2**15, 8, 1)
+            digest = hashlib.scrypt(
+                password, salt=salt.encode(), n=n, r=r, p=p, maxmem=132 * n * r * p
+            )
+            return f"scrypt:{n}:{r}:{p}${salt}${digest.hex()}"
+        if name == "pbkdf2":
+            algo = params[0] if params else "sha256"
+            iterations = int(params[1]) if len(params) > 1 else 1_000_000
+            digest = hashlib.pbkdf2_hmac(algo, password, salt.encode(), iterations)
+            return f"pbkdf2:{algo}:{iterations}${salt}${digest.hex()}"
+    except (ValueError, TypeError):
+        pass
+    return hash_password(password.decode())
 
 
-def _dummy_hash(scrypt_n: int) -> str:
-    if scrypt_n not in _DUMMY_HASH:
-        _DUMMY_HASH[scrypt_n] = hash_password(secrets.token_hex(8), scrypt_n=scrypt_n)
-    return _DUMMY_HASH[scrypt_n]
+def _private_db(db_path: Path) -> None:
+    """Create the database file 0600 before SQLite does (its -wal/-shm copy the mode)."""
+    fd = os.open(db_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _connect(db_path: Path) -> sqlite3.Connection:
+    _private_db(db_path)
     conn = sqlite3.connect(db_path, timeout=30.0, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     for statement in _SCHEMA:
         conn.execute(statement)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(users)")}
+    if "session_stamp" not in columns:  # a data dir from before sessions were revocable
+        conn.execute("ALTER TABLE users ADD COLUMN session_stamp TEXT")
+    conn.execute(
+        "UPDATE users SET session_stamp = lower(hex(randomblob(16))) WHERE session_stamp IS NULL"
+    )
     conn.commit()
     return conn
 
 
 class UserStore:
-    """The ``users`` and ``logins`` tables; thread-safe, called from the hashing pool."""
+    """The ``users``, ``logins`` and ``revoked_sessions`` tables; thread-safe.
+
+    Writes and password checks run in the hashing pool; :meth:`session_stamp` and
+    :meth:`is_revoked` are cheap and run on the event loop (a separate read connection, so a
+    commit in the pool never blocks the loop; WAL lets it read meanwhile).
+    """
 
     def __init__(self, db_path: Path) -> None:
         self.db_path = Path(db_path)
         self._conn = _connect(self.db_path)
+        self._reader = sqlite3.connect(self.db_path, timeout=30.0, check_same_thread=False)
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._dummy: str | None = None
+        now = time.time()
+        self._revoked = {
+            sid
+            for (sid,) in self._conn.execute(
+                "SELECT sid FROM revoked_sessions WHERE expires_at > ?", (now,)
+            )
+        }
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
             self._conn.close()
+            self._reader.close()
 
     def set_password(
         self, username: str, password: str | Secret, *, scrypt_n: int = DEFAULT_SCRYPT_N
@@ -121,13 +169,22 @@ class UserStore:
         self.set_hashes([(username, stored)])
 
     def set_hashes(self, rows: list[tuple[str, str]]) -> None:
+        """Create users or replace their passwords; either way their old sessions end."""
         now = time.time()
         with self._lock, self._conn:
             self._conn.executemany(
-                "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?) "
-                "ON CONFLICT(username) DO UPDATE SET password_hash = excluded.password_hash",
-                [(user, stored, now) for user, stored in rows],
+                "INSERT INTO users (username, password_hash, created_at, session_stamp) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT(username) DO UPDATE SET "
+                "password_hash = excluded.password_hash, session_stamp = excluded.session_stamp",
+                [(user, stored, now, secrets.token_hex(16)) for user, stored in rows],
             )
+            self._dummy = None
+
+    def delete_user(self, username: str) -> bool:
+        """Remove a user; their session tokens stop verifying at once."""
+        with self._lock, self._conn:
+            cur = self._conn.execute("DELETE FROM users WHERE username = ?", (username,))
+        return cur.rowcount > 0
 
     def password_hash(self, username: str) -> str | None:
         with self._lock:
@@ -136,11 +193,45 @@ class UserStore:
             ).fetchone()
         return row[0] if row else None
 
+    def session_stamp(self, username: str) -> str | None:
+        """The user's current session stamp (part of every token's MAC); None: no such user."""
+        with self._read_lock:
+            row = self._reader.execute(
+                "SELECT session_stamp FROM users WHERE username = ?", (username,)
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def is_revoked(self, sid: str) -> bool:
+        return sid in self._revoked
+
+    def revoke(self, sid: str, expires_at: float) -> None:
+        """Revoke one session (logout): at once in memory, then durably; expired rows pruned."""
+        self._revoked.add(sid)
+        now = time.time()
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO revoked_sessions (sid, expires_at) VALUES (?, ?)",
+                (sid, expires_at),
+            )
+            self._conn.execute("DELETE FROM revoked_sessions WHERE expires_at <= ?", (now,))
+
+    def _dummy_hash(self) -> str:
+        """A stand-in hash with the parameters of the stored users (see _same_cost_hash)."""
+        dummy = self._dummy
+        if dummy is None:
+            with self._lock:
+                row = self._conn.execute(
+                    "SELECT password_hash FROM users ORDER BY rowid DESC LIMIT 1"
+                ).fetchone()
+            template = row[0] if row else f"scrypt:{DEFAULT_SCRYPT_N}:{SCRYPT_R}:{SCRYPT_P}$x$y"
+            dummy = self._dummy = _same_cost_hash(template)
+        return dummy
+
     def authenticate(self, username: str, password: str | Secret) -> bool:
         """Check the password and, on success, record the login; blocking (scrypt)."""
         stored = self.password_hash(username)
         if stored is None:
-            verify_password(_dummy_hash(DEFAULT_SCRYPT_N), password)
+            verify_password(self._dummy_hash(), password)
             return False
         if not verify_password(stored, password):
             return False

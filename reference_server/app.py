@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from reference_server import (
     ANALYZE_PATH,
@@ -46,7 +47,12 @@ from reference_server.analysis import (
 )
 from reference_server.config import ServerConfig
 from reference_server.ledger import Ledger, LedgerClosed, Upload
-from reference_server.sessions import InvalidSession, SessionSigner, load_or_create_key
+from reference_server.sessions import (
+    InvalidSession,
+    Session,
+    SessionSigner,
+    load_or_create_key,
+)
 from simulator.errors import ScfleetError
 from simulator.secrets import Secret
 
@@ -117,6 +123,30 @@ def process_pool(config: ServerConfig) -> Executor:
 
 def _error(status: int, reason: str, **extra: Any) -> web.Response:
     return web.json_response({"error": reason, **extra}, status=status)
+
+
+def _malformed(request: web.Request, reason: str, exc: BaseException) -> web.Response:
+    """400 for a hostile or broken body: one log line naming the route and the exception type,
+    never a traceback or the request's bytes (they are the attacker's to choose)."""
+    log.warning("400 %s %s: %s (%s)", request.method, request.path, reason, type(exc).__name__)
+    return _error(400, reason)
+
+
+@web.middleware
+async def _one_line_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Safety net: an exception no handler expected is one log line and a 500, not a traceback
+    carrying request bytes; malformed HTTP found while reading a body is a 400."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except HttpProcessingError as exc:
+        return _malformed(request, "malformed request body", exc)
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception as exc:
+        log.error("500 %s %s: unexpected %s", request.method, request.path, type(exc).__name__)
+        return _error(500, "internal error")
 
 
 def _mime(request: web.Request) -> str:
@@ -304,9 +334,12 @@ async def handle_analyze(request: web.Request) -> web.Response:
     except _NotAFile:
         stats.analyses_rejected += 1
         return _error(400, "field 'audio' is not a file upload (no filename)")
+    except HttpProcessingError as exc:  # NUL or an over-long line in a part header
+        stats.analyses_rejected += 1
+        return _malformed(request, "malformed multipart part header", exc)
     except (ValueError, AssertionError, UnicodeError) as exc:
         stats.analyses_rejected += 1
-        return _error(400, f"malformed multipart body: {exc}")
+        return _malformed(request, "malformed multipart body", exc)
     if audio is None:
         stats.analyses_rejected += 1
         return _error(400, "missing file field 'audio'")
@@ -351,6 +384,10 @@ async def _credentials(request: web.Request) -> tuple[str, Secret] | web.Respons
             data = await request.post()
         else:  # JSON, also when a client forgot the Content-Type
             data = await request.json()
+    except HttpProcessingError as exc:  # a bad multipart part header
+        return _malformed(request, "malformed form body", exc)
+    except RecursionError as exc:  # JSON nested deeper than the decoder's stack
+        return _malformed(request, "JSON body nested too deeply", exc)
     except (ValueError, UnicodeError):
         return _error(400, "body must be JSON or form-encoded with username and password")
     except web.HTTPRequestEntityTooLarge:
@@ -385,8 +422,12 @@ async def handle_login(request: web.Request) -> web.Response:
     if not ok:
         stats.logins_failed += 1
         return _error(401, "invalid username or password")
+    stamp = state.users.session_stamp(username)
+    if stamp is None:  # deleted while its password was being checked
+        stats.logins_failed += 1
+        return _error(401, "invalid username or password")
     stats.logins_ok += 1
-    token, expires = state.signer.issue(username)
+    token, expires = state.signer.issue(username, stamp)
     response = web.json_response({"status": "ok", "username": username, "expires_at": expires})
     response.set_cookie(
         SESSION_COOKIE,
@@ -399,19 +440,41 @@ async def handle_login(request: web.Request) -> web.Response:
     return response
 
 
+def _session(state: ServerState, request: web.Request) -> Session:
+    """The request's valid, unrevoked session, or :class:`InvalidSession`."""
+    session = state.signer.verify(
+        request.cookies.get(SESSION_COOKIE), stamp_of=state.users.session_stamp
+    )
+    if state.users.is_revoked(session.sid):
+        raise InvalidSession("session revoked (logged out)")
+    return session
+
+
 async def handle_verify(request: web.Request) -> web.Response:
     state = request.app[STATE]
     try:
-        username, expires = state.signer.verify(request.cookies.get(SESSION_COOKIE))
+        session = _session(state, request)
     except InvalidSession as exc:
         state.stats.verifies_failed += 1
         return web.json_response({"valid": False, "error": str(exc)}, status=401)
     state.stats.verifies_ok += 1
-    return web.json_response({"valid": True, "username": username, "expires_at": expires})
+    return web.json_response(
+        {"valid": True, "username": session.username, "expires_at": session.expires}
+    )
 
 
 async def handle_logout(request: web.Request) -> web.Response:
-    request.app[STATE].stats.logouts += 1
+    """Clear the cookie and revoke the token server-side, so a copy of it stops working too."""
+    state = request.app[STATE]
+    state.stats.logouts += 1
+    try:
+        session = _session(state, request)
+    except InvalidSession:
+        pass  # nothing to revoke; logging out is idempotent
+    else:
+        await asyncio.get_running_loop().run_in_executor(
+            state.hash_pool, state.users.revoke, session.sid, session.expires
+        )
     response = web.json_response({"status": "ok"})
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
@@ -478,7 +541,10 @@ def create_app(
     ``analysis_executor`` builds the analysis pool; tests may pass a thread pool factory to skip
     spawning processes where the pool itself is not under test.
     """
-    app = web.Application(client_max_size=max(config.max_upload_bytes, _FORM_LIMIT) + _CHUNK)
+    app = web.Application(
+        client_max_size=max(config.max_upload_bytes, _FORM_LIMIT) + _CHUNK,
+        middlewares=[_one_line_errors],
+    )
     app.router.add_get(HEALTH_PATH, handle_health)
     app.router.add_get(STATS_PATH, handle_stats)
     app.router.add_post(UPLOAD_PATH, handle_upload)

@@ -1,6 +1,7 @@
-"""Signed session cookies: stateless, so verify costs one HMAC and no database round trip.
+"""Signed session cookies: verify costs one HMAC and one indexed user lookup.
 
-A token is ``base64url(json{"u": username, "exp": expiry}) "." base64url(hmac_sha256)``. The key
+A token is ``base64url(json{"u": username, "exp": expiry_ms, "sid": id}) "." base64url(mac)``
+where the MAC is HMAC-SHA256 over the payload and the user's session stamp. The key
 is generated once per data dir (``secret.key``, mode 0600) or read from ``--secret-key-file``, so
 cookies survive a server restart on the same data dir.
 """
@@ -15,6 +16,8 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from simulator.errors import ConfigError
@@ -58,39 +61,73 @@ def load_or_create_key(data_dir: Path, key_file: Path | None = None) -> bytes:
     return key
 
 
+@dataclass(frozen=True)
+class Session:
+    """What a valid token says: who, until when (epoch seconds), and its id for revocation."""
+
+    username: str
+    expires: float
+    sid: str
+
+
+StampLookup = Callable[[str], "str | None"]
+
+
 class SessionSigner:
-    """Issues and checks session tokens with HMAC-SHA256 and an expiry."""
+    """Issues and checks session tokens with HMAC-SHA256, an expiry and a per-user stamp.
+
+    The MAC covers the user's *session stamp* (a random value stored with the user, replaced
+    when the password changes), so a token stops verifying when its user is deleted or
+    re-created; single tokens are revoked by ``sid`` (logout). The expiry is an integer of
+    milliseconds, parsed strictly and bounded by ``now + ttl``: a NaN, Infinity or far-future
+    expiry never verifies, even under a valid signature.
+    """
 
     def __init__(self, key: bytes, ttl_s: float) -> None:
         self._key = key
         self.ttl_s = ttl_s
 
-    def _mac(self, payload: str) -> str:
-        return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
+    def _mac(self, payload: str, stamp: str) -> str:
+        msg = f"{payload}.{stamp}".encode()
+        return _b64(hmac.new(self._key, msg, hashlib.sha256).digest())
 
-    def issue(self, username: str, now: float | None = None) -> tuple[str, float]:
-        """A token for ``username`` and its expiry (epoch seconds)."""
-        expires = (time.time() if now is None else now) + self.ttl_s
-        body = json.dumps({"u": username, "exp": round(expires, 3)}, separators=(",", ":"))
+    def issue(self, username: str, stamp: str = "", now: float | None = None) -> tuple[str, float]:
+        """A token for ``username`` (whose current session stamp is ``stamp``) and its expiry."""
+        exp_ms = int(((time.time() if now is None else now) + self.ttl_s) * 1000)
+        sid = _b64(secrets.token_bytes(12))
+        body = json.dumps({"u": username, "exp": exp_ms, "sid": sid}, separators=(",", ":"))
         payload = _b64(body.encode())
-        return f"{payload}.{self._mac(payload)}", expires
+        return f"{payload}.{self._mac(payload, stamp)}", exp_ms / 1000
 
-    def verify(self, token: str | None, now: float | None = None) -> tuple[str, float]:
-        """The username and expiry a valid token carries; :class:`InvalidSession` otherwise."""
+    def verify(
+        self, token: str | None, now: float | None = None, stamp_of: StampLookup | None = None
+    ) -> Session:
+        """The session a valid token carries; :class:`InvalidSession` otherwise.
+
+        ``stamp_of(username)`` gives the user's current stamp, or None for no such user.
+        """
         if not token:
             raise InvalidSession("no session cookie")
         payload, sep, mac = token.partition(".")
         try:
-            valid = bool(sep) and hmac.compare_digest(mac.encode(), self._mac(payload).encode())
+            data = json.loads(_unb64(payload)) if sep else None
+            username, exp_ms, sid = data["u"], data["exp"], data["sid"]
+        except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
+            raise InvalidSession("bad session signature") from None
+        if not (isinstance(username, str) and isinstance(sid, str)):
+            raise InvalidSession("malformed session")
+        stamp = "" if stamp_of is None else stamp_of(username)
+        try:
+            valid = stamp is not None and hmac.compare_digest(
+                mac.encode(), self._mac(payload, stamp).encode()
+            )
         except UnicodeError:
             valid = False
-        if not valid:
+        if not valid:  # forged, or the user was deleted or changed password
             raise InvalidSession("bad session signature")
-        try:
-            data = json.loads(_unb64(payload))
-            username, expires = str(data["u"]), float(data["exp"])
-        except (binascii.Error, ValueError, KeyError, TypeError):
-            raise InvalidSession("malformed session") from None
-        if (time.time() if now is None else now) >= expires:
+        now_s = time.time() if now is None else now
+        if type(exp_ms) is not int or not 0 < exp_ms <= (now_s + self.ttl_s) * 1000 + 1000:
+            raise InvalidSession("malformed session")
+        if now_s * 1000 >= exp_ms:
             raise InvalidSession("session expired")
-        return username, expires
+        return Session(username, exp_ms / 1000, sid)

@@ -142,3 +142,13 @@ def spawn_server() -> Callable[..., Any]:
         return start_server(cmd or server_cmd(data_dir, *extra), data_dir)
 
     return spawn
+
+
+@pytest.fixture(scope="module")
+def spawn_server_module() -> Callable[..., Any]:
+    """``spawn_server`` for module-scoped fixtures (one server shared by a module's tests)."""
+
+    def spawn(data_dir: Path, *extra: str) -> Any:
+        return start_server(server_cmd(data_dir, *extra), data_dir)
+
+    return spawn

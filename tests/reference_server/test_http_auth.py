@@ -135,3 +135,38 @@ async def test_concurrent_logins_keep_loop_responsive(client: TestClient, tmp_pa
     assert health.status == 200 and all(r.status == 200 for r in results)
     assert client.server.app[STATE].users.login_counts() == {"slow": 8}
     assert health_s < 0.2, health_s
+
+
+async def test_logout_revokes_the_token_server_side(make_client: Any, tmp_path: Path) -> None:
+    """A copy of the cookie (stolen, or kept by a client that ignores the cleared cookie) stops
+    working at logout, also after a restart on the same data dir."""
+    client = await make_client()
+    (user, password), (other, other_pw), *_ = _seed(tmp_path)
+    resp = await client.post(LOGIN_PATH, json={"username": user, "password": password})
+    kept = {"Cookie": f"session={resp.cookies['session'].value}"}
+    async with aiohttp.ClientSession() as second:
+        resp = await second.post(
+            client.make_url(LOGIN_PATH), json={"username": other, "password": other_pw}
+        )
+        other_cookie = {"Cookie": f"session={resp.cookies['session'].value}"}
+    async with aiohttp.ClientSession() as copy:
+        assert (await copy.get(client.make_url(VERIFY_PATH), headers=kept)).status == 200
+        assert (await client.post(LOGOUT_PATH)).status == 200
+        resp = await copy.get(client.make_url(VERIFY_PATH), headers=kept)
+        assert resp.status == 401 and "revoked" in (await resp.json())["error"]
+        assert (await copy.get(client.make_url(VERIFY_PATH), headers=other_cookie)).status == 200
+    await client.close()
+    restarted = await make_client()
+    async with aiohttp.ClientSession() as copy:
+        assert (await copy.get(restarted.make_url(VERIFY_PATH), headers=kept)).status == 401
+        resp = await copy.get(restarted.make_url(VERIFY_PATH), headers=other_cookie)
+        assert resp.status == 200
+
+
+async def test_deleted_user_token_rejected_over_http(client: TestClient, tmp_path: Path) -> None:
+    (user, password), *_ = _seed(tmp_path)
+    resp = await client.post(LOGIN_PATH, json={"username": user, "password": password})
+    assert resp.status == 200
+    assert (await client.get(VERIFY_PATH)).status == 200
+    assert client.server.app[STATE].users.delete_user(user)
+    assert (await client.get(VERIFY_PATH)).status == 401
