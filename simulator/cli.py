@@ -19,6 +19,7 @@ from simulator.errors import EXIT_INTERRUPTED, EXIT_USAGE, ScfleetError
 #: Modules that contribute subcommands, in the order they appear in ``--help``.
 COMMAND_MODULES = (
     "simulator.run_cli",
+    "simulator.inspect_cli",
     "simulator.report_cli",
     "reference_server.cli",
     "audio_synth.cli",

@@ -7,6 +7,8 @@ Errors are :class:`ConfigError` naming the file and the dotted key, e.g.
 
 from __future__ import annotations
 
+import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -784,6 +786,55 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig
     return cfg
 
 
+_ENV_REF = re.compile(r"\$\$|\$\{([^}:]*)(?::-([^}]*))?\}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def interpolate_env(data: Any, env: Mapping[str, str], source: str, path: str = "") -> Any:
+    """``${VAR}`` and ``${VAR:-default}`` in every string value, from ``env``; ``$$`` is a $.
+
+    A value that is nothing but one reference is read as TOML when it can be
+    (``rate = "${RATE:-100}"`` gives the number 100), so numbers and booleans can come from the
+    environment too. An unset variable without a default is an error naming file, key and
+    variable.
+    """
+    if isinstance(data, dict):
+        return {
+            k: interpolate_env(v, env, source, f"{path}.{k}" if path else str(k))
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [interpolate_env(v, env, source, f"{path}[{i}]") for i, v in enumerate(data)]
+    if not isinstance(data, str) or "$" not in data:
+        return data
+
+    def value(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, default = m.group(1), m.group(2)
+        if not _ENV_NAME.fullmatch(name):
+            raise ConfigError(f"bad variable reference {m.group(0)!r}", source=source, key=path)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"${{{name}}} is not set (give -e {name}=VALUE, export it, "
+            f"or write ${{{name}:-default}})",
+            source=source,
+            key=path,
+        )
+
+    whole = _ENV_REF.fullmatch(data)
+    text = _ENV_REF.sub(value, data)
+    if whole and whole.group(0) != "$$":
+        try:
+            return tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            return text
+    return text
+
+
 def apply_override(data: dict[str, Any], assignment: str) -> None:
     """Apply one ``--set dotted.key=value``; the value is read as TOML, else as a string."""
     if "=" not in assignment:
@@ -836,8 +887,15 @@ def load_config(
     overrides: Sequence[str] = (),
     time_scale: float = 1.0,
     target: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    quick: Any = None,
 ) -> RunConfig:
-    """Read, override, validate and scale a scenario file."""
+    """Read, interpolate ``${VAR}``, override, validate and scale a scenario file.
+
+    ``env`` is what ``${VAR}`` reads (default: the process environment); ``quick`` is a
+    :class:`simulator.quickflags.QuickFlags` (k6's --vus/--duration/... shortcuts).
+    """
     source = str(path)
     try:
         with open(path, "rb") as fh:
@@ -850,8 +908,13 @@ def load_config(
         raise ConfigError(f"invalid TOML: {exc}", source=source) from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", source=source) from None
+    data = interpolate_env(data, os.environ if env is None else env, source)
     for assignment in overrides:
         apply_override(data, assignment)
+    if quick is not None:
+        from simulator import quickflags
+
+        quickflags.apply(data, quick, source)
     if target is not None:
         data.setdefault("target", {})
         if not isinstance(data["target"], dict):

@@ -90,13 +90,20 @@ class LineProgress:
 class RichProgress:
     """A rich live panel, redrawn in place each tick (terminals only)."""
 
-    def __init__(self, total: float, windows: Sequence[Any], stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        total: float,
+        windows: Sequence[Any],
+        stream: TextIO | None = None,
+        *,
+        no_color: bool = False,
+    ) -> None:
         from rich.console import Console
         from rich.live import Live
 
         self.total = total
         self.windows = list(windows)
-        self.console = Console(file=stream or sys.stderr)
+        self.console = Console(file=stream or sys.stderr, no_color=no_color or None)
         self.live = Live(console=self.console, auto_refresh=False, transient=False)
         self._started = False
 
@@ -144,12 +151,14 @@ class RichProgress:
             self._started = False
 
 
-def make_progress(cfg: Any, stream: TextIO | None = None) -> LineProgress | RichProgress:
-    """Rich on a terminal, plain lines otherwise."""
+def make_progress(
+    cfg: Any, stream: TextIO | None = None, *, no_color: bool = False
+) -> LineProgress | RichProgress:
+    """Rich on a terminal (``no_color``: without colours), plain lines otherwise."""
     from simulator.executors import stage_windows
 
     stream = stream or sys.stderr
     windows = [w for sc in cfg.scenarios for w in stage_windows(sc)]
     if stream.isatty():
-        return RichProgress(cfg.total_duration, windows, stream)
+        return RichProgress(cfg.total_duration, windows, stream, no_color=no_color)
     return LineProgress(cfg.total_duration, stream, windows=windows)

@@ -58,7 +58,21 @@ def register(sub: Any) -> None:
         help="sample this process (and its children) as the server under test",
     )
     p.add_argument("--quiet", action="store_true", help="no live progress line")
+    add_k6_flags(p)
     p.set_defaults(func=run_command)
+
+
+def add_k6_flags(p: Any) -> None:
+    """k6's habits: quick flags, ``-e``, ``--no-color``, ``--summary-export``."""
+    from simulator import quickflags
+
+    quickflags.add_arguments(p)
+    p.add_argument("--no-color", action="store_true", help="no colours in the live display")
+    p.add_argument(
+        "--summary-export",
+        metavar="FILE",
+        help="also write summary.json (k6's --summary-export document) to FILE",
+    )
 
 
 def check_reachable(url: str, timeout: float = 5.0) -> None:
@@ -119,7 +133,21 @@ def run_command(args: argparse.Namespace) -> int:
     from simulator.runner import load_all_accounts
 
     target = validate_url(args.target, key="--target") if args.target else None
-    cfg = load_config(args.config, args.overrides, args.time_scale, target)
+    from simulator import quickflags
+
+    cfg = load_config(
+        args.config,
+        args.overrides,
+        args.time_scale,
+        target,
+        env=quickflags.env_from_args(args),
+        quick=quickflags.from_args(args),
+    )
+    export = Path(args.summary_export) if args.summary_export else None
+    if export is not None and (export.is_dir() or not export.parent.is_dir()):
+        raise ConfigError(
+            "expected a file in an existing folder", source=f"--summary-export {export}"
+        )
     run_dir = (
         Path(args.out) if args.out else default_run_dir(args.config, cfg.output.out_dir or "runs")
     )
@@ -159,6 +187,11 @@ def run_command(args: argparse.Namespace) -> int:
             server.stop()
         secrets_dir.cleanup()
     paths = write_run(result, run_dir, effective)
+    if export is not None:
+        try:
+            export.write_bytes(paths["summary.json"].read_bytes())
+        except OSError as exc:
+            sys.stderr.write(f"scfleet: --summary-export {export}: {exc.strerror or exc}\n")
     sys.stdout.write(paths["summary.txt"].read_text())
     sys.stdout.write(f"\n  run folder: {run_dir}\n")
     sys.stdout.flush()
@@ -178,7 +211,8 @@ def _execute(
     from simulator.runner import Environment, build_bank
 
     bank = build_bank(cfg)
-    progress = None if args.quiet else make_progress(cfg)
+    no_color = getattr(args, "no_color", False)
+    progress = None if args.quiet else make_progress(cfg, no_color=no_color)
 
     async def main() -> Any:
         transport = make_transport(url, cfg.target.timeout, cfg.target.transport)

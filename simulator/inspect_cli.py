@@ -1,0 +1,240 @@
+"""``scfleet inspect CONFIG``: what ``scfleet run`` would do, without contacting anything.
+
+It loads the file exactly as ``run`` does (``${VAR}``, ``-e``, ``--set``, quick flags,
+``--time-scale``, ``--target``, threshold validation), so a file that ``inspect`` accepts
+passes the same checks at ``run``, and a bad one fails with the same one-line error and exit
+code. Then it prints each scenario's schedule and the parsed thresholds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from simulator.errors import EXIT_OK
+
+
+def register(sub: Any) -> None:
+    from simulator.run_cli import add_k6_flags
+
+    p = sub.add_parser(
+        "inspect",
+        help="validate a scenario file and show its schedule and thresholds",
+        description="Load a scenario file as 'scfleet run' would (same flags, same errors) and "
+        "print the configuration, each scenario's schedule and the thresholds; nothing is "
+        "started or contacted.",
+    )
+    p.add_argument("config", help="scenario file (TOML)")
+    p.add_argument("--target", metavar="URL", help="base URL of the server under test")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--time-scale", type=float, default=1.0, metavar="F")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    add_k6_flags(p)
+    p.set_defaults(func=inspect_command)
+
+
+@dataclass(frozen=True)
+class ScenarioPlan:
+    """One scenario's schedule as the run would follow it (after --time-scale)."""
+
+    name: str
+    executor: str
+    device: str
+    start_s: float
+    duration_s: float  # the executor's scheduled length
+    graceful_stop_s: float
+    expected_iterations: int | None  # None: closed model, depends on response times
+    max_iterations: int | None  # an upper bound when one is known
+    peak_devices: int
+    pre_allocated_devices: int | None
+    think_time_s: float
+
+
+@dataclass(frozen=True)
+class ThresholdInfo:
+    metric_key: str
+    metric: str
+    metric_type: str | None
+    expression: str
+    aggregation: str
+    op: str
+    value: float
+    abort_on_fail: bool
+    delay_abort_eval_s: float
+
+
+@dataclass(frozen=True)
+class Inspection:
+    source: str
+    target: str | None  # None: the embedded reference server
+    time_scale: float
+    run_seconds: float  # scheduled length of the whole run, without graceful stops
+    peak_devices: int  # most devices busy at once over all scenarios (upper bound)
+    scenarios: tuple[ScenarioPlan, ...]
+    thresholds: tuple[ThresholdInfo, ...]
+    config: dict[str, Any]
+
+
+def plan_scenario(sc: Any) -> ScenarioPlan:
+    from simulator.config import (
+        ConstantArrivalRate,
+        ConstantVUs,
+        PerVUIterations,
+        RampingArrivalRate,
+        executor_duration,
+    )
+    from simulator.devices import device_count_bound
+    from simulator.executors import expected_iterations
+
+    ex = sc.executor
+    expected: int | None = None
+    bound: int | None = None
+    pre: int | None = None
+    if isinstance(ex, ConstantArrivalRate | RampingArrivalRate):
+        expected = bound = expected_iterations(ex)
+        pre = ex.pre_allocated_devices
+    elif isinstance(ex, PerVUIterations):
+        bound = ex.vus * ex.iterations
+    elif isinstance(ex, ConstantVUs) and sc.think_time > 0:
+        bound = int(ex.vus * (ex.duration / sc.think_time + 1))
+    return ScenarioPlan(
+        name=sc.name,
+        executor=ex.kind,
+        device=sc.device.kind,
+        start_s=sc.start_time,
+        duration_s=executor_duration(ex),
+        graceful_stop_s=sc.graceful_stop,
+        expected_iterations=expected,
+        max_iterations=bound,
+        peak_devices=device_count_bound(sc),
+        pre_allocated_devices=pre,
+        think_time_s=sc.think_time,
+    )
+
+
+def _peak_overall(plans: tuple[ScenarioPlan, ...]) -> int:
+    """Most devices scenarios can hold at once, counting each over start..end+graceful stop."""
+    best = 0
+    for p in plans:
+        t = p.start_s
+        busy = sum(
+            q.peak_devices
+            for q in plans
+            if q.start_s <= t < q.start_s + q.duration_s + q.graceful_stop_s
+        )
+        best = max(best, busy)
+    return best
+
+
+def inspect_config(args: argparse.Namespace) -> Inspection:
+    from simulator import quickflags
+    from simulator.config import load_config, validate_url
+    from simulator.metrics import BUILTIN
+    from simulator.runner import load_all_accounts
+
+    target = validate_url(args.target, key="--target") if args.target else None
+    cfg = load_config(
+        args.config,
+        args.overrides,
+        args.time_scale,
+        target,
+        env=quickflags.env_from_args(args),
+        quick=quickflags.from_args(args),
+    )
+    if cfg.target.url is not None:
+        load_all_accounts(cfg)  # the same accounts-file errors as run (a local read only)
+    if args.summary_export:
+        from pathlib import Path
+
+        export = Path(args.summary_export)
+        if export.is_dir() or not export.parent.is_dir():
+            from simulator.errors import ConfigError
+
+            raise ConfigError(
+                "expected a file in an existing folder", source=f"--summary-export {export}"
+            )
+    plans = tuple(plan_scenario(sc) for sc in cfg.scenarios)
+    ths = tuple(
+        ThresholdInfo(
+            metric_key=t.metric_key,
+            metric=t.metric,
+            metric_type=BUILTIN.get(t.metric, (None, ""))[0],
+            expression=t.expr.source,
+            aggregation=t.expr.aggregation,
+            op=t.expr.op,
+            value=t.expr.value,
+            abort_on_fail=t.abort_on_fail,
+            delay_abort_eval_s=t.delay_abort_eval,
+        )
+        for t in cfg.thresholds
+    )
+    return Inspection(
+        source=cfg.source,
+        target=cfg.target.url,
+        time_scale=args.time_scale,
+        run_seconds=cfg.total_duration,
+        peak_devices=_peak_overall(plans),
+        scenarios=plans,
+        thresholds=ths,
+        config=json.loads(json.dumps(dict(cfg.raw), default=str)),
+    )
+
+
+def render(ins: Inspection) -> str:
+    from simulator.durations import format_duration
+
+    def fd(seconds: float) -> str:
+        return format_duration(seconds) if seconds else "0s"
+
+    lines = [
+        f"  config: {ins.source}"
+        + (f" (time scale {ins.time_scale:g})" if ins.time_scale != 1 else ""),
+        f"  target: {ins.target or 'embedded reference server (started by run)'}",
+        f"  run length: {fd(ins.run_seconds)} scheduled, peak devices {ins.peak_devices}",
+        "",
+        "  SCENARIOS",
+    ]
+    for p in ins.scenarios:
+        if p.expected_iterations is not None:
+            its = f"{p.expected_iterations} iterations expected"
+        elif p.max_iterations is not None:
+            its = f"at most {p.max_iterations} iterations"
+        else:
+            its = "iterations depend on response times (closed model)"
+        devices = f"{p.peak_devices} devices at most"
+        if p.pre_allocated_devices is not None:
+            devices += f" ({p.pre_allocated_devices} pre-allocated)"
+        lines.append(f"    {p.name}: {p.executor}, {p.device} devices")
+        lines.append(
+            f"      start {fd(p.start_s)}, runs {fd(p.duration_s)}, "
+            f"graceful stop {fd(p.graceful_stop_s)}"
+            + (f", think time {fd(p.think_time_s)}" if p.think_time_s else "")
+        )
+        lines.append(f"      {its}; {devices}")
+    lines += ["", "  THRESHOLDS"]
+    if not ins.thresholds:
+        lines.append("    (none)")
+    for t in ins.thresholds:
+        extra = ""
+        if t.abort_on_fail:
+            extra = f"  abort on fail (after {fd(t.delay_abort_eval_s)})"
+        lines.append(
+            f"    {t.metric_key} ({t.metric_type or 'custom'}): {t.aggregation} {t.op} "
+            f"{t.value:g}{extra}"
+        )
+    scaled = " (durations before --time-scale)" if ins.time_scale != 1 else ""
+    lines += ["", f"  CONFIGURATION (validated, as run{scaled})"]
+    lines += ["    " + ln for ln in json.dumps(ins.config, indent=2).splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+def inspect_command(args: argparse.Namespace) -> int:
+    ins = inspect_config(args)
+    if args.json:
+        sys.stdout.write(json.dumps(asdict(ins), indent=2) + "\n")
+    else:
+        sys.stdout.write(render(ins))
+    return EXIT_OK
