@@ -774,6 +774,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig
         if key not in known:
             raise ConfigError("unknown key", source=source, key=key)
     validate_thresholds(cfg.thresholds, source)
+    _check_threshold_tags(cfg)
     names = {s.name for s in cfg.scenarios}
     for th in cfg.thresholds:
         for tag, value in th.tags:
@@ -833,6 +834,14 @@ def interpolate_env(data: Any, env: Mapping[str, str], source: str, path: str = 
         except tomllib.TOMLDecodeError:
             return text
     return text
+
+
+def _check_threshold_tags(cfg: RunConfig) -> None:
+    """Tag filters name only keys that samples carry (``metrics.RECORDED_TAG_KEYS``)."""
+    from simulator.metrics import check_threshold_tag_keys
+
+    user_keys = {k for sc in cfg.scenarios for k, _ in sc.tags}
+    check_threshold_tag_keys(cfg.thresholds, user_keys, cfg.source)
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:

@@ -34,7 +34,7 @@ from simulator.metrics import (
     tags_of,
 )
 from simulator.secrets import Secret
-from simulator.transport import Request, Response, Transport
+from simulator.transport import KIND_INDEX, Request, Response, Transport
 
 
 class VirtualDevice:
@@ -73,6 +73,7 @@ class RunContext:
     bank: Any  # audio_synth.PcmBank, built lazily by the runner when a scenario needs audio
     loop_to_perf: float  # add to a loop time to get perf_counter time
     kind: str = "virtual"
+    target: str = ""  # base URL, for k6's ``url`` tag
 
 
 def expected_ok(status: int) -> bool:
@@ -119,7 +120,8 @@ class Behaviour:
         key = (method, endpoint)
         rec = self._recorders.get(key)
         if rec is None:
-            tags = tags_of((*self._base_tags, ("endpoint", endpoint), ("method", method)))
+            url = ("url", self.ctx.target + endpoint)
+            tags = tags_of((*self._base_tags, ("endpoint", endpoint), ("method", method), url))
             rec = self._recorders[key] = RequestRecorder(
                 self.ctx.registry, tags, self.interval, tags_of(self._base_tags)
             )
@@ -151,6 +153,7 @@ class Behaviour:
             corr,
             resp.sent,
             resp.received,
+            KIND_INDEX[resp.kind] if resp.kind is not None else 0,
         )
         if run_checks and self._checks:
             cache: list[Any] = []

@@ -247,6 +247,81 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "boards_rejoined": ("counter", "default"),
 }
 
+#: Tag keys on every HTTP sample (k6's system tags, plus scfleet's ``endpoint`` and ``kind``);
+#: ``error_code`` appears on failures and 4xx/5xx answers, ``error`` when there was no answer.
+HTTP_TAG_KEYS = frozenset(
+    {
+        "scenario",
+        "kind",
+        "endpoint",
+        "method",
+        "status",
+        "expected_response",
+        "name",
+        "url",
+        "proto",
+        "error_code",
+        "error",
+    }
+)
+_HTTP_METRICS = (
+    "http_reqs",
+    "http_req_failed",
+    "http_req_duration",
+    "http_req_connecting",
+    "http_req_sending",
+    "http_req_waiting",
+    "http_req_receiving",
+    "http_req_corrected_duration",
+)
+#: The one place that says which tag keys a metric's samples can carry. Metrics marked with a
+#: scenario's base tags also carry the keys of that scenario's ``tags`` table.
+RECORDED_TAG_KEYS: dict[str, frozenset[str]] = {
+    **dict.fromkeys(_HTTP_METRICS, HTTP_TAG_KEYS),
+    "data_sent": frozenset({"scenario", "kind"}),
+    "data_received": frozenset({"scenario", "kind"}),
+    "iterations": frozenset({"scenario", "kind"}),
+    "iteration_duration": frozenset({"scenario", "kind"}),
+    "checks": frozenset({"scenario", "kind", "check"}),
+    "schedule_lag": frozenset({"scenario"}),
+    "dropped_iterations": frozenset({"scenario"}),
+    "interrupted_iterations": frozenset({"scenario"}),
+    "vus": frozenset(),
+    "vus_max": frozenset(),
+    "boards_lost": frozenset({"kind"}),
+    "boards_rejoined": frozenset({"kind"}),
+}
+_USER_TAGGED = frozenset({*_HTTP_METRICS, "data_sent", "data_received", "iterations"})
+_USER_TAGGED |= {"iteration_duration", "checks"}
+
+
+def check_threshold_tag_keys(
+    thresholds: Iterable[Any], user_keys: Iterable[str], source: str | None = None
+) -> None:
+    """Refuse a threshold whose tag filter names a key its metric never carries (exit 104):
+    ``http_req_duration{expected:true}`` would match no sample and pass — a false green."""
+    import difflib
+
+    from simulator.errors import ConfigError
+
+    extra = frozenset(user_keys)
+    for th in thresholds:
+        known = RECORDED_TAG_KEYS.get(th.metric)
+        if known is None:
+            continue  # not a metric this table describes; its own validation covers it
+        if th.metric in _USER_TAGGED:
+            known = known | extra
+        for key, _value in th.tags:
+            if key in known:
+                continue
+            near = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+            hint = f"did you mean {near[0]}?" if near else f"recorded: {', '.join(sorted(known))}"
+            raise ConfigError(
+                f"no {th.metric} sample carries a tag {key!r} ({hint})",
+                source=source,
+                key=f'thresholds."{th.metric_key}"',
+            )
+
 
 class Registry:
     """Every series of a run, keyed by (metric name, sorted tags)."""
@@ -488,7 +563,7 @@ def fold_columns(hists: Sequence[Histogram], matrix: Any) -> None:
         h.total += total
 
 
-_ROW = 10  # status, failed, 6 durations (µs), bytes sent, bytes received
+_ROW = 11  # status, failed, 6 durations (µs), bytes sent, bytes received, error kind index
 
 
 class RequestRecorder:
@@ -496,7 +571,9 @@ class RequestRecorder:
 
     On the hot path a request is one tuple appended to a buffer; the buffer is folded into the
     histograms in bulk (vectorized) at each tick and before any read, which costs a fraction of
-    recording eight histograms per request one by one.
+    recording eight histograms per request one by one. Each series carries k6's HTTP tags:
+    ``name`` (the endpoint template unless the base tags say otherwise: bounded cardinality),
+    ``proto``, and per outcome ``status``, ``expected_response``, ``error_code``, ``error``.
     """
 
     __slots__ = (
@@ -510,20 +587,15 @@ class RequestRecorder:
         "rejected",
     )
 
-    _NAMES = (
-        "http_reqs",
-        "http_req_failed",
-        "http_req_duration",
-        "http_req_connecting",
-        "http_req_sending",
-        "http_req_waiting",
-        "http_req_receiving",
-        "http_req_corrected_duration",
-    )
+    _NAMES = _HTTP_METRICS
 
     def __init__(self, reg: Registry, base: Tags, interval: IntervalStats, data_tags: Tags):
         self._reg = reg
-        self._base = base
+        have = dict(base)
+        extra = [("proto", "HTTP/1.1")] if "proto" not in have else []
+        if "name" not in have and "endpoint" in have:
+            extra.append(("name", have["endpoint"]))
+        self._base = tuple(sorted((*base, *extra)))
         self._by_status: dict[int, tuple[Any, ...]] = {}
         self._interval = interval
         self._sent: Counter = reg.get("data_sent", data_tags)
@@ -532,11 +604,25 @@ class RequestRecorder:
         self.rejected = 0  # requests whose values did not fit (never recorded)
         reg.recorders.append(self)
 
-    def _series(self, status: int) -> tuple[Any, ...]:
-        s = self._by_status.get(status)
+    def _series(self, key: int) -> tuple[Any, ...]:
+        """The series of one outcome, ``key`` = status·64 + failed·32 + error kind index."""
+        s = self._by_status.get(key)
         if s is None:
-            tags = tuple(sorted((*self._base, ("status", str(status)))))
-            s = self._by_status[status] = tuple(self._reg.get(n, tags) for n in self._NAMES)
+            from simulator.transport import KIND_BY_INDEX, error_code
+
+            status, failed, kind = key >> 6, key >> 5 & 1, KIND_BY_INDEX.get(key & 31)
+            tags = [
+                *self._base,
+                ("status", str(status)),
+                ("expected_response", "false" if failed else "true"),
+            ]
+            code = error_code(status, kind)
+            if code:
+                tags.append(("error_code", str(code)))
+            if kind is not None:
+                tags.append(("error", kind.tag))
+            s = tuple(self._reg.get(n, tuple(sorted(tags))) for n in self._NAMES)
+            self._by_status[key] = s
         return s
 
     def record(
@@ -551,8 +637,11 @@ class RequestRecorder:
         corrected_us: int,
         sent: int,
         received: int,
+        error: int = 0,
     ) -> None:
-        """One request; durations in µs, k6's phases (duration = sending+waiting+receiving).
+        """One request; durations in µs, k6's phases (duration = sending+waiting+receiving);
+        ``error`` is the index of the request's ``ErrorKind`` (``transport.KIND_INDEX``), 0 if
+        it got an HTTP answer.
 
         A value that does not fit an int64 (callers validate; this is the last guard) drops
         the whole request instead of leaving half a row that would misalign the buffer.
@@ -570,6 +659,7 @@ class RequestRecorder:
                     corrected_us,
                     sent,
                     received,
+                    error,
                 )
             )
         except (OverflowError, TypeError):
@@ -584,11 +674,12 @@ class RequestRecorder:
             return
         rows = np.frombuffer(buf, dtype=np.int64).reshape(-1, _ROW)
         iv = self._interval
-        statuses = sorted(set(rows[:, 0].tolist()))
-        single = len(statuses) == 1  # the usual case: one pass folds everything
-        for status in statuses:
-            sub = rows if single else rows[rows[:, 0] == status]
-            reqs, fail, *trends = self._series(int(status))
+        outcome = (rows[:, 0] << 6) + ((rows[:, 1] != 0) << 5) + (rows[:, 10] & 31)
+        keys = sorted(set(outcome.tolist()))
+        single = len(keys) == 1  # the usual case: one pass folds everything
+        for key in keys:
+            sub = rows if single else rows[outcome == key]
+            reqs, fail, *trends = self._series(int(key))
             n = len(sub)
             nfail = int(sub[:, 1].sum())
             reqs.value += n
@@ -650,6 +741,32 @@ def _trim_partial_row(buf: array[int], width: int) -> None:
     extra = len(buf) % width
     if extra:
         del buf[len(buf) - extra :]
+
+
+@dataclass(frozen=True)
+class FailureRow:
+    """Failed requests of one kind: by ``status`` and, with no answer, by ``error`` tag."""
+
+    status: int
+    error: str  # "" when the server answered (a 4xx/5xx or an unexpected status)
+    error_code: int  # k6's code; 0 for an unexpected status below 400
+    count: int
+
+
+def failure_breakdown(reg: Registry) -> list[FailureRow]:
+    """Every failed request counted once, grouped by reason and status, most frequent first."""
+    reg.flush()
+    counts: dict[tuple[int, str, int], int] = {}
+    for (name, tags), s in reg.series.items():
+        if name != "http_reqs" or not isinstance(s, Counter) or not s.value:
+            continue
+        t = dict(tags)
+        if t.get("expected_response") != "false":
+            continue
+        key = (int(t.get("status", "0")), t.get("error", ""), int(t.get("error_code", "0")))
+        counts[key] = counts.get(key, 0) + int(s.value)
+    rows = [FailureRow(st, err, code, n) for (st, err, code), n in counts.items()]
+    return sorted(rows, key=lambda r: (-r.count, r.status, r.error))
 
 
 def tags_of(pairs: Iterable[tuple[str, str]]) -> Tags:

@@ -346,6 +346,22 @@ def _thresholds(summary: Mapping[str, Any]) -> str:
     )
 
 
+def _failures(summary: Mapping[str, Any]) -> str:
+    """Failed requests by reason (``error``, k6's ``error_code``) and status."""
+    rows = summary.get("scfleet", {}).get("failures") or []
+    if not rows:
+        return ""
+    body = "".join(
+        f"<tr><td>{int(f['count'])}</td><td>{int(f['status'])}</td>"
+        f"<td class='l'>{esc(f['error'] or '—')}</td><td>{int(f['error_code']) or '—'}</td></tr>"
+        for f in rows
+    )
+    return (
+        '<h2>Failures</h2><table id="failures"><tr><th>requests</th><th>status</th>'
+        '<th class="l">error</th><th>error_code</th></tr>' + body + "</table>"
+    )
+
+
 def _stage_table(rows: Sequence[StageRow], a: Assessment) -> str:
     head = "".join(f"<th>{esc(h)}</th>" for h in HEADERS)
     body = []
@@ -406,7 +422,7 @@ def render(data: RunData) -> str:
         if len(data.assessments) > 1:
             parts.append(f"<h3>{esc(a.scenario)}</h3>")
         parts.append(_verdict(a))
-    parts += ["<h2>Thresholds</h2>", _thresholds(s), "<h2>Stages</h2>"]
+    parts += ["<h2>Thresholds</h2>", _thresholds(s), _failures(s), "<h2>Stages</h2>"]
     for a in data.assessments:
         mine = [r for r in data.rows if r.scenario == a.scenario]
         parts.append(f"<p class='meta'>{esc(a.scenario)}: offered in {esc(mine[0].unit)}</p>")

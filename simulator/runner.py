@@ -178,7 +178,11 @@ class Environment:
     async def run(self) -> RunResult:
         loop = asyncio.get_running_loop()
         ctx = RunContext(
-            self.registry, self.transport, self.bank, loop_to_perf=time.perf_counter() - loop.time()
+            self.registry,
+            self.transport,
+            self.bank,
+            loop_to_perf=time.perf_counter() - loop.time(),
+            target=self.target,
         )
         for sc in self.cfg.scenarios:
             self.behaviours[sc.name] = make_behaviour(

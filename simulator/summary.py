@@ -10,11 +10,21 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
 from typing import Any
 
 from simulator.config import RunConfig, executor_duration
 from simulator.durations import format_duration
-from simulator.metrics import BUILTIN, Counter, Gauge, Rate, Registry, Trend, trend_stat
+from simulator.metrics import (
+    BUILTIN,
+    Counter,
+    Gauge,
+    Rate,
+    Registry,
+    Trend,
+    failure_breakdown,
+    trend_stat,
+)
 from simulator.runner import RunResult
 from simulator.thresholds import parse_metric_key
 
@@ -226,6 +236,7 @@ def summary_dict(result: RunResult) -> dict[str, Any]:
                 for sc in result.config.scenarios
             },
             "notes": result.notes,
+            "failures": [asdict(row) for row in failure_breakdown(reg)],
         },
     }
 
@@ -419,6 +430,17 @@ def render_text(result: RunResult) -> str:
         f"  run {state}: {format_duration(result.duration)}, {int(reqs)} requests, "
         f"{len(result.devices)} devices"
     )
+    lines += failure_lines(summary["scfleet"]["failures"])
     for note in result.notes:
         lines.append(f"  note: {note}")
     return "\n".join(lines)
+
+
+def failure_lines(failures: list[dict[str, Any]]) -> list[str]:
+    """Failed requests by reason and status, one line each (summary.txt)."""
+    out = []
+    for f in failures:
+        what = f"error {f['error']}" if f["error"] else f"status {f['status']}"
+        code = f" (error_code {f['error_code']})" if f["error_code"] else ""
+        out.append(f"  failed: {f['count']} × {what}{code}")
+    return out

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from simulator.config import parse_config
 from simulator.fasthttp import make_transport
+from simulator.metrics import failure_breakdown
 from simulator.runner import Environment, RunResult, build_bank
 from simulator.transport import ErrorKind, Request
 
@@ -54,6 +55,9 @@ def test_peer_that_accepts_and_closes_every_request_is_counted_once() -> None:
     assert reg.aggregate("interrupted_iterations", {}, "count") == 0
     assert sum(d["requests"] for d in result.devices) == 800
     assert sum(d["failed"] for d in result.devices) == 800
+    reasons = failure_breakdown(reg)  # every failure has a reason and k6's code
+    assert sum(r.count for r in reasons) == 800
+    assert all(r.status == 0 and r.error and r.error_code >= 1000 for r in reasons)
 
 
 @contextlib.contextmanager
