@@ -7,8 +7,10 @@ Errors are :class:`ConfigError` naming the file and the dotted key, e.g.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import string
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -24,6 +26,28 @@ from simulator.thresholds import (
     parse_metric_key,
     validate_thresholds,
 )
+
+# --------------------------------------------------------------------------- bounds
+# Every value is bounded at parse time, so no schedule can ask for unbounded work or memory
+# (issue 10: `target = 1e12` with `time_unit = "1us"` hung the generator).
+MAX_DURATION = 7 * 86400.0  # a week: durations, start times
+MAX_WAIT = 86400.0  # graceful stops, think time, timeouts
+MAX_RATE = 100_000.0  # iterations/s per scenario (rate / time_unit, stage targets)
+MAX_DEVICES = 100_000  # devices (VUs) per scenario
+MAX_ITERATIONS = 10_000_000  # per-vu-iterations, per device
+MAX_STAGES = 1000
+MAX_CHUNK_BYTES = 16 << 20
+MAX_SAMPLE_RATE = 384_000
+MAX_ANALYSIS_SECONDS = 600.0
+MAX_TEXT = 1024  # tag values, field values
+MAX_HEADER_VALUE = 8192
+MAX_MAP_ITEMS = 100  # tags, headers, extra fields
+MAX_PID = 1 << 22  # Linux pid_max limit
+MAX_FILE_BYTES = 16 << 20  # a scenario file
+SCENARIO_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # k6's rule for scenario names
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters except tab
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")  # an HTTP header name
+_PATH = re.compile(r"/[!-~]{0,2047}")  # a request path: printable ASCII, no spaces
 
 # --------------------------------------------------------------------------- executors
 
@@ -305,26 +329,39 @@ class _Table:
         default: float | None = None,
         *,
         minimum: float = 0.0,
+        maximum: float = 1e9,
         positive: bool = False,
         required: bool = False,
     ) -> float:
         raw = self.require(name) if required else self.get(name, default)
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             raise self.error(name, f"expected a number, got {_show(raw)}")
+        if isinstance(raw, float) and not math.isfinite(raw):
+            raise self.error(name, f"expected a finite number, got {_show(raw)}")
         if positive and raw <= 0:
             raise self.error(name, f"expected a positive number, got {_show(raw)}")
         if raw < minimum:
             raise self.error(name, f"expected a number >= {minimum:g}, got {_show(raw)}")
+        if raw > maximum:
+            raise self.error(name, f"expected a number <= {maximum:g}, got {_show(raw)}")
         return float(raw)
 
     def integer(
-        self, name: str, default: int | None = None, *, minimum: int = 0, required: bool = False
+        self,
+        name: str,
+        default: int | None = None,
+        *,
+        minimum: int = 0,
+        maximum: int = 1 << 53,
+        required: bool = False,
     ) -> int:
         raw = self.require(name) if required else self.get(name, default)
         if isinstance(raw, bool) or not isinstance(raw, int):
             raise self.error(name, f"expected a whole number, got {_show(raw)}")
         if raw < minimum:
             raise self.error(name, f"expected a whole number >= {minimum}, got {_show(raw)}")
+        if raw > maximum:
+            raise self.error(name, f"expected a whole number <= {maximum}, got {_show(raw)}")
         return raw
 
     def duration(
@@ -334,6 +371,7 @@ class _Table:
         *,
         required: bool = False,
         positive: bool = False,
+        maximum: float = MAX_DURATION,
     ) -> float:
         raw = self.require(name) if required else self.get(name, default)
         try:
@@ -342,12 +380,36 @@ class _Table:
             raise self.error(name, str(exc)) from None
         if positive and value <= 0:
             raise self.error(name, f"expected a duration > 0, got {_show(raw)}")
+        if value > maximum:
+            raise self.error(name, f"expected at most {maximum:g}s, got {_show(raw)}")
         return value
 
-    def string(self, name: str, default: str | None = None, *, required: bool = False) -> str:
+    def string(
+        self,
+        name: str,
+        default: str | None = None,
+        *,
+        required: bool = False,
+        max_len: int = MAX_TEXT,
+        latin1: bool = False,
+    ) -> str:
+        """A string without control characters (CR/LF would be sent raw on the wire); with
+        ``latin1`` it must also be encodable in an HTTP header."""
         raw = self.require(name) if required else self.get(name, default)
         if not isinstance(raw, str):
             raise self.error(name, f"expected a string, got {_show(raw)}")
+        problem = _text_problem(raw, max_len, latin1)
+        if problem:
+            raise self.error(name, problem)
+        return raw
+
+    def request_path(self, name: str, default: str) -> str:
+        """A request path: starts with '/', printable ASCII without spaces."""
+        raw = self.string(name, default, max_len=2048)
+        if not _PATH.fullmatch(raw):
+            raise self.error(
+                name, f"expected a path like '/api/x' (ASCII, no spaces), got {_show(raw)}"
+            )
         return raw
 
     def optional_string(self, name: str) -> str | None:
@@ -356,6 +418,9 @@ class _Table:
             return None
         if not isinstance(raw, str):
             raise self.error(name, f"expected a string, got {_show(raw)}")
+        problem = _text_problem(raw, 4096, False)
+        if problem:
+            raise self.error(name, problem)
         return raw
 
     def boolean(self, name: str, default: bool) -> bool:
@@ -370,18 +435,36 @@ class _Table:
             raise self.error(name, f"unknown value {raw!r}; expected one of: {', '.join(options)}")
         return raw
 
-    def string_map(self, name: str) -> tuple[tuple[str, str], ...]:
+    def string_map(
+        self, name: str, *, header: bool = False, max_len: int = MAX_TEXT
+    ) -> tuple[tuple[str, str], ...]:
+        """A table of short strings (tags, form fields); ``header``: names are HTTP tokens and
+        values latin-1, since they are sent as request headers."""
         raw = self.get(name, {})
         if not isinstance(raw, Mapping):
             raise self.error(name, f"expected a table of strings, got {_show(raw)}")
+        if len(raw) > MAX_MAP_ITEMS:
+            raise self.error(name, f"at most {MAX_MAP_ITEMS} entries, got {len(raw)}")
         out = []
         for k, v in raw.items():
+            where = f"{self.key(name)}.{_show(k)[1:-1] if _CONTROL.search(k) else k}"
             if not isinstance(v, str | int | float) or isinstance(v, bool):
                 raise ConfigError(
-                    f"expected a string, got {_show(v)}",
-                    source=self.source,
-                    key=f"{self.key(name)}.{k}",
+                    f"expected a string, got {_show(v)}", source=self.source, key=where
                 )
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(
+                    f"expected a string, got {_show(v)}", source=self.source, key=where
+                )
+            if header and not _TOKEN.fullmatch(k):
+                raise ConfigError(
+                    "not a valid header name (letters, digits and !#$%&'*+.^_`|~-)",
+                    source=self.source,
+                    key=where,
+                )
+            problem = _text_problem(k, 256, header) or _text_problem(str(v), max_len, header)
+            if problem:
+                raise ConfigError(problem, source=self.source, key=where)
             out.append((str(k), str(v)))
         return tuple(out)
 
@@ -391,50 +474,109 @@ class _Table:
             raise self.error(unknown[0], "unknown key")
 
 
+def _text_problem(text: str, max_len: int, latin1: bool) -> str | None:
+    """Why ``text`` cannot be used as a config string, or None."""
+    if len(text) > max_len:
+        return f"too long ({len(text)} characters, at most {max_len})"
+    bad = _CONTROL.search(text)
+    if bad:
+        return f"must not contain control characters such as CR or LF (found {bad.group()!r})"
+    if latin1:
+        try:
+            text.encode("latin-1")
+        except UnicodeEncodeError as exc:
+            return f"{text[exc.start]!r} cannot be sent in an HTTP header (latin-1 only)"
+    return None
+
+
+def _id_pattern(t: _Table, name: str, default: str, first: int, count: int) -> str:
+    """A device ID pattern whose IDs (sent as an HTTP header) are short latin-1 text."""
+    pattern = t.string(name, default, max_len=256, latin1=True)
+    try:
+        specs = [spec for _, _, spec, _ in string.Formatter().parse(pattern) if spec]
+        if any(int(w) > 64 for spec in specs for w in re.findall(r"\d+", spec)):
+            raise ValueError("field width over 64")
+        ids = [pattern.format(n=first), pattern.format(n=first + max(count - 1, 0))]
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+        raise t.error(name, f"bad pattern ({exc}); use e.g. 'esp32-{{n:06d}}'") from None
+    for dev_id in ids:
+        problem = _text_problem(dev_id, 128, True) or ("is empty" if not dev_id else None)
+        if problem:
+            raise t.error(name, f"device ID {_show(dev_id)}: {problem}")
+    return pattern
+
+
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _stages(t: _Table, name: str = "stages") -> tuple[Stage, ...]:
+def _stages(t: _Table, name: str = "stages", target_max: float = 1e9) -> tuple[Stage, ...]:
     raw = t.require(name)
     if not isinstance(raw, list) or not raw:
         raise t.error(name, "expected a non-empty list of {duration, target} tables")
+    if len(raw) > MAX_STAGES:
+        raise t.error(name, f"at most {MAX_STAGES} stages, got {len(raw)}")
     out = []
     for i, item in enumerate(raw):
         st = _Table(item, f"{t.key(name)}[{i}]", t.source)
         out.append(
-            Stage(st.duration("duration", required=True), st.number("target", required=True))
+            Stage(
+                st.duration("duration", required=True),
+                st.number("target", required=True, maximum=target_max),
+            )
         )
         st.finish()
+    if sum(s.duration for s in out) > MAX_DURATION:
+        raise t.error(
+            name, f"stages last {sum(s.duration for s in out):g}s, at most {MAX_DURATION:g}s"
+        )
     return tuple(out)
+
+
+def _per_second(t: _Table, name: str, value: float, time_unit: float) -> None:
+    """An arrival rate per time unit must stay within MAX_RATE iterations per second."""
+    if value / time_unit > MAX_RATE:
+        raise t.error(
+            name,
+            f"{value:g} per {time_unit:g}s is {value / time_unit:.3g} iterations/s; "
+            f"at most {MAX_RATE:g}/s per scenario",
+        )
 
 
 def _executor(t: _Table) -> ExecutorConfig:
     kind = t.choice("executor", EXECUTORS)
     ex: ExecutorConfig
     if kind in ("constant-arrival-rate", "ramping-arrival-rate"):
-        time_unit = t.duration("time_unit", "1s", positive=True)
-        pre = t.integer("pre_allocated_devices", required=True, minimum=1)
-        mx = t.integer("max_devices", pre, minimum=1)
+        time_unit = t.duration("time_unit", "1s", positive=True, maximum=MAX_WAIT)
+        pre = t.integer("pre_allocated_devices", required=True, minimum=1, maximum=MAX_DEVICES)
+        mx = t.integer("max_devices", pre, minimum=1, maximum=MAX_DEVICES)
         if mx < pre:
             raise t.error("max_devices", f"must be >= pre_allocated_devices ({pre}), got {mx}")
         if kind == "constant-arrival-rate":
+            rate = t.number("rate", required=True, positive=True)
+            _per_second(t, "rate", rate, time_unit)
             ex = ConstantArrivalRate(
-                t.number("rate", required=True, positive=True),
+                rate,
                 time_unit,
                 t.duration("duration", required=True, positive=True),
                 pre,
                 mx,
             )
         else:
-            ex = RampingArrivalRate(t.number("start_rate", 0.0), time_unit, _stages(t), pre, mx)
+            start_rate = t.number("start_rate", 0.0)
+            _per_second(t, "start_rate", start_rate, time_unit)
+            stages = _stages(t)
+            for i, st in enumerate(stages):
+                _per_second(t, f"stages[{i}].target", st.target, time_unit)
+            ex = RampingArrivalRate(start_rate, time_unit, stages, pre, mx)
     elif kind == "constant-vus":
         ex = ConstantVUs(
-            t.integer("vus", 1, minimum=1), t.duration("duration", required=True, positive=True)
+            t.integer("vus", 1, minimum=1, maximum=MAX_DEVICES),
+            t.duration("duration", required=True, positive=True),
         )
     elif kind == "ramping-vus":
-        stages = _stages(t)
+        stages = _stages(t, target_max=MAX_DEVICES)
         for i, s in enumerate(stages):
             if s.target != int(s.target):
                 raise ConfigError(
@@ -442,52 +584,56 @@ def _executor(t: _Table) -> ExecutorConfig:
                     source=t.source,
                     key=f"{t.key('stages')}[{i}].target",
                 )
-        ex = RampingVUs(t.integer("start_vus", 1), stages, t.duration("graceful_ramp_down", "30s"))
+        ex = RampingVUs(
+            t.integer("start_vus", 1, maximum=MAX_DEVICES),
+            stages,
+            t.duration("graceful_ramp_down", "30s", maximum=MAX_WAIT),
+        )
     else:
         ex = PerVUIterations(
-            t.integer("vus", 1, minimum=1),
-            t.integer("iterations", 1, minimum=1),
+            t.integer("vus", 1, minimum=1, maximum=MAX_DEVICES),
+            t.integer("iterations", 1, minimum=1, maximum=MAX_ITERATIONS),
             t.duration("max_duration", "10m", positive=True),
         )
     return ex
 
 
-def _device(t: _Table, default_kind: str) -> DeviceConfig:
+def _device(t: _Table, default_kind: str, devices: int = 1) -> DeviceConfig:
     kind = t.choice("kind", DEVICE_KINDS, default_kind)
+    id_start = t.integer("id_start", 1, maximum=1 << 48)
     common: dict[str, Any] = dict(
-        id_pattern=t.string("id_pattern", "esp32-{n:06d}"),
-        id_start=t.integer("id_start", 1),
+        id_pattern=_id_pattern(t, "id_pattern", "esp32-{n:06d}", id_start, devices),
+        id_start=id_start,
         keep_alive=t.boolean("keep_alive", True),
-        headers=t.string_map("headers"),
+        headers=t.string_map("headers", header=True, max_len=MAX_HEADER_VALUE),
     )
-    try:
-        str(common["id_pattern"]).format(n=1)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise t.error("id_pattern", f"bad pattern ({exc}); use e.g. 'esp32-{{n:06d}}'") from None
     dev: DeviceConfig
     if kind == "iot_upload":
-        chunk = t.integer("chunk_bytes", 32000, minimum=2)
+        chunk = t.integer("chunk_bytes", 32000, minimum=2, maximum=MAX_CHUNK_BYTES)
         if chunk % 2:
             raise t.error("chunk_bytes", f"must be even (16-bit samples), got {chunk}")
         dev = IotUploadDevice(
-            endpoint=t.string("endpoint", IotUploadDevice.endpoint),
+            endpoint=t.request_path("endpoint", IotUploadDevice.endpoint),
             chunk_bytes=chunk,
-            sample_rate=t.integer("sample_rate", 16000, minimum=1),
+            sample_rate=t.integer("sample_rate", 16000, minimum=1, maximum=MAX_SAMPLE_RATE),
             **common,
         )
     elif kind == "ai_analysis":
-        lo = t.number("min_seconds", 3.0, positive=True)
-        hi = t.number("max_seconds", 15.0, positive=True)
+        lo = t.number("min_seconds", 3.0, positive=True, maximum=MAX_ANALYSIS_SECONDS)
+        hi = t.number("max_seconds", 15.0, positive=True, maximum=MAX_ANALYSIS_SECONDS)
         if hi < lo:
             raise t.error("max_seconds", f"must be >= min_seconds ({lo:g}), got {hi:g}")
+        for name in ("field", "filename"):
+            if '"' in str(t.data.get(name, "")):
+                raise t.error(name, "must not contain '\"' (it is quoted in a part header)")
         dev = AnalyzeDevice(
-            endpoint=t.string("endpoint", AnalyzeDevice.endpoint),
-            field=t.string("field", "audio"),
-            filename=t.string("filename", "test.wav"),
-            content_type=t.string("content_type", "audio/wav"),
+            endpoint=t.request_path("endpoint", AnalyzeDevice.endpoint),
+            field=t.string("field", "audio", max_len=256, latin1=True),
+            filename=t.string("filename", "test.wav", max_len=256, latin1=True),
+            content_type=t.string("content_type", "audio/wav", max_len=256, latin1=True),
             min_seconds=lo,
             max_seconds=hi,
-            sample_rate=t.integer("sample_rate", 16000, minimum=1),
+            sample_rate=t.integer("sample_rate", 16000, minimum=1, maximum=MAX_SAMPLE_RATE),
             extra_fields=t.string_map("extra_fields"),
             **common,
         )
@@ -496,11 +642,11 @@ def _device(t: _Table, default_kind: str) -> DeviceConfig:
         fmt = t.choice("body_format", ("json", "form"), "json")
         dev = AuthDevice(
             accounts_csv=_resolve(csv, t.source) if csv else None,
-            login_endpoint=t.string("login_endpoint", AuthDevice.login_endpoint),
-            verify_endpoint=t.string("verify_endpoint", AuthDevice.verify_endpoint),
+            login_endpoint=t.request_path("login_endpoint", AuthDevice.login_endpoint),
+            verify_endpoint=t.request_path("verify_endpoint", AuthDevice.verify_endpoint),
             body_format="form" if fmt == "form" else "json",
-            username_field=t.string("username_field", "username"),
-            password_field=t.string("password_field", "password"),
+            username_field=t.string("username_field", "username", max_len=256),
+            password_field=t.string("password_field", "password", max_len=256),
             **common,
         )
     t.finish()
@@ -528,12 +674,16 @@ def _checks(t: _Table) -> tuple[Check, ...]:
             statuses: tuple[int, ...] = ()
         elif isinstance(status, int) and not isinstance(status, bool):
             statuses = (status,)
-        elif isinstance(status, list) and all(isinstance(s, int) for s in status):
+        elif isinstance(status, list) and all(
+            isinstance(s, int) and not isinstance(s, bool) for s in status
+        ):
             statuses = tuple(status)
         else:
             raise c.error(
                 "status", f"expected a status code or a list of them, got {_show(status)}"
             )
+        if any(not 100 <= s <= 599 for s in statuses):
+            raise c.error("status", f"expected HTTP status codes 100..599, got {_show(status)}")
         has = c.get("json_has", [])
         if isinstance(has, str):
             has = [has]
@@ -561,13 +711,21 @@ def _scenario(name: str, t: _Table) -> ScenarioConfig:
     default_kind = (
         "auth_flow" if "auth" in name else "ai_analysis" if "analy" in name else "iot_upload"
     )
+    ex = executor
+    devices = (
+        ex.max_devices
+        if isinstance(ex, ConstantArrivalRate | RampingArrivalRate)
+        else max([ex.start_vus, *(int(s.target) for s in ex.stages)])
+        if isinstance(ex, RampingVUs)
+        else ex.vus
+    )
     sc = ScenarioConfig(
         name=name,
         executor=executor,
-        device=_device(t.sub("device"), default_kind),
+        device=_device(t.sub("device"), default_kind, devices),
         start_time=t.duration("start_time", 0.0),
-        graceful_stop=t.duration("graceful_stop", "30s"),
-        think_time=t.duration("think_time", 0.0),
+        graceful_stop=t.duration("graceful_stop", "30s", maximum=MAX_WAIT),
+        think_time=t.duration("think_time", 0.0, maximum=MAX_WAIT),
         tags=t.string_map("tags"),
         checks=_checks(t),
     )
@@ -609,8 +767,8 @@ def _target(t: _Table) -> TargetConfig:
         url = validate_url(url, source=t.source, key=t.key("url"))
     tc = TargetConfig(
         url=url,
-        timeout=t.duration("timeout", "30s", positive=True),
-        health_path=t.string("health_path", "/health"),
+        timeout=t.duration("timeout", "30s", positive=True, maximum=MAX_WAIT),
+        health_path=t.request_path("health_path", "/health"),
         transport="aiohttp"
         if t.choice("transport", ("fast", "aiohttp"), "fast") == "aiohttp"
         else "fast",
@@ -621,24 +779,30 @@ def _target(t: _Table) -> TargetConfig:
 
 def validate_url(url: str, *, source: str | None = None, key: str | None = None) -> str:
     """An http(s) base URL with a host; trailing slash removed."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        bad = _CONTROL.search(url) or " " in url or len(url) > 2048
+    except ValueError:  # e.g. 'http://[::1' (unterminated IPv6 literal)
+        raise ConfigError(f"not a valid URL: {_show(url)}", source=source, key=key) from None
+    if bad or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
-            f"expected a URL like http://127.0.0.1:8080, got {url!r}", source=source, key=key
+            f"expected a URL like http://127.0.0.1:8080, got {_show(url)}", source=source, key=key
         )
     try:
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
-        raise ConfigError(f"bad port in URL {url!r}", source=source, key=key) from None
+        raise ConfigError(f"bad port in URL {_show(url)}", source=source, key=key) from None
     return url.rstrip("/")
 
 
 def _server(t: _Table) -> EmbeddedServerConfig:
     sc = EmbeddedServerConfig(
-        analysis_workers=t.integer("analysis_workers", 2, minimum=1),
-        extra_cost_ms=t.number("extra_cost_ms", 0.0),
-        max_upload_bytes=t.integer("max_upload_bytes", 10 * 1024 * 1024, minimum=1),
-        accounts=t.integer("accounts", 0),
+        analysis_workers=t.integer("analysis_workers", 2, minimum=1, maximum=64),
+        extra_cost_ms=t.number("extra_cost_ms", 0.0, maximum=60_000),
+        max_upload_bytes=t.integer(
+            "max_upload_bytes", 10 * 1024 * 1024, minimum=1, maximum=1 << 30
+        ),
+        accounts=t.integer("accounts", 0, maximum=MAX_DEVICES),
     )
     t.finish()
     return sc
@@ -646,12 +810,16 @@ def _server(t: _Table) -> EmbeddedServerConfig:
 
 def _audio(t: _Table) -> AudioConfig:
     ac = AudioConfig(
-        seed=t.integer("seed", 1),
-        profiles=t.integer("profiles", 16, minimum=1),
-        seconds=t.number("seconds", 30.0, positive=True),
+        seed=t.integer("seed", 1, maximum=(1 << 32) - 1),
+        profiles=t.integer("profiles", 16, minimum=1, maximum=256),
+        seconds=t.number("seconds", 30.0, positive=True, maximum=600),
         anomaly_probability=t.number("anomaly_probability", 0.05),
-        snr_db=t.number("snr_db", 6.0, minimum=-60),
+        snr_db=t.number("snr_db", 6.0, minimum=-60, maximum=60),
     )
+    if ac.profiles * ac.seconds > 16 * 600:  # ~300 MB of PCM at 16 kHz
+        raise t.error(
+            "seconds", f"profiles x seconds is at most {16 * 600}, got {ac.profiles * ac.seconds:g}"
+        )
     if ac.anomaly_probability > 1:
         raise t.error("anomaly_probability", f"expected 0..1, got {ac.anomaly_probability:g}")
     t.finish()
@@ -663,10 +831,14 @@ def _monitor(t: _Table) -> MonitorConfig:
     if prom is not None:
         validate_url(prom, source=t.source, key=t.key("prometheus_url"))
     pid = t.get("server_pid")
-    if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0):
+    if pid is not None and (
+        not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid <= MAX_PID
+    ):
         raise t.error("server_pid", f"expected a process id, got {_show(pid)}")
     mc = MonitorConfig(
-        interval=t.duration("interval", "1s", positive=True), prometheus_url=prom, server_pid=pid
+        interval=t.duration("interval", "1s", positive=True, maximum=3600),
+        prometheus_url=prom,
+        server_pid=pid,
     )
     t.finish()
     return mc
@@ -674,9 +846,11 @@ def _monitor(t: _Table) -> MonitorConfig:
 
 def _output(t: _Table) -> OutputConfig:
     stats = t.get("summary_trend_stats", list(OutputConfig.summary_trend_stats))
-    if not isinstance(stats, list):
+    if not isinstance(stats, list) or len(stats) > 50:
         raise t.error("summary_trend_stats", "expected a list like ['avg', 'p(95)']")
     for s in stats:
+        if not isinstance(s, str) or len(s) > 16:
+            raise t.error("summary_trend_stats", f"unknown statistic {_show(s)}")
         try:
             parse_expression(f"{s}<1")
         except ValueError:
@@ -688,7 +862,13 @@ def _output(t: _Table) -> OutputConfig:
 
 def _boards(t: _Table, scenarios: Sequence[ScenarioConfig]) -> BoardsConfig:
     raw_ports = t.get("ports", [])
-    if not isinstance(raw_ports, list) or not all(isinstance(p, str) and p for p in raw_ports):
+    if (
+        not isinstance(raw_ports, list)
+        or len(raw_ports) > 256
+        or not all(
+            isinstance(p, str) and p and not _text_problem(p, 1024, False) for p in raw_ports
+        )
+    ):
         raise t.error("ports", 'expected a list of ports, e.g. ["emulated:4", "/dev/ttyUSB0"]')
     for p in raw_ports:
         if p.startswith("emulated:"):
@@ -709,11 +889,7 @@ def _boards(t: _Table, scenarios: Sequence[ScenarioConfig]) -> BoardsConfig:
         rate = t.number("rate", positive=True)
         if not 0.001 <= rate <= 1000:
             raise t.error("rate", f"expected 0.001..1000 uploads/s per board, got {rate:g}")
-    pattern = t.string("device_id_pattern", BoardsConfig.device_id_pattern)
-    try:
-        pattern.format(n=1)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise t.error("device_id_pattern", f"bad pattern ({exc})") from None
+    pattern = _id_pattern(t, "device_id_pattern", BoardsConfig.device_id_pattern, 1, 256)
     target = t.optional_string("target")
     if target is not None:
         target = validate_url(target, source=t.source, key=t.key("target"))
@@ -730,13 +906,13 @@ def _boards(t: _Table, scenarios: Sequence[ScenarioConfig]) -> BoardsConfig:
         rate=rate,
         device_id_pattern=pattern,
         target=target,
-        wifi_ssid=t.string("wifi_ssid", ""),
+        wifi_ssid=t.string("wifi_ssid", "", max_len=32),
         wifi_key_env=key_env,
         wifi_key_file=_resolve(key_file, t.source) if key_file else None,
         emulator_protocol=t.choice("emulator_protocol", ("socket", "rfc2217"), "socket"),  # type: ignore[arg-type]
-        silence=t.duration("silence", "5s", positive=True),
-        status_timeout=t.duration("status_timeout", "2s", positive=True),
-        baud=t.integer("baud", 115200, minimum=300),
+        silence=t.duration("silence", "5s", positive=True, maximum=MAX_WAIT),
+        status_timeout=t.duration("status_timeout", "2s", positive=True, maximum=MAX_WAIT),
+        baud=t.integer("baud", 115200, minimum=300, maximum=12_000_000),
     )
     t.finish()
     return bc
@@ -753,6 +929,12 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig
     scenarios = []
     for name in scen_table.data:
         scen_table.used.add(name)
+        if not SCENARIO_NAME.fullmatch(name):
+            raise ConfigError(
+                "a scenario name is 1-64 letters, digits, '_' or '-'",
+                source=source,
+                key=f"scenarios.{_show(name)}",
+            )
         scenarios.append(
             _scenario(name, _Table(scen_table.data[name], f"scenarios.{name}", source))
         )
@@ -854,7 +1036,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         raise ConfigError(f"--set {assignment!r}: bad key {key!r}")
     try:
         value = tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         value = text
     node: Any = data
     for i, part in enumerate(parts[:-1]):
@@ -870,8 +1052,8 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
 
 def scale_times(cfg: RunConfig, factor: float) -> RunConfig:
     """``--time-scale``: scale scenario/stage durations and start times, nothing else."""
-    if factor <= 0:
-        raise ConfigError(f"--time-scale must be > 0, got {factor:g}")
+    if not 0.0001 <= factor <= 1000:  # also refuses nan and inf
+        raise ConfigError(f"--time-scale: expected a factor in 0.0001..1000, got {factor:g}")
     if factor == 1:
         return cfg
 
@@ -908,7 +1090,14 @@ def load_config(
     source = str(path)
     try:
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+            raw = fh.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise ConfigError(f"larger than {MAX_FILE_BYTES >> 20} MiB", source=source)
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 (byte {exc.start})", source=source) from None
+    except RecursionError:
+        raise ConfigError("invalid TOML: nested too deeply", source=source) from None
     except FileNotFoundError:
         raise ConfigError("no such file", source=source) from None
     except IsADirectoryError:

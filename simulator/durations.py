@@ -16,6 +16,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration like '30s', got {value!r}")
     if isinstance(value, int | float):
+        if value != value or value in (float("inf"), float("-inf")) or abs(value) > 1e15:
+            raise ValueError(f"expected a finite duration, got {value!r}")
         if value < 0:
             raise ValueError(f"duration must not be negative, got {value!r}")
         return float(value)
@@ -24,8 +26,10 @@ def parse_duration(value: object) -> float:
     text = value.strip()
     if not text:
         raise ValueError("empty duration")
+    if len(text) > 64:
+        raise ValueError(f"expected a duration like '30s', got {value[:40]!r}...")
     if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
+        return parse_duration(float(text))
     pos = 0
     total = 0.0
     for match in _PART.finditer(text):
@@ -35,7 +39,7 @@ def parse_duration(value: object) -> float:
         pos = match.end()
     if pos != len(text):
         raise ValueError(f"expected a duration like '30s', '1m30s' or '500ms', got {value!r}")
-    return total
+    return parse_duration(total)
 
 
 def format_duration(seconds: float) -> str:

@@ -28,6 +28,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from simulator.errors import ConfigError
 from simulator.runner import RunResult
 from simulator.secrets import Secret
 from simulator.summary import render_text, summary_dict
@@ -42,6 +43,46 @@ def default_run_dir(config_path: str, base: str | Path = "runs") -> Path:
         n += 1
         path = Path(base) / f"{stamp}-{stem}-{n}"
     return path
+
+
+#: Files whose presence marks a folder as a run folder (``--overwrite`` only replaces those).
+RUN_MARKERS = ("config.json", "summary.json", "run.ndjson")
+
+
+def claim_run_dir(path: Path, *, overwrite: bool, key: str = "--out") -> bool:
+    """Create the run folder before anything is contacted; True if this call created it.
+
+    Refuses (one-line :class:`ConfigError` naming ``key``) a path that is a file, cannot be
+    created, or is a non-empty folder — unless it is a run folder and ``overwrite`` is given.
+    """
+    import shutil
+
+    if path.exists() or path.is_symlink():
+        if not path.is_dir():
+            raise ConfigError(f"{path} exists and is not a folder", key=key)
+        try:
+            entries = list(path.iterdir())
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}", key=key) from None
+        if entries:
+            is_run = any((path / m).exists() for m in RUN_MARKERS)
+            if not is_run:
+                raise ConfigError(f"{path} is not empty and not a run folder; refusing", key=key)
+            if not overwrite:
+                raise ConfigError(
+                    f"{path} already holds a run; pass --overwrite to replace it", key=key
+                )
+            try:
+                shutil.rmtree(path)
+            except OSError as exc:
+                raise ConfigError(f"cannot remove {path}: {exc.strerror}", key=key) from None
+        else:
+            return False
+    try:
+        path.mkdir(parents=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {path}: {exc.strerror or exc}", key=key) from None
+    return True
 
 
 def _jsonable(value: Any) -> Any:

@@ -39,21 +39,27 @@ def register(sub: Any) -> None:
         "--set",
         dest="overrides",
         action="append",
+        type=_assignment,
         default=[],
         metavar="KEY=VALUE",
         help="override any config key, e.g. scenarios.iot_upload.rate=100",
     )
     p.add_argument(
         "--time-scale",
-        type=float,
+        type=_finite,
         default=1.0,
         metavar="F",
         help="scale scenario/stage durations and start times (not rates or sleeps)",
     )
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<time>-<config>)")
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run folder given with --out if it already holds a run",
+    )
+    p.add_argument(
         "--server-pid",
-        type=int,
+        type=_pid,
         metavar="PID",
         help="sample this process (and its children) as the server under test",
     )
@@ -73,6 +79,64 @@ def add_k6_flags(p: Any) -> None:
         metavar="FILE",
         help="also write summary.json (k6's --summary-export document) to FILE",
     )
+
+
+def _assignment(text: str) -> str:
+    """``--set`` values: a usage error (exit 2) when there is no ``key=``."""
+    if "=" not in text or not text.split("=", 1)[0].strip():
+        raise argparse.ArgumentTypeError(f"expected dotted.key=value, got {text[:60]!r}")
+    return text
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text[:60]!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text[:60]!r}")
+    return value
+
+
+def _pid(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a process id, got {text[:60]!r}") from None
+    if not 0 < value <= 1 << 22:
+        raise argparse.ArgumentTypeError(f"expected a process id 1..{1 << 22}, got {value}")
+    return value
+
+
+class _Signals:
+    """SIGTERM behaves as Ctrl-C from the first moment (KeyboardInterrupt: exit 105); while
+    results are written both are only remembered, so the folder is never left half-written."""
+
+    def __init__(self) -> None:
+        self.deferred = False
+        self.received = False
+        self.saved: list[tuple[int, Any]] = []
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.received = True
+        if not self.deferred:
+            raise KeyboardInterrupt
+
+    def install(self, *, defer: bool = False) -> None:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self.deferred = defer
+        for sig in (signal.SIGTERM, signal.SIGINT) if defer else (signal.SIGTERM,):
+            old = signal.signal(sig, self._handler)
+            if len(self.saved) < 2 and sig not in [s for s, _ in self.saved]:
+                self.saved.append((sig, old))
+
+    def restore(self) -> None:
+        for sig, old in self.saved:
+            signal.signal(sig, old)
+        self.saved.clear()
 
 
 def check_reachable(url: str, timeout: float = 5.0) -> None:
@@ -128,8 +192,19 @@ def _seed_embedded_accounts(cfg: Any, data_dir: Path, secrets_dir: Path) -> Any:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    signals = _Signals()
+    signals.install()
+    try:
+        return _run_command(args, signals)
+    finally:
+        signals.restore()
+
+
+def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
+    import shutil
+
     from simulator.config import load_config, validate_url
-    from simulator.output import default_run_dir, write_run
+    from simulator.output import claim_run_dir, default_run_dir, write_run
     from simulator.runner import load_all_accounts
 
     target = validate_url(args.target, key="--target") if args.target else None
@@ -151,7 +226,9 @@ def run_command(args: argparse.Namespace) -> int:
     run_dir = (
         Path(args.out) if args.out else default_run_dir(args.config, cfg.output.out_dir or "runs")
     )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    created = claim_run_dir(
+        run_dir, overwrite=args.overwrite, key="--out" if args.out else "output.out_dir"
+    )
     effective = {
         "source": cfg.source,
         "time_scale": args.time_scale,
@@ -160,6 +237,7 @@ def run_command(args: argparse.Namespace) -> int:
     }
 
     server = None
+    result = None
     secrets_dir = tempfile.TemporaryDirectory(prefix="scfleet-accounts-")
     os.chmod(secrets_dir.name, 0o700)
     try:
@@ -182,10 +260,13 @@ def run_command(args: argparse.Namespace) -> int:
             check_reachable(url)
         effective["target"] = url
         result = _execute(cfg, url, args, server.pid if server else args.server_pid, accounts)
+        signals.install(defer=True)  # from here on a signal never cuts the writing short
     finally:
         if server is not None:
             server.stop()
         secrets_dir.cleanup()
+        if result is None and created:  # failed or interrupted before the run: no empty folder
+            shutil.rmtree(run_dir, ignore_errors=True)
     paths = write_run(result, run_dir, effective)
     if export is not None:
         try:
@@ -198,7 +279,7 @@ def run_command(args: argparse.Namespace) -> int:
     if result.error:
         sys.stderr.write(f"scfleet: run ended early: {result.error} (results in {run_dir})\n")
         return EXIT_ENGINE
-    if result.interrupted and not result.aborted:
+    if (result.interrupted and not result.aborted) or signals.received:
         return EXIT_INTERRUPTED
     return EXIT_OK if result.thresholds_ok else EXIT_THRESHOLDS_FAILED
 

@@ -170,7 +170,7 @@ def test_errors_name_file_and_key(
     [
         (["run", "does/not/exist.toml"], "does/not/exist.toml: no such file"),
         (["run", "{cfg}", "--set", "scenarios.a.executor=warp"], "unknown value 'warp'"),
-        (["run", "{cfg}", "--time-scale", "0"], "--time-scale must be > 0"),
+        (["run", "{cfg}", "--time-scale", "0"], "--time-scale: expected a factor in"),
         (["run", "{cfg}", "--target", "not-a-url"], "--target: expected a URL"),
     ],
 )
