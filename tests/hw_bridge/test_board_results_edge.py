@@ -20,6 +20,7 @@ from hw_bridge.link import decode_line
 from simulator.config import parse_config
 from simulator.metrics import IntervalStats, Registry, RequestRecorder
 from simulator.runner import Environment, build_bank
+from simulator.summary import figures
 from simulator.transport import FakeTransport
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -244,9 +245,10 @@ rate = 5
     assert res.returncode == 0, res.stderr + res.stdout
     assert "Traceback" not in res.stderr
     summary = json.loads((out / "summary.json").read_text())
-    physical = int(summary["metrics"]["http_reqs{kind:physical}"]["count"])
+    physical = int(figures(summary, "http_reqs{kind:physical}")["count"])
     assert physical == board.sent_good == 20
-    assert any("protocol errors (socket://" in n for n in summary["notes"]), summary["notes"]
-    assert any(f": {len(BAD_LINES)})" in n for n in summary["notes"]), summary["notes"]
+    notes = summary["scfleet"]["notes"]
+    assert any("protocol errors (socket://" in n for n in notes), notes
+    assert any(f": {len(BAD_LINES)})" in n for n in notes), notes
     timeline = json.loads((out / "timeline.json").read_text())
     assert len(timeline) >= 4  # the tick lived to the end of the 4 s schedule
