@@ -22,10 +22,11 @@ Semantics follow k6:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import math
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
@@ -116,6 +117,98 @@ def vu_changes(ex: ConstantVUs | RampingVUs) -> list[tuple[float, int]]:
         else:
             merged.append((off, n))
     return merged
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """How many devices a run needs at once, as k6 counts VUs (``GetMaxPlannedVUs`` and
+    ``GetMaxPossibleVUs``): scenarios that do not overlap in time reuse the same devices, so
+    this is the peak of the concurrent need, not the sum over scenarios."""
+
+    planned: int  # vus_max at the start: the busiest moment's planned devices
+    possible: int  # planned + what arrival-rate scenarios may grow to (max_devices)
+
+
+def _ramp_down_reserved(
+    raw: list[tuple[float, int]], grace: float, end: float
+) -> list[tuple[float, int]]:
+    """k6's graceful ramp-down reservation: after a step down, keep the higher count for
+    ``grace`` seconds (devices finishing their iteration), unless it rises back first.
+    O(n log n): a range-maximum table answers "does it rise back to ``last`` in the window"."""
+    times = [t for t, _ in raw]
+    table = [[n for _, n in raw]]  # table[k][i] = max of raw[i : i + 2**k]
+    while 2 ** len(table) <= len(raw):
+        prev, half = table[-1], 2 ** (len(table) - 1)
+        table.append([max(prev[i], prev[i + half]) for i in range(len(prev) - half)])
+
+    def range_max(lo: int, hi: int) -> int:  # max over raw[lo:hi], hi > lo
+        k = (hi - lo).bit_length() - 1
+        return max(table[k][lo], table[k][hi - 2**k])
+
+    out: list[tuple[float, int]] = []
+    last = 0
+    i = 0
+    while i < len(raw):
+        t, n = raw[i]
+        if i == 0 or n > last:
+            out.append((t, n))
+            last = n
+        elif n < last:
+            until = t + grace
+            hi = bisect.bisect_right(times, until, i + 1)  # steps inside the grace window
+            if hi > i + 1 and range_max(i + 1, hi) >= last:
+                lo, top = i + 1, hi  # the first step back up to `last`
+                while top - lo > 1:
+                    mid = (lo + top) // 2
+                    if range_max(i + 1, mid) >= last:
+                        top = mid
+                    else:
+                        lo = mid
+                i = top - 1
+                continue
+            if until >= end:
+                break
+            out.append((until, n))
+            last = n
+        i += 1
+    return out
+
+
+def device_steps(sc: ScenarioConfig) -> list[tuple[float, int, int]]:
+    """(run offset, planned devices, extra devices it may grow by) change points of one
+    scenario, its graceful stop included (k6's ``GetExecutionRequirements``)."""
+    ex = sc.executor
+    end = executor_duration(ex) + sc.graceful_stop
+    if isinstance(ex, ConstantArrivalRate | RampingArrivalRate):
+        pre = ex.pre_allocated_devices
+        steps = [(0.0, pre, ex.max_devices - pre)]
+    elif isinstance(ex, ConstantVUs | PerVUIterations):
+        steps = [(0.0, ex.vus, 0)]
+    else:
+        raw = vu_changes(ex)
+        if ex.graceful_ramp_down > 0:
+            raw = _ramp_down_reserved(raw, ex.graceful_ramp_down, end)
+        steps = [(t, n, 0) for t, n in raw if t < end]
+    return [(sc.start_time + t, n, x) for t, n, x in steps] + [(sc.start_time + end, 0, 0)]
+
+
+def device_plan(scenarios: Sequence[ScenarioConfig]) -> DevicePlan:
+    """The peak concurrent device need over the run (k6's ``GetFullExecutionRequirements``)."""
+    order = sorted(
+        range(len(scenarios)), key=lambda k: (scenarios[k].start_time, scenarios[k].name)
+    )
+    events = sorted(
+        (t, rank, n, x) for rank, k in enumerate(order) for t, n, x in device_steps(scenarios[k])
+    )
+    planned = [0] * len(scenarios)
+    extra = [0] * len(scenarios)
+    peak_planned = peak_possible = 0
+    for _t, rank, n, x in events:
+        planned[rank], extra[rank] = n, x
+        total = sum(planned)
+        peak_planned = max(peak_planned, total)
+        peak_possible = max(peak_possible, total + sum(extra))
+    return DevicePlan(peak_planned, peak_possible)
 
 
 @dataclass(frozen=True)
@@ -368,6 +461,7 @@ async def run_vus(
     running: dict[int, asyncio.Task[None]] = {}
     limit = ex.iterations if isinstance(ex, PerVUIterations) else None
     started: dict[int, int] = {}  # index → iterations started (per-vu-iterations' drops)
+    finished_vus = 0
 
     async def vu(dev: Device) -> None:
         while not ending.is_set() and dev.index not in retire and not stop.is_set():
@@ -380,6 +474,10 @@ async def run_vus(
                 await it
             finally:
                 running.pop(dev.index, None)
+        if limit is not None:  # k6: a per-vu-iterations VU stops being active when it is done
+            nonlocal finished_vus
+            finished_vus += 1
+            events.active(len(devices) - finished_vus)
 
     def set_active(n: int) -> None:
         if len(devices) < n:

@@ -32,7 +32,7 @@ from simulator.devices import (
     make_behaviour,
 )
 from simulator.errors import ConfigError
-from simulator.executors import DevicePool, run_arrival_rate, run_vus
+from simulator.executors import DevicePool, device_plan, run_arrival_rate, run_vus
 from simulator.metrics import IntervalStats, Registry
 from simulator.thresholds import ThresholdResult, evaluate_one
 from simulator.transport import Transport
@@ -54,6 +54,7 @@ class ScenarioEvents:
     active_now: int = 0
     peak: int = 0  # most devices busy since the last tick
     allocated: int = 0
+    pre_allocated: int | None = None  # arrival-rate: devices beyond it were grown on demand
 
     def __post_init__(self) -> None:
         tags = (("scenario", self.name),)
@@ -78,6 +79,11 @@ class ScenarioEvents:
 
     def capacity(self, count: int) -> None:
         self.allocated = count
+
+    @property
+    def grown(self) -> int:
+        """Devices an arrival-rate pool added beyond its pre-allocation (k6: unplanned VUs)."""
+        return 0 if self.pre_allocated is None else max(self.allocated - self.pre_allocated, 0)
 
 
 @dataclass
@@ -151,6 +157,11 @@ class Environment:
             sc.name: ScenarioEvents(self.registry, sc.name, self.intervals[sc.name])
             for sc in cfg.scenarios
         }
+        for sc in cfg.scenarios:
+            if isinstance(sc.executor, ConstantArrivalRate | RampingArrivalRate):
+                self.events[sc.name].pre_allocated = sc.executor.pre_allocated_devices
+        #: vus_max as k6 has it: the peak concurrent need (non-overlapping scenarios reuse).
+        self.device_plan = device_plan(cfg.scenarios)
         self.behaviours: dict[str, Behaviour] = {}
         self.started_perf = 0.0
         self.notes: list[str] = []
@@ -216,7 +227,7 @@ class Environment:
             for comp in self.companions:
                 await comp.close()
             try:
-                self._close_interval(loop.time() - start)
+                self._close_interval(loop.time() - start, sample_vus=False)
             except Exception as exc:  # noqa: BLE001 - the results gathered so far still count
                 self.fail("the last tick", exc)
         duration = time.perf_counter() - self.started_perf
@@ -316,7 +327,7 @@ class Environment:
             self._check_abort(loop.time() - start)
             n += 1
 
-    def _close_interval(self, t: float) -> None:
+    def _close_interval(self, t: float, sample_vus: bool = True) -> None:
         self.registry.flush()
         last_t = self.timeline[-1]["t"] if self.timeline else 0.0
         span = max(t - last_t, 1e-9)
@@ -345,9 +356,11 @@ class Environment:
                 "max_ms": h.max / 1000,
                 "avg_ms": h.mean / 1000,
             }
-        vus = self.registry.get("vus")
-        vus.set(total_active)
-        self.registry.get("vus_max").set(sum(e.allocated for e in self.events.values()))
+        if sample_vus:  # as k6: once a second while the run goes (not after it)
+            self.registry.get("vus").set(self.active_devices)
+            grown = sum(e.grown for e in self.events.values())
+            plan = self.device_plan
+            self.registry.get("vus_max").set(min(plan.planned + grown, plan.possible))
         point["active"] = total_active
         for prefix, sampler in self.samplers:
             try:

@@ -218,3 +218,144 @@ def test_think_time_in_arrival_rate_keeps_the_device_busy() -> None:
     assert reg.aggregate("iterations", {}, "count") == 2
     assert reg.aggregate("dropped_iterations", {}, "count") == 2
     assert reg.aggregate("iteration_duration", {}, "min") >= 500  # type: ignore[operator]
+
+
+# --------------------------------------------------------------------------- devices, vus, vus_max
+
+_K6_RAMP = {
+    "executor": "ramping-vus",
+    "start_vus": 4,
+    "stages": [
+        {"duration": "2s", "target": 6},
+        {"duration": "5s", "target": 1},
+        {"duration": "4s", "target": 5},
+        {"duration": "4s", "target": 1},
+        {"duration": "3s", "target": 4},
+        {"duration": "2s", "target": 4},
+        {"duration": "0s", "target": 1},
+        {"duration": "3s", "target": 1},
+    ],
+}
+
+
+@pytest.mark.parametrize(("graceful_stop", "end"), [("30s", 53.0), ("80s", 103.0)])
+def test_ramping_vus_device_steps_match_k6s_execution_plan(graceful_stop: str, end: float) -> None:
+    """k6's own example (TestRampingVUsConfigExecutionPlanExample): VUs ramping down keep
+    their place for graceful_ramp_down (30 s) unless the ramp comes back up first."""
+    from simulator.executors import device_steps
+
+    cfg = parse_config({"scenarios": {"test": {**_K6_RAMP, "graceful_stop": graceful_stop}}})
+    assert device_steps(cfg.scenarios[0]) == [
+        (0.0, 4, 0),
+        (1.0, 5, 0),
+        (2.0, 6, 0),
+        (33.0, 5, 0),
+        (42.0, 4, 0),
+        (50.0, 1, 0),
+        (end, 0, 0),
+    ]
+
+
+def _two(b_start: str, b_kind: dict[str, object] | None = None) -> list[object]:
+    cfg = parse_config(
+        {
+            "scenarios": {
+                "a": {
+                    "executor": "constant-vus",
+                    "vus": 10,
+                    "duration": "3s",
+                    "graceful_stop": "1s",
+                },
+                "b": b_kind
+                or {
+                    "executor": "constant-vus",
+                    "vus": 20,
+                    "duration": "3s",
+                    "start_time": b_start,
+                    "graceful_stop": "1s",
+                },
+            }
+        }
+    )
+    return list(cfg.scenarios)
+
+
+def test_scenarios_that_do_not_overlap_reuse_devices() -> None:
+    from simulator.executors import DevicePlan, device_plan
+
+    assert device_plan(_two("4s")) == DevicePlan(20, 20)  # a is over (3 s + 1 s) at 4 s
+    assert device_plan(_two("3.5s")) == DevicePlan(30, 30)  # a may still finish iterations
+    arrival = {
+        "executor": "constant-arrival-rate",
+        "rate": 5,
+        "duration": "3s",
+        "pre_allocated_devices": 5,
+        "max_devices": 50,
+    }
+    assert device_plan(_two("0s", arrival)) == DevicePlan(15, 60)
+    assert device_plan(_two("0s", {**arrival, "start_time": "4s"})) == DevicePlan(10, 50)
+
+
+def _virtual_env(scenarios: dict[str, object], seconds: float = 0.1) -> Environment:
+    cfg = parse_config({"scenarios": scenarios})
+
+    async def handler(req: Request) -> FakeReply:
+        await asyncio.sleep(seconds)
+        return FakeReply(200, b"{}")
+
+    from simulator.runner import build_bank
+
+    env = Environment(cfg, FakeTransport(handler, keep=False), bank=build_bank(cfg))
+    vtime.run_virtual(env.run())
+    return env
+
+
+def test_vus_max_is_the_peak_need_not_the_sum() -> None:
+    """a: 10 devices for 3 s; b: 20 devices from 4 s. k6's vus_max is 20 from the start."""
+    dev = {"kind": "iot_upload", "chunk_bytes": 64}
+    env = _virtual_env(
+        {
+            "a": {
+                "executor": "constant-vus",
+                "vus": 10,
+                "duration": "3s",
+                "graceful_stop": "1s",
+                "device": dev,
+            },
+            "b": {
+                "executor": "constant-vus",
+                "vus": 20,
+                "duration": "3s",
+                "start_time": "4s",
+                "graceful_stop": "1s",
+                "device": dev,
+            },
+        }
+    )
+    vus_max = env.registry.get("vus_max")
+    assert (vus_max.min, vus_max.max, vus_max.value) == (20, 20, 20)
+    vus = env.registry.get("vus")
+    assert vus.max == 20  # never 30: the scenarios do not run at once
+
+
+def test_vus_is_sampled_each_second_not_the_peak_between() -> None:
+    """k6 samples the active VUs once a second. An arrival-rate device busy 0.2 s of every
+    second, between the samples, is never seen active."""
+    env = _virtual_env(
+        {
+            "up": {
+                "executor": "constant-arrival-rate",
+                "rate": 1,
+                "duration": "4s",
+                "start_time": "0.3s",
+                "pre_allocated_devices": 2,
+                "max_devices": 2,
+                "device": {"kind": "iot_upload", "chunk_bytes": 64},
+            }
+        },
+        seconds=0.2,
+    )
+    assert env.registry.aggregate("iterations", {}, "count") == 4
+    vus = env.registry.get("vus")
+    assert vus.seen and vus.max == 0
+    assert env.registry.get("vus_max").value == 2
