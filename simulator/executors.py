@@ -25,6 +25,8 @@ import asyncio
 import bisect
 import contextlib
 import math
+import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
@@ -304,6 +306,32 @@ class DevicePool:
         self._free.append(dev)
 
 
+_OFFSETS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, float] = weakref.WeakKeyDictionary()
+
+
+def perf_offset(loop: asyncio.AbstractEventLoop) -> float:
+    """``perf_counter() − loop.time()``, taken once per loop: the one conversion between the
+    schedule (loop time) and request timing (perf_counter). Every conversion must use the same
+    value, or a start can look earlier than its schedule."""
+    off = _OFFSETS.get(loop)
+    if off is None:
+        off = _OFFSETS[loop] = time.perf_counter() - loop.time()
+    return off
+
+
+def schedule_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
+    """Loop time, to the microsecond. uvloop's ``loop.time()`` counts whole milliseconds, so
+    the schedule reads ``perf_counter()`` instead (shifted by :func:`perf_offset`); a loop that
+    brings its own clock (the tests' virtual time) is used as it is."""
+    if (
+        isinstance(loop, asyncio.BaseEventLoop)
+        and type(loop).time is not asyncio.BaseEventLoop.time
+    ):
+        return loop.time
+    off = perf_offset(loop)
+    return lambda: time.perf_counter() - off
+
+
 async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float, stop: asyncio.Event) -> bool:
     """Sleep until loop time ``when``; False if ``stop`` was set first."""
     delay = when - loop.time()
@@ -391,14 +419,19 @@ async def run_arrival_rate(
         if inflight == 0:
             idle.set()
 
+    now = schedule_clock(loop)
+    # uvloop's timers count whole milliseconds and may fire up to one early: re-arm in whole
+    # milliseconds there (a shorter delay rounds to 0 and would spin the loop).
+    whole_ms = not isinstance(loop, asyncio.BaseEventLoop)
+
     def fire(when: float) -> None:
         # A plain timer callback, not a sleeping coroutine, and the starter begins the
         # iteration right here: no task or coroutine switch per arrival for the schedule.
-        # Timers have millisecond resolution: whatever falls due within the next millisecond
-        # starts now, or the loop would spin on zero-length timers.
+        # Nothing starts before it is due (a start before its schedule would make the
+        # corrected duration shorter than the raw one); a timer that fires early re-arms.
         nonlocal inflight
-        horizon = loop.time() + 0.001
-        while when <= horizon:
+        t = now()
+        while when <= t:
             if stop.is_set():
                 break
             grown = pool.allocated
@@ -418,7 +451,10 @@ async def run_arrival_rate(
             when = start + off
         else:
             if not stop.is_set():
-                loop.call_at(when, fire, when)
+                delay = when - now()
+                if whole_ms:
+                    delay = math.ceil(delay * 1000) / 1000
+                loop.call_later(max(delay, 0.0), fire, when)
                 return
         if not finished_schedule.done():
             finished_schedule.set_result(None)
@@ -453,6 +489,7 @@ async def run_vus(
 ) -> None:
     """Closed model: keep the planned number of devices looping until the end."""
     loop = asyncio.get_running_loop()
+    now = schedule_clock(loop)
     end = start + executor_duration(ex)
     ending = asyncio.Event()  # the scheduled duration is over: no new iterations
     devices: list[Device] = []
@@ -467,7 +504,7 @@ async def run_vus(
         while not ending.is_set() and dev.index not in retire and not stop.is_set():
             if limit is not None and started.get(dev.index, 0) >= limit:
                 break
-            it = loop.create_task(iterate(dev, loop.time()))
+            it = loop.create_task(iterate(dev, now()))
             running[dev.index] = it
             started[dev.index] = started.get(dev.index, 0) + 1
             try:

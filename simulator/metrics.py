@@ -769,5 +769,22 @@ def failure_breakdown(reg: Registry) -> list[FailureRow]:
     return sorted(rows, key=lambda r: (-r.count, r.status, r.error))
 
 
+def start_accuracy(reg: Registry) -> dict[str, float] | None:
+    """How far iteration starts were from their schedule (actual − scheduled, ms): p1, median,
+    p99 and max of ``schedule_lag``. Nothing starts early, so p1 ≥ 0; None without samples."""
+    m = reg.merged("schedule_lag")
+    if not isinstance(m, Trend) or not m.hist.count:
+        return None
+    h = m.hist
+    return {
+        "min_ms": h.min / 1000,
+        "p1_ms": h.percentile(1) / 1000,
+        "p50_ms": h.percentile(50) / 1000,
+        "p99_ms": h.percentile(99) / 1000,
+        "max_ms": h.max / 1000,
+        "count": h.count,
+    }
+
+
 def tags_of(pairs: Iterable[tuple[str, str]]) -> Tags:
     return tuple(sorted(pairs))

@@ -32,7 +32,13 @@ from simulator.devices import (
     make_behaviour,
 )
 from simulator.errors import ConfigError
-from simulator.executors import DevicePool, device_plan, run_arrival_rate, run_vus
+from simulator.executors import (
+    DevicePool,
+    device_plan,
+    perf_offset,
+    run_arrival_rate,
+    run_vus,
+)
 from simulator.metrics import IntervalStats, Registry
 from simulator.thresholds import ThresholdResult, evaluate_one
 from simulator.transport import Transport
@@ -192,7 +198,7 @@ class Environment:
             self.registry,
             self.transport,
             self.bank,
-            loop_to_perf=time.perf_counter() - loop.time(),
+            loop_to_perf=perf_offset(loop),
             target=self.target,
         )
         for sc in self.cfg.scenarios:

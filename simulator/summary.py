@@ -23,6 +23,7 @@ from simulator.metrics import (
     Registry,
     Trend,
     failure_breakdown,
+    start_accuracy,
     trend_stat,
 )
 from simulator.runner import RunResult
@@ -237,6 +238,7 @@ def summary_dict(result: RunResult) -> dict[str, Any]:
             },
             "notes": result.notes,
             "failures": [asdict(row) for row in failure_breakdown(reg)],
+            "start_accuracy": start_accuracy(reg),
         },
     }
 
@@ -430,6 +432,13 @@ def render_text(result: RunResult) -> str:
         f"  run {state}: {format_duration(result.duration)}, {int(reqs)} requests, "
         f"{len(result.devices)} devices"
     )
+    acc = summary["scfleet"]["start_accuracy"]
+    if acc:
+        lines.append(
+            f"  start accuracy (actual − scheduled): p1 {acc['p1_ms'] * 1000:.0f} µs, "
+            f"median {acc['p50_ms'] * 1000:.0f} µs, p99 {acc['p99_ms'] * 1000:.0f} µs, "
+            f"max {acc['max_ms']:.2f} ms"
+        )
     lines += failure_lines(summary["scfleet"]["failures"])
     for note in result.notes:
         lines.append(f"  note: {note}")
