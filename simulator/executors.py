@@ -393,6 +393,10 @@ class TaskStarter:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
+#: Arrivals one scheduling callback handles before it yields to the event loop.
+MAX_PER_CALLBACK = 1000
+
+
 async def run_arrival_rate(
     ex: ConstantArrivalRate | RampingArrivalRate,
     *,
@@ -425,15 +429,33 @@ async def run_arrival_rate(
     whole_ms = not isinstance(loop, asyncio.BaseEventLoop)
 
     def fire(when: float) -> None:
+        # An exception here (a device that cannot build its request) would only be logged by
+        # the loop and the schedule would never re-arm: the run waited forever. It ends the
+        # schedule instead, and run_arrival_rate raises it (the runner ends the run).
+        try:
+            fire_due(when)
+        except Exception as exc:  # noqa: BLE001 - re-raised by run_arrival_rate
+            if not finished_schedule.done():
+                finished_schedule.set_exception(exc)
+
+    def fire_due(when: float) -> None:
         # A plain timer callback, not a sleeping coroutine, and the starter begins the
         # iteration right here: no task or coroutine switch per arrival for the schedule.
         # Nothing starts before it is due (a start before its schedule would make the
         # corrected duration shorter than the raw one); a timer that fires early re-arms.
+        # At most MAX_PER_CALLBACK arrivals are handled per callback; the rest wait one loop
+        # turn, so a schedule far behind (or absurdly dense) never holds the loop: Ctrl-C,
+        # responses and ticks go on.
         nonlocal inflight
         t = now()
+        budget = MAX_PER_CALLBACK
         while when <= t:
             if stop.is_set():
                 break
+            budget -= 1
+            if budget < 0:
+                loop.call_soon(fire, when)
+                return
             grown = pool.allocated
             dev = pool.acquire()
             if dev is None:
@@ -444,7 +466,11 @@ async def run_arrival_rate(
                 events.active(pool.busy)
                 inflight += 1
                 idle.clear()
-                starter.start(dev, when, partial(release, dev))
+                try:
+                    starter.start(dev, when, partial(release, dev))
+                except Exception:
+                    release(dev)  # it never started: not in flight, the device is free
+                    raise
             off = next(schedule, None)
             if off is None:
                 break
@@ -466,6 +492,11 @@ async def run_arrival_rate(
         stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
         await asyncio.wait([finished_schedule, stopper], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
+        if finished_schedule.done() and finished_schedule.exception() is not None:
+            if inflight:
+                events.interrupted(inflight)
+                await starter.abandon()
+            raise finished_schedule.exception()  # type: ignore[misc]
     if not stop.is_set():
         await _sleep_until(loop, start + executor_duration(ex), stop)
     grace = 0.0 if stop.is_set() else graceful_stop
