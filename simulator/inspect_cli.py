@@ -72,7 +72,7 @@ class Inspection:
     target: str | None  # None: the embedded reference server
     time_scale: float
     run_seconds: float  # scheduled length of the whole run, without graceful stops
-    peak_devices: int  # most devices busy at once over all scenarios (upper bound)
+    peak_devices: int  # most devices at once over the run (executors.device_plan, k6's max VUs)
     scenarios: tuple[ScenarioPlan, ...]
     thresholds: tuple[ThresholdInfo, ...]
     config: dict[str, Any]
@@ -115,23 +115,10 @@ def plan_scenario(sc: Any) -> ScenarioPlan:
     )
 
 
-def _peak_overall(plans: tuple[ScenarioPlan, ...]) -> int:
-    """Most devices scenarios can hold at once, counting each over start..end+graceful stop."""
-    best = 0
-    for p in plans:
-        t = p.start_s
-        busy = sum(
-            q.peak_devices
-            for q in plans
-            if q.start_s <= t < q.start_s + q.duration_s + q.graceful_stop_s
-        )
-        best = max(best, busy)
-    return best
-
-
 def inspect_config(args: argparse.Namespace) -> Inspection:
     from simulator import quickflags
     from simulator.config import load_config, validate_url
+    from simulator.executors import device_plan
     from simulator.metrics import BUILTIN
     from simulator.runner import load_all_accounts
 
@@ -176,7 +163,7 @@ def inspect_config(args: argparse.Namespace) -> Inspection:
         target=cfg.target.url,
         time_scale=args.time_scale,
         run_seconds=cfg.total_duration,
-        peak_devices=_peak_overall(plans),
+        peak_devices=device_plan(cfg.scenarios).possible,
         scenarios=plans,
         thresholds=ths,
         config=json.loads(json.dumps(dict(cfg.raw), default=str)),
