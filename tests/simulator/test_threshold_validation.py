@@ -135,3 +135,14 @@ def test_run_exits_104_before_the_first_request(
     assert err.count("\n") == 1 and "Traceback" not in err
     assert handler.hits == 0  # not even the health check
     assert not (tmp_path / "run").exists()
+
+
+def test_inspect_refuses_the_same_way(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, 'http_req_failed = ["p(95)<1"]')
+    code = main(["inspect", str(path)])
+    err = capsys.readouterr().err
+    assert code == 104
+    assert "http_req_failed is a rate metric, which has no p(95) (use rate)" in err
+    assert err.count("\n") == 1
