@@ -254,28 +254,25 @@ class UserStore:
             return int(self._conn.execute("SELECT COUNT(*) FROM users").fetchone()[0])
 
 
-def seed_accounts(
+def create_accounts(
     data_dir: Path,
     count: int,
-    csv_path: Path,
     prefix: str = "loadtest",
     seed: int | None = None,
     *,
     scrypt_n: int = DEFAULT_SCRYPT_N,
-) -> None:
-    """Create ``count`` users with random passwords and write ``username,password`` to a CSV.
+) -> list[tuple[str, Secret]]:
+    """Create ``count`` users with random passwords in the data dir's user store; returns the
+    credentials, which exist nowhere else (the caller keeps them in memory or writes them).
 
-    The CSV is what the load tool reads for the login scenario, so it is written with mode 0600.
     ``seed`` makes the credentials reproducible (test data only; unseeded passwords come from
-    :mod:`secrets`). Existing users of the same name get the new password, so the CSV always
-    matches the server.
+    :mod:`secrets`). Existing users of the same name get the new password.
     """
     if count < 1:
         raise ConfigError(f"account count must be >= 1, got {count}", key="--count")
     if not prefix or any(c not in _SALT_CHARS + "._-" for c in prefix):
         raise ConfigError(f"account prefix must be [A-Za-z0-9._-]+, got {prefix!r}", key="--prefix")
     data_dir = Path(data_dir)
-    csv_path = Path(csv_path)
     from reference_server.config import ServerConfig, prepare_data_dir
 
     prepare_data_dir(data_dir)
@@ -295,6 +292,22 @@ def seed_accounts(
         store.set_hashes([(user, stored) for (user, _), stored in zip(creds, hashes, strict=True)])
     finally:
         store.close()
+    return [(user, Secret(password)) for user, password in creds]
+
+
+def seed_accounts(
+    data_dir: Path,
+    count: int,
+    csv_path: Path,
+    prefix: str = "loadtest",
+    seed: int | None = None,
+    *,
+    scrypt_n: int = DEFAULT_SCRYPT_N,
+) -> None:
+    """:func:`create_accounts`, then ``username,password`` to a CSV (mode 0600), for
+    ``scfleet accounts seed`` and a login scenario against a server started by hand."""
+    creds = create_accounts(data_dir, count, prefix, seed, scrypt_n=scrypt_n)
+    csv_path = Path(csv_path)
     try:
         csv_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(csv_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -302,7 +315,7 @@ def seed_accounts(
         with os.fdopen(fd, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["username", "password"])
-            writer.writerows(creds)
+            writer.writerows((user, password.reveal()) for user, password in creds)
     except OSError as exc:
         raise ConfigError(
             f"cannot write CSV: {exc.strerror or exc}", source=str(csv_path)

@@ -262,11 +262,16 @@ def analyze_bytes(
     }
 
 
-def worker_init() -> None:
-    """Pool workers ignore Ctrl-C: the parent owns shutdown, so no tracebacks from children."""
+def worker_init(server_pid: int | None = None) -> None:
+    """Pool workers ignore Ctrl-C (the parent owns shutdown, so no tracebacks from children) and
+    die with the server, also when it is killed with SIGKILL."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if server_pid is not None:
+        from reference_server.lifeline import die_with_parent
+
+        die_with_parent(server_pid, signal.SIGKILL)
 
 
 def worker_ping() -> int:

@@ -118,6 +118,7 @@ def process_pool(config: ServerConfig) -> Executor:
         max_workers=config.analysis_workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=worker_init,
+        initargs=(os.getpid(),),
     )
 
 

@@ -37,6 +37,8 @@ class ServerConfig:
     access_log: bool = False
     profile_seed: int = 0
     unsafe_ack_before_commit: bool = False  # benchmarks only: the pre-0.x behaviour
+    parent_pid: int | None = None  # exit (gracefully) when this parent process is gone
+    watch_stdin: bool = False  # exit (gracefully) when stdin reaches EOF: the parent is gone
 
     @property
     def ledger_path(self) -> Path:
@@ -143,6 +145,17 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "acknowledged uploads (only to measure what commit-before-ack costs)",
     )
     parser.add_argument(
+        "--parent-pid",
+        type=_int_in(1),
+        default=None,
+        help="stop when this process (the launcher) is gone, even if it was killed with -9",
+    )
+    parser.add_argument(
+        "--watch-stdin",
+        action="store_true",
+        help="stop when stdin reaches EOF (the launcher keeps a pipe open while it lives)",
+    )
+    parser.add_argument(
         "--profile-seed",
         type=int,
         default=0,
@@ -167,6 +180,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         access_log=bool(args.access_log),
         profile_seed=args.profile_seed,
         unsafe_ack_before_commit=bool(args.unsafe_ack_before_commit),
+        parent_pid=args.parent_pid,
+        watch_stdin=bool(args.watch_stdin),
     )
     prepare_data_dir(config.data_dir)
     if key_file is not None and not key_file.is_file():

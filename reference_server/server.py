@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -42,6 +43,22 @@ def _announce(url: str) -> None:
     sys.stdout.flush()
 
 
+def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """EOF (or an error) on stdin means the launcher is gone: stop as on SIGTERM."""
+    fd = sys.stdin.fileno()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            stop.set()
+
+    loop.add_reader(fd, readable)
+
+
 async def _serve(config: ServerConfig, announce: Callable[[str], None]) -> None:
     from aiohttp import web
 
@@ -58,6 +75,12 @@ async def _serve(config: ServerConfig, announce: Callable[[str], None]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if config.parent_pid is not None:
+        from reference_server.lifeline import die_with_parent
+
+        die_with_parent(config.parent_pid, signal.SIGTERM)  # handled above: a graceful stop
+    if config.watch_stdin:
+        _watch_stdin(loop, stop)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port, backlog=2048, reuse_address=True)

@@ -3,6 +3,9 @@ without ``--target``.
 
 It runs as a separate process (like the real Flask server would) so the generator and the
 server do not share an interpreter or an event loop, and its CPU and memory can be measured.
+It must never outlive the run, even when ``scfleet run`` is killed with SIGKILL: it holds the
+read end of a pipe whose write end only this process has (EOF: stop) and it is told our pid
+(``PR_SET_PDEATHSIG`` and a ``getppid()`` watch); its analysis workers die with it in turn.
 """
 
 from __future__ import annotations
@@ -52,13 +55,16 @@ class EmbeddedServer:
             str(self.cfg.extra_cost_ms),
             "--max-upload-bytes",
             str(self.cfg.max_upload_bytes),
+            "--parent-pid",
+            str(os.getpid()),
+            "--watch-stdin",
         ]
         log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(
             cmd,
             stdout=subprocess.PIPE,
             stderr=log,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,  # the lifeline: never written, closed by stop() or our death
             start_new_session=True,
         )
         log.close()
@@ -90,7 +96,12 @@ class EmbeddedServer:
 
     def stop(self, timeout: float = 15.0) -> None:
         proc = self.proc
-        if proc is None or proc.poll() is not None:
+        if proc is None:
+            return
+        if proc.stdin:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        if proc.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 import urllib.request
@@ -69,8 +70,23 @@ class ProcessTreeSampler:
         self._prev = {k: v for k, (_, v) in out.items()}
         return out
 
+    def alive(self) -> bool:
+        """Running and not a zombie. A dead child of ours stays a zombie until reaped (psutil
+        calls it running), so reap it here: a killed embedded server must read as a crash."""
+        try:
+            if not self.root.is_running():
+                return False
+            if self.root.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.Error:
+            return False
+        if self.root.pid != os.getpid():
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(self.root.pid, os.WNOHANG)  # only succeeds for our own child
+        return False
+
     def sample(self) -> Mapping[str, float | None]:
-        if not self.root.is_running():
+        if not self.alive():
             return {"alive": 0.0, "cpu_percent": None, "rss_bytes": None}
         prev, prev_at, prev_wall = self._prev, self._prev_at, self._prev_wall
         now = self.clock()

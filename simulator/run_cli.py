@@ -5,13 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import gc
-import os
 import signal
 import socket
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -163,32 +160,25 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def _seed_embedded_accounts(cfg: Any, data_dir: Path, secrets_dir: Path) -> Any:
+def _seed_embedded_accounts(cfg: Any, data_dir: Path) -> dict[str, Any]:
     """Auth scenarios without an accounts file get accounts seeded into the embedded server.
 
-    The generated CSV holds plain passwords, so it lives in a private temporary folder that is
-    removed after the run — never in the run folder.
+    The passwords never touch the disk: the server's store gets only their hashes and the
+    devices get them from memory (as Secret), so a killed run leaves no password anywhere.
     """
+    from reference_server.accounts import create_accounts
     from simulator.config import AuthDevice
-    from simulator.devices import device_count_bound
+    from simulator.devices import Account, device_count_bound
 
-    scenarios = []
+    seeded = {}
     for sc in cfg.scenarios:
         if isinstance(sc.device, AuthDevice) and sc.device.accounts_csv is None:
-            from reference_server.accounts import seed_accounts
-
-            csv_path = secrets_dir / f"accounts-{sc.name}.csv"
             n = max(device_count_bound(sc), cfg.server.accounts)
-            seed_accounts(data_dir, n, csv_path, prefix=f"{sc.name}-")
-            sc = dataclasses.replace(
-                sc, device=dataclasses.replace(sc.device, accounts_csv=csv_path)
-            )
-        scenarios.append(sc)
-    if cfg.server.accounts and not any(isinstance(s.device, AuthDevice) for s in scenarios):
-        from reference_server.accounts import seed_accounts
-
-        seed_accounts(data_dir, cfg.server.accounts, secrets_dir / "accounts.csv")
-    return dataclasses.replace(cfg, scenarios=tuple(scenarios))
+            creds = create_accounts(data_dir, n, prefix=f"{sc.name}-")
+            seeded[sc.name] = [Account(user, password) for user, password in creds]
+    if cfg.server.accounts and not any(isinstance(s.device, AuthDevice) for s in cfg.scenarios):
+        create_accounts(data_dir, cfg.server.accounts)
+    return seeded
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -238,16 +228,13 @@ def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
 
     server = None
     result = None
-    secrets_dir = tempfile.TemporaryDirectory(prefix="scfleet-accounts-")
-    os.chmod(secrets_dir.name, 0o700)
     try:
         if cfg.target.url is None:
             from simulator.embedded import EmbeddedServer
 
             data_dir = run_dir / "server"
             data_dir.mkdir(parents=True, exist_ok=True)
-            cfg = _seed_embedded_accounts(cfg, data_dir, Path(secrets_dir.name))
-            accounts = load_all_accounts(cfg)
+            accounts = load_all_accounts(cfg, _seed_embedded_accounts(cfg, data_dir))
             server = EmbeddedServer(data_dir, cfg.server)
             url = server.start()
             if not args.quiet:
@@ -264,7 +251,6 @@ def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
     finally:
         if server is not None:
             server.stop()
-        secrets_dir.cleanup()
         if result is None and created:  # failed or interrupted before the run: no empty folder
             shutil.rmtree(run_dir, ignore_errors=True)
     paths = write_run(result, run_dir, effective)

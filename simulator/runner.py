@@ -453,13 +453,17 @@ def build_bank(cfg: RunConfig) -> Any:
     )
 
 
-def load_all_accounts(cfg: RunConfig) -> dict[str, list[Account]]:
+def load_all_accounts(
+    cfg: RunConfig, seeded: Mapping[str, list[Account]] | None = None
+) -> dict[str, list[Account]]:
+    """Accounts per auth scenario: ``seeded`` (made in memory for the embedded server) or
+    read from the scenario's ``accounts_csv``."""
     from simulator.config import AuthDevice
 
-    out = {}
+    out = dict(seeded or {})
     for sc in cfg.scenarios:
         dev = sc.device
-        if isinstance(dev, AuthDevice):
+        if isinstance(dev, AuthDevice) and sc.name not in out:
             key = f"scenarios.{sc.name}.device.accounts_csv"
             if dev.accounts_csv is None:
                 raise ConfigError(

@@ -300,3 +300,25 @@ async def test_attach_wires_every_sampler_and_the_stage_recorder() -> None:
     assert [p for p, _ in samplers] == ["gen", "conn_errors"]
     dict(samplers)["gen"].stop()
     assert env.notes and str(proc.pid) in env.notes[0]
+
+
+def test_a_killed_child_is_dead_not_a_zombie_and_gets_reaped() -> None:
+    """A dead child stays a zombie until reaped and psutil calls a zombie running: the
+    sampler must say dead (so the stage table says crash) and reap it."""
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        sampler = ProcessTreeSampler(proc.pid)
+        assert sampler.sample()["alive"] == 1.0
+        os.kill(proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while psutil.Process(proc.pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert sampler.sample()["alive"] == 0.0
+        assert not psutil.pid_exists(proc.pid)  # reaped: no zombie left behind
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
