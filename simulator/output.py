@@ -13,6 +13,7 @@
 | ``timeline.ndjson`` | the timeline in k6's ``--out json`` point format |
 | ``timeline.csv`` | the timeline, one row per tick per scenario |
 | ``junit.xml`` | one test case per threshold, for CI |
+| ``run.ndjson`` | the crash-safe stream, appended each second (:class:`RunStream`) |
 | ``handle-summary.json`` | k6's ``handleSummary(data)`` object, for k6 report tools |
 
 The stage table also goes into ``summary.json`` (``scfleet.stages``) and ``summary.txt``.
@@ -20,6 +21,7 @@ The stage table also goes into ``summary.json`` (``scfleet.stages``) and ``summa
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import sys
@@ -138,6 +140,203 @@ def write_run(result: RunResult, run_dir: Path, effective: dict[str, Any]) -> di
         paths["stages.json"].write_text(json.dumps(recorder.to_dict()))
     paths.update(write_reports(run_dir))
     return paths
+
+
+# --------------------------------------------------------------------------- crash-safe stream
+
+STREAM = "run.ndjson"
+STREAM_FORMAT = 1
+
+
+class RunStream:
+    """``run.ndjson``: the run folder's own crash-safe record, appended and flushed every tick.
+
+    Line 1 is the effective configuration; then one line per tick with the timeline point, the
+    registry's *change* since the previous tick (counter and rate deltas, gauge states, HDR
+    histogram bucket deltas — so percentiles can be rebuilt exactly) and new notes; a last line
+    when the run ends. A run killed at any point (kill -9, OOM) loses at most the last second:
+    ``scfleet report RUN_DIR`` rebuilds summary.json/summary.txt/report.html from this file
+    (:func:`rebuild_run`). A write error (disk full) stops the stream with a note, not the run.
+    """
+
+    def __init__(self, run_dir: Path, effective: dict[str, Any]) -> None:
+        self.path = run_dir / STREAM
+        self._fh: Any = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held for the run
+        self._last: dict[tuple[str, Any], Any] = {}
+        self._types: dict[str, str] = {}
+        self._notes = 0
+        self.ticks = 0
+        self.failed: str | None = None
+        self._write({"type": "start", "format": STREAM_FORMAT, "effective": _jsonable(effective)})
+
+    def _write(self, obj: dict[str, Any]) -> None:
+        if self._fh is None:
+            return
+        try:
+            self._fh.write(json.dumps(obj, separators=(",", ":"), default=str) + "\n")
+            self._fh.flush()
+        except (OSError, ValueError) as exc:
+            self.failed = f"run stream {self.path} stopped: {getattr(exc, 'strerror', None) or exc}"
+            with contextlib.suppress(OSError, ValueError):
+                self._fh.close()
+            self._fh = None
+
+    def tick(self, env: Any, point: dict[str, Any]) -> None:
+        """A :data:`simulator.runner.ProgressHook`: one line per timeline point."""
+        reg = env.registry
+        line: dict[str, Any] = {"type": "tick", "wall": time.time(), "point": point}
+        line["registry"] = self._delta(reg)
+        notes = env.notes[self._notes :]
+        if notes:
+            line["notes"] = list(notes)
+            self._notes = len(env.notes)
+        self._write(line)
+        self.ticks += 1
+        if self.failed and self.failed not in env.notes:
+            env.notes.append(self.failed)
+
+    def _delta(self, reg: Any) -> dict[str, Any]:
+        from simulator.metrics import Counter, Rate, Trend
+
+        reg.flush()
+        series = []
+        for key, s in list(reg.series.items()):
+            name, tags = key
+            item: dict[str, Any] = {"metric": name, "tags": dict(tags), "type": s.kind}
+            prev = self._last.get(key)
+            if isinstance(s, Trend):
+                h = s.hist
+                if prev is not None and prev[1] == h.count:
+                    continue
+                pc, pn, pt = prev if prev is not None else ({}, 0, 0)
+                counts = {
+                    str(i): n - pc.get(i, 0) for i, n in h.counts.items() if n != pc.get(i, 0)
+                }
+                item["hist"] = {
+                    "counts": counts,
+                    "count": h.count - pn,
+                    "total": h.total - pt,
+                    "min": h.min,
+                    "max": h.max,
+                }
+                self._last[key] = (dict(h.counts), h.count, h.total)
+            elif isinstance(s, Rate):
+                now = (s.passes, s.total)
+                if prev == now:
+                    continue
+                p = prev or (0, 0)
+                item["passes"], item["total"] = now[0] - p[0], now[1] - p[1]
+                self._last[key] = now
+            elif isinstance(s, Counter):
+                if prev == s.value:
+                    continue
+                item["value"] = s.value - (prev or 0)
+                self._last[key] = s.value
+            else:
+                now = (s.value, s.min, s.max, s.seen)
+                if prev == now:
+                    continue
+                item.update(value=s.value, min=s.min, max=s.max, seen=s.seen)
+                self._last[key] = now
+            series.append(item)
+        out: dict[str, Any] = {"series": series}
+        if reg.types != self._types:
+            out["types"], out["contains"] = dict(reg.types), dict(reg.contains)
+            self._types = dict(reg.types)
+        return out
+
+    def close(self, result: RunResult | None = None) -> None:
+        if result is not None:
+            end = {"interrupted": result.interrupted, "aborted": result.aborted}
+            self._write({"type": "end", "duration": result.duration, "error": result.error, **end})
+        if self._fh is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._fh.close()
+            self._fh = None
+
+
+def read_stream(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(start line, tick lines) of a run folder's stream; a torn last line is ignored."""
+    path = run_dir / STREAM
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise ConfigError(
+            "not a run folder (no summary.json, no run.ndjson)", source=str(run_dir)
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", source=str(path)) from None
+    start: dict[str, Any] | None = None
+    ticks = []
+    for line in text.splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue  # the line being written when the run was killed
+        if not isinstance(obj, dict):
+            continue
+        if obj.get("type") == "start" and start is None:
+            start = obj
+        elif obj.get("type") == "tick":
+            ticks.append(obj)
+    if start is None or not isinstance(start.get("effective"), dict):
+        raise ConfigError("no start line: not a run stream", source=str(path))
+    return start, ticks
+
+
+def rebuild_run(run_dir: Path) -> dict[str, Path]:
+    """Write summary.json, summary.txt, report.html, … of a run that never finished, from
+    its stream. Counts and percentiles are exact up to the last streamed tick."""
+    from simulator.config import parse_config, scale_times
+    from simulator.metrics import Registry
+    from simulator.runner import RunResult, threshold_results
+
+    start, ticks = read_stream(run_dir)
+    effective = start["effective"]
+    source = str(effective.get("source", "<run>"))
+    try:
+        cfg = parse_config(dict(effective.get("config", {})), source)
+        cfg = scale_times(cfg, float(effective.get("time_scale", 1.0)))
+    except ConfigError as exc:
+        raise ConfigError(
+            f"cannot rebuild, the recorded config no longer loads ({exc})",
+            source=str(run_dir / STREAM),
+        ) from None
+    reg = Registry()
+    types: dict[str, str] = {}
+    contains: dict[str, str] = {}
+    notes: list[str] = []
+    timeline = []
+    for tick in ticks:
+        delta = tick.get("registry", {})
+        types.update(delta.get("types", {}))
+        contains.update(delta.get("contains", {}))
+        part = Registry.from_dict(
+            {"types": types, "contains": contains, "series": delta.get("series", [])}
+        )
+        reg.merge(part)
+        timeline.append(tick.get("point", {}))
+        notes += tick.get("notes", [])
+    duration = float(timeline[-1].get("t", 0.0)) if timeline else 0.0
+    started = float(ticks[0]["wall"]) - float(timeline[0].get("t", 0.0)) if ticks else time.time()
+    notes.append(
+        f"rebuilt by scfleet report from {STREAM}: the run did not finish; "
+        f"{len(ticks)} ticks ({duration:.0f}s) were recorded, per-device rows were not"
+    )
+    result = RunResult(
+        config=cfg,
+        registry=reg,
+        timeline=timeline,
+        started_at=started,
+        duration=duration,
+        interrupted=True,
+        aborted=None,
+        thresholds=threshold_results(cfg, reg, duration),
+        devices=[],
+        target=str(effective.get("target", "")),
+        notes=notes,
+    )
+    return write_run(result, run_dir, effective)
 
 
 def write_reports(run_dir: Path) -> dict[str, Path]:

@@ -144,7 +144,13 @@ def build_reports(run_dir: str | Path) -> dict[str, Path]:
 
 
 def report_command(args: argparse.Namespace) -> int:
-    paths = build_reports(args.run_dir)
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "summary.json").exists() and (run_dir / "run.ndjson").exists():
+        from simulator.output import rebuild_run  # a killed run: rebuild from its stream
+
+        paths = rebuild_run(run_dir)
+    else:
+        paths = build_reports(args.run_dir)
     for p in paths.values():
         sys.stdout.write(f"  wrote {p}\n")
     return EXIT_OK

@@ -194,7 +194,7 @@ def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
     import shutil
 
     from simulator.config import load_config, validate_url
-    from simulator.output import claim_run_dir, default_run_dir, write_run
+    from simulator.output import RunStream, claim_run_dir, default_run_dir, write_run
     from simulator.runner import load_all_accounts
 
     target = validate_url(args.target, key="--target") if args.target else None
@@ -246,8 +246,11 @@ def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
             accounts = load_all_accounts(cfg)  # a bad accounts file is a config error first
             check_reachable(url)
         effective["target"] = url
-        result = _execute(cfg, url, args, server.pid if server else args.server_pid, accounts)
+        stream = RunStream(run_dir, effective)
+        pid = server.pid if server else args.server_pid
+        result = _execute(cfg, url, args, pid, accounts, stream)
         signals.install(defer=True)  # from here on a signal never cuts the writing short
+        stream.close(result)
     finally:
         if server is not None:
             server.stop()
@@ -271,7 +274,12 @@ def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
 
 
 def _execute(
-    cfg: Any, url: str, args: argparse.Namespace, server_pid: int | None, accounts: dict[str, Any]
+    cfg: Any,
+    url: str,
+    args: argparse.Namespace,
+    server_pid: int | None,
+    accounts: dict[str, Any],
+    stream: Any = None,
 ) -> Any:
     from simulator.fasthttp import make_transport
     from simulator.progress import make_progress
@@ -288,6 +296,8 @@ def _execute(
         )
         attach_samplers(env, cfg, server_pid)
         attach_boards(env, cfg, url)
+        if stream is not None:
+            env.tick_hooks.append(stream.tick)
         loop = asyncio.get_running_loop()
         presses = 0
         main_task = asyncio.current_task()

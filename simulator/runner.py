@@ -175,6 +175,7 @@ class Environment:
         self.extras: dict[str, Any] = {}
         self.companions: list[Companion] = []
         self.error: str | None = None  # set by fail(): a background task died
+        self.tick_hooks: list[ProgressHook] = []  # after each timeline point (e.g. the stream)
 
     def add_sampler(self, prefix: str, sampler: Sampler) -> None:
         self.samplers.append((prefix, sampler))
@@ -287,8 +288,7 @@ class Environment:
                     self.fail("the tick", RuntimeError("stopped"))
 
     def evaluate_thresholds(self, duration: float) -> list[ThresholdResult]:
-        src = _RegistrySource(self.registry, duration)
-        return [evaluate_one(t, src) for t in self.cfg.thresholds]
+        return threshold_results(self.cfg, self.registry, duration)
 
     async def _scenario(self, sc: ScenarioConfig, start: float) -> None:
         loop = asyncio.get_running_loop()
@@ -379,6 +379,8 @@ class Environment:
             for k, v in values.items():
                 point[f"{prefix}.{k}"] = v
         self.timeline.append(point)
+        for tick_hook in self.tick_hooks:
+            tick_hook(self, point)
         if self.progress is not None:
             self.progress(self, point)
 
@@ -394,6 +396,12 @@ class Environment:
                 self.aborted = f"{th.metric_key}: {th.expr.source}"
                 self.stop_event.set()
                 return
+
+
+def threshold_results(cfg: RunConfig, registry: Registry, duration: float) -> list[ThresholdResult]:
+    """Every threshold of ``cfg`` over a registry (a live run's, or one rebuilt from a stream)."""
+    src = _RegistrySource(registry, duration)
+    return [evaluate_one(t, src) for t in cfg.thresholds]
 
 
 def _one_line(exc: BaseException) -> str:
