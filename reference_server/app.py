@@ -46,6 +46,7 @@ from reference_server.analysis import (
     worker_ping,
 )
 from reference_server.config import ServerConfig
+from reference_server.guard import ConnectionGuard
 from reference_server.ledger import Ledger, LedgerClosed, Upload
 from reference_server.sessions import (
     InvalidSession,
@@ -87,6 +88,7 @@ class Stats:
     verifies_ok: int = 0
     verifies_failed: int = 0
     logouts: int = 0
+    body_timeouts: int = 0
 
 
 @dataclass
@@ -99,10 +101,12 @@ class ServerState:
     analysis_pool: Executor
     hash_pool: ThreadPoolExecutor
     stats: Stats = field(default_factory=Stats)
+    guard: ConnectionGuard | None = None
     started_at: float = field(default_factory=time.time)
 
 
 STATE = web.AppKey("state", ServerState)
+GUARD = web.AppKey("guard", ConnectionGuard)  # set by server.py; absent in in-process tests
 ExecutorFactory = Callable[[ServerConfig], Executor]
 
 
@@ -143,11 +147,46 @@ async def _one_line_errors(request: web.Request, handler: Any) -> web.StreamResp
         raise
     except HttpProcessingError as exc:
         return _malformed(request, "malformed request body", exc)
-    except (asyncio.CancelledError, ConnectionError):
+    except (asyncio.CancelledError, ConnectionError, _BodyTimeout):
         raise
     except Exception as exc:
         log.error("500 %s %s: unexpected %s", request.method, request.path, type(exc).__name__)
         return _error(500, "internal error")
+
+
+class _BodyTimeout(Exception):
+    pass
+
+
+async def _body(request: web.Request, read: Any) -> Any:
+    """Await ``read`` (a body-reading coroutine) within the body deadline, else _BodyTimeout."""
+    try:
+        async with asyncio.timeout(request.app[STATE].config.body_timeout_s):
+            return await read
+    except TimeoutError:
+        raise _BodyTimeout from None
+
+
+def _body_timeout(request: web.Request) -> web.Response:
+    """408, and the connection is closed: its unread body would follow the answer."""
+    request.app[STATE].stats.body_timeouts += 1
+    response = _error(408, "request body not received in time")
+    response.force_close()
+    return response
+
+
+@web.middleware
+async def _guard_requests(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Tell the connection guard a request is being served (no header deadline, not evictable);
+    a body that does not arrive in time is a 408."""
+    guard = request.app.get(GUARD)
+    conn = guard.request_started(request.protocol) if guard is not None else None
+    try:
+        return await handler(request)
+    except _BodyTimeout:
+        return _body_timeout(request)
+    finally:
+        ConnectionGuard.request_finished(conn)
 
 
 def _mime(request: web.Request) -> str:
@@ -219,7 +258,7 @@ async def handle_upload(request: web.Request) -> web.Response:
     too_large = f"body larger than {limit} bytes"
     if request.content_length is not None and request.content_length > limit:
         return _reject_upload(stats, "too_large", too_large, 413)
-    body = await _read_limited(request.content, limit)
+    body = await _body(request, _read_limited(request.content, limit))
     if body is None:
         return _reject_upload(stats, "too_large", too_large, 413)
     if not body:
@@ -328,7 +367,7 @@ async def handle_analyze(request: web.Request) -> web.Response:
         stats.analyses_rejected += 1
         return _error(413, f"audio file larger than {limit} bytes")
     try:
-        audio = await _read_audio_field(request, limit)
+        audio = await _body(request, _read_audio_field(request, limit))
     except _TooLarge:
         stats.analyses_rejected += 1
         return _error(413, f"audio file larger than {limit} bytes")
@@ -382,9 +421,9 @@ async def _credentials(request: web.Request) -> tuple[str, Secret] | web.Respons
     data: Any
     try:
         if mime in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            data = await request.post()
+            data = await _body(request, request.post())
         else:  # JSON, also when a client forgot the Content-Type
-            data = await request.json()
+            data = await _body(request, request.json())
     except HttpProcessingError as exc:  # a bad multipart part header
         return _malformed(request, "malformed form body", exc)
     except RecursionError as exc:  # JSON nested deeper than the decoder's stack
@@ -524,6 +563,21 @@ def stats_snapshot(state: ServerState) -> dict[str, Any]:
         "verifies_ok": s.verifies_ok,
         "verifies_failed": s.verifies_failed,
         "logouts": s.logouts,
+        "body_timeouts": s.body_timeouts,
+        **connection_stats(state),
+    }
+
+
+def connection_stats(state: ServerState) -> dict[str, Any]:
+    guard = state.guard
+    if guard is None:
+        return {}
+    return {
+        "connections_open": guard.stats["open"],
+        "connections_max": guard.max_connections,
+        "connections_refused": guard.stats["refused"],
+        "connections_evicted": guard.stats["evicted"],
+        "header_timeouts": guard.stats["header_timeouts"],
     }
 
 
@@ -544,7 +598,7 @@ def create_app(
     """
     app = web.Application(
         client_max_size=max(config.max_upload_bytes, _FORM_LIMIT) + _CHUNK,
-        middlewares=[_one_line_errors],
+        middlewares=[_guard_requests, _one_line_errors],
     )
     app.router.add_get(HEALTH_PATH, handle_health)
     app.router.add_get(STATS_PATH, handle_stats)
@@ -570,6 +624,7 @@ def create_app(
             signer=SessionSigner(key, config.session_ttl_s),
             analysis_pool=pool,
             hash_pool=hash_pool,
+            guard=app.get(GUARD),
         )
         try:
             # READY must mean the workers are up, not that the first request pays their start.

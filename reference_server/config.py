@@ -37,6 +37,9 @@ class ServerConfig:
     access_log: bool = False
     profile_seed: int = 0
     unsafe_ack_before_commit: bool = False  # benchmarks only: the pre-0.x behaviour
+    header_timeout_s: float = 15.0  # a request head must arrive within this
+    body_timeout_s: float = 60.0  # a request body must arrive within this
+    max_connections: int = 0  # 0: as many as the descriptor limit allows
     parent_pid: int | None = None  # exit (gracefully) when this parent process is gone
     watch_stdin: bool = False  # exit (gracefully) when stdin reaches EOF: the parent is gone
 
@@ -145,6 +148,26 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "acknowledged uploads (only to measure what commit-before-ack costs)",
     )
     parser.add_argument(
+        "--header-timeout",
+        type=_float_min(0.0, strict=True),
+        default=15.0,
+        help="seconds a client has to send a request head, from connecting or from the first "
+        "byte of its next request (default %(default)s); slow ones are closed",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=_float_min(0.0, strict=True),
+        default=60.0,
+        help="seconds a client has to send a request body (default %(default)s): 408",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=_int_in(0, 1_000_000),
+        default=0,
+        help="open connections at most; beyond it the oldest idle one is closed, or the new "
+        "one gets 503 (default 0: what the descriptor limit allows)",
+    )
+    parser.add_argument(
         "--parent-pid",
         type=_int_in(1),
         default=None,
@@ -180,6 +203,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         access_log=bool(args.access_log),
         profile_seed=args.profile_seed,
         unsafe_ack_before_commit=bool(args.unsafe_ack_before_commit),
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
+        max_connections=args.max_connections,
         parent_pid=args.parent_pid,
         watch_stdin=bool(args.watch_stdin),
     )

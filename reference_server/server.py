@@ -23,6 +23,7 @@ from simulator.errors import EXIT_OK, ScfleetError
 log = logging.getLogger("reference_server")
 
 SHUTDOWN_GRACE_S = 5.0
+KEEPALIVE_S = 75.0  # idle keep-alive connections are closed after this (nginx's default)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,17 +63,25 @@ def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
 async def _serve(config: ServerConfig, announce: Callable[[str], None]) -> None:
     from aiohttp import web
 
-    from reference_server.app import create_app
+    from reference_server.app import GUARD, create_app
+    from reference_server.guard import ConnectionGuard, default_max_connections
 
+    loop = asyncio.get_running_loop()
     app = create_app(config)
+    guard = ConnectionGuard(
+        loop,
+        max_connections=config.max_connections or default_max_connections(config.analysis_workers),
+        header_timeout=config.header_timeout_s,
+    )
+    app[GUARD] = guard
     runner = web.AppRunner(
         app,
         access_log=logging.getLogger("aiohttp.access") if config.access_log else None,
         handle_signals=False,
         shutdown_timeout=SHUTDOWN_GRACE_S,
+        keepalive_timeout=KEEPALIVE_S,
     )
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if config.parent_pid is not None:
@@ -82,19 +91,28 @@ async def _serve(config: ServerConfig, announce: Callable[[str], None]) -> None:
     if config.watch_stdin:
         _watch_stdin(loop, stop)
     await runner.setup()
+    listener: asyncio.AbstractServer | None = None
     try:
-        site = web.TCPSite(runner, config.host, config.port, backlog=2048, reuse_address=True)
-        try:
-            await site.start()
+        assert runner.server is not None
+        try:  # our own listener: every connection passes the guard before aiohttp sees it
+            listener = await loop.create_server(
+                guard.factory(runner.server),
+                config.host,
+                config.port,
+                backlog=2048,
+                reuse_address=True,
+            )
         except OSError as exc:
             raise ScfleetError(
                 f"cannot listen on {_url(config.host, config.port)}: {exc.strerror or exc}"
             ) from None
-        port = next(addr[1] for addr in runner.addresses if isinstance(addr, tuple))
+        port = next(s.getsockname()[1] for s in listener.sockets)
         if not stop.is_set():  # a signal during startup: stop without announcing
             announce(_url(config.host, port))
         await stop.wait()
     finally:
+        if listener is not None:
+            listener.close()  # stop accepting; runner.cleanup() drains the open connections
         await runner.cleanup()
 
 

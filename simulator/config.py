@@ -210,6 +210,9 @@ class EmbeddedServerConfig:
     extra_cost_ms: float = 0.0
     max_upload_bytes: int = 10 * 1024 * 1024
     accounts: int = 0
+    header_timeout: float = 15.0  # the server's request-head and body deadlines, seconds
+    body_timeout: float = 60.0
+    max_connections: int = 0  # 0: what the server's descriptor limit allows
 
 
 @dataclass(frozen=True)
@@ -803,6 +806,9 @@ def _server(t: _Table) -> EmbeddedServerConfig:
             "max_upload_bytes", 10 * 1024 * 1024, minimum=1, maximum=1 << 30
         ),
         accounts=t.integer("accounts", 0, maximum=MAX_DEVICES),
+        header_timeout=t.duration("header_timeout", "15s", positive=True, maximum=MAX_WAIT),
+        body_timeout=t.duration("body_timeout", "60s", positive=True, maximum=MAX_WAIT),
+        max_connections=t.integer("max_connections", 0, maximum=1_000_000),
     )
     t.finish()
     return sc
