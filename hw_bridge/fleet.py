@@ -303,7 +303,12 @@ class BoardDriver:
 
     # --- loss and rejoin -----------------------------------------------------------------------
     def mark_lost(self, reason: str) -> None:
-        if self.state in ("lost", "finished"):
+        if self.state in ("lost", "finished", "stopped"):
+            return
+        if getattr(self.fleet, "stopping", False):
+            # The run is being stopped (Ctrl-C, SIGTERM, abort): the board's run ending now,
+            # or its port closing, is the stop itself, not a lost board.
+            self.state = "stopped"
             return
         self.state = "lost"
         self.lost += 1
@@ -443,6 +448,7 @@ class BoardFleet:
         self._env: Any = None
         self._key: Secret | None = None
         self._watchers: list[asyncio.Task[None]] = []
+        self.stopping = False  # the run is stopping: boards going quiet are not lost
 
     # --- provisioning ------------------------------------------------------------------------
     def board_config(self, d: BoardDriver) -> dict[str, Any]:
@@ -554,6 +560,8 @@ class BoardFleet:
                 )
             _raise_first(self._watchers)  # a watcher that died ends the run (runner), not quietly
         finally:
+            if env.stop_event.is_set():
+                self.stopping = True
             waiter.cancel()
             for w in self._watchers:
                 w.cancel()
@@ -583,6 +591,7 @@ class BoardFleet:
         self._env.notes.append(f"board {d.label} ({d.device_id}) rejoined at {self._at()}")
 
     async def close(self) -> None:
+        self.stopping = True
         await asyncio.gather(*(d.stop() for d in self.drivers), return_exceptions=True)
         await asyncio.gather(*(d.close() for d in self.drivers), return_exceptions=True)
         bad = [f"{d.label}: {d.protocol_errors}" for d in self.drivers if d.protocol_errors]

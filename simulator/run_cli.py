@@ -308,8 +308,10 @@ def _execute(
             if presses == 1:
                 sys.stderr.write("\nscfleet: stopping (Ctrl-C again to cancel in-flight)\n")
                 env.request_stop()
+            elif presses == 2:
+                env.cancel_inflight()  # the clean-up still runs and results are written
             elif main_task is not None:
-                main_task.cancel()
+                main_task.cancel()  # a third press: give up on the clean-up too
 
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGINT, on_sigint)
@@ -331,6 +333,8 @@ def _execute(
     try:
         with asyncio.Runner(loop_factory=_new_loop) as runner:
             return runner.run(main())
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None  # third Ctrl-C: "scfleet: interrupted", exit 105
     finally:
         gc.set_threshold(*old)
         gc.unfreeze()

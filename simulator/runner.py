@@ -175,6 +175,7 @@ class Environment:
         self.extras: dict[str, Any] = {}
         self.companions: list[Companion] = []
         self.error: str | None = None  # set by fail(): a background task died
+        self._tasks: list[asyncio.Task[None]] = []
         self.tick_hooks: list[ProgressHook] = []  # after each timeline point (e.g. the stream)
 
     def add_sampler(self, prefix: str, sampler: Sampler) -> None:
@@ -184,6 +185,13 @@ class Environment:
         """Stop starting iterations; in-flight ones are cancelled (Ctrl-C, abort)."""
         self.interrupted = self.interrupted or interrupted
         self.stop_event.set()
+
+    def cancel_inflight(self) -> None:
+        """Second Ctrl-C: cancel the scenarios and companions now (no graceful stop); the
+        clean-up and the results still happen, unlike cancelling the whole run."""
+        self.request_stop()
+        for t in self._tasks:
+            t.cancel()
 
     @property
     def elapsed(self) -> float:
@@ -219,6 +227,7 @@ class Environment:
         start = loop.time()
         tasks = [loop.create_task(self._scenario(sc, start)) for sc in self.cfg.scenarios]
         tasks += [loop.create_task(comp.run(self, start)) for comp in self.companions]
+        self._tasks = tasks
         ticker = loop.create_task(self._ticker(start))
         names = {t: f"scenario {sc.name}" for t, sc in zip(tasks, self.cfg.scenarios, strict=False)}
         try:
