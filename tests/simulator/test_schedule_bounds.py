@@ -20,8 +20,8 @@ class _Events:
         self.drops = 0
         self.interrupts = 0
 
-    def dropped(self) -> None:
-        self.drops += 1
+    def dropped(self, count: int = 1) -> None:
+        self.drops += count
 
     def active(self, count: int) -> None:
         pass
@@ -132,3 +132,34 @@ def test_a_run_whose_requests_cannot_be_built_ends_with_an_error() -> None:
     assert time.monotonic() - t0 < 10
     assert result.error and result.error.startswith("scenario a failed: AttributeError")
     assert "\n" not in result.error
+
+
+@pytest.mark.timeout(120)
+def test_drops_of_a_constant_rate_are_counted_arithmetically() -> None:
+    """1e8 arrivals in 1 s and one busy device: visiting each would take minutes; every one
+    is still counted, exactly (all but the first are dropped)."""
+    ex = ConstantArrivalRate(1e8, 1.0, 1.0, 1, 1)
+    events = _Events()
+    holder = _Holder()
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        t0 = time.monotonic()
+        await asyncio.wait_for(
+            run_arrival_rate(
+                ex,
+                start=loop.time(),
+                pool=DevicePool(_Dev, 1, 1),
+                starter=holder,
+                events=events,
+                stop=asyncio.Event(),
+                graceful_stop=0.0,
+            ),
+            60,
+        )
+        return time.monotonic() - t0
+
+    took = asyncio.run(main())
+    assert took < 10, f"{took:.1f}s"
+    assert holder.started == 1
+    assert events.drops == 100_000_000 - 1
