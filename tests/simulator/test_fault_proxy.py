@@ -172,10 +172,12 @@ def _config() -> Any:
     )
 
 
-async def _run_through(proxy_fault: str, upstream: tuple[str, int]) -> tuple[RunResult, Any]:
+async def _run_through(
+    proxy_fault: str, upstream: tuple[str, int], kind: str
+) -> tuple[RunResult, Any]:
     cfg = _config()
     async with FaultProxy(upstream, proxy_fault) as proxy:
-        transport = make_transport(proxy.url, timeout=1.0)
+        transport = make_transport(proxy.url, timeout=1.0, kind=kind)
         try:
             env = Environment(cfg, transport, bank=build_bank(cfg), target=proxy.url)
             result = await asyncio.wait_for(env.run(), 60)
@@ -184,16 +186,17 @@ async def _run_through(proxy_fault: str, upstream: tuple[str, int]) -> tuple[Run
     return result, proxy
 
 
+@pytest.mark.parametrize("kind", ["fast", "aiohttp"])
 @pytest.mark.parametrize("fault", FAULTS)
 def test_fault_every_request_accounted_once_and_no_duplicates(
-    fault: str, tmp_path: pathlib.Path, reference_server: Any
+    fault: str, kind: str, tmp_path: pathlib.Path, reference_server: Any
 ) -> None:
     import uvloop
 
     server = reference_server(tmp_path / "srv")
     host, port = server.url.removeprefix("http://").split(":")
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        result, proxy = runner.run(_run_through(fault, (host, int(port))))
+        result, proxy = runner.run(_run_through(fault, (host, int(port)), kind))
     server.stop()  # its ledger is complete once it has exited
 
     reg = result.registry
@@ -220,7 +223,7 @@ def test_fault_every_request_accounted_once_and_no_duplicates(
     assert dupes == []
     assert stored >= ok  # every acknowledged upload is in the ledger
     print(  # the README's reliability figures come from this line (pytest -s)
-        f"fault={fault} scheduled={scheduled} requests={requests} ok={ok} failed={failed} "
+        f"{kind} fault={fault} scheduled={scheduled} requests={requests} ok={ok} failed={failed} "
         f"dropped={dropped} injected={proxy.injected} stored={stored} "
         f"dup_forwarded=0 dup_ledger={len(dupes)}"
     )
