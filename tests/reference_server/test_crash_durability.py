@@ -94,6 +94,7 @@ def test_kill_9_and_restart_mid_run_loses_no_acknowledged_upload(
                 runner.kill()
                 runner.communicate()
     acked, rows, missing = acknowledged_but_missing(run_dir, data / "ledger.sqlite")
+    print(f"acknowledged {acked}, ledger rows {rows}, acknowledged-but-missing {missing}")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["metrics"]["http_req_failed"]["passes"] > 0  # the kill was felt
     assert acked > 200 and rows >= acked - missing
