@@ -185,18 +185,24 @@ class Ledger:
                 if first is None:
                     break
                 batch, stop = self._take_batch(first)
+                # A request cancelled while waiting (client gone, shutdown) cancels its future;
+                # its row is still stored (stored-but-unanswered is safe). Futures marked
+                # running here can no longer be cancelled, so resolving them cannot fail.
+                waiting = [fut.set_running_or_notify_cancel() for _, fut in batch]
                 try:
                     dups = self._commit(batch)
                 except BaseException as exc:
-                    for _, fut in batch:
-                        fut.set_exception(LedgerClosed(f"ledger write failed: {exc}"))
+                    for (_, fut), wait in zip(batch, waiting, strict=True):
+                        if wait:
+                            fut.set_exception(LedgerClosed(f"ledger write failed: {exc}"))
                     raise
                 n_dup = sum(dups)
                 self._written += len(batch) - n_dup
                 self._duplicates += n_dup
                 self._commits += 1
-                for (_, fut), dup in zip(batch, dups, strict=True):
-                    fut.set_result(Stored(duplicate=dup))
+                for (_, fut), dup, wait in zip(batch, dups, waiting, strict=True):
+                    if wait:
+                        fut.set_result(Stored(duplicate=dup))
         except BaseException as exc:  # surfaced by close(); uploads then get 503, never 200
             with self._lock:
                 self._error = exc
@@ -205,7 +211,7 @@ class Ledger:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is not None:
+                if item is not None and item[1].set_running_or_notify_cancel():
                     item[1].set_exception(LedgerClosed(f"ledger writer failed: {exc}"))
         finally:
             self._conn.close()

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from simulator.errors import ConfigError
 
@@ -110,7 +111,7 @@ class SessionSigner:
             raise InvalidSession("no session cookie")
         payload, sep, mac = token.partition(".")
         try:
-            data = json.loads(_unb64(payload)) if sep else None
+            data: Any = json.loads(_unb64(payload)) if sep else None
             username, exp_ms, sid = data["u"], data["exp"], data["sid"]
         except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
             raise InvalidSession("bad session signature") from None

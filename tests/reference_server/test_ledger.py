@@ -153,3 +153,18 @@ def test_old_ledger_with_duplicates_is_a_clear_error(tmp_path: Path) -> None:
 def test_read_missing_ledger(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         read_uploads(tmp_path / "nope.sqlite")
+
+
+def test_cancelled_waiter_does_not_kill_the_writer(tmp_path: Path) -> None:
+    """A request cancelled while awaiting its commit (client gone, shutdown) cancels its future;
+    the writer must keep going and the row is still stored."""
+    ledger = Ledger(tmp_path / "l.sqlite")
+    try:
+        futures = [ledger.submit(_upload(i, seq=i)) for i in range(200)]
+        for f in futures[::2]:
+            f.cancel()  # succeeds for those the writer has not picked up yet
+        assert ledger.submit(_upload(999, seq=1)).result(10).duplicate is False
+        assert all(f.result(10).duplicate is False for f in futures if not f.cancelled())
+    finally:
+        ledger.close()
+    assert len(read_uploads(tmp_path / "l.sqlite")) == 201
