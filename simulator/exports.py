@@ -82,7 +82,8 @@ def _scenario_values(s: Mapping[str, Any]) -> Iterator[tuple[str, float]]:
     yield "dropped_iterations", s["dropped"]
     yield "data_sent", s["sent"]
     yield "data_received", s["received"]
-    yield "vus", s["active"]
+    if "vus" in s:  # sampled at the tick as k6 samples it (not in the final, after-run tick)
+        yield "vus", s["vus"]
 
 
 def ndjson_lines(

@@ -371,6 +371,8 @@ class Environment:
                 "max_ms": h.max / 1000,
                 "avg_ms": h.mean / 1000,
             }
+            if sample_vus:  # k6's vus sample: active at this instant ("active": the peak)
+                point["scenarios"][name]["vus"] = ev.active_now
         if sample_vus:  # as k6: once a second while the run goes (not after it)
             self.registry.get("vus").set(self.active_devices)
             grown = sum(e.grown for e in self.events.values())

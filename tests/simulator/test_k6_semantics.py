@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import math
 import pathlib
 
@@ -359,3 +360,16 @@ def test_vus_is_sampled_each_second_not_the_peak_between() -> None:
     vus = env.registry.get("vus")
     assert vus.seen and vus.max == 0
     assert env.registry.get("vus_max").value == 2
+    # the timeline keeps the peak per tick ("active") beside k6's sample ("vus")...
+    ticks = [p["scenarios"]["up"] for p in env.timeline]
+    assert max(s["active"] for s in ticks) == 1
+    assert [s["vus"] for s in ticks[:-1]] == [0] * (len(ticks) - 1)
+    assert "vus" not in ticks[-1]  # the after-run tick is no sample
+    # ...and the k6-format stream carries the samples
+    from simulator.exports import ndjson_lines
+
+    points = [json.loads(line) for line in ndjson_lines(env.timeline, 0.0)]
+    vus_points = [
+        p["data"]["value"] for p in points if p["metric"] == "vus" and p["type"] == "Point"
+    ]
+    assert vus_points and set(vus_points) == {0}
