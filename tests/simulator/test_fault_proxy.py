@@ -62,7 +62,7 @@ class FaultProxy:
     share: float = 0.2
     seed: int = 7
     latency_s: float = 0.15
-    stall_s: float = 3.0
+    stall_s: float = 4.0
     forwarded: Counter[tuple[str, str]] = field(default_factory=Counter)
     injected: int = 0
     exchanges: int = 0
@@ -177,7 +177,7 @@ async def _run_through(
 ) -> tuple[RunResult, Any]:
     cfg = _config()
     async with FaultProxy(upstream, proxy_fault) as proxy:
-        transport = make_transport(proxy.url, timeout=1.0, kind=kind)
+        transport = make_transport(proxy.url, timeout=2.0, kind=kind)
         try:
             env = Environment(cfg, transport, bank=build_bank(cfg), target=proxy.url)
             result = await asyncio.wait_for(env.run(), 60)
