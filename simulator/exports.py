@@ -1,11 +1,11 @@
 """The run's time series and thresholds in formats other tools already read.
 
-* ``timeline.ndjson`` — k6's ``--out json`` shape: a ``{"type":"Metric"}`` declaration the first
-  time a metric appears, then ``{"type":"Point","metric":NAME,"data":{"time","value","tags"}}``.
-  k6 writes one point per sample; we write one per metric per tick per scenario (the tick's
-  count, rate or mean), so the file stays small on long runs. Tick percentiles go out as
-  ``http_req_duration_p50/p95/p99`` so ``http_req_duration`` keeps the mean's meaning;
-  sampled resources appear as gauges named ``scfleet_<prefix>_<key>``.
+* ``timeline-1s.ndjson`` — the per-second timeline in the *shape* of k6's ``--out json``
+  lines (``Metric`` declarations, ``Point`` objects) so the same parsers read it, but each point
+  is one metric per tick per scenario (the tick's count, rate or mean), not a sample: it is not
+  k6's per-sample stream, hence its name; ``--out json=FILE`` writes that (simulator.samples).
+  Tick percentiles go out as ``http_req_duration_p50/p95/p99`` so ``http_req_duration`` keeps
+  the mean's meaning; sampled resources appear as gauges named ``scfleet_<prefix>_<key>``.
 * ``timeline.csv`` — one row per tick per scenario, resource columns repeated.
 * ``junit.xml`` — one test case per threshold, failures marked, for CI test reports.
 * ``handle-summary.json`` — the ``data`` object k6 passes to ``handleSummary()``, as

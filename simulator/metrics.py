@@ -16,6 +16,7 @@ import math
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from time import perf_counter_ns
 from typing import Any
 
 Tags = tuple[tuple[str, str], ...]
@@ -331,6 +332,8 @@ class Registry:
         self.recorders: list[RequestRecorder | IterationRecorder] = []
         self.types: dict[str, str] = {k: v[0] for k, v in BUILTIN.items()}
         self.contains: dict[str, str] = {k: v[1] for k, v in BUILTIN.items()}
+        #: Receives every buffered row as it is folded (``--out json/csv``: samples.PointWriter)
+        self.sink: Any = None
 
     def get(self, name: str, tags: Mapping[str, str] | Tags = ()) -> Any:
         key_tags: Tags = tuple(sorted(tags.items())) if isinstance(tags, Mapping) else tags
@@ -563,7 +566,9 @@ def fold_columns(hists: Sequence[Histogram], matrix: Any) -> None:
         h.total += total
 
 
-_ROW = 11  # status, failed, 6 durations (µs), bytes sent, bytes received, error kind index
+#: status, failed, 6 durations (µs), bytes sent, bytes received, error kind index, end time
+#: (perf_counter_ns: the sample's time in ``--out json``/``csv`` streams, simulator.samples)
+_ROW = 12
 
 
 class RequestRecorder:
@@ -585,6 +590,8 @@ class RequestRecorder:
         "_received",
         "pending",
         "rejected",
+        "_data_tags",
+        "_tags",
     )
 
     _NAMES = _HTTP_METRICS
@@ -600,6 +607,8 @@ class RequestRecorder:
         self._interval = interval
         self._sent: Counter = reg.get("data_sent", data_tags)
         self._received: Counter = reg.get("data_received", data_tags)
+        self._data_tags = data_tags
+        self._tags: dict[int, Tags] = {}  # outcome key -> its series' tags (for the sink)
         self.pending = array("q")  # _ROW int64s per request, folded in bulk by flush()
         self.rejected = 0  # requests whose values did not fit (never recorded)
         reg.recorders.append(self)
@@ -621,7 +630,8 @@ class RequestRecorder:
                 tags.append(("error_code", str(code)))
             if kind is not None:
                 tags.append(("error", kind.tag))
-            s = tuple(self._reg.get(n, tuple(sorted(tags))) for n in self._NAMES)
+            self._tags[key] = tuple(sorted(tags))
+            s = tuple(self._reg.get(n, self._tags[key]) for n in self._NAMES)
             self._by_status[key] = s
         return s
 
@@ -660,6 +670,7 @@ class RequestRecorder:
                     sent,
                     received,
                     error,
+                    perf_counter_ns(),
                 )
             )
         except (OverflowError, TypeError):
@@ -677,9 +688,12 @@ class RequestRecorder:
         outcome = (rows[:, 0] << 6) + ((rows[:, 1] != 0) << 5) + (rows[:, 10] & 31)
         keys = sorted(set(outcome.tolist()))
         single = len(keys) == 1  # the usual case: one pass folds everything
+        sink = self._reg.sink
         for key in keys:
             sub = rows if single else rows[outcome == key]
             reqs, fail, *trends = self._series(int(key))
+            if sink is not None:
+                sink.requests(self._tags[int(key)], self._data_tags, sub)
             n = len(sub)
             nfail = int(sub[:, 1].sum())
             reqs.value += n
@@ -706,22 +720,34 @@ class IterationRecorder:
     """A scenario's iterations: count, ``iteration_duration`` and ``schedule_lag``, buffered
     and folded in bulk like requests."""
 
-    __slots__ = ("_iterations", "_duration", "_lag", "_interval", "pending", "rejected")
+    __slots__ = (
+        "_iterations",
+        "_duration",
+        "_lag",
+        "_interval",
+        "pending",
+        "rejected",
+        "_reg",
+        "_tags",
+        "_lag_tags",
+    )
 
     def __init__(self, reg: Registry, tags: Tags, lag_tags: Tags, interval: IntervalStats):
+        self._reg = reg
+        self._tags, self._lag_tags = tags, lag_tags
         self._iterations: Counter = reg.get("iterations", tags)
         self._duration: Trend = reg.get("iteration_duration", tags)
         self._lag: Trend = reg.get("schedule_lag", lag_tags)
         self._interval = interval
-        self.pending = array("q")  # (duration µs, lag µs) per iteration
+        self.pending = array("q")  # (duration µs, lag µs, end perf_counter_ns) per iteration
         self.rejected = 0
         reg.recorders.append(self)
 
     def record(self, duration_us: int, lag_us: int) -> None:
         try:
-            self.pending.extend((duration_us, lag_us))
+            self.pending.extend((duration_us, lag_us, perf_counter_ns()))
         except (OverflowError, TypeError):
-            _trim_partial_row(self.pending, 2)
+            _trim_partial_row(self.pending, 3)
             self.rejected += 1
 
     def flush(self) -> None:
@@ -730,10 +756,12 @@ class IterationRecorder:
         buf, self.pending = self.pending, array("q")
         if not buf:
             return
-        rows = np.frombuffer(buf, dtype=np.int64).reshape(-1, 2)
+        rows = np.frombuffer(buf, dtype=np.int64).reshape(-1, 3)
         self._iterations.value += len(rows)
         self._interval.iterations += len(rows)
-        fold_columns([self._duration.hist, self._lag.hist], rows)
+        fold_columns([self._duration.hist, self._lag.hist], rows[:, :2])
+        if self._reg.sink is not None:
+            self._reg.sink.iterations(self._tags, self._lag_tags, rows)
 
 
 def _trim_partial_row(buf: array[int], width: int) -> None:

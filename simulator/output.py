@@ -10,7 +10,7 @@
 | ``devices.csv`` | per device: requests, ok, failed, next sequence, bytes acknowledged |
 | ``stages.json`` | stage windows and per-stage latency histograms (for ``scfleet report``) |
 | ``report.html`` | self-contained report: verdict, thresholds, stage table, plots |
-| ``timeline.ndjson`` | the timeline in k6's ``--out json`` point format |
+| ``timeline-1s.ndjson`` | the per-second timeline as k6-shaped lines (not per sample) |
 | ``timeline.csv`` | the timeline, one row per tick per scenario |
 | ``junit.xml`` | one test case per threshold, for CI |
 | ``run.ndjson`` | the crash-safe stream, appended each second (:class:`RunStream`) |

@@ -20,7 +20,7 @@ from simulator.errors import EXIT_OK, ConfigError
 #: Files ``build_reports`` (re)writes besides the ``stages`` key of summary.json.
 REPORT_FILES = (
     "report.html",
-    "timeline.ndjson",
+    "timeline-1s.ndjson",
     "timeline.csv",
     "junit.xml",
     "handle-summary.json",
@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "report",
         help="rebuild the report files of a run folder",
-        description="Rebuild report.html, timeline.ndjson, timeline.csv, junit.xml and the "
+        description="Rebuild report.html, timeline-1s.ndjson, timeline.csv, junit.xml and the "
         "stage table from a run folder.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by 'scfleet run'")
@@ -128,7 +128,7 @@ def build_reports(run_dir: str | Path) -> dict[str, Path]:
     started = float(state.get("startedAt", 0.0))
     out = {name: d / name for name in REPORT_FILES}
     out["report.html"].write_text(report_html.render(data))
-    out["timeline.ndjson"].write_text(exports.to_ndjson(data.timeline, started, data.thresholds))
+    out["timeline-1s.ndjson"].write_text(exports.to_ndjson(data.timeline, started, data.thresholds))
     out["timeline.csv"].write_text(exports.to_csv(data.timeline, started))
     out["junit.xml"].write_text(
         exports.to_junit(

@@ -48,7 +48,14 @@ def register(sub: Any) -> None:
         metavar="F",
         help="scale scenario/stage durations and start times (not rates or sleeps)",
     )
-    p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<time>-<config>)")
+    p.add_argument(
+        "--out",
+        action=_OutAction,
+        metavar="DIR|json=FILE|csv=FILE",
+        help="run folder (default: runs/<time>-<config>); json=FILE / csv=FILE (repeatable) "
+        "also stream every sample in k6's --out json / --out csv format",
+    )
+    p.set_defaults(streams=[])
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -63,6 +70,30 @@ def register(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no live progress line")
     add_k6_flags(p)
     p.set_defaults(func=run_command)
+
+
+class _OutAction(argparse.Action):
+    """``--out DIR`` is the run folder (once); ``--out json=FILE``/``csv=FILE`` are k6's
+    per-sample streams (simulator.samples) and may be given beside it."""
+
+    def __call__(self, parser: Any, ns: Any, value: Any, option_string: Any = None) -> None:
+        from simulator.samples import parse_out
+
+        try:
+            stream = parse_out(str(value))
+        except ValueError as exc:
+            parser.error(str(exc))
+        if stream is None:
+            if getattr(ns, self.dest, None) is not None:
+                parser.error(
+                    f"--out: one run folder only, got {getattr(ns, self.dest)} and {value}"
+                )
+            setattr(ns, self.dest, value)
+            return
+        streams = list(getattr(ns, "streams", None) or [])
+        if any(s.kind == stream.kind for s in streams):
+            parser.error(f"--out {stream.kind}=: given twice")
+        ns.streams = [*streams, stream]
 
 
 def add_k6_flags(p: Any) -> None:
@@ -219,6 +250,7 @@ def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
     created = claim_run_dir(
         run_dir, overwrite=args.overwrite, key="--out" if args.out else "output.out_dir"
     )
+    points = _open_streams(args, cfg)
     effective = {
         "source": cfg.source,
         "time_scale": args.time_scale,
@@ -248,12 +280,14 @@ def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
         effective["target"] = url
         stream = RunStream(run_dir, effective)
         pid = server.pid if server else args.server_pid
-        result = _execute(cfg, url, args, pid, accounts, stream)
+        result = _execute(cfg, url, args, pid, accounts, stream, points)
         signals.install(defer=True)  # from here on a signal never cuts the writing short
         stream.close(result)
     finally:
         if server is not None:
             server.stop()
+        if points is not None:
+            points.close()
         if result is None and created:  # failed or interrupted before the run: no empty folder
             shutil.rmtree(run_dir, ignore_errors=True)
     paths = write_run(result, run_dir, effective)
@@ -273,6 +307,19 @@ def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
     return EXIT_OK if result.thresholds_ok else EXIT_THRESHOLDS_FAILED
 
 
+def _open_streams(args: argparse.Namespace, cfg: Any) -> Any:
+    """``--out json=FILE`` / ``csv=FILE``: the writer, its files opened now (a bad path fails
+    before anything starts)."""
+    streams = getattr(args, "streams", [])
+    if not streams:
+        return None
+    from simulator.metrics import BUILTIN
+    from simulator.samples import PointWriter
+
+    ths = [(t.metric_key, t.expr.source, t.tags) for t in cfg.thresholds]
+    return PointWriter(streams, BUILTIN, ths)
+
+
 def _execute(
     cfg: Any,
     url: str,
@@ -280,6 +327,7 @@ def _execute(
     server_pid: int | None,
     accounts: dict[str, Any],
     stream: Any = None,
+    points: Any = None,
 ) -> Any:
     from simulator.fasthttp import make_transport
     from simulator.progress import make_progress
@@ -294,6 +342,7 @@ def _execute(
         env = Environment(
             cfg, transport, bank=bank, accounts=accounts, progress=progress, target=url
         )
+        env.registry.sink = points
         attach_samplers(env, cfg, server_pid)
         attach_boards(env, cfg, url)
         if stream is not None:

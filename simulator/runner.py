@@ -379,6 +379,11 @@ class Environment:
             plan = self.device_plan
             self.registry.get("vus_max").set(min(plan.planned + grown, plan.possible))
         point["active"] = total_active
+        sink = self.registry.sink
+        if sink is not None:  # --out json/csv: this tick's samples go to the files now
+            gauges = [("vus", self.registry.get("vus").value)] if sample_vus else []
+            gauges += [("vus_max", self.registry.get("vus_max").value)] if sample_vus else []
+            sink.tick(self.registry, gauges)
         for prefix, sampler in self.samplers:
             try:
                 values = sampler.sample()

@@ -95,7 +95,7 @@ def test_saturated_server_stage_table_and_verdict(saturated: pathlib.Path) -> No
     text = (saturated / "summary.txt").read_text()
     assert "verdict: graceful" in text and "bottleneck: server CPU saturated" in text
     # exports made from the same run
-    lines = (saturated / "timeline.ndjson").read_text().splitlines()
+    lines = (saturated / "timeline-1s.ndjson").read_text().splitlines()
     objs = [json.loads(line) for line in lines]
     reqs = sum(
         o["data"]["value"] for o in objs if o["metric"] == "http_reqs" and o["type"] == "Point"
