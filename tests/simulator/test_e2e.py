@@ -225,10 +225,12 @@ def test_ctrl_c_writes_what_ran(tmp_path: pathlib.Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.time() + 60
-    while not (out / "server" / "ledger.sqlite").exists() and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(3.5)
+    deadline = time.time() + 90
+    stream = out / "run.ndjson"  # one line per second of run time: wait on progress
+    while time.time() < deadline and runner.poll() is None:
+        if stream.exists() and stream.read_text().count('"type":"tick"') >= 4:
+            break
+        time.sleep(0.1)
     runner.send_signal(signal.SIGINT)
     stdout, stderr = runner.communicate(timeout=60)
     assert runner.returncode == 105, stderr
@@ -240,7 +242,11 @@ def test_ctrl_c_writes_what_ran(tmp_path: pathlib.Path) -> None:
     # the embedded server was stopped and its ledger flushed
     db = sqlite3.connect(out / "server" / "ledger.sqlite")
     (n,) = db.execute("SELECT count(*) FROM uploads").fetchone()
-    assert n == summary["metrics"]["http_reqs"]["count"]
+    # an upload in flight at Ctrl-C is cancelled (an interrupted iteration, not a request) but
+    # the server may have stored it already
+    reqs = summary["metrics"]["http_reqs"]["count"]
+    cut = summary["scfleet"]["metrics"].get("interrupted_iterations", {}).get("count", 0)
+    assert reqs <= n <= reqs + cut
     assert os.path.exists(out / "timeline.json")
     for name in (*REPORT_FILES, "stages.json"):
         assert (out / name).stat().st_size > 0, name
