@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from audio_synth.wav import wav_header
-from simulator.errors import ConfigError
+from scfleet_core.errors import ConfigError
 
 if TYPE_CHECKING:
     import numpy as np

@@ -13,7 +13,7 @@ from typing import Any
 
 from audio_synth.machine import ISOLATED_MODELS, MODELS, STREAM_ANOMALY, STREAM_CLI_RENDER
 from audio_synth.wav import wav_header
-from simulator.errors import ConfigError
+from scfleet_core.errors import ConfigError
 
 FORMATS = ("wav", "raw")
 MAX_COUNT = 100_000

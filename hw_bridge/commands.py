@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from simulator.errors import ConfigError, HardwareError
+from scfleet_core.errors import ConfigError, HardwareError
 
 
 def register_hw(subs: Any) -> None:

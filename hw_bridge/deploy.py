@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simulator.errors import ConfigError, HardwareError
+from scfleet_core.errors import ConfigError, HardwareError
 
 CONFIG_PATH = "/scfw_config.json"
 APP_MARKER = "/scfw/app.py"  # present: the scfw app, which says hello at boot

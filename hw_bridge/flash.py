@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simulator.errors import ConfigError, HardwareError
-from simulator.secrets import Secret
+from scfleet_core.errors import ConfigError, HardwareError
+from scfleet_core.secrets import Secret
 
 CONFIG_PATH = "/scfw_config.json"
 ROM_BAUD = 115200

@@ -37,6 +37,8 @@ from typing import Any
 
 from hw_bridge import ports
 from hw_bridge.link import BoardReplyError, SerialLink
+from scfleet_core.errors import ConfigError, HardwareError
+from scfleet_core.secrets import Secret
 from simulator.config import (
     BoardsConfig,
     ConstantArrivalRate,
@@ -47,9 +49,7 @@ from simulator.config import (
     executor_duration,
 )
 from simulator.devices import expected_ok
-from simulator.errors import ConfigError, HardwareError
 from simulator.metrics import RequestRecorder, tags_of
-from simulator.secrets import Secret
 
 PINGS = 5
 HELLO_TIMEOUT = 3.0

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from simulator.errors import HardwareError
+from scfleet_core.errors import HardwareError
 
 MAX_LINE = 16384  # the protocol's lines are <= 4096 bytes; a batch of results can be longer
 DEFAULT_BAUD = 115200

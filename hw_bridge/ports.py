@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from simulator.errors import HardwareError
+from scfleet_core.errors import HardwareError
 
 #: USB-UART bridges and native USB found on ESP32 boards: (VID, PID) -> what it is.
 KNOWN_BRIDGES: dict[tuple[int, int], str] = {

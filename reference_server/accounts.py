@@ -21,8 +21,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from simulator.errors import ConfigError
-from simulator.secrets import Secret
+from scfleet_core.errors import ConfigError
+from scfleet_core.secrets import Secret
 
 DEFAULT_SCRYPT_N = 2**14
 SCRYPT_R = 8

@@ -54,8 +54,8 @@ from reference_server.sessions import (
     SessionSigner,
     load_or_create_key,
 )
-from simulator.errors import ScfleetError
-from simulator.secrets import Secret
+from scfleet_core.errors import ScfleetError
+from scfleet_core.secrets import Secret
 
 log = logging.getLogger(__name__)
 

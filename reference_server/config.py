@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from simulator.errors import ConfigError
+from scfleet_core.errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_ANALYSIS_WORKERS = 2

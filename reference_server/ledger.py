@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
-from simulator.errors import ConfigError
+from scfleet_core.errors import ConfigError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS uploads (

@@ -17,8 +17,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from reference_server.config import ServerConfig, add_server_arguments, config_from_args
-from simulator.cli import OneLineParser
-from simulator.errors import EXIT_OK, ScfleetError
+from scfleet_core.cli import OneLineParser
+from scfleet_core.errors import EXIT_OK, ScfleetError
 
 log = logging.getLogger("reference_server")
 

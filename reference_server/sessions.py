@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simulator.errors import ConfigError
+from scfleet_core.errors import ConfigError
 
 KEY_FILE_NAME = "secret.key"
 _MIN_KEY_BYTES = 16

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from scfleet_core.errors import ConfigError
 from simulator.durations import parse_duration
-from simulator.errors import ConfigError
 from simulator.thresholds import (
     Threshold,
     parse_expression,

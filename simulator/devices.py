@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scfleet_core.errors import ConfigError
+from scfleet_core.secrets import Secret
 from simulator.checks import check_passes
 from simulator.config import (
     AnalyzeDevice,
@@ -24,7 +26,6 @@ from simulator.config import (
     IotUploadDevice,
     ScenarioConfig,
 )
-from simulator.errors import ConfigError
 from simulator.executors import TaskStarter
 from simulator.metrics import (
     IntervalStats,
@@ -33,7 +34,6 @@ from simulator.metrics import (
     RequestRecorder,
     tags_of,
 )
-from simulator.secrets import Secret
 from simulator.transport import KIND_INDEX, Request, Response, Transport
 
 

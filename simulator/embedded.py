@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from scfleet_core.errors import TargetError
 from simulator.config import EmbeddedServerConfig
-from simulator.errors import TargetError
 
 
 class EmbeddedServer:

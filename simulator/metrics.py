@@ -303,7 +303,7 @@ def check_threshold_tag_keys(
     ``http_req_duration{expected:true}`` would match no sample and pass — a false green."""
     import difflib
 
-    from simulator.errors import ConfigError
+    from scfleet_core.errors import ConfigError
 
     extra = frozenset(user_keys)
     for th in thresholds:

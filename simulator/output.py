@@ -30,9 +30,9 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from simulator.errors import ConfigError
+from scfleet_core.errors import ConfigError
+from scfleet_core.secrets import Secret
 from simulator.runner import RunResult
-from simulator.secrets import Secret
 from simulator.summary import render_text, summary_dict
 
 

@@ -32,9 +32,9 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from scfleet_core.errors import ConfigError
 from simulator.config import Stage
 from simulator.durations import parse_duration
-from simulator.errors import ConfigError
 
 #: Executor keys a quick flag replaces; everything else of the scenario table is kept.
 EXECUTOR_KEYS = (

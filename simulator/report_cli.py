@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simulator.errors import EXIT_OK, ConfigError
+from scfleet_core.errors import EXIT_OK, ConfigError
 
 #: Files ``build_reports`` (re)writes besides the ``stages`` key of summary.json.
 REPORT_FILES = (

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from scfleet_core.errors import ConfigError
 from simulator.config import (
     AnalyzeDevice,
     ConstantArrivalRate,
@@ -31,7 +32,6 @@ from simulator.devices import (
     load_accounts,
     make_behaviour,
 )
-from simulator.errors import ConfigError
 from simulator.executors import (
     DevicePool,
     device_plan,

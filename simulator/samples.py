@@ -262,7 +262,7 @@ class PointWriter:
             except OSError as exc:
                 for fh in self._files.values():
                     fh.close()
-                from simulator.errors import ConfigError
+                from scfleet_core.errors import ConfigError
 
                 raise ConfigError(
                     f"cannot write: {exc.strerror or exc}", source=f"--out {s.kind}={s.path}"

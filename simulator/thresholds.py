@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from simulator.errors import ConfigError
+from scfleet_core.errors import ConfigError
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,

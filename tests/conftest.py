@@ -32,7 +32,7 @@ def scfleet() -> Callable[..., subprocess.CompletedProcess[str]]:
 
     def run(*args: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "simulator.cli", *args],
+            [sys.executable, "-m", "scfleet", *args],
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -12,7 +12,7 @@ import pytest
 import soundfile
 
 from audio_synth import BankError, PcmBank, wav_header
-from simulator.errors import EXIT_INVALID_CONFIG, ConfigError
+from scfleet_core.errors import EXIT_INVALID_CONFIG, ConfigError
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from simulator.cli import main
-from simulator.errors import EXIT_INVALID_CONFIG
+from scfleet.cli import main
+from scfleet_core.errors import EXIT_INVALID_CONFIG
 
 
 def read_labels(folder: Path) -> list[dict[str, str]]:

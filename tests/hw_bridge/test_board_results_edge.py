@@ -233,8 +233,7 @@ rate = 5
     out = tmp_path / "run"
     try:
         res = subprocess.run(
-            [sys.executable, "-m", "simulator.cli", "run", str(conf), "--out", str(out)]
-            + ["--quiet"],
+            [sys.executable, "-m", "scfleet", "run", str(conf), "--out", str(out)] + ["--quiet"],
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -13,9 +13,9 @@ from hw_bridge.appmode import start_app_boards
 from hw_bridge.commands import describe
 from hw_bridge.fleet import board_rate
 from hw_bridge.link import SerialLink
-from simulator.cli import main
+from scfleet.cli import main
+from scfleet_core.errors import ConfigError
 from simulator.config import parse_config
-from simulator.errors import ConfigError
 
 KEY = "cli-Key-93f1-hidden"
 

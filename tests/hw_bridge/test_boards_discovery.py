@@ -9,7 +9,7 @@ from serial.tools.list_ports_common import ListPortInfo
 
 from hw_bridge import ports
 from hw_bridge.fleet import load_registry
-from simulator.errors import ConfigError, HardwareError
+from scfleet_core.errors import ConfigError, HardwareError
 
 ROOT = Path(__file__).resolve().parents[2]
 

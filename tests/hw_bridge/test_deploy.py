@@ -16,7 +16,7 @@ from hw_bridge import deploy, fsimage, repl
 from hw_bridge.appmode import firmware_files, start_app_boards
 from hw_bridge.emulator.server import BoardHandle
 from hw_bridge.link import SerialLink
-from simulator.cli import main as scfleet_main
+from scfleet.cli import main as scfleet_main
 
 KEY = "d3pl0y-w1f1-K3y-never-shown"
 CONFIG = json.dumps({"v": 1, "device_id": "esp32-dep-001", "wifi_key": KEY}).encode()

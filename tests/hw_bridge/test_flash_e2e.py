@@ -16,8 +16,8 @@ from hw_bridge import flash, fsimage, images
 from hw_bridge.emulator.board import BoardFiles, SerialPort
 from hw_bridge.emulator.rom import Faults
 from hw_bridge.emulator.server import BoardHandle, start_emulated_boards
-from simulator.cli import main as scfleet_main
-from simulator.secrets import Secret
+from scfleet.cli import main as scfleet_main
+from scfleet_core.secrets import Secret
 
 pytestmark = pytest.mark.slow
 

@@ -29,7 +29,7 @@ def _ticks(run: pathlib.Path) -> int:
 def test_ctrl_c_in_a_mixed_run_is_clean(tmp_path: pathlib.Path, presses: int) -> None:
     run = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "simulator.cli", "run", "configs/mixed_fleet.toml"]
+        [sys.executable, "-m", "scfleet", "run", "configs/mixed_fleet.toml"]
         + ["--out", str(run), "--quiet"],
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -68,7 +68,7 @@ status_timeout = "0.4s"
         )
         out = tmp_path / "run"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "simulator.cli", "run", str(cfg), "--out", str(out), "--quiet"],
+            [sys.executable, "-m", "scfleet", "run", str(cfg), "--out", str(out), "--quiet"],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -24,7 +24,7 @@ def test_mixed_fleet_config_runs_and_the_ledger_shows_every_board(tmp_path: path
         [
             sys.executable,
             "-m",
-            "simulator.cli",
+            "scfleet",
             "run",
             "configs/mixed_fleet.toml",
             "--time-scale",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reference_server.accounts import UserStore
-from simulator import cli
+from scfleet import cli
 
 
 def test_accounts_seed_writes_usable_csv(
@@ -43,7 +43,7 @@ def test_accounts_seed_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_serve_is_registered_without_heavy_imports() -> None:
     code = (
-        "import sys; from simulator.cli import build_parser; p = build_parser();"
+        "import sys; from scfleet.cli import build_parser; p = build_parser();"
         "a = p.parse_args(['serve', '--data-dir', 'x', '--analysis-workers', '3']);"
         "assert a.analysis_workers == 3 and a.port == 0 and a.func.__name__ == '_serve';"
         "heavy = [m for m in ('aiohttp', 'numpy', 'soundfile') if m in sys.modules];"

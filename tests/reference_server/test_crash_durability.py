@@ -71,7 +71,7 @@ def test_kill_9_and_restart_mid_run_loses_no_acknowledged_upload(
     with spawn_server(data, "--analysis-workers", "1") as first:
         port = first.url.rsplit(":", 1)[1]
         runner = subprocess.Popen(
-            [sys.executable, "-m", "simulator.cli", "run", str(cfg), "--target", first.url]
+            [sys.executable, "-m", "scfleet", "run", str(cfg), "--target", first.url]
             + ["--out", str(run_dir), "--quiet"],
             cwd=ROOT,
             stdout=subprocess.PIPE,

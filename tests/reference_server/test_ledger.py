@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reference_server.ledger import Ledger, LedgerClosed, Upload, read_uploads
-from simulator.errors import ConfigError
+from scfleet_core.errors import ConfigError
 
 
 def _upload(i: int, seq: int | None = None) -> Upload:

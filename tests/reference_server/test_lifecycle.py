@@ -97,7 +97,7 @@ def test_killed_scfleet_run_leaves_no_server_and_no_password_file(tmp_path: Path
     out = tmp_path / "run"
     env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(ROOT)}
     runner = subprocess.Popen(
-        [sys.executable, "-m", "simulator.cli", "run", str(cfg), "--out", str(out)],
+        [sys.executable, "-m", "scfleet", "run", str(cfg), "--out", str(out)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -172,7 +172,7 @@ def test_killed_embedded_server_is_a_crash_not_connection_errors(tmp_path: Path)
     cfg.write_text(KILL_CONFIG)
     out = tmp_path / "run"
     runner = subprocess.Popen(
-        [sys.executable, "-m", "simulator.cli", "run", str(cfg), "--out", str(out)],
+        [sys.executable, "-m", "scfleet", "run", str(cfg), "--out", str(out)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -96,7 +96,7 @@ async def test_one_worker_saturates_and_requests_queue(
 
 
 def test_scfleet_serve_stops_on_ctrl_c(tmp_path: Path, spawn_server: Any) -> None:
-    cmd = [sys.executable, "-m", "simulator.cli", "serve", "--port", "0"]
+    cmd = [sys.executable, "-m", "scfleet", "serve", "--port", "0"]
     cmd += ["--data-dir", str(tmp_path), "--analysis-workers", "1"]
     with spawn_server(tmp_path, cmd=cmd) as srv:
         code, out, err = srv.stop(signal.SIGINT)

@@ -13,8 +13,8 @@ import pytest
 
 from reference_server.accounts import UserStore, hash_password, seed_accounts, verify_password
 from reference_server.sessions import InvalidSession, SessionSigner, _b64, load_or_create_key
-from simulator.errors import ConfigError
-from simulator.secrets import Secret
+from scfleet_core.errors import ConfigError
+from scfleet_core.secrets import Secret
 
 FAST_N = 2**10
 

@@ -2,7 +2,7 @@
 stderr naming the file and key (or the flag), with the documented exit code, before the target
 is contacted — never a traceback, never a hang, never nonsense accepted.
 
-Each case runs ``scfleet run`` (in-process, through :func:`simulator.cli.main`) against a target
+Each case runs ``scfleet run`` (in-process, through :func:`scfleet.cli.main`) against a target
 that refuses connections: a case the tool wrongly accepts ends in "cannot reach" (exit 103)
 instead of the expected configuration error, so "nonsense accepted" fails the test. The
 structured part is also explored by hypothesis: random values for every numeric key of the
@@ -23,9 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from scfleet.cli import main
+from scfleet_core.errors import EXIT_INVALID_CONFIG, EXIT_USAGE, ConfigError
 from simulator import config as C
-from simulator.cli import main
-from simulator.errors import EXIT_INVALID_CONFIG, EXIT_USAGE, ConfigError
 from simulator.executors import arrival_offsets, vu_changes
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -340,7 +340,7 @@ def test_out_folder_rules_through_the_real_cli(kind: str, tmp_path: pathlib.Path
     else:
         target.mkdir()
         (target / "thesis.tex").write_text("precious")
-    args = [sys.executable, "-m", "simulator.cli", "run", str(cfg), "--out", str(target)]
+    args = [sys.executable, "-m", "scfleet", "run", str(cfg), "--out", str(target)]
     args += ["--quiet", "--target", REFUSED]
     res = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=50)
     assert res.returncode == EXIT_INVALID_CONFIG, res.stderr

@@ -6,7 +6,8 @@ import pathlib
 
 import pytest
 
-from simulator.cli import main
+from scfleet.cli import main
+from scfleet_core.errors import ConfigError
 from simulator.config import (
     ConstantArrivalRate,
     IotUploadDevice,
@@ -14,7 +15,6 @@ from simulator.config import (
     RampingVUs,
     load_config,
 )
-from simulator.errors import ConfigError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

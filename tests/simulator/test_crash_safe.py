@@ -40,7 +40,7 @@ http_req_failed = ["rate<0.5"]
 def _start(tmp: pathlib.Path, duration: str, *extra: str, quiet: bool = True) -> Any:
     cfg = tmp / "crash.toml"
     cfg.write_text(CONFIG.format(duration=duration))
-    args = [sys.executable, "-m", "simulator.cli", "run", str(cfg), "--out", str(tmp / "run")]
+    args = [sys.executable, "-m", "scfleet", "run", str(cfg), "--out", str(tmp / "run")]
     return subprocess.Popen(
         [*args, *(["--quiet"] if quiet else []), *extra],
         cwd=ROOT,
@@ -90,7 +90,7 @@ def _kill_group(proc: Any) -> None:
 
 def _report(run: pathlib.Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "simulator.cli", "report", str(run)],
+        [sys.executable, "-m", "scfleet", "report", str(run)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -156,7 +156,7 @@ http_req_failed = ["rate<0.01"]
         [
             sys.executable,
             "-m",
-            "simulator.cli",
+            "scfleet",
             "run",
             str(cfg),
             "--target",
@@ -212,7 +212,7 @@ def test_ctrl_c_writes_what_ran(tmp_path: pathlib.Path) -> None:
         [
             sys.executable,
             "-m",
-            "simulator.cli",
+            "scfleet",
             "run",
             "configs/smoke.toml",
             "--set",

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from simulator.cli import main
+from scfleet.cli import main
+from scfleet_core.errors import ConfigError
 from simulator.config import parse_config
-from simulator.errors import ConfigError
 from simulator.metrics import HTTP_TAG_KEYS, failure_breakdown
 from simulator.runner import Environment, build_bank
 from simulator.summary import render_text, summary_dict

@@ -231,7 +231,7 @@ def _run_scfleet(w: Workload, url: str, tmp: pathlib.Path) -> tuple[int, Outcome
         [
             sys.executable,
             "-m",
-            "simulator.cli",
+            "scfleet",
             "run",
             str(cfg),
             "--target",

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from simulator.cli import main
+from scfleet.cli import main
+from scfleet_core.errors import ConfigError
 from simulator.config import ConstantArrivalRate, RampingArrivalRate, load_config
-from simulator.errors import ConfigError
 from simulator.executors import expected_iterations
 from simulator.quickflags import QuickFlags
 

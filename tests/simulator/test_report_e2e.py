@@ -54,7 +54,7 @@ http_req_failed = ["rate<0.05"]
 
 def scfleet(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "simulator.cli", *args],
+        [sys.executable, "-m", "scfleet", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -137,7 +137,7 @@ def test_shapes_match_what_k6_wrote(tmp_path: pathlib.Path) -> None:
 
 
 def test_out_flag_values_are_checked(capsys: Any) -> None:
-    from simulator.cli import main
+    from scfleet.cli import main
 
     for bad in (
         ["--out", "json="],
@@ -158,7 +158,7 @@ def test_a_run_streams_one_point_per_sample_as_it_goes(tmp_path: pathlib.Path) -
         [
             sys.executable,
             "-m",
-            "simulator.cli",
+            "scfleet",
             "run",
             "configs/smoke.toml",
             "--rate",

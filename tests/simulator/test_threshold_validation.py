@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from simulator.cli import main
+from scfleet.cli import main
+from scfleet_core.errors import EXIT_INVALID_CONFIG, ConfigError
 from simulator.config import load_config
-from simulator.errors import EXIT_INVALID_CONFIG, ConfigError
 from simulator.metrics import BUILTIN
 from simulator.thresholds import parse_expression, parse_metric_key, validate_thresholds
 

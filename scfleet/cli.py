@@ -1,9 +1,9 @@
 """The ``scfleet`` command: a thin layer that parses arguments and calls library functions.
 
 Each area contributes its own subcommands through a ``register(subparsers)`` function, so this
-module stays a switchboard: ``run`` (simulator.run_cli), ``report``/``compare``
-(simulator.report_cli), ``serve``/``accounts`` (reference_server.cli), ``synth`` (audio_synth.cli)
-and ``hw`` (hw_bridge.cli). A handler takes the parsed namespace and returns the exit code.
+module stays a switchboard: ``run`` and ``inspect`` (scfleet.run_cli, scfleet.inspect_cli),
+``report``/``compare`` (simulator.report_cli), ``serve``/``accounts`` (reference_server.cli),
+``synth`` (audio_synth.cli) and ``hw`` (hw_bridge.cli). A handler takes the parsed namespace and returns the exit code.
 """
 
 from __future__ import annotations
@@ -13,26 +13,19 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from simulator import __version__
-from simulator.errors import EXIT_INTERRUPTED, EXIT_USAGE, ScfleetError
+from scfleet import __version__
+from scfleet_core.cli import OneLineParser
+from scfleet_core.errors import EXIT_INTERRUPTED, ScfleetError
 
 #: Modules that contribute subcommands, in the order they appear in ``--help``.
 COMMAND_MODULES = (
-    "simulator.run_cli",
-    "simulator.inspect_cli",
+    "scfleet.run_cli",
+    "scfleet.inspect_cli",
     "simulator.report_cli",
     "reference_server.cli",
     "audio_synth.cli",
     "hw_bridge.cli",
 )
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but usage errors are one line and exit with the documented code."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        raise SystemExit(EXIT_USAGE)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from simulator.errors import (
+from scfleet_core.errors import (
     EXIT_ENGINE,
     EXIT_INTERRUPTED,
     EXIT_OK,

@@ -14,11 +14,11 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from simulator.errors import EXIT_OK
+from scfleet_core.errors import EXIT_OK
 
 
 def register(sub: Any) -> None:
-    from simulator.run_cli import add_k6_flags
+    from scfleet.run_cli import add_k6_flags
 
     p = sub.add_parser(
         "inspect",
@@ -138,7 +138,7 @@ def inspect_config(args: argparse.Namespace) -> Inspection:
 
         export = Path(args.summary_export)
         if export.is_dir() or not export.parent.is_dir():
-            from simulator.errors import ConfigError
+            from scfleet_core.errors import ConfigError
 
             raise ConfigError(
                 "expected a file in an existing folder", source=f"--summary-export {export}"
