@@ -275,10 +275,13 @@ def _executor(
             "duration": fixed_duration("--rate"),
             **pool(q.rate),
         }
+    if q.stages and q.duration is not None:
+        raise ConfigError(
+            "--duration cannot be combined with --stage (the stages give the length)",
+            source=source,
+        )
     if q.stages:
         if kind in ARRIVAL:
-            if q.duration is not None:
-                raise ConfigError("--duration cannot be combined with --stage", source=source)
             start = old.get("start_rate", 0) if kind == "ramping-arrival-rate" else 0
             return {
                 "executor": "ramping-arrival-rate",

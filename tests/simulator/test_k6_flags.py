@@ -169,6 +169,18 @@ def test_duration_alone_keeps_the_executor_or_says_why_not(
     }
     code, _, err = inspect(capsys, write(tmp_path, ONE, "r.toml"), "--duration", "4s")
     assert code == 104 and "--stage" in err
+    for path in (write(tmp_path, ONE, "r2.toml"), write(tmp_path, TWO, "t2.toml")):
+        code, _, err = inspect(
+            capsys,
+            path,
+            "--scenario",
+            "a" if "t2" in path else "up",
+            "--stage",
+            "5s:3",
+            "--duration",
+            "9s",
+        )
+        assert code == 104 and "cannot be combined" in err, err
 
 
 @pytest.mark.parametrize(
