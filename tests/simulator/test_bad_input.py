@@ -6,7 +6,8 @@ Each case runs ``scfleet run`` (in-process, through :func:`scfleet.cli.main`) ag
 that refuses connections: a case the tool wrongly accepts ends in "cannot reach" (exit 103)
 instead of the expected configuration error, so "nonsense accepted" fails the test. The
 structured part is also explored by hypothesis: random values for every numeric key of the
-schema (found from the config dataclasses, so it grows with the schema).
+schema (found from the config dataclasses, so it grows with the schema); set
+``SCFLEET_FUZZ_EXAMPLES`` for a longer search than CI's 400 examples.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
 import pathlib
 import subprocess
 import sys
@@ -451,7 +453,11 @@ def test_the_schema_has_numeric_keys() -> None:
     assert {"analysis_workers", "server_pid", "baud", "target"} <= names
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("SCFLEET_FUZZ_EXAMPLES", "400")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(st.sampled_from(KEYS), NUMBERS)
 def test_any_number_anywhere_is_a_clean_error_or_a_bounded_schedule(
     where: tuple[type, str], value: Any
