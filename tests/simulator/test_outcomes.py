@@ -212,3 +212,36 @@ async def test_target_path_prefix_is_kept(kind: str) -> None:
         await transport.close()
         await runner.cleanup()
     assert paths == ["/prefix/v2/api/upload"]
+
+
+@pytest.mark.parametrize("kind", ["fast", "aiohttp"])
+async def test_both_clients_map_failures_into_one_vocabulary(kind: str, free_port: int) -> None:
+    """Refused and timed-out requests get the same error tag and k6 code from either client."""
+    transport = make_transport(f"http://127.0.0.1:{free_port}", timeout=0.5, kind=kind)
+    await transport.start()
+    try:
+        r = await transport.send(Request("POST", "/api/upload", {}, b"abc"))
+    finally:
+        await transport.close()
+    assert (r.status, r.kind, r.error, r.kind and r.kind.code) == (
+        0,
+        ErrorKind.REFUSED,
+        "refused",
+        1212,
+    )
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        await asyncio.sleep(2)  # never answers
+        writer.close()
+
+    server, url = await _raw_server(silent)
+    transport = make_transport(url, timeout=0.5, kind=kind)
+    await transport.start()
+    try:
+        r = await transport.send(Request("POST", "/api/upload", {}, b"abc"))
+    finally:
+        await transport.close()
+        server.close()
+    assert (r.status, r.kind, r.error) == (0, ErrorKind.TIMEOUT, "timeout")
+    assert r.kind is not None and r.kind.code == 1050
