@@ -35,6 +35,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def launch_command(data_dir: str | os.PathLike[str], *options: str) -> list[str]:
+    """How to start this server as a child process on a free loopback port (it prints
+    ``READY URL``); the one place that says it, for scfleet's embedded target and the tests."""
+    return [
+        sys.executable,
+        "-m",
+        "reference_server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+        *options,
+    ]
+
+
 def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 

@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import gc
 import signal
-import socket
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from scfleet_core.errors import (
     EXIT_ENGINE,
     EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_THRESHOLDS_FAILED,
     ConfigError,
-    TargetError,
 )
 
 
@@ -167,51 +159,6 @@ class _Signals:
         self.saved.clear()
 
 
-def check_reachable(url: str, timeout: float = 5.0) -> None:
-    """Fail fast, naming the URL, when nothing listens at the target."""
-    parts = urlsplit(url)
-    host = parts.hostname or "127.0.0.1"
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
-    except ConnectionRefusedError:
-        raise TargetError(f"cannot reach {url}: connection refused") from None
-    except TimeoutError:
-        raise TargetError(f"cannot reach {url}: no answer within {timeout:g}s") from None
-    except OSError as exc:
-        raise TargetError(f"cannot reach {url}: {exc.strerror or exc}") from None
-
-
-def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
-def _seed_embedded_accounts(cfg: Any, data_dir: Path) -> dict[str, Any]:
-    """Auth scenarios without an accounts file get accounts seeded into the embedded server.
-
-    The passwords never touch the disk: the server's store gets only their hashes and the
-    devices get them from memory (as Secret), so a killed run leaves no password anywhere.
-    """
-    from reference_server.accounts import create_accounts
-    from simulator.config import AuthDevice
-    from simulator.devices import Account, device_count_bound
-
-    seeded = {}
-    for sc in cfg.scenarios:
-        if isinstance(sc.device, AuthDevice) and sc.device.accounts_csv is None:
-            n = max(device_count_bound(sc), cfg.server.accounts)
-            creds = create_accounts(data_dir, n, prefix=f"{sc.name}-")
-            seeded[sc.name] = [Account(user, password) for user, password in creds]
-    if cfg.server.accounts and not any(isinstance(s.device, AuthDevice) for s in cfg.scenarios):
-        create_accounts(data_dir, cfg.server.accounts)
-    return seeded
-
-
 def run_command(args: argparse.Namespace) -> int:
     signals = _Signals()
     signals.install()
@@ -222,20 +169,14 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
-    import shutil
-
-    from simulator.config import load_config, validate_url
-    from simulator.output import RunStream, claim_run_dir, default_run_dir, write_run
-    from simulator.runner import load_all_accounts
-
-    target = validate_url(args.target, key="--target") if args.target else None
+    from scfleet import api
     from simulator import quickflags
 
-    cfg = load_config(
+    cfg = api.load(
         args.config,
-        args.overrides,
-        args.time_scale,
-        target,
+        overrides=args.overrides,
+        time_scale=args.time_scale,
+        target=args.target,
         env=quickflags.env_from_args(args),
         quick=quickflags.from_args(args),
     )
@@ -244,164 +185,32 @@ def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
         raise ConfigError(
             "expected a file in an existing folder", source=f"--summary-export {export}"
         )
-    run_dir = (
-        Path(args.out) if args.out else default_run_dir(args.config, cfg.output.out_dir or "runs")
+    outcome = api.run(
+        cfg,
+        out=args.out,
+        overwrite=args.overwrite,
+        server_pid=args.server_pid,
+        streams=getattr(args, "streams", []),
+        quiet=args.quiet,
+        no_color=getattr(args, "no_color", False),
+        effective={"time_scale": args.time_scale, "overrides": list(args.overrides)},
+        # from here on a signal never cuts the writing short
+        on_finished=lambda: signals.install(defer=True),
     )
-    created = claim_run_dir(
-        run_dir, overwrite=args.overwrite, key="--out" if args.out else "output.out_dir"
-    )
-    points = _open_streams(args, cfg)
-    effective = {
-        "source": cfg.source,
-        "time_scale": args.time_scale,
-        "overrides": list(args.overrides),
-        "config": dict(cfg.raw),
-    }
-
-    server = None
-    result = None
-    try:
-        if cfg.target.url is None:
-            from simulator.embedded import EmbeddedServer
-
-            data_dir = run_dir / "server"
-            data_dir.mkdir(parents=True, exist_ok=True)
-            accounts = load_all_accounts(cfg, _seed_embedded_accounts(cfg, data_dir))
-            server = EmbeddedServer(data_dir, cfg.server)
-            url = server.start()
-            if not args.quiet:
-                sys.stderr.write(
-                    f"scfleet: embedded reference server at {url} (pid {server.pid})\n"
-                )
-        else:
-            url = cfg.target.url
-            accounts = load_all_accounts(cfg)  # a bad accounts file is a config error first
-            check_reachable(url)
-        effective["target"] = url
-        stream = RunStream(run_dir, effective)
-        pid = server.pid if server else args.server_pid
-        result = _execute(cfg, url, args, pid, accounts, stream, points)
-        signals.install(defer=True)  # from here on a signal never cuts the writing short
-        stream.close(result)
-    finally:
-        if server is not None:
-            server.stop()
-        if points is not None:
-            points.close()
-        if result is None and created:  # failed or interrupted before the run: no empty folder
-            shutil.rmtree(run_dir, ignore_errors=True)
-    paths = write_run(result, run_dir, effective)
+    result, run_dir = outcome.result, outcome.run_dir
     if export is not None:
         try:
-            export.write_bytes(paths["summary.json"].read_bytes())
+            export.write_bytes(outcome.files["summary.json"].read_bytes())
         except OSError as exc:
             sys.stderr.write(f"scfleet: --summary-export {export}: {exc.strerror or exc}\n")
-    sys.stdout.write(paths["summary.txt"].read_text())
+    sys.stdout.write(outcome.files["summary.txt"].read_text())
     sys.stdout.write(f"\n  run folder: {run_dir}\n")
     sys.stdout.flush()
     if result.error:
         sys.stderr.write(f"scfleet: run ended early: {result.error} (results in {run_dir})\n")
-        return EXIT_ENGINE
-    if (result.interrupted and not result.aborted) or signals.received:
+    if signals.received and outcome.exit_code != EXIT_ENGINE:
         return EXIT_INTERRUPTED
-    return EXIT_OK if result.thresholds_ok else EXIT_THRESHOLDS_FAILED
+    return outcome.exit_code
 
 
-def _open_streams(args: argparse.Namespace, cfg: Any) -> Any:
-    """``--out json=FILE`` / ``csv=FILE``: the writer, its files opened now (a bad path fails
-    before anything starts)."""
-    streams = getattr(args, "streams", [])
-    if not streams:
-        return None
-    from simulator.metrics import BUILTIN
-    from simulator.samples import PointWriter
-
-    ths = [(t.metric_key, t.expr.source, t.tags) for t in cfg.thresholds]
-    return PointWriter(streams, BUILTIN, ths)
-
-
-def _execute(
-    cfg: Any,
-    url: str,
-    args: argparse.Namespace,
-    server_pid: int | None,
-    accounts: dict[str, Any],
-    stream: Any = None,
-    points: Any = None,
-) -> Any:
-    from simulator.fasthttp import make_transport
-    from simulator.progress import make_progress
-    from simulator.runner import Environment, build_bank
-
-    bank = build_bank(cfg)
-    no_color = getattr(args, "no_color", False)
-    progress = None if args.quiet else make_progress(cfg, no_color=no_color)
-
-    async def main() -> Any:
-        transport = make_transport(url, cfg.target.timeout, cfg.target.transport)
-        env = Environment(
-            cfg, transport, bank=bank, accounts=accounts, progress=progress, target=url
-        )
-        env.registry.sink = points
-        attach_samplers(env, cfg, server_pid)
-        attach_boards(env, cfg, url)
-        if stream is not None:
-            env.tick_hooks.append(stream.tick)
-        loop = asyncio.get_running_loop()
-        presses = 0
-        main_task = asyncio.current_task()
-
-        def on_sigint() -> None:
-            nonlocal presses
-            presses += 1
-            if presses == 1:
-                sys.stderr.write("\nscfleet: stopping (Ctrl-C again to cancel in-flight)\n")
-                env.request_stop()
-            elif presses == 2:
-                env.cancel_inflight()  # the clean-up still runs and results are written
-            elif main_task is not None:
-                main_task.cancel()  # a third press: give up on the clean-up too
-
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGINT, on_sigint)
-            loop.add_signal_handler(signal.SIGTERM, on_sigint)
-        try:
-            return await env.run()
-        finally:
-            await transport.close()
-            if progress is not None:
-                progress.close()
-
-    # The fleet's long-lived objects (devices, bank, histograms) never become garbage; moving
-    # them out of the collector's sight and collecting young objects less often saves a few
-    # percent of CPU per request at thousands of requests per second.
-    gc.collect()
-    gc.freeze()
-    old = gc.get_threshold()
-    gc.set_threshold(50_000, old[1], old[2])
-    try:
-        with asyncio.Runner(loop_factory=_new_loop) as runner:
-            return runner.run(main())
-    except asyncio.CancelledError:
-        raise KeyboardInterrupt from None  # third Ctrl-C: "scfleet: interrupted", exit 105
-    finally:
-        gc.set_threshold(*old)
-        gc.unfreeze()
-
-
-def attach_samplers(env: Any, cfg: Any, server_pid: int | None) -> None:
-    """Resource samplers: the server process tree, the generator itself, Prometheus."""
-    from simulator import monitoring
-
-    monitoring.attach(env, cfg, server_pid)
-
-
-def attach_boards(env: Any, cfg: Any, url: str) -> None:
-    """Hook for ``[boards]``: real and emulated ESP32 boards join the run (hw_bridge.fleet)."""
-    if cfg.boards is not None:
-        from hw_bridge.fleet import BoardFleet
-
-        env.companions.append(BoardFleet(cfg.boards, cfg, url))
-
-
-__all__ = ["register", "run_command", "check_reachable", "ConfigError"]
+__all__ = ["register", "run_command", "ConfigError"]

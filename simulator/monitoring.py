@@ -309,7 +309,7 @@ class _Throttled:
 
 
 def attach(env: Any, cfg: Any, server_pid: int | None) -> None:
-    """Wire every sampler that applies to this run into the environment (run_cli calls this).
+    """Wire every sampler that applies to this run into the environment (simulator.session calls this).
 
     Prefixes in the timeline: ``server.*`` (process tree), ``gen.*`` (generator),
     ``node.*`` (Prometheus), ``conn_errors.<scenario>``. Also registers the per-stage

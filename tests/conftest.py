@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from scfleet.embedded import EmbeddedServer
 from simulator.config import EmbeddedServerConfig
-from simulator.embedded import EmbeddedServer
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import os
 import re
 import select
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +23,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from reference_server.app import create_app
 from reference_server.config import ServerConfig
+from reference_server.server import launch_command
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_RE = re.compile(r"^READY http://127\.0\.0\.1:(\d+)$")
@@ -114,18 +114,7 @@ def start_server(cmd: list[str], data_dir: Path, timeout: float = 40.0) -> Itera
 
 
 def server_cmd(data_dir: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "reference_server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--data-dir",
-        str(data_dir),
-        *extra,
-    ]
+    return launch_command(data_dir, *extra)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The embedded target: the reference server in its own process, for ``scfleet run``
-without ``--target``.
+without ``--target`` (:class:`EmbeddedTarget`, the engine's ``TargetProvider`` for it).
 
 It runs as a separate process (like the real Flask server would) so the generator and the
 server do not share an interpreter or an event loop, and its CPU and memory can be measured.
@@ -19,8 +19,11 @@ import sys
 import time
 from pathlib import Path
 
+from reference_server.server import launch_command
 from scfleet_core.errors import TargetError
-from simulator.config import EmbeddedServerConfig
+from simulator.config import EmbeddedServerConfig, RunConfig
+from simulator.devices import Account
+from simulator.session import Target
 
 
 class EmbeddedServer:
@@ -39,16 +42,8 @@ class EmbeddedServer:
 
     def start(self) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            sys.executable,
-            "-m",
-            "reference_server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--data-dir",
-            str(self.data_dir),
+        cmd = launch_command(
+            self.data_dir,
             "--analysis-workers",
             str(self.cfg.analysis_workers),
             "--extra-cost-ms",
@@ -64,7 +59,7 @@ class EmbeddedServer:
             "--parent-pid",
             str(os.getpid()),
             "--watch-stdin",
-        ]
+        )
         log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(
             cmd,
@@ -126,3 +121,50 @@ class EmbeddedServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class EmbeddedTarget:
+    """The engine's :class:`~simulator.session.TargetProvider` for the embedded server, its
+    data (ledger, log) in ``data_dir`` (the run folder's ``server/``)."""
+
+    def __init__(self, data_dir: Path, *, announce: bool = False) -> None:
+        self.data_dir = data_dir
+        self.announce = announce
+        self.server: EmbeddedServer | None = None
+        self._server_cfg: EmbeddedServerConfig | None = None
+
+    def prepare(self, cfg: RunConfig) -> dict[str, list[Account]]:
+        """Auth scenarios without an accounts file get accounts seeded into the server.
+
+        The passwords never touch the disk: the server's store gets only their hashes and the
+        devices get them from memory (as Secret), so a killed run leaves no password anywhere.
+        """
+        from reference_server.accounts import create_accounts
+        from simulator.config import AuthDevice
+        from simulator.devices import device_count_bound
+
+        self._server_cfg = cfg.server
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        seeded = {}
+        for sc in cfg.scenarios:
+            if isinstance(sc.device, AuthDevice) and sc.device.accounts_csv is None:
+                n = max(device_count_bound(sc), cfg.server.accounts)
+                creds = create_accounts(self.data_dir, n, prefix=f"{sc.name}-")
+                seeded[sc.name] = [Account(user, password) for user, password in creds]
+        if cfg.server.accounts and not any(isinstance(s.device, AuthDevice) for s in cfg.scenarios):
+            create_accounts(self.data_dir, cfg.server.accounts)
+        return seeded
+
+    def start(self) -> Target:
+        assert self._server_cfg is not None, "prepare() first"
+        self.server = EmbeddedServer(self.data_dir, self._server_cfg)
+        url = self.server.start()
+        if self.announce:
+            sys.stderr.write(
+                f"scfleet: embedded reference server at {url} (pid {self.server.pid})\n"
+            )
+        return Target(url, self.server.pid)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()

@@ -1,0 +1,170 @@
+"""The library API: ``scfleet run`` as two functions, for scripts, notebooks and test suites.
+
+>>> from scfleet import api
+>>> cfg = api.load("configs/smoke.toml", overrides=["scenarios.iot_upload.rate=20"])
+>>> outcome = api.run(cfg, out="runs/smoke")          # the embedded server; or target=URL
+>>> outcome.result.thresholds_ok, outcome.exit_code, outcome.files["summary.json"]
+
+This is the path ``scfleet run`` takes (the CLI parses flags, then calls :func:`load` and
+:func:`run`), so a run started here writes the same run folder and ends with the same exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from scfleet_core.errors import (
+    EXIT_ENGINE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_THRESHOLDS_FAILED,
+)
+
+if TYPE_CHECKING:
+    from simulator.config import RunConfig
+    from simulator.quickflags import QuickFlags
+    from simulator.report_cli import RunData
+    from simulator.runner import RunResult
+    from simulator.samples import Stream
+    from simulator.session import TargetProvider
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    overrides: Sequence[str] = (),
+    time_scale: float = 1.0,
+    target: str | None = None,
+    env: Mapping[str, str] | None = None,
+    quick: QuickFlags | None = None,
+) -> RunConfig:
+    """Read and check a scenario file as ``scfleet run`` does.
+
+    ``overrides`` are ``--set`` assignments (``"scenarios.x.rate=100"``), ``time_scale`` is
+    ``--time-scale``, ``target`` is ``--target`` (None: the embedded server), ``env`` is what
+    ``${VAR}`` reads (default: the process environment), ``quick`` holds k6's quick flags.
+    A bad file raises :class:`scfleet_core.errors.ConfigError` naming the file and key.
+    """
+    from simulator.config import load_config, validate_url
+
+    url = validate_url(target, key="--target") if target else None
+    return load_config(str(path), list(overrides), time_scale, url, env=env, quick=quick)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a run left: the in-memory result, its run folder and the files written there."""
+
+    result: RunResult
+    run_dir: Path
+    files: Mapping[str, Path] = field(default_factory=dict)  # e.g. files["summary.json"]
+
+    @property
+    def exit_code(self) -> int:
+        """The code ``scfleet run`` exits with for this result (``scfleet_core.errors``)."""
+        if self.result.error:
+            return EXIT_ENGINE
+        if self.result.interrupted and not self.result.aborted:
+            return EXIT_INTERRUPTED
+        return EXIT_OK if self.result.thresholds_ok else EXIT_THRESHOLDS_FAILED
+
+    def folder(self) -> RunData:
+        """The run folder's model (summary, timeline, stages, config), as reports read it."""
+        from simulator.report_cli import load_run
+
+        return load_run(self.run_dir)
+
+
+def run(
+    cfg: RunConfig,
+    *,
+    target: str | TargetProvider | None = None,
+    out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    server_pid: int | None = None,
+    streams: Sequence[Stream] = (),
+    quiet: bool = True,
+    no_color: bool = False,
+    effective: Mapping[str, Any] | None = None,
+    on_finished: Callable[[], None] | None = None,
+) -> RunOutcome:
+    """Run a loaded scenario and write its run folder.
+
+    ``target``: a URL, any :class:`simulator.session.TargetProvider`, or None for the URL in
+    the config and, failing that, the embedded reference server (its data in ``out/server``).
+    ``out``: the run folder (default ``runs/<time>-<config>``; an existing run there is an
+    error unless ``overwrite``). ``server_pid``: a process to sample as the server (a URL
+    target). ``streams``: k6-format per-sample files (``--out json=``/``csv=``). ``quiet``:
+    no live progress and no start-up line. ``effective``: extra keys for ``config.json``
+    (the CLI records the flags). ``on_finished``: called once the run is over, before the
+    folder is written.
+    """
+    from simulator.config import validate_url
+    from simulator.output import claim_run_dir, default_run_dir, write_run
+    from simulator.session import GivenTarget, run_session
+
+    if isinstance(target, str):
+        target = validate_url(target, key="target")
+
+    run_dir = (
+        Path(out) if out is not None else default_run_dir(cfg.source, cfg.output.out_dir or "runs")
+    )
+    created = claim_run_dir(
+        run_dir, overwrite=overwrite, key="--out" if out is not None else "output.out_dir"
+    )
+    points = _open_streams(cfg, streams)
+    record: dict[str, Any] = {"source": cfg.source, **(effective or {}), "config": dict(cfg.raw)}
+    url = target if isinstance(target, str) else cfg.target.url
+    provider: TargetProvider
+    if target is not None and not isinstance(target, str):
+        provider = target
+    elif url is not None:
+        provider = GivenTarget(url, server_pid)
+    else:
+        from scfleet.embedded import EmbeddedTarget
+
+        provider = EmbeddedTarget(run_dir / "server", announce=not quiet)
+    result = None
+    try:
+        result = run_session(
+            cfg,
+            provider,
+            run_dir,
+            record,
+            companions=(_boards,),
+            points=points,
+            quiet=quiet,
+            no_color=no_color,
+            on_finished=on_finished,
+        )
+    finally:
+        if result is None and created:  # failed or interrupted before the run: no empty folder
+            shutil.rmtree(run_dir, ignore_errors=True)
+    files = write_run(result, run_dir, record)
+    return RunOutcome(result, run_dir, files)
+
+
+def _boards(cfg: RunConfig, url: str) -> Any:
+    """``[boards]``: real and emulated ESP32 boards join the run (hw_bridge.fleet)."""
+    if cfg.boards is None:
+        return None
+    from hw_bridge.fleet import BoardFleet
+
+    return BoardFleet(cfg.boards, cfg, url)
+
+
+def _open_streams(cfg: RunConfig, streams: Sequence[Stream]) -> Any:
+    """``--out json=FILE`` / ``csv=FILE``: the writer, its files opened now (a bad path fails
+    before anything starts)."""
+    if not streams:
+        return None
+    from simulator.metrics import BUILTIN
+    from simulator.samples import PointWriter
+
+    ths = [(t.metric_key, t.expr.source, t.tags) for t in cfg.thresholds]
+    return PointWriter(streams, BUILTIN, ths)

@@ -1,0 +1,200 @@
+"""One run, end to end, inside the engine: the target, the accounts, the event loop, the result.
+
+The engine knows the server under test and the boards only through the two seams named here
+and in :mod:`simulator.runner`: a :class:`TargetProvider` (what gives the URL and the process
+to sample, and is stopped at the end: a URL given with ``--target``, or scfleet's embedded
+reference server) and a :class:`~simulator.runner.Companion` (something that joins the run
+beside the scenarios: the board fleet). The composition root (``scfleet``) supplies both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import signal
+import socket
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from scfleet_core.errors import TargetError
+from simulator.config import RunConfig
+from simulator.devices import Account
+from simulator.runner import Companion, RunResult
+
+
+@dataclass(frozen=True)
+class Target:
+    """The server under test as the run sees it."""
+
+    url: str
+    pid: int | None = None  # a process (tree) to sample as the server, when known
+
+
+class TargetProvider(Protocol):
+    """Gives the run its server under test: ``prepare`` (accounts it made for auth scenarios,
+    before anything is contacted), ``start`` (the target), ``stop`` (always called)."""
+
+    def prepare(self, cfg: RunConfig) -> Mapping[str, list[Account]]: ...
+
+    def start(self) -> Target: ...
+
+    def stop(self) -> None: ...
+
+
+#: Makes a companion for this run once the target's URL is known (None: not for this run).
+CompanionFactory = Callable[[RunConfig, str], Companion | None]
+
+
+class GivenTarget:
+    """A server someone else runs (``--target URL``): checked for a listener, never stopped."""
+
+    def __init__(self, url: str, pid: int | None = None) -> None:
+        self.url = url
+        self.pid = pid
+
+    def prepare(self, cfg: RunConfig) -> Mapping[str, list[Account]]:
+        return {}
+
+    def start(self) -> Target:
+        check_reachable(self.url)
+        return Target(self.url, self.pid)
+
+    def stop(self) -> None:
+        return None
+
+
+def check_reachable(url: str, timeout: float = 5.0) -> None:
+    """Fail fast, naming the URL, when nothing listens at the target."""
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except ConnectionRefusedError:
+        raise TargetError(f"cannot reach {url}: connection refused") from None
+    except TimeoutError:
+        raise TargetError(f"cannot reach {url}: no answer within {timeout:g}s") from None
+    except OSError as exc:
+        raise TargetError(f"cannot reach {url}: {exc.strerror or exc}") from None
+
+
+def run_session(
+    cfg: RunConfig,
+    target: TargetProvider,
+    run_dir: Path,
+    effective: dict[str, Any],
+    *,
+    companions: Sequence[CompanionFactory] = (),
+    points: Any = None,
+    quiet: bool = True,
+    no_color: bool = False,
+    on_finished: Callable[[], None] | None = None,
+) -> RunResult:
+    """Start the target, run the scenarios (and companions) against it with the crash-safe
+    stream in ``run_dir``, stop the target. ``on_finished`` is called once the run is over,
+    before the stream is closed (the CLI defers signals from there)."""
+    from simulator.output import RunStream
+    from simulator.runner import load_all_accounts
+
+    try:
+        accounts = load_all_accounts(cfg, target.prepare(cfg))  # a bad file fails first
+        tgt = target.start()
+        effective["target"] = tgt.url
+        stream = RunStream(run_dir, effective)
+        made = (make(cfg, tgt.url) for make in companions)
+        result = _execute(
+            cfg, tgt, accounts, stream, points, [c for c in made if c is not None], quiet, no_color
+        )
+        if on_finished is not None:
+            on_finished()
+        stream.close(result)
+        return result
+    finally:
+        target.stop()
+        if points is not None:
+            points.close()
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def _execute(
+    cfg: RunConfig,
+    target: Target,
+    accounts: dict[str, list[Account]],
+    stream: Any,
+    points: Any,
+    companions: list[Companion],
+    quiet: bool,
+    no_color: bool,
+) -> RunResult:
+    from simulator import monitoring
+    from simulator.fasthttp import make_transport
+    from simulator.progress import make_progress
+    from simulator.runner import Environment, build_bank
+
+    url = target.url
+    bank = build_bank(cfg)
+    progress = None if quiet else make_progress(cfg, no_color=no_color)
+
+    async def main() -> RunResult:
+        transport = make_transport(url, cfg.target.timeout, cfg.target.transport)
+        env = Environment(
+            cfg, transport, bank=bank, accounts=accounts, progress=progress, target=url
+        )
+        env.registry.sink = points
+        monitoring.attach(env, cfg, target.pid)
+        env.companions.extend(companions)
+        if stream is not None:
+            env.tick_hooks.append(stream.tick)
+        loop = asyncio.get_running_loop()
+        presses = 0
+        main_task = asyncio.current_task()
+
+        def on_sigint() -> None:
+            nonlocal presses
+            presses += 1
+            if presses == 1:
+                sys.stderr.write("\nscfleet: stopping (Ctrl-C again to cancel in-flight)\n")
+                env.request_stop()
+            elif presses == 2:
+                env.cancel_inflight()  # the clean-up still runs and results are written
+            elif main_task is not None:
+                main_task.cancel()  # a third press: give up on the clean-up too
+
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
+            loop.add_signal_handler(signal.SIGTERM, on_sigint)
+        try:
+            return await env.run()
+        finally:
+            await transport.close()
+            if progress is not None:
+                progress.close()
+
+    # The fleet's long-lived objects (devices, bank, histograms) never become garbage; moving
+    # them out of the collector's sight and collecting young objects less often saves a few
+    # percent of CPU per request at thousands of requests per second.
+    gc.collect()
+    gc.freeze()
+    old = gc.get_threshold()
+    gc.set_threshold(50_000, old[1], old[2])
+    try:
+        with asyncio.Runner(loop_factory=_new_loop) as runner:
+            return runner.run(main())
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None  # third Ctrl-C: "scfleet: interrupted", exit 105
+    finally:
+        gc.set_threshold(*old)
+        gc.unfreeze()
