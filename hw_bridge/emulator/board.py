@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from hw_bridge.emulator import slip
-from hw_bridge.emulator.repl import ReplOptions
+from hw_bridge.emulator.repl import MICROPYTHON_BANNER, MicroPythonRepl, ReplOptions
 from hw_bridge.emulator.rom import Faults, FlashLoader
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,6 @@ ROM_BAUD = 115200
 APP_OFFSET = 0x1000  # ESP32: the second-stage bootloader / MicroPython .bin start
 PARTITION_TABLE_OFFSET = 0x8000
 STRAP_WINDOW = 0.25
-MICROPYTHON_BANNER = "MicroPython v1.26.0 on 2025-08-09; Generic ESP32 module with ESP32"
 
 BootMode = Literal["download", "app"]
 Mode = Literal["off", "reset", "download", "app", "halted"]
@@ -225,7 +224,8 @@ class EmulatedBoard:
     def busy(self) -> bool:
         return self._conn is not None
 
-    def _event(self, text: str) -> None:
+    def log_event(self, text: str) -> None:
+        """One line of the board's history (``events``), as the loader and the REPL report it."""
         self.events.append(text)
         log.debug("%s: %s", self.name, text)
 
@@ -263,7 +263,7 @@ class EmulatedBoard:
         self.mode = "download"
         self.baud = ROM_BAUD
         self._session_wrote = False
-        self._event("download mode")
+        self.log_event("download mode")
         link = _LoaderLink(self)
         self._link = link
         self.loader = FlashLoader(
@@ -274,7 +274,7 @@ class EmulatedBoard:
             on_baud=self._set_uart_baud,
             on_exit=self._loader_exit,
             on_flash_write=self._mark_written,
-            log=self._event,
+            log=self.log_event,
         )
         self.tx_nowait(
             f"ets Jul 29 2019 12:21:46\r\n\r\nrst:{reason},boot:0x3 "
@@ -294,7 +294,7 @@ class EmulatedBoard:
 
     def _set_uart_baud(self, baud: int) -> None:
         self.baud = baud
-        self._event(f"uart baud {baud}")
+        self.log_event(f"uart baud {baud}")
 
     def _loader_exit(self, run_app: bool) -> None:
         # Called from inside the loader task: defer, so the reset does not cancel its caller
@@ -316,7 +316,7 @@ class EmulatedBoard:
         head = bytes(self.flash[APP_OFFSET : APP_OFFSET + 4])
         if head[0] != images.ESP_IMAGE_MAGIC:
             self.mode = "halted"
-            self._event("boot: invalid header")
+            self.log_event("boot: invalid header")
             self.tx_nowait(f"invalid header: 0x{int.from_bytes(head, 'little'):08x}\r\n".encode())
             return
         board_files = self.mount_vfs()
@@ -344,7 +344,7 @@ class EmulatedBoard:
                 files = fsimage.read_image(vfs, block_count=block_count)
             except fsimage.FsImageError as exc:
                 self.mode = "halted"
-                self._event(f"boot: vfs mount failed ({exc})")
+                self.log_event(f"boot: vfs mount failed ({exc})")
                 self.tx_nowait(b"The filesystem appears to be corrupted.\r\n")
                 return None
         return BoardFiles(
@@ -357,26 +357,24 @@ class EmulatedBoard:
 
     async def _run_app(self, files: BoardFiles, serial: SerialPort) -> None:
         """main.py (the app runner), then the REPL; a soft reset there boots again."""
-        from hw_bridge.emulator.repl import MicroPythonRepl
-
         run_main = True
         while True:
             if run_main:
                 self.boots += 1
                 self.last_files = files
-                self._event(f"boot: app with {len(files)} files")
+                self.log_event(f"boot: app with {len(files)} files")
                 try:
                     await self.app_runner(files, serial)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # the app crashed: show it like MicroPython would
                     self.app_error = exc
-                    self._event(f"app crashed: {exc!r}")
+                    self.log_event(f"app crashed: {exc!r}")
                     serial.write(f"Traceback (most recent call last):\r\n{exc!r}\r\n".encode())
             reset = await MicroPythonRepl(self, serial, raw=not run_main).run()
             if reset is None:  # the UART closed: the board is being reset or powered off
                 return
-            self._event("soft reboot" + ("" if reset.run_main else " (raw REPL)"))
+            self.log_event("soft reboot" + ("" if reset.run_main else " (raw REPL)"))
             serial.write(b"MPY: soft reboot\r\n")
             mounted = self.mount_vfs()
             if mounted is None:
@@ -423,14 +421,14 @@ class EmulatedBoard:
             return False
         self._conn = conn
         self._conn_has_lines = has_lines
-        self._event("host connected")
+        self.log_event("host connected")
         return True
 
     def detach(self, conn: Connection) -> None:
         if self._conn is not conn:
             return
         self._conn = None
-        self._event("host disconnected")
+        self.log_event("host disconnected")
         if (
             not self._conn_has_lines
             and self.boot_on_disconnect
@@ -473,6 +471,7 @@ def random_mac(seed: str) -> bytes:
 
 
 __all__ = [
+    "MICROPYTHON_BANNER",
     "AppRunner",
     "BoardFiles",
     "BootMode",

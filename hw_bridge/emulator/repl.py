@@ -30,13 +30,11 @@ import posixpath
 import time
 import traceback
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
-if TYPE_CHECKING:
-    from hw_bridge.emulator.board import BoardFiles, EmulatedBoard, SerialPort
-
+MICROPYTHON_BANNER = "MicroPython v1.26.0 on 2025-08-09; Generic ESP32 module with ESP32"
 CTRL_A, CTRL_B, CTRL_C, CTRL_D, CTRL_E = 1, 2, 3, 4, 5
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 HELP_LINE = 'Type "help()" for more information.'
@@ -54,6 +52,40 @@ class ReplOptions:
     stalled: bool = False
 
 
+class MountedVfs(Protocol):
+    """The board's LittleFS as mounted at boot (``board.BoardFiles``)."""
+
+    @property
+    def files(self) -> Mapping[str, bytes]: ...
+
+    @property
+    def vfs_offset(self) -> int: ...
+
+    @property
+    def block_count(self) -> int: ...
+
+
+class ReplUart(Protocol):
+    """The board's UART as the REPL uses it (``board.SerialPort``)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def read(self, n: int = -1) -> bytes: ...
+
+
+class ReplBoard(Protocol):
+    """What the REPL needs of the board it runs on (``board.EmulatedBoard``), so this module
+    never imports the board: its flash (file changes are rebuilt into it), the REPL's options
+    and counters, mounting the LittleFS, and a line in the board's history."""
+
+    flash: bytearray
+    repl: ReplOptions
+
+    def mount_vfs(self) -> MountedVfs | None: ...
+
+    def log_event(self, text: str) -> None: ...
+
+
 class SoftReset(NamedTuple):
     """The REPL ended in a soft reset; ``run_main``: friendly Ctrl-D (raw Ctrl-D skips main.py)."""
 
@@ -66,7 +98,7 @@ class SoftReset(NamedTuple):
 class BoardFs:
     """The board's LittleFS as the sandbox sees it; each change is rebuilt into the flash."""
 
-    def __init__(self, board: EmulatedBoard, files: BoardFiles) -> None:
+    def __init__(self, board: ReplBoard, files: MountedVfs) -> None:
         self._board = board
         self._offset = files.vfs_offset
         self._size = files.block_count * 4096
@@ -321,7 +353,7 @@ def _traceback(exc: BaseException) -> str:
 class MicroPythonRepl:
     """One REPL session on the board's UART; :meth:`run` returns at a soft reset."""
 
-    def __init__(self, board: EmulatedBoard, serial: SerialPort, *, raw: bool = False) -> None:
+    def __init__(self, board: ReplBoard, serial: ReplUart, *, raw: bool = False) -> None:
         self.board = board
         self.serial = serial
         self.opts: ReplOptions = board.repl
@@ -392,13 +424,11 @@ class MicroPythonRepl:
                 return result
 
     def banner(self) -> str:
-        from hw_bridge.emulator.board import MICROPYTHON_BANNER
-
         return f"{MICROPYTHON_BANNER}\r\n{HELP_LINE}\r\n"
 
     async def _stall(self) -> None:
         self.opts.stalled = True
-        self.board._event("repl: stopped answering (fault)")
+        self.board.log_event("repl: stopped answering (fault)")
         while await self._getc() is not None:
             pass
 
@@ -562,4 +592,13 @@ class MicroPythonRepl:
         return True
 
 
-__all__ = ["BoardFs", "MicroPythonRepl", "ReplOptions", "SoftReset"]
+__all__ = [
+    "MICROPYTHON_BANNER",
+    "BoardFs",
+    "MicroPythonRepl",
+    "MountedVfs",
+    "ReplBoard",
+    "ReplOptions",
+    "ReplUart",
+    "SoftReset",
+]
