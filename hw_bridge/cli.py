@@ -20,10 +20,5 @@ def register(subparsers: Any) -> None:
     subs = hw.add_subparsers(dest="hw_command", metavar="HW_COMMAND", parser_class=type(hw))
     subs.required = True
     for name in HW_COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # not built yet: its commands are simply absent
-                continue
-            raise
+        module = importlib.import_module(name)
         module.register_hw(subs)

@@ -39,6 +39,11 @@ class ProcessTreeSampler:
     since the previous sample, so a worker that appears between two samples still counts in full.
     ``cpu_hottest`` is the busiest single process: a Python process is bound to one core by the
     GIL, so one process near 100 % is saturated even when the machine has idle cores.
+
+    ``cpu_demand``/``cpu_demand_hottest`` (Linux) add the time the processes were runnable but
+    waiting for a core (``/proc/PID/task/*/schedstat``): what they *wanted*. A CPU-bound worker
+    on a host shared with other work gets only part of a core, so its CPU % says "not
+    saturated" while it never waits for anything but the CPU; its demand is still ~100 %.
     """
 
     def __init__(self, pid: int, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -49,6 +54,8 @@ class ProcessTreeSampler:
         self._prev_at = clock()
         self._prev_wall = time.time()
         self._cached: dict[str, float | None] | None = None
+        self._demand: dict[tuple[int, float], float] = {}
+        self._prev_demand: dict[tuple[int, float], float] = {}
         self._tree_now()  # baseline so the first sample covers only its own interval
 
     def _tree(self) -> list[psutil.Process]:
@@ -68,6 +75,12 @@ class ProcessTreeSampler:
                 continue
             out[key] = (p, t.user + t.system)
         self._prev = {k: v for k, (_, v) in out.items()}
+        prev_demand, self._demand = self._demand, {}
+        for key in out:
+            d = _runnable_seconds(key[0])
+            if d is not None:
+                self._demand[key] = d
+        self._prev_demand = prev_demand
         return out
 
     def alive(self) -> bool:
@@ -109,16 +122,45 @@ class ProcessTreeSampler:
                     fds += _descriptors(p)
             except psutil.Error:
                 continue
+        demand_total = demand_hottest = 0.0
+        for key, now_d in self._demand.items():
+            want = max(
+                now_d - self._prev_demand.get(key, 0.0 if key[1] >= prev_wall - 0.05 else now_d),
+                0.0,
+            )
+            demand_total += want
+            demand_hottest = max(demand_hottest, want)
+        has_demand = bool(self._demand)
         return {
             "alive": 1.0,
             "cpu_percent": busy_total / dt * 100,
             "cpu_hottest": hottest / dt * 100,
+            "cpu_demand": demand_total / dt * 100 if has_demand else None,
+            "cpu_demand_hottest": demand_hottest / dt * 100 if has_demand else None,
             "rss_bytes": float(rss),
             "threads": float(threads),
             "open_files": float(fds),
             "processes": float(len(tree)),
             "cpu_count": float(psutil.cpu_count() or 1),
         }
+
+
+def _runnable_seconds(pid: int) -> float | None:
+    """Seconds every thread of ``pid`` ran or waited on a run queue (Linux schedstat), or None
+    where the kernel does not say."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as fh:
+                ran, waited = fh.read().split()[:2]
+        except (OSError, ValueError):
+            continue  # a thread that just ended
+        total += int(ran) + int(waited)
+    return total / 1e9
 
 
 def _descriptors(p: psutil.Process) -> int:
@@ -129,7 +171,8 @@ def _descriptors(p: psutil.Process) -> int:
 
 
 class GeneratorSampler:
-    """This process's CPU % and event-loop lag.
+    """This process's CPU % (and, on Linux, ``cpu_demand``: ran or waited for a core) and
+    event-loop lag.
 
     The probe task sleeps :data:`LAG_PROBE_INTERVAL` and records how late it woke; on a loop
     busy with callbacks the lateness grows, and every request timestamp is late by as much.
@@ -140,6 +183,7 @@ class GeneratorSampler:
         t = self.proc.cpu_times()
         self._cpu = t.user + t.system
         self._at = time.monotonic()
+        self._demand = _runnable_seconds(os.getpid())
         self.probe_interval = probe_interval
         self._lags: list[float] = []
         self._task: asyncio.Task[None] | None = None
@@ -161,11 +205,15 @@ class GeneratorSampler:
 
     def sample(self) -> Mapping[str, float | None]:
         t = self.proc.cpu_times()
-        cpu, now = t.user + t.system, time.monotonic()
-        pct = (cpu - self._cpu) / max(now - self._at, 1e-6) * 100
+        cpu, now, at = t.user + t.system, time.monotonic(), self._at
+        pct = (cpu - self._cpu) / max(now - at, 1e-6) * 100
         self._cpu, self._at = cpu, now
         lags, self._lags = self._lags, []
         out: dict[str, float | None] = {"cpu_percent": pct}
+        demand, before = _runnable_seconds(os.getpid()), self._demand
+        if demand is not None and before is not None:  # ran or waited for a core (Linux)
+            out["cpu_demand"] = max(demand - before, 0.0) / max(now - at, 1e-6) * 100
+        self._demand = demand
         if lags:
             out["loop_lag_ms"] = sum(lags) / len(lags) * 1000
             out["loop_lag_max_ms"] = max(lags) * 1000

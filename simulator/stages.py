@@ -28,6 +28,10 @@ CPU_SATURATED_PCT = 85.0
 GEN_CPU_SATURATED_PCT = 85.0
 #: … or when the event loop wakes this late on average (its timestamps are late as much).
 GEN_LOOP_LAG_MS = 5.0
+#: A lagging (not CPU-bound) generator is named the bottleneck only when its lag is at least
+#: this share of the stage's median latency: a few ms of lag on a host shared with other work
+#: cannot explain seconds of latency, so it does not hide a saturated server.
+GEN_LAG_SHARE_OF_P50 = 0.1
 #: A stage with at least this error rate is a cliff, not graceful degradation.
 CLIFF_ERROR_RATE = 0.10
 #: Stages shorter than this (s) are too short for their achieved rate to be compared.
@@ -138,6 +142,8 @@ class StageRow:
     server_cpu: float | None = None
     server_cpu_max: float | None = None
     server_hottest: float | None = None
+    #: the busiest process's CPU plus its wait for a core (monitoring: ``cpu_demand_hottest``)
+    server_demand_hottest: float | None = None
     server_rss_mb: float | None = None
     cpu_count: float | None = None
     node_cpu: float | None = None
@@ -250,6 +256,7 @@ def _fill(row: StageRow, ticks: list[Mapping[str, Any]], hist: Histogram | None)
     row.server_cpu = _mean(series("server.cpu_percent"))
     row.server_cpu_max = _max(series("server.cpu_percent"))
     row.server_hottest = _mean(series("server.cpu_hottest"))
+    row.server_demand_hottest = _mean(series("server.cpu_demand_hottest"))
     rss = _max(series("server.rss_bytes"))
     row.server_rss_mb = rss / 1e6 if rss is not None else None
     row.cpu_count = _max(series("server.cpu_count"))
@@ -414,11 +421,18 @@ def _cliff(ascending: Sequence[StageRow], after: Sequence[StageRow]) -> str:
     return ""
 
 
+def _generator_explains(r: StageRow) -> bool:
+    """Whether the generator's saturation can account for the stage's figures."""
+    if (r.gen_cpu or 0) >= GEN_CPU_SATURATED_PCT or r.p50_ms is None:
+        return True
+    return (r.gen_lag_ms or 0) >= GEN_LAG_SHARE_OF_P50 * r.p50_ms
+
+
 def bottleneck(r: StageRow, first: StageRow, verdict: str = "") -> tuple[str, str]:
     """(kind, one-line hint) for the stage where the server stopped coping, by priority."""
     if r.server_alive == 0:
         return "crash", f"server process exited during {r.label} (crash)"
-    if r.generator_saturated:
+    if r.generator_saturated and _generator_explains(r):
         lag = f", loop lag {r.gen_lag_ms:.1f} ms" if r.gen_lag_ms is not None else ""
         return "generator", (
             f"generator saturated (CPU {r.gen_cpu or 0:.0f}%{lag}): the figures may be the "
@@ -435,7 +449,12 @@ def bottleneck(r: StageRow, first: StageRow, verdict: str = "") -> tuple[str, st
         )
     cores = r.cpu_count or 1.0
     tree_sat = r.server_cpu is not None and r.server_cpu >= CPU_SATURATED_PCT * cores
-    hot_sat = r.server_hottest is not None and r.server_hottest >= CPU_SATURATED_PCT
+    # on a host shared with other work a CPU-bound process gets only part of a core: it is
+    # saturated when it ran or waited for a core nearly all the time, whatever it got
+    hot_sat = any(
+        v is not None and v >= CPU_SATURATED_PCT
+        for v in (r.server_hottest, r.server_demand_hottest)
+    )
     node_sat = r.node_cpu is not None and r.node_cpu >= CPU_SATURATED_PCT
     if tree_sat or hot_sat or node_sat:
         parts = []
@@ -443,6 +462,8 @@ def bottleneck(r: StageRow, first: StageRow, verdict: str = "") -> tuple[str, st
             parts.append(f"server processes {r.server_cpu:.0f}% on {cores:.0f} cores")
         if r.server_hottest is not None:
             parts.append(f"busiest process {r.server_hottest:.0f}%")
+        if r.server_demand_hottest is not None and (r.server_hottest or 0) < CPU_SATURATED_PCT:
+            parts.append(f"runnable {r.server_demand_hottest:.0f}% of the time")
         if r.node_cpu is not None:
             parts.append(f"host {r.node_cpu:.0f}% of all cores")
         return "server_cpu", f"server CPU saturated at {r.label} ({', '.join(parts)})"

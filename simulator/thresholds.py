@@ -11,7 +11,7 @@ import difflib
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from scfleet_core.errors import ConfigError
@@ -117,14 +117,6 @@ def parse_metric_key(key: str) -> tuple[str, tuple[tuple[str, str], ...]]:
             k, v = part.split(":", 1)
             tags.append((k.strip(), v.strip()))
     return m.group("name"), tuple(sorted(tags))
-
-
-@dataclass
-class ThresholdSet:
-    thresholds: list[Threshold] = field(default_factory=list)
-
-    def evaluate(self, source: MetricSource) -> list[ThresholdResult]:
-        return [evaluate_one(t, source) for t in self.thresholds]
 
 
 def evaluate_one(t: Threshold, source: MetricSource) -> ThresholdResult:

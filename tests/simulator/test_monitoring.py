@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import psutil
 import pytest
 
 from simulator.metrics import Registry
@@ -57,15 +58,28 @@ def tree() -> Iterator[subprocess.Popen[str]]:
             os.kill(int(ready[1]), signal.SIGKILL)  # the busy grandchild, not ours to orphan
 
 
+def _cpu_seconds(p: psutil.Process) -> float:
+    t = p.cpu_times()
+    return float(t.user + t.system)
+
+
 def test_busy_child_shows_as_cpu_and_allocation_as_rss(tree: subprocess.Popen[str]) -> None:
+    (busy,) = psutil.Process(tree.pid).children()
     sampler = ProcessTreeSampler(tree.pid)
+    cpu0, t0 = _cpu_seconds(busy), time.monotonic()
     time.sleep(0.8)
     s = sampler.sample()
+    own = (_cpu_seconds(busy) - cpu0) / (time.monotonic() - t0) * 100
     assert s["alive"] == 1.0
     assert s["processes"] == 2  # the parent and its busy child
-    # the busy loop is a grandchild of nothing we sampled directly: it counts via children
-    assert s["cpu_percent"] is not None and s["cpu_percent"] > 40
-    assert s["cpu_hottest"] is not None and s["cpu_hottest"] > 40
+    # the busy loop is a grandchild of nothing we sampled directly: it counts via children.
+    # How much CPU it gets depends on what else the host runs, so the sampler is held to the
+    # child's own accounting over the same interval, and to its demand (ran or waited for a
+    # core), which a busy loop keeps near 100 % on any host.
+    assert s["cpu_hottest"] is not None and s["cpu_hottest"] > 0
+    assert s["cpu_hottest"] == pytest.approx(own, abs=15)
+    assert s["cpu_percent"] is not None and s["cpu_percent"] >= s["cpu_hottest"]
+    assert s["cpu_demand_hottest"] is not None and s["cpu_demand_hottest"] > 80
     assert s["threads"] is not None and s["threads"] >= 2
     assert s["open_files"] is not None and s["open_files"] >= 3
     before = s["rss_bytes"]
@@ -97,15 +111,19 @@ async def test_generator_sees_its_own_cpu_and_loop_lag() -> None:
     gen.start()
     await asyncio.sleep(0.1)
     gen.sample()  # start a fresh interval
+    cpu0, t0 = time.process_time(), time.monotonic()
     await asyncio.sleep(0.05)
     end = time.perf_counter() + 0.3
     while time.perf_counter() < end:  # block the loop: the probe cannot wake
         pass
     await asyncio.sleep(0.03)
     s = gen.sample()
+    own = (time.process_time() - cpu0) / (time.monotonic() - t0) * 100
     gen.stop()
     assert s["loop_lag_max_ms"] is not None and s["loop_lag_max_ms"] > 200
-    assert s["cpu_percent"] is not None and s["cpu_percent"] > 50
+    # the share of a core the spin got depends on the host; what it wanted does not
+    assert s["cpu_percent"] is not None and s["cpu_percent"] == pytest.approx(own, abs=15)
+    assert s["cpu_demand"] is not None and s["cpu_demand"] > 50  # 0.3 s of ~0.38 s spinning
 
 
 def test_generator_lag_is_small_on_an_idle_loop() -> None:

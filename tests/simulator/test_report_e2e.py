@@ -88,6 +88,9 @@ def test_saturated_server_stage_table_and_verdict(saturated: pathlib.Path) -> No
     assert last["achieved_rps"] > first["achieved_rps"]
     assert last["error_rate"] == 0
     assert last["server_hottest"] > first["server_hottest"]
+    # the worker is CPU-bound in the last stage: it ran or waited for a core nearly all the
+    # time, however much of a core a busy host gave it
+    assert last["server_demand_hottest"] >= 85
     a = summary["scfleet"]["stages"]["scenarios"]["ai"]
     assert a["knee"] in (0, 1) and a["knee_label"] in ("2 iters/s", "2→14 iters/s")
     assert a["verdict"] == "graceful", a

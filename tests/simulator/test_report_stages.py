@@ -153,9 +153,21 @@ def test_bottleneck_priorities() -> None:
     lag = row(1, 20, gen_lag_ms=12.0)
     assert bottleneck(lag, first)[0] == "generator"
     assert assess([first, lag]).generator_warning
+    # 8 ms of loop lag (a busy host) beside 1.5 s latency at a CPU-bound server: the server
+    busy_host = row(
+        1, 20, gen_lag_ms=8.0, p50_ms=1500.0, server_hottest=60.0, server_demand_hottest=99.0
+    )
+    assert bottleneck(busy_host, first)[0] == "server_cpu"
+    assert assess([first, busy_host]).generator_warning  # still flagged beside the table
     # whole-tree saturation counts even when no single process is hot
     tree = row(1, 20, server_cpu=350.0, server_hottest=40.0)
     assert bottleneck(tree, first)[0] == "server_cpu"
+    # a CPU-bound worker on a shared host gets 40 % of a core but is runnable all the time
+    starved = row(1, 20, server_cpu=45.0, server_hottest=40.0, server_demand_hottest=98.0)
+    assert bottleneck(starved, first)[0] == "server_cpu"
+    assert "runnable 98% of the time" in bottleneck(starved, first)[1]
+    idle = row(1, 20, server_cpu=45.0, server_hottest=40.0, server_demand_hottest=45.0)
+    assert bottleneck(idle, first)[0] == "none"
     host = row(1, 20, server_cpu=None, server_hottest=None, node_cpu=91.0)
     assert bottleneck(host, first)[0] == "server_cpu"
     mem = row(1, 20, server_rss_mb=180.0)
