@@ -147,6 +147,7 @@ class FirmwareAppRunner:
             chip=self.board.chip,
             files=_FlashFiles(self.board, files),
             wifi=self.wifi,
+            heap_bytes=hal_host.HEAP_BYTES.get(self.board.chip, min(hal_host.HEAP_BYTES.values())),
         )
         await app.run(self.hal, _Lines(serial))
 

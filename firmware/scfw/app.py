@@ -9,10 +9,11 @@ omission.
 
 import asyncio
 
-from . import buffer, config, http, proto, synth
+from . import buffer, config, http, mem, proto, synth
 
 RESULT_FLUSH_MS = 250
-RESULT_BATCH_MAX = 50
+RENDER_PIECE = 1024  # bank bytes rendered between two yields: the console stays responsive
+RESULT_BATCH_MAX = mem.RESULT_BATCH_MAX
 
 
 def _err_text(e):
@@ -29,6 +30,7 @@ class Stats:
         self.failed = 0  # attempts without a 2xx answer
         self.retried = 0
         self.bytes_sent = 0
+        self.duplicates = 0  # 2xx answers saying the server already had the chunk (still ok)
 
     def as_dict(self):
         return {
@@ -38,6 +40,7 @@ class Stats:
             "failed": self.failed,
             "retried": self.retried,
             "bytes_sent": self.bytes_sent,
+            "duplicates": self.duplicates,
         }
 
 
@@ -59,7 +62,9 @@ class Run:
         self.run_id = run_id
         self.queue = buffer.ChunkQueue(cfg["buffer_chunks"], cfg["buffer_bytes"])
         rng = synth.XorShift32(app.seed() ^ 0x5BD1E995)
-        self.backoff = buffer.Backoff(cfg["backoff_ms"], 2, cfg["backoff_max_ms"], 0.1, rng.next)
+        self.backoff = buffer.Backoff(
+            cfg["backoff_ms"], 2, backoff_cap_ms(cfg, self.interval_us), 0.1, rng.next
+        )
         self.stats = app.stats
         self.wake = asyncio.Event()
         self.producing = True
@@ -81,12 +86,13 @@ class Run:
         hal = self.hal
         tasks = []
         try:
-            for _ in range(self.cfg["concurrency"]):
+            for i in range(self.cfg["concurrency"]):
                 c = http.Client(
                     self.cfg["target"],
                     hal.open_connection,
                     self.cfg["keep_alive"],
                     self.cfg["timeout_s"],
+                    self.app.pool.rbufs[i],
                 )
                 self.clients.append(c)
                 tasks.append(asyncio.create_task(self.sender(c)))
@@ -203,11 +209,14 @@ class Run:
         t0 = hal.monotonic_us()
         status = 0
         err = None
+        dup = False
         try:
             resp = await client.request("POST", headers, parts, c.nbytes)
             status = resp.status
             if status < 200 or status >= 300:
                 err = "HTTP %d %s" % (status, resp.reason)
+            else:
+                dup = resp.duplicate
         except Exception as e:
             err = _err_text(e)
         t1 = hal.monotonic_us()
@@ -215,12 +224,16 @@ class Run:
         st.sent += 1
         ok = err is None
         if ok:
+            # A duplicate answer is a delivery: an earlier attempt of this X-Sequence reached the
+            # server and only its answer was lost, so the ledger holds the chunk exactly once.
             st.ok += 1
             st.bytes_sent += c.nbytes
+            if dup:
+                st.duplicates += 1
         else:
             st.failed += 1
         item = proto.result_item(
-            c.seq, c.attempts, t0, t0 - c.sched_us, status, t1 - t0, c.nbytes, err
+            c.seq, c.attempts, t0, t0 - c.sched_us, status, t1 - t0, c.nbytes, err, dup
         )
         if self.batch:
             self.pending.append(item)
@@ -260,8 +273,23 @@ class App:
         self._bank_key = None
         self.boot_us = hal.monotonic_us()
         self.mic = None
+        # The memory plan (mem.py): the run's long-lived buffers are made now, at boot, before
+        # anything fragments the heap; `start` re-checks and reuses them.
+        self.pool = mem.Pool()
+        try:
+            synth.sine_table()
+            self.pool.fit(self.cfg)
+        except MemoryError:
+            self.pool = mem.Pool()
+            self.cfg_warning = "the stored config does not fit the heap; start will refuse it"
+        self._track_pool()
 
     # -- helpers ---------------------------------------------------------------------------
+    def _track_pool(self):
+        track = getattr(self.hal, "track_pool", None)  # a host HAL's heap model counts it
+        if track is not None:
+            track(self.pool)
+
     def emit(self, obj):
         try:
             self.hal.write_line(proto.encode(obj))
@@ -279,15 +307,42 @@ class App:
         s = self.cfg["seed"]
         return s if s is not None else synth.device_seed(self.device_id())
 
-    def bank(self):
+    def _bank_stale(self):
         cfg = self.cfg
         key = (self.seed(), cfg["sample_rate"], cfg["line_hz"], cfg["bank_bytes"])
-        if self._bank_key != key:
+        if self._bank_key == key and self._bank.buf is self.pool.bank_buf:
+            return None
+        return key
+
+    def bank(self):
+        key = self._bank_stale()
+        if key is not None:
             self._bank = None  # free the old one before rendering the new one
             s = synth.Synth(key[0], key[1], key[2])
-            self._bank = synth.Bank(s, key[3])
+            self._bank = synth.Bank(s, key[3], self.pool.bank_buf)
             self._bank_key = key
         return self._bank
+
+    async def render_bank(self):
+        """Render the bank into the pool's buffer in small pieces, yielding between them: the
+        console stays responsive, and the synth's integer temporaries are collected as it goes
+        (a piece's garbage stays far below the free heap, even at 110 KB)."""
+        key = self._bank_stale()
+        if key is None:
+            return
+        self._bank = self._bank_key = None
+        s = synth.Synth(key[0], key[1], key[2])
+        bank = synth.Bank(s, key[3], self.pool.bank_buf, render=False)
+        mv = memoryview(bank.buf)
+        n = len(mv)
+        off = 0
+        while off < n:
+            end = off + RENDER_PIECE if off + RENDER_PIECE < n else n
+            s.render(mv[off:end])
+            off = end
+            await asyncio.sleep(0)
+        self._bank = bank
+        self._bank_key = key
 
     def next_seq(self):
         s = self.seq
@@ -323,8 +378,16 @@ class App:
             if lines is None:
                 lines = self.hal
             if hasattr(lines, "readline"):
+                fails = 0
                 while not self.exiting:
-                    line = await lines.readline()
+                    try:
+                        line = await lines.readline()
+                    except Exception as e:  # e.g. MemoryError: the console must not end the app
+                        fails += 1
+                        self.emit(proto.error(None, "internal", "console: " + _err_text(e)))
+                        await asyncio.sleep(0.01 * (fails if fails < 100 else 100))
+                        continue
+                    fails = 0
                     if not line:
                         break
                     await self.handle(line)
@@ -357,7 +420,7 @@ class App:
             elif t == "config":
                 self.cmd_config(msg)
             elif t == "start":
-                self.cmd_start(msg)
+                await self.cmd_start(msg)
             elif t == "stop":
                 await self.cmd_stop(msg)
             elif t == "status":
@@ -419,6 +482,16 @@ class App:
         clean = config.check(fields, mid)
         new = config.defaults() if msg.get("reset") else dict(self.cfg)
         new.update(clean)
+        cap = self.hal.mem_total()
+        if cap is not None:
+            total, parts = mem.need(new, mem.batch_items(True))  # the rate comes with start
+            if total > cap:
+                raise proto.ProtoError(
+                    "bad_config",
+                    "does not fit: a run needs %d bytes (%s), the heap holds %d"
+                    % (total, parts, cap),
+                    mid,
+                )
         wifi_changed = (
             new["wifi_ssid"] != self.cfg["wifi_ssid"] or new["wifi_key"] != self.cfg["wifi_key"]
         )
@@ -432,7 +505,7 @@ class App:
             self.start_wifi()
         self.emit(proto.ok(mid, cmd="config", config=config.public(new)))
 
-    def cmd_start(self, msg):
+    async def cmd_start(self, msg):
         mid = msg["id"]
         if self.running():
             raise proto.ProtoError("busy", "already running; stop first", mid)
@@ -468,9 +541,10 @@ class App:
             raise proto.ProtoError("bad_start", "start_at_us must be an integer (board clock)", mid)
         if delay is not None and (not proto.is_num(delay) or delay < 0):
             raise proto.ProtoError("bad_start", "delay_s must be >= 0", mid)
+        await self.check_memory(mid, 1e6 * period[1] / period[0] > self.cfg["batch_above_rps"])
         self.mic = None
         if self.cfg["source"] == "synth":
-            self.bank()  # render now (seconds on a board), before the clock starts
+            await self.render_bank()  # now (seconds on a board), before the clock starts
         else:
             c = self.cfg
             try:
@@ -502,6 +576,34 @@ class App:
                 batch=self.run.batch,
             )
         )
+
+    async def check_memory(self, mid, batch):
+        """Refuse a start that would not fit the heap, with the figures (see mem.py)."""
+        cfg = self.cfg
+        total, parts = mem.need(cfg, mem.batch_items(batch))
+        held = self.pool.reserved_for(cfg)
+        free = self.hal.mem_free()
+        if free is not None and total - held > free:
+            raise proto.ProtoError(
+                "bad_config",
+                "does not fit: a run needs %d bytes (%s), %d free + %d held; lower bank_bytes, "
+                "concurrency or chunk_bytes" % (total, parts, free, held),
+                mid,
+            )
+        if self.pool.release(cfg):
+            self._bank = self._bank_key = None
+            await asyncio.sleep(0)  # let the old bank be collected before the new one is made
+        try:
+            self.pool.fit(cfg)
+        except MemoryError:
+            self.pool = mem.Pool()
+            self._track_pool()
+            self._bank = self._bank_key = None
+            raise proto.ProtoError(
+                "bad_config",
+                "does not fit: no %d-byte block for the run's buffers (%s)" % (total, parts),
+                mid,
+            )
 
     async def cmd_stop(self, msg):
         mid = msg["id"]
@@ -565,6 +667,22 @@ class App:
             fails += 1
             self._set_wifi("down")
             await asyncio.sleep(backoff.delay_ms(fails) / 1000)
+
+
+def backoff_cap_ms(cfg, interval_us):
+    """The longest wait between retries: at most half the time the queue covers.
+
+    With the defaults (8 chunks at 1 per second) a cap of backoff_max_ms = 8 s let one wait
+    outlast the whole queue, so after an outage every queued chunk was dropped before the next
+    retry; half the span leaves at least two retries before the oldest chunk is pushed out.
+    """
+    span_ms = cfg["buffer_chunks"] * interval_us // 1000
+    cap = cfg["backoff_max_ms"]
+    if span_ms // 2 < cap:
+        cap = span_ms // 2
+    if cap < cfg["backoff_ms"]:
+        cap = cfg["backoff_ms"]
+    return cap
 
 
 async def run(hal, lines=None):

@@ -6,6 +6,7 @@ radio needs it) but never leaves the board again: `public()` replaces it with `w
 
 import json
 
+from .http import HttpError, parse_url
 from .proto import ProtoError, is_int, is_num
 
 FILE = "scfw_config.json"
@@ -23,7 +24,7 @@ SCHEMA = {
     "keep_alive": (True, "bool"),
     "source": ("synth", "str"),
     "line_hz": (50, "int"),
-    "bank_bytes": (32000, "int"),
+    "bank_bytes": (16000, "int"),  # 0.5 s at 16 kHz: fits an ESP32 without PSRAM (mem.py)
     "concurrency": (1, "int"),
     "timeout_s": (10.0, "num"),
     "buffer_chunks": (8, "int"),
@@ -92,8 +93,13 @@ def check(fields, id=None):
             raise ProtoError("bad_config", "chunk_bytes must be even (16-bit samples)", id)
         if k == "source" and v not in ("synth", "i2s"):
             raise ProtoError("bad_config", "source must be synth or i2s", id)
-        if k == "target" and v and not (v.startswith("http://") or v.startswith("https://")):
-            raise ProtoError("bad_config", "target must be an http:// or https:// URL", id)
+        if k == "target" and v:
+            if not (v.startswith("http://") or v.startswith("https://")):
+                raise ProtoError("bad_config", "target must be an http:// or https:// URL", id)
+            try:
+                parse_url(v)
+            except HttpError as e:
+                raise ProtoError("bad_config", "target: %s" % e, id)
         out[k] = v
     return out
 

@@ -16,7 +16,8 @@ the board emulator). `Hal` documents the interface and holds the shared, pure pi
     read_file(name) -> str | None; write_file(name, text)   board filesystem (config)
     i2s_open(rate, id, sck, ws, sd) -> mic  `await mic.readinto(buf)` fills buf with 16-bit LE
                                             PCM, -> bytes; raises OSError where there is no mic
-    mem_free() -> int | None
+    mem_free() -> int | None                free GC heap after a collection (None: not modelled)
+    mem_total() -> int | None               the heap a run may use at most (free + allocated)
 """
 
 
@@ -76,6 +77,9 @@ class Hal:
         raise OSError("no I2S microphone on this board")
 
     def mem_free(self):
+        return None
+
+    def mem_total(self):
         return None
 
 

@@ -94,16 +94,36 @@ class Esp32Hal(Hal):
             if isinstance(ch, str):
                 ch = ch.encode()
             buf.extend(ch)
-            while self._poll.poll(0):
+            # Take what is already there without waiting, but never more than one line's worth:
+            # a native-USB board (S3, C3) gets a 100 KB paste in one burst.
+            while len(buf) <= MAX_LINE and self._poll.poll(0):
                 c = self._in.read(1)
                 if not c:
                     break
-                buf.extend(c.encode() if isinstance(c, str) else c)
-                if c == b"\n" or c == "\n":
+                if isinstance(c, str):
+                    c = c.encode()
+                buf.extend(c)
+                if c == b"\n":
                     break
 
     def monotonic_us(self):
         return self._clock()
+
+    async def open_connection(self, host, port, ssl=None):
+        """asyncio's connection, with TCP_NODELAY: the head and the body slices are separate
+        writes, and without it Nagle waits for the server's delayed ACK (~40 ms a request)."""
+        import socket
+
+        if ssl:
+            reader, writer = await asyncio.open_connection(host, port, ssl=ssl)
+        else:
+            reader, writer = await asyncio.open_connection(host, port)
+        sock = getattr(writer, "s", None)  # MicroPython's Stream keeps its socket as .s
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (AttributeError, OSError):
+            pass  # a TLS socket has no setsockopt: it keeps Nagle
+        return reader, writer
 
     def _wlan(self):
         if self.wlan is None:
@@ -194,5 +214,11 @@ class Esp32Hal(Hal):
         return _Mic(i2s)
 
     def mem_free(self):
+        # With the split heap (MicroPython >= 1.21 on ESP32) this includes what the heap may
+        # still grow by, which is what a run can count on.
         gc.collect()
         return gc.mem_free()
+
+    def mem_total(self):
+        gc.collect()
+        return gc.mem_free() + gc.mem_alloc()

@@ -14,6 +14,7 @@ Contract (used by hw_bridge's board emulator):
         wifi=hal_host.FakeWifi(),   # optional: .drop() / .restore() to simulate an outage
         readline=None,              # optional async () -> bytes, used when run() gets no lines
         platform="host-cpython",    # reported as the MicroPython version in hello
+        heap_bytes=None,            # model a board's GC heap (HEAP_BYTES[chip]); None: unlimited
     )
     await app.run(hal, lines)       # lines: async iterable of bytes lines, or an object with an
                                     # async readline() -> bytes (b"" = EOF); None = hal.readline
@@ -33,6 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from .hal import Hal, format_mac
+
+# The heap a run can use per chip (firmware/PROTOCOL.md, "Memory plan"), and what the app's code,
+# the runtime and its objects take of it (measured on the 32-bit WebAssembly MicroPython with
+# .mpy modules). With these the emulator refuses, like the board, a config that does not fit.
+HEAP_BYTES = {"ESP32": 110 * 1024, "ESP32-C3": 150 * 1024, "ESP32-S3": 180 * 1024}
+BASE_BYTES = 45 * 1024
 
 
 class FakeWifi:
@@ -67,6 +74,7 @@ class HostHal(Hal):
         wifi: FakeWifi | None = None,
         readline: Callable[[], Awaitable[bytes]] | None = None,
         platform: str = "host-cpython",
+        heap_bytes: int | None = None,
     ) -> None:
         self._write_line = write_line
         self._uid = bytes(device_uid)
@@ -77,6 +85,21 @@ class HostHal(Hal):
         self.wifi = wifi or FakeWifi()
         self._readline = readline
         self._platform = platform
+        self.heap_bytes = heap_bytes
+        self._pool: Any = None
+
+    def track_pool(self, pool: Any) -> None:
+        """The app's buffer pool (mem.Pool): what the heap model counts as allocated."""
+        self._pool = pool
+
+    def mem_free(self) -> int | None:
+        if self.heap_bytes is None:
+            return None
+        held = self._pool.allocated() if self._pool is not None else 0
+        return max(self.heap_bytes - BASE_BYTES - held, 0)
+
+    def mem_total(self) -> int | None:
+        return None if self.heap_bytes is None else self.heap_bytes - BASE_BYTES
 
     def write_line(self, data: bytes) -> None:
         self._write_line(data)

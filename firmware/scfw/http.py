@@ -10,7 +10,8 @@ drain()/read(), so every stream call sits inside the same try.
 import asyncio
 
 MAX_HEAD = 8192
-KEEP_BODY = 1024  # response body bytes kept (the rest is counted and discarded)
+KEEP_BODY = 256  # response body bytes kept (the rest is counted and discarded)
+SLICE = 2048  # request body bytes per write(); each is drained before the next (see mem.py)
 
 
 class HttpError(Exception):
@@ -35,16 +36,24 @@ def parse_url(url):
         end = hostport.find("]")
         host = hostport[1:end]
         tail = hostport[end + 1 :]
-        if tail.startswith(":"):
-            port = int(tail[1:])
+        if end < 0 or (tail and not tail.startswith(":")):
+            raise HttpError("bad IPv6 host: %s" % url)
+        if tail:
+            port = _port(tail[1:], url)
     elif ":" in hostport:
         host, p = hostport.rsplit(":", 1)
-        port = int(p)
+        port = _port(p, url)
     else:
         host = hostport
     if not host:
         raise HttpError("URL has no host: %s" % url)
     return scheme, host, port, path
+
+
+def _port(text, url):
+    if not text or not text.isdigit() or not 0 < int(text) < 65536:
+        raise HttpError("URL port must be 1..65535: %s" % url)
+    return int(text)
 
 
 def build_head(method, host, port, path, headers, body_len, keep_alive=True):
@@ -85,6 +94,24 @@ class ResponseParser:
     @property
     def done(self):
         return self.state == 7
+
+    @property
+    def duplicate(self):
+        """The server's JSON answer says `"duplicate": true`: it already had this (device,
+        sequence), from an attempt whose answer was lost, and stored nothing new."""
+        b = self.body
+        i = b.find(b'"duplicate"')
+        while i >= 0:  # the key, not a value such as "status": "duplicate"
+            j = i + 11
+            while j < len(b) and b[j] in b" \t":
+                j += 1
+            if j < len(b) and b[j] == 58:  # ':'
+                j += 1
+                while j < len(b) and b[j] in b" \t":
+                    j += 1
+                return b[j : j + 4] == b"true"
+            i = b.find(b'"duplicate"', j)
+        return False
 
     def _drain_left(self):
         # Move up to ``left`` buffered bytes into the body; True once none are left.
@@ -234,8 +261,9 @@ class Client:
     so an emulator can route or fault it. `connects` counts TCP connections made (keep-alive check).
     """
 
-    def __init__(self, url, open_connection, keep_alive=True, timeout_s=10.0):
+    def __init__(self, url, open_connection, keep_alive=True, timeout_s=10.0, rbuf=None):
         self.scheme, self.host, self.port, self.path = parse_url(url)
+        self.rbuf = rbuf if rbuf is not None else bytearray(512)  # kept: reads never allocate
         self.open_connection = open_connection
         self.keep_alive = keep_alive
         self.timeout_s = timeout_s
@@ -260,15 +288,33 @@ class Client:
         self.connects += 1
 
     async def _exchange(self, head, parts):
+        # The body goes out in SLICE-byte writes, each drained before the next: MicroPython's
+        # StreamWriter.write copies whatever the socket did not take into one new object, and an
+        # ESP32's TCP send buffer takes ~5.7 KB, so one 32 KB write would allocate ~26 KB.
         w = self.writer
         w.write(head)
         for p in parts:
-            w.write(p)
-        await w.drain()
+            mv = memoryview(p)
+            n = len(mv)
+            off = 0
+            while off < n:
+                w.write(mv[off : off + SLICE])
+                off += SLICE
+                await w.drain()
+        if not parts:
+            await w.drain()
         parser = ResponseParser()
         got = False
+        rbuf = self.rbuf
+        readinto = getattr(self.reader, "readinto", None)  # MicroPython; CPython has read()
         while True:
-            data = await self.reader.read(2048)
+            if readinto is not None:
+                n = await readinto(rbuf)
+                if n is None:  # woken without data (non-blocking socket): wait again
+                    continue
+                data = memoryview(rbuf)[:n] if n else b""
+            else:
+                data = await self.reader.read(len(rbuf))
             if not data:
                 if not got:
                     raise EOFError("closed before response")

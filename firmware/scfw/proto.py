@@ -90,7 +90,7 @@ def log(level, msg):
     return {"t": "log", "level": level, "msg": msg}
 
 
-def result_item(seq, attempt, t_us, lag_us, status, latency_us, nbytes, err):
+def result_item(seq, attempt, t_us, lag_us, status, latency_us, nbytes, err, dup=False):
     return {
         "seq": seq,
         "attempt": attempt,
@@ -100,6 +100,7 @@ def result_item(seq, attempt, t_us, lag_us, status, latency_us, nbytes, err):
         "latency_us": latency_us,
         "bytes": nbytes,
         "error": err,
+        "dup": dup,
     }
 
 

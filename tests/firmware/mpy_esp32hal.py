@@ -21,11 +21,16 @@ class FakeIn:
     """Console bytes: `read(1)` returns what is there; the poller says whether more is."""
 
     def __init__(self, data):
-        self.data = bytearray(data)
+        self.buf = bytes(data)
+        self.pos = 0
+
+    @property
+    def data(self):
+        return self.pos < len(self.buf)
 
     def read(self, n):
-        d = bytes(self.data[:n])
-        self.data = self.data[n:]
+        d = self.buf[self.pos : self.pos + n]
+        self.pos += len(d)
         return d
 
 
@@ -89,6 +94,37 @@ async def main():
     check(len(over) > 4096 and over.startswith(b"yyyy"), "overlong line handed over once")
     check(await h.readline() == b'{"t":"ping","id":3}\n', "line after the overlong one")
     print("PASS esp32_readline")
+
+    # Issue 13 item 4: a 100 KB line in one burst (native USB): the poll loop must stop at
+    # MAX_LINE instead of reading the whole burst into memory.
+    burst = FakeIn(b"z" * 100000 + b'\n{"t":"ping","id":4}\n')
+    h2 = hal_esp32.Esp32Hal(
+        stdin=burst, stdout=Out(), reader=FakeReader(burst), poller=FakePoll(burst)
+    )
+    over = await h2.readline()
+    check(4096 < len(over) <= 4096 + 2, "overlong head bounded, got %d bytes" % len(over))
+    check(await h2.readline() == b'{"t":"ping","id":4}\n', "the next line after the burst")
+    print("PASS esp32_burst")
+
+    # Issue 13 item 5: TCP_NODELAY on the board's sockets.
+    class Sock:
+        def __init__(self):
+            self.opts = []
+
+        def setsockopt(self, level, opt, value):
+            self.opts.append((level, opt, value))
+
+    class Writer:
+        def __init__(self):
+            self.s = Sock()
+
+    async def fake_open(host, port, ssl=None):
+        return object(), Writer()
+
+    asyncio.open_connection = fake_open
+    _r, w = await h.open_connection("10.0.0.2", 8080)
+    check(w.s.opts == [(6, 1, 1)], "TCP_NODELAY set: %r" % (w.s.opts,))
+    print("PASS esp32_nodelay")
 
     h.write_line(b'{"t":"log"}\n')
     check(bytes(out.data) == b'{"t":"log"}\n', "write_line")

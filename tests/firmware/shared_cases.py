@@ -91,6 +91,10 @@ def case_config_check_and_public():
         {"headers": {"X-A": "a\r\nEvil: 1"}},
         {"nope": 1},
         {"keep_alive": 1},
+        {"target": "http://host:notaport/x"},  # issue 13 item 6: was accepted, start -> internal
+        {"target": "http://host:0/x"},
+        {"target": "http://host:70000/x"},
+        {"target": "http://[::1/x"},
     ):
         try:
             config.check(bad, 5)
@@ -285,8 +289,10 @@ def case_http_response_until_close_and_interim():
 class FakeServer:
     """In-memory HTTP peer: counts connections and requests, answers each full request."""
 
-    def __init__(self, statuses=None, close_after=None, refuse=0, silent_close_after=None):
+    def __init__(self, statuses=None, close_after=None, refuse=0, silent_close_after=None, lose=0):
         self.statuses = statuses or []
+        self.lose = lose  # store this many requests, then drop the connection without answering
+        self.rows = {}  # (device, sequence) -> times received: the ledger, de-duplicated
         self.silent_close_after = silent_close_after  # close while idle, without saying so
         self.close_after = close_after  # close the connection after this many requests on it
         self.refuse = refuse  # refuse this many connects (the error shows at drain, as on a board)
@@ -338,9 +344,30 @@ class FakeConn:
             srv.requests.append((head, body))
             st = srv.statuses.pop(0) if srv.statuses else 200
             self.on_conn += 1
+            key = None
+            for line in head.split("\r\n"):
+                if line.startswith("X-Sequence: "):
+                    key = int(line[12:])
+            dup = False
+            if 200 <= st < 300 and key is not None:
+                dup = key in srv.rows
+                srv.rows[key] = srv.rows.get(key, 0) + 1
+            if srv.lose > 0:  # the body arrived and was stored; the answer never leaves
+                srv.lose -= 1
+                self.closed = True
+                return
             last = srv.close_after is not None and self.on_conn >= srv.close_after
             hdr = "Connection: close\r\n" if last else ""
-            self.out.extend(("HTTP/1.1 %d X\r\n%sContent-Length: 2\r\n\r\nok" % (st, hdr)).encode())
+            js = '{"status":"%s","duplicate": %s,"sequence":%s}' % (
+                "duplicate" if dup else "stored",
+                "true" if dup else "false",
+                key,
+            )
+            self.out.extend(
+                (
+                    "HTTP/1.1 %d X\r\n%sContent-Length: %d\r\n\r\n%s" % (st, hdr, len(js), js)
+                ).encode()
+            )
             silent = srv.silent_close_after is not None and self.on_conn >= srv.silent_close_after
             if last or silent:
                 self.closed = True
@@ -549,6 +576,116 @@ async def case_app_commands_garbage_and_run():
     check(seqs == [0] + list(range(10)), repr(seqs))
     check(srv.connects == 1, "keep-alive across the run, %d connects" % srv.connects)
     check("hunter2-secret" in h.files[config.FILE], "key persisted on the board")
+
+
+async def case_retry_keeps_sequence_and_duplicate_is_delivered():
+    """Issue 13 item 3: the answer to an upload is lost after the server stored it. The retry
+    carries the same X-Sequence, the server answers `"duplicate": true`, and the firmware
+    counts one delivery (ok) and one duplicate: its counters agree with the ledger."""
+    srv = FakeServer(lose=1)
+    h = FakeHal(srv)
+    cfg = (
+        b'{"t":"config","id":1,"target":"http://127.0.0.1:9/up","device_id":"esp32-000043",'
+        b'"chunk_bytes":640,"bank_bytes":4000,"backoff_ms":5,"seed":9,"persist":false}'
+    )
+    script = [cfg, b'{"t":"start","id":2,"rate":20,"duration_s":0.1}', 1.0]
+    script += [b'{"t":"status","id":3}', b'{"t":"exit","id":4}']
+    await app.run(h, Lines(script))
+    msgs = _decode(h.lines)
+    st = [m for m in msgs if m.get("id") == 3][0]
+    seqs = []
+    for head, _body in srv.requests:
+        for line in head.split("\r\n"):
+            if line.startswith("X-Sequence: "):
+                seqs.append(int(line[12:]))
+    check(seqs == [0, 0, 1], "the retry keeps X-Sequence: %r" % seqs)
+    check(srv.rows == {0: 2, 1: 1}, repr(srv.rows))
+    check(st["produced"] == 2 and st["ok"] == 2 and st["failed"] == 1, repr(st))
+    check(st["duplicates"] == 1 and st["dropped"] == 0, repr(st))
+    check(st["ok"] == len(srv.rows), "firmware ok equals the ledger's distinct rows")
+    results = []
+    for m in msgs:
+        if m["t"] == "result":
+            results.append(m)
+        elif m["t"] == "results":
+            results.extend(m["items"])
+    check([r["dup"] for r in results] == [False, True, False], repr(results))
+
+
+async def case_console_error_does_not_end_the_app():
+    """Issue 13 item 4: a MemoryError from the console (a 100 KB burst) costs one error line."""
+
+    class Boom(Lines):
+        def __init__(self, items):
+            Lines.__init__(self, items)
+            self.raised = 0
+
+        async def readline(self):
+            if self.raised < 2:
+                self.raised += 1
+                raise MemoryError("memory allocation failed, allocating 102400 bytes")
+            return await Lines.readline(self)
+
+    h = FakeHal(FakeServer())
+    await app.run(h, Boom([b'{"t":"status","id":7}', b'{"t":"exit","id":8}']))
+    msgs = _decode(h.lines)
+    errs = [m for m in msgs if m["t"] == "error"]
+    check(len(errs) == 2 and errs[0]["code"] == "internal" and "MemoryError" in errs[0]["msg"])
+    check([m["t"] for m in msgs if m.get("id") in (7, 8)] == ["status", "ok"], repr(msgs))
+
+
+def case_backoff_is_tied_to_the_buffer():
+    """Issue 13 item 7: 8 queued chunks at 1/s cover 8 s; no wait may be that long."""
+    cfg = config.defaults()
+    cap = app.backoff_cap_ms(cfg, 1000000)
+    check(cap == 4000, "cap %d" % cap)
+    span = cfg["buffer_chunks"] * 1000
+    b = buffer.Backoff(cfg["backoff_ms"], 2, cap, 0.1, synth.XorShift32(1).next)
+    for d in b.schedule(cfg["retries"] + 3):
+        check(d * 2 <= span * 1.1, "a retry wait of %d ms against a %d ms buffer" % (d, span))
+    cfg["backoff_max_ms"] = 1000
+    check(app.backoff_cap_ms(cfg, 1000000) == 1000, "a smaller configured cap stays")
+    cfg["buffer_chunks"] = 0
+    check(app.backoff_cap_ms(cfg, 1000000) == cfg["backoff_ms"], "never below backoff_ms")
+
+
+async def case_start_refuses_what_does_not_fit():
+    """The memory plan: a start whose buffers do not fit is refused with the figures."""
+
+    class Small(FakeHal):
+        def mem_free(self):
+            return 30000
+
+        def mem_total(self):
+            return 60000
+
+    h = Small(FakeServer())
+    script = [
+        b'{"t":"config","id":1,"target":"http://127.0.0.1:9/up","bank_bytes":70000}',
+        b'{"t":"config","id":2,"target":"http://127.0.0.1:9/up","bank_bytes":40000,"persist":false}',
+        b'{"t":"start","id":3,"rate":1,"duration_s":1}',
+        b'{"t":"exit","id":4}',
+    ]
+    await app.run(h, Lines(script))
+    by_id = {}
+    for m in _decode(h.lines):
+        if m.get("id") is not None:
+            by_id[m["id"]] = m
+    check(by_id[1]["t"] == "error" and by_id[1]["code"] == "bad_config", repr(by_id[1]))
+    check("the heap holds 60000" in by_id[1]["msg"], by_id[1]["msg"])
+    check(by_id[2]["t"] == "ok", repr(by_id[2]))
+    check(by_id[3]["t"] == "error" and by_id[3]["code"] == "bad_config", repr(by_id[3]))
+    check(
+        "bank_bytes 40000" in by_id[3]["msg"] and "30000 free" in by_id[3]["msg"], by_id[3]["msg"]
+    )
+
+
+def case_sine_table_is_the_series():
+    """The stored quarter wave is what the integer Taylor series gives (bit-identical synth)."""
+    q = (1 << synth._TBITS) // 4
+    for i in range(0, q + 1, 16):
+        v = (synth._isin(synth._PI * i // (2 * q)) * 32767 + synth._ONE // 2) // synth._ONE
+        check(synth.sine_table()[i] == v, "entry %d" % i)
 
 
 def cases():

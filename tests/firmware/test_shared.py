@@ -147,6 +147,7 @@ def test_esp32_hal_under_micropython() -> None:
             str(HERE / "mpy_esp32hal.py"),
             str(HERE / "fakes" / "machine.py"),
             str(HERE / "fakes" / "network.py"),
+            str(HERE / "fakes" / "socket.py"),
         ],
         capture_output=True,
         text=True,
@@ -154,5 +155,5 @@ def test_esp32_hal_under_micropython() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "FAIL" not in proc.stdout, proc.stdout
-    for part in ("readline", "identity", "fs", "wifi", "i2s"):
+    for part in ("readline", "burst", "nodelay", "identity", "fs", "wifi", "i2s"):
         assert f"PASS esp32_{part}" in proc.stdout, proc.stdout

