@@ -102,7 +102,7 @@ def render_list(boards: list[Any]) -> str:
 
 def cmd_provision(args: argparse.Namespace) -> int:
     from hw_bridge import ports
-    from hw_bridge.flash import wifi_key_from
+    from hw_bridge.boardconfig import BoardSettings, read_wifi_key
     from simulator.config import IotUploadDevice, validate_url
 
     target = validate_url(args.target, key="--target")
@@ -110,18 +110,14 @@ def cmd_provision(args: argparse.Namespace) -> int:
         target += IotUploadDevice.endpoint
     if not args.device_id.strip():
         raise ConfigError("must not be empty", key="--device-id")
-    key = wifi_key_from(args.wifi_key_env, args.wifi_key_file)
+    key = read_wifi_key(args.wifi_key_env, args.wifi_key_file, env_key="--wifi-key-env")
     if key is not None and args.wifi_ssid is None:
         raise ConfigError("a Wi-Fi key needs --wifi-ssid", key="--wifi-ssid")
-    fields: dict[str, Any] = {"device_id": args.device_id, "target": target}
-    if args.wifi_ssid is not None:
-        fields["wifi_ssid"] = args.wifi_ssid
-    if key is not None:
-        fields["wifi_key"] = key.reveal()
-    if args.sample_rate is not None:
-        fields["sample_rate"] = args.sample_rate
+    settings = BoardSettings(
+        args.device_id, target, args.wifi_ssid, key, sample_rate=args.sample_rate
+    )
     url = ports.resolve(args.port)
-    reply = asyncio.run(_provision(url, fields, args.baud, args.timeout))
+    reply = asyncio.run(_provision(url, settings.fields(), args.baud, args.timeout))
     cfg = reply.get("config", {}) if isinstance(reply.get("config"), Mapping) else {}
     sys.stdout.write(
         f"{args.port}: provisioned {cfg.get('device_id', args.device_id)} -> "

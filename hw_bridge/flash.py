@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import multiprocessing as mp
 import os
 import queue as queue_mod
@@ -29,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hw_bridge.boardconfig import CONFIG_PATH, BoardSettings, read_wifi_key
 from scfleet_core.errors import ConfigError, HardwareError
 from scfleet_core.secrets import Secret
 
-CONFIG_PATH = "/scfw_config.json"
 ROM_BAUD = 115200
 DEFAULT_BAUD = 460800
 
@@ -82,14 +81,12 @@ class BoardConfig:
     wifi_ssid: str | None = None
     wifi_key: Secret | None = None
 
-    def render(self, n: int, mac: str) -> bytes:
+    def settings(self, n: int, mac: str) -> BoardSettings:
         device_id = self.device_id_pattern.format(n=n, mac=mac.replace(":", ""))
-        doc: dict[str, Any] = {"v": 1, "device_id": device_id, "target": self.target}
-        if self.wifi_ssid is not None:
-            doc["wifi_ssid"] = self.wifi_ssid
-        if self.wifi_key is not None:
-            doc["wifi_key"] = self.wifi_key.reveal()
-        return json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n"
+        return BoardSettings(device_id, self.target, self.wifi_ssid, self.wifi_key)
+
+    def render(self, n: int, mac: str) -> bytes:
+        return self.settings(n, mac).file_bytes()
 
 
 @dataclass(frozen=True)
@@ -289,9 +286,9 @@ def _flash_one(job: FlashJob, emit: Any, connect_retries: int) -> BoardResult:
             vfs_offset, vfs_size = images.vfs_region(parts, flash_size)
             files = dict(job.app_files)
             if job.config is not None:
-                body = job.config.render(job.index, mac)
-                device_id = json.loads(body)["device_id"]
-                files[CONFIG_PATH] = body
+                settings = job.config.settings(job.index, mac)
+                device_id = settings.device_id
+                files[CONFIG_PATH] = settings.file_bytes()
             fs = fsimage.build_image(files, size=vfs_size)
             plan.append(Image(vfs_offset, fs, f"littlefs@{vfs_offset:#x}"))
         _check_overlaps(plan, flash_size)
@@ -614,21 +611,6 @@ def load_app_files(app_dir: Path | None) -> dict[str, bytes]:
     }
 
 
-def wifi_key_from(env_var: str | None, file: Path | None) -> Secret | None:
-    """The Wi-Fi key from an environment variable or a file; never echoed anywhere."""
-    if env_var:
-        value = os.environ.get(env_var)
-        if not value:
-            raise ConfigError(f"environment variable {env_var} is not set", key="--wifi-key-env")
-        return Secret(value)
-    if file is not None:
-        try:
-            return Secret(file.read_text().strip())
-        except OSError as exc:
-            raise ConfigError(f"cannot read: {exc.strerror}", source=str(file)) from None
-    return None
-
-
 # ------------------------------------------------------------------------------------------
 # CLI
 # ------------------------------------------------------------------------------------------
@@ -705,7 +687,7 @@ def cmd_flash(args: argparse.Namespace) -> int:
             device_id_pattern=args.device_id_pattern,
             target=args.target,
             wifi_ssid=args.wifi_ssid,
-            wifi_key=wifi_key_from(args.wifi_key_env, args.wifi_key_file),
+            wifi_key=read_wifi_key(args.wifi_key_env, args.wifi_key_file, env_key="--wifi-key-env"),
         )
     jobs = [
         FlashJob(

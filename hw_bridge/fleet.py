@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import math
-import os
 import time
 import tomllib
 from collections.abc import Mapping
@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from hw_bridge import ports
-from hw_bridge.link import BoardReplyError, SerialLink
+from hw_bridge.boardconfig import BoardSettings, read_wifi_key
+from hw_bridge.link import BoardLink, BoardReplyError, LinkFactory, SerialLink
 from scfleet_core.errors import ConfigError, HardwareError
 from scfleet_core.secrets import Secret
 from simulator.config import (
@@ -129,26 +130,23 @@ def load_registry(path: Path) -> dict[str, str]:
 
 
 def wifi_key(cfg: BoardsConfig, source: str) -> Secret | None:
-    if cfg.wifi_key_env:
-        value = os.environ.get(cfg.wifi_key_env)
-        if not value:
-            raise ConfigError(
-                f"environment variable {cfg.wifi_key_env} is not set",
-                source=source,
-                key="boards.wifi_key_env",
-            )
-        return Secret(value)
-    if cfg.wifi_key_file is not None:
-        try:
-            return Secret(cfg.wifi_key_file.read_text().strip())
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read: {exc.strerror}", source=str(cfg.wifi_key_file)
-            ) from None
-    return None
+    return read_wifi_key(
+        cfg.wifi_key_env, cfg.wifi_key_file, env_key="boards.wifi_key_env", source=source
+    )
 
 
 # --------------------------------------------------------------------------- one board
+
+
+class BoardState(enum.StrEnum):
+    """Where a board is in a run (its ``state`` column in ``devices.csv``)."""
+
+    NEW = "new"  # listed, not set up yet
+    READY = "ready"  # greeted, provisioned and time-synced: waits for the common start
+    RUNNING = "running"  # uploading on the schedule
+    FINISHED = "finished"  # its run ended with the schedule
+    LOST = "lost"  # unplugged, silent, rebooted or ended early; probed to rejoin
+    STOPPED = "stopped"  # the run was stopped (Ctrl-C, SIGTERM) while it ran
 
 
 class BoardDriver:
@@ -159,8 +157,8 @@ class BoardDriver:
         self.label = label
         self.url = url
         self.device_id = device_id
-        self.state = "new"  # new, ready, running, finished, lost
-        self.link: SerialLink | None = None
+        self.state = BoardState.NEW
+        self.link: BoardLink | None = None
         self.offset_us = 0
         self.rtt_us = 0
         self.requests = self.ok = self.failed = self.bytes_ok = 0
@@ -176,8 +174,8 @@ class BoardDriver:
         self.last_error = ""
 
     # --- link ----------------------------------------------------------------------------
-    def _make_link(self, url: str) -> SerialLink:
-        return SerialLink(
+    def _make_link(self, url: str) -> BoardLink:
+        return self.fleet.link_factory(
             url,
             baud=self.fleet.cfg.baud,
             on_message=self.on_message,
@@ -216,7 +214,7 @@ class BoardDriver:
         cfg = reply.get("config")
         self.wifi_key_set = bool(isinstance(cfg, dict) and cfg.get("wifi_key_set"))
         await self.sync()
-        self.state = "ready"
+        self.state = BoardState.READY
 
     async def sync(self) -> None:
         assert self.link is not None
@@ -245,7 +243,7 @@ class BoardDriver:
             grace_s=fl.grace_s,
         )
         self.run_id = reply.get("run")
-        self.state = "running"
+        self.state = BoardState.RUNNING
 
     # --- lines from the board (event loop) ----------------------------------------------
     def on_text(self, text: str) -> None:
@@ -265,15 +263,17 @@ class BoardDriver:
                         self.bad_lines += 1
         elif t == "done" and msg.get("run") == self.run_id and self.run_id is not None:
             d = msg.get("dropped")
-            if isinstance(d, int) and not isinstance(d, bool):
+            if isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_SEQ:
                 self.dropped += d
-            if self.state != "running":
+                if d:
+                    self.fleet.board_dropped(self, d)
+            if self.state != BoardState.RUNNING:
                 return
             if asyncio.get_running_loop().time() < self.fleet.finished_after:
                 self.mark_lost("its run ended early")  # crashed, reset, or stopped by someone
             else:
-                self.state = "finished"
-        elif t == "hello" and msg.get("id") is None and self.state == "running":
+                self.state = BoardState.FINISHED
+        elif t == "hello" and msg.get("id") is None and self.state == BoardState.RUNNING:
             self.mark_lost("rebooted")  # a boot banner mid-run: rejoin restarts it
         elif t == "error" and msg.get("id") is None:
             self.bad_lines += 1
@@ -303,14 +303,14 @@ class BoardDriver:
 
     # --- loss and rejoin -----------------------------------------------------------------------
     def mark_lost(self, reason: str) -> None:
-        if self.state in ("lost", "finished", "stopped"):
+        if self.state in (BoardState.LOST, BoardState.FINISHED, BoardState.STOPPED):
             return
         if getattr(self.fleet, "stopping", False):
             # The run is being stopped (Ctrl-C, SIGTERM, abort): the board's run ending now,
             # or its port closing, is the stop itself, not a lost board.
-            self.state = "stopped"
+            self.state = BoardState.STOPPED
             return
-        self.state = "lost"
+        self.state = BoardState.LOST
         self.lost += 1
         self.last_error = reason
         self.fleet.board_lost(self, reason)
@@ -321,9 +321,9 @@ class BoardDriver:
         loop = asyncio.get_running_loop()
         while loop.time() < fl.watch_until:
             await asyncio.sleep(0.25)
-            if self.state == "finished":
+            if self.state == BoardState.FINISHED:
                 return
-            if self.state == "lost":
+            if self.state == BoardState.LOST:
                 if loop.time() >= fl.schedule_end:
                     return
                 if time.monotonic() - self._last_try >= 1.0:
@@ -344,11 +344,11 @@ class BoardDriver:
                     f"within {fl.cfg.status_timeout:g}s"
                 )
                 continue
-            if self.state == "running" and not st.get("running"):
+            if self.state == BoardState.RUNNING and not st.get("running"):
                 if loop.time() < fl.finished_after:
                     self.mark_lost("rebooted")  # stopped mid-schedule without a done line
                 else:
-                    self.state = "finished"
+                    self.state = BoardState.FINISHED
 
     async def try_rejoin(self) -> None:
         fl = self.fleet
@@ -358,7 +358,7 @@ class BoardDriver:
             assert self.link is not None
             st = await self.link.request("status", 1.0)
             if st.get("running"):
-                self.state = "running"
+                self.state = BoardState.RUNNING
             else:
                 remaining = fl.schedule_end - asyncio.get_running_loop().time()
                 if remaining < 0.5:
@@ -374,7 +374,7 @@ class BoardDriver:
         fl.board_rejoined(self)
 
     async def stop(self) -> None:
-        if self.link is not None and self.link.is_open and self.state == "running":
+        if self.link is not None and self.link.is_open and self.state == BoardState.RUNNING:
             with contextlib.suppress(HardwareError, BoardReplyError):
                 await self.link.request("stop", 1.0)
 
@@ -395,7 +395,7 @@ class BoardDriver:
             "bytes_ok": self.bytes_ok,
             "logins": 0,
             "board": self.label,
-            "state": self.state,
+            "state": str(self.state),
             "lost": self.lost,
             "rejoined": self.rejoined,
             "dropped_chunks": self.dropped,
@@ -429,8 +429,16 @@ def _raise_first(tasks: list[asyncio.Task[None]]) -> None:
 class BoardFleet:
     """The run's boards, as a :class:`simulator.runner.Companion`."""
 
-    def __init__(self, cfg: BoardsConfig, run_cfg: RunConfig, target_url: str) -> None:
+    def __init__(
+        self,
+        cfg: BoardsConfig,
+        run_cfg: RunConfig,
+        target_url: str,
+        *,
+        link_factory: LinkFactory = SerialLink,
+    ) -> None:
         self.cfg = cfg
+        self.link_factory = link_factory  # hw_bridge.testing.fake_links() in tests
         self.run_cfg = run_cfg
         sc = next(s for s in run_cfg.scenarios if s.name == cfg.scenario)
         assert isinstance(sc.device, IotUploadDevice)
@@ -452,20 +460,20 @@ class BoardFleet:
 
     # --- provisioning ------------------------------------------------------------------------
     def board_config(self, d: BoardDriver) -> dict[str, Any]:
+        """The ``config`` command's fields for board ``d``: it uploads like a device of the
+        followed scenario (sample rate, chunk size, keep-alive, headers, timeout)."""
         dev = self.device
-        out: dict[str, Any] = {
-            "device_id": d.device_id,
-            "target": self.upload_url,
-            "sample_rate": dev.sample_rate,
-            "chunk_bytes": dev.chunk_bytes,
-            "keep_alive": dev.keep_alive,
-            "headers": dict(dev.headers),
-            "timeout_s": self.run_cfg.target.timeout,
-            "wifi_ssid": self.cfg.wifi_ssid,
-        }
-        if self._key is not None:
-            out["wifi_key"] = self._key.reveal()
-        return out
+        return BoardSettings(
+            device_id=d.device_id,
+            target=self.upload_url,
+            wifi_ssid=self.cfg.wifi_ssid,
+            wifi_key=self._key,
+            sample_rate=dev.sample_rate,
+            chunk_bytes=dev.chunk_bytes,
+            keep_alive=dev.keep_alive,
+            headers=dict(dev.headers),
+            timeout_s=self.run_cfg.target.timeout,
+        ).fields()
 
     def _specs(self, registry: Mapping[str, str]) -> list[tuple[str, str | None]]:
         """(label, url or None when only a name is known) for every board of the run."""
@@ -492,6 +500,8 @@ class BoardFleet:
         tags = tags_of((*base, ("endpoint", self.device.endpoint), ("method", "POST")))
         self._rec = RequestRecorder(reg, tags, env.intervals[self.sc.name], tags_of(base))
         self._iterations = reg.get("iterations", tags_of(base))
+        self._dropped = reg.get("dropped_iterations", (("scenario", self.sc.name),))
+        self._interval = env.intervals[self.sc.name]
         self._lost_counter = reg.get("boards_lost", (("kind", "physical"),))
         self._rejoined_counter = reg.get("boards_rejoined", (("kind", "physical"),))
         self._key = wifi_key(self.cfg, self.run_cfg.source)
@@ -523,7 +533,7 @@ class BoardFleet:
                 if not isinstance(res, HardwareError | BoardReplyError | OSError):
                     raise res
                 d.mark_lost(f"not ready at start ({res})")
-        ready = sum(d.state == "ready" for d in self.drivers)
+        ready = sum(d.state == BoardState.READY for d in self.drivers)
         wifi = ""
         if self.cfg.wifi_ssid:
             keyed = sum(d.wifi_key_set for d in self.drivers)
@@ -542,7 +552,7 @@ class BoardFleet:
         self.finished_after = self.schedule_end - 1.0 / self.rate - 0.5
         self.watch_until = self.schedule_end + self.grace_s + 2.0
         host_begin = now_us() + int((begin - loop.time()) * 1e6)
-        ready = [d for d in self.drivers if d.state == "ready"]
+        ready = [d for d in self.drivers if d.state == BoardState.READY]
         results = await asyncio.gather(
             *(d.start(host_begin, self.duration) for d in ready), return_exceptions=True
         )
@@ -586,6 +596,14 @@ class BoardFleet:
         self._lost_counter.value += 1
         self._env.notes.append(f"board {d.label} ({d.device_id}) lost at {self._at()}: {reason}")
 
+    def board_dropped(self, d: BoardDriver, count: int) -> None:
+        """Chunks a board produced but never sent (its buffer was full): the followed
+        scenario's ``dropped_iterations``, as a virtual device's missed arrivals are."""
+        if self._env is None:
+            return
+        self._dropped.value += count
+        self._interval.dropped += count
+
     def board_rejoined(self, d: BoardDriver) -> None:
         self._rejoined_counter.value += 1
         self._env.notes.append(f"board {d.label} ({d.device_id}) rejoined at {self._at()}")
@@ -599,7 +617,7 @@ class BoardFleet:
             self._env.notes.append(
                 f"boards: result lines rejected as protocol errors ({', '.join(bad)})"
             )
-        lost = [d for d in self.drivers if d.state == "lost"]
+        lost = [d for d in self.drivers if d.state == BoardState.LOST]
         if self._env is not None and any(d.lost for d in self.drivers):
             names = ", ".join(d.label for d in lost) or "none"
             total = sum(d.lost for d in self.drivers)

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from scfleet_core.errors import HardwareError
 
@@ -79,6 +79,40 @@ class BoardReplyError(Exception):
         super().__init__(f"{code}: {msg}")
         self.code = code
         self.msg = msg
+
+
+class BoardLink(Protocol):
+    """A board's console as the fleet uses it: :class:`SerialLink` on a real or emulated port,
+    ``hw_bridge.testing.FakeLink`` in tests."""
+
+    url: str
+    last_rx: float
+    closed_reason: str | None
+
+    @property
+    def is_open(self) -> bool: ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+    async def request(self, t: str, timeout: float = 2.0, **fields: Any) -> dict[str, Any]: ...
+
+
+class LinkFactory(Protocol):
+    """Makes the link to one board (``SerialLink`` itself is one)."""
+
+    def __call__(
+        self,
+        url: str,
+        *,
+        baud: int = DEFAULT_BAUD,
+        on_message: Callable[[dict[str, Any]], None] | None = None,
+        on_text: Callable[[str], None] | None = None,
+        on_closed: Callable[[str], None] | None = None,
+    ) -> BoardLink: ...
 
 
 class SerialLink:

@@ -121,6 +121,9 @@ class _FakeFleet:
     def board_lost(self, d: BoardDriver, reason: str) -> None:
         self.lost.append(reason)
 
+    def board_dropped(self, d: BoardDriver, count: int) -> None:
+        pass
+
 
 def test_driver_ingests_only_well_formed_results() -> None:
     fleet = _FakeFleet()
