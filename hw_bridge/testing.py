@@ -247,6 +247,17 @@ class FakeLink:
         return reply
 
 
+def wait_until(condition: Callable[[], object], timeout: float, what: Callable[[], object]) -> None:
+    """Poll ``condition`` (every 50 ms) until it holds; after ``timeout`` seconds fail with
+    ``what()`` (e.g. the board's event history). Tests wait on progress this way, never on a
+    fixed sleep, so a busy host makes them slower, not red."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not reached within {timeout:g} s: {what()}")
+        time.sleep(0.05)
+
+
 def fake_links(boards: Mapping[str, FakeBoard]) -> LinkFactory:
     """A ``link_factory`` for :class:`~hw_bridge.fleet.BoardFleet`: port URL -> fake board."""
 
@@ -272,4 +283,4 @@ def fake_links(boards: Mapping[str, FakeBoard]) -> LinkFactory:
     return make
 
 
-__all__ = ["FakeBoard", "FakeLink", "fake_links"]
+__all__ = ["FakeBoard", "FakeLink", "fake_links", "wait_until"]

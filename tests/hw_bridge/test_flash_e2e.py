@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from hw_bridge import flash, fsimage, images
 from hw_bridge.emulator.board import BoardFiles, SerialPort
 from hw_bridge.emulator.rom import Faults
 from hw_bridge.emulator.server import BoardHandle, start_emulated_boards
+from hw_bridge.testing import wait_until
 from scfleet.cli import main as scfleet_main
 from scfleet_core.secrets import Secret
 
@@ -48,13 +49,8 @@ class Booted:
         await asyncio.sleep(3600)
 
 
-def wait_for(predicate: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> None:
+    wait_until(predicate, timeout, lambda: "condition not met")
 
 
 def job(h: BoardHandle, n: int, fw: bytes, **kw: object) -> flash.FlashJob:

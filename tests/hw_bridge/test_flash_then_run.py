@@ -7,14 +7,18 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from hw_bridge import flash, fsimage, images
 from hw_bridge.appmode import FirmwareAppRunner, firmware_files
 from hw_bridge.emulator.server import start_emulated_boards
+from hw_bridge.testing import wait_until
 from simulator.summary import figures
+
+pytestmark = pytest.mark.slow
 
 FAST = flash.Tuning(
     timeout=1.0, connect_attempts=2, erase_write_timeout_per_mb=1.0, md5_timeout_per_mb=1.0
@@ -60,10 +64,8 @@ def test_a_flashed_emulated_board_boots_and_joins_a_mixed_run(
         )
         [r] = flash.flash_boards([job], tuning=FAST, display="none")
         assert r.ok and r.verified, r.error
-        deadline = time.monotonic() + 10
-        while not (h.board.mode == "app" and h.board.boots >= 1):  # socket:// end = hard reset
-            assert time.monotonic() < deadline, h.board.events
-            time.sleep(0.05)
+        # socket:// end = hard reset: wait for the boot into the app
+        wait_until(lambda: h.board.mode == "app" and h.board.boots >= 1, 10, lambda: h.board.events)
         files = fsimage.read_image(h.call(lambda b: bytes(b.flash[0x200000:])))
         assert json.loads(files["/scfw_config.json"])["device_id"] == DEVICE
         assert files["/scfw/app.py"] == firmware_files()["/scfw/app.py"]

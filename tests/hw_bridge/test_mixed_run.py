@@ -11,9 +11,13 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
+
 from simulator.summary import figures
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
 KEY = "Wf-k3y-7c1e9-never-shown"
 
 
