@@ -15,6 +15,8 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from hw_bridge.fleet import BoardDriver
 from hw_bridge.link import decode_line
 from simulator.config import parse_config
@@ -209,6 +211,7 @@ class FakeBoard:
                     send({"t": "ok", "id": mid})
 
 
+@pytest.mark.slow
 def test_out_of_range_board_results_through_scfleet_run(tmp_path: pathlib.Path) -> None:
     """A real `scfleet run` with a socket:// board that sends 2**64, 1e30 and Infinity: the run
     completes, the tick keeps ticking, the good results count and the bad ones are reported."""

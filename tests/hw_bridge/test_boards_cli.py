@@ -33,6 +33,7 @@ def hello(url: str) -> dict[str, object]:
     return asyncio.run(go())
 
 
+@pytest.mark.slow
 def test_provision_writes_the_config_and_never_echoes_the_key(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -87,6 +88,7 @@ def test_provision_writes_the_config_and_never_echoes_the_key(
     assert rc == 1 and "socket://127.0.0.1:9: cannot open" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_monitor_shows_readable_lines_and_passes_text_through(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

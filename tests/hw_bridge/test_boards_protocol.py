@@ -61,6 +61,7 @@ async def wait_for(pred: Any, timeout: float) -> None:
         await asyncio.sleep(0.02)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["socket", "rfc2217"])
 def test_round_trip_against_the_emulated_board(protocol: str) -> None:
     boards = start_app_boards(1, protocol=protocol)  # type: ignore[arg-type]

@@ -19,6 +19,8 @@ from hw_bridge.emulator.server import BoardHandle
 from hw_bridge.link import SerialLink
 from scfleet.cli import main as scfleet_main
 
+pytestmark = pytest.mark.slow  # starts emulated boards and servers for seconds
+
 N_FILES = len(app_files())  # what deploy compares on the board
 KEY = "d3pl0y-w1f1-K3y-never-shown"
 CONFIG = json.dumps({"v": 1, "device_id": "esp32-dep-001", "wifi_key": KEY}).encode()

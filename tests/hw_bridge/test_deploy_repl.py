@@ -113,6 +113,7 @@ def test_board_can_refuse_raw_paste(board: BoardHandle) -> None:
         w.close()
 
 
+@pytest.mark.slow
 def test_client_file_operations_persist_in_flash_across_a_hard_reset(board: BoardHandle) -> None:
     ser = serial.serial_for_url(board.url, timeout=0.05)
     try:
@@ -145,6 +146,7 @@ def test_client_file_operations_persist_in_flash_across_a_hard_reset(board: Boar
     assert files["/main.py"] == firmware_files()["/main.py"]
 
 
+@pytest.mark.slow
 def test_deploy_recovers_a_board_left_in_the_raw_repl(board: BoardHandle) -> None:
     from hw_bridge import deploy
 

@@ -13,8 +13,12 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from hw_bridge.appmode import start_app_boards
 from simulator.summary import figures
+
+pytestmark = pytest.mark.slow  # starts emulated boards and servers for seconds
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

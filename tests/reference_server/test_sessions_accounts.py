@@ -184,6 +184,7 @@ def _median_ms(fn: object, tries: int) -> float:
     return statistics.median(times)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scrypt_n", [2**8, 2**12])
 def test_unknown_user_costs_what_a_known_one_does(tmp_path: Path, scrypt_n: int) -> None:
     """Accounts seeded at a low --scrypt-n: an unknown user must not take 10x longer (user

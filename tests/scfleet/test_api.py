@@ -36,6 +36,7 @@ def scenario(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_load_then_run_against_the_embedded_server(tmp_path: Path) -> None:
     cfg = api.load(
         scenario(tmp_path),
@@ -80,6 +81,7 @@ class Recording:
         self.calls.append("stop")
 
 
+@pytest.mark.slow
 def test_any_target_provider_plugs_in(tmp_path: Path, reference_server: Any) -> None:
     server = reference_server(tmp_path / "srv")
     cfg = api.load(scenario(tmp_path), env={"LENGTH": "1s"})
@@ -100,6 +102,7 @@ def test_a_target_that_fails_to_start_is_stopped_and_leaves_no_folder(tmp_path: 
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_url_target_and_a_failing_threshold(tmp_path: Path, reference_server: Any) -> None:
     server = reference_server(tmp_path / "srv")
     cfg = api.load(

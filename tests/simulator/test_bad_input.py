@@ -322,6 +322,7 @@ def test_the_corpus_is_large() -> None:
 OUT_CASES = ["existing-file", "under-a-file", "unwritable", "existing-run", "non-run-folder"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("kind", OUT_CASES)
 def test_out_folder_rules_through_the_real_cli(kind: str, tmp_path: pathlib.Path) -> None:

@@ -177,6 +177,7 @@ def _think_run(graceful_stop: str, executor: dict[str, object]) -> Environment:
     return env
 
 
+@pytest.mark.slow
 def test_think_time_is_part_of_the_iteration_and_the_run() -> None:
     """k6: sleep() belongs to iteration_duration, and the run lasts until the last one ends.
 
@@ -193,6 +194,7 @@ def test_think_time_is_part_of_the_iteration_and_the_run() -> None:
     assert reg.aggregate("http_reqs", {}, "count") == 6
 
 
+@pytest.mark.slow
 def test_think_time_cut_by_graceful_stop_is_interrupted() -> None:
     env = _think_run("0.1s", {"executor": "constant-vus", "vus": 2, "duration": "1.25s"})
     reg = env.registry
@@ -202,6 +204,7 @@ def test_think_time_cut_by_graceful_stop_is_interrupted() -> None:
     assert env.result.duration < 1.5  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_think_time_in_arrival_rate_keeps_the_device_busy() -> None:
     """An arrival-rate iteration with a sleep holds its device: 4/s for 1 s on 1 device with
     0.5 s of think time runs 2 iterations and drops 2 (k6: no free VU)."""

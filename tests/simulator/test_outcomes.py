@@ -39,6 +39,7 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     return head, body
 
 
+@pytest.mark.slow
 def test_peer_that_accepts_and_closes_every_request_is_counted_once() -> None:
     """The connect race: a server that accepts then closes at once. Before the fix, a request
     whose fresh connection was already closed raised inside the connect task (uvloop refuses

@@ -272,6 +272,7 @@ def _analysis_memory(devices: int) -> int:
     return peak
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_devices_like_k6_open() -> None:
     """Shared buffers: 1,000 analysis devices cost a few MB more than 10, not 1,000 WAV copies."""
     small = _analysis_memory(10)

@@ -64,6 +64,7 @@ async def _run(rate: int, seconds: int) -> RunResult:
         server.close()
 
 
+@pytest.mark.slow
 def test_corrected_is_never_shorter_than_raw_and_nothing_starts_early(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
