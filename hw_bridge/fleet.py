@@ -50,7 +50,7 @@ from simulator.config import (
     executor_duration,
 )
 from simulator.devices import expected_ok
-from simulator.metrics import RequestRecorder, tags_of
+from simulator.metrics import RequestRecorder, RequestSample, tags_of
 
 PINGS = 5
 HELLO_TIMEOUT = 3.0
@@ -580,8 +580,20 @@ class BoardFleet:
     def record(
         self, status: int, failed: bool, latency_us: int, lag_us: int, nbytes: int, first: bool
     ) -> None:
+        # a board reports one latency: it is the whole wait (no connect/send/receive split)
         self._rec.record(
-            status, failed, latency_us, 0, 0, latency_us, 0, latency_us + lag_us, nbytes, 0
+            RequestSample(
+                status=status,
+                failed=failed,
+                duration_us=latency_us,
+                connecting_us=0,
+                sending_us=0,
+                waiting_us=latency_us,
+                receiving_us=0,
+                corrected_us=latency_us + lag_us,
+                sent=nbytes,
+                received=0,
+            )
         )
         if first:
             self._iterations.value += 1

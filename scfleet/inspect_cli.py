@@ -79,38 +79,18 @@ class Inspection:
 
 
 def plan_scenario(sc: Any) -> ScenarioPlan:
-    from simulator.config import (
-        ConstantArrivalRate,
-        ConstantVUs,
-        PerVUIterations,
-        RampingArrivalRate,
-        executor_duration,
-    )
-    from simulator.devices import device_count_bound
-    from simulator.executors import expected_iterations
-
     ex = sc.executor
-    expected: int | None = None
-    bound: int | None = None
-    pre: int | None = None
-    if isinstance(ex, ConstantArrivalRate | RampingArrivalRate):
-        expected = bound = expected_iterations(ex)
-        pre = ex.pre_allocated_devices
-    elif isinstance(ex, PerVUIterations):
-        bound = ex.vus * ex.iterations
-    elif isinstance(ex, ConstantVUs) and sc.think_time > 0:
-        bound = int(ex.vus * (ex.duration / sc.think_time + 1))
     return ScenarioPlan(
         name=sc.name,
         executor=ex.kind,
         device=sc.device.kind,
         start_s=sc.start_time,
-        duration_s=executor_duration(ex),
+        duration_s=ex.total_duration(),
         graceful_stop_s=sc.graceful_stop,
-        expected_iterations=expected,
-        max_iterations=bound,
-        peak_devices=device_count_bound(sc),
-        pre_allocated_devices=pre,
+        expected_iterations=ex.expected_iterations(),
+        max_iterations=ex.iteration_bound(sc.think_time),
+        peak_devices=ex.device_bound(),
+        pre_allocated_devices=ex.pre_allocated(),
         think_time_s=sc.think_time,
     )
 

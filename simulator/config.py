@@ -12,14 +12,23 @@ import os
 import re
 import string
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from scfleet_core.errors import ConfigError
 from simulator.durations import parse_duration
+from simulator.executors import EXECUTOR_KINDS
+from simulator.executors import ConstantArrivalRate as ConstantArrivalRate
+from simulator.executors import ConstantVUs as ConstantVUs
+from simulator.executors import ExecutorConfig as ExecutorConfig
+from simulator.executors import PerVUIterations as PerVUIterations
+from simulator.executors import RampingArrivalRate as RampingArrivalRate
+from simulator.executors import RampingVUs as RampingVUs
+from simulator.executors import Stage as Stage
+from simulator.executors import executor_duration as executor_duration
 from simulator.thresholds import (
     Threshold,
     parse_expression,
@@ -52,65 +61,9 @@ _PATH = re.compile(r"/[!-~]{0,2047}")  # a request path: printable ASCII, no spa
 # --------------------------------------------------------------------------- executors
 
 
-@dataclass(frozen=True)
-class Stage:
-    duration: float
-    target: float
+# Executor specs live in simulator.executors, one module per kind, each answering for itself.
+EXECUTORS = tuple(EXECUTOR_KINDS)
 
-
-@dataclass(frozen=True)
-class ConstantArrivalRate:
-    rate: float
-    time_unit: float
-    duration: float
-    pre_allocated_devices: int
-    max_devices: int
-    kind: Literal["constant-arrival-rate"] = "constant-arrival-rate"
-
-
-@dataclass(frozen=True)
-class RampingArrivalRate:
-    start_rate: float
-    time_unit: float
-    stages: tuple[Stage, ...]
-    pre_allocated_devices: int
-    max_devices: int
-    kind: Literal["ramping-arrival-rate"] = "ramping-arrival-rate"
-
-
-@dataclass(frozen=True)
-class ConstantVUs:
-    vus: int
-    duration: float
-    kind: Literal["constant-vus"] = "constant-vus"
-
-
-@dataclass(frozen=True)
-class RampingVUs:
-    start_vus: int
-    stages: tuple[Stage, ...]
-    graceful_ramp_down: float
-    kind: Literal["ramping-vus"] = "ramping-vus"
-
-
-@dataclass(frozen=True)
-class PerVUIterations:
-    vus: int
-    iterations: int
-    max_duration: float
-    kind: Literal["per-vu-iterations"] = "per-vu-iterations"
-
-
-ExecutorConfig = (
-    ConstantArrivalRate | RampingArrivalRate | ConstantVUs | RampingVUs | PerVUIterations
-)
-EXECUTORS = (
-    "constant-arrival-rate",
-    "ramping-arrival-rate",
-    "constant-vus",
-    "ramping-vus",
-    "per-vu-iterations",
-)
 
 # --------------------------------------------------------------------------- behaviours
 
@@ -139,6 +92,16 @@ class IotUploadDevice:
     keep_alive: bool = True
     headers: tuple[tuple[str, str], ...] = ()
     kind: Literal["iot_upload"] = "iot_upload"
+    #: boards upload like this device kind (``[boards] scenario`` must name one)
+    boards_follow: ClassVar[bool] = True
+    needs_accounts: ClassVar[bool] = False
+
+    def audio_bytes(self) -> int:
+        """Largest PCM slice one request asks of the audio bank."""
+        return self.chunk_bytes
+
+    def audio_sample_rate(self) -> int | None:
+        return self.sample_rate
 
 
 @dataclass(frozen=True)
@@ -158,6 +121,15 @@ class AnalyzeDevice:
     extra_fields: tuple[tuple[str, str], ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
     kind: Literal["ai_analysis"] = "ai_analysis"
+    boards_follow: ClassVar[bool] = False
+    needs_accounts: ClassVar[bool] = False
+
+    def audio_bytes(self) -> int:
+        """Largest PCM slice one request asks of the audio bank (a WAV of max_seconds)."""
+        return int(self.max_seconds * self.sample_rate) * 2 + 2
+
+    def audio_sample_rate(self) -> int | None:
+        return self.sample_rate
 
 
 @dataclass(frozen=True)
@@ -175,6 +147,15 @@ class AuthDevice:
     keep_alive: bool = True
     headers: tuple[tuple[str, str], ...] = ()
     kind: Literal["auth_flow"] = "auth_flow"
+    boards_follow: ClassVar[bool] = False
+    #: logs in with accounts (seeded by the embedded server or read from accounts_csv)
+    needs_accounts: ClassVar[bool] = True
+
+    def audio_bytes(self) -> int:
+        return 0
+
+    def audio_sample_rate(self) -> int | None:
+        return None
 
 
 DeviceConfig = IotUploadDevice | AnalyzeDevice | AuthDevice
@@ -279,14 +260,6 @@ class RunConfig:
         return max(
             (s.start_time + executor_duration(s.executor) for s in self.scenarios), default=0
         )
-
-
-def executor_duration(ex: ExecutorConfig) -> float:
-    if isinstance(ex, ConstantArrivalRate | ConstantVUs):
-        return ex.duration
-    if isinstance(ex, RampingArrivalRate | RampingVUs):
-        return sum(s.duration for s in ex.stages)
-    return ex.max_duration
 
 
 # --------------------------------------------------------------------------- parsing
@@ -547,58 +520,136 @@ def _per_second(t: _Table, name: str, value: float, time_unit: float) -> None:
         )
 
 
-def _executor(t: _Table) -> ExecutorConfig:
-    kind = t.choice("executor", EXECUTORS)
-    ex: ExecutorConfig
-    if kind in ("constant-arrival-rate", "ramping-arrival-rate"):
-        time_unit = t.duration("time_unit", "1s", positive=True, maximum=MAX_WAIT)
-        pre = t.integer("pre_allocated_devices", required=True, minimum=1, maximum=MAX_DEVICES)
-        mx = t.integer("max_devices", pre, minimum=1, maximum=MAX_DEVICES)
-        if mx < pre:
-            raise t.error("max_devices", f"must be >= pre_allocated_devices ({pre}), got {mx}")
-        if kind == "constant-arrival-rate":
-            rate = t.number("rate", required=True, positive=True)
-            _per_second(t, "rate", rate, time_unit)
-            ex = ConstantArrivalRate(
-                rate,
-                time_unit,
-                t.duration("duration", required=True, positive=True),
-                pre,
-                mx,
+def _arrival_common(t: _Table) -> tuple[float, int, int]:
+    time_unit = t.duration("time_unit", "1s", positive=True, maximum=MAX_WAIT)
+    pre = t.integer("pre_allocated_devices", required=True, minimum=1, maximum=MAX_DEVICES)
+    mx = t.integer("max_devices", pre, minimum=1, maximum=MAX_DEVICES)
+    if mx < pre:
+        raise t.error("max_devices", f"must be >= pre_allocated_devices ({pre}), got {mx}")
+    return time_unit, pre, mx
+
+
+def _constant_arrival_rate(t: _Table) -> ExecutorConfig:
+    time_unit, pre, mx = _arrival_common(t)
+    rate = t.number("rate", required=True, positive=True)
+    _per_second(t, "rate", rate, time_unit)
+    return ConstantArrivalRate(
+        rate,
+        time_unit,
+        t.duration("duration", required=True, positive=True),
+        pre,
+        mx,
+    )
+
+
+def _ramping_arrival_rate(t: _Table) -> ExecutorConfig:
+    time_unit, pre, mx = _arrival_common(t)
+    start_rate = t.number("start_rate", 0.0)
+    _per_second(t, "start_rate", start_rate, time_unit)
+    stages = _stages(t)
+    for i, st in enumerate(stages):
+        _per_second(t, f"stages[{i}].target", st.target, time_unit)
+    return RampingArrivalRate(start_rate, time_unit, stages, pre, mx)
+
+
+def _constant_vus(t: _Table) -> ExecutorConfig:
+    return ConstantVUs(
+        t.integer("vus", 1, minimum=1, maximum=MAX_DEVICES),
+        t.duration("duration", required=True, positive=True),
+    )
+
+
+def _ramping_vus(t: _Table) -> ExecutorConfig:
+    stages = _stages(t, target_max=MAX_DEVICES)
+    for i, s in enumerate(stages):
+        if s.target != int(s.target):
+            raise ConfigError(
+                "target must be a whole number of VUs",
+                source=t.source,
+                key=f"{t.key('stages')}[{i}].target",
             )
-        else:
-            start_rate = t.number("start_rate", 0.0)
-            _per_second(t, "start_rate", start_rate, time_unit)
-            stages = _stages(t)
-            for i, st in enumerate(stages):
-                _per_second(t, f"stages[{i}].target", st.target, time_unit)
-            ex = RampingArrivalRate(start_rate, time_unit, stages, pre, mx)
-    elif kind == "constant-vus":
-        ex = ConstantVUs(
-            t.integer("vus", 1, minimum=1, maximum=MAX_DEVICES),
-            t.duration("duration", required=True, positive=True),
-        )
-    elif kind == "ramping-vus":
-        stages = _stages(t, target_max=MAX_DEVICES)
-        for i, s in enumerate(stages):
-            if s.target != int(s.target):
-                raise ConfigError(
-                    "target must be a whole number of VUs",
-                    source=t.source,
-                    key=f"{t.key('stages')}[{i}].target",
-                )
-        ex = RampingVUs(
-            t.integer("start_vus", 1, maximum=MAX_DEVICES),
-            stages,
-            t.duration("graceful_ramp_down", "30s", maximum=MAX_WAIT),
-        )
-    else:
-        ex = PerVUIterations(
-            t.integer("vus", 1, minimum=1, maximum=MAX_DEVICES),
-            t.integer("iterations", 1, minimum=1, maximum=MAX_ITERATIONS),
-            t.duration("max_duration", "10m", positive=True),
-        )
-    return ex
+    return RampingVUs(
+        t.integer("start_vus", 1, maximum=MAX_DEVICES),
+        stages,
+        t.duration("graceful_ramp_down", "30s", maximum=MAX_WAIT),
+    )
+
+
+def _per_vu_iterations(t: _Table) -> ExecutorConfig:
+    return PerVUIterations(
+        t.integer("vus", 1, minimum=1, maximum=MAX_DEVICES),
+        t.integer("iterations", 1, minimum=1, maximum=MAX_ITERATIONS),
+        t.duration("max_duration", "10m", positive=True),
+    )
+
+
+#: executor kind -> the reader of its section
+_EXECUTOR_READERS: dict[str, Callable[[_Table], ExecutorConfig]] = {
+    ConstantArrivalRate.kind: _constant_arrival_rate,
+    RampingArrivalRate.kind: _ramping_arrival_rate,
+    ConstantVUs.kind: _constant_vus,
+    RampingVUs.kind: _ramping_vus,
+    PerVUIterations.kind: _per_vu_iterations,
+}
+
+
+def _executor(t: _Table) -> ExecutorConfig:
+    return _EXECUTOR_READERS[t.choice("executor", EXECUTORS)](t)
+
+
+def _iot_upload(t: _Table, common: dict[str, Any]) -> DeviceConfig:
+    chunk = t.integer("chunk_bytes", 32000, minimum=2, maximum=MAX_CHUNK_BYTES)
+    if chunk % 2:
+        raise t.error("chunk_bytes", f"must be even (16-bit samples), got {chunk}")
+    return IotUploadDevice(
+        endpoint=t.request_path("endpoint", IotUploadDevice.endpoint),
+        chunk_bytes=chunk,
+        sample_rate=t.integer("sample_rate", 16000, minimum=1, maximum=MAX_SAMPLE_RATE),
+        **common,
+    )
+
+
+def _ai_analysis(t: _Table, common: dict[str, Any]) -> DeviceConfig:
+    lo = t.number("min_seconds", 3.0, positive=True, maximum=MAX_ANALYSIS_SECONDS)
+    hi = t.number("max_seconds", 15.0, positive=True, maximum=MAX_ANALYSIS_SECONDS)
+    if hi < lo:
+        raise t.error("max_seconds", f"must be >= min_seconds ({lo:g}), got {hi:g}")
+    for name in ("field", "filename"):
+        if '"' in str(t.data.get(name, "")):
+            raise t.error(name, "must not contain '\"' (it is quoted in a part header)")
+    return AnalyzeDevice(
+        endpoint=t.request_path("endpoint", AnalyzeDevice.endpoint),
+        field=t.string("field", "audio", max_len=256, latin1=True),
+        filename=t.string("filename", "test.wav", max_len=256, latin1=True),
+        content_type=t.string("content_type", "audio/wav", max_len=256, latin1=True),
+        min_seconds=lo,
+        max_seconds=hi,
+        sample_rate=t.integer("sample_rate", 16000, minimum=1, maximum=MAX_SAMPLE_RATE),
+        extra_fields=t.string_map("extra_fields"),
+        **common,
+    )
+
+
+def _auth_flow(t: _Table, common: dict[str, Any]) -> DeviceConfig:
+    csv = t.optional_string("accounts_csv")
+    fmt = t.choice("body_format", ("json", "form"), "json")
+    return AuthDevice(
+        accounts_csv=_resolve(csv, t.source) if csv else None,
+        login_endpoint=t.request_path("login_endpoint", AuthDevice.login_endpoint),
+        verify_endpoint=t.request_path("verify_endpoint", AuthDevice.verify_endpoint),
+        body_format="form" if fmt == "form" else "json",
+        username_field=t.string("username_field", "username", max_len=256),
+        password_field=t.string("password_field", "password", max_len=256),
+        **common,
+    )
+
+
+#: device kind -> the reader of its section (``common``: the keys every kind has)
+_DEVICE_READERS: dict[str, Callable[[_Table, dict[str, Any]], DeviceConfig]] = {
+    IotUploadDevice.kind: _iot_upload,
+    AnalyzeDevice.kind: _ai_analysis,
+    AuthDevice.kind: _auth_flow,
+}
 
 
 def _device(t: _Table, default_kind: str, devices: int = 1) -> DeviceConfig:
@@ -610,48 +661,7 @@ def _device(t: _Table, default_kind: str, devices: int = 1) -> DeviceConfig:
         keep_alive=t.boolean("keep_alive", True),
         headers=t.string_map("headers", header=True, max_len=MAX_HEADER_VALUE),
     )
-    dev: DeviceConfig
-    if kind == "iot_upload":
-        chunk = t.integer("chunk_bytes", 32000, minimum=2, maximum=MAX_CHUNK_BYTES)
-        if chunk % 2:
-            raise t.error("chunk_bytes", f"must be even (16-bit samples), got {chunk}")
-        dev = IotUploadDevice(
-            endpoint=t.request_path("endpoint", IotUploadDevice.endpoint),
-            chunk_bytes=chunk,
-            sample_rate=t.integer("sample_rate", 16000, minimum=1, maximum=MAX_SAMPLE_RATE),
-            **common,
-        )
-    elif kind == "ai_analysis":
-        lo = t.number("min_seconds", 3.0, positive=True, maximum=MAX_ANALYSIS_SECONDS)
-        hi = t.number("max_seconds", 15.0, positive=True, maximum=MAX_ANALYSIS_SECONDS)
-        if hi < lo:
-            raise t.error("max_seconds", f"must be >= min_seconds ({lo:g}), got {hi:g}")
-        for name in ("field", "filename"):
-            if '"' in str(t.data.get(name, "")):
-                raise t.error(name, "must not contain '\"' (it is quoted in a part header)")
-        dev = AnalyzeDevice(
-            endpoint=t.request_path("endpoint", AnalyzeDevice.endpoint),
-            field=t.string("field", "audio", max_len=256, latin1=True),
-            filename=t.string("filename", "test.wav", max_len=256, latin1=True),
-            content_type=t.string("content_type", "audio/wav", max_len=256, latin1=True),
-            min_seconds=lo,
-            max_seconds=hi,
-            sample_rate=t.integer("sample_rate", 16000, minimum=1, maximum=MAX_SAMPLE_RATE),
-            extra_fields=t.string_map("extra_fields"),
-            **common,
-        )
-    else:
-        csv = t.optional_string("accounts_csv")
-        fmt = t.choice("body_format", ("json", "form"), "json")
-        dev = AuthDevice(
-            accounts_csv=_resolve(csv, t.source) if csv else None,
-            login_endpoint=t.request_path("login_endpoint", AuthDevice.login_endpoint),
-            verify_endpoint=t.request_path("verify_endpoint", AuthDevice.verify_endpoint),
-            body_format="form" if fmt == "form" else "json",
-            username_field=t.string("username_field", "username", max_len=256),
-            password_field=t.string("password_field", "password", max_len=256),
-            **common,
-        )
+    dev = _DEVICE_READERS[kind](t, common)
     t.finish()
     return dev
 
@@ -714,14 +724,7 @@ def _scenario(name: str, t: _Table) -> ScenarioConfig:
     default_kind = (
         "auth_flow" if "auth" in name else "ai_analysis" if "analy" in name else "iot_upload"
     )
-    ex = executor
-    devices = (
-        ex.max_devices
-        if isinstance(ex, ConstantArrivalRate | RampingArrivalRate)
-        else max([ex.start_vus, *(int(s.target) for s in ex.stages)])
-        if isinstance(ex, RampingVUs)
-        else ex.vus
-    )
+    devices = executor.device_bound()
     sc = ScenarioConfig(
         name=name,
         executor=executor,
@@ -885,7 +888,7 @@ def _boards(t: _Table, scenarios: Sequence[ScenarioConfig]) -> BoardsConfig:
     if not raw_ports and registry is None:
         raise t.error("ports", "give ports, a registry file, or both")
     name = t.string("scenario", "")
-    iot = [s for s in scenarios if isinstance(s.device, IotUploadDevice)]
+    iot = [s for s in scenarios if s.device.boards_follow]
     chosen = next((s for s in iot if s.name == name), None) if name else (iot[0] if iot else None)
     if chosen is None:
         what = f"no iot_upload scenario named {name!r}" if name else "no iot_upload scenario"
@@ -1063,19 +1066,10 @@ def scale_times(cfg: RunConfig, factor: float) -> RunConfig:
     if factor == 1:
         return cfg
 
-    def stages(st: tuple[Stage, ...]) -> tuple[Stage, ...]:
-        return tuple(replace(s, duration=s.duration * factor) for s in st)
-
-    out = []
-    for sc in cfg.scenarios:
-        ex = sc.executor
-        if isinstance(ex, ConstantArrivalRate | ConstantVUs):
-            ex = replace(ex, duration=ex.duration * factor)
-        elif isinstance(ex, RampingArrivalRate | RampingVUs):
-            ex = replace(ex, stages=stages(ex.stages))
-        else:
-            ex = replace(ex, max_duration=ex.max_duration * factor)
-        out.append(replace(sc, executor=ex, start_time=sc.start_time * factor))
+    out = [
+        replace(sc, executor=sc.executor.scaled(factor), start_time=sc.start_time * factor)
+        for sc in cfg.scenarios
+    ]
     return replace(cfg, scenarios=tuple(out))
 
 

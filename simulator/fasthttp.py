@@ -476,19 +476,18 @@ class _Exchange:
         jar, cleared = parse_set_cookie(result.cookies) if result.cookies else ({}, ())
         self.done(
             Response(
-                result.status,
-                result.body,
-                LazyHeaders(result.raw_head),
-                None,
-                self.started,
-                result.first_byte,
-                result.done,
-                len(self.head) + self.size,
-                conn.received,
-                jar,
-                cleared,
-                self.connecting,
-                self.sent_at - self.connected,
+                status=result.status,
+                body=result.body,
+                headers=LazyHeaders(result.raw_head),
+                started=self.started,
+                headers_at=result.first_byte,
+                ended=result.done,
+                sent=len(self.head) + self.size,
+                received=conn.received,
+                set_cookies=jar,
+                cleared_cookies=cleared,
+                connecting=self.connecting,
+                sending=self.sent_at - self.connected,
             )
         )
 

@@ -17,10 +17,6 @@ from typing import Any, Protocol
 
 from scfleet_core.errors import ConfigError
 from simulator.config import (
-    AnalyzeDevice,
-    ConstantArrivalRate,
-    IotUploadDevice,
-    RampingArrivalRate,
     RunConfig,
     ScenarioConfig,
 )
@@ -32,13 +28,7 @@ from simulator.devices import (
     load_accounts,
     make_behaviour,
 )
-from simulator.executors import (
-    DevicePool,
-    device_plan,
-    perf_offset,
-    run_arrival_rate,
-    run_vus,
-)
+from simulator.executors import Drive, device_plan, perf_offset
 from simulator.metrics import IntervalStats, Registry
 from simulator.thresholds import ThresholdResult, evaluate_one
 from simulator.transport import Transport
@@ -164,8 +154,7 @@ class Environment:
             for sc in cfg.scenarios
         }
         for sc in cfg.scenarios:
-            if isinstance(sc.executor, ConstantArrivalRate | RampingArrivalRate):
-                self.events[sc.name].pre_allocated = sc.executor.pre_allocated_devices
+            self.events[sc.name].pre_allocated = sc.executor.pre_allocated()
         #: vus_max as k6 has it: the peak concurrent need (non-overlapping scenarios reuse).
         self.device_plan = device_plan(cfg.scenarios)
         self.behaviours: dict[str, Behaviour] = {}
@@ -310,28 +299,7 @@ class Environment:
                 pass
         beh = self.behaviours[sc.name]
         ev = self.events[sc.name]
-        ex = sc.executor
-        if isinstance(ex, ConstantArrivalRate | RampingArrivalRate):
-            pool = DevicePool(beh.make_device, ex.pre_allocated_devices, ex.max_devices)
-            await run_arrival_rate(
-                ex,
-                start=begin,
-                pool=pool,
-                starter=beh,
-                events=ev,
-                stop=self.stop_event,
-                graceful_stop=sc.graceful_stop,
-            )
-        else:
-            await run_vus(
-                ex,
-                start=begin,
-                make_device=beh.make_device,
-                iterate=beh.iterate,
-                events=ev,
-                stop=self.stop_event,
-                graceful_stop=sc.graceful_stop,
-            )
+        await sc.executor.drive(Drive(begin, beh, ev, self.stop_event, sc.graceful_stop))
 
     async def _ticker(self, start: float) -> None:
         loop = asyncio.get_running_loop()
@@ -443,11 +411,7 @@ def audio_needs(cfg: RunConfig) -> int:
     """Largest PCM slice any scenario asks of the bank (0: no audio needed)."""
     need = 0
     for sc in cfg.scenarios:
-        dev = sc.device
-        if isinstance(dev, IotUploadDevice):
-            need = max(need, dev.chunk_bytes)
-        elif isinstance(dev, AnalyzeDevice):
-            need = max(need, int(dev.max_seconds * dev.sample_rate) * 2 + 2)
+        need = max(need, sc.device.audio_bytes())
     return need
 
 
@@ -459,12 +423,7 @@ def build_bank(cfg: RunConfig) -> Any:
 
     a = cfg.audio
     rate = next(
-        (
-            sc.device.sample_rate
-            for sc in cfg.scenarios
-            if isinstance(sc.device, IotUploadDevice | AnalyzeDevice)
-        ),
-        16000,
+        (r for sc in cfg.scenarios if (r := sc.device.audio_sample_rate()) is not None), 16000
     )
     return PcmBank.build(
         a.seed,

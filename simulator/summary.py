@@ -366,18 +366,7 @@ def _describe_scenario(cfg: RunConfig) -> list[str]:
     for sc in cfg.scenarios:
         ex = sc.executor
         d = format_duration(executor_duration(ex))
-        if ex.kind == "constant-arrival-rate":
-            what = f"{ex.rate / ex.time_unit:g} iterations/s for {d}"  # type: ignore[union-attr]
-        elif ex.kind == "ramping-arrival-rate":
-            peak = max(s.target for s in ex.stages) / ex.time_unit  # type: ignore[union-attr]
-            what = f"up to {peak:g} iterations/s for {d} over {len(ex.stages)} stages"  # type: ignore[union-attr]
-        elif ex.kind == "constant-vus":
-            what = f"{ex.vus} looping VUs for {d}"  # type: ignore[union-attr]
-        elif ex.kind == "ramping-vus":
-            peak = max(s.target for s in ex.stages)  # type: ignore[union-attr]
-            what = f"up to {peak:g} looping VUs for {d} over {len(ex.stages)} stages"  # type: ignore[union-attr]
-        else:
-            what = f"{ex.vus} VUs × {ex.iterations} iterations (max {d})"  # type: ignore[union-attr]
+        what = ex.describe(d)
         start = f", startTime: {format_duration(sc.start_time)}" if sc.start_time else ""
         out.append(
             f"    * {sc.name}: {what} ({sc.device.kind}{start}, "

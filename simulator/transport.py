@@ -176,7 +176,9 @@ def parse_set_cookie(values: Sequence[str]) -> tuple[dict[str, str], tuple[str, 
 
 def failure(kind: ErrorKind, started: float, ended: float) -> Response:
     """The response of a request that got no HTTP answer."""
-    return Response(0, b"", {}, kind.tag, started, ended, ended, kind=kind)
+    return Response(
+        status=0, error=kind.tag, started=started, headers_at=ended, ended=ended, kind=kind
+    )
 
 
 def classify_aiohttp(exc: BaseException) -> ErrorKind:
@@ -267,17 +269,16 @@ class AiohttpTransport(SubmitViaSend):
                 jar, cleared = parse_set_cookie(set_cookie) if set_cookie else ({}, ())
                 rhead = sum(len(k) + len(v) + 4 for k, v in resp.raw_headers) + 17
                 return Response(
-                    resp.status,
-                    body,
-                    resp.headers,
-                    None,
-                    started,
-                    headers_at,
-                    ended,
-                    head + size,
-                    rhead + len(body),
-                    jar,
-                    cleared,
+                    status=resp.status,
+                    body=body,
+                    headers=resp.headers,
+                    started=started,
+                    headers_at=headers_at,
+                    ended=ended,
+                    sent=head + size,
+                    received=rhead + len(body),
+                    set_cookies=jar,
+                    cleared_cookies=cleared,
                 )
         except asyncio.CancelledError:
             raise
@@ -326,18 +327,24 @@ class FakeTransport(SubmitViaSend):
         size = body_size(req.body)
         if reply.error:
             kind = ErrorKind.from_tag(reply.error)
-            return Response(0, b"", {}, reply.error, started, ended, ended, kind=kind)
+            return Response(
+                status=0,
+                error=reply.error,
+                started=started,
+                headers_at=ended,
+                ended=ended,
+                kind=kind,
+            )
         return Response(
-            reply.status,
-            reply.body,
-            reply.headers,
-            None,
-            started,
-            ended,
-            ended,
-            size,
-            len(reply.body),
-            dict(reply.set_cookies),
+            status=reply.status,
+            body=reply.body,
+            headers=reply.headers,
+            started=started,
+            headers_at=ended,
+            ended=ended,
+            sent=size,
+            received=len(reply.body),
+            set_cookies=dict(reply.set_cookies),
         )
 
     async def close(self) -> None:

@@ -20,7 +20,7 @@ import pytest
 from hw_bridge.fleet import BoardDriver
 from hw_bridge.link import decode_line
 from simulator.config import parse_config
-from simulator.metrics import IntervalStats, Registry, RequestRecorder
+from simulator.metrics import IntervalStats, Registry, RequestRecorder, RequestSample
 from simulator.runner import Environment, build_bank
 from simulator.summary import figures
 from simulator.transport import FakeTransport
@@ -66,10 +66,10 @@ def test_recorder_never_misaligns_on_a_value_that_does_not_fit() -> None:
     reg = Registry()
     iv = IntervalStats()
     rec = RequestRecorder(reg, (("scenario", "s"),), iv, (("scenario", "s"),))
-    rec.record(200, False, 1000, 0, 0, 1000, 0, 1000, 10, 0)
-    rec.record(200, False, 1000, 0, 0, 1000, 0, 1000, 2**64, 0)  # overflows mid-row
-    rec.record(200, False, 2000, 0, 0, 2000, 0, 2000, float("inf"), 0)  # type: ignore[arg-type]
-    rec.record(500, True, 3000, 0, 0, 3000, 0, 3000, 30, 0)
+    rec.record(RequestSample(200, False, 1000, 0, 0, 1000, 0, 1000, 10, 0))
+    rec.record(RequestSample(200, False, 1000, 0, 0, 1000, 0, 1000, 2**64, 0))  # overflows mid-row
+    rec.record(RequestSample(200, False, 2000, 0, 0, 2000, 0, 2000, float("inf"), 0))  # type: ignore[arg-type]
+    rec.record(RequestSample(500, True, 3000, 0, 0, 3000, 0, 3000, 30, 0))
     reg.flush()
     assert rec.rejected == 2
     assert iv.requests == 2 and iv.sent == 40 and iv.failed == 1

@@ -134,7 +134,7 @@ def test_merge_equals_recording_everything_and_roundtrips() -> None:
 
 def test_bulk_fold_equals_one_by_one() -> None:
     """The recorder's vectorized fold must bucket exactly like Histogram.record."""
-    from simulator.metrics import IntervalStats, RequestRecorder
+    from simulator.metrics import IntervalStats, RequestRecorder, RequestSample
 
     rng = random.Random(3)
     rows = [
@@ -159,7 +159,7 @@ def test_bulk_fold_equals_one_by_one() -> None:
         rec = RequestRecorder(reg, (("scenario", "s"),), iv, (("scenario", "s"),))
         for i in range(0, len(rows), chunk):
             for r in rows[i : i + chunk]:
-                rec.record(r[0], r[0] != 200, *r[2:])
+                rec.record(RequestSample(r[0], r[0] != 200, *r[2:]))
             reg.flush()
         d = reg.to_dict()
         series = sorted(json.dumps(x, sort_keys=True) for x in d["series"])

@@ -1,0 +1,161 @@
+"""Executors: *when* iterations start and how many devices are active — scheduling only.
+
+This module: the open model's driver (arrival-rate executors).
+
+Pure functions compute the plan (arrival offsets, VU change points, stage windows); the async
+drivers follow the plan on the event loop's clock and hand each iteration to a callback. Nothing
+here knows about HTTP or metrics, so tests drive it with a virtual-time loop and no network.
+
+Semantics follow k6:
+
+* arrival-rate executors are an *open* model: the schedule never waits for responses. A
+  constant rate of 10/s starts one iteration every 100 ms beginning at 0; a ramping rate starts
+  iteration i (from 1) when the integral of the rate reaches i, so a ramp from 0 starts nothing
+  at 0 and the total is the integral rounded down. An iteration that finds no free device (all
+  ``max_devices`` busy) is dropped, never queued, and reported as dropped.
+* VU executors are a *closed* model: each active device loops over iterations; a think time is
+  the iteration's own last step (k6's ``sleep()``), the behaviour's business, not the loop's.
+* After the scheduled duration no iteration starts; running ones get ``graceful_stop`` to finish
+  and are then cancelled (reported as interrupted). Devices removed by a ramping-vus ramp-down
+  finish their current iteration within ``graceful_ramp_down``. per-vu-iterations count the
+  iterations not started by ``max_duration`` as dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from functools import partial
+from typing import Any, Protocol
+
+from simulator.executors.base import ArrivalPlan, Device, ExecutorEvents, Starter
+from simulator.executors.runtime import DevicePool, schedule_clock, sleep_until
+
+
+class ArrivalExecutor(Protocol):
+    """What the open-model driver asks of an arrival-rate spec."""
+
+    def arrival_plan(self) -> ArrivalPlan: ...
+
+    def total_duration(self) -> float: ...
+
+
+#: Arrivals one scheduling callback handles before it yields to the event loop.
+MAX_PER_CALLBACK = 1000
+
+
+async def run_arrival_rate(
+    ex: ArrivalExecutor,
+    *,
+    start: float,
+    pool: DevicePool,
+    starter: Starter,
+    events: ExecutorEvents,
+    stop: asyncio.Event,
+    graceful_stop: float,
+) -> None:
+    """Start iterations on schedule from loop time ``start``; never wait for responses."""
+    loop = asyncio.get_running_loop()
+    schedule, skip_until = ex.arrival_plan()
+    finished_schedule: asyncio.Future[None] = loop.create_future()
+    inflight = 0
+    idle = asyncio.Event()
+    idle.set()
+
+    def release(dev: Device) -> None:
+        nonlocal inflight
+        inflight -= 1
+        pool.release(dev)
+        events.active(pool.busy)
+        if inflight == 0:
+            idle.set()
+
+    now = schedule_clock(loop)
+    # uvloop's timers count whole milliseconds and may fire up to one early: re-arm in whole
+    # milliseconds there (a shorter delay rounds to 0 and would spin the loop).
+    whole_ms = not isinstance(loop, asyncio.BaseEventLoop)
+
+    def fire(when: float) -> None:
+        # An exception here (a device that cannot build its request) would only be logged by
+        # the loop and the schedule would never re-arm: the run waited forever. It ends the
+        # schedule instead, and run_arrival_rate raises it (the runner ends the run).
+        try:
+            fire_due(when)
+        except Exception as exc:  # noqa: BLE001 - re-raised by run_arrival_rate
+            if not finished_schedule.done():
+                finished_schedule.set_exception(exc)
+
+    def fire_due(when: float) -> None:
+        # A plain timer callback, not a sleeping coroutine, and the starter begins the
+        # iteration right here: no task or coroutine switch per arrival for the schedule.
+        # Nothing starts before it is due (a start before its schedule would make the
+        # corrected duration shorter than the raw one); a timer that fires early re-arms.
+        # At most MAX_PER_CALLBACK arrivals are handled per callback; the rest wait one loop
+        # turn, so a schedule far behind (or absurdly dense) never holds the loop: Ctrl-C,
+        # responses and ticks go on.
+        nonlocal inflight
+        t = now()
+        budget = MAX_PER_CALLBACK
+        while when <= t:
+            if stop.is_set():
+                break
+            budget -= 1
+            if budget < 0:
+                loop.call_soon(fire, when)
+                return
+            grown = pool.allocated
+            dev = pool.acquire()
+            if dev is None:
+                # Every device is busy and none can be freed inside this callback: whatever
+                # else is due by now drops too. A constant rate counts those arithmetically.
+                events.dropped(1 + skip_until(t - start))
+            else:
+                if pool.allocated != grown:
+                    events.capacity(pool.allocated)
+                events.active(pool.busy)
+                inflight += 1
+                idle.clear()
+                try:
+                    starter.start(dev, when, partial(release, dev))
+                except Exception:
+                    release(dev)  # it never started: not in flight, the device is free
+                    raise
+            off = next(schedule, None)
+            if off is None:
+                break
+            when = start + off
+        else:
+            if not stop.is_set():
+                delay = when - now()
+                if whole_ms:
+                    delay = math.ceil(delay * 1000) / 1000
+                loop.call_later(max(delay, 0.0), fire, when)
+                return
+        if not finished_schedule.done():
+            finished_schedule.set_result(None)
+
+    events.capacity(pool.allocated)
+    first = next(schedule, None)
+    if first is not None:
+        loop.call_at(start + first, fire, start + first)
+        stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([finished_schedule, stopper], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if finished_schedule.done() and finished_schedule.exception() is not None:
+            if inflight:
+                events.interrupted(inflight)
+                await starter.abandon()
+            raise finished_schedule.exception()  # type: ignore[misc]
+    if not stop.is_set():
+        await sleep_until(loop, start + ex.total_duration(), stop)
+    grace = 0.0 if stop.is_set() else graceful_stop
+    if inflight and grace > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(idle.wait(), grace)
+    if inflight:
+        events.interrupted(inflight)
+        await starter.abandon()
+
+
+__all__ = ["DevicePool", "run_arrival_rate"]

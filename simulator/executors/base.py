@@ -1,0 +1,155 @@
+"""What every executor spec answers for itself (k6's ``lib.ExecutorConfig``), and the few
+value types the plans and drivers share. One module per executor kind implements it; nothing
+outside asks an executor for its kind to decide what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Stage:
+    duration: float
+    target: float
+
+
+def per_second(value: float, time_unit: float) -> float:
+    """An arrival rate given per ``time_unit`` seconds, as iterations per second: the one
+    place "rate ÷ time_unit" is worked out."""
+    return value / time_unit
+
+
+@dataclass(frozen=True)
+class StageWindow:
+    """One load level for stage-by-stage reporting: [start, end) offsets in the run."""
+
+    scenario: str
+    index: int
+    start: float
+    end: float
+    target_from: float
+    target_to: float
+    unit: str  # "iters/s" or "VUs"
+
+    @property
+    def label(self) -> str:
+        if self.target_from == self.target_to:
+            return f"{self.target_to:g} {self.unit}"
+        return f"{self.target_from:g}→{self.target_to:g} {self.unit}"
+
+
+def ramp_windows(
+    scenario: str, start: float, first: float, stages: tuple[Stage, ...], scale: float, unit: str
+) -> list[StageWindow]:
+    """The windows of a staged executor: each stage ramps from the previous target."""
+    out = []
+    t, prev = start, first
+    for i, s in enumerate(stages):
+        tgt = s.target * scale
+        out.append(StageWindow(scenario, i, t, t + s.duration, prev, tgt, unit))
+        t += s.duration
+        prev = tgt
+    return out
+
+
+class Device(Protocol):
+    index: int
+
+
+class ExecutorEvents(Protocol):
+    """What a driver reports; the runner turns these into metrics."""
+
+    def dropped(self, count: int = 1) -> None: ...
+
+    def active(self, count: int) -> None: ...
+
+    def interrupted(self, count: int) -> None: ...
+
+    def capacity(self, count: int) -> None:
+        """Devices allocated so far (k6's vus_max)."""
+
+
+Iterate = Callable[[Any, float], Coroutine[Any, Any, None]]
+"""Run one iteration for a device; the float is the loop time it was scheduled for."""
+
+
+class Starter(Protocol):
+    """What an arrival-rate executor drives: start an iteration now, hear when it is over."""
+
+    def start(self, dev: Any, scheduled: float, finished: Callable[[], None]) -> None:
+        """Begin an iteration due at loop time ``scheduled``; call ``finished()`` once."""
+
+    async def abandon(self) -> None:
+        """The graceful stop is over: stop what still runs and record nothing more."""
+
+
+class Behaviour(Starter, Protocol):
+    """What a scenario's devices do, as the drivers need it: make a device, start an
+    iteration on it (open model) or await one (closed model)."""
+
+    def make_device(self, index: int) -> Any: ...
+
+    async def iterate(self, dev: Any, scheduled: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class Drive:
+    """Everything a driver needs to run one scenario's schedule from loop time ``start``."""
+
+    start: float
+    behaviour: Behaviour
+    events: ExecutorEvents
+    stop: asyncio.Event
+    graceful_stop: float
+
+
+ArrivalPlan = tuple[Iterator[float], Callable[[float], int]]
+"""Offsets (s from scenario start) at which iterations are due, and ``skip_until(offset)``:
+consume every arrival due by ``offset`` and say how many (0 if the plan cannot count them
+without visiting them)."""
+
+
+class ExecutorSpec(Protocol):
+    """An executor's configuration, answering for itself (k6's ``lib/executors.go``)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    def total_duration(self) -> float:
+        """The scheduled duration, graceful stop not included (k6's GetMaxExecutorDuration
+        minus the stop)."""
+
+    def device_bound(self) -> int:
+        """The most devices it may ever use at once (k6's GetMaxPossibleVUs)."""
+
+    def pre_allocated(self) -> int | None:
+        """Devices allocated up front by an open model; None for a closed model."""
+
+    def mean_rate(self) -> float | None:
+        """Mean iterations/s over the schedule (open model); None for a closed model."""
+
+    def expected_iterations(self) -> int | None:
+        """Iterations the schedule plans (open model); None when responses decide."""
+
+    def iteration_bound(self, think_time: float) -> int | None:
+        """An upper bound on iterations, if one is known before the run."""
+
+    def device_steps(self, graceful_stop: float) -> list[tuple[float, int, int]]:
+        """(offset, planned devices, extra devices it may grow by) change points, from 0,
+        before the closing (end, 0, 0) step (k6's GetExecutionRequirements)."""
+
+    def stage_windows(self, scenario: str, start: float) -> list[StageWindow]:
+        """Its load levels in run time, for the stage table."""
+
+    def describe(self, duration: str) -> str:
+        """One line for the summary header (``duration`` already formatted)."""
+
+    def scaled(self, factor: float) -> ExecutorSpec:
+        """The same executor with every duration multiplied by ``factor`` (--time-scale)."""
+
+    async def drive(self, run: Drive) -> None:
+        """Follow the schedule on the running loop until it ends or ``run.stop`` is set."""

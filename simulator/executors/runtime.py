@@ -1,0 +1,106 @@
+"""The drivers' clock and device bookkeeping: the one conversion between loop time and
+``perf_counter``, sleeping until a loop time, the open model's device pool, and a
+:class:`~simulator.executors.base.Starter` for iteration code written as a coroutine."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from simulator.executors.base import Device, Iterate
+
+
+class DevicePool:
+    """Pre-allocated devices, grown on demand up to a maximum (k6's preAllocatedVUs/maxVUs)."""
+
+    def __init__(self, make: Callable[[int], Device], pre_allocated: int, maximum: int):
+        self._make = make
+        self._free: deque[Device] = deque(make(i) for i in range(pre_allocated))
+        self.allocated = pre_allocated
+        self.maximum = maximum
+        self.busy = 0
+
+    def acquire(self) -> Device | None:
+        if self._free:
+            self.busy += 1
+            return self._free.popleft()
+        if self.allocated < self.maximum:
+            dev = self._make(self.allocated)
+            self.allocated += 1
+            self.busy += 1
+            return dev
+        return None
+
+    def release(self, dev: Device) -> None:
+        self.busy -= 1
+        self._free.append(dev)
+
+
+_OFFSETS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, float] = weakref.WeakKeyDictionary()
+
+
+def perf_offset(loop: asyncio.AbstractEventLoop) -> float:
+    """``perf_counter() − loop.time()``, taken once per loop: the one conversion between the
+    schedule (loop time) and request timing (perf_counter). Every conversion must use the same
+    value, or a start can look earlier than its schedule."""
+    off = _OFFSETS.get(loop)
+    if off is None:
+        off = _OFFSETS[loop] = time.perf_counter() - loop.time()
+    return off
+
+
+def schedule_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
+    """Loop time, to the microsecond. uvloop's ``loop.time()`` counts whole milliseconds, so
+    the schedule reads ``perf_counter()`` instead (shifted by :func:`perf_offset`); a loop that
+    brings its own clock (the tests' virtual time) is used as it is."""
+    if (
+        isinstance(loop, asyncio.BaseEventLoop)
+        and type(loop).time is not asyncio.BaseEventLoop.time
+    ):
+        return loop.time
+    off = perf_offset(loop)
+    return lambda: time.perf_counter() - off
+
+
+async def sleep_until(loop: asyncio.AbstractEventLoop, when: float, stop: asyncio.Event) -> bool:
+    """Sleep until loop time ``when``; False if ``stop`` was set first."""
+    delay = when - loop.time()
+    if delay <= 0:
+        return not stop.is_set()
+    if stop.is_set():
+        return False
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=delay)
+    finally:
+        if not waiter.done():
+            waiter.cancel()
+    return not stop.is_set()
+
+
+class TaskStarter:
+    """A :class:`Starter` for iteration code written as a coroutine: one task per iteration."""
+
+    def __init__(self, iterate: Iterate) -> None:
+        self._iterate = iterate
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, dev: Any, scheduled: float, finished: Callable[[], None]) -> None:
+        task = asyncio.get_running_loop().create_task(self._iterate(dev, scheduled))
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            finished()
+
+        task.add_done_callback(done)
+
+    async def abandon(self) -> None:
+        pending = list(self._tasks)
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
