@@ -10,7 +10,7 @@ import pytest
 
 from simulator.config import parse_config
 from simulator.fasthttp import make_transport
-from simulator.metrics import IterationRecorder, RequestRecorder, start_accuracy
+from simulator.metrics import IterationRecorder, RequestRecorder, RequestSample, start_accuracy
 from simulator.runner import Environment, RunResult, build_bank
 from simulator.summary import render_text
 
@@ -77,9 +77,9 @@ def test_corrected_is_never_shorter_than_raw_and_nothing_starts_early(
     lags: list[int] = []  # actual − scheduled start, µs, before any clipping
     record, record_it = RequestRecorder.record, IterationRecorder.record
 
-    def spy(self: RequestRecorder, *args: Any, **kw: Any) -> None:
-        pairs.append((args[2], args[7]))
-        record(self, *args, **kw)
+    def spy(self: RequestRecorder, sample: RequestSample) -> None:
+        pairs.append((sample.duration_us, sample.corrected_us))
+        record(self, sample)
 
     def spy_it(self: IterationRecorder, duration_us: int, lag_us: int) -> None:
         lags.append(lag_us)
