@@ -204,6 +204,11 @@ class GeneratorSampler:
             self._lags.append(max(loop.time() - due, 0.0))
 
     def sample(self) -> Mapping[str, float | None]:
+        task = self._task
+        if task is not None and task.done() and not task.cancelled():
+            from simulator.runner import SamplerDied
+
+            raise SamplerDied(f"the loop-lag probe died ({task.exception()!r})")
         t = self.proc.cpu_times()
         cpu, now, at = t.user + t.system, time.monotonic(), self._at
         pct = (cpu - self._cpu) / max(now - at, 1e-6) * 100
@@ -246,6 +251,7 @@ class PrometheusSampler:
         self._failed_once = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.died: str | None = None  # set if the scrape thread ends by an exception
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="scfleet-prometheus", daemon=True)
@@ -255,10 +261,13 @@ class PrometheusSampler:
         self._stop.set()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            began = time.monotonic()
-            self.scrape_once()
-            self._stop.wait(max(self.interval - (time.monotonic() - began), 0.05))
+        try:
+            while not self._stop.is_set():
+                began = time.monotonic()
+                self.scrape_once()
+                self._stop.wait(max(self.interval - (time.monotonic() - began), 0.05))
+        except BaseException as exc:  # noqa: BLE001 - reported by sample(): the run ends
+            self.died = f"the scrape thread died ({exc!r})"
 
     def scrape_once(self) -> None:
         """Fetch and parse once; on failure the latest values are cleared (no stale data)."""
@@ -310,6 +319,10 @@ class PrometheusSampler:
         return out
 
     def sample(self) -> Mapping[str, float | None]:
+        if self.died:
+            from simulator.runner import SamplerDied
+
+            raise SamplerDied(f"prometheus {self.url}: {self.died}")
         with self._lock:
             return dict(self._latest)
 

@@ -34,6 +34,11 @@ from simulator.thresholds import ThresholdResult, evaluate_one
 from simulator.transport import Transport
 
 
+class SamplerDied(Exception):
+    """Raised by ``Sampler.sample()`` when the sampler's own background task or thread has
+    died: the run then ends with an error instead of running on without that data."""
+
+
 class Sampler(Protocol):
     """Something sampled once per tick (server CPU/RSS, generator load, …)."""
 
@@ -355,7 +360,9 @@ class Environment:
         for prefix, sampler in self.samplers:
             try:
                 values = sampler.sample()
-            except Exception as exc:  # noqa: BLE001 - a sampler never stops a run
+            except SamplerDied:
+                raise  # its background part is gone: the tick dies and the run ends with it
+            except Exception as exc:  # noqa: BLE001 - one failed reading never stops a run
                 values = {}
                 note = f"{prefix} sampler failed: {type(exc).__name__}: {exc}"
                 if note not in self.notes:

@@ -5,6 +5,7 @@ with an error instead of silently."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import pathlib
 import socket
@@ -254,3 +255,38 @@ rate = 5
     assert any(f": {len(BAD_LINES)})" in n for n in notes), notes
     timeline = json.loads((out / "timeline.json").read_text())
     assert len(timeline) >= 4  # the tick lived to the end of the 4 s schedule
+
+
+def test_a_sampler_whose_background_part_died_ends_the_run() -> None:
+    """The generator sampler's loop-lag probe task dies: the run ends with one line, not
+    silently without that data."""
+    from simulator.monitoring import GeneratorSampler
+
+    cfg = _cfg(15.0)
+    env = Environment(cfg, FakeTransport(keep=False), bank=build_bank(cfg), tick=0.2)
+    gen = GeneratorSampler(probe_interval=0.01)
+
+    async def broken_probe() -> None:
+        await asyncio.sleep(0.3)
+        raise MemoryError("probe")
+
+    class Probe:
+        async def prepare(self, env: Environment) -> None:
+            gen._task = asyncio.get_running_loop().create_task(broken_probe())
+
+        async def run(self, env: Environment, start: float) -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(env.stop_event.wait(), 20)
+
+        async def close(self) -> None:
+            pass
+
+        def device_rows(self) -> list[dict[str, Any]]:
+            return []
+
+    env.add_sampler("gen", gen)
+    env.companions.append(Probe())
+    t0 = time.monotonic()
+    result = asyncio.run(env.run())
+    assert time.monotonic() - t0 < 10
+    assert result.error and "SamplerDied: the loop-lag probe died (MemoryError" in result.error
