@@ -40,15 +40,7 @@ from hw_bridge.boardconfig import BoardSettings, read_wifi_key
 from hw_bridge.link import BoardLink, BoardReplyError, LinkFactory, SerialLink
 from scfleet_core.errors import ConfigError, HardwareError
 from scfleet_core.secrets import Secret
-from simulator.config import (
-    BoardsConfig,
-    ConstantArrivalRate,
-    IotUploadDevice,
-    RampingArrivalRate,
-    RunConfig,
-    ScenarioConfig,
-    executor_duration,
-)
+from simulator.config import BoardsConfig, IotUploadDevice, RunConfig, ScenarioConfig
 from simulator.devices import expected_ok
 from simulator.metrics import RequestRecorder, RequestSample, tags_of
 
@@ -68,26 +60,14 @@ def now_us() -> int:
 # --------------------------------------------------------------------------- share and registry
 
 
-def mean_arrival_rate(ex: ConstantArrivalRate | RampingArrivalRate) -> float:
-    """Mean iterations/s over the executor's schedule (stages ramp linearly)."""
-    if isinstance(ex, ConstantArrivalRate):
-        return ex.rate / ex.time_unit
-    total = 0.0
-    rate = ex.start_rate
-    for st in ex.stages:
-        total += (rate + st.target) / 2 * st.duration
-        rate = st.target
-    dur = sum(st.duration for st in ex.stages)
-    return total / dur / ex.time_unit if dur > 0 else 0.0
-
-
 def board_rate(sc: ScenarioConfig, override: float | None, source: str = "") -> float:
-    """Uploads/s for one board following ``sc`` (see the module docstring)."""
+    """Uploads/s for one board following ``sc`` (see the module docstring); the executor
+    answers for its own mean rate (open model) and pre-allocated devices."""
     if override is not None:
         return override
-    ex = sc.executor
-    if isinstance(ex, ConstantArrivalRate | RampingArrivalRate):
-        rate = mean_arrival_rate(ex) / ex.pre_allocated_devices
+    mean, devices = sc.executor.mean_rate(), sc.executor.pre_allocated()
+    if mean is not None and devices:
+        rate = mean / devices
     elif sc.think_time > 0:
         rate = 1.0 / sc.think_time
     else:
@@ -445,7 +425,7 @@ class BoardFleet:
         self.sc = sc
         self.device: IotUploadDevice = sc.device
         self.rate = board_rate(sc, cfg.rate, run_cfg.source)
-        self.duration = executor_duration(sc.executor)
+        self.duration = sc.executor.total_duration()
         self.grace_s = min(sc.graceful_stop, MAX_GRACE)
         self.upload_url = (cfg.target or target_url).rstrip("/") + self.device.endpoint
         self.drivers: list[BoardDriver] = []
