@@ -192,6 +192,7 @@ async def test_connection_close_policy_and_single_result_lines() -> None:
         await server.close()
 
 
+@pytest.mark.slow
 async def test_server_down_chunks_buffer_and_retry_until_it_is_up() -> None:
     port = _free_port()
     rec = Recorder()
@@ -229,6 +230,7 @@ async def test_server_down_chunks_buffer_and_retry_until_it_is_up() -> None:
             await server.close()
 
 
+@pytest.mark.slow
 async def test_bounded_buffer_drops_are_counted() -> None:
     board = Board().start()
     try:
@@ -254,6 +256,7 @@ async def test_bounded_buffer_drops_are_counted() -> None:
         await board.close()
 
 
+@pytest.mark.slow
 async def test_wifi_drop_buffers_then_reconnects() -> None:
     rec = Recorder()
     server = await rec.serve()
@@ -480,6 +483,7 @@ async def test_in_memory_files_as_the_emulator_passes_them() -> None:
     assert not any(m["t"] == "log" and m["level"] == "warn" for m in msgs)
 
 
+@pytest.mark.slow
 async def test_timeouts_and_stop_mid_request_account_for_every_chunk() -> None:
     """produced == delivered + dropped, whether requests time out or a stop cuts them short."""
     delay = 0.5

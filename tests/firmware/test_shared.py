@@ -76,11 +76,13 @@ def micropython_run() -> dict[str, str]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.node
 def test_micropython_is_real(micropython_run: dict[str, str]) -> None:
     assert re.search(r"^MicroPython 1\.\d+\.\d+$", micropython_run["__stdout__"], re.M)
 
 
+@pytest.mark.slow
 @pytest.mark.node
 @pytest.mark.parametrize("name", CASES)
 def test_micropython(name: str, micropython_run: dict[str, str]) -> None:
@@ -132,6 +134,7 @@ def test_every_board_file_compiles_under_micropython(tmp_path: Path) -> None:
     assert proc.stdout.count("compiled ") == len(app_files())
 
 
+@pytest.mark.slow
 @pytest.mark.node
 def test_esp32_hal_under_micropython() -> None:
     """The board HAL with fake machine/network modules and console streams, under MicroPython."""

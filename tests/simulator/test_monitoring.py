@@ -126,6 +126,14 @@ async def test_generator_sees_its_own_cpu_and_loop_lag() -> None:
     assert s["cpu_demand"] is not None and s["cpu_demand"] > 50  # 0.3 s of ~0.38 s spinning
 
 
+def _oversleep_ms(stop: threading.Event, out: list[float]) -> None:
+    """How late a plain thread wakes from 10 ms sleeps: the host's own scheduling delay."""
+    while not stop.is_set():
+        t = time.perf_counter()
+        time.sleep(0.01)
+        out.append((time.perf_counter() - t - 0.01) * 1000)
+
+
 def test_generator_lag_is_small_on_an_idle_loop() -> None:
     async def main() -> dict[str, float | None]:
         gen = GeneratorSampler(probe_interval=0.01)
@@ -137,8 +145,17 @@ def test_generator_lag_is_small_on_an_idle_loop() -> None:
         gen.stop()
         return out
 
-    s = asyncio.run(main())
-    assert s["loop_lag_ms"] is not None and s["loop_lag_ms"] < 5
+    stop, host = threading.Event(), []
+    watcher = threading.Thread(target=_oversleep_ms, args=(stop, host))
+    watcher.start()
+    try:
+        s = asyncio.run(main())
+    finally:
+        stop.set()
+        watcher.join()
+    # an idle loop wakes as promptly as a sleeping thread does on this host, busy or not
+    baseline = sum(host) / len(host)
+    assert s["loop_lag_ms"] is not None and s["loop_lag_ms"] < 5 + 2 * baseline
     assert s["cpu_percent"] is not None and s["cpu_percent"] < 50
 
 
