@@ -37,7 +37,7 @@ from hw_bridge.emulator.board import (
 )
 from hw_bridge.emulator.server import EmulatedBoards, EmulatorServer
 
-APP_MODULE = "/scfw/app.py"
+APP_MODULES = ("/scfw/app.py", "/scfw/app.mpy")
 _load_lock = threading.Lock()
 _loaded: dict[str, tuple[ModuleType, ModuleType]] = {}
 _image_cache: dict[tuple[str, int], bytes] = {}
@@ -66,6 +66,9 @@ def load_flashed_firmware(files: BoardFiles | dict[str, bytes]) -> tuple[ModuleT
     sources = {
         p: bytes(d) for p, d in files.items() if p.startswith("/scfw/") and p.endswith(".py")
     }
+    for p, d in files.items():
+        if p.startswith("/scfw/") and p.endswith(".mpy") and p[:-4] + ".py" not in sources:
+            sources[p[:-4] + ".py"] = source_of_mpy(p, bytes(d))
     digest = hashlib.sha256()
     for path in sorted(sources):
         digest.update(path.encode() + b"\0" + sources[path] + b"\0")
@@ -93,6 +96,35 @@ def load_flashed_firmware(files: BoardFiles | dict[str, bytes]) -> tuple[ModuleT
         mods = (importlib.import_module(f"{name}.app"), importlib.import_module(f"{name}.hal_host"))
         _loaded[name] = mods
         return mods
+
+
+_REPO_SCFW = Path(__file__).resolve().parents[1] / "firmware" / "scfw"
+# .mpy major version -> the compilers (by MicroPython version) that may have made a bytecode file
+_MPY_COMPILERS = {6: ((1, 27, 0), (1, 22, 0))}
+
+
+def source_of_mpy(path: str, data: bytes) -> bytes:
+    """The source of a flashed ``/scfw/x.mpy``: the emulator runs the app under CPython, so it
+    maps bytecode back to ``firmware/scfw/x.py`` — and only when compiling that file with the
+    same mpy-cross gives exactly these bytes. An .mpy from other sources cannot run here."""
+    from hw_bridge import mpyc
+
+    src = _REPO_SCFW / Path(path).name.removesuffix(".mpy")
+    src = src.with_suffix(".py")
+    fmt = mpyc.mpy_header_version(data)
+    versions = _MPY_COMPILERS.get(fmt[0], ()) if fmt is not None else ()
+    if not versions or not src.is_file():
+        raise RuntimeError(f"{path}: the emulator cannot run this .mpy (no matching source)")
+    key = (path, hashlib.sha256(data).hexdigest())
+    if key not in _mpy_sources:
+        name = path.lstrip("/")[:-4] + ".py"
+        if not any(mpyc.compile_source(src, v, name) == data for v in versions):
+            raise RuntimeError(f"{path}: not built from this checkout's {src.name}")
+        _mpy_sources[key] = src.read_bytes()
+    return _mpy_sources[key]
+
+
+_mpy_sources: dict[tuple[str, str], bytes] = {}
 
 
 class _FlashFiles(dict[str, bytes]):
@@ -135,7 +167,7 @@ class FirmwareAppRunner:
         self.hal: Any = None
 
     async def __call__(self, files: BoardFiles, serial: SerialPort) -> None:
-        if APP_MODULE not in files:  # MicroPython without our app: just its REPL
+        if not any(m in files for m in APP_MODULES):  # MicroPython without our app: its REPL
             await default_app_runner(files, serial)
             return
         app, hal_host = load_flashed_firmware(files)

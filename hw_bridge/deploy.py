@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import posixpath
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +31,8 @@ from typing import Any
 from scfleet_core.errors import ConfigError, HardwareError
 
 CONFIG_PATH = "/scfw_config.json"
-APP_MARKER = "/scfw/app.py"  # present: the scfw app, which says hello at boot
+APP_MARKERS = ("/scfw/app.py", "/scfw/app.mpy")  # the scfw app, which says hello at boot
+VERSION_CODE = "import sys\nprint('%d.%d.%d' % sys.implementation.version[:3])\n"
 
 
 @dataclass
@@ -43,6 +45,7 @@ class DeployResult:
     raw_paste: bool | None = None  # None: nothing was executed
     compared: str = "sha256"  # or "size" on firmware without hashlib
     fw: str | None = None  # the app's version from its hello after the reset
+    micropython: str | None = None  # the board's MicroPython version (when shipping .mpy)
     seconds: float = 0.0
     error: str = ""
 
@@ -108,8 +111,12 @@ def deploy_board(
     raw_paste: bool = True,
     force: bool = False,
     reset: bool = True,
+    py: bool = True,
 ) -> DeployResult:
-    """Deploy ``files`` (board path -> bytes) to one board; errors end up in ``result.error``."""
+    """Deploy ``files`` (board path -> bytes) to one board; errors end up in ``result.error``.
+
+    ``py=False``: the board's ``scfw/*.py`` go as ``.mpy``, compiled (mpy-cross) for the
+    MicroPython version the board reports; the other form of each module is removed."""
     from hw_bridge import repl
 
     result = DeployResult(port=url)
@@ -122,13 +129,25 @@ def deploy_board(
         repl.stop_app(ser, min(timeout, 2.0))
         stage = "entering the raw REPL"
         repl.enter_raw_repl(ser, timeout)
+        if not py:
+            from hw_bridge import mpyc
+
+            stage = "reading the board's MicroPython version"
+            out, raw_paste = repl.exec_raw(ser, VERSION_CODE, timeout, raw_paste=raw_paste)
+            result.micropython = out.decode(errors="replace").strip()
+            stage = "compiling the app (mpy-cross)"
+            files = _compiled(files, mpyc.parse_version(result.micropython))
         paths = sorted(files)
+        stale = sorted({_other(p) for p in paths if p.startswith("/scfw/")} - set(paths) - {""})
         stage = "hashing the files on the board"
+        # The other form's paths are hashed too, only to learn whether they exist.
+        found, raw_paste = repl.file_digests(ser, paths + stale, timeout, raw_paste=raw_paste)
+        result.raw_paste = raw_paste
+        stale = [p for p in stale if found[p] is not None]
         if force:
             digests: dict[str, str | None] = dict.fromkeys(paths)
         else:
-            digests, raw_paste = repl.file_digests(ser, paths, timeout, raw_paste=raw_paste)
-            result.raw_paste = raw_paste
+            digests = {p: found[p] for p in paths}
             if any(v and v.startswith("s:") for v in digests.values()):
                 result.compared = "size"
         changed = [p for p in paths if not _matches(digests[p], files[p])]
@@ -148,12 +167,16 @@ def deploy_board(
             bad = [p for p in changed if not _matches(after[p], files[p])]
             if bad:
                 raise HardwareError(f"{len(bad)} files differ after writing: {', '.join(bad)}")
+        if stale:  # /scfw/x.py would shadow a new /scfw/x.mpy on import
+            stage = "removing the other form of the modules"
+            code = "import os\nfor p in %r:\n try:\n  os.remove(p)\n except OSError:\n  pass\n"
+            repl.exec_raw(ser, code % (stale,), timeout, raw_paste=raw_paste)
         stage = "leaving the raw REPL"
         repl.leave_raw_repl(ser, timeout)
         if reset:
             stage = "soft reset"
             repl.soft_reset(ser, timeout)
-            if APP_MARKER in files:
+            if any(m in files for m in APP_MARKERS):
                 stage = "waiting for the app"
                 result.fw = _wait_hello(ser, max(timeout, 5.0))
         result.ok = True
@@ -172,6 +195,29 @@ def deploy_board(
                 ser.close()
         result.seconds = time.monotonic() - t0
     return result
+
+
+_compile_lock = threading.Lock()
+_compile_cache: dict[tuple[tuple[str, bytes], ...], dict[str, bytes]] = {}
+
+
+def _compiled(files: Mapping[str, bytes], version: tuple[int, int, int]) -> dict[str, bytes]:
+    """The app as .mpy for ``version``, compiled once per version for all boards."""
+    from hw_bridge import mpyc
+
+    key = (("v", ".".join(map(str, version)).encode()), *sorted(files.items()))
+    with _compile_lock:
+        if key not in _compile_cache:
+            _compile_cache[key] = mpyc.compile_app(dict(files), version)
+        return _compile_cache[key]
+
+
+def _other(path: str) -> str:
+    if path.endswith(".py") or path.endswith(".mpy"):
+        from hw_bridge import mpyc
+
+        return mpyc.other_form(path)
+    return ""
 
 
 def deploy_boards(
@@ -218,6 +264,11 @@ def register_hw(subs: Any) -> None:
         help=f"also write {CONFIG_PATH} from --app-dir (it holds the Wi-Fi key)",
     )
     p.add_argument("--no-raw-paste", action="store_true", help="plain raw REPL only")
+    p.add_argument(
+        "--py",
+        action="store_true",
+        help="ship .py sources (default: .mpy built by mpy-cross for the board's MicroPython)",
+    )
     p.add_argument("--no-reset", action="store_true", help="stay at the REPL, no soft reset")
     p.add_argument("--baud", type=int, default=115200)
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each reply")
@@ -251,6 +302,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         raw_paste=not args.no_raw_paste,
         force=args.force,
         reset=not args.no_reset,
+        py=args.py,
     )
     failed = [r for r in results if not r.ok]
     if len(results) == 1 and failed:

@@ -630,6 +630,14 @@ def register_hw(subs: Any) -> None:
     p.add_argument("--image", action="append", default=[], metavar="ADDR:FILE")
     p.add_argument("--app-dir", type=Path, help="app files (default: firmware.app_files())")
     p.add_argument("--no-app", action="store_true", help="write no filesystem image")
+    p.add_argument(
+        "--py", action="store_true", help="ship the app as .py sources (default: .mpy bytecode)"
+    )
+    p.add_argument(
+        "--micropython",
+        metavar="X.Y.Z",
+        help="the firmware's MicroPython version for mpy-cross (default: read from --firmware)",
+    )
     p.add_argument("--device-id-pattern", default="esp32-{n:06d}")
     p.add_argument("--target", default="http://127.0.0.1:8080", metavar="URL")
     p.add_argument("--wifi-ssid")
@@ -682,7 +690,14 @@ def cmd_flash(args: argparse.Namespace) -> int:
     app_files = None
     config = None
     if firmware is not None and not args.no_app:
-        app_files = load_app_files(args.app_dir)
+        from hw_bridge import mpyc
+
+        version = (
+            mpyc.parse_version(args.micropython)
+            if args.micropython
+            else mpyc.version_of_image(firmware.data)
+        )
+        app_files = mpyc.ship(load_app_files(args.app_dir), version, py=args.py)
         config = BoardConfig(
             device_id_pattern=args.device_id_pattern,
             target=args.target,

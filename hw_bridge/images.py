@@ -200,4 +200,10 @@ def make_test_image(
         table += PARTITION_MD5_MAGIC + b"\xff" * 14 + bytes(16)
         out[table_at : table_at + 0xC00] = table.ljust(0xC00, b"\xff")
         out[app_at : app_at + len(header(0))] = header(0x400D0000)
+        banner = TEST_IMAGE_BANNER.encode() + b"\0"  # a real image holds its REPL banner
+        if size > app_at + 0x1000 + len(banner):
+            out[app_at + 0x1000 : app_at + 0x1000 + len(banner)] = banner
     return bytes(out)
+
+
+TEST_IMAGE_BANNER = "MicroPython v1.26.0 on 2025-08-09; Generic ESP32 module with ESP32"

@@ -86,6 +86,35 @@ def compile_source(src: Path, version: str | tuple[int, int, int], name: str) ->
         return out.read_bytes()
 
 
+def mpy_header_version(data: bytes) -> tuple[int, int] | None:
+    """(major, feature byte) of a .mpy header, e.g. (6, 0) for bytecode; None if not a .mpy.
+    Bytecode files carry no sub-version: only native code is tied to 6.2 vs 6.3."""
+    if len(data) < 4 or data[:1] != b"M":
+        return None
+    return data[1], data[2]
+
+
+def other_form(path: str) -> str:
+    """/scfw/x.mpy <-> /scfw/x.py: the file an install of the other form leaves behind (on a
+    board /scfw/x.py is imported in preference to /scfw/x.mpy, so it must go)."""
+    return path[:-4] + ".py" if path.endswith(".mpy") else path[:-3] + ".mpy"
+
+
+def ship(
+    files: dict[str, bytes], version: tuple[int, int, int] | None, *, py: bool = False
+) -> dict[str, bytes]:
+    """What goes onto a board: the app as .mpy for `version` (default), or as sources (`py`)."""
+    if py:
+        return dict(files)
+    if version is None:
+        raise ConfigError(
+            "the board's MicroPython version is unknown: give --micropython X.Y.Z, or --py to "
+            "ship sources",
+            key="--micropython",
+        )
+    return compile_app(files, version)
+
+
 def compile_app(files: dict[str, bytes], version: tuple[int, int, int]) -> dict[str, bytes]:
     """Board files with every `/scfw/*.py` replaced by its `.mpy` (main.py stays: it boots)."""
     out: dict[str, bytes] = {}

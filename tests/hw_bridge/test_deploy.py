@@ -67,7 +67,9 @@ def test_deploy_changes_a_file_and_the_app_restarts_with_it(
     board: BoardHandle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     src = app_dir(tmp_path)
-    code = scfleet_main(["hw", "deploy", board.url, "--app-dir", str(src), "--timeout", "3"])
+    code = scfleet_main(
+        ["hw", "deploy", board.url, "--py", "--app-dir", str(src), "--timeout", "3"]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert f"{board.url}: wrote 1 files" in out and "raw-paste" in out
@@ -83,7 +85,9 @@ def test_deploy_changes_a_file_and_the_app_restarts_with_it(
 
     # a second deploy of the same files writes nothing, and still restarts the app
     execs = board.board.repl.execs
-    code = scfleet_main(["hw", "deploy", board.url, "--app-dir", str(src), "--timeout", "3"])
+    code = scfleet_main(
+        ["hw", "deploy", board.url, "--py", "--app-dir", str(src), "--timeout", "3"]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "wrote 0 files (0 B" in out and f"{N_FILES} unchanged" in out
@@ -132,7 +136,9 @@ def test_a_board_that_stops_answering_fails_with_one_line_naming_the_port(
     before = board_files(board)
     src = app_dir(tmp_path, extra=True)
     t0 = time.monotonic()
-    code = scfleet_main(["hw", "deploy", board.url, "--app-dir", str(src), "--timeout", "1"])
+    code = scfleet_main(
+        ["hw", "deploy", board.url, "--py", "--app-dir", str(src), "--timeout", "1"]
+    )
     out, err = capsys.readouterr()
     assert code == 1 and time.monotonic() - t0 < 10
     lines = err.strip().splitlines()
@@ -151,7 +157,7 @@ def test_several_ports_one_dead(board: BoardHandle, capsys: pytest.CaptureFixtur
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         dead = f"socket://127.0.0.1:{s.getsockname()[1]}"
-    code = scfleet_main(["hw", "deploy", board.url, dead, "--timeout", "2"])
+    code = scfleet_main(["hw", "deploy", board.url, dead, "--py", "--timeout", "2"])
     out, err = capsys.readouterr()
     assert code == 1
     assert f"{board.url}: wrote 0 files" in out and f"{N_FILES} unchanged" in out
@@ -166,3 +172,21 @@ def test_deploy_over_rfc2217_as_to_a_remote_bench(tmp_path: Path) -> None:
         assert r.ok, r.error
         assert r.written == ["/scfw/proto.py"] and r.raw_paste and r.fw == "0.3.0"
         assert h.board.boots == 2 and h.board.mode == "app"  # soft reset, never a hard one
+
+
+def test_deploy_ships_mpy_for_the_boards_micropython(
+    board: BoardHandle, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Default: scfw/*.py go as .mpy built by mpy-cross for the version the board reports
+    (the emulator says 1.26.0: format 6.3); the .py files are removed (they would shadow the
+    .mpy on import) and the emulated board runs the app from the .mpy (mapped to its source)."""
+    code = scfleet_main(["hw", "deploy", board.url, "--timeout", "3"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    files = board_files(board)
+    mods = [p for p in firmware_files() if p.startswith("/scfw/")]
+    assert all(p[:-3] + ".mpy" in files and p not in files for p in mods), sorted(files)
+    assert files["/scfw/app.mpy"][:2] == b"M\x06" and files["/main.py"].startswith(b"#")
+    assert "app restarted, fw 0.1.0" in out
+    reply = asyncio.run(hello(board.url))
+    assert reply["fw"] == "0.1.0" and reply["device_id"] == "esp32-dep-001"

@@ -190,6 +190,8 @@ def test_cli_flash_reports_table_exit_code_and_hides_the_key(
         assert WIFI_KEY not in out + err
         files = fsimage.read_image(boards[0].call(lambda b: bytes(b.flash[0x200000:])))
         assert WIFI_KEY in files["/scfw_config.json"].decode()
+        # the app went as bytecode for the image's MicroPython (its banner says 1.26.0)
+        assert files["/scfw/app.mpy"][:2] == b"M\x06" and "/scfw/app.py" not in files
 
 
 def test_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
