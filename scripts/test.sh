@@ -28,8 +28,19 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 
+# MicroPython's ESP32 API as type stubs, kept out of the dev venv's site-packages (they shadow the
+# standard library): firmware/ is type-checked against them below.
+MPY_STUBS=.venv/mpy-stubs-1.27.0.post1
+if [ ! -d "$MPY_STUBS" ]; then
+  .venv/bin/python -m pip install --quiet --target "$MPY_STUBS" 'micropython-esp32-stubs==1.27.0.post1'
+fi
+
 .venv/bin/ruff check .
 .venv/bin/ruff format --check --quiet .
+# The firmware against the board's API (firmware/mypy-board.ini): a call MicroPython does not
+# have fails here. hal_host.py (CPython only) is excluded there.
+(cd firmware && MYPYPATH="../$MPY_STUBS" ../.venv/bin/mypy --config-file mypy-board.ini \
+  --custom-typeshed-dir "../$MPY_STUBS" scfw main.py)
 # The layers and no import cycles (contracts in pyproject.toml, [tool.importlinter]).
 .venv/bin/lint-imports --no-cache
 # mypy --strict on the packages that are clean under it (ARCHITECTURE.md); the others are
