@@ -583,6 +583,8 @@ class App:
         total, parts = mem.need(cfg, mem.batch_items(batch))
         held = self.pool.reserved_for(cfg)
         free = self.hal.mem_free()
+        if free is not None:
+            free += self.pool.releasable(cfg)  # the old bank goes before the new one is made
         if free is not None and total - held > free:
             raise proto.ProtoError(
                 "bad_config",

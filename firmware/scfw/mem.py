@@ -68,6 +68,12 @@ class Pool:
             n += len(self.bank_buf)
         return n
 
+    def releasable(self, cfg):
+        """Bytes `release(cfg)` would give back (a bank of another size)."""
+        if self.bank_buf is not None and len(self.bank_buf) != _bank_size(cfg):
+            return len(self.bank_buf)
+        return 0
+
     def release(self, cfg):
         """Drop the bank if `cfg` needs another size (the caller lets the GC run, then `fit`)."""
         if self.bank_buf is not None and len(self.bank_buf) != _bank_size(cfg):
