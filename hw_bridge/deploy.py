@@ -277,7 +277,7 @@ def register_hw(subs: Any) -> None:
 
 def load_files(app_dir: Path | None, *, overwrite_config: bool = False) -> dict[str, bytes]:
     """The files to deploy (as ``hw flash`` finds them), without the board config unless asked."""
-    from hw_bridge.flash import load_app_files
+    from hw_bridge.flash.cli import load_app_files
 
     files = load_app_files(app_dir)
     if not overwrite_config:
