@@ -33,7 +33,7 @@ import time
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from hw_bridge import ports
 from hw_bridge.boardconfig import BoardSettings, read_wifi_key
@@ -116,6 +116,18 @@ def wifi_key(cfg: BoardsConfig, source: str) -> Secret | None:
 
 
 # --------------------------------------------------------------------------- one board
+
+
+class BoardSample(NamedTuple):
+    """One validated result line of a board, as the driver hands it to the fleet (which makes
+    the engine's ``RequestSample`` of it)."""
+
+    status: int  # 0: no answer
+    failed: bool
+    latency_us: int  # the whole wait: request start to full response
+    lag_us: int  # start - scheduled time (coordinated omission), >= 0
+    nbytes: int  # body bytes sent
+    first: bool  # the chunk's first attempt: one iteration
 
 
 class BoardState(enum.StrEnum):
@@ -272,7 +284,9 @@ class BoardDriver:
             self.protocol_errors += 1
             return
         failed = status == 0 or not expected_ok(status) or item.get("error") is not None
-        self.fleet.record(status, failed, latency, lag, nbytes, first=item.get("attempt") == 1)
+        self.fleet.record(
+            BoardSample(status, failed, latency, lag, nbytes, first=item.get("attempt") == 1)
+        )
         self.requests += 1
         if failed:
             self.failed += 1
@@ -557,25 +571,23 @@ class BoardFleet:
                 w.cancel()
             await asyncio.gather(*self._watchers, waiter, return_exceptions=True)
 
-    def record(
-        self, status: int, failed: bool, latency_us: int, lag_us: int, nbytes: int, first: bool
-    ) -> None:
+    def record(self, r: BoardSample) -> None:
         # a board reports one latency: it is the whole wait (no connect/send/receive split)
         self._rec.record(
             RequestSample(
-                status=status,
-                failed=failed,
-                duration_us=latency_us,
+                status=r.status,
+                failed=r.failed,
+                duration_us=r.latency_us,
                 connecting_us=0,
                 sending_us=0,
-                waiting_us=latency_us,
+                waiting_us=r.latency_us,
                 receiving_us=0,
-                corrected_us=latency_us + lag_us,
-                sent=nbytes,
+                corrected_us=r.latency_us + r.lag_us,
+                sent=r.nbytes,
                 received=0,
             )
         )
-        if first:
+        if r.first:
             self._iterations.value += 1
 
     def _at(self) -> str:

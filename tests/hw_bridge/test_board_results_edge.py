@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from hw_bridge.fleet import BoardDriver
+from hw_bridge.fleet import BoardDriver, BoardSample
 from hw_bridge.link import decode_line
 from simulator.config import parse_config
 from simulator.metrics import IntervalStats, Registry, RequestRecorder, RequestSample
@@ -45,8 +45,8 @@ class _Fleet:
         self.cfg = SimpleNamespace(baud=115200, silence=1.0, status_timeout=1.0)
         self.recorded: list[tuple[Any, ...]] = []
 
-    def record(self, *args: Any, **kw: Any) -> None:
-        self.recorded.append(args)
+    def record(self, r: BoardSample) -> None:
+        self.recorded.append(tuple(r)[:5])  # without "first"
 
 
 def test_out_of_range_results_are_protocol_errors_not_records() -> None:

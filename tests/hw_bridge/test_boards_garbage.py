@@ -9,7 +9,7 @@ import random
 from types import SimpleNamespace
 from typing import Any
 
-from hw_bridge.fleet import BoardDriver
+from hw_bridge.fleet import BoardDriver, BoardSample
 from hw_bridge.link import MAX_LINE, LineSplitter, SerialLink, decode_line
 
 
@@ -115,8 +115,8 @@ class _FakeFleet:
         self.recorded: list[tuple[Any, ...]] = []
         self.lost: list[str] = []
 
-    def record(self, *args: Any, **kw: Any) -> None:
-        self.recorded.append((*args, kw.get("first")))
+    def record(self, r: BoardSample) -> None:
+        self.recorded.append(tuple(r))
 
     def board_lost(self, d: BoardDriver, reason: str) -> None:
         self.lost.append(reason)
