@@ -12,7 +12,7 @@ import importlib
 from typing import Any
 
 #: Modules contributing ``hw`` subcommands, in ``--help`` order. Add new ones here.
-HW_COMMAND_MODULES = ("hw_bridge.flash.cli", "hw_bridge.deploy", "hw_bridge.commands")
+HW_COMMAND_MODULES = ("hw_bridge.flash.cli", "hw_bridge.deploy_cli", "hw_bridge.commands")
 
 
 def register(subparsers: Any) -> None:

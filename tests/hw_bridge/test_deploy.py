@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from firmware import app_files
-from hw_bridge import deploy, fsimage, repl
+from hw_bridge import deploy, deploy_cli, fsimage, repl
 from hw_bridge.appmode import firmware_files, start_app_boards
 from hw_bridge.emulator.server import BoardHandle
 from hw_bridge.link import SerialLink
@@ -99,7 +99,7 @@ def test_plain_raw_repl_when_the_board_refuses_raw_paste(
     board: BoardHandle, tmp_path: Path
 ) -> None:
     board.board.repl.raw_paste = False
-    files = deploy.load_files(app_dir(tmp_path, version=b'FW_VERSION = "0.2.0"', extra=True))
+    files = deploy_cli.load_files(app_dir(tmp_path, version=b'FW_VERSION = "0.2.0"', extra=True))
     r = deploy.deploy_board(board.url, files, timeout=3)
     assert r.ok, r.error
     assert r.raw_paste is False and board.board.repl.raw_paste_execs == 0
@@ -118,12 +118,12 @@ def test_deploy_never_reads_or_writes_the_config_unless_asked(
         return real(ser, code, *a, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(repl, "exec_raw", spy)
-    files = deploy.load_files(app_dir(tmp_path), overwrite_config=False)
+    files = deploy_cli.load_files(app_dir(tmp_path), overwrite_config=False)
     assert deploy.deploy_board(board.url, files, timeout=3, force=True).ok
     commands = [c for c in sent if not c.startswith("w(")]  # not the file contents sent
     assert commands and not [c for c in commands if "scfw_config" in c]
     assert board_files(board)["/scfw_config.json"] == CONFIG
-    files = deploy.load_files(app_dir(tmp_path), overwrite_config=True)
+    files = deploy_cli.load_files(app_dir(tmp_path), overwrite_config=True)
     r = deploy.deploy_board(board.url, files, timeout=3, reset=False)
     assert r.ok and "/scfw_config.json" in r.written and r.fw is None
     assert board_files(board)["/scfw_config.json"] == b'{"wifi_key": "overwritten"}'
@@ -167,7 +167,7 @@ def test_several_ports_one_dead(board: BoardHandle, capsys: pytest.CaptureFixtur
 def test_deploy_over_rfc2217_as_to_a_remote_bench(tmp_path: Path) -> None:
     with start_app_boards(1, protocol="rfc2217") as boards:
         h = boards[0]
-        files = deploy.load_files(app_dir(tmp_path, version=b'FW_VERSION = "0.3.0"'))
+        files = deploy_cli.load_files(app_dir(tmp_path, version=b'FW_VERSION = "0.3.0"'))
         r = deploy.deploy_board(h.url, files, timeout=3)
         assert r.ok, r.error
         assert r.written == ["/scfw/proto.py"] and r.raw_paste and r.fw == "0.3.0"
