@@ -41,8 +41,8 @@ from hw_bridge.link import BoardLink, BoardReplyError, LinkFactory, SerialLink
 from scfleet_core.errors import ConfigError, HardwareError
 from scfleet_core.secrets import Secret
 from simulator.config import BoardsConfig, IotUploadDevice, RunConfig, ScenarioConfig
-from simulator.devices import expected_ok
 from simulator.metrics import RequestRecorder, RequestSample, tags_of
+from simulator.run.devices import expected_ok
 
 PINGS = 5
 HELLO_TIMEOUT = 3.0
@@ -421,7 +421,7 @@ def _raise_first(tasks: list[asyncio.Task[None]]) -> None:
 
 
 class BoardFleet:
-    """The run's boards, as a :class:`simulator.runner.Companion`."""
+    """The run's boards, as a :class:`simulator.run.runner.Companion`."""
 
     def __init__(
         self,

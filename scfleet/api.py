@@ -27,10 +27,10 @@ from scfleet_core.errors import (
 
 if TYPE_CHECKING:
     from simulator.config import RunConfig
-    from simulator.quickflags import QuickFlags
-    from simulator.report_cli import RunData
-    from simulator.runner import RunResult
-    from simulator.samples import Stream
+    from simulator.config.quickflags import QuickFlags
+    from simulator.report.model import RunData
+    from simulator.report.streams import Stream
+    from simulator.run.runner import RunResult
     from simulator.session import TargetProvider
 
 
@@ -75,7 +75,7 @@ class RunOutcome:
 
     def folder(self) -> RunData:
         """The run folder's model (summary, timeline, stages, config), as reports read it."""
-        from simulator.report_cli import load_run
+        from simulator.report.model import load_run
 
         return load_run(self.run_dir)
 
@@ -105,7 +105,7 @@ def run(
     folder is written.
     """
     from simulator.config import validate_url
-    from simulator.output import claim_run_dir, default_run_dir, write_run
+    from simulator.report.output import claim_run_dir, default_run_dir, write_run
     from simulator.session import GivenTarget, run_session
 
     if isinstance(target, str):
@@ -164,7 +164,7 @@ def _open_streams(cfg: RunConfig, streams: Sequence[Stream]) -> Any:
     if not streams:
         return None
     from simulator.metrics import BUILTIN
-    from simulator.samples import PointWriter
+    from simulator.report.streams import PointWriter
 
     ths = [(t.metric_key, t.expr.source, t.tags) for t in cfg.thresholds]
     return PointWriter(streams, BUILTIN, ths)

@@ -2,7 +2,7 @@
 
 Each area contributes its own subcommands through a ``register(subparsers)`` function, so this
 module stays a switchboard: ``run`` and ``inspect`` (scfleet.run_cli, scfleet.inspect_cli),
-``report``/``compare`` (simulator.report_cli), ``serve``/``accounts`` (reference_server.cli),
+``report``/``compare`` (simulator.report.cli), ``serve``/``accounts`` (reference_server.cli),
 ``synth`` (audio_synth.cli) and ``hw`` (hw_bridge.cli). A handler takes the parsed namespace and returns the exit code.
 """
 
@@ -21,7 +21,7 @@ from scfleet_core.errors import EXIT_INTERRUPTED, ScfleetError
 COMMAND_MODULES = (
     "scfleet.run_cli",
     "scfleet.inspect_cli",
-    "simulator.report_cli",
+    "simulator.report.cli",
     "reference_server.cli",
     "audio_synth.cli",
     "hw_bridge.cli",

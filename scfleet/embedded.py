@@ -22,7 +22,7 @@ from pathlib import Path
 from reference_server.server import launch_command
 from scfleet_core.errors import TargetError
 from simulator.config import EmbeddedServerConfig, RunConfig
-from simulator.devices import Account
+from simulator.run.devices import Account
 from simulator.session import Target
 
 
@@ -141,7 +141,7 @@ class EmbeddedTarget:
         """
         from reference_server.accounts import create_accounts
         from simulator.config import AuthDevice
-        from simulator.devices import device_count_bound
+        from simulator.run.devices import device_count_bound
 
         self._server_cfg = cfg.server
         self.data_dir.mkdir(parents=True, exist_ok=True)

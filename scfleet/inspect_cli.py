@@ -96,11 +96,10 @@ def plan_scenario(sc: Any) -> ScenarioPlan:
 
 
 def inspect_config(args: argparse.Namespace) -> Inspection:
-    from simulator import quickflags
-    from simulator.config import load_config, validate_url
+    from simulator.config import load_config, quickflags, validate_url
     from simulator.executors import device_plan
     from simulator.metrics import BUILTIN
-    from simulator.runner import load_all_accounts
+    from simulator.run.runner import load_all_accounts
 
     target = validate_url(args.target, key="--target") if args.target else None
     cfg = load_config(

@@ -66,10 +66,10 @@ def register(sub: Any) -> None:
 
 class _OutAction(argparse.Action):
     """``--out DIR`` is the run folder (once); ``--out json=FILE``/``csv=FILE`` are k6's
-    per-sample streams (simulator.samples) and may be given beside it."""
+    per-sample streams (simulator.report.streams) and may be given beside it."""
 
     def __call__(self, parser: Any, ns: Any, value: Any, option_string: Any = None) -> None:
-        from simulator.samples import parse_out
+        from simulator.report.streams import parse_out
 
         try:
             stream = parse_out(str(value))
@@ -90,7 +90,7 @@ class _OutAction(argparse.Action):
 
 def add_k6_flags(p: Any) -> None:
     """k6's habits: quick flags, ``-e``, ``--no-color``, ``--summary-export``."""
-    from simulator import quickflags
+    from simulator.config import quickflags
 
     quickflags.add_arguments(p)
     p.add_argument("--no-color", action="store_true", help="no colours in the live display")
@@ -170,7 +170,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
     from scfleet import api
-    from simulator import quickflags
+    from simulator.config import quickflags
 
     cfg = api.load(
         args.config,

@@ -1,9 +1,9 @@
 """One run, end to end, inside the engine: the target, the accounts, the event loop, the result.
 
 The engine knows the server under test and the boards only through the two seams named here
-and in :mod:`simulator.runner`: a :class:`TargetProvider` (what gives the URL and the process
+and in :mod:`simulator.run.runner`: a :class:`TargetProvider` (what gives the URL and the process
 to sample, and is stopped at the end: a URL given with ``--target``, or scfleet's embedded
-reference server) and a :class:`~simulator.runner.Companion` (something that joins the run
+reference server) and a :class:`~simulator.run.runner.Companion` (something that joins the run
 beside the scenarios: the board fleet). The composition root (``scfleet``) supplies both.
 """
 
@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 
 from scfleet_core.errors import TargetError
 from simulator.config import RunConfig
-from simulator.devices import Account
-from simulator.runner import Companion, RunResult
+from simulator.run.devices import Account
+from simulator.run.runner import Companion, RunResult
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,8 @@ def run_session(
     """Start the target, run the scenarios (and companions) against it with the crash-safe
     stream in ``run_dir``, stop the target. ``on_finished`` is called once the run is over,
     before the stream is closed (the CLI defers signals from there)."""
-    from simulator.output import RunStream
-    from simulator.runner import load_all_accounts
+    from simulator.report.output import RunStream
+    from simulator.run.runner import load_all_accounts
 
     try:
         accounts = load_all_accounts(cfg, target.prepare(cfg))  # a bad file fails first
@@ -139,10 +139,10 @@ def _execute(
     quiet: bool,
     no_color: bool,
 ) -> RunResult:
-    from simulator import monitoring
-    from simulator.fasthttp import make_transport
-    from simulator.progress import make_progress
-    from simulator.runner import Environment, build_bank
+    from simulator.http import make_transport
+    from simulator.run import monitoring
+    from simulator.run.progress import make_progress
+    from simulator.run.runner import Environment, build_bank
 
     url = target.url
     bank = build_bank(cfg)

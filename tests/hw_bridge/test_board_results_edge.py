@@ -21,10 +21,10 @@ import pytest
 from hw_bridge.fleet import BoardDriver, BoardSample
 from hw_bridge.link import decode_line
 from simulator.config import parse_config
+from simulator.http import FakeTransport
 from simulator.metrics import IntervalStats, Registry, RequestRecorder, RequestSample
-from simulator.runner import Environment, build_bank
-from simulator.summary import figures
-from simulator.transport import FakeTransport
+from simulator.report.summary import figures
+from simulator.run.runner import Environment, build_bank
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -260,7 +260,7 @@ rate = 5
 def test_a_sampler_whose_background_part_died_ends_the_run() -> None:
     """The generator sampler's loop-lag probe task dies: the run ends with one line, not
     silently without that data."""
-    from simulator.monitoring import GeneratorSampler
+    from simulator.run.monitoring import GeneratorSampler
 
     cfg = _cfg(15.0)
     env = Environment(cfg, FakeTransport(keep=False), bank=build_bank(cfg), tick=0.2)

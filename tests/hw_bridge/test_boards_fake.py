@@ -9,8 +9,8 @@ from typing import Any
 from hw_bridge.fleet import BoardFleet, BoardState
 from hw_bridge.testing import FakeBoard, fake_links
 from simulator.config import parse_config
-from simulator.runner import Environment, build_bank
-from simulator.transport import FakeTransport
+from simulator.http import FakeTransport
+from simulator.run.runner import Environment, build_bank
 
 
 def _cfg(ports: list[str]) -> Any:

@@ -16,7 +16,7 @@ from hw_bridge import flash, fsimage, images
 from hw_bridge.appmode import FirmwareAppRunner, firmware_files
 from hw_bridge.emulator.server import start_emulated_boards
 from hw_bridge.testing import wait_until
-from simulator.summary import figures
+from simulator.report.summary import figures
 
 pytestmark = pytest.mark.slow
 

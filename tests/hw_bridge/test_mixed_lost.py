@@ -16,7 +16,7 @@ import time
 import pytest
 
 from hw_bridge.appmode import start_app_boards
-from simulator.summary import figures
+from simulator.report.summary import figures
 
 pytestmark = pytest.mark.slow  # starts emulated boards and servers for seconds
 

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from simulator.summary import figures
+from simulator.report.summary import figures
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 from scfleet import api
 from scfleet_core.errors import EXIT_OK, EXIT_THRESHOLDS_FAILED, ConfigError, TargetError
 from simulator.config import RunConfig
-from simulator.devices import Account
+from simulator.run.devices import Account
 from simulator.session import Target
 
 SCENARIO = """

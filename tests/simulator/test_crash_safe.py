@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from simulator.summary import figures
+from simulator.report.summary import figures
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

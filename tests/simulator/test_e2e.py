@@ -205,7 +205,7 @@ http_req_failed = ["rate<0.01"]
 
 def test_ctrl_c_writes_what_ran(tmp_path: pathlib.Path) -> None:
     """Ctrl-C mid-run: exit 105, and the summary, ledger, stage table and reports are written."""
-    from simulator.report_cli import REPORT_FILES
+    from simulator.report.cli import REPORT_FILES
 
     out = tmp_path / "run"
     runner = subprocess.Popen(

@@ -6,8 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from simulator.fasthttp import FastTransport
-from simulator.transport import ErrorKind, Request
+from simulator.http import ErrorKind, FastTransport, Request
 
 
 async def _aiohttp_server(handler_map: dict[str, object]) -> tuple[web.AppRunner, str]:

@@ -26,9 +26,9 @@ import pytest
 
 from simulator.config import parse_config
 from simulator.executors import expected_iterations
-from simulator.fasthttp import make_transport
+from simulator.http import make_transport
 from simulator.metrics import failure_breakdown
-from simulator.runner import Environment, RunResult, build_bank
+from simulator.run.runner import Environment, RunResult, build_bank
 
 pytestmark = pytest.mark.slow
 

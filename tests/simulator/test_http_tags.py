@@ -13,10 +13,10 @@ import pytest
 from scfleet.cli import main
 from scfleet_core.errors import ConfigError
 from simulator.config import parse_config
+from simulator.http import FakeReply, FakeTransport, Request
 from simulator.metrics import HTTP_TAG_KEYS, failure_breakdown
-from simulator.runner import Environment, build_bank
-from simulator.summary import render_text, summary_dict
-from simulator.transport import FakeReply, FakeTransport, Request
+from simulator.report.summary import render_text, summary_dict
+from simulator.run.runner import Environment, build_bank
 
 
 def _cfg(thresholds: dict[str, list[str]] | None = None, tags: dict[str, str] | None = None):

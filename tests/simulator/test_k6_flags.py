@@ -16,8 +16,8 @@ import pytest
 from scfleet.cli import main
 from scfleet_core.errors import ConfigError
 from simulator.config import ConstantArrivalRate, RampingArrivalRate, load_config
+from simulator.config.quickflags import QuickFlags
 from simulator.executors import expected_iterations
-from simulator.quickflags import QuickFlags
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

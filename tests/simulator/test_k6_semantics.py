@@ -16,8 +16,8 @@ import pytest
 
 from simulator.config import PerVUIterations, RampingArrivalRate, Stage, parse_config
 from simulator.executors import arrival_offsets, expected_iterations, run_vus
-from simulator.runner import Environment
-from simulator.transport import FakeReply, FakeTransport, Request
+from simulator.http import FakeReply, FakeTransport, Request
+from simulator.run.runner import Environment
 
 _spec = importlib.util.spec_from_file_location(
     "vtime", pathlib.Path(__file__).with_name("vtime.py")
@@ -170,7 +170,7 @@ def _think_run(graceful_stop: str, executor: dict[str, object]) -> Environment:
     def handler(req: Request) -> FakeReply:
         return FakeReply(200, b"{}")
 
-    from simulator.runner import build_bank
+    from simulator.run.runner import build_bank
 
     env = Environment(cfg, FakeTransport(handler, keep=False), bank=build_bank(cfg))
     env.result = asyncio.run(env.run())  # type: ignore[attr-defined]
@@ -307,7 +307,7 @@ def _virtual_env(scenarios: dict[str, object], seconds: float = 0.1) -> Environm
         await asyncio.sleep(seconds)
         return FakeReply(200, b"{}")
 
-    from simulator.runner import build_bank
+    from simulator.run.runner import build_bank
 
     env = Environment(cfg, FakeTransport(handler, keep=False), bank=build_bank(cfg))
     vtime.run_virtual(env.run())
@@ -369,7 +369,7 @@ def test_vus_is_sampled_each_second_not_the_peak_between() -> None:
     assert [s["vus"] for s in ticks[:-1]] == [0] * (len(ticks) - 1)
     assert "vus" not in ticks[-1]  # the after-run tick is no sample
     # ...and the k6-format stream carries the samples
-    from simulator.exports import ndjson_lines
+    from simulator.report.exports import ndjson_lines
 
     points = [json.loads(line) for line in ndjson_lines(env.timeline, 0.0)]
     vus_points = [

@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from simulator.metrics import Registry
-from simulator.monitoring import (
+from simulator.run.monitoring import (
     ConnectionErrorSampler,
     GeneratorSampler,
     ProcessTreeSampler,
@@ -286,8 +286,8 @@ async def test_attach_wires_every_sampler_and_the_stage_recorder() -> None:
     from types import SimpleNamespace
 
     from simulator.config import parse_config
-    from simulator.monitoring import attach
-    from simulator.stages import StageRecorder
+    from simulator.report.stages import StageRecorder
+    from simulator.run.monitoring import attach
 
     exporter = Exporter()
     cfg = parse_config(
@@ -302,14 +302,14 @@ async def test_attach_wires_every_sampler_and_the_stage_recorder() -> None:
         notes=[],
         registry=Registry(),
         interval_hooks=[],
-        extras={},
+        stage_recorder=None,
     )
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         attach(env, cfg, proc.pid)
         assert [p for p, _ in samplers] == ["server", "gen", "node", "conn_errors"]
-        assert isinstance(env.extras["stage_recorder"], StageRecorder)
-        assert env.interval_hooks == [env.extras["stage_recorder"].record]
+        assert isinstance(env.stage_recorder, StageRecorder)
+        assert env.interval_hooks == [env.stage_recorder.record]
         await asyncio.sleep(0.3)
         by = dict(samplers)
         assert by["server"].sample()["alive"] == 1.0

@@ -18,10 +18,9 @@ import pytest
 from aiohttp import web
 
 from simulator.config import parse_config
-from simulator.fasthttp import make_transport
+from simulator.http import ErrorKind, Request, make_transport
 from simulator.metrics import failure_breakdown
-from simulator.runner import Environment, RunResult, build_bank
-from simulator.transport import ErrorKind, Request
+from simulator.run.runner import Environment, RunResult, build_bank
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -15,7 +15,7 @@ import zlib
 
 import pytest
 
-from simulator.report_cli import REPORT_FILES
+from simulator.report.cli import REPORT_FILES
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHROMIUM = pathlib.Path("/usr/bin/chromium")

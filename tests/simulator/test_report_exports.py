@@ -9,8 +9,8 @@ import xml.etree.ElementTree as ET
 from datetime import datetime
 from typing import Any
 
-from simulator.exports import to_csv, to_junit, to_ndjson
-from simulator.report_html import Series, StageMark, line_chart, nice_max
+from simulator.report.exports import to_csv, to_junit, to_ndjson
+from simulator.report.html import Series, StageMark, line_chart, nice_max
 
 STARTED = 1_764_140_000.25
 

@@ -6,7 +6,7 @@ import io
 from typing import Any
 
 from simulator.config import parse_config
-from simulator.progress import LineProgress, RichProgress, current_stages, make_progress
+from simulator.run.progress import LineProgress, RichProgress, current_stages, make_progress
 
 CFG = parse_config(
     {

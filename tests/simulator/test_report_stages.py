@@ -8,7 +8,7 @@ import pytest
 
 from simulator.executors import StageWindow
 from simulator.metrics import Histogram, IntervalStats
-from simulator.stages import (
+from simulator.report.stages import (
     StageRecorder,
     StageRow,
     assess,

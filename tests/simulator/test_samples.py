@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from simulator.samples import CSV_COLUMNS, PointWriter, Stream
+from simulator.report.streams import CSV_COLUMNS, PointWriter, Stream
 
 DATA = pathlib.Path(__file__).parent / "data" / "k6_1.1.0"
 ROOT = pathlib.Path(__file__).resolve().parents[2]

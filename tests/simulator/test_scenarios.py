@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from simulator.config import load_config, parse_config
-from simulator.runner import Environment, build_bank
-from simulator.summary import figures
-from simulator.transport import FakeReply, FakeTransport, Request
+from simulator.http import FakeReply, FakeTransport, Request
+from simulator.report.summary import figures
+from simulator.run.runner import Environment, build_bank
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location(
@@ -145,7 +145,7 @@ def test_auth_keeps_one_session_and_relogs_in_on_401(tmp_path: pathlib.Path) -> 
         return FakeReply(200, b'{"valid": true}')
 
     cfg = parse_config(_auth_cfg(3, accounts))
-    from simulator.runner import load_all_accounts
+    from simulator.run.runner import load_all_accounts
 
     env = Environment(cfg, FakeTransport(handler), accounts=load_all_accounts(cfg))
     vtime.run_virtual(env.run())

@@ -11,8 +11,8 @@ import pytest
 
 from simulator.config import ConstantArrivalRate, parse_config
 from simulator.executors import DevicePool, run_arrival_rate
-from simulator.runner import Environment
-from simulator.transport import FakeTransport
+from simulator.http import FakeTransport
+from simulator.run.runner import Environment
 
 
 class _Events:

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from simulator.config import parse_config
-from simulator.exports import handle_summary
 from simulator.metrics import Registry
-from simulator.runner import RunResult, _RegistrySource
-from simulator.summary import figures, render_text, summary_dict
-from simulator.thresholds import evaluate_one
+from simulator.metrics.thresholds import evaluate_one
+from simulator.report.exports import handle_summary
+from simulator.report.summary import figures, render_text, summary_dict
+from simulator.run.runner import RunResult, _RegistrySource
 
 DATA = Path(__file__).parent / "data"
 K6 = DATA / "k6_1.1.0"
@@ -156,7 +156,7 @@ def test_text_summary_reads_the_new_shape() -> None:
 
 def test_report_upgrades_a_run_folder_from_before_the_scfleet_key(tmp_path: Path) -> None:
     """A run folder written by the previous format (thresholds, state … at the top level)."""
-    from simulator.report_cli import build_reports, load_run
+    from simulator.report.cli import build_reports, load_run
 
     run = tmp_path / "old"
     shutil.copytree(DATA / "run_format1", run)

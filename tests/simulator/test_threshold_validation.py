@@ -18,7 +18,7 @@ from scfleet.cli import main
 from scfleet_core.errors import EXIT_INVALID_CONFIG, ConfigError
 from simulator.config import load_config
 from simulator.metrics import BUILTIN
-from simulator.thresholds import parse_expression, parse_metric_key, validate_thresholds
+from simulator.metrics.thresholds import parse_expression, parse_metric_key, validate_thresholds
 
 SCENARIO = """
 [scenarios.up]
@@ -83,7 +83,7 @@ def test_k6_valid_thresholds_load(tmp_path: pathlib.Path, line: str) -> None:
 
 def test_callable_on_parsed_thresholds_with_a_metric_table() -> None:
     """``scfleet inspect`` and others call it directly; the table defaults to BUILTIN."""
-    from simulator.thresholds import Threshold
+    from simulator.metrics.thresholds import Threshold
 
     metric, tags = parse_metric_key("boards_lost")
     th = Threshold("boards_lost", metric, tags, parse_expression("count<1"))

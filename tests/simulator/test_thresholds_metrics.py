@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from simulator.metrics import Histogram, Registry, bucket_bounds, bucket_index
-from simulator.thresholds import (
+from simulator.metrics.thresholds import (
     Threshold,
     evaluate_one,
     parse_expression,

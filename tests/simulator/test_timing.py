@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from simulator.config import parse_config
-from simulator.fasthttp import make_transport
+from simulator.http import make_transport
 from simulator.metrics import IterationRecorder, RequestRecorder, RequestSample, start_accuracy
-from simulator.runner import Environment, RunResult, build_bank
-from simulator.summary import render_text
+from simulator.report.summary import render_text
+from simulator.run.runner import Environment, RunResult, build_bank
 
 
 class _Ok(asyncio.Protocol):

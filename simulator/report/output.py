@@ -32,8 +32,8 @@ from typing import Any
 
 from scfleet_core.errors import ConfigError
 from scfleet_core.secrets import Secret
-from simulator.runner import RunResult
-from simulator.summary import render_text, summary_dict
+from simulator.report.summary import render_text, summary_dict
+from simulator.run.runner import RunResult
 
 
 def default_run_dir(config_path: str, base: str | Path = "runs") -> Path:
@@ -134,7 +134,7 @@ def write_run(result: RunResult, run_dir: Path, effective: dict[str, Any]) -> di
         w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         w.writerows(result.devices)
-    recorder = result.extras.get("stage_recorder")
+    recorder = result.stage_recorder
     if recorder is not None:
         paths["stages.json"] = run_dir / "stages.json"
         paths["stages.json"].write_text(json.dumps(recorder.to_dict()))
@@ -182,7 +182,7 @@ class RunStream:
             self._fh = None
 
     def tick(self, env: Any, point: dict[str, Any]) -> None:
-        """A :data:`simulator.runner.ProgressHook`: one line per timeline point."""
+        """A :data:`simulator.run.runner.ProgressHook`: one line per timeline point."""
         reg = env.registry
         line: dict[str, Any] = {"type": "tick", "wall": time.time(), "point": point}
         line["registry"] = self._delta(reg)
@@ -233,11 +233,11 @@ class RunStream:
                 item["value"] = s.value - (prev or 0)
                 self._last[key] = s.value
             else:
-                now = (s.value, s.min, s.max, s.seen)
-                if prev == now:
+                gauge = (s.value, s.min, s.max, s.seen)
+                if prev == gauge:
                     continue
                 item.update(value=s.value, min=s.min, max=s.max, seen=s.seen)
-                self._last[key] = now
+                self._last[key] = gauge
             series.append(item)
         out: dict[str, Any] = {"series": series}
         if reg.types != self._types:
@@ -289,7 +289,7 @@ def rebuild_run(run_dir: Path) -> dict[str, Path]:
     its stream. Counts and percentiles are exact up to the last streamed tick."""
     from simulator.config import parse_config, scale_times
     from simulator.metrics import Registry
-    from simulator.runner import RunResult, threshold_results
+    from simulator.run.runner import RunResult, threshold_results
 
     start, ticks = read_stream(run_dir)
     effective = start["effective"]
@@ -341,7 +341,7 @@ def rebuild_run(run_dir: Path) -> dict[str, Path]:
 
 def write_reports(run_dir: Path) -> dict[str, Path]:
     """Report files derived from the core files; a failure here never loses the results."""
-    from simulator.report_cli import build_reports
+    from simulator.report.build import build_reports
 
     try:
         return build_reports(run_dir)

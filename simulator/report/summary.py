@@ -26,8 +26,8 @@ from simulator.metrics import (
     start_accuracy,
     trend_stat,
 )
-from simulator.runner import RunResult
-from simulator.thresholds import parse_metric_key
+from simulator.metrics.thresholds import parse_metric_key
+from simulator.run.runner import RunResult
 
 #: Metrics printed in the text summary (when present), in this order.
 ORDER = (

@@ -20,7 +20,11 @@ from simulator.config import (
     RunConfig,
     ScenarioConfig,
 )
-from simulator.devices import (
+from simulator.executors import Drive, device_plan, perf_offset
+from simulator.http import Transport
+from simulator.metrics import IntervalStats, Registry
+from simulator.metrics.thresholds import ThresholdResult, evaluate_one
+from simulator.run.devices import (
     Account,
     Behaviour,
     RunContext,
@@ -28,10 +32,7 @@ from simulator.devices import (
     load_accounts,
     make_behaviour,
 )
-from simulator.executors import Drive, device_plan, perf_offset
-from simulator.metrics import IntervalStats, Registry
-from simulator.thresholds import ThresholdResult, evaluate_one
-from simulator.transport import Transport
+from simulator.run.stage_recorder import StageRecorder
 
 
 class SamplerDied(Exception):
@@ -100,7 +101,7 @@ class RunResult:
     devices: list[dict[str, Any]] = field(default_factory=list)
     target: str = ""
     notes: list[str] = field(default_factory=list)
-    extras: dict[str, Any] = field(default_factory=dict)  # e.g. per-stage histograms
+    stage_recorder: StageRecorder | None = None  # per-stage histograms (monitoring.attach)
     error: str | None = None  # a part of the run died (one line); the run ended early
 
     @property
@@ -166,7 +167,8 @@ class Environment:
         self.started_perf = 0.0
         self.notes: list[str] = []
         self.interval_hooks: list[IntervalHook] = []
-        self.extras: dict[str, Any] = {}
+        #: per-stage histograms, set by monitoring.attach when the run is monitored
+        self.stage_recorder: StageRecorder | None = None
         self.companions: list[Companion] = []
         self.error: str | None = None  # set by fail(): a background task died
         self._tasks: list[asyncio.Task[None]] = []
@@ -256,7 +258,7 @@ class Environment:
             devices,
             self.target,
             self.notes,
-            self.extras,
+            self.stage_recorder,
             error=self.error,
         )
 

@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from urllib.parse import urlsplit
 
-from simulator.transport import (
-    ErrorKind,
+from simulator.http.errors import ErrorKind
+from simulator.http.transport import (
     Request,
     Response,
     Transport,
@@ -496,7 +496,7 @@ class _Exchange:
 
 
 def classify_connect(exc: BaseException) -> ErrorKind:
-    """A failed connect in the shared vocabulary (:class:`~simulator.transport.ErrorKind`)."""
+    """A failed connect in the shared vocabulary (:class:`~simulator.http.transport.ErrorKind`)."""
     if isinstance(exc, ssl.SSLError):
         return ErrorKind.TLS
     if isinstance(exc, ConnectionRefusedError):
@@ -512,7 +512,7 @@ def classify_connect(exc: BaseException) -> ErrorKind:
 
 def make_transport(base_url: str, timeout: float, kind: str = "fast") -> Transport:
     """The transport for a target: the fast client, or aiohttp when asked for."""
-    from simulator.transport import AiohttpTransport
+    from simulator.http.aio import AiohttpTransport
 
     if kind == "aiohttp":
         return AiohttpTransport(base_url, timeout=timeout)

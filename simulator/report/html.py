@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from simulator.exports import rfc3339
-from simulator.stages import HEADERS, Assessment, StageRow, table_cells
+from simulator.report.exports import rfc3339
+from simulator.report.stages import HEADERS, Assessment, StageRow, table_cells
 
 if TYPE_CHECKING:
-    from simulator.report_cli import RunData
+    from simulator.report.model import RunData
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf")
 VERDICT_COLOURS = {
@@ -52,7 +52,7 @@ def nice_max(v: float) -> float:
     """A round axis top at or above ``v`` (1, 2, 2.5, 5 × 10^n)."""
     if v <= 0 or not math.isfinite(v):
         return 1.0
-    exp = 10 ** math.floor(math.log10(v))
+    exp: float = 10.0 ** math.floor(math.log10(v))
     for m in (1, 2, 2.5, 5, 10):
         if v <= m * exp * 1.0000001:
             return m * exp
@@ -304,7 +304,7 @@ svg .ytick{text-anchor:end} svg .xtick{text-anchor:middle} svg .empty{text-ancho
 
 
 def _cards(summary: Mapping[str, Any]) -> str:
-    from simulator.summary import figures
+    from simulator.report.summary import figures
 
     reqs = figures(summary, "http_reqs")
     dur = figures(summary, "http_req_duration")

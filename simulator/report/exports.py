@@ -3,7 +3,7 @@
 * ``timeline-1s.ndjson`` — the per-second timeline in the *shape* of k6's ``--out json``
   lines (``Metric`` declarations, ``Point`` objects) so the same parsers read it, but each point
   is one metric per tick per scenario (the tick's count, rate or mean), not a sample: it is not
-  k6's per-sample stream, hence its name; ``--out json=FILE`` writes that (simulator.samples).
+  k6's per-sample stream, hence its name; ``--out json=FILE`` writes that (simulator.report.streams).
   Tick percentiles go out as ``http_req_duration_p50/p95/p99`` so ``http_req_duration`` keeps
   the mean's meaning; sampled resources appear as gauges named ``scfleet_<prefix>_<key>``.
 * ``timeline.csv`` — one row per tick per scenario, resource columns repeated.

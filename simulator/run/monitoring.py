@@ -206,7 +206,7 @@ class GeneratorSampler:
     def sample(self) -> Mapping[str, float | None]:
         task = self._task
         if task is not None and task.done() and not task.cancelled():
-            from simulator.runner import SamplerDied
+            from simulator.run.runner import SamplerDied
 
             raise SamplerDied(f"the loop-lag probe died ({task.exception()!r})")
         t = self.proc.cpu_times()
@@ -320,7 +320,7 @@ class PrometheusSampler:
 
     def sample(self) -> Mapping[str, float | None]:
         if self.died:
-            from simulator.runner import SamplerDied
+            from simulator.run.runner import SamplerDied
 
             raise SamplerDied(f"prometheus {self.url}: {self.died}")
         with self._lock:
@@ -374,9 +374,9 @@ def attach(env: Any, cfg: Any, server_pid: int | None) -> None:
 
     Prefixes in the timeline: ``server.*`` (process tree), ``gen.*`` (generator),
     ``node.*`` (Prometheus), ``conn_errors.<scenario>``. Also registers the per-stage
-    histogram recorder used by :mod:`simulator.stages`.
+    histogram recorder the stage table (:mod:`simulator.report.stages`) reads.
     """
-    from simulator.stages import StageRecorder
+    from simulator.run.stage_recorder import StageRecorder
 
     mon = cfg.monitor
     interval = max(mon.interval, 0.0)
@@ -406,4 +406,4 @@ def attach(env: Any, cfg: Any, server_pid: int | None) -> None:
     )
     recorder = StageRecorder.for_config(cfg)
     env.interval_hooks.append(recorder.record)
-    env.extras["stage_recorder"] = recorder
+    env.stage_recorder = recorder

@@ -8,24 +8,17 @@ or after deleting the big files — and two runs can be compared without re-runn
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scfleet_core.errors import EXIT_OK, ConfigError
-
-#: Files ``build_reports`` (re)writes besides the ``stages`` key of summary.json.
-REPORT_FILES = (
-    "report.html",
-    "timeline-1s.ndjson",
-    "timeline.csv",
-    "junit.xml",
-    "handle-summary.json",
-)
-STAGES_MARK = "\n\n  STAGES\n"
+from scfleet_core.errors import EXIT_OK
+from simulator.report.build import REPORT_FILES as REPORT_FILES
+from simulator.report.build import build_reports as build_reports
+from simulator.report.model import RunData as RunData
+from simulator.report.model import load_run as load_run
 
 
 def register(sub: Any) -> None:
@@ -47,106 +40,10 @@ def register(sub: Any) -> None:
     c.set_defaults(func=compare_command)
 
 
-@dataclass
-class RunData:
-    """A run folder, loaded: what every report file is made from."""
-
-    run_dir: Path
-    summary: dict[str, Any]
-    timeline: list[dict[str, Any]]
-    config: dict[str, Any]
-    thresholds: list[tuple[str, str]]
-    rows: list[Any] = field(default_factory=list)
-    assessments: list[Any] = field(default_factory=list)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError("not a run folder (missing file)", source=str(path)) from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"invalid JSON: {exc}", source=str(path)) from None
-
-
-def _recorder(run_dir: Path, config: Mapping[str, Any]) -> Any:
-    """Per-stage windows and histograms; rebuilt from the config when stages.json is absent
-    (then percentiles are request-weighted tick values, marked approximate)."""
-    from simulator.stages import StageRecorder
-
-    path = run_dir / "stages.json"
-    if path.exists():
-        return StageRecorder.from_dict(_read_json(path))
-    from simulator.config import parse_config, scale_times
-
-    try:
-        cfg = parse_config(dict(config.get("config", {})), str(config.get("source", "<run>")))
-        cfg = scale_times(cfg, float(config.get("time_scale", 1.0)))
-    except Exception:  # noqa: BLE001 - an old or hand-edited folder: no stage table
-        return StageRecorder({})
-    return StageRecorder.for_config(cfg)
-
-
-def load_run(run_dir: str | Path) -> RunData:
-    from simulator.stages import stage_table
-
-    d = Path(run_dir)
-    if not d.is_dir():
-        raise ConfigError("no such run folder", source=str(d))
-    from simulator.summary import upgrade_summary
-
-    try:
-        summary = upgrade_summary(_read_json(d / "summary.json"))
-    except ValueError as exc:
-        raise ConfigError(f"cannot read it: {exc}", source=str(d / "summary.json")) from None
-    timeline = _read_json(d / "timeline.json")
-    cfg_path = d / "config.json"
-    config = _read_json(cfg_path) if cfg_path.exists() else {}
-    thresholds = [(t["metric"], t["expression"]) for t in summary["scfleet"]["thresholds"]]
-    data = RunData(d, summary, timeline, config, thresholds)
-    data.rows, data.assessments = stage_table(_recorder(d, config), timeline, thresholds)
-    return data
-
-
-def build_reports(run_dir: str | Path) -> dict[str, Path]:
-    """(Re)write the report files and the stage table (summary.json, summary.txt)."""
-    from simulator import exports, report_html, stages
-
-    data = load_run(run_dir)
-    d = data.run_dir
-    data.summary["scfleet"]["stages"] = stages.to_json(data.rows, data.assessments)
-    (d / "summary.json").write_text(json.dumps(data.summary, indent=2, default=str))
-    txt = d / "summary.txt"
-    if txt.exists():
-        head = txt.read_text().rstrip("\n").split(STAGES_MARK)[0]
-        if data.rows:
-            head += (
-                STAGES_MARK + stages.render_text(data.rows, data.assessments)[len("  STAGES\n") :]
-            )
-        txt.write_text(head + "\n")
-    state = data.summary["scfleet"].get("state", {})
-    started = float(state.get("startedAt", 0.0))
-    out = {name: d / name for name in REPORT_FILES}
-    out["report.html"].write_text(report_html.render(data))
-    out["timeline-1s.ndjson"].write_text(exports.to_ndjson(data.timeline, started, data.thresholds))
-    out["timeline.csv"].write_text(exports.to_csv(data.timeline, started))
-    out["junit.xml"].write_text(
-        exports.to_junit(
-            data.summary["scfleet"]["thresholds"],
-            float(state.get("testRunDurationMs", 0.0)) / 1000,
-            started,
-        )
-    )
-    out["handle-summary.json"].write_text(
-        json.dumps(exports.handle_summary(data.summary), indent=2, default=str)
-    )
-    return out
-
-
 def report_command(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not (run_dir / "summary.json").exists() and (run_dir / "run.ndjson").exists():
-        from simulator.output import rebuild_run  # a killed run: rebuild from its stream
+        from simulator.report.output import rebuild_run  # a killed run: rebuild from its stream
 
         paths = rebuild_run(run_dir)
     else:
@@ -168,7 +65,7 @@ class Change:
 
 
 def _headline(data: RunData) -> dict[str, float | None]:
-    from simulator.summary import figures
+    from simulator.report.summary import figures
 
     return {
         "p95": figures(data.summary, "http_req_duration").get("p(95)"),

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from scfleet_core.errors import ConfigError
-from simulator.config import Stage
 from simulator.durations import parse_duration
+from simulator.executors import Stage
 
 #: Executor keys a quick flag replaces; everything else of the scenario table is kept.
 EXECUTOR_KEYS = (

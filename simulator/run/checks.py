@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from simulator.config import Check
-from simulator.transport import Response
+from simulator.http import Response
 
 _MISSING = object()
 

@@ -19,7 +19,6 @@ from typing import Any
 
 from scfleet_core.errors import ConfigError
 from scfleet_core.secrets import Secret
-from simulator.checks import check_passes
 from simulator.config import (
     AnalyzeDevice,
     AuthDevice,
@@ -27,6 +26,7 @@ from simulator.config import (
     ScenarioConfig,
 )
 from simulator.executors import TaskStarter
+from simulator.http import KIND_INDEX, Request, Response, Transport
 from simulator.metrics import (
     IntervalStats,
     IterationRecorder,
@@ -35,7 +35,7 @@ from simulator.metrics import (
     RequestSample,
     tags_of,
 )
-from simulator.transport import KIND_INDEX, Request, Response, Transport
+from simulator.run.checks import check_passes
 
 
 class VirtualDevice:

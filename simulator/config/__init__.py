@@ -1,0 +1,49 @@
+"""Scenario files (TOML, k6's vocabulary) parsed into typed, validated values:
+:mod:`~simulator.config.model` (the dataclasses and bounds), :mod:`~simulator.config.table`
+(one table's reader), :mod:`~simulator.config.sections` (each section), :mod:`~simulator.config.reader`
+(file, ``${ENV}``, ``--set``, quick flags, time scale)."""
+
+from simulator.config.model import DEVICE_KINDS as DEVICE_KINDS
+from simulator.config.model import EXECUTORS as EXECUTORS
+from simulator.config.model import MAX_ANALYSIS_SECONDS as MAX_ANALYSIS_SECONDS
+from simulator.config.model import MAX_CHUNK_BYTES as MAX_CHUNK_BYTES
+from simulator.config.model import MAX_DEVICES as MAX_DEVICES
+from simulator.config.model import MAX_DURATION as MAX_DURATION
+from simulator.config.model import MAX_FILE_BYTES as MAX_FILE_BYTES
+from simulator.config.model import MAX_HEADER_VALUE as MAX_HEADER_VALUE
+from simulator.config.model import MAX_ITERATIONS as MAX_ITERATIONS
+from simulator.config.model import MAX_MAP_ITEMS as MAX_MAP_ITEMS
+from simulator.config.model import MAX_PID as MAX_PID
+from simulator.config.model import MAX_RATE as MAX_RATE
+from simulator.config.model import MAX_SAMPLE_RATE as MAX_SAMPLE_RATE
+from simulator.config.model import MAX_STAGES as MAX_STAGES
+from simulator.config.model import MAX_TEXT as MAX_TEXT
+from simulator.config.model import MAX_WAIT as MAX_WAIT
+from simulator.config.model import SCENARIO_NAME as SCENARIO_NAME
+from simulator.config.model import AnalyzeDevice as AnalyzeDevice
+from simulator.config.model import AudioConfig as AudioConfig
+from simulator.config.model import AuthDevice as AuthDevice
+from simulator.config.model import BoardsConfig as BoardsConfig
+from simulator.config.model import Check as Check
+from simulator.config.model import DeviceConfig as DeviceConfig
+from simulator.config.model import EmbeddedServerConfig as EmbeddedServerConfig
+from simulator.config.model import IotUploadDevice as IotUploadDevice
+from simulator.config.model import MonitorConfig as MonitorConfig
+from simulator.config.model import OutputConfig as OutputConfig
+from simulator.config.model import RunConfig as RunConfig
+from simulator.config.model import ScenarioConfig as ScenarioConfig
+from simulator.config.model import TargetConfig as TargetConfig
+from simulator.config.reader import apply_override as apply_override
+from simulator.config.reader import interpolate_env as interpolate_env
+from simulator.config.reader import load_config as load_config
+from simulator.config.reader import scale_times as scale_times
+from simulator.config.sections import parse_config as parse_config
+from simulator.config.sections import validate_url as validate_url
+from simulator.executors import ConstantArrivalRate as ConstantArrivalRate
+from simulator.executors import ConstantVUs as ConstantVUs
+from simulator.executors import ExecutorConfig as ExecutorConfig
+from simulator.executors import PerVUIterations as PerVUIterations
+from simulator.executors import RampingArrivalRate as RampingArrivalRate
+from simulator.executors import RampingVUs as RampingVUs
+from simulator.executors import Stage as Stage
+from simulator.executors import executor_duration as executor_duration

@@ -1,0 +1,248 @@
+"""The configuration model: every section of a scenario file as a frozen dataclass, and the
+bounds every value is checked against. Executor specs live in :mod:`simulator.executors`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from simulator.executors import EXECUTOR_KINDS
+from simulator.executors import ConstantArrivalRate as ConstantArrivalRate
+from simulator.executors import ConstantVUs as ConstantVUs
+from simulator.executors import ExecutorConfig as ExecutorConfig
+from simulator.executors import PerVUIterations as PerVUIterations
+from simulator.executors import RampingArrivalRate as RampingArrivalRate
+from simulator.executors import RampingVUs as RampingVUs
+from simulator.executors import Stage as Stage
+from simulator.executors import executor_duration as executor_duration
+from simulator.metrics.thresholds import (
+    Threshold,
+)
+
+# --------------------------------------------------------------------------- bounds
+# Every value is bounded at parse time, so no schedule can ask for unbounded work or memory
+# (issue 10: `target = 1e12` with `time_unit = "1us"` hung the generator).
+MAX_DURATION = 7 * 86400.0  # a week: durations, start times
+MAX_WAIT = 86400.0  # graceful stops, think time, timeouts
+MAX_RATE = 100_000.0  # iterations/s per scenario (rate / time_unit, stage targets)
+MAX_DEVICES = 100_000  # devices (VUs) per scenario
+MAX_ITERATIONS = 10_000_000  # per-vu-iterations, per device
+MAX_STAGES = 1000
+MAX_CHUNK_BYTES = 16 << 20
+MAX_SAMPLE_RATE = 384_000
+MAX_ANALYSIS_SECONDS = 600.0
+MAX_TEXT = 1024  # tag values, field values
+MAX_HEADER_VALUE = 8192
+MAX_MAP_ITEMS = 100  # tags, headers, extra fields
+MAX_PID = 1 << 22  # Linux pid_max limit
+MAX_FILE_BYTES = 16 << 20  # a scenario file
+SCENARIO_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # k6's rule for scenario names
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters except tab
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")  # an HTTP header name
+_PATH = re.compile(r"/[!-~]{0,2047}")  # a request path: printable ASCII, no spaces
+
+# --------------------------------------------------------------------------- executors
+
+
+# Executor specs live in simulator.executors, one module per kind, each answering for itself.
+EXECUTORS = tuple(EXECUTOR_KINDS)
+
+
+# --------------------------------------------------------------------------- behaviours
+
+
+@dataclass(frozen=True)
+class Check:
+    """A k6 ``check()`` declared in the config; every clause given must hold."""
+
+    name: str
+    status: tuple[int, ...] = ()
+    json_has: tuple[str, ...] = ()
+    json_equals: tuple[tuple[str, Any], ...] = ()
+    body_min_bytes: int | None = None
+    body_max_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class IotUploadDevice:
+    """Scenario 2: raw PCM POSTed with the ESP32 firmware's headers."""
+
+    endpoint: str = "/api/esp32/audio/upload"
+    id_pattern: str = "esp32-{n:06d}"
+    id_start: int = 1
+    chunk_bytes: int = 32000
+    sample_rate: int = 16000
+    keep_alive: bool = True
+    headers: tuple[tuple[str, str], ...] = ()
+    kind: Literal["iot_upload"] = "iot_upload"
+    #: boards upload like this device kind (``[boards] scenario`` must name one)
+    boards_follow: ClassVar[bool] = True
+    needs_accounts: ClassVar[bool] = False
+
+    def audio_bytes(self) -> int:
+        """Largest PCM slice one request asks of the audio bank."""
+        return self.chunk_bytes
+
+    def audio_sample_rate(self) -> int | None:
+        return self.sample_rate
+
+
+@dataclass(frozen=True)
+class AnalyzeDevice:
+    """Scenario 1: a WAV file in a multipart form field."""
+
+    endpoint: str = "/api/lightweight-analyze"
+    id_pattern: str = "esp32-{n:06d}"
+    id_start: int = 1
+    field: str = "audio"
+    filename: str = "test.wav"
+    content_type: str = "audio/wav"
+    min_seconds: float = 3.0
+    max_seconds: float = 15.0
+    sample_rate: int = 16000
+    keep_alive: bool = True
+    extra_fields: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    kind: Literal["ai_analysis"] = "ai_analysis"
+    boards_follow: ClassVar[bool] = False
+    needs_accounts: ClassVar[bool] = False
+
+    def audio_bytes(self) -> int:
+        """Largest PCM slice one request asks of the audio bank (a WAV of max_seconds)."""
+        return int(self.max_seconds * self.sample_rate) * 2 + 2
+
+    def audio_sample_rate(self) -> int | None:
+        return self.sample_rate
+
+
+@dataclass(frozen=True)
+class AuthDevice:
+    """Scenario 3: log in once, keep the cookie jar, verify periodically."""
+
+    accounts_csv: Path | None = None
+    login_endpoint: str = "/api/auth/login"
+    verify_endpoint: str = "/api/auth/verify"
+    body_format: Literal["json", "form"] = "json"
+    username_field: str = "username"
+    password_field: str = "password"
+    id_pattern: str = "esp32-{n:06d}"
+    id_start: int = 1
+    keep_alive: bool = True
+    headers: tuple[tuple[str, str], ...] = ()
+    kind: Literal["auth_flow"] = "auth_flow"
+    boards_follow: ClassVar[bool] = False
+    #: logs in with accounts (seeded by the embedded server or read from accounts_csv)
+    needs_accounts: ClassVar[bool] = True
+
+    def audio_bytes(self) -> int:
+        return 0
+
+    def audio_sample_rate(self) -> int | None:
+        return None
+
+
+DeviceConfig = IotUploadDevice | AnalyzeDevice | AuthDevice
+DEVICE_KINDS = ("iot_upload", "ai_analysis", "auth_flow")
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    name: str
+    executor: ExecutorConfig
+    device: DeviceConfig
+    start_time: float = 0.0
+    graceful_stop: float = 30.0
+    think_time: float = 0.0
+    tags: tuple[tuple[str, str], ...] = ()
+    checks: tuple[Check, ...] = ()
+
+
+# --------------------------------------------------------------------------- run-wide
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    url: str | None = None  # None: start the embedded reference server
+    timeout: float = 30.0
+    health_path: str = "/health"
+    transport: Literal["fast", "aiohttp"] = "fast"
+
+
+@dataclass(frozen=True)
+class EmbeddedServerConfig:
+    analysis_workers: int = 2
+    extra_cost_ms: float = 0.0
+    max_upload_bytes: int = 10 * 1024 * 1024
+    accounts: int = 0
+    header_timeout: float = 15.0  # the server's request-head and body deadlines, seconds
+    body_timeout: float = 60.0
+    max_connections: int = 0  # 0: what the server's descriptor limit allows
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    seed: int = 1
+    profiles: int = 16
+    seconds: float = 30.0
+    anomaly_probability: float = 0.05
+    snr_db: float = 6.0
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    interval: float = 1.0
+    prometheus_url: str | None = None
+    server_pid: int | None = None
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    summary_trend_stats: tuple[str, ...] = ("avg", "min", "med", "max", "p(90)", "p(95)")  # k6's
+    out_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class BoardsConfig:
+    """``[boards]``: ESP32 boards (real or emulated) joining the run as ``kind=physical``.
+
+    Each board follows one iot_upload scenario's schedule (start time, duration) at ``rate``
+    uploads/s, by default that scenario's mean rate per pre-allocated device (hw_bridge.fleet).
+    """
+
+    ports: tuple[str, ...] = ()  # paths, stable names, auto, socket://, rfc2217://, emulated:N
+    registry: Path | None = None  # boards.toml: board -> device ID
+    scenario: str = ""  # the iot_upload scenario followed ("" = the first one)
+    rate: float | None = None  # uploads/s per board; None = the scenario's per-device share
+    device_id_pattern: str = "esp32-hw-{n:03d}"  # boards the registry does not name
+    target: str | None = None  # base URL the boards upload to (default: the run's target)
+    wifi_ssid: str = ""
+    wifi_key_env: str | None = None  # the key comes from this environment variable...
+    wifi_key_file: Path | None = None  # ...or this file; never from the scenario file
+    emulator_protocol: Literal["socket", "rfc2217"] = "socket"
+    silence: float = 5.0  # no line for this long: ask `status`
+    status_timeout: float = 2.0  # no answer to it either: the board is lost
+    baud: int = 115200
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    source: str
+    scenarios: tuple[ScenarioConfig, ...]
+    thresholds: tuple[Threshold, ...] = ()
+    target: TargetConfig = field(default_factory=TargetConfig)
+    server: EmbeddedServerConfig = field(default_factory=EmbeddedServerConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    boards: BoardsConfig | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def total_duration(self) -> float:
+        """Scheduled length of the whole run (without graceful stops)."""
+        return max(
+            (s.start_time + executor_duration(s.executor) for s in self.scenarios), default=0
+        )

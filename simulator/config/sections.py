@@ -1,0 +1,559 @@
+"""Scenario files (TOML, k6's vocabulary) parsed into typed, validated values.
+
+Everything past :func:`load_config` is a frozen dataclass; raw dicts never leave this module.
+Errors are :class:`ConfigError` naming the file and the dotted key, e.g.
+``configs/x.toml: scenarios.up.rate: expected a positive number, got -1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from scfleet_core.errors import ConfigError
+from simulator.config.model import (
+    _CONTROL,
+    DEVICE_KINDS,
+    EXECUTORS,
+    MAX_ANALYSIS_SECONDS,
+    MAX_CHUNK_BYTES,
+    MAX_DEVICES,
+    MAX_DURATION,
+    MAX_HEADER_VALUE,
+    MAX_ITERATIONS,
+    MAX_PID,
+    MAX_RATE,
+    MAX_SAMPLE_RATE,
+    MAX_STAGES,
+    MAX_WAIT,
+    SCENARIO_NAME,
+    AnalyzeDevice,
+    AudioConfig,
+    AuthDevice,
+    BoardsConfig,
+    Check,
+    DeviceConfig,
+    EmbeddedServerConfig,
+    IotUploadDevice,
+    MonitorConfig,
+    OutputConfig,
+    RunConfig,
+    ScenarioConfig,
+    TargetConfig,
+)
+from simulator.config.table import _id_pattern, _show, _Table, _text_problem
+from simulator.executors import ConstantArrivalRate as ConstantArrivalRate
+from simulator.executors import ConstantVUs as ConstantVUs
+from simulator.executors import ExecutorConfig as ExecutorConfig
+from simulator.executors import PerVUIterations as PerVUIterations
+from simulator.executors import RampingArrivalRate as RampingArrivalRate
+from simulator.executors import RampingVUs as RampingVUs
+from simulator.executors import Stage as Stage
+from simulator.executors import executor_duration as executor_duration
+from simulator.metrics.thresholds import (
+    Threshold,
+    parse_expression,
+    parse_metric_key,
+    validate_thresholds,
+)
+
+
+def _stages(t: _Table, name: str = "stages", target_max: float = 1e9) -> tuple[Stage, ...]:
+    raw = t.require(name)
+    if not isinstance(raw, list) or not raw:
+        raise t.error(name, "expected a non-empty list of {duration, target} tables")
+    if len(raw) > MAX_STAGES:
+        raise t.error(name, f"at most {MAX_STAGES} stages, got {len(raw)}")
+    out = []
+    for i, item in enumerate(raw):
+        st = _Table(item, f"{t.key(name)}[{i}]", t.source)
+        out.append(
+            Stage(
+                st.duration("duration", required=True),
+                st.number("target", required=True, maximum=target_max),
+            )
+        )
+        st.finish()
+    if sum(s.duration for s in out) > MAX_DURATION:
+        raise t.error(
+            name, f"stages last {sum(s.duration for s in out):g}s, at most {MAX_DURATION:g}s"
+        )
+    return tuple(out)
+
+
+def _per_second(t: _Table, name: str, value: float, time_unit: float) -> None:
+    """An arrival rate per time unit must stay within MAX_RATE iterations per second."""
+    if value / time_unit > MAX_RATE:
+        raise t.error(
+            name,
+            f"{value:g} per {time_unit:g}s is {value / time_unit:.3g} iterations/s; "
+            f"at most {MAX_RATE:g}/s per scenario",
+        )
+
+
+def _arrival_common(t: _Table) -> tuple[float, int, int]:
+    time_unit = t.duration("time_unit", "1s", positive=True, maximum=MAX_WAIT)
+    pre = t.integer("pre_allocated_devices", required=True, minimum=1, maximum=MAX_DEVICES)
+    mx = t.integer("max_devices", pre, minimum=1, maximum=MAX_DEVICES)
+    if mx < pre:
+        raise t.error("max_devices", f"must be >= pre_allocated_devices ({pre}), got {mx}")
+    return time_unit, pre, mx
+
+
+def _constant_arrival_rate(t: _Table) -> ExecutorConfig:
+    time_unit, pre, mx = _arrival_common(t)
+    rate = t.number("rate", required=True, positive=True)
+    _per_second(t, "rate", rate, time_unit)
+    return ConstantArrivalRate(
+        rate,
+        time_unit,
+        t.duration("duration", required=True, positive=True),
+        pre,
+        mx,
+    )
+
+
+def _ramping_arrival_rate(t: _Table) -> ExecutorConfig:
+    time_unit, pre, mx = _arrival_common(t)
+    start_rate = t.number("start_rate", 0.0)
+    _per_second(t, "start_rate", start_rate, time_unit)
+    stages = _stages(t)
+    for i, st in enumerate(stages):
+        _per_second(t, f"stages[{i}].target", st.target, time_unit)
+    return RampingArrivalRate(start_rate, time_unit, stages, pre, mx)
+
+
+def _constant_vus(t: _Table) -> ExecutorConfig:
+    return ConstantVUs(
+        t.integer("vus", 1, minimum=1, maximum=MAX_DEVICES),
+        t.duration("duration", required=True, positive=True),
+    )
+
+
+def _ramping_vus(t: _Table) -> ExecutorConfig:
+    stages = _stages(t, target_max=MAX_DEVICES)
+    for i, s in enumerate(stages):
+        if s.target != int(s.target):
+            raise ConfigError(
+                "target must be a whole number of VUs",
+                source=t.source,
+                key=f"{t.key('stages')}[{i}].target",
+            )
+    return RampingVUs(
+        t.integer("start_vus", 1, maximum=MAX_DEVICES),
+        stages,
+        t.duration("graceful_ramp_down", "30s", maximum=MAX_WAIT),
+    )
+
+
+def _per_vu_iterations(t: _Table) -> ExecutorConfig:
+    return PerVUIterations(
+        t.integer("vus", 1, minimum=1, maximum=MAX_DEVICES),
+        t.integer("iterations", 1, minimum=1, maximum=MAX_ITERATIONS),
+        t.duration("max_duration", "10m", positive=True),
+    )
+
+
+#: executor kind -> the reader of its section
+_EXECUTOR_READERS: dict[str, Callable[[_Table], ExecutorConfig]] = {
+    ConstantArrivalRate.kind: _constant_arrival_rate,
+    RampingArrivalRate.kind: _ramping_arrival_rate,
+    ConstantVUs.kind: _constant_vus,
+    RampingVUs.kind: _ramping_vus,
+    PerVUIterations.kind: _per_vu_iterations,
+}
+
+
+def _executor(t: _Table) -> ExecutorConfig:
+    return _EXECUTOR_READERS[t.choice("executor", EXECUTORS)](t)
+
+
+def _iot_upload(t: _Table, common: dict[str, Any]) -> DeviceConfig:
+    chunk = t.integer("chunk_bytes", 32000, minimum=2, maximum=MAX_CHUNK_BYTES)
+    if chunk % 2:
+        raise t.error("chunk_bytes", f"must be even (16-bit samples), got {chunk}")
+    return IotUploadDevice(
+        endpoint=t.request_path("endpoint", IotUploadDevice.endpoint),
+        chunk_bytes=chunk,
+        sample_rate=t.integer("sample_rate", 16000, minimum=1, maximum=MAX_SAMPLE_RATE),
+        **common,
+    )
+
+
+def _ai_analysis(t: _Table, common: dict[str, Any]) -> DeviceConfig:
+    lo = t.number("min_seconds", 3.0, positive=True, maximum=MAX_ANALYSIS_SECONDS)
+    hi = t.number("max_seconds", 15.0, positive=True, maximum=MAX_ANALYSIS_SECONDS)
+    if hi < lo:
+        raise t.error("max_seconds", f"must be >= min_seconds ({lo:g}), got {hi:g}")
+    for name in ("field", "filename"):
+        if '"' in str(t.data.get(name, "")):
+            raise t.error(name, "must not contain '\"' (it is quoted in a part header)")
+    return AnalyzeDevice(
+        endpoint=t.request_path("endpoint", AnalyzeDevice.endpoint),
+        field=t.string("field", "audio", max_len=256, latin1=True),
+        filename=t.string("filename", "test.wav", max_len=256, latin1=True),
+        content_type=t.string("content_type", "audio/wav", max_len=256, latin1=True),
+        min_seconds=lo,
+        max_seconds=hi,
+        sample_rate=t.integer("sample_rate", 16000, minimum=1, maximum=MAX_SAMPLE_RATE),
+        extra_fields=t.string_map("extra_fields"),
+        **common,
+    )
+
+
+def _auth_flow(t: _Table, common: dict[str, Any]) -> DeviceConfig:
+    csv = t.optional_string("accounts_csv")
+    fmt = t.choice("body_format", ("json", "form"), "json")
+    return AuthDevice(
+        accounts_csv=_resolve(csv, t.source) if csv else None,
+        login_endpoint=t.request_path("login_endpoint", AuthDevice.login_endpoint),
+        verify_endpoint=t.request_path("verify_endpoint", AuthDevice.verify_endpoint),
+        body_format="form" if fmt == "form" else "json",
+        username_field=t.string("username_field", "username", max_len=256),
+        password_field=t.string("password_field", "password", max_len=256),
+        **common,
+    )
+
+
+#: device kind -> the reader of its section (``common``: the keys every kind has)
+_DEVICE_READERS: dict[str, Callable[[_Table, dict[str, Any]], DeviceConfig]] = {
+    IotUploadDevice.kind: _iot_upload,
+    AnalyzeDevice.kind: _ai_analysis,
+    AuthDevice.kind: _auth_flow,
+}
+
+
+def _device(t: _Table, default_kind: str, devices: int = 1) -> DeviceConfig:
+    kind = t.choice("kind", DEVICE_KINDS, default_kind)
+    id_start = t.integer("id_start", 1, maximum=1 << 48)
+    common: dict[str, Any] = dict(
+        id_pattern=_id_pattern(t, "id_pattern", "esp32-{n:06d}", id_start, devices),
+        id_start=id_start,
+        keep_alive=t.boolean("keep_alive", True),
+        headers=t.string_map("headers", header=True, max_len=MAX_HEADER_VALUE),
+    )
+    dev = _DEVICE_READERS[kind](t, common)
+    t.finish()
+    return dev
+
+
+def _resolve(path: str, source: str) -> Path:
+    p = Path(path)
+    if not p.is_absolute() and source and Path(source).exists():
+        cand = Path(source).parent / p
+        if cand.exists() or not p.exists():
+            return cand
+    return p
+
+
+def _checks(t: _Table) -> tuple[Check, ...]:
+    raw = t.get("checks", [])
+    if not isinstance(raw, list):
+        raise t.error("checks", "expected a list of tables ([[scenarios.NAME.checks]])")
+    out = []
+    for i, item in enumerate(raw):
+        c = _Table(item, f"{t.key('checks')}[{i}]", t.source)
+        status = c.get("status", None)
+        if status is None:
+            statuses: tuple[int, ...] = ()
+        elif isinstance(status, int) and not isinstance(status, bool):
+            statuses = (status,)
+        elif isinstance(status, list) and all(
+            isinstance(s, int) and not isinstance(s, bool) for s in status
+        ):
+            statuses = tuple(status)
+        else:
+            raise c.error(
+                "status", f"expected a status code or a list of them, got {_show(status)}"
+            )
+        if any(not 100 <= s <= 599 for s in statuses):
+            raise c.error("status", f"expected HTTP status codes 100..599, got {_show(status)}")
+        has = c.get("json_has", [])
+        if isinstance(has, str):
+            has = [has]
+        if not isinstance(has, list) or not all(isinstance(h, str) for h in has):
+            raise c.error("json_has", "expected a field name or a list of them")
+        eq = c.get("json_equals", {})
+        if not isinstance(eq, Mapping):
+            raise c.error("json_equals", "expected a table of field = value")
+        bmin = c.get("body_min_bytes")
+        bmax = c.get("body_max_bytes")
+        for key, val in (("body_min_bytes", bmin), ("body_max_bytes", bmax)):
+            if val is not None and (not isinstance(val, int) or isinstance(val, bool) or val < 0):
+                raise c.error(key, f"expected a whole number of bytes, got {_show(val)}")
+        name = c.string("name", "")
+        if not name:
+            parts = [f"status in {list(statuses)}" if statuses else "", *(f"has {h}" for h in has)]
+            name = ", ".join(p for p in parts if p) or f"check {i + 1}"
+        c.finish()
+        out.append(Check(name, statuses, tuple(has), tuple(eq.items()), bmin, bmax))
+    return tuple(out)
+
+
+def _scenario(name: str, t: _Table) -> ScenarioConfig:
+    executor = _executor(t)
+    default_kind = (
+        "auth_flow" if "auth" in name else "ai_analysis" if "analy" in name else "iot_upload"
+    )
+    devices = executor.device_bound()
+    sc = ScenarioConfig(
+        name=name,
+        executor=executor,
+        device=_device(t.sub("device"), default_kind, devices),
+        start_time=t.duration("start_time", 0.0),
+        graceful_stop=t.duration("graceful_stop", "30s", maximum=MAX_WAIT),
+        think_time=t.duration("think_time", 0.0, maximum=MAX_WAIT),
+        tags=t.string_map("tags"),
+        checks=_checks(t),
+    )
+    t.finish()
+    return sc
+
+
+def _thresholds(t: _Table) -> tuple[Threshold, ...]:
+    out = []
+    for key, spec in t.data.items():
+        t.used.add(key)
+        try:
+            metric, tags = parse_metric_key(key)
+        except ValueError as exc:
+            raise t.error(f'"{key}"', str(exc)) from None
+        items = spec if isinstance(spec, list) else [spec]
+        for i, item in enumerate(items):
+            where = f'"{key}"[{i}]'
+            abort, delay = False, 0.0
+            if isinstance(item, Mapping):
+                it = _Table(item, t.key(where), t.source)
+                expr_text = it.string("threshold", required=True)
+                abort = it.boolean("abort_on_fail", False)
+                delay = it.duration("delay_abort_eval", 0.0)
+                it.finish()
+            else:
+                expr_text = item
+            try:
+                expr = parse_expression(expr_text)
+            except ValueError as exc:
+                raise t.error(where, str(exc)) from None
+            out.append(Threshold(key, metric, tags, expr, abort, delay))
+    return tuple(out)
+
+
+def _target(t: _Table) -> TargetConfig:
+    url = t.optional_string("url")
+    if url is not None:
+        url = validate_url(url, source=t.source, key=t.key("url"))
+    tc = TargetConfig(
+        url=url,
+        timeout=t.duration("timeout", "30s", positive=True, maximum=MAX_WAIT),
+        health_path=t.request_path("health_path", "/health"),
+        transport="aiohttp"
+        if t.choice("transport", ("fast", "aiohttp"), "fast") == "aiohttp"
+        else "fast",
+    )
+    t.finish()
+    return tc
+
+
+def validate_url(url: str, *, source: str | None = None, key: str | None = None) -> str:
+    """An http(s) base URL with a host; trailing slash removed."""
+    try:
+        parts = urlsplit(url)
+        bad = _CONTROL.search(url) or " " in url or len(url) > 2048
+    except ValueError:  # e.g. 'http://[::1' (unterminated IPv6 literal)
+        raise ConfigError(f"not a valid URL: {_show(url)}", source=source, key=key) from None
+    if bad or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"expected a URL like http://127.0.0.1:8080, got {_show(url)}", source=source, key=key
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ConfigError(f"bad port in URL {_show(url)}", source=source, key=key) from None
+    return url.rstrip("/")
+
+
+def _server(t: _Table) -> EmbeddedServerConfig:
+    sc = EmbeddedServerConfig(
+        analysis_workers=t.integer("analysis_workers", 2, minimum=1, maximum=64),
+        extra_cost_ms=t.number("extra_cost_ms", 0.0, maximum=60_000),
+        max_upload_bytes=t.integer(
+            "max_upload_bytes", 10 * 1024 * 1024, minimum=1, maximum=1 << 30
+        ),
+        accounts=t.integer("accounts", 0, maximum=MAX_DEVICES),
+        header_timeout=t.duration("header_timeout", "15s", positive=True, maximum=MAX_WAIT),
+        body_timeout=t.duration("body_timeout", "60s", positive=True, maximum=MAX_WAIT),
+        max_connections=t.integer("max_connections", 0, maximum=1_000_000),
+    )
+    t.finish()
+    return sc
+
+
+def _audio(t: _Table) -> AudioConfig:
+    ac = AudioConfig(
+        seed=t.integer("seed", 1, maximum=(1 << 32) - 1),
+        profiles=t.integer("profiles", 16, minimum=1, maximum=256),
+        seconds=t.number("seconds", 30.0, positive=True, maximum=600),
+        anomaly_probability=t.number("anomaly_probability", 0.05),
+        snr_db=t.number("snr_db", 6.0, minimum=-60, maximum=60),
+    )
+    if ac.profiles * ac.seconds > 16 * 600:  # ~300 MB of PCM at 16 kHz
+        raise t.error(
+            "seconds", f"profiles x seconds is at most {16 * 600}, got {ac.profiles * ac.seconds:g}"
+        )
+    if ac.anomaly_probability > 1:
+        raise t.error("anomaly_probability", f"expected 0..1, got {ac.anomaly_probability:g}")
+    t.finish()
+    return ac
+
+
+def _monitor(t: _Table) -> MonitorConfig:
+    prom = t.optional_string("prometheus_url")
+    if prom is not None:
+        validate_url(prom, source=t.source, key=t.key("prometheus_url"))
+    pid = t.get("server_pid")
+    if pid is not None and (
+        not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid <= MAX_PID
+    ):
+        raise t.error("server_pid", f"expected a process id, got {_show(pid)}")
+    mc = MonitorConfig(
+        interval=t.duration("interval", "1s", positive=True, maximum=3600),
+        prometheus_url=prom,
+        server_pid=pid,
+    )
+    t.finish()
+    return mc
+
+
+def _output(t: _Table) -> OutputConfig:
+    stats = t.get("summary_trend_stats", list(OutputConfig.summary_trend_stats))
+    if not isinstance(stats, list) or len(stats) > 50:
+        raise t.error("summary_trend_stats", "expected a list like ['avg', 'p(95)']")
+    for s in stats:
+        if not isinstance(s, str) or len(s) > 16:
+            raise t.error("summary_trend_stats", f"unknown statistic {_show(s)}")
+        try:
+            parse_expression(f"{s}<1")
+        except ValueError:
+            raise t.error("summary_trend_stats", f"unknown statistic {s!r}") from None
+    oc = OutputConfig(summary_trend_stats=tuple(stats), out_dir=t.optional_string("out_dir"))
+    t.finish()
+    return oc
+
+
+def _boards(t: _Table, scenarios: Sequence[ScenarioConfig]) -> BoardsConfig:
+    raw_ports = t.get("ports", [])
+    if (
+        not isinstance(raw_ports, list)
+        or len(raw_ports) > 256
+        or not all(
+            isinstance(p, str) and p and not _text_problem(p, 1024, False) for p in raw_ports
+        )
+    ):
+        raise t.error("ports", 'expected a list of ports, e.g. ["emulated:4", "/dev/ttyUSB0"]')
+    for p in raw_ports:
+        if p.startswith("emulated:"):
+            n = p.removeprefix("emulated:")
+            if not n.isdigit() or not 1 <= int(n) <= 64:
+                raise t.error("ports", f"{p!r}: expected emulated:N with N in 1..64")
+    registry = t.optional_string("registry")
+    if not raw_ports and registry is None:
+        raise t.error("ports", "give ports, a registry file, or both")
+    name = t.string("scenario", "")
+    iot = [s for s in scenarios if s.device.boards_follow]
+    chosen = next((s for s in iot if s.name == name), None) if name else (iot[0] if iot else None)
+    if chosen is None:
+        what = f"no iot_upload scenario named {name!r}" if name else "no iot_upload scenario"
+        raise t.error("scenario", f"{what}; boards upload like iot_upload devices")
+    rate = t.get("rate")
+    if rate is not None:
+        rate = t.number("rate", positive=True)
+        if not 0.001 <= rate <= 1000:
+            raise t.error("rate", f"expected 0.001..1000 uploads/s per board, got {rate:g}")
+    pattern = _id_pattern(t, "device_id_pattern", BoardsConfig.device_id_pattern, 1, 256)
+    target = t.optional_string("target")
+    if target is not None:
+        target = validate_url(target, source=t.source, key=t.key("target"))
+    key_env = t.optional_string("wifi_key_env")
+    key_file = t.optional_string("wifi_key_file")
+    if key_env and key_file:
+        raise t.error("wifi_key_file", "give wifi_key_env or wifi_key_file, not both")
+    if t.has("wifi_key"):
+        raise t.error("wifi_key", "keys do not go in scenario files; use wifi_key_env")
+    bc = BoardsConfig(
+        ports=tuple(raw_ports),
+        registry=_resolve(registry, t.source) if registry else None,
+        scenario=chosen.name,
+        rate=rate,
+        device_id_pattern=pattern,
+        target=target,
+        wifi_ssid=t.string("wifi_ssid", "", max_len=32),
+        wifi_key_env=key_env,
+        wifi_key_file=_resolve(key_file, t.source) if key_file else None,
+        emulator_protocol=t.choice("emulator_protocol", ("socket", "rfc2217"), "socket"),  # type: ignore[arg-type]
+        silence=t.duration("silence", "5s", positive=True, maximum=MAX_WAIT),
+        status_timeout=t.duration("status_timeout", "2s", positive=True, maximum=MAX_WAIT),
+        baud=t.integer("baud", 115200, minimum=300, maximum=12_000_000),
+    )
+    t.finish()
+    return bc
+
+
+def _check_threshold_tags(cfg: RunConfig) -> None:
+    """Tag filters name only keys that samples carry (``metrics.RECORDED_TAG_KEYS``)."""
+    from simulator.metrics import check_threshold_tag_keys
+
+    user_keys = {k for sc in cfg.scenarios for k, _ in sc.tags}
+    check_threshold_tag_keys(cfg.thresholds, user_keys, cfg.source)
+
+
+def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig:
+    """Validate a TOML document (already loaded) into a :class:`RunConfig`."""
+    root = _Table(data, "", source)
+    scen_table = root.sub("scenarios")
+    if not scen_table.data:
+        raise ConfigError(
+            "at least one [scenarios.NAME] table is required", source=source, key="scenarios"
+        )
+    scenarios = []
+    for name in scen_table.data:
+        scen_table.used.add(name)
+        if not SCENARIO_NAME.fullmatch(name):
+            raise ConfigError(
+                "a scenario name is 1-64 letters, digits, '_' or '-'",
+                source=source,
+                key=f"scenarios.{_show(name)}",
+            )
+        scenarios.append(
+            _scenario(name, _Table(scen_table.data[name], f"scenarios.{name}", source))
+        )
+    cfg = RunConfig(
+        source=source,
+        scenarios=tuple(scenarios),
+        thresholds=_thresholds(root.sub("thresholds")),
+        target=_target(root.sub("target")),
+        server=_server(root.sub("server")),
+        audio=_audio(root.sub("audio")),
+        monitor=_monitor(root.sub("monitor")),
+        output=_output(root.sub("output")),
+        boards=_boards(root.sub("boards"), scenarios) if "boards" in data else None,
+        raw=data,
+    )
+    known = {"scenarios", "thresholds", "target", "server", "audio", "monitor", "output"}
+    known.add("boards")
+    for key in data:
+        if key not in known:
+            raise ConfigError("unknown key", source=source, key=key)
+    validate_thresholds(cfg.thresholds, source)
+    _check_threshold_tags(cfg)
+    names = {s.name for s in cfg.scenarios}
+    for th in cfg.thresholds:
+        for tag, value in th.tags:
+            if tag == "scenario" and value not in names:
+                raise ConfigError(
+                    f"no scenario named {value!r}",
+                    source=source,
+                    key=f'thresholds."{th.metric_key}"',
+                )
+    return cfg

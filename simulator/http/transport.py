@@ -1,0 +1,136 @@
+"""The HTTP transport seam: behaviours build a :class:`Request`, a transport sends it.
+
+:class:`AiohttpTransport` is the real one (one shared connection pool; per-request keep-alive
+or ``Connection: close``, as a firmware that opens a socket per upload would). Cookies are kept
+by each device, not by the transport, so 100,000 devices do not mean 100,000 sessions.
+:class:`FakeTransport` answers in memory from a handler, for tests without a network.
+
+A transport never raises for network trouble: refused connections, resets and timeouts come
+back as a :class:`Response` with ``status == 0`` and ``error`` set, so the run goes on and the
+failure is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+from typing import Any, Protocol
+
+from simulator.http.errors import ErrorKind
+
+Body = bytes | memoryview | Sequence[bytes | memoryview] | None
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Body = None
+    keep_alive: bool = True
+    cookies: Mapping[str, str] | None = None
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    error: str | None = None
+    started: float = 0.0  # perf_counter() when the request began
+    headers_at: float = 0.0  # response headers received
+    ended: float = 0.0  # body fully read
+    sent: int = 0
+    received: int = 0
+    set_cookies: dict[str, str] = field(default_factory=dict)
+    cleared_cookies: tuple[str, ...] = ()
+    connecting: float = 0.0  # seconds spent opening a new connection (0 when reused)
+    sending: float = 0.0  # seconds spent handing the request to the socket
+    kind: ErrorKind | None = None  # set with ``error`` when there was no HTTP answer
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body)
+
+
+class Transport(Protocol):
+    async def start(self) -> None:
+        """Get ready before the schedule starts, so the first request pays no set-up."""
+
+    async def send(self, req: Request) -> Response: ...
+
+    def submit(self, req: Request, done: Callable[[Response], None]) -> None:
+        """Start ``req`` without awaiting it; ``done(response)`` is called once."""
+
+    async def close(self) -> None: ...
+
+
+class SubmitViaSend:
+    """``submit()`` for transports whose natural form is ``async send()``: a task each."""
+
+    _submitted: set[asyncio.Task[Response]]
+
+    async def send(self, req: Request) -> Response:
+        raise NotImplementedError
+
+    def submit(self, req: Request, done: Callable[[Response], None]) -> None:
+        if not hasattr(self, "_submitted"):
+            self._submitted = set()
+        task = asyncio.get_running_loop().create_task(self.send(req))
+        self._submitted.add(task)
+
+        def finished(t: asyncio.Task[Response]) -> None:
+            self._submitted.discard(t)
+            if not t.cancelled():
+                done(t.result())
+
+        task.add_done_callback(finished)
+
+
+def body_size(body: Body) -> int:
+    if body is None:
+        return 0
+    if isinstance(body, bytes | memoryview):
+        return body.nbytes if isinstance(body, memoryview) else len(body)
+    return sum(b.nbytes if isinstance(b, memoryview) else len(b) for b in body)
+
+
+def _flatten(body: Body) -> bytes | memoryview | None:
+    if body is None or isinstance(body, bytes | memoryview):
+        return body
+    return b"".join(body)
+
+
+def _header_bytes(method: str, path: str, headers: Mapping[str, str], body_len: int) -> int:
+    """Approximate bytes of the request head, for ``data_sent`` (aiohttp adds a few)."""
+    n = len(method) + len(path) + 12
+    for k, v in headers.items():
+        n += len(k) + len(v) + 4
+    return n + 2 + (len(str(body_len)) + 18 if body_len else 0)
+
+
+def parse_set_cookie(values: Sequence[str]) -> tuple[dict[str, str], tuple[str, ...]]:
+    jar: dict[str, str] = {}
+    cleared: list[str] = []
+    for raw in values:
+        c: SimpleCookie = SimpleCookie()
+        try:
+            c.load(raw)
+        except Exception:  # a malformed cookie is ignored, as browsers do
+            continue
+        for name, morsel in c.items():
+            if morsel["max-age"] == "0" or (morsel.value == "" and morsel["expires"]):
+                cleared.append(name)
+            else:
+                jar[name] = morsel.value
+    return jar, tuple(cleared)
+
+
+def failure(kind: ErrorKind, started: float, ended: float) -> Response:
+    """The response of a request that got no HTTP answer."""
+    return Response(
+        status=0, error=kind.tag, started=started, headers_at=ended, ended=ended, kind=kind
+    )

@@ -1,0 +1,73 @@
+"""The run folder, loaded: what every report file, ``scfleet compare`` and the library API
+read (summary.json, timeline.json, stages.json, config.json)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scfleet_core.errors import ConfigError
+
+
+@dataclass
+class RunData:
+    """A run folder, loaded: what every report file is made from."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+    timeline: list[dict[str, Any]]
+    config: dict[str, Any]
+    thresholds: list[tuple[str, str]]
+    rows: list[Any] = field(default_factory=list)
+    assessments: list[Any] = field(default_factory=list)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError("not a run folder (missing file)", source=str(path)) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"invalid JSON: {exc}", source=str(path)) from None
+
+
+def _recorder(run_dir: Path, config: Mapping[str, Any]) -> Any:
+    """Per-stage windows and histograms; rebuilt from the config when stages.json is absent
+    (then percentiles are request-weighted tick values, marked approximate)."""
+    from simulator.report.stages import StageRecorder
+
+    path = run_dir / "stages.json"
+    if path.exists():
+        return StageRecorder.from_dict(_read_json(path))
+    from simulator.config import parse_config, scale_times
+
+    try:
+        cfg = parse_config(dict(config.get("config", {})), str(config.get("source", "<run>")))
+        cfg = scale_times(cfg, float(config.get("time_scale", 1.0)))
+    except Exception:  # noqa: BLE001 - an old or hand-edited folder: no stage table
+        return StageRecorder({})
+    return StageRecorder.for_config(cfg)
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    from simulator.report.stages import stage_table
+
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise ConfigError("no such run folder", source=str(d))
+    from simulator.report.summary import upgrade_summary
+
+    try:
+        summary = upgrade_summary(_read_json(d / "summary.json"))
+    except ValueError as exc:
+        raise ConfigError(f"cannot read it: {exc}", source=str(d / "summary.json")) from None
+    timeline = _read_json(d / "timeline.json")
+    cfg_path = d / "config.json"
+    config = _read_json(cfg_path) if cfg_path.exists() else {}
+    thresholds = [(t["metric"], t["expression"]) for t in summary["scfleet"]["thresholds"]]
+    data = RunData(d, summary, timeline, config, thresholds)
+    data.rows, data.assessments = stage_table(_recorder(d, config), timeline, thresholds)
+    return data
