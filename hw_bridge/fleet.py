@@ -42,6 +42,7 @@ from scfleet_core.errors import ConfigError, HardwareError
 from scfleet_core.secrets import Secret
 from simulator.config import BoardsConfig, IotUploadDevice, RunConfig, ScenarioConfig
 from simulator.metrics import RequestRecorder, RequestSample, tags_of
+from simulator.run.device_row import DeviceRow
 from simulator.run.devices import expected_ok
 
 PINGS = 5
@@ -377,27 +378,27 @@ class BoardDriver:
             await self.link.close()
             self.link.shutdown()
 
-    def row(self, scenario: str) -> dict[str, Any]:
-        return {
-            "scenario": scenario,
-            "kind": "physical",
-            "device_id": self.device_id,
-            "requests": self.requests,
-            "ok": self.ok,
-            "failed": self.failed,
-            "next_sequence": self.next_seq,
-            "bytes_ok": self.bytes_ok,
-            "logins": 0,
-            "board": self.label,
-            "state": str(self.state),
-            "lost": self.lost,
-            "rejoined": self.rejoined,
-            "dropped_chunks": self.dropped,
-            "clock_offset_us": self.offset_us,
-            "ping_rtt_us": self.rtt_us,
-            "bad_lines": self.bad_lines,
-            "protocol_errors": self.protocol_errors,
-        }
+    def row(self, scenario: str) -> DeviceRow:
+        return DeviceRow(
+            scenario=scenario,
+            kind="physical",
+            device_id=self.device_id,
+            requests=self.requests,
+            ok=self.ok,
+            failed=self.failed,
+            next_sequence=self.next_seq,
+            bytes_ok=self.bytes_ok,
+            logins=0,
+            board=self.label,
+            state=str(self.state),
+            lost=self.lost,
+            rejoined=self.rejoined,
+            dropped_chunks=self.dropped,
+            clock_offset_us=self.offset_us,
+            ping_rtt_us=self.rtt_us,
+            bad_lines=self.bad_lines,
+            protocol_errors=self.protocol_errors,
+        )
 
 
 def _int(v: Any, lo: int, hi: int) -> int:
@@ -632,5 +633,5 @@ class BoardFleet:
             emu, self.emulated = self.emulated, None
             await asyncio.get_running_loop().run_in_executor(None, emu.stop)
 
-    def device_rows(self) -> list[dict[str, Any]]:
+    def device_rows(self) -> list[DeviceRow]:
         return [d.row(self.sc.name) for d in self.drivers]

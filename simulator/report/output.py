@@ -33,6 +33,7 @@ from typing import Any
 from scfleet_core.errors import ConfigError
 from scfleet_core.secrets import Secret
 from simulator.report.summary import render_text, summary_dict
+from simulator.run.device_row import columns_for
 from simulator.run.runner import RunResult
 
 
@@ -120,20 +121,10 @@ def write_run(result: RunResult, run_dir: Path, effective: dict[str, Any]) -> di
     paths["metrics.json"].write_text(json.dumps(result.registry.to_dict()))
     paths["timeline.json"].write_text(json.dumps(result.timeline))
     with open(paths["devices.csv"], "w", newline="") as fh:
-        fields = [
-            "scenario",
-            "kind",
-            "device_id",
-            "requests",
-            "ok",
-            "failed",
-            "next_sequence",
-            "bytes_ok",
-            "logins",
-        ]
-        w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(result.devices)
+        columns = columns_for(result.devices)
+        w = csv.writer(fh)
+        w.writerow(columns)
+        w.writerows(r.cells(columns) for r in result.devices)
     recorder = result.stage_recorder
     if recorder is not None:
         paths["stages.json"] = run_dir / "stages.json"

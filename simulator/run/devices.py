@@ -36,6 +36,7 @@ from simulator.metrics import (
     tags_of,
 )
 from simulator.run.checks import check_passes
+from simulator.run.device_row import DeviceRow
 
 
 class VirtualDevice:
@@ -191,19 +192,19 @@ class Behaviour:
     async def iterate(self, dev: VirtualDevice, scheduled: float) -> None:
         raise NotImplementedError
 
-    def device_rows(self) -> list[dict[str, Any]]:
+    def device_rows(self) -> list[DeviceRow]:
         return [
-            {
-                "scenario": self.sc.name,
-                "kind": self.ctx.kind,
-                "device_id": d.device_id,
-                "requests": d.requests,
-                "ok": d.ok,
-                "failed": d.failed,
-                "next_sequence": d.seq,
-                "bytes_ok": d.bytes_ok,
-                "logins": d.logins,
-            }
+            DeviceRow(
+                scenario=self.sc.name,
+                kind=self.ctx.kind,
+                device_id=d.device_id,
+                requests=d.requests,
+                ok=d.ok,
+                failed=d.failed,
+                next_sequence=d.seq,
+                bytes_ok=d.bytes_ok,
+                logins=d.logins,
+            )
             for d in self.devices
         ]
 

@@ -24,6 +24,7 @@ from simulator.executors import Drive, device_plan, perf_offset
 from simulator.http import Transport
 from simulator.metrics import IntervalStats, Registry
 from simulator.metrics.thresholds import ThresholdResult, evaluate_one
+from simulator.run.device_row import DeviceRow
 from simulator.run.devices import (
     Account,
     Behaviour,
@@ -98,7 +99,7 @@ class RunResult:
     interrupted: bool
     aborted: str | None  # threshold that aborted the run
     thresholds: list[ThresholdResult] = field(default_factory=list)
-    devices: list[dict[str, Any]] = field(default_factory=list)
+    devices: list[DeviceRow] = field(default_factory=list)
     target: str = ""
     notes: list[str] = field(default_factory=list)
     stage_recorder: StageRecorder | None = None  # per-stage histograms (monitoring.attach)
@@ -119,7 +120,7 @@ class Companion(Protocol):
 
     async def close(self) -> None: ...
 
-    def device_rows(self) -> list[dict[str, Any]]: ...
+    def device_rows(self) -> list[DeviceRow]: ...
 
 
 ProgressHook = Callable[["Environment", dict[str, Any]], None]

@@ -24,6 +24,7 @@ from simulator.config import parse_config
 from simulator.http import FakeTransport
 from simulator.metrics import IntervalStats, Registry, RequestRecorder, RequestSample
 from simulator.report.summary import figures
+from simulator.run.device_row import DeviceRow
 from simulator.run.runner import Environment, build_bank
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -60,7 +61,7 @@ def test_out_of_range_results_are_protocol_errors_not_records() -> None:
     assert d.protocol_errors == len(BAD_LINES) and d.requests == 0
     d.on_message(decode_line(GOOD % 7))  # type: ignore[arg-type]
     assert fleet.recorded == [(200, False, 900, 0, 32000)]
-    assert d.row("s")["protocol_errors"] == len(BAD_LINES)
+    assert d.row("s").protocol_errors == len(BAD_LINES)
 
 
 def test_recorder_never_misaligns_on_a_value_that_does_not_fit() -> None:
@@ -126,7 +127,7 @@ def test_a_companion_that_dies_ends_the_run_with_an_error() -> None:
         async def close(self) -> None:
             pass
 
-        def device_rows(self) -> list[dict[str, Any]]:
+        def device_rows(self) -> list[DeviceRow]:
             return []
 
     cfg = _cfg(30.0)

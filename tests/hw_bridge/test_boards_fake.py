@@ -44,10 +44,10 @@ def test_a_boards_dropped_chunks_are_dropped_iterations_of_its_scenario() -> Non
     assert result.error is None
     dropped = result.registry.merged("dropped_iterations", {"scenario": "up"})
     assert dropped is not None and dropped.value == 3
-    rows = {r["board"]: r for r in fleet.device_rows()}
-    assert rows["socket://b1"]["dropped_chunks"] == 3
-    assert rows["socket://b2"]["dropped_chunks"] == 0
-    assert all(r["state"] == "finished" for r in rows.values())
+    rows = {r.board: r for r in fleet.device_rows()}
+    assert rows["socket://b1"].dropped_chunks == 3
+    assert rows["socket://b2"].dropped_chunks == 0
+    assert all(r.state == "finished" for r in rows.values())
     # both were provisioned like a device of the followed scenario, then started on time
     for b in boards.values():
         assert b.commands[:3] == ["hello", "stop", "config"] and b.config["chunk_bytes"] == 64

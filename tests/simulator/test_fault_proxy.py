@@ -210,8 +210,8 @@ def test_fault_every_request_accounted_once_and_no_duplicates(
     assert requests == ok + failed
     assert requests + dropped == scheduled == RATE * SECONDS
     assert reg.aggregate("interrupted_iterations", {}, "count") == 0
-    assert sum(d["requests"] for d in result.devices) == requests
-    assert sum(d["ok"] for d in result.devices) == ok
+    assert sum(d.requests for d in result.devices) == requests
+    assert sum(d.ok for d in result.devices) == ok
     # no silent re-send: the proxy saw each (device, sequence) once
     assert [k for k, n in proxy.forwarded.items() if n > 1] == []
     with contextlib.closing(sqlite3.connect(tmp_path / "srv" / "ledger.sqlite")) as db:

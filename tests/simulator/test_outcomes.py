@@ -53,8 +53,8 @@ def test_peer_that_accepts_and_closes_every_request_is_counted_once() -> None:
     assert reg.aggregate("http_req_failed", {}, "rate") == 1.0
     assert reg.aggregate("dropped_iterations", {}, "count") == 0
     assert reg.aggregate("interrupted_iterations", {}, "count") == 0
-    assert sum(d["requests"] for d in result.devices) == 800
-    assert sum(d["failed"] for d in result.devices) == 800
+    assert sum(d.requests for d in result.devices) == 800
+    assert sum(d.failed for d in result.devices) == 800
     reasons = failure_breakdown(reg)  # every failure has a reason and k6's code
     assert sum(r.count for r in reasons) == 800
     assert all(r.status == 0 and r.error and r.error_code >= 1000 for r in reasons)
