@@ -52,7 +52,7 @@ def test_a_boards_dropped_chunks_are_dropped_iterations_of_its_scenario() -> Non
     for b in boards.values():
         assert b.commands[:3] == ["hello", "stop", "config"] and b.config["chunk_bytes"] == 64
         assert len(b.starts) == 1 and b.starts[0]["rate"] == 4
-    assert rows["socket://b1"]["requests"] >= 4
+    assert rows["socket://b1"].requests >= 4
 
 
 def test_a_board_that_cannot_open_is_lost_and_the_others_run() -> None:
