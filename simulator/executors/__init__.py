@@ -37,6 +37,8 @@ from simulator.executors.plan import (
 from simulator.executors.ramping_arrival_rate import RampingArrivalRate
 from simulator.executors.ramping_vus import RampingVUs
 from simulator.executors.runtime import DevicePool, TaskStarter, perf_offset, schedule_clock
+from simulator.executors.segment import WHOLE, Segment, SegmentSequence
+from simulator.executors.segmented import SegmentedArrival, SegmentedVUs
 from simulator.executors.vus import run_vus
 
 ExecutorConfig = (
@@ -71,10 +73,15 @@ __all__ = [
     "PerVUIterations",
     "RampingArrivalRate",
     "RampingVUs",
+    "Segment",
+    "SegmentSequence",
+    "SegmentedArrival",
+    "SegmentedVUs",
     "Stage",
     "StageWindow",
     "Starter",
     "TaskStarter",
+    "WHOLE",
     "arrival_offsets",
     "device_plan",
     "device_steps",

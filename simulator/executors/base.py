@@ -8,7 +8,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from simulator.executors.segment import Segment
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,9 @@ class ExecutorSpec(Protocol):
 
     def scaled(self, factor: float) -> ExecutorSpec:
         """The same executor with every duration multiplied by ``factor`` (--time-scale)."""
+
+    def for_segment(self, segment: Segment) -> ExecutorSpec:
+        """Its share of a run split into execution segments (k6's execution segments)."""
 
     async def drive(self, run: Drive) -> None:
         """Follow the schedule on the running loop until it ends or ``run.stop`` is set."""

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from simulator.executors.base import ArrivalPlan, Drive, StageWindow, per_second
+
+if TYPE_CHECKING:
+    from simulator.executors.segment import Segment
+    from simulator.executors.segmented import SegmentedArrival
 
 
 class ConstantPlan:
@@ -79,6 +83,12 @@ class ConstantArrivalRate:
 
     def scaled(self, factor: float) -> ConstantArrivalRate:
         return replace(self, duration=self.duration * factor)
+
+    def for_segment(self, segment: Segment) -> SegmentedArrival:
+        """This executor's share of a run split into execution segments."""
+        from simulator.executors.segmented import SegmentedArrival
+
+        return SegmentedArrival(self, segment)
 
     async def drive(self, run: Drive) -> None:
         from simulator.executors.arrival import DevicePool, run_arrival_rate

@@ -4,9 +4,13 @@ what a device has not started by then is dropped (k6)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from simulator.executors.base import Drive, StageWindow
+
+if TYPE_CHECKING:
+    from simulator.executors.segment import Segment
+    from simulator.executors.segmented import SegmentedVUs
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,12 @@ class PerVUIterations:
 
     def scaled(self, factor: float) -> PerVUIterations:
         return replace(self, max_duration=self.max_duration * factor)
+
+    def for_segment(self, segment: Segment) -> SegmentedVUs:
+        """This executor's share of a run split into execution segments."""
+        from simulator.executors.segmented import SegmentedVUs
+
+        return SegmentedVUs(self, segment)
 
     async def drive(self, run: Drive) -> None:
         from simulator.executors.vus import run_vus

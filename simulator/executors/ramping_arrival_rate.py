@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from simulator.executors.base import (
     ArrivalPlan,
@@ -16,6 +16,10 @@ from simulator.executors.base import (
     per_second,
     ramp_windows,
 )
+
+if TYPE_CHECKING:
+    from simulator.executors.segment import Segment
+    from simulator.executors.segmented import SegmentedArrival
 
 
 def _none_skipped(offset: float) -> int:
@@ -109,6 +113,12 @@ class RampingArrivalRate:
         return replace(
             self, stages=tuple(replace(s, duration=s.duration * factor) for s in self.stages)
         )
+
+    def for_segment(self, segment: Segment) -> SegmentedArrival:
+        """This executor's share of a run split into execution segments."""
+        from simulator.executors.segmented import SegmentedArrival
+
+        return SegmentedArrival(self, segment)
 
     async def drive(self, run: Drive) -> None:
         from simulator.executors.arrival import DevicePool, run_arrival_rate

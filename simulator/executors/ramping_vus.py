@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from simulator.executors.base import Drive, Stage, StageWindow, ramp_windows
+
+if TYPE_CHECKING:
+    from simulator.executors.segment import Segment
+    from simulator.executors.segmented import SegmentedVUs
 
 
 def _ramp_down_reserved(
@@ -129,6 +133,12 @@ class RampingVUs:
         return replace(
             self, stages=tuple(replace(s, duration=s.duration * factor) for s in self.stages)
         )
+
+    def for_segment(self, segment: Segment) -> SegmentedVUs:
+        """This executor's share of a run split into execution segments."""
+        from simulator.executors.segmented import SegmentedVUs
+
+        return SegmentedVUs(self, segment)
 
     async def drive(self, run: Drive) -> None:
         from simulator.executors.vus import run_vus

@@ -1,0 +1,267 @@
+"""An executor's share of a run for one execution segment (``spec.for_segment(segment)``).
+
+Open model: the segment starts the arrival-rate iterations it owns (every global iteration
+index belongs to one segment), at the times the whole schedule has them; its device pool is
+its share of ``pre_allocated``/``max_devices`` and makes devices by their global index.
+Closed model: when the whole run has n devices active, the segment has the ones it owns
+among devices 0 … n−1 (VUs split proportionally); per-vu-iterations run each owned device's
+full iteration count. Durations, stages and graceful stops are the whole schedule's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from simulator.executors.base import ArrivalPlan, Device, Drive, StageWindow
+from simulator.executors.segment import Segment
+
+
+class _Arrival(Protocol):
+    """What a segment asks of an arrival-rate spec."""
+
+    @property
+    def kind(self) -> str: ...
+
+    def device_bound(self) -> int: ...
+
+    def pre_allocated(self) -> int: ...
+
+    def total_duration(self) -> float: ...
+
+    def mean_rate(self) -> float: ...
+
+    def expected_iterations(self) -> int: ...
+
+    def arrival_plan(self) -> ArrivalPlan: ...
+
+    def stage_windows(self, scenario: str, start: float) -> list[StageWindow]: ...
+
+    def describe(self, duration: str) -> str: ...
+
+    def scaled(self, factor: float) -> _Arrival: ...
+
+
+class _VUs(Protocol):
+    """What a segment asks of a VU spec."""
+
+    @property
+    def kind(self) -> str: ...
+
+    def total_duration(self) -> float: ...
+
+    def device_bound(self) -> int: ...
+
+    def iteration_bound(self, think_time: float) -> int | None: ...
+
+    def iteration_limit(self) -> int | None: ...
+
+    def ramp_down_grace(self, graceful_stop: float) -> float: ...
+
+    def vu_changes(self) -> list[tuple[float, int]]: ...
+
+    def device_steps(self, graceful_stop: float) -> list[tuple[float, int, int]]: ...
+
+    def stage_windows(self, scenario: str, start: float) -> list[StageWindow]: ...
+
+    def describe(self, duration: str) -> str: ...
+
+    def scaled(self, factor: float) -> _VUs: ...
+
+
+class _Plan:
+    """The whole arrival plan filtered to the iterations a segment owns."""
+
+    def __init__(self, whole: ArrivalPlan, seg: Segment) -> None:
+        self._offsets, self._skip = whole
+        self._seg = seg
+        self.taken = 0  # global iterations consumed
+
+    def __iter__(self) -> Iterator[float]:
+        return self
+
+    def __next__(self) -> float:
+        for off in self._offsets:
+            i = self.taken
+            self.taken += 1
+            if self._seg.owns(i):
+                return off
+        raise StopIteration
+
+    def skip_until(self, offset: float) -> int:
+        n = self._skip(offset)
+        seg, was = self._seg, self.taken
+        self.taken += n
+        return seg.scale(self.taken) - seg.scale(was)
+
+
+def _global_devices(seg: Segment, make: Callable[[int], Any]) -> Callable[[int], Any]:
+    """A device factory for a driver that counts its devices from 0: the k-th device it asks
+    for is the segment's k-th global device."""
+    return lambda k: make(seg.nth(k))
+
+
+@dataclass(frozen=True)
+class SegmentedArrival:
+    """An arrival-rate spec's share of a run."""
+
+    whole: _Arrival
+    segment: Segment
+
+    @property
+    def kind(self) -> str:
+        return self.whole.kind
+
+    def total_duration(self) -> float:
+        return self.whole.total_duration()
+
+    def device_bound(self) -> int:
+        return self.segment.scale(self.whole.device_bound())
+
+    def pre_allocated(self) -> int:
+        return self.segment.scale(self.whole.pre_allocated())
+
+    def mean_rate(self) -> float:
+        return self.whole.mean_rate() * float(self.segment.length)
+
+    def expected_iterations(self) -> int:
+        return self.segment.scale(self.whole.expected_iterations())
+
+    def iteration_bound(self, think_time: float) -> int:
+        return self.expected_iterations()
+
+    def arrival_plan(self) -> ArrivalPlan:
+        plan = _Plan(self.whole.arrival_plan(), self.segment)
+        return plan, plan.skip_until
+
+    def planned_starts(self) -> list[tuple[float, int]]:
+        """(offset, global iteration index) of every iteration this segment starts."""
+        seg = self.segment
+        offsets = self.whole.arrival_plan()[0]
+        return [(off, i) for i, off in enumerate(offsets) if seg.owns(i)]
+
+    def device_indices(self) -> list[int]:
+        """The global indices of every device this segment may make."""
+        return list(self.segment.indices(self.whole.device_bound()))
+
+    def device_steps(self, graceful_stop: float) -> list[tuple[float, int, int]]:
+        pre = self.pre_allocated()
+        return [(0.0, pre, self.device_bound() - pre)]
+
+    def stage_windows(self, scenario: str, start: float) -> list[StageWindow]:
+        return self.whole.stage_windows(scenario, start)
+
+    def describe(self, duration: str) -> str:
+        return f"{self.whole.describe(duration)} (segment {self.segment})"
+
+    def scaled(self, factor: float) -> SegmentedArrival:
+        return SegmentedArrival(self.whole.scaled(factor), self.segment)
+
+    async def drive(self, run: Drive) -> None:
+        from simulator.executors.arrival import run_arrival_rate
+        from simulator.executors.runtime import DevicePool
+
+        make = _global_devices(self.segment, run.behaviour.make_device)
+        pool = DevicePool(make, self.pre_allocated(), self.device_bound())
+        await run_arrival_rate(
+            self,
+            start=run.start,
+            pool=pool,
+            starter=run.behaviour,
+            events=run.events,
+            stop=run.stop,
+            graceful_stop=run.graceful_stop,
+        )
+
+
+@dataclass(frozen=True)
+class SegmentedVUs:
+    """A VU spec's share of a run: the devices it owns among those the whole run has active."""
+
+    whole: _VUs
+    segment: Segment
+
+    @property
+    def kind(self) -> str:
+        return self.whole.kind
+
+    def total_duration(self) -> float:
+        return self.whole.total_duration()
+
+    def device_bound(self) -> int:
+        return self.segment.scale(self.whole.device_bound())
+
+    def pre_allocated(self) -> None:
+        return None
+
+    def mean_rate(self) -> None:
+        return None
+
+    def expected_iterations(self) -> None:
+        return None
+
+    def iteration_bound(self, think_time: float) -> int | None:
+        whole = self.whole.iteration_bound(think_time)
+        n = self.whole.device_bound()
+        if whole is None or n == 0:
+            return whole
+        return -(-whole * self.device_bound() // n)
+
+    def iteration_limit(self) -> int | None:
+        return self.whole.iteration_limit()
+
+    def ramp_down_grace(self, graceful_stop: float) -> float:
+        return self.whole.ramp_down_grace(graceful_stop)
+
+    def vu_changes(self) -> list[tuple[float, int]]:
+        seg = self.segment
+        out: list[tuple[float, int]] = []
+        for off, n in self.whole.vu_changes():
+            mine = seg.scale(n)
+            if not out or out[-1][1] != mine:
+                out.append((off, mine))
+        return out
+
+    def planned_starts(self) -> list[tuple[float, int]]:
+        """(offset, global device index) each time a device of this segment becomes active."""
+        seg = self.segment
+        out: list[tuple[float, int]] = []
+        active = 0
+        for off, n in self.vu_changes():
+            out.extend((off, seg.nth(k)) for k in range(active, n))
+            active = n
+        return out
+
+    def device_indices(self) -> list[int]:
+        return list(self.segment.indices(self.whole.device_bound()))
+
+    def device_steps(self, graceful_stop: float) -> list[tuple[float, int, int]]:
+        seg = self.segment
+        return [
+            (t, seg.scale(n), seg.scale(n + x) - seg.scale(n))
+            for t, n, x in self.whole.device_steps(graceful_stop)
+        ]
+
+    def stage_windows(self, scenario: str, start: float) -> list[StageWindow]:
+        return self.whole.stage_windows(scenario, start)
+
+    def describe(self, duration: str) -> str:
+        return f"{self.whole.describe(duration)} (segment {self.segment})"
+
+    def scaled(self, factor: float) -> SegmentedVUs:
+        return SegmentedVUs(self.whole.scaled(factor), self.segment)
+
+    async def drive(self, run: Drive) -> None:
+        from simulator.executors.vus import run_vus
+
+        make: Callable[[int], Device] = _global_devices(self.segment, run.behaviour.make_device)
+        await run_vus(
+            self,
+            start=run.start,
+            make_device=make,
+            iterate=run.behaviour.iterate,
+            events=run.events,
+            stop=run.stop,
+            graceful_stop=run.graceful_stop,
+        )
