@@ -53,8 +53,6 @@ def _recorder(run_dir: Path, config: Mapping[str, Any]) -> Any:
 
 
 def load_run(run_dir: str | Path) -> RunData:
-    from simulator.report.stages import stage_table
-
     d = Path(run_dir)
     if not d.is_dir():
         raise ConfigError("no such run folder", source=str(d))
@@ -67,7 +65,21 @@ def load_run(run_dir: str | Path) -> RunData:
     timeline = _read_json(d / "timeline.json")
     cfg_path = d / "config.json"
     config = _read_json(cfg_path) if cfg_path.exists() else {}
+    return model_of(d, summary, timeline, config, _recorder(d, config))
+
+
+def model_of(
+    run_dir: Path,
+    summary: dict[str, Any],
+    timeline: list[dict[str, Any]],
+    config: dict[str, Any],
+    recorder: Any,
+) -> RunData:
+    """The model from its parts, the stage table worked out once: from a finished run's
+    result in memory (``write_run``) or from a folder read off disk (:func:`load_run`)."""
+    from simulator.report.stages import stage_table
+
     thresholds = [(t["metric"], t["expression"]) for t in summary["scfleet"]["thresholds"]]
-    data = RunData(d, summary, timeline, config, thresholds)
-    data.rows, data.assessments = stage_table(_recorder(d, config), timeline, thresholds)
+    data = RunData(run_dir, summary, timeline, config, thresholds)
+    data.rows, data.assessments = stage_table(recorder, timeline, thresholds)
     return data

@@ -32,9 +32,13 @@ from typing import Any
 
 from scfleet_core.errors import ConfigError
 from scfleet_core.secrets import Secret
+from simulator.report.build import with_stage_table, write_report_files
+from simulator.report.model import model_of
+from simulator.report.stages import to_json as stages_json
 from simulator.report.summary import render_text, summary_dict
 from simulator.run.device_row import columns_for
 from simulator.run.runner import RunResult
+from simulator.run.stage_recorder import StageRecorder
 
 
 def default_run_dir(config_path: str, base: str | Path = "runs") -> Path:
@@ -103,6 +107,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def write_run(result: RunResult, run_dir: Path, effective: dict[str, Any]) -> dict[str, Path]:
+    """Write a finished run's folder. The run-folder model (:mod:`simulator.report.model`) is
+    built once in memory from the result — summary, timeline, config, the stage table — and
+    every file is written from it; nothing is read back. The measured data goes first, so a
+    report that cannot be built never loses it."""
     run_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         name: run_dir / name
@@ -115,11 +123,15 @@ def write_run(result: RunResult, run_dir: Path, effective: dict[str, Any]) -> di
             "devices.csv",
         )
     }
-    paths["summary.json"].write_text(json.dumps(summary_dict(result), indent=2, default=str))
-    paths["summary.txt"].write_text(render_text(result) + "\n")
-    paths["config.json"].write_text(json.dumps(_jsonable(effective), indent=2, default=str))
+    # JSON-shaped copies of what the files hold: the model sees exactly what a later
+    # ``scfleet report`` would read from them, so both write the same bytes.
+    summary = json.loads(json.dumps(summary_dict(result), default=str))
+    config_text = json.dumps(_jsonable(effective), indent=2, default=str)
+    timeline_text = json.dumps(result.timeline)
+    text = render_text(result)
+    paths["config.json"].write_text(config_text)
     paths["metrics.json"].write_text(json.dumps(result.registry.to_dict()))
-    paths["timeline.json"].write_text(json.dumps(result.timeline))
+    paths["timeline.json"].write_text(timeline_text)
     with open(paths["devices.csv"], "w", newline="") as fh:
         columns = columns_for(result.devices)
         w = csv.writer(fh)
@@ -129,8 +141,35 @@ def write_run(result: RunResult, run_dir: Path, effective: dict[str, Any]) -> di
     if recorder is not None:
         paths["stages.json"] = run_dir / "stages.json"
         paths["stages.json"].write_text(json.dumps(recorder.to_dict()))
-    paths.update(write_reports(run_dir))
+    try:
+        data = model_of(
+            run_dir,
+            summary,
+            json.loads(timeline_text),
+            json.loads(config_text),
+            recorder if recorder is not None else StageRecorder.for_config(result.config),
+        )
+        summary["scfleet"]["stages"] = stages_json(data.rows, data.assessments)
+        text = with_stage_table(text, data.rows, data.assessments)
+    except Exception as exc:  # noqa: BLE001 - the measured data is written regardless
+        _reports_not_written(run_dir, exc)
+        data = None
+        text += "\n"
+    paths["summary.json"].write_text(json.dumps(summary, indent=2, default=str))
+    paths["summary.txt"].write_text(text)
+    if data is not None:
+        try:
+            paths.update(write_report_files(data))
+        except Exception as exc:  # noqa: BLE001 - the measured data is already on disk
+            _reports_not_written(run_dir, exc)
     return paths
+
+
+def _reports_not_written(run_dir: Path, exc: Exception) -> None:
+    sys.stderr.write(
+        f"scfleet: report files not written ({type(exc).__name__}: {exc}); "
+        f"retry with: scfleet report {run_dir}\n"
+    )
 
 
 # --------------------------------------------------------------------------- crash-safe stream
@@ -328,17 +367,3 @@ def rebuild_run(run_dir: Path) -> dict[str, Path]:
         notes=notes,
     )
     return write_run(result, run_dir, effective)
-
-
-def write_reports(run_dir: Path) -> dict[str, Path]:
-    """Report files derived from the core files; a failure here never loses the results."""
-    from simulator.report.build import build_reports
-
-    try:
-        return build_reports(run_dir)
-    except Exception as exc:  # noqa: BLE001 - the measured data is already on disk
-        sys.stderr.write(
-            f"scfleet: report files not written ({type(exc).__name__}: {exc}); "
-            f"retry with: scfleet report {run_dir}\n"
-        )
-        return {}
