@@ -140,18 +140,17 @@ class EmbeddedTarget:
         devices get them from memory (as Secret), so a killed run leaves no password anywhere.
         """
         from reference_server.accounts import create_accounts
-        from simulator.config import AuthDevice
         from simulator.run.devices import device_count_bound
 
         self._server_cfg = cfg.server
         self.data_dir.mkdir(parents=True, exist_ok=True)
         seeded = {}
         for sc in cfg.scenarios:
-            if isinstance(sc.device, AuthDevice) and sc.device.accounts_csv is None:
+            if sc.device.needs_accounts and sc.device.accounts_csv is None:
                 n = max(device_count_bound(sc), cfg.server.accounts)
                 creds = create_accounts(self.data_dir, n, prefix=f"{sc.name}-")
                 seeded[sc.name] = [Account(user, password) for user, password in creds]
-        if cfg.server.accounts and not any(isinstance(s.device, AuthDevice) for s in cfg.scenarios):
+        if cfg.server.accounts and not any(s.device.needs_accounts for s in cfg.scenarios):
             create_accounts(self.data_dir, cfg.server.accounts)
         return seeded
 

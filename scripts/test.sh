@@ -45,5 +45,5 @@ fi
 .venv/bin/lint-imports --no-cache
 # mypy --strict on the packages that are clean under it (ARCHITECTURE.md); the others are
 # checked where imported but not reported (--follow-imports=silent) until they are strict too.
-.venv/bin/mypy --strict --follow-imports=silent --no-error-summary scfleet_core scfleet simulator/session.py hw_bridge
+.venv/bin/mypy --strict --follow-imports=silent --no-error-summary scfleet_core scfleet simulator hw_bridge
 exec .venv/bin/python -m pytest "$@"

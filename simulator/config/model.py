@@ -81,6 +81,7 @@ class IotUploadDevice:
     #: boards upload like this device kind (``[boards] scenario`` must name one)
     boards_follow: ClassVar[bool] = True
     needs_accounts: ClassVar[bool] = False
+    accounts_csv: ClassVar[None] = None
 
     def audio_bytes(self) -> int:
         """Largest PCM slice one request asks of the audio bank."""
@@ -109,6 +110,7 @@ class AnalyzeDevice:
     kind: Literal["ai_analysis"] = "ai_analysis"
     boards_follow: ClassVar[bool] = False
     needs_accounts: ClassVar[bool] = False
+    accounts_csv: ClassVar[None] = None
 
     def audio_bytes(self) -> int:
         """Largest PCM slice one request asks of the audio bank (a WAV of max_seconds)."""

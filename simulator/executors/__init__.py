@@ -17,6 +17,7 @@ from simulator.executors.base import (
     ExecutorEvents,
     ExecutorSpec,
     Iterate,
+    ScheduleSpec,
     Stage,
     StageWindow,
     Starter,
@@ -51,7 +52,7 @@ EXECUTOR_KINDS: dict[str, type[ExecutorConfig]] = {
 }
 
 
-def executor_duration(ex: ExecutorSpec) -> float:
+def executor_duration(ex: ScheduleSpec) -> float:
     """The scheduled duration of ``ex`` (graceful stop not included)."""
     return ex.total_duration()
 
@@ -69,6 +70,7 @@ __all__ = [
     "ExecutorConfig",
     "ExecutorEvents",
     "ExecutorSpec",
+    "ScheduleSpec",
     "Iterate",
     "PerVUIterations",
     "RampingArrivalRate",

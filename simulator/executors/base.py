@@ -116,8 +116,9 @@ consume every arrival due by ``offset`` and say how many (0 if the plan cannot c
 without visiting them)."""
 
 
-class ExecutorSpec(Protocol):
-    """An executor's configuration, answering for itself (k6's ``lib/executors.go``)."""
+class ScheduleSpec(Protocol):
+    """What every schedule answers for itself — an executor's configuration or its share of
+    a split run (k6's ``lib/executors.go``)."""
 
     @property
     def kind(self) -> str: ...
@@ -151,11 +152,16 @@ class ExecutorSpec(Protocol):
     def describe(self, duration: str) -> str:
         """One line for the summary header (``duration`` already formatted)."""
 
-    def scaled(self, factor: float) -> ExecutorSpec:
+    def scaled(self, factor: float) -> ScheduleSpec:
         """The same executor with every duration multiplied by ``factor`` (--time-scale)."""
-
-    def for_segment(self, segment: Segment) -> ExecutorSpec:
-        """Its share of a run split into execution segments (k6's execution segments)."""
 
     async def drive(self, run: Drive) -> None:
         """Follow the schedule on the running loop until it ends or ``run.stop`` is set."""
+
+
+class ExecutorSpec(ScheduleSpec, Protocol):
+    """An executor's configuration as a scenario file gives it: a schedule that can also be
+    split into execution segments (a segment's share is not split again)."""
+
+    def for_segment(self, segment: Segment) -> ScheduleSpec:
+        """Its share of a run split into execution segments (k6's execution segments)."""

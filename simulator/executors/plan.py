@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from simulator.executors.base import ExecutorSpec, StageWindow
+from simulator.executors.base import ScheduleSpec, StageWindow
 
 if TYPE_CHECKING:
     from simulator.executors.constant_arrival_rate import ConstantArrivalRate
@@ -25,7 +25,7 @@ class ScenarioConfig(Protocol):
     def name(self) -> str: ...
 
     @property
-    def executor(self) -> ExecutorSpec: ...
+    def executor(self) -> ScheduleSpec: ...
 
     @property
     def start_time(self) -> float: ...

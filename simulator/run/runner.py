@@ -451,12 +451,10 @@ def load_all_accounts(
 ) -> dict[str, list[Account]]:
     """Accounts per auth scenario: ``seeded`` (made in memory for the embedded server) or
     read from the scenario's ``accounts_csv``."""
-    from simulator.config import AuthDevice
-
     out = dict(seeded or {})
     for sc in cfg.scenarios:
         dev = sc.device
-        if isinstance(dev, AuthDevice) and sc.name not in out:
+        if dev.needs_accounts and sc.name not in out:
             key = f"scenarios.{sc.name}.device.accounts_csv"
             if dev.accounts_csv is None:
                 raise ConfigError(
