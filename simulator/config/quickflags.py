@@ -34,7 +34,7 @@ from typing import Any
 
 from scfleet_core.errors import ConfigError
 from simulator.durations import parse_duration
-from simulator.executors import Stage
+from simulator.executors import EXECUTOR_KINDS, Stage
 
 #: Executor keys a quick flag replaces; everything else of the scenario table is kept.
 EXECUTOR_KEYS = (
@@ -52,7 +52,6 @@ EXECUTOR_KEYS = (
     "max_devices",
     "time_unit",
 )
-ARRIVAL = ("constant-arrival-rate", "ramping-arrival-rate")
 
 
 @dataclass(frozen=True)
@@ -236,9 +235,14 @@ def _stages(stages: Sequence[Stage]) -> list[dict[str, float]]:
 def _executor(
     old: Mapping[str, Any], kind: Any, q: QuickFlags, source: str, name: str
 ) -> dict[str, Any]:
+    spec = EXECUTOR_KINDS.get(kind) if isinstance(kind, str) else None
+    open_model = spec is not None and spec.open_model
+    ramps = spec is not None and spec.ramps
+    length_key = spec.duration_key if spec is not None else None
+
     def pool(rate: float) -> dict[str, Any]:
         out: dict[str, Any] = {"time_unit": old.get("time_unit", "1s")}
-        if kind in ARRIVAL:
+        if open_model:
             out["pre_allocated_devices"] = old.get("pre_allocated_devices", 1)
             if "max_devices" in old:
                 out["max_devices"] = old["max_devices"]
@@ -252,7 +256,7 @@ def _executor(
     def fixed_duration(flag: str) -> Any:
         if q.duration is not None:
             return q.duration
-        if kind in ("constant-arrival-rate", "constant-vus") and "duration" in old:
+        if length_key == "duration" and "duration" in old:
             return old["duration"]
         raise ConfigError(
             f"{flag} needs --duration (scenario {name!r} is {kind} without a fixed duration)",
@@ -281,8 +285,8 @@ def _executor(
             source=source,
         )
     if q.stages:
-        if kind in ARRIVAL:
-            start = old.get("start_rate", 0) if kind == "ramping-arrival-rate" else 0
+        if open_model:
+            start = old.get("start_rate", 0) if ramps else 0
             return {
                 "executor": "ramping-arrival-rate",
                 "start_rate": start,
@@ -299,7 +303,7 @@ def _executor(
             "start_vus": q.vus if q.vus is not None else 1,
             "stages": _stages(q.stages),
         }
-        if kind == "ramping-vus" and "graceful_ramp_down" in old:
+        if ramps and "graceful_ramp_down" in old:
             out["graceful_ramp_down"] = old["graceful_ramp_down"]
         return out
     if q.iterations is not None:
@@ -319,10 +323,8 @@ def _executor(
     if q.vus is not None:
         return {"executor": "constant-vus", "vus": q.vus, "duration": fixed_duration("--vus")}
     # --duration alone: same executor, new length
-    if kind in ("constant-arrival-rate", "constant-vus"):
-        return {**{k: old[k] for k in EXECUTOR_KEYS if k in old}, "duration": q.duration}
-    if kind == "per-vu-iterations":
-        return {**{k: old[k] for k in EXECUTOR_KEYS if k in old}, "max_duration": q.duration}
+    if length_key is not None:
+        return {**{k: old[k] for k in EXECUTOR_KEYS if k in old}, length_key: q.duration}
     raise ConfigError(
         f"--duration: scenario {name!r} is {kind}, which ramps through stages; "
         "give --stage D:T instead",

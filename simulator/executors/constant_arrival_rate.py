@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from simulator.executors.base import ArrivalPlan, Drive, StageWindow, per_second
 
@@ -47,6 +47,12 @@ class ConstantArrivalRate:
     pre_allocated_devices: int
     max_devices: int
     kind: Literal["constant-arrival-rate"] = "constant-arrival-rate"
+    #: an open model (iterations arrive on schedule) rather than looping VUs
+    open_model: ClassVar[bool] = True
+    #: it ramps through ``stages``
+    ramps: ClassVar[bool] = False
+    #: the key that gives its length in a scenario file (None: the stages do)
+    duration_key: ClassVar[str | None] = "duration"
 
     def total_duration(self) -> float:
         return self.duration

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from simulator.executors.base import Drive, StageWindow
 
@@ -17,6 +17,12 @@ class ConstantVUs:
     vus: int
     duration: float
     kind: Literal["constant-vus"] = "constant-vus"
+    #: an open model (iterations arrive on schedule) rather than looping VUs
+    open_model: ClassVar[bool] = False
+    #: it ramps through ``stages``
+    ramps: ClassVar[bool] = False
+    #: the key that gives its length in a scenario file (None: the stages do)
+    duration_key: ClassVar[str | None] = "duration"
 
     def total_duration(self) -> float:
         return self.duration

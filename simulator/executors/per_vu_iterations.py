@@ -4,7 +4,7 @@ what a device has not started by then is dropped (k6)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from simulator.executors.base import Drive, StageWindow
 
@@ -19,6 +19,12 @@ class PerVUIterations:
     iterations: int
     max_duration: float
     kind: Literal["per-vu-iterations"] = "per-vu-iterations"
+    #: an open model (iterations arrive on schedule) rather than looping VUs
+    open_model: ClassVar[bool] = False
+    #: it ramps through ``stages``
+    ramps: ClassVar[bool] = False
+    #: the key that gives its length in a scenario file (None: the stages do)
+    duration_key: ClassVar[str | None] = "max_duration"
 
     def total_duration(self) -> float:
         return self.max_duration

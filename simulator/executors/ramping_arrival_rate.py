@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from simulator.executors.base import (
     ArrivalPlan,
@@ -34,6 +34,12 @@ class RampingArrivalRate:
     pre_allocated_devices: int
     max_devices: int
     kind: Literal["ramping-arrival-rate"] = "ramping-arrival-rate"
+    #: an open model (iterations arrive on schedule) rather than looping VUs
+    open_model: ClassVar[bool] = True
+    #: it ramps through ``stages``
+    ramps: ClassVar[bool] = True
+    #: the key that gives its length in a scenario file (None: the stages do)
+    duration_key: ClassVar[str | None] = None
 
     def total_duration(self) -> float:
         return sum(s.duration for s in self.stages)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from simulator.executors.base import Drive, Stage, StageWindow, ramp_windows
 
@@ -65,6 +65,12 @@ class RampingVUs:
     stages: tuple[Stage, ...]
     graceful_ramp_down: float
     kind: Literal["ramping-vus"] = "ramping-vus"
+    #: an open model (iterations arrive on schedule) rather than looping VUs
+    open_model: ClassVar[bool] = False
+    #: it ramps through ``stages``
+    ramps: ClassVar[bool] = True
+    #: the key that gives its length in a scenario file (None: the stages do)
+    duration_key: ClassVar[str | None] = None
 
     def total_duration(self) -> float:
         return sum(s.duration for s in self.stages)
