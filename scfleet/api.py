@@ -1,9 +1,9 @@
 """The library API: ``scfleet run`` as two functions, for scripts, notebooks and test suites.
 
 >>> from scfleet import api
->>> cfg = api.load("configs/smoke.toml", overrides=["scenarios.iot_upload.rate=20"])
+>>> cfg = api.load("configs/smoke.toml", overrides=["scenarios.iot_upload.max_devices=80"])
 >>> outcome = api.run(cfg, out="runs/smoke")          # the embedded server; or target=URL
->>> outcome.result.thresholds_ok, outcome.exit_code, outcome.files["summary.json"]
+>>> outcome.result.thresholds_ok, outcome.exit_code, outcome.folder.summary
 
 This is the path ``scfleet run`` takes (the CLI parses flags, then calls :func:`load` and
 :func:`run`), so a run started here writes the same run folder and ends with the same exit code.
@@ -58,11 +58,13 @@ def load(
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """What a run left: the in-memory result, its run folder and the files written there."""
+    """What a run left: the in-memory result, its run folder, the files written there and the
+    run-folder model they were written from (summary, timeline, config, the stage table)."""
 
     result: RunResult
     run_dir: Path
     files: Mapping[str, Path] = field(default_factory=dict)  # e.g. files["summary.json"]
+    folder: RunData | None = None  # None only when the report could not be built
 
     @property
     def exit_code(self) -> int:
@@ -72,12 +74,6 @@ class RunOutcome:
         if self.result.interrupted and not self.result.aborted:
             return EXIT_INTERRUPTED
         return EXIT_OK if self.result.thresholds_ok else EXIT_THRESHOLDS_FAILED
-
-    def folder(self) -> RunData:
-        """The run folder's model (summary, timeline, stages, config), as reports read it."""
-        from simulator.report.model import load_run
-
-        return load_run(self.run_dir)
 
 
 def run(
@@ -105,7 +101,7 @@ def run(
     folder is written.
     """
     from simulator.config import validate_url
-    from simulator.report.output import claim_run_dir, default_run_dir, write_run
+    from simulator.report.output import claim_run_dir, default_run_dir, write_run_model
     from simulator.session import GivenTarget, run_session
 
     if isinstance(target, str):
@@ -145,8 +141,8 @@ def run(
     finally:
         if result is None and created:  # failed or interrupted before the run: no empty folder
             shutil.rmtree(run_dir, ignore_errors=True)
-    files = write_run(result, run_dir, record)
-    return RunOutcome(result, run_dir, files)
+    files, folder = write_run_model(result, run_dir, record)
+    return RunOutcome(result, run_dir, files, folder)
 
 
 def _boards(cfg: RunConfig, url: str) -> Any:

@@ -33,7 +33,7 @@ from typing import Any
 from scfleet_core.errors import ConfigError
 from scfleet_core.secrets import Secret
 from simulator.report.build import with_stage_table, write_report_files
-from simulator.report.model import model_of
+from simulator.report.model import RunData, model_of
 from simulator.report.stages import to_json as stages_json
 from simulator.report.summary import render_text, summary_dict
 from simulator.run.device_row import columns_for
@@ -107,7 +107,15 @@ def _jsonable(value: Any) -> Any:
 
 
 def write_run(result: RunResult, run_dir: Path, effective: dict[str, Any]) -> dict[str, Path]:
-    """Write a finished run's folder. The run-folder model (:mod:`simulator.report.model`) is
+    """Write a finished run's folder (:func:`write_run_model`); the files written, by name."""
+    return write_run_model(result, run_dir, effective)[0]
+
+
+def write_run_model(
+    result: RunResult, run_dir: Path, effective: dict[str, Any]
+) -> tuple[dict[str, Path], RunData | None]:
+    """Write a finished run's folder; the files by name and the model they were written from
+    (None when the report could not be built: ``scfleet report`` retries). The run-folder model (:mod:`simulator.report.model`) is
     built once in memory from the result — summary, timeline, config, the stage table — and
     every file is written from it; nothing is read back. The measured data goes first, so a
     report that cannot be built never loses it."""
@@ -162,7 +170,7 @@ def write_run(result: RunResult, run_dir: Path, effective: dict[str, Any]) -> di
             paths.update(write_report_files(data))
         except Exception as exc:  # noqa: BLE001 - the measured data is already on disk
             _reports_not_written(run_dir, exc)
-    return paths
+    return paths, data
 
 
 def _reports_not_written(run_dir: Path, exc: Exception) -> None:

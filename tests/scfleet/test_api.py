@@ -53,8 +53,9 @@ def test_load_then_run_against_the_embedded_server(tmp_path: Path) -> None:
     assert summary["metrics"]["http_req_failed"]["passes"] == 0
     assert outcome.result.thresholds_ok
     assert (out / "server" / "ledger.sqlite").exists()  # the embedded server's data
-    folder = outcome.folder()
-    assert folder.summary == summary
+    folder = outcome.folder  # the model the files were written from, not read back
+    assert folder is not None and folder.summary == summary
+    assert folder.rows and folder.rows[0].label == "20 iters/s"  # the stage table
     assert folder.config["config"]["scenarios"]["up"]["rate"] == 20  # the config as run
     assert folder.config["target"].startswith("http://127.0.0.1:")
 
