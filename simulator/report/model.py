@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from scfleet_core.errors import ConfigError
+from simulator.report.stages import Assessment, StageRow, stage_table
+from simulator.run.stage_recorder import StageRecorder
 
 
 @dataclass
@@ -21,8 +23,8 @@ class RunData:
     timeline: list[dict[str, Any]]
     config: dict[str, Any]
     thresholds: list[tuple[str, str]]
-    rows: list[Any] = field(default_factory=list)
-    assessments: list[Any] = field(default_factory=list)
+    rows: list[StageRow] = field(default_factory=list)
+    assessments: list[Assessment] = field(default_factory=list)
 
 
 def _read_json(path: Path) -> Any:
@@ -34,11 +36,9 @@ def _read_json(path: Path) -> Any:
         raise ConfigError(f"invalid JSON: {exc}", source=str(path)) from None
 
 
-def _recorder(run_dir: Path, config: Mapping[str, Any]) -> Any:
+def _recorder(run_dir: Path, config: Mapping[str, Any]) -> StageRecorder:
     """Per-stage windows and histograms; rebuilt from the config when stages.json is absent
     (then percentiles are request-weighted tick values, marked approximate)."""
-    from simulator.report.stages import StageRecorder
-
     path = run_dir / "stages.json"
     if path.exists():
         return StageRecorder.from_dict(_read_json(path))
@@ -73,11 +73,10 @@ def model_of(
     summary: dict[str, Any],
     timeline: list[dict[str, Any]],
     config: dict[str, Any],
-    recorder: Any,
+    recorder: StageRecorder,
 ) -> RunData:
     """The model from its parts, the stage table worked out once: from a finished run's
     result in memory (``write_run``) or from a folder read off disk (:func:`load_run`)."""
-    from simulator.report.stages import stage_table
 
     thresholds = [(t["metric"], t["expression"]) for t in summary["scfleet"]["thresholds"]]
     data = RunData(run_dir, summary, timeline, config, thresholds)
