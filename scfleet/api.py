@@ -88,6 +88,7 @@ def run(
     no_color: bool = False,
     effective: Mapping[str, Any] | None = None,
     on_finished: Callable[[], None] | None = None,
+    workers: int | str | None = None,
 ) -> RunOutcome:
     """Run a loaded scenario and write its run folder.
 
@@ -98,7 +99,9 @@ def run(
     target). ``streams``: k6-format per-sample files (``--out json=``/``csv=``). ``quiet``:
     no live progress and no start-up line. ``effective``: extra keys for ``config.json``
     (the CLI records the flags). ``on_finished``: called once the run is over, before the
-    folder is written.
+    folder is written. ``workers``: processes running the scenarios (a number or "auto": one
+    per core; None: ``[run] workers`` of the config, default 1); their per-second results are
+    merged into one run folder (simulator.run.workers).
     """
     from simulator.config import validate_url
     from simulator.report.output import claim_run_dir, default_run_dir, write_run_model
@@ -106,6 +109,15 @@ def run(
 
     if isinstance(target, str):
         target = validate_url(target, key="target")
+    parts = resolve_workers(cfg.run.workers if workers is None else workers)
+    if parts > 1 and streams:
+        from scfleet_core.errors import ConfigError
+
+        raise ConfigError(
+            "per-sample streams (--out json=/csv=) need a one-process run; drop them or use "
+            "--workers 1",
+            source="--workers",
+        )
 
     run_dir = (
         Path(out) if out is not None else default_run_dir(cfg.source, cfg.output.out_dir or "runs")
@@ -137,12 +149,22 @@ def run(
             quiet=quiet,
             no_color=no_color,
             on_finished=on_finished,
+            workers=parts,
         )
     finally:
         if result is None and created:  # failed or interrupted before the run: no empty folder
             shutil.rmtree(run_dir, ignore_errors=True)
     files, folder = write_run_model(result, run_dir, record)
     return RunOutcome(result, run_dir, files, folder)
+
+
+def resolve_workers(workers: int | str) -> int:
+    """``workers`` as a number of processes: "auto" is one per core this process may use."""
+    if workers == "auto":
+        from simulator.run.workers import cpu_count
+
+        return cpu_count()
+    return int(workers)
 
 
 def _boards(cfg: RunConfig, url: str) -> Any:

@@ -59,6 +59,13 @@ def register(sub: Any) -> None:
         metavar="PID",
         help="sample this process (and its children) as the server under test",
     )
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N|auto",
+        help='processes running the scenarios ("auto": one per core; default: [run] workers, '
+        "else 1); one merged run folder",
+    )
     p.add_argument("--quiet", action="store_true", help="no live progress line")
     add_k6_flags(p)
     p.set_defaults(func=run_command)
@@ -115,6 +122,22 @@ def _finite(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text[:60]!r}") from None
     if value != value or value in (float("inf"), float("-inf")):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text[:60]!r}")
+    return value
+
+
+def _workers(text: str) -> int | str:
+    from simulator.config.model import MAX_WORKERS
+
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'expected a number or "auto", got {text[:60]!r}'
+        ) from None
+    if not 1 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"expected 1..{MAX_WORKERS} workers, got {value}")
     return value
 
 
@@ -196,6 +219,7 @@ def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
         effective={"time_scale": args.time_scale, "overrides": list(args.overrides)},
         # from here on a signal never cuts the writing short
         on_finished=lambda: signals.install(defer=True),
+        workers=args.workers,
     )
     result, run_dir = outcome.result, outcome.run_dir
     if export is not None:

@@ -95,10 +95,12 @@ def run_session(
     quiet: bool = True,
     no_color: bool = False,
     on_finished: Callable[[], None] | None = None,
+    workers: int = 1,
 ) -> RunResult:
     """Start the target, run the scenarios (and companions) against it with the crash-safe
     stream in ``run_dir``, stop the target. ``on_finished`` is called once the run is over,
-    before the stream is closed (the CLI defers signals from there)."""
+    before the stream is closed (the CLI defers signals from there). ``workers`` > 1 runs
+    the scenarios in that many processes, merged here (:mod:`simulator.run.workers`)."""
     from simulator.report.output import RunStream
     from simulator.run.runner import load_all_accounts
 
@@ -109,7 +111,15 @@ def run_session(
         stream = RunStream(run_dir, effective)
         made = (make(cfg, tgt.url) for make in companions)
         result = _execute(
-            cfg, tgt, accounts, stream, points, [c for c in made if c is not None], quiet, no_color
+            cfg,
+            tgt,
+            accounts,
+            stream,
+            points,
+            [c for c in made if c is not None],
+            quiet,
+            no_color,
+            workers,
         )
         if on_finished is not None:
             on_finished()
@@ -121,14 +131,6 @@ def run_session(
             points.close()
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
 def _execute(
     cfg: RunConfig,
     target: Target,
@@ -138,14 +140,16 @@ def _execute(
     companions: list[Companion],
     quiet: bool,
     no_color: bool,
+    workers: int = 1,
 ) -> RunResult:
+    from simulator.executors.runtime import new_loop
     from simulator.http import make_transport
     from simulator.run import monitoring
     from simulator.run.progress import make_progress
     from simulator.run.runner import Environment, build_bank
 
     url = target.url
-    bank = build_bank(cfg)
+    bank = build_bank(cfg) if workers <= 1 else None  # workers build their own
     progress = None if quiet else make_progress(cfg, no_color=no_color)
 
     async def main() -> RunResult:
@@ -156,6 +160,12 @@ def _execute(
         env.registry.sink = points
         monitoring.attach(env, cfg, target.pid)
         env.companions.extend(companions)
+        if workers > 1:
+            from simulator.run.workers import WorkerPool
+
+            pool = WorkerPool(cfg, url, accounts, workers, tick=env.tick)
+            env.remote = pool
+            env.companions.insert(0, pool)
         if stream is not None:
             env.tick_hooks.append(stream.tick)
         loop = asyncio.get_running_loop()
@@ -191,7 +201,7 @@ def _execute(
     old = gc.get_threshold()
     gc.set_threshold(50_000, old[1], old[2])
     try:
-        with asyncio.Runner(loop_factory=_new_loop) as runner:
+        with asyncio.Runner(loop_factory=new_loop) as runner:
             return runner.run(main())
     except asyncio.CancelledError:
         raise KeyboardInterrupt from None  # third Ctrl-C: "scfleet: interrupted", exit 105

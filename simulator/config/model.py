@@ -206,6 +206,18 @@ class OutputConfig:
     out_dir: str | None = None
 
 
+#: most worker processes a run may start (``[run] workers``, ``--workers``)
+MAX_WORKERS = 256
+
+
+@dataclass(frozen=True)
+class RunSection:
+    """``[run]``: how the run is executed. ``workers``: processes running the scenarios'
+    execution segments (1: this process only; "auto": one per core)."""
+
+    workers: int | Literal["auto"] = 1
+
+
 @dataclass(frozen=True)
 class BoardsConfig:
     """``[boards]``: ESP32 boards (real or emulated) joining the run as ``kind=physical``.
@@ -240,6 +252,7 @@ class RunConfig:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     boards: BoardsConfig | None = None
+    run: RunSection = field(default_factory=RunSection)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property

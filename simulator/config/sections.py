@@ -28,6 +28,7 @@ from simulator.config.model import (
     MAX_SAMPLE_RATE,
     MAX_STAGES,
     MAX_WAIT,
+    MAX_WORKERS,
     SCENARIO_NAME,
     AnalyzeDevice,
     AudioConfig,
@@ -40,6 +41,7 @@ from simulator.config.model import (
     MonitorConfig,
     OutputConfig,
     RunConfig,
+    RunSection,
     ScenarioConfig,
     TargetConfig,
 )
@@ -426,6 +428,17 @@ def _monitor(t: _Table) -> MonitorConfig:
     return mc
 
 
+def _run(t: _Table) -> RunSection:
+    raw = t.get("workers", 1)
+    if raw != "auto" and (isinstance(raw, bool) or not isinstance(raw, int)):
+        raise t.error("workers", f'expected a number of processes or "auto", got {_show(raw)}')
+    if raw != "auto" and not 1 <= raw <= MAX_WORKERS:
+        raise t.error("workers", f"expected 1..{MAX_WORKERS} worker processes, got {raw}")
+    rs = RunSection(workers=raw)
+    t.finish()
+    return rs
+
+
 def _output(t: _Table) -> OutputConfig:
     stats = t.get("summary_trend_stats", list(OutputConfig.summary_trend_stats))
     if not isinstance(stats, list) or len(stats) > 50:
@@ -537,11 +550,13 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig
         audio=_audio(root.sub("audio")),
         monitor=_monitor(root.sub("monitor")),
         output=_output(root.sub("output")),
+        run=_run(root.sub("run")),
         boards=_boards(root.sub("boards"), scenarios) if "boards" in data else None,
         raw=data,
     )
     known = {"scenarios", "thresholds", "target", "server", "audio", "monitor", "output"}
     known.add("boards")
+    known.add("run")
     for key in data:
         if key not in known:
             raise ConfigError("unknown key", source=source, key=key)

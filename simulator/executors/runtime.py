@@ -40,6 +40,15 @@ class DevicePool:
         self._free.append(dev)
 
 
+def new_loop() -> asyncio.AbstractEventLoop:
+    """A run's event loop (each worker's too): uvloop where it is installed."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 _OFFSETS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, float] = weakref.WeakKeyDictionary()
 
 

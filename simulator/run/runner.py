@@ -123,6 +123,13 @@ class Companion(Protocol):
     def device_rows(self) -> list[DeviceRow]: ...
 
 
+class RemoteScenarios(Protocol):
+    """Scenarios run elsewhere (worker processes) whose results reach this Environment's
+    registry and intervals; the scenario tasks wait until they are over."""
+
+    async def wait(self) -> None: ...
+
+
 ProgressHook = Callable[["Environment", dict[str, Any]], None]
 #: Called per scenario as each tick closes: (scenario, t, span, stats of that tick).
 IntervalHook = Callable[[str, float, float, IntervalStats], None]
@@ -174,6 +181,8 @@ class Environment:
         self.error: str | None = None  # set by fail(): a background task died
         self._tasks: list[asyncio.Task[None]] = []
         self.tick_hooks: list[ProgressHook] = []  # after each timeline point (e.g. the stream)
+        #: set when the scenarios run in worker processes (simulator.run.workers.WorkerPool)
+        self.remote: RemoteScenarios | None = None
 
     def add_sampler(self, prefix: str, sampler: Sampler) -> None:
         self.samplers.append((prefix, sampler))
@@ -297,6 +306,9 @@ class Environment:
         return threshold_results(self.cfg, self.registry, duration)
 
     async def _scenario(self, sc: ScenarioConfig, start: float) -> None:
+        if self.remote is not None:  # the workers run every scenario's segments
+            await self.remote.wait()
+            return
         loop = asyncio.get_running_loop()
         begin = start + sc.start_time
         if sc.start_time > 0:

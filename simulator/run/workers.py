@@ -1,0 +1,494 @@
+"""Local workers (issue 12): one run over N processes, one run folder.
+
+The coordinator (the ``scfleet run`` process) keeps what a run has once: the target, the
+boards, the live display, the stage recorder, every threshold and the run folder. Worker k
+runs execution segment k of N of every scenario (:mod:`simulator.executors.segment`) on its
+own event loop against the same target, and once per tick sends what changed: the tick's
+interval statistics per scenario and its registry's deltas (counter and rate increments,
+histogram bucket increments) — compact, never a sample. The coordinator merges them into its
+own registry and intervals, so its ticks, thresholds (``abort_on_fail`` too), stage table and
+summary see the merged run, and the folder is written by the one-process code.
+
+Rules: a worker that exits without its final report ends the run with an engine error that
+names it (exit 103); the other workers are stopped and what was merged is written. Ctrl-C and
+SIGTERM reach the coordinator, which tells every worker to stop (workers ignore the terminal's
+SIGINT) and still writes the merged result. ``--out json=/csv=`` (per-sample streams) need
+every sample in one process, so they are refused with workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, cast
+
+from simulator.executors import SegmentSequence
+from simulator.metrics import IntervalStats, Registry
+from simulator.metrics.histogram import Histogram
+from simulator.metrics.registry import Counter, MetricValue, Rate, Tags, Trend
+from simulator.run.device_row import DeviceRow
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
+
+    from simulator.config import RunConfig
+    from simulator.executors import ExecutorConfig
+    from simulator.run.devices import Account
+    from simulator.run.runner import Environment
+
+#: How long workers get to import, build their audio and say they are ready.
+READY_TIMEOUT = 120.0
+
+
+def cpu_count() -> int:
+    """The cores this process may run on (``workers = "auto"``)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(os.cpu_count() or 1, 1)
+
+
+# -- messages (pickled over the pipe) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScenarioTick:
+    """One scenario's tick in one worker."""
+
+    name: str
+    stats: IntervalStats
+    active: int  # devices busy at the tick
+    peak: int  # most devices busy during the tick
+    allocated: int  # devices allocated so far
+
+
+@dataclass(frozen=True)
+class SeriesDelta:
+    """What one series gained since the last snapshot (a Counter/Rate/Trend increment)."""
+
+    metric: str
+    tags: Tags
+    mtype: str
+    contains: str
+    value: MetricValue
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    worker: int
+    scenarios: tuple[ScenarioTick, ...]
+    series: tuple[SeriesDelta, ...]
+
+
+@dataclass(frozen=True)
+class Ready:
+    worker: int
+
+
+@dataclass(frozen=True)
+class Final:
+    """A worker's last word: its devices (with their global identity), notes, error."""
+
+    worker: int
+    devices: tuple[tuple[str, int, DeviceRow], ...]  # (scenario, global index, row)
+    notes: tuple[str, ...]
+    error: str | None
+    interrupted: bool
+
+
+@dataclass(frozen=True)
+class Failed:
+    worker: int
+    error: str
+
+
+@dataclass(frozen=True)
+class Go:
+    pass
+
+
+@dataclass(frozen=True)
+class Stop:
+    cancel: bool = False  # a second Ctrl-C: cancel in-flight iterations now
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """Everything a worker process needs (pickled to it at spawn)."""
+
+    index: int
+    parts: int
+    cfg: RunConfig
+    url: str
+    accounts: Mapping[str, list[Account]]
+    tick: float = 1.0
+
+
+class DeltaTracker:
+    """Registry deltas since the last call: counters, rates and histograms only grow, so
+    the difference of two readings is exact and merging the differences gives the total."""
+
+    def __init__(self, reg: Registry) -> None:
+        self.reg = reg
+        self._last: dict[tuple[str, Tags], Any] = {}
+
+    def take(self) -> tuple[SeriesDelta, ...]:
+        reg = self.reg
+        reg.flush()
+        out: list[SeriesDelta] = []
+        for key, s in reg.series.items():
+            prev = self._last.get(key)
+            delta: MetricValue | None = None
+            if isinstance(s, Counter):
+                if s.value != (prev or 0.0):
+                    delta = Counter()
+                    delta.value = s.value - (prev or 0.0)
+                    self._last[key] = s.value
+            elif isinstance(s, Rate):
+                p_pass, p_total = prev or (0, 0)
+                if s.total != p_total:
+                    delta = Rate()
+                    delta.passes, delta.total = s.passes - p_pass, s.total - p_total
+                    self._last[key] = (s.passes, s.total)
+            elif isinstance(s, Trend):
+                h = s.hist
+                none: dict[int, int] = {}
+                p_counts, p_count, p_total = prev or (none, 0, 0)
+                if h.count != p_count:
+                    d = Histogram()
+                    d.counts = {
+                        i: n - p_counts.get(i, 0)
+                        for i, n in h.counts.items()
+                        if n != p_counts.get(i, 0)
+                    }
+                    d.count, d.total = h.count - p_count, h.total - p_total
+                    d.min, d.max = h.min, h.max  # merging takes min/max: the totals' are exact
+                    delta = Trend()
+                    delta.hist = d
+                    self._last[key] = (dict(h.counts), h.count, h.total)
+            if delta is not None:
+                name = key[0]
+                out.append(
+                    SeriesDelta(
+                        name,
+                        key[1],
+                        reg.types[name],
+                        reg.contains.get(name, "default"),
+                        delta,
+                    )
+                )
+        return tuple(out)
+
+
+# -- the worker process -----------------------------------------------------------------
+
+
+def segment_config(cfg: RunConfig, index: int, parts: int) -> RunConfig:
+    """``cfg`` with every scenario cut to segment ``index`` of ``parts``; thresholds are the
+    coordinator's (evaluated once, on merged data), so a worker has none."""
+    seg = SegmentSequence.even(parts).segment(index)
+    # a segment's spec answers every question a scenario's executor does (ExecutorSpec)
+    scenarios = tuple(
+        replace(sc, executor=cast("ExecutorConfig", sc.executor.for_segment(seg)))
+        for sc in cfg.scenarios
+    )
+    return replace(cfg, scenarios=scenarios, thresholds=(), boards=None)
+
+
+def worker_main(conn: Connection, job: WorkerJob) -> None:
+    """A worker process's entry point (multiprocessing, spawn)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator decides when to stop
+    try:
+        _worker(conn, job)
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            conn.send(Failed(job.index, f"{type(exc).__name__}: {str(exc)[:200]}"))
+        raise SystemExit(1) from None
+    finally:
+        conn.close()
+
+
+def _worker(conn: Connection, job: WorkerJob) -> None:
+    from simulator.http import make_transport
+    from simulator.run.runner import Environment, build_bank
+
+    cfg = segment_config(job.cfg, job.index, job.parts)
+    bank = build_bank(cfg)
+    conn.send(Ready(job.index))
+    first = conn.recv()
+    if isinstance(first, Stop):
+        conn.send(Final(job.index, (), (), None, True))
+        return
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        transport = make_transport(job.url, cfg.target.timeout, cfg.target.transport)
+        env = Environment(cfg, transport, bank=bank, accounts=job.accounts, target=job.url)
+        env.tick = job.tick
+        tracker = DeltaTracker(env.registry)
+        ticks: dict[str, IntervalStats] = {}
+
+        def on_interval(name: str, t: float, span: float, iv: IntervalStats) -> None:
+            ticks[name] = iv
+
+        def on_tick(env: Environment, point: dict[str, Any]) -> None:
+            scenarios = tuple(
+                ScenarioTick(
+                    name,
+                    ticks.pop(name, IntervalStats()),
+                    env.events[name].active_now,
+                    int(point["scenarios"][name]["active"]),
+                    env.events[name].allocated,
+                )
+                for name in env.intervals
+            )
+            conn.send(Snapshot(job.index, scenarios, tracker.take()))
+
+        env.interval_hooks.append(on_interval)
+        env.tick_hooks.append(on_tick)
+
+        def on_message() -> None:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):  # the coordinator is gone: stop
+                loop.remove_reader(conn.fileno())
+                env.cancel_inflight()
+                return
+            if isinstance(msg, Stop):
+                if msg.cancel:
+                    env.cancel_inflight()
+                else:
+                    env.request_stop()
+
+        loop.add_reader(conn.fileno(), on_message)
+        try:
+            result = await env.run()
+        finally:
+            loop.remove_reader(conn.fileno())
+            await transport.close()
+        rows = tuple(
+            (name, dev.index, row)
+            for name, beh in env.behaviours.items()
+            for dev, row in zip(beh.devices, beh.device_rows(), strict=True)
+        )
+        conn.send(Final(job.index, rows, tuple(result.notes), result.error, result.interrupted))
+
+    from simulator.executors.runtime import new_loop
+
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        runner.run(main())
+
+
+# -- the coordinator's side -------------------------------------------------------------
+
+
+class WorkerDied(Exception):
+    """A worker process ended without its final report."""
+
+
+class WorkerPool:
+    """The coordinator's view of its workers: a run companion (spawned in ``prepare``,
+    started together in ``run``, reaped in ``close``) and the remote runner of every scenario
+    (the Environment's scenario tasks wait on :meth:`wait`)."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        url: str,
+        accounts: Mapping[str, list[Account]],
+        parts: int,
+        *,
+        tick: float = 1.0,
+    ) -> None:
+        self.cfg = cfg
+        self.url = url
+        self.accounts = dict(accounts)
+        self.parts = parts
+        self.tick = tick
+        self._procs: list[BaseProcess] = []
+        self._conns: list[Connection] = []
+        self._finals: dict[int, Final] = {}
+        self._gone: set[int] = set()
+        self._ready: set[int] = set()
+        self._latest: dict[tuple[int, str], ScenarioTick] = {}
+        self._env: Environment | None = None
+        self._changed: asyncio.Event | None = None
+        self._done: asyncio.Event | None = None
+        self._failure: str | None = None
+        self._failure_name = ""
+        self._stopped = False
+
+    def name(self, k: int) -> str:
+        seg = SegmentSequence.even(self.parts).segment(k)
+        return f"worker {k + 1} of {self.parts} (segment {seg}, pid {self._procs[k].pid})"
+
+    # -- Companion ----------------------------------------------------------------------
+
+    async def prepare(self, env: Environment) -> None:
+        import multiprocessing
+
+        loop = asyncio.get_running_loop()
+        self._env = env
+        self._changed = asyncio.Event()
+        self._done = asyncio.Event()
+        ctx = multiprocessing.get_context("spawn")
+        for k in range(self.parts):
+            mine, theirs = ctx.Pipe()
+            job = WorkerJob(k, self.parts, self.cfg, self.url, self.accounts, self.tick)
+            proc = ctx.Process(
+                target=worker_main, args=(theirs, job), name=f"scfleet-worker-{k + 1}"
+            )
+            proc.start()
+            theirs.close()
+            self._procs.append(proc)
+            self._conns.append(mine)
+            loop.add_reader(mine.fileno(), self._readable, k)
+        deadline = loop.time() + READY_TIMEOUT
+        while len(self._ready) < self.parts:
+            if self._failure is not None:
+                raise WorkerDied(self._failure)
+            left = deadline - loop.time()
+            if left <= 0:
+                raise WorkerDied(f"workers not ready within {READY_TIMEOUT:g}s")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+
+    async def run(self, env: Environment, start: float) -> None:
+        assert self._changed is not None and self._done is not None
+        for k in range(self.parts):
+            self._send(k, Go())
+        stopping = asyncio.ensure_future(env.stop_event.wait())
+        try:
+            while len(self._finals) + len(self._gone) < self.parts:
+                if stopping.done() and not self._stopped:
+                    self._stopped = True
+                    self._broadcast(Stop())
+                self._changed.clear()
+                changed = asyncio.ensure_future(self._changed.wait())
+                await asyncio.wait({changed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                changed.cancel()
+                if self._failure is not None and not env.error:
+                    env.fail(self._failure_name, WorkerDied(self._failure))
+        except asyncio.CancelledError:
+            self._broadcast(Stop(cancel=True))
+            raise
+        finally:
+            stopping.cancel()
+            self._done.set()
+        for final in self._finals.values():
+            for note in final.notes:
+                if note not in env.notes:
+                    env.notes.append(note)
+            if final.error and not env.error:
+                env.fail(f"worker {final.worker + 1} of {self.parts}", RuntimeError(final.error))
+            if final.interrupted:
+                env.interrupted = True
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        for conn in self._conns:
+            with contextlib.suppress(ValueError, OSError):
+                loop.remove_reader(conn.fileno())
+        if self._done is not None:
+            self._done.set()
+        grace = max((sc.graceful_stop for sc in self.cfg.scenarios), default=0.0) + 10.0
+        deadline = loop.time() + grace
+        for proc in self._procs:
+            while proc.is_alive() and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            if proc.is_alive():
+                proc.kill()
+            proc.join(5)
+        for conn in self._conns:
+            conn.close()
+
+    def device_rows(self) -> list[DeviceRow]:
+        order = {sc.name: i for i, sc in enumerate(self.cfg.scenarios)}
+        rows = [r for f in self._finals.values() for r in f.devices]
+        rows.sort(key=lambda r: (order.get(r[0], len(order)), r[1]))
+        return [row for _name, _index, row in rows]
+
+    # -- remote scenarios ---------------------------------------------------------------
+
+    async def wait(self) -> None:
+        """Until every worker has ended (the Environment's scenario tasks wait here)."""
+        assert self._done is not None
+        await self._done.wait()
+
+    # -- the pipe ---------------------------------------------------------------------
+
+    def _send(self, k: int, msg: Any) -> None:
+        if k in self._gone or k in self._finals:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            self._conns[k].send(msg)
+
+    def _broadcast(self, msg: Any) -> None:
+        for k in range(self.parts):
+            self._send(k, msg)
+
+    def _readable(self, k: int) -> None:
+        conn = self._conns[k]
+        try:
+            while conn.poll():
+                self._receive(k, conn.recv())
+        except (EOFError, OSError):
+            asyncio.get_running_loop().remove_reader(conn.fileno())
+            if k not in self._finals:
+                self._gone.add(k)
+                if self._failure is None:
+                    code = self._procs[k].exitcode
+                    self._procs[k].join(1)
+                    code = self._procs[k].exitcode if code is None else code
+                    self._failure_name = self.name(k)
+                    self._failure = f"exited (code {code}) without its final report"
+                self._broadcast(Stop())
+        assert self._changed is not None
+        self._changed.set()
+
+    def _receive(self, k: int, msg: Any) -> None:
+        if isinstance(msg, Snapshot):
+            self._merge(msg)
+        elif isinstance(msg, Ready):
+            self._ready.add(k)
+        elif isinstance(msg, Final):
+            self._finals[k] = msg
+        elif isinstance(msg, Failed) and self._failure is None:
+            self._failure_name = self.name(k)
+            self._failure = msg.error
+
+    def _merge(self, snap: Snapshot) -> None:
+        env = self._env
+        assert env is not None
+        reg = env.registry
+        for d in snap.series:
+            if d.metric not in reg.types:
+                reg.define(d.metric, d.mtype, d.contains)
+            reg.get(d.metric, d.tags).merge(d.value)
+        for tick in snap.scenarios:
+            live = env.intervals.get(tick.name)
+            if live is None:
+                continue
+            s = tick.stats
+            live.requests += s.requests
+            live.failed += s.failed
+            live.dropped += s.dropped
+            live.iterations += s.iterations
+            live.sent += s.sent
+            live.received += s.received
+            live.hist.merge(s.hist)
+            self._latest[(snap.worker, tick.name)] = tick
+            ticks = [t for (_w, n), t in self._latest.items() if n == tick.name]
+            ev = env.events[tick.name]
+            ev.active(sum(t.active for t in ticks))
+            ev.peak = max(ev.peak, sum(t.peak for t in ticks))
+            ev.allocated = sum(t.allocated for t in ticks)
+
+
+__all__ = ["WorkerDied", "WorkerPool", "cpu_count", "segment_config", "worker_main"]

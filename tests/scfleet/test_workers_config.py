@@ -1,0 +1,61 @@
+"""``[run] workers`` and ``--workers``: bad values are one-line errors naming the key or flag."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import pytest
+
+from scfleet import api
+from scfleet_core.errors import ConfigError
+from simulator.report.streams import parse_out
+
+BASE = """
+[scenarios.up]
+executor = "constant-arrival-rate"
+rate = 5
+duration = "1s"
+pre_allocated_devices = 2
+max_devices = 2
+[scenarios.up.device]
+kind = "iot_upload"
+"""
+
+
+def _load(tmp_path: pathlib.Path, extra: str) -> Any:
+    path = tmp_path / "w.toml"
+    path.write_text(BASE + extra)
+    return api.load(path)
+
+
+def test_workers_key_accepts_a_count_or_auto(tmp_path: pathlib.Path) -> None:
+    assert _load(tmp_path, "").run.workers == 1
+    assert _load(tmp_path, "[run]\nworkers = 3\n").run.workers == 3
+    assert _load(tmp_path, '[run]\nworkers = "auto"\n').run.workers == "auto"
+    assert api.resolve_workers("auto") >= 1
+
+
+@pytest.mark.parametrize("value", ["0", "257", '"many"', "true", "1.5"])
+def test_bad_workers_key_names_it(tmp_path: pathlib.Path, value: str) -> None:
+    with pytest.raises(ConfigError, match=r"run\.workers"):
+        _load(tmp_path, f"[run]\nworkers = {value}\n")
+
+
+def test_unknown_run_key_is_refused(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ConfigError, match=r"run\.threads"):
+        _load(tmp_path, "[run]\nthreads = 2\n")
+
+
+def test_per_sample_streams_are_refused_with_workers(tmp_path: pathlib.Path) -> None:
+    cfg = _load(tmp_path, "")
+    stream = parse_out(f"json={tmp_path / 'x.json'}")
+    assert stream is not None
+    with pytest.raises(ConfigError, match="--workers"):
+        api.run(cfg, out=tmp_path / "run", streams=[stream], workers=2)
+    assert not (tmp_path / "run").exists()
+
+
+def test_workers_flag_is_a_usage_error_when_bad(scfleet: Any) -> None:
+    res = scfleet("run", "configs/smoke.toml", "--workers", "0")
+    assert res.returncode == 2 and "--workers" in res.stderr and "Traceback" not in res.stderr
