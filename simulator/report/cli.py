@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scfleet_core.errors import EXIT_OK
+from scfleet_core.errors import EXIT_OK, EXIT_THRESHOLDS_FAILED, ConfigError
 from simulator.report.build import REPORT_FILES as REPORT_FILES
 from simulator.report.build import build_reports as build_reports
 from simulator.report.model import RunData as RunData
@@ -33,10 +33,24 @@ def register(sub: Any) -> None:
     c = sub.add_parser(
         "compare",
         help="what got better or worse between two runs",
-        description="Compare two run folders: p95, error rate, throughput, knee, verdict.",
+        description="Compare two run folders: p95, error rate, throughput, knee, verdict. "
+        "With --fail-on it is a regression gate: exit 0 when every rule holds, 99 when NEW "
+        "is worse than BASE beyond a margin (or lacks a figure a rule names), 2 for a bad "
+        "spec, 104 for an unreadable run folder.",
     )
-    c.add_argument("run_a", metavar="RUN_A", help="the baseline run folder")
-    c.add_argument("run_b", metavar="RUN_B", help="the run to compare with it")
+    c.add_argument("run_a", metavar="BASE", help="the baseline run folder")
+    c.add_argument("run_b", metavar="NEW", help="the run to compare with it")
+    c.add_argument(
+        "--fail-on",
+        metavar="SPEC",
+        type=_fail_on,
+        help="comma-separated rules FIGURE(+|-)N(%%|pp|ms), e.g. 'p(95)+10%%,error_rate+0.5pp,"
+        "throughput-5%%': '+' fails when NEW rises past BASE by more than the margin, '-' when "
+        "it falls; %% is relative to BASE, pp are percentage points (rates), ms absolute",
+    )
+    c.add_argument(
+        "--junit", metavar="FILE", help="also write the gate's rules as JUnit XML to FILE"
+    )
     c.set_defaults(func=compare_command)
 
 
@@ -165,7 +179,35 @@ def render_compare(changes: Sequence[Change], a: Path, b: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _fail_on(text: str) -> tuple[Any, ...]:
+    """argparse type of ``--fail-on``: a bad spec is a one-line usage error (exit 2)."""
+    from simulator.report.gate import parse_spec
+
+    try:
+        return parse_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def compare_command(args: argparse.Namespace) -> int:
+    from simulator.report import gate
+
     a, b = load_run(args.run_a), load_run(args.run_b)
+    warning = gate.difference_warning(gate.config_differences(a.config, b.config))
+    if warning:
+        sys.stderr.write(f"scfleet: {warning}\n")
     sys.stdout.write(render_compare(compare(a, b), a.run_dir, b.run_dir))
-    return EXIT_OK
+    rules = args.fail_on or ()
+    if not rules:
+        if args.junit:
+            raise ConfigError("--junit needs --fail-on (the rules are its test cases)")
+        return EXIT_OK
+    outcomes = gate.judge(rules, a.summary, b.summary)
+    sys.stdout.write("\n" + gate.render(outcomes))
+    if args.junit:
+        junit = gate.to_junit(outcomes, str(a.run_dir), str(b.run_dir), warning)
+        try:
+            Path(args.junit).write_text(junit)
+        except OSError as exc:
+            raise ConfigError(f"cannot write it: {exc.strerror}", source=args.junit) from None
+    return EXIT_OK if all(o.ok for o in outcomes) else EXIT_THRESHOLDS_FAILED

@@ -1,0 +1,255 @@
+"""The regression gate of ``scfleet compare BASE NEW --fail-on SPEC``.
+
+A spec is a comma-separated list of rules; each rule names a figure of summary.json, the
+direction that is worse, and how far NEW may move that way before the gate fails::
+
+    SPEC   := RULE ("," RULE)*
+    RULE   := FIGURE SIGN NUMBER UNIT
+    SIGN   := "+"  (higher is worse: fail when NEW > BASE + margin)
+            | "-"  (lower is worse:  fail when NEW < BASE - margin)
+    UNIT   := "%"  (relative to BASE)  |  "pp" (percentage points; rates only)
+            | "ms" (milliseconds; latency statistics only)
+    FIGURE := p(N) | avg | med | min | max      (of http_req_duration, ms)
+            | error_rate                        (http_req_failed's rate)
+            | checks                            (the checks' pass rate)
+            | throughput                        (http_reqs per second)
+            | METRIC.STAT                       e.g. http_req_waiting.p(95),
+                                                http_req_duration{scenario:up}.avg,
+                                                dropped_iterations.count
+
+A figure missing from either run fails its rule (the gate cannot vouch for it).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+_SHORTHAND = {
+    "error_rate": ("http_req_failed", "value"),
+    "checks": ("checks", "value"),
+    "throughput": ("http_reqs", "rate"),
+}
+_LATENCY_STAT = re.compile(r"avg|min|med|max|p\(\d+(?:\.\d+)?\)")
+_STAT = re.compile(rf"(?:{_LATENCY_STAT.pattern}|count|rate|value)")
+_METRIC = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\{[^{}]*\})?")
+_FIGURE = re.compile(rf"(?P<metric>{_METRIC.pattern})\.(?P<stat>{_STAT.pattern})")
+_RULE = re.compile(r"(?P<figure>.+)(?P<sign>[+-])(?P<num>\d+(?:\.\d+)?)(?P<unit>%|pp|ms)")
+
+
+class Unit(enum.Enum):
+    PERCENT = "%"
+    POINTS = "pp"
+    MS = "ms"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One ``FIGURE SIGN NUMBER UNIT`` of a spec, as written and as understood."""
+
+    text: str
+    metric: str
+    stat: str
+    higher_is_worse: bool
+    margin: float
+    unit: Unit
+
+    def limit(self, base: float) -> float:
+        """The worst NEW value this rule lets through, given BASE's."""
+        if self.unit is Unit.PERCENT:
+            step = abs(base) * self.margin / 100
+        elif self.unit is Unit.POINTS:
+            step = self.margin / 100
+        else:
+            step = self.margin
+        return base + step if self.higher_is_worse else base - step
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A rule judged on two runs; ``base``/``new`` are None when the run lacks the figure."""
+
+    rule: Rule
+    base: float | None
+    new: float | None
+
+    @property
+    def limit(self) -> float | None:
+        return None if self.base is None else self.rule.limit(self.base)
+
+    @property
+    def ok(self) -> bool:
+        if self.base is None or self.new is None or self.limit is None:
+            return False
+        eps = 1e-12 * max(1.0, abs(self.limit))  # the same figure read twice passes
+        if self.rule.higher_is_worse:
+            return self.new <= self.limit + eps
+        return self.new >= self.limit - eps
+
+    def detail(self) -> str:
+        """``BASE → NEW (change; limit L)`` or why the rule could not be judged."""
+        if self.base is None or self.new is None:
+            which = "BASE" if self.base is None else "NEW"
+            return f"{self.rule.metric}.{self.rule.stat} not in the {which} run's summary"
+        fmt = _formatter(self.rule)
+        change = self.new - self.base
+        if self.rule.unit is Unit.POINTS:
+            delta = f"{change * 100:+.2f}pp"
+        elif self.base:
+            delta = f"{change / abs(self.base) * 100:+.1f}%"
+        else:
+            delta = f"{change:+.6g}"
+        assert self.limit is not None
+        return f"{fmt(self.base)} → {fmt(self.new)} ({delta}; limit {fmt(self.limit)})"
+
+
+def _formatter(rule: Rule) -> Any:
+    if rule.stat == "value":
+        return lambda v: f"{v * 100:.2f}%"
+    if _LATENCY_STAT.fullmatch(rule.stat):
+        return lambda v: f"{v:.1f} ms"
+    if rule.stat == "rate":
+        return lambda v: f"{v:.1f}/s"
+    return lambda v: f"{v:.6g}"
+
+
+def parse_rule(text: str) -> Rule:
+    """One rule; ValueError with a one-line reason naming it when it is not one."""
+    t = text.strip()
+    m = _RULE.fullmatch(t)
+    if not m:
+        raise ValueError(
+            f"{t!r}: expected FIGURE+N% / FIGURE-N% / FIGURE+Npp / FIGURE+Nms, e.g. p(95)+10%"
+        )
+    figure, unit = m["figure"], Unit(m["unit"])
+    if figure in _SHORTHAND:
+        metric, stat = _SHORTHAND[figure]
+    elif _STAT.fullmatch(figure):
+        metric, stat = "http_req_duration", figure
+    else:
+        fm = _FIGURE.fullmatch(figure)
+        if not fm:
+            raise ValueError(
+                f"{t!r}: unknown figure {figure!r} (p(N), avg, med, min, max, error_rate, "
+                "checks, throughput, or METRIC.STAT such as http_req_waiting.p(95))"
+            )
+        metric, stat = fm["metric"], fm["stat"]
+    if unit is Unit.POINTS and stat != "value":
+        raise ValueError(f"{t!r}: 'pp' (percentage points) is for rates such as error_rate")
+    if unit is Unit.MS and not _LATENCY_STAT.fullmatch(stat):
+        raise ValueError(f"{t!r}: 'ms' is for latency statistics such as p(95) or avg")
+    margin = float(m["num"])
+    if not math.isfinite(margin):
+        raise ValueError(f"{t!r}: the margin must be a finite number")
+    return Rule(t, metric, stat, m["sign"] == "+", margin, unit)
+
+
+def parse_spec(text: str) -> tuple[Rule, ...]:
+    """A whole ``--fail-on`` value; ValueError with a one-line reason when it is not one."""
+    parts = [p for p in (s.strip() for s in text.split(",")) if p]
+    # a tagged figure may hold a comma inside its braces: glue those pieces back together
+    rules: list[str] = []
+    for p in parts:
+        if rules and rules[-1].count("{") > rules[-1].count("}"):
+            rules[-1] += "," + p
+        else:
+            rules.append(p)
+    if not rules:
+        raise ValueError("empty --fail-on: give rules such as 'p(95)+10%,error_rate+0.5pp'")
+    return tuple(parse_rule(r) for r in rules)
+
+
+def _figure(summary: Mapping[str, Any], rule: Rule) -> float | None:
+    from simulator.report.summary import figures
+
+    v = figures(summary, rule.metric).get(rule.stat)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def judge(rules: Sequence[Rule], base: Mapping[str, Any], new: Mapping[str, Any]) -> list[Outcome]:
+    """Each rule on the two runs' summary.json documents."""
+    return [Outcome(r, _figure(base, r), _figure(new, r)) for r in rules]
+
+
+def render(outcomes: Sequence[Outcome]) -> str:
+    """A few lines for a CI log: one per rule, then the gate's verdict."""
+    width = max(len(o.rule.text) for o in outcomes)
+    lines = ["  GATE"]
+    for o in outcomes:
+        lines.append(f"  {'ok  ' if o.ok else 'FAIL'}  {o.rule.text.ljust(width)}  {o.detail()}")
+    failed = [o.rule.text for o in outcomes if not o.ok]
+    if failed:
+        lines.append(f"  gate: FAILED {len(failed)} of {len(outcomes)} ({', '.join(failed)})")
+    else:
+        lines.append(f"  gate: passed {len(outcomes)} of {len(outcomes)}")
+    return "\n".join(lines) + "\n"
+
+
+def to_junit(outcomes: Sequence[Outcome], base: str, new: str, warning: str | None) -> str:
+    """JUnit XML: one ``testcase`` per rule of the gate."""
+    failures = sum(1 for o in outcomes if not o.ok)
+    root = ET.Element("testsuites", name="scfleet compare", tests=str(len(outcomes)))
+    root.set("failures", str(failures))
+    suite = ET.SubElement(
+        root,
+        "testsuite",
+        name="regression gate",
+        tests=str(len(outcomes)),
+        failures=str(failures),
+        errors="0",
+        skipped="0",
+    )
+    props = ET.SubElement(suite, "properties")
+    ET.SubElement(props, "property", name="base", value=base)
+    ET.SubElement(props, "property", name="new", value=new)
+    for o in outcomes:
+        case = ET.SubElement(suite, "testcase", classname="compare", name=o.rule.text, time="0")
+        if o.ok:
+            ET.SubElement(case, "system-out").text = o.detail()
+        else:
+            fail = ET.SubElement(case, "failure", type="Regression", message=o.detail())
+            fail.text = f"{o.rule.text}: {o.detail()}"
+    if warning:
+        ET.SubElement(suite, "system-err").text = warning
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
+    else:
+        out[prefix] = value
+
+
+def config_differences(base: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The keys where two runs' config.json documents differ: the scenario file's settings,
+    the overrides and the time scale (not the target's port, which an embedded server picks)."""
+
+    def flat(doc: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        _flatten(doc.get("config", {}), "", out)
+        out["time_scale"] = doc.get("time_scale", 1.0)
+        out["overrides"] = doc.get("overrides", [])
+        return out
+
+    a, b = flat(base), flat(new)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+def difference_warning(keys: Sequence[str], limit: int = 6) -> str | None:
+    """One line for stderr, or None when the configurations match."""
+    if not keys:
+        return None
+    shown = ", ".join(keys[:limit]) + (
+        f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    )
+    return f"warning: the two runs' configurations differ ({shown}); the comparison may mislead"
