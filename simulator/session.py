@@ -102,9 +102,11 @@ def run_session(
     before the stream is closed (the CLI defers signals from there). ``workers`` > 1 runs
     the scenarios in that many processes, merged here (:mod:`simulator.run.workers`)."""
     from simulator.report.output import RunStream
+    from simulator.run.limits import ensure_open_files, files_needed
     from simulator.run.runner import load_all_accounts
 
     try:
+        ensure_open_files(files_needed(cfg, workers))  # before anything starts
         accounts = load_all_accounts(cfg, target.prepare(cfg))  # a bad file fails first
         tgt = target.start()
         effective["target"] = tgt.url

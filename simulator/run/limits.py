@@ -1,0 +1,52 @@
+"""The open-file limit a run needs, raised at start or refused in one line.
+
+A device runs one request at a time and the fast transport opens a connection only when no
+idle one is free, so a process never holds more sockets than devices busy at once: at most
+the peak device need of its scenarios (k6's max possible VUs, :func:`device_plan`). Past the
+limit, connects fail with "Too many open files" and the run collapses, so the soft limit is
+raised to that need plus a margin (the loop, run-folder files, pipes, samplers) before
+anything starts; a need above the hard limit is an error naming both numbers.
+"""
+
+from __future__ import annotations
+
+from scfleet_core.errors import ScfleetError
+from simulator.config import RunConfig
+from simulator.executors import device_plan
+
+#: descriptors besides the devices' sockets: event loop, run folder, pipes, samplers, boards
+MARGIN = 128
+
+
+class OpenFileLimit(ScfleetError):
+    """The run needs more open files than the hard limit allows (exit 103)."""
+
+
+def files_needed(cfg: RunConfig, workers: int = 1) -> int:
+    """Open files the busiest process of the run needs (with workers: the largest segment)."""
+    if workers > 1:
+        from simulator.run.workers import segment_config
+
+        return max(files_needed(segment_config(cfg, k, workers)) for k in range(workers))
+    boards = 2 * len(cfg.boards.ports) if cfg.boards is not None else 0
+    return device_plan(cfg.scenarios).possible + boards + MARGIN
+
+
+def ensure_open_files(need: int) -> int:
+    """Raise the soft RLIMIT_NOFILE to ``need`` if it is lower (worker processes inherit it);
+    the limit now in force. :class:`OpenFileLimit` when the hard limit is below ``need``."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return need
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or need <= soft:
+        return soft
+    if hard != resource.RLIM_INFINITY and need > hard:
+        raise OpenFileLimit(
+            f"this run needs {need} open files (one per device it may use at once, plus "
+            f"{MARGIN}) but the hard limit is {hard}: raise it (ulimit -Hn, systemd "
+            "LimitNOFILE) or use fewer max_devices/VUs per process (--workers splits them)"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    return need

@@ -1,0 +1,123 @@
+"""The open-file limit (issue 12, deliver 3): raised to what the run needs at start, or a
+one-line error naming how many it needs — never a run that collapses on "Too many open files"."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import resource
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from scfleet import api
+from simulator.run.limits import MARGIN, files_needed
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _limited(soft: int, hard: int) -> Any:
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_files_needed_is_the_peak_device_need_per_process() -> None:
+    cfg = api.load(ROOT / "configs" / "smoke.toml")
+    assert files_needed(cfg) == 50 + MARGIN  # max_devices
+    assert files_needed(cfg, 2) == 25 + MARGIN  # each worker's share of the pool
+    assert files_needed(cfg, 3) == 17 + MARGIN
+
+
+def test_the_soft_limit_is_raised_and_the_hard_limit_refused() -> None:
+    code = (
+        "from simulator.run.limits import ensure_open_files, OpenFileLimit\n"
+        "import resource\n"
+        "assert ensure_open_files(300) == 300\n"
+        "assert resource.getrlimit(resource.RLIMIT_NOFILE) == (300, 512)\n"
+        "try:\n"
+        "    ensure_open_files(900)\n"
+        "except OpenFileLimit as exc:\n"
+        "    print(exc)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_limited(256, 512),
+    )
+    assert res.returncode == 0, res.stderr
+    assert "needs 900 open files" in res.stdout and "hard limit is 512" in res.stdout
+
+
+def test_a_need_above_the_hard_limit_is_one_line_before_anything_starts(
+    tmp_path: pathlib.Path,
+) -> None:
+    out = tmp_path / "run"
+    res = subprocess.run(
+        [sys.executable, "-m", "scfleet", "run", "configs/smoke.toml", "--out", str(out)]
+        + ["--set", "scenarios.iot_upload.max_devices=5000"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_limited(1024, 1024),
+    )
+    assert res.returncode == 103, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"needs {5000 + MARGIN} open files" in lines[0], res.stderr
+    assert "1024" in lines[0] and not out.exists()  # no server started, no folder left
+
+
+class _Slow(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        time.sleep(1.0)  # every upload holds its connection for a second
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_many_devices_in_flight_under_a_low_soft_limit_do_not_fail(
+    tmp_path: pathlib.Path,
+) -> None:
+    """150 uploads in flight at once with a soft limit of 100 open files: before the limit was
+    raised at start, connects failed with EMFILE (errors); now every request succeeds."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = tmp_path / "many.toml"
+        cfg.write_text(
+            '[scenarios.up]\nexecutor = "constant-arrival-rate"\nrate = 150\nduration = "2s"\n'
+            'pre_allocated_devices = 160\nmax_devices = 320\ngraceful_stop = "5s"\n'
+            '[scenarios.up.device]\nkind = "iot_upload"\nchunk_bytes = 1000\n'
+        )
+        out = tmp_path / "run"
+        res = subprocess.run(
+            [sys.executable, "-m", "scfleet", "run", str(cfg), "--out", str(out), "--quiet"]
+            + ["--target", f"http://127.0.0.1:{server.server_address[1]}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            preexec_fn=_limited(100, 4096),
+        )
+        assert res.returncode == 0, res.stderr
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["metrics"]["http_reqs"]["count"] == 300
+        assert summary["metrics"]["http_req_failed"]["passes"] == 0
+    finally:
+        server.shutdown()
