@@ -88,7 +88,8 @@ def _power(spectrum: C64, n: int) -> float:
 
 def _phasors(rng: np.random.Generator, count: int) -> C64:
     """Unit complex numbers with uniform random phase (a random-phase noise spectrum)."""
-    return _PHASOR[np.frombuffer(rng.bytes(count), dtype=np.uint8)]
+    out: C64 = _PHASOR[np.frombuffer(rng.bytes(count), dtype=np.uint8)]
+    return out
 
 
 def _scaled(shape: F32, rms: float, n: int, block: int) -> F32:
@@ -101,7 +102,8 @@ def _scaled(shape: F32, rms: float, n: int, block: int) -> F32:
 
 def _colour(logf: F32, colour: float) -> F32:
     """Magnitude for a power spectrum ∝ f^-colour (0 white, 1 pink, 2 brown)."""
-    return np.exp(logf * np.float32(-0.5 * colour))
+    out: F32 = np.exp(logf * np.float32(-0.5 * colour))
+    return out
 
 
 def _resonance_gain(freqs: F32, res: Resonance, sample_rate: int) -> F32:
@@ -190,7 +192,7 @@ class Sources:
 def _noise_gain(signal_power: float, noise_power: float, snr_db: float) -> float:
     if noise_power <= 0.0:
         return 0.0
-    return math.sqrt(signal_power / noise_power) * 10.0 ** (-snr_db / 20.0)
+    return math.sqrt(signal_power / noise_power) * math.pow(10.0, -snr_db / 20.0)
 
 
 def mix_at_snr(signal: F32, noise: F32, snr_db: float) -> F32:

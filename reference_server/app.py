@@ -142,7 +142,8 @@ async def _one_line_errors(request: web.Request, handler: Any) -> web.StreamResp
     """Safety net: an exception no handler expected is one log line and a 500, not a traceback
     carrying request bytes; malformed HTTP found while reading a body is a 400."""
     try:
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
     except web.HTTPException:
         raise
     except HttpProcessingError as exc:
@@ -182,7 +183,8 @@ async def _guard_requests(request: web.Request, handler: Any) -> web.StreamRespo
     guard = request.app.get(GUARD)
     conn = guard.request_started(request.protocol) if guard is not None else None
     try:
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
     except _BodyTimeout:
         return _body_timeout(request)
     finally:

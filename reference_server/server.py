@@ -145,7 +145,7 @@ def serve(config: ServerConfig, announce: Callable[[str], None] = _announce) -> 
     except ImportError:
         runner = asyncio.run
     else:
-        runner = uvloop.run  # type: ignore[assignment]
+        runner = uvloop.run
     runner(_serve(config, announce))
     return EXIT_OK
 

@@ -43,7 +43,6 @@ fi
   --custom-typeshed-dir "../$MPY_STUBS" scfw main.py)
 # The layers and no import cycles (contracts in pyproject.toml, [tool.importlinter]).
 .venv/bin/lint-imports --no-cache
-# mypy --strict on the packages that are clean under it (ARCHITECTURE.md); the others are
-# checked where imported but not reported (--follow-imports=silent) until they are strict too.
-.venv/bin/mypy --strict --follow-imports=silent --no-error-summary scfleet_core scfleet simulator hw_bridge
+# mypy --strict on every package of the host side (firmware/ is checked above, as MicroPython).
+.venv/bin/mypy --strict --no-error-summary scfleet_core scfleet simulator hw_bridge reference_server audio_synth
 exec .venv/bin/python -m pytest "$@"
