@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from simulator.config.quickflags import QuickFlags
     from simulator.report.model import RunData
     from simulator.report.streams import Stream
+    from simulator.run.prometheus import Endpoint
     from simulator.run.runner import RunResult
     from simulator.session import TargetProvider
 
@@ -84,6 +85,7 @@ def run(
     overwrite: bool = False,
     server_pid: int | None = None,
     streams: Sequence[Stream] = (),
+    prometheus: Endpoint | None = None,
     quiet: bool = True,
     no_color: bool = False,
     effective: Mapping[str, Any] | None = None,
@@ -96,7 +98,9 @@ def run(
     the config and, failing that, the embedded reference server (its data in ``out/server``).
     ``out``: the run folder (default ``runs/<time>-<config>``; an existing run there is an
     error unless ``overwrite``). ``server_pid``: a process to sample as the server (a URL
-    target). ``streams``: k6-format per-sample files (``--out json=``/``csv=``). ``quiet``:
+    target). ``streams``: k6-format per-sample files (``--out json=``/``csv=``).
+    ``prometheus``: serve the live metrics there (``--out prometheus=``, bound before the run
+    starts; closed when it ends). ``quiet``:
     no live progress and no start-up line. ``effective``: extra keys for ``config.json``
     (the CLI records the flags). ``on_finished``: called once the run is over, before the
     folder is written. ``workers``: processes running the scenarios (a number or "auto": one
@@ -104,8 +108,7 @@ def run(
     merged into one run folder (simulator.run.workers).
     """
     from simulator.config import validate_url
-    from simulator.report.output import claim_run_dir, default_run_dir, write_run_model
-    from simulator.session import GivenTarget, run_session
+    from simulator.report.output import claim_run_dir, default_run_dir
 
     if isinstance(target, str):
         target = validate_url(target, key="target")
@@ -122,9 +125,65 @@ def run(
     run_dir = (
         Path(out) if out is not None else default_run_dir(cfg.source, cfg.output.out_dir or "runs")
     )
-    created = claim_run_dir(
-        run_dir, overwrite=overwrite, key="--out" if out is not None else "output.out_dir"
-    )
+    live = _open_live(prometheus)  # a port in use fails here, before anything else
+    try:
+        created = claim_run_dir(
+            run_dir, overwrite=overwrite, key="--out" if out is not None else "output.out_dir"
+        )
+    except BaseException:
+        _close_live(live)
+        raise
+    try:
+        return _run_claimed(
+            cfg,
+            target,
+            run_dir,
+            created,
+            streams,
+            live,
+            server_pid,
+            effective,
+            quiet,
+            no_color,
+            on_finished,
+            parts,
+        )
+    finally:
+        _close_live(live)
+
+
+def _open_live(prometheus: Endpoint | None) -> list[Any]:
+    """The live outputs (``--out prometheus=``), each bound now: a port in use is a one-line
+    error before the run folder is claimed or the target contacted."""
+    if prometheus is None:
+        return []
+    from simulator.run.prometheus import PrometheusOut
+
+    return [PrometheusOut(prometheus)]
+
+
+def _close_live(live: Sequence[Any]) -> None:
+    for out in live:
+        out.close()
+
+
+def _run_claimed(
+    cfg: RunConfig,
+    target: TargetProvider | str | None,
+    run_dir: Path,
+    created: bool,
+    streams: Sequence[Stream],
+    live: Sequence[Any],
+    server_pid: int | None,
+    effective: Mapping[str, Any] | None,
+    quiet: bool,
+    no_color: bool,
+    on_finished: Callable[[], None] | None,
+    parts: int,
+) -> RunOutcome:
+    from simulator.report.output import write_run_model
+    from simulator.session import GivenTarget, run_session
+
     points = _open_streams(cfg, streams)
     record: dict[str, Any] = {"source": cfg.source, **(effective or {}), "config": dict(cfg.raw)}
     url = target if isinstance(target, str) else cfg.target.url
@@ -150,6 +209,7 @@ def run(
             no_color=no_color,
             on_finished=on_finished,
             workers=parts,
+            tick_hooks=[out.tick for out in live],
         )
     finally:
         if result is None and created:  # failed or interrupted before the run: no empty folder

@@ -43,11 +43,12 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--out",
         action=_OutAction,
-        metavar="DIR|json=FILE|csv=FILE",
+        metavar="DIR|json=FILE|csv=FILE|prometheus=[HOST:]PORT",
         help="run folder (default: runs/<time>-<config>); json=FILE / csv=FILE (repeatable) "
-        "also stream every sample in k6's --out json / --out csv format",
+        "also stream every sample in k6's --out json / --out csv format; "
+        "prometheus=[HOST:]PORT serves the live metrics on /metrics (loopback by default)",
     )
-    p.set_defaults(streams=[])
+    p.set_defaults(streams=[], prometheus=None)
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -78,6 +79,16 @@ class _OutAction(argparse.Action):
     def __call__(self, parser: Any, ns: Any, value: Any, option_string: Any = None) -> None:
         from simulator.report.streams import parse_out
 
+        if str(value).startswith("prometheus="):
+            from simulator.run.prometheus import parse_endpoint
+
+            if ns.prometheus is not None:
+                parser.error("--out prometheus=: given twice")
+            try:
+                ns.prometheus = parse_endpoint(str(value)[len("prometheus=") :])
+            except ValueError as exc:
+                parser.error(f"--out prometheus={exc}")
+            return
         try:
             stream = parse_out(str(value))
         except ValueError as exc:
@@ -214,6 +225,7 @@ def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
         overwrite=args.overwrite,
         server_pid=args.server_pid,
         streams=getattr(args, "streams", []),
+        prometheus=getattr(args, "prometheus", None),
         quiet=args.quiet,
         no_color=getattr(args, "no_color", False),
         effective={"time_scale": args.time_scale, "overrides": list(args.overrides)},

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from scfleet_core.errors import TargetError
 from simulator.config import RunConfig
 from simulator.run.devices import Account
-from simulator.run.runner import Companion, RunResult
+from simulator.run.runner import Companion, ProgressHook, RunResult
 
 
 @dataclass(frozen=True)
@@ -96,11 +96,13 @@ def run_session(
     no_color: bool = False,
     on_finished: Callable[[], None] | None = None,
     workers: int = 1,
+    tick_hooks: Sequence[ProgressHook] = (),
 ) -> RunResult:
     """Start the target, run the scenarios (and companions) against it with the crash-safe
     stream in ``run_dir``, stop the target. ``on_finished`` is called once the run is over,
     before the stream is closed (the CLI defers signals from there). ``workers`` > 1 runs
-    the scenarios in that many processes, merged here (:mod:`simulator.run.workers`)."""
+    the scenarios in that many processes, merged here (:mod:`simulator.run.workers`).
+    ``tick_hooks`` are called after each tick's timeline point (live outputs)."""
     from simulator.report.output import RunStream
     from simulator.run.limits import ensure_open_files, files_needed
     from simulator.run.runner import load_all_accounts
@@ -122,6 +124,7 @@ def run_session(
             quiet,
             no_color,
             workers,
+            tick_hooks,
         )
         if on_finished is not None:
             on_finished()
@@ -143,6 +146,7 @@ def _execute(
     quiet: bool,
     no_color: bool,
     workers: int = 1,
+    tick_hooks: Sequence[ProgressHook] = (),
 ) -> RunResult:
     from simulator.executors.runtime import new_loop
     from simulator.http import make_transport
@@ -170,6 +174,7 @@ def _execute(
             env.companions.insert(0, pool)
         if stream is not None:
             env.tick_hooks.append(stream.tick)
+        env.tick_hooks.extend(tick_hooks)
         loop = asyncio.get_running_loop()
         presses = 0
         main_task = asyncio.current_task()
