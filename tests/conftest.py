@@ -26,6 +26,18 @@ def free_port() -> int:
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Our pytest plugin (``fleet``, ``scfleet_server``, ``emulated_boards``) comes through its
+    ``pytest11`` entry point; a venv installed before the entry point existed gets it here, once
+    (registering the same module twice is an error, so never through ``pytest_plugins``)."""
+    import scfleet.pytest_plugin as plugin
+
+    if not config.pluginmanager.is_registered(plugin) and not config.pluginmanager.is_blocked(
+        "scfleet"
+    ):
+        config.pluginmanager.register(plugin, "scfleet")
+
+
 @pytest.fixture
 def scfleet() -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run the real CLI in a subprocess from the repository root: ``scfleet("run", ...)``."""

@@ -1,53 +1,39 @@
-"""A mixed run through ``scfleet run``: virtual devices + 4 emulated boards running the firmware,
-against the embedded reference server; the ledger, the summary, and no Wi-Fi key anywhere."""
+"""A mixed run through the pytest plugin's ``fleet`` (``scfleet.api``, the path of ``scfleet
+run``): virtual devices + 4 emulated boards running the firmware, against the embedded server; the ledger, the summary, and no Wi-Fi key anywhere."""
 
 from __future__ import annotations
 
 import csv
 import json
-import os
-import pathlib
 import sqlite3
-import subprocess
-import sys
+from typing import Any
 
 import pytest
 
 from simulator.report.summary import figures
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 KEY = "Wf-k3y-7c1e9-never-shown"
 
 
-def test_mixed_fleet_config_runs_and_the_ledger_shows_every_board(tmp_path: pathlib.Path) -> None:
-    out = tmp_path / "run"
-    env = {**os.environ, "SCFLEET_TEST_WIFI_KEY": KEY}
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scfleet",
-            "run",
-            "configs/mixed_fleet.toml",
-            "--time-scale",
-            "0.15",  # 20 s -> 3 s
-            "--set",
-            "boards.wifi_ssid=lab",
-            "--set",
-            "boards.wifi_key_env=SCFLEET_TEST_WIFI_KEY",
-            "--out",
-            str(out),
-            "--quiet",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+def test_mixed_fleet_config_runs_and_the_ledger_shows_every_board(
+    fleet: Any,
+    emulated_boards: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Through the pytest plugin's ``fleet`` (scfleet.api, as ``scfleet run`` does)."""
+    monkeypatch.setenv("SCFLEET_TEST_WIFI_KEY", KEY)
+    run = fleet.run(
+        "configs/mixed_fleet.toml",
+        time_scale=0.15,  # 20 s -> 3 s
+        boards=emulated_boards(4, wifi_ssid="lab"),
+        overrides=["boards.wifi_key_env=SCFLEET_TEST_WIFI_KEY"],
     )
-    assert res.returncode == 0, res.stderr + res.stdout
+    run.assert_ok()
+    out = run.run_dir
+    res = capfd.readouterr()
 
     db = sqlite3.connect(out / "server" / "ledger.sqlite")
     rows = db.execute(
@@ -83,7 +69,7 @@ def test_mixed_fleet_config_runs_and_the_ledger_shows_every_board(tmp_path: path
     assert all(int(r["ok"]) == len(by_dev[r["device_id"]]) for r in devices)
 
     # the key went to the boards (they say wifi_key_set) but is in no output
-    assert KEY not in res.stdout and KEY not in res.stderr
+    assert KEY not in res.out and KEY not in res.err
     for path in out.rglob("*"):
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path

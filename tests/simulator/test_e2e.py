@@ -54,10 +54,10 @@ def test_smoke_run_matches_server_ledger(tmp_path: pathlib.Path, scfleet: Any) -
 
 @pytest.mark.parametrize("transport", ["fast", "aiohttp"])
 def test_flask_server_receives_body_in_request_data(
-    tmp_path: pathlib.Path, scfleet: Any, transport: str
+    tmp_path: pathlib.Path, fleet: Any, transport: str
 ) -> None:
     """An independent WSGI server (Flask/Werkzeug), as the real SignalCraft server is,
-    through both transports."""
+    through both transports; run through the pytest plugin's ``fleet``."""
     from flask import Flask, request
     from werkzeug.serving import make_server
 
@@ -99,19 +99,12 @@ seed = 42
 [thresholds]
 http_req_failed = ["rate<0.01"]
 """)
-        out = tmp_path / "run"
-        res = scfleet(
-            "run",
-            str(cfg),
-            "--target",
-            f"http://127.0.0.1:{server.server_port}",
-            "--out",
-            str(out),
-            "--quiet",
-            "--set",
-            f"target.transport='{transport}'",
+        run = fleet.run(
+            cfg,
+            target=f"http://127.0.0.1:{server.server_port}",
+            overrides=[f"target.transport='{transport}'"],
         )
-        assert res.returncode == 0, res.stderr + res.stdout
+        run.assert_ok()
     finally:
         server.shutdown()
     assert len(seen) == 40
