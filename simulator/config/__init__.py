@@ -30,6 +30,7 @@ from simulator.config.model import EmbeddedServerConfig as EmbeddedServerConfig
 from simulator.config.model import IotUploadDevice as IotUploadDevice
 from simulator.config.model import MonitorConfig as MonitorConfig
 from simulator.config.model import OutputConfig as OutputConfig
+from simulator.config.model import PythonDevice as PythonDevice
 from simulator.config.model import RunConfig as RunConfig
 from simulator.config.model import ScenarioConfig as ScenarioConfig
 from simulator.config.model import TargetConfig as TargetConfig

@@ -146,7 +146,30 @@ class AuthDevice:
         return None
 
 
-DeviceConfig = IotUploadDevice | AnalyzeDevice | AuthDevice
+@dataclass(frozen=True)
+class PythonDevice:
+    """``kind = "python:FILE.py:Class"``: a device class the user wrote
+    (:mod:`simulator.userdevice`); the other keys of the table reach it as ``options``."""
+
+    code: Any = None  # simulator.userdevice.DeviceClass: the checked spec, declared metrics
+    options: tuple[tuple[str, Any], ...] = ()
+    id_pattern: str = "esp32-{n:06d}"
+    id_start: int = 1
+    keep_alive: bool = True
+    headers: tuple[tuple[str, str], ...] = ()
+    kind: Literal["python"] = "python"
+    boards_follow: ClassVar[bool] = False
+    needs_accounts: ClassVar[bool] = False
+    accounts_csv: ClassVar[None] = None
+
+    def audio_bytes(self) -> int:
+        return int(self.code.audio_bytes) if self.code is not None else 0
+
+    def audio_sample_rate(self) -> int | None:
+        return None
+
+
+DeviceConfig = IotUploadDevice | AnalyzeDevice | AuthDevice | PythonDevice
 DEVICE_KINDS = ("iot_upload", "ai_analysis", "auth_flow")
 
 

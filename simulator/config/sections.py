@@ -40,6 +40,7 @@ from simulator.config.model import (
     IotUploadDevice,
     MonitorConfig,
     OutputConfig,
+    PythonDevice,
     RunConfig,
     RunSection,
     ScenarioConfig,
@@ -227,8 +228,25 @@ _DEVICE_READERS: dict[str, Callable[[_Table, dict[str, Any]], DeviceConfig]] = {
 }
 
 
+def _python_device(t: _Table, common: dict[str, Any]) -> DeviceConfig:
+    """``kind = "python:..."``: the class is loaded now (bad user code: exit 104, naming the
+    file); every other key of the table is the device's ``options``."""
+    from simulator.userdevice import resolve
+
+    spec = t.string("kind", "", max_len=4096)
+    base = Path(t.source).parent if t.source and Path(t.source).exists() else None
+    code = resolve(spec, base, t.key("kind"), t.source)
+    options = tuple((k, v) for k, v in t.data.items() if k not in t.used)
+    t.used.update(k for k, _ in options)
+    return PythonDevice(code=code, options=options, **common)
+
+
 def _device(t: _Table, default_kind: str, devices: int = 1) -> DeviceConfig:
-    kind = t.choice("kind", DEVICE_KINDS, default_kind)
+    raw_kind = t.data.get("kind")
+    if isinstance(raw_kind, str) and raw_kind.startswith("python:"):
+        kind = "python"
+    else:
+        kind = t.choice("kind", DEVICE_KINDS, default_kind)
     id_start = t.integer("id_start", 1, maximum=1 << 48)
     common: dict[str, Any] = dict(
         id_pattern=_id_pattern(t, "id_pattern", "esp32-{n:06d}", id_start, devices),
@@ -236,9 +254,32 @@ def _device(t: _Table, default_kind: str, devices: int = 1) -> DeviceConfig:
         keep_alive=t.boolean("keep_alive", True),
         headers=t.string_map("headers", header=True, max_len=MAX_HEADER_VALUE),
     )
-    dev = _DEVICE_READERS[kind](t, common)
+    dev = _python_device(t, common) if kind == "python" else _DEVICE_READERS[kind](t, common)
     t.finish()
     return dev
+
+
+def _known_metrics(cfg: RunConfig) -> dict[str, str] | None:
+    """Built-in metrics plus the custom ones Python devices declare (name -> type)."""
+    custom = [
+        m
+        for sc in cfg.scenarios
+        if isinstance(sc.device, PythonDevice)
+        for m in sc.device.code.metrics
+    ]
+    if not custom:
+        return None
+    from simulator.metrics import BUILTIN
+
+    known = {name: spec[0] for name, spec in BUILTIN.items()}
+    for name, mtype, _contains in custom:
+        if known.get(name, mtype) != mtype:
+            raise ConfigError(
+                f"custom metric {name!r} ({mtype}) clashes with the {known[name]} of that name",
+                source=cfg.source,
+            )
+        known[name] = mtype
+    return known
 
 
 def _resolve(path: str, source: str) -> Path:
@@ -560,7 +601,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig
     for key in data:
         if key not in known:
             raise ConfigError("unknown key", source=source, key=key)
-    validate_thresholds(cfg.thresholds, source)
+    validate_thresholds(cfg.thresholds, source, _known_metrics(cfg))
     _check_threshold_tags(cfg)
     names = {s.name for s in cfg.scenarios}
     for th in cfg.thresholds:

@@ -133,6 +133,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "schedule_lag": ("trend", "time"),
     "dropped_iterations": ("counter", "default"),
     "interrupted_iterations": ("counter", "default"),
+    "iteration_errors": ("counter", "default"),  # a Python device's method raised/returned False
     "vus": ("gauge", "default"),
     "vus_max": ("gauge", "default"),
     "data_sent": ("counter", "data"),
@@ -186,6 +187,7 @@ RECORDED_TAG_KEYS: dict[str, frozenset[str]] = {
     "schedule_lag": frozenset({"scenario"}),
     "dropped_iterations": frozenset({"scenario"}),
     "interrupted_iterations": frozenset({"scenario"}),
+    "iteration_errors": frozenset({"scenario", "kind"}),
     "vus": frozenset(),
     "vus_max": frozenset(),
     "boards_lost": frozenset({"kind"}),

@@ -23,6 +23,7 @@ from simulator.config import (
     AnalyzeDevice,
     AuthDevice,
     IotUploadDevice,
+    PythonDevice,
     ScenarioConfig,
 )
 from simulator.executors import TaskStarter
@@ -191,6 +192,13 @@ class Behaviour:
 
     async def iterate(self, dev: VirtualDevice, scheduled: float) -> None:
         raise NotImplementedError
+
+    async def close(self) -> None:
+        """After the scenario: the devices' own goodbyes (Python devices' ``on_stop``)."""
+
+    def notes(self) -> list[str]:
+        """One-line notes for the summary (Python devices' errors)."""
+        return []
 
     def device_rows(self) -> list[DeviceRow]:
         return [
@@ -460,6 +468,212 @@ class AuthFlow(Behaviour):
         await self.end_iteration(now, sched_perf)
 
 
+class _Slot:
+    """A Python device's binding to its virtual device: the first request of an iteration is
+    measured from the iteration's scheduled time (``http_req_corrected_duration``)."""
+
+    __slots__ = ("dev", "sched")
+
+    def __init__(self, dev: VirtualDevice) -> None:
+        self.dev = dev
+        self.sched: float | None = None
+
+
+class PythonDevices(Behaviour):
+    """``kind = "python:..."``: each virtual device runs an instance of the user's
+    :class:`simulator.userdevice.Device` class; its requests are recorded like the built-ins'."""
+
+    BOUNDARY = "scfleet-py-5b0e1c7d9a2f4e36"
+    MAX_NOTES = 5
+    STOP_TIMEOUT = 10.0  # all on_stop calls of a scenario together
+
+    def __init__(self, sc: ScenarioConfig, ctx: RunContext, interval: IntervalStats) -> None:
+        super().__init__(sc, ctx, interval)
+        cfg = sc.device
+        assert isinstance(cfg, PythonDevice)
+        self.cfg = cfg
+        self.cls = cfg.code.load()
+        self._options = dict(cfg.options)
+        self._static = dict(cfg.headers)
+        reg = ctx.registry
+        for name, mtype, contains in cfg.code.metrics:
+            if reg.types.get(name) is None:
+                reg.define(name, mtype, contains)
+        own = (("scenario", sc.name), ("kind", ctx.kind))
+        self._own = own
+        self._errors = reg.get("iteration_errors", tags_of(own))
+        self._messages: dict[str, int] = {}
+        self._users: dict[int, Any] = {}  # device index -> started instance
+        self._check_rates: dict[str, Any] = {}
+
+    def _error(self, message: str) -> None:
+        self._errors.add(1)
+        line = " ".join(message.split())[:200]
+        self._messages[line] = self._messages.get(line, 0) + 1
+
+    def _metric(self, metric: Any, value: float, tags: Mapping[str, str]) -> None:
+        series = self.ctx.registry.get(metric.name, tags_of((*self._own, *tags.items())))
+        mtype = metric.type
+        if mtype == "counter":
+            series.add(value)
+        elif mtype == "rate":
+            series.add(bool(value))
+        elif mtype == "gauge":
+            series.set(value)
+        else:  # trend: ms kept to the µs, others as whole numbers
+            series.add_us(round(value * 1000) if metric.time else round(value))
+
+    def _check(self, name: str, ok: bool) -> None:
+        rate = self._check_rates.get(name)
+        if rate is None:
+            tags = tags_of((*self._base_tags, ("check", name)))
+            rate = self._check_rates[name] = self.ctx.registry.get("checks", tags)
+        rate.add(ok)
+
+    def _body(
+        self,
+        data: Any,
+        json_value: Any,
+        files: Mapping[str, tuple[str, Any, str]] | None,
+        fields: Mapping[str, str] | None,
+    ) -> tuple[Any, str | None, int]:
+        """(body, content type, bytes): raw bytes, JSON, or a multipart form."""
+        if json_value is not None:
+            raw = json.dumps(json_value).encode()
+            return raw, "application/json", len(raw)
+        if files or fields:
+            b = self.BOUNDARY
+            parts: list[Any] = []
+            for k, v in (fields or {}).items():
+                parts.append(
+                    f'--{b}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                )
+            for k, (filename, content, ctype) in (files or {}).items():
+                parts.append(
+                    f'--{b}\r\nContent-Disposition: form-data; name="{k}"; '
+                    f'filename="{filename}"\r\nContent-Type: {ctype}\r\n\r\n'.encode()
+                )
+                parts.append(content)
+                parts.append(b"\r\n")
+            parts.append(f"--{b}--\r\n".encode())
+            return parts, f"multipart/form-data; boundary={b}", sum(len(p) for p in parts)
+        if data is None:
+            return None, None, 0
+        return data, "application/octet-stream", len(data)
+
+    async def _send(
+        self,
+        slot: _Slot,
+        method: str,
+        path: str,
+        data: Any,
+        json_value: Any,
+        files: Any,
+        fields: Any,
+        headers: Mapping[str, str] | None,
+        name: str | None,
+    ) -> Any:
+        from simulator.userdevice import Reply
+
+        if not path.startswith("/"):
+            raise ValueError(f"request path must start with '/', got {path!r}")
+        body, ctype, nbytes = self._body(data, json_value, files, fields)
+        hdrs = dict(self._static)
+        if ctype is not None:
+            hdrs["Content-Type"] = ctype
+        if headers:
+            hdrs.update(headers)
+        dev = slot.dev
+        method = method.upper()
+        resp = await self.ctx.transport.send(
+            Request(method, path, hdrs, body, self.cfg.keep_alive, dev.cookies)
+        )
+        dev.requests += 1
+        dev.seq += 1
+        if self.record(self.recorder(method, name or path), resp, slot.sched):
+            dev.failed += 1
+        else:
+            dev.ok += 1
+            dev.bytes_ok += nbytes
+        slot.sched = None
+        if resp.set_cookies or resp.cleared_cookies:  # a cookie jar per device, as a browser
+            jar = dev.cookies if dev.cookies is not None else {}
+            jar.update(resp.set_cookies)
+            for gone in resp.cleared_cookies:
+                jar.pop(gone, None)
+            dev.cookies = jar
+        took = (resp.ended - resp.started) * 1000 if resp.ended else 0.0
+        return Reply(resp.status, resp.body, resp.headers, resp.error, took)
+
+    def _make(self, dev: VirtualDevice, slot: _Slot) -> Any:
+        from functools import partial
+
+        from simulator.userdevice import AudioStream, Client
+
+        user = self.cls()
+        user.device_id = dev.device_id
+        user.index = dev.index
+        user.scenario = self.sc.name
+        user.options = self._options
+        user.client = Client(partial(self._send, slot))
+        nbytes = self.cfg.code.audio_bytes
+        user.audio = AudioStream(self.ctx.bank, dev.index, nbytes) if nbytes else None
+        user._scfleet_recorder = self._metric
+        user._scfleet_check = self._check
+        user._scfleet_slot = slot
+        return user
+
+    async def iterate(self, dev: VirtualDevice, scheduled: float) -> None:
+        now = time.perf_counter()
+        sched_perf = scheduled + self.ctx.loop_to_perf
+        user = self._users.get(dev.index)
+        step = "on_start"
+        try:
+            if user is None:
+                slot = _Slot(dev)
+                slot.sched = sched_perf
+                fresh = self._make(dev, slot)
+                await fresh.on_start()
+                user = self._users[dev.index] = fresh
+            else:
+                user._scfleet_slot.sched = sched_perf
+            step = "iteration"
+            if await user.iteration() is False:
+                self._error(f"{self.cls.__name__}.iteration returned False")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's code: counted, the run goes on
+            self._error(f"{self.cls.__name__}.{step} raised {type(exc).__name__}: {exc}")
+        await self.end_iteration(now, sched_perf)
+
+    async def close(self) -> None:
+        async def stop(user: Any) -> None:
+            try:
+                await user.on_stop()
+            except Exception as exc:  # noqa: BLE001 - counted like an iteration's error
+                self._error(f"{self.cls.__name__}.on_stop raised {type(exc).__name__}: {exc}")
+
+        users, self._users = list(self._users.values()), {}
+        if not users:
+            return
+        tasks = [asyncio.ensure_future(stop(u)) for u in users]
+        _done, late = await asyncio.wait(tasks, timeout=self.STOP_TIMEOUT)
+        for t in late:
+            t.cancel()
+        if late:
+            self._error(
+                f"{self.cls.__name__}.on_stop did not return within {self.STOP_TIMEOUT:g} s"
+            )
+
+    def notes(self) -> list[str]:
+        top = sorted(self._messages.items(), key=lambda kv: -kv[1])
+        out = [f"scenario {self.sc.name}: {n} × {msg}" for msg, n in top[: self.MAX_NOTES]]
+        if len(top) > self.MAX_NOTES:
+            rest = sum(n for _, n in top[self.MAX_NOTES :])
+            out.append(f"scenario {self.sc.name}: {rest} more errors of other kinds")
+        return out
+
+
 def device_count_bound(sc: ScenarioConfig) -> int:
     """The most devices a scenario can use at once."""
     return sc.executor.device_bound()
@@ -479,4 +693,5 @@ _BEHAVIOURS: dict[str, Callable[..., Behaviour]] = {
     "iot_upload": lambda sc, ctx, iv, _accounts: IotUpload(sc, ctx, iv),
     "ai_analysis": lambda sc, ctx, iv, _accounts: AiAnalysis(sc, ctx, iv),
     "auth_flow": AuthFlow,
+    "python": lambda sc, ctx, iv, _accounts: PythonDevices(sc, ctx, iv),
 }

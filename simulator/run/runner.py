@@ -252,6 +252,9 @@ class Environment:
                 self._close_interval(loop.time() - start, sample_vus=False)
             except Exception as exc:  # noqa: BLE001 - the results gathered so far still count
                 self.fail("the last tick", exc)
+        for behaviour in self.behaviours.values():  # Python devices' on_stop, their errors
+            await behaviour.close()
+            self.notes.extend(behaviour.notes())
         duration = time.perf_counter() - self.started_perf
         results = self.evaluate_thresholds(duration)
         devices = [row for b in self.behaviours.values() for row in b.device_rows()]

@@ -1,0 +1,209 @@
+"""Devices written in Python (``kind = "python:FILE.py:Class"``, simulator.userdevice): their
+requests are recorded under k6's names with tags, checks and custom metrics reach the summary and
+thresholds, a raising method is an error counted on its iteration (the run goes on), and bad user
+code is a one-line error naming the file (exit 104)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scfleet import api
+from scfleet_core.errors import ConfigError
+from simulator.report.summary import figures
+
+ROOT = Path(__file__).resolve().parents[2]
+
+DEVICE = """
+from simulator.userdevice import Counter, Device, Gauge, Rate, Trend
+
+
+class Probe(Device):
+    audio_bytes = 3200
+    sent = Counter("probe_sent")
+    big = Rate("probe_big")
+    level = Gauge("probe_level")
+    size = Trend("probe_size")
+    took = Trend("probe_ms", time=True)
+
+    async def on_start(self):
+        self.n = 0
+        self.every = int(self.options["fail_every"])
+
+    async def iteration(self):
+        self.n += 1
+        pcm = self.audio.chunk(self.n)
+        assert len(pcm) == 3200 and self.audio.sample_rate == 16000
+        res = await self.client.post(
+            "/api/esp32/audio/upload",
+            data=pcm,
+            headers={"X-Device-ID": self.device_id, "X-Sample-Rate": "16000",
+                     "X-Sequence": str(self.n - 1)},
+        )
+        self.check("upload ok", res.status == 200)
+        self.sent.add(1, index=str(self.index))
+        self.big.add(len(pcm) > 1000)
+        self.level.add(self.index)
+        self.size.add(len(pcm))
+        self.took.add(res.duration_ms)
+        form = await self.client.post(
+            "/api/lightweight-analyze",
+            files={"audio": ("a.wav", self.audio.wav(self.n), "audio/wav")},
+            fields={"note": "probe"},
+        )
+        self.check("analysed", form.ok and "analysis" in json.dumps(form.json()) or form.ok)
+        await self.client.get("/health", name="health")
+        await self.client.post("/api/auth/login", json={"username": "x", "password": "y"})
+        if self.n % self.every == 0:
+            raise RuntimeError(f"probe {self.device_id} gave up on {self.n}")
+        return None
+
+
+import json  # noqa: E402 - after the class on purpose: module globals resolve at call time
+"""
+
+SCENARIO = """
+[scenarios.probes]
+executor = "per-vu-iterations"
+vus = 3
+iterations = 4
+max_duration = "30s"
+[scenarios.probes.device]
+kind = "python:dev/probe.py:Probe"
+fail_every = 2
+[thresholds]
+probe_sent = ["count==12"]
+probe_big = ["rate==1"]
+probe_size = ["avg==3200"]
+"probe_ms" = ["p(95)<5000"]
+"checks{check:upload ok}" = ["rate==1"]
+iteration_errors = ["count==6"]
+"""
+
+
+def write(tmp_path: Path, device: str = DEVICE, scenario: str = SCENARIO) -> Path:
+    (tmp_path / "dev").mkdir(exist_ok=True)
+    (tmp_path / "dev" / "probe.py").write_text(device)
+    cfg = tmp_path / "probes.toml"
+    cfg.write_text(scenario)
+    return cfg
+
+
+@pytest.mark.slow
+def test_a_python_device_records_like_a_built_in_and_its_errors_are_counted(
+    tmp_path: Path, fleet: Any
+) -> None:
+    run = fleet.run(write(tmp_path))
+    run.assert_ok()  # every threshold above held, custom metrics included
+    s = run.summary
+    m = {k: figures(s, k) for k in {*s["metrics"], *s["scfleet"]["metrics"]}}
+    # 3 devices × 4 iterations × 4 requests, each under k6's names with endpoint/method tags
+    assert m["http_reqs"]["count"] == 48
+    reg = run.result.registry
+    endpoints = reg.tag_values("endpoint", "http_reqs")
+    assert set(endpoints) == {
+        "/api/esp32/audio/upload",
+        "/api/lightweight-analyze",
+        "health",
+        "/api/auth/login",
+    }
+    assert set(reg.tag_values("method", "http_reqs")) == {"GET", "POST"}
+    assert m["iterations"]["count"] == 12
+    assert m["iteration_errors"]["count"] == 6  # iterations 2 and 4 of each device raised
+    assert m["probe_level"]["max"] == 2 and m["probe_level"]["min"] == 0
+    assert m["probe_sent"]["count"] == 12
+    notes = s["scfleet"]["notes"]
+    assert any("Probe.iteration raised RuntimeError: probe esp32-" in n for n in notes), notes
+    # the uploads reached the server with the device's id and sequence, bytes from audio_synth
+    db = sqlite3.connect(run.run_dir / "server" / "ledger.sqlite")
+    rows = db.execute("SELECT device_id, sequence, bytes FROM uploads").fetchall()
+    assert sorted(rows) == [(f"esp32-{d:06d}", q, 3200) for d in (1, 2, 3) for q in range(4)]
+    with open(run.run_dir / "devices.csv") as fh:
+        assert fh.read().count("esp32-") == 3
+
+
+def test_declared_custom_metrics_pass_threshold_validation_and_typos_do_not(
+    tmp_path: Path,
+) -> None:
+    cfg = api.load(write(tmp_path))
+    assert {t.metric for t in cfg.thresholds} >= {"probe_sent", "probe_ms", "iteration_errors"}
+    typo = SCENARIO.replace('probe_sent = ["count==12"]', 'probe_snet = ["count==12"]')
+    with pytest.raises(
+        ConfigError, match=r"no metric named 'probe_snet' \(did you mean probe_sent"
+    ):
+        api.load(write(tmp_path, scenario=typo))
+    wrong = SCENARIO.replace('probe_big = ["rate==1"]', 'probe_big = ["p(95)<1"]')
+    with pytest.raises(ConfigError, match="probe_big is a rate metric"):
+        api.load(write(tmp_path, scenario=wrong))
+
+
+@pytest.mark.parametrize(
+    ("device", "kind", "message"),
+    [
+        (DEVICE, "python:dev/missing.py:Probe", r"dev/missing\.py: no such file"),
+        (
+            DEVICE,
+            "python:dev/probe.py:Nope",
+            r"probe\.py: no class named 'Nope' \(device classes there: Probe\)",
+        ),
+        ("class Probe(:\n", "python:dev/probe.py:Probe", r"probe\.py: syntax error at line 1"),
+        (
+            "raise KeyError('boom')\n",
+            "python:dev/probe.py:Probe",
+            r"probe\.py: importing it raised KeyError",
+        ),
+        (
+            "class Probe:\n    pass\n",
+            "python:dev/probe.py:Probe",
+            "not a subclass of simulator.userdevice.Device",
+        ),
+        (
+            DEVICE,
+            "python:no_such_pkg_xyz:Probe",
+            r"no_such_pkg_xyz: no module named 'no_such_pkg_xyz'",
+        ),
+        (DEVICE, "python:Probe", "expected python:path/to/file.py:ClassName"),
+    ],
+)
+def test_bad_user_code_is_a_one_line_config_error_naming_the_file(
+    tmp_path: Path, device: str, kind: str, message: str
+) -> None:
+    cfg = write(tmp_path, device, SCENARIO.replace("python:dev/probe.py:Probe", kind))
+    with pytest.raises(ConfigError, match=message) as err:
+        api.load(cfg)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_user_code_exits_104_with_one_line(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "class Probe(:\n")
+    res = subprocess.run(
+        [sys.executable, "-m", "scfleet", "run", str(cfg), "--out", str(tmp_path / "run")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 104, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "probe.py: syntax error at line 1" in lines[0], res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_the_example_anomaly_sensor_uploads_only_batches(fleet: Any) -> None:
+    run = fleet.run("configs/anomaly_sensor.toml", time_scale=0.2)  # 30 s -> 6 s
+    run.assert_ok()
+    batches = run.metric("anomaly_batches")["count"]
+    reqs = run.metric("http_reqs")["count"]
+    iterations = run.metric("iterations")["count"]
+    assert 0 < batches == reqs < iterations / 2  # far fewer uploads than listens
+    db = sqlite3.connect(run.run_dir / "server" / "ledger.sqlite")
+    sizes = {b for (b,) in db.execute("SELECT bytes FROM uploads")}
+    assert sizes == {3 * 32000}  # each upload is a 3-second batch
+    assert json.loads((run.run_dir / "summary.json").read_text())["metrics"]["anomaly_batches"]
