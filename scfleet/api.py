@@ -86,6 +86,7 @@ def run(
     server_pid: int | None = None,
     streams: Sequence[Stream] = (),
     prometheus: Endpoint | None = None,
+    dashboard: Endpoint | None = None,
     quiet: bool = True,
     no_color: bool = False,
     effective: Mapping[str, Any] | None = None,
@@ -100,7 +101,8 @@ def run(
     error unless ``overwrite``). ``server_pid``: a process to sample as the server (a URL
     target). ``streams``: k6-format per-sample files (``--out json=``/``csv=``).
     ``prometheus``: serve the live metrics there (``--out prometheus=``, bound before the run
-    starts; closed when it ends). ``quiet``:
+    starts; closed when it ends). ``dashboard``: serve the live page there (``--dashboard``,
+    the same way). ``quiet``:
     no live progress and no start-up line. ``effective``: extra keys for ``config.json``
     (the CLI records the flags). ``on_finished``: called once the run is over, before the
     folder is written. ``workers``: processes running the scenarios (a number or "auto": one
@@ -125,7 +127,7 @@ def run(
     run_dir = (
         Path(out) if out is not None else default_run_dir(cfg.source, cfg.output.out_dir or "runs")
     )
-    live = _open_live(prometheus)  # a port in use fails here, before anything else
+    live = _open_live(prometheus, dashboard, cfg.source, quiet)  # a port in use fails here
     try:
         created = claim_run_dir(
             run_dir, overwrite=overwrite, key="--out" if out is not None else "output.out_dir"
@@ -152,14 +154,30 @@ def run(
         _close_live(live)
 
 
-def _open_live(prometheus: Endpoint | None) -> list[Any]:
-    """The live outputs (``--out prometheus=``), each bound now: a port in use is a one-line
-    error before the run folder is claimed or the target contacted."""
-    if prometheus is None:
-        return []
-    from simulator.run.prometheus import PrometheusOut
+def _open_live(
+    prometheus: Endpoint | None, dashboard: Endpoint | None, title: str, quiet: bool
+) -> list[Any]:
+    """The live outputs (``--out prometheus=``, ``--dashboard``), each bound now: a port in
+    use is a one-line error before the run folder is claimed or the target contacted."""
+    live: list[Any] = []
+    try:
+        if prometheus is not None:
+            from simulator.run.prometheus import PrometheusOut
 
-    return [PrometheusOut(prometheus)]
+            live.append(PrometheusOut(prometheus))
+        if dashboard is not None:
+            from simulator.report.dashboard import Dashboard
+
+            board = Dashboard(dashboard, title)
+            live.append(board)
+            if not quiet:
+                import sys
+
+                sys.stderr.write(f"scfleet: live dashboard on {board.url}\n")
+    except BaseException:
+        _close_live(live)
+        raise
+    return live
 
 
 def _close_live(live: Sequence[Any]) -> None:

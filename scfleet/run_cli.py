@@ -67,6 +67,15 @@ def register(sub: Any) -> None:
         help='processes running the scenarios ("auto": one per core; default: [run] workers, '
         "else 1); one merged run folder",
     )
+    p.add_argument(
+        "--dashboard",
+        nargs="?",
+        const=f"127.0.0.1:{5665}",
+        type=_dashboard,
+        metavar="[HOST:]PORT",
+        help="serve a live page of the run (charts, stage table, verdict so far) on "
+        "http://HOST:PORT/ (default 127.0.0.1:5665, k6's port)",
+    )
     p.add_argument("--quiet", action="store_true", help="no live progress line")
     add_k6_flags(p)
     p.set_defaults(func=run_command)
@@ -152,6 +161,16 @@ def _workers(text: str) -> int | str:
     return value
 
 
+def _dashboard(text: str) -> Any:
+    from simulator.report.dashboard import DEFAULT_PORT
+    from simulator.run.prometheus import parse_endpoint
+
+    try:
+        return parse_endpoint(text, default_port=DEFAULT_PORT)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _pid(text: str) -> int:
     try:
         value = int(text)
@@ -226,6 +245,7 @@ def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
         server_pid=args.server_pid,
         streams=getattr(args, "streams", []),
         prometheus=getattr(args, "prometheus", None),
+        dashboard=getattr(args, "dashboard", None),
         quiet=args.quiet,
         no_color=getattr(args, "no_color", False),
         effective={"time_scale": args.time_scale, "overrides": list(args.overrides)},

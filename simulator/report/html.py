@@ -1,16 +1,22 @@
 """``report.html``: one self-contained page — summary, thresholds, stage table, verdict, plots.
 
-Plots are inline SVG drawn here in Python: no CDN, no JavaScript, so the file opens offline,
-attaches to a CI job as is, and renders the same in ten years. Every plot marks the stage
-boundaries, because the questions a load test answers are per stage.
+Plots are inline SVG drawn here in Python, so the page reads without JavaScript; with it, each
+is replaced by an interactive uPlot chart (hover values, drag to zoom a time range, double-click
+to reset, click a legend entry to toggle a series) drawn from the same data, embedded as JSON.
+uPlot is vendored (``vendor/``, MIT) and inlined: no CDN, the file opens offline. Every plot
+marks the stage boundaries, because the questions a load test answers are per stage. The live
+dashboard (:mod:`simulator.report.dashboard`) draws the same charts with the same script.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simulator.report.exports import rfc3339
@@ -187,13 +193,51 @@ def _offered_series(rows: Sequence[StageRow], scenario: str) -> list[Point]:
 MIN_PLOT_SPAN = 0.25
 
 
+@dataclass
+class Chart:
+    """One plot as data: drawn as SVG here and by uPlot in the browser."""
+
+    key: str
+    title: str
+    unit: str
+    series: list[Series]
+    marks: Sequence[StageMark]
+    t_max: float
+
+    def svg(self) -> str:
+        return line_chart(self.key, self.title, self.unit, self.series, self.marks, self.t_max)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "title": self.title,
+            "unit": self.unit,
+            "tMax": self.t_max,
+            "marks": [[m.start, m.end, m.label] for m in self.marks],
+            "series": [
+                {
+                    "name": s.name,
+                    "dashed": s.dashed,
+                    "colour": PALETTE[i % len(PALETTE)],
+                    "points": [[t, y] for t, y in s.points],
+                }
+                for i, s in enumerate(self.series)
+            ],
+        }
+
+
 def plots(data: RunData) -> list[str]:
-    tl = [p for p in data.timeline if p["span"] >= MIN_PLOT_SPAN]
-    t_max = max([p["t"] for p in tl] + [r.end for r in data.rows] + [1.0])
+    return [c.svg() for c in charts(data.timeline, data.rows)]
+
+
+def charts(timeline: Sequence[Mapping[str, Any]], rows: Sequence[StageRow]) -> list[Chart]:
+    """The plots of a run (or of a run so far): from its timeline and stage rows."""
+    tl = [p for p in timeline if p["span"] >= MIN_PLOT_SPAN]
+    t_max = max([p["t"] for p in tl] + [r.end for r in rows] + [1.0])
     marks = [
         StageMark(r.start, r.end, f"S{r.index + 1}")
-        for r in data.rows
-        if r.scenario == (data.rows[0].scenario if data.rows else None)
+        for r in rows
+        if r.scenario == (rows[0].scenario if rows else None)
     ]
     names = list(dict.fromkeys(n for p in tl for n in p.get("scenarios", {})))
 
@@ -210,6 +254,9 @@ def plots(data: RunData) -> list[str]:
     def sampled(key: str, scale: float = 1.0) -> list[Point]:
         return [(p["t"], None if p.get(key) is None else p[key] * scale) for p in tl]
 
+    def line_chart(*args: Any) -> Chart:
+        return Chart(*args)
+
     out = []
     for name in names:
         label = f" — {name}" if len(names) > 1 else ""
@@ -225,7 +272,7 @@ def plots(data: RunData) -> list[str]:
         )
     rps = [Series(f"{n} req/s", per(n, "rps")) for n in names]
     for n in names:
-        offered = _offered_series(data.rows, n)
+        offered = _offered_series(rows, n)
         if offered:
             rps.append(Series(f"{n} offered iters/s", offered, dashed=True))
     out.append(line_chart("rps", "Throughput", "requests/s", rps, marks, t_max))
@@ -279,6 +326,98 @@ def plots(data: RunData) -> list[str]:
     return out
 
 
+# --------------------------------------------------------------------------- interactive charts
+
+VENDOR = Path(__file__).parent / "vendor"
+
+#: Draws (or, on the live dashboard, updates) each chart with uPlot; the SVG of the same key,
+#: if any, is hidden once its chart exists, so a failure leaves the SVG in place.
+CHART_JS = r"""
+const scfleetPlots = {};
+function scfleetMarks(u, marks) {
+  const ctx = u.ctx, b = u.bbox, r = devicePixelRatio || 1;
+  ctx.save(); ctx.beginPath(); ctx.rect(b.left, b.top, b.width, b.height); ctx.clip();
+  marks.forEach((m, i) => {
+    const x0 = u.valToPos(m[0], 'x', true), x1 = u.valToPos(m[1], 'x', true);
+    if (i % 2 === 0) { ctx.fillStyle = '#f3f6fb'; ctx.fillRect(x0, b.top, x1 - x0, b.height); }
+    ctx.strokeStyle = '#8a8a8a'; ctx.lineWidth = r; ctx.setLineDash([3 * r, 3 * r]);
+    ctx.beginPath(); ctx.moveTo(x0, b.top); ctx.lineTo(x0, b.top + b.height); ctx.stroke();
+    ctx.fillStyle = '#666'; ctx.font = (10 * r) + 'px sans-serif';
+    ctx.fillText(m[2], x0 + 3 * r, b.top + 11 * r);
+  });
+  ctx.restore();
+}
+function scfleetCharts(specs, container) {
+  for (const c of specs) {
+    const xs = [...new Set(c.series.flatMap(s => s.points.map(p => p[0])))].sort((a, b) => a - b);
+    const data = [xs];
+    for (const s of c.series) {
+      const m = new Map(s.points.map(p => [p[0], p[1]]));
+      data.push(xs.map(x => (m.has(x) ? m.get(x) : undefined)));  // undefined: spanned
+    }
+    let plot = scfleetPlots[c.key];
+    if (plot && plot.names === c.series.map(s => s.name).join('|')) {
+      plot.marks = c.marks; plot.u.setData(data, !plot.zoomed); continue;
+    }
+    try {
+      const svg = document.querySelector('svg.plot[data-plot="' + c.key + '"]');
+      const host = document.createElement('div');
+      host.className = 'uplot-host'; host.dataset.plot = c.key;
+      if (plot) { plot.u.destroy(); plot.host.replaceWith(host); }
+      else if (svg) svg.before(host);
+      else (container || document.body).appendChild(host);
+      plot = {marks: c.marks, zoomed: false, host: host, names: c.series.map(s => s.name).join('|')};
+      const fmt = v => (v == null ? '–' : Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(2));
+      const opts = {
+        title: c.title + ' (' + c.unit + ')', width: 920, height: 250,
+        scales: {x: {time: false}, y: {range: (u, lo, hi) => [0, hi > 0 ? hi * 1.05 : 1]}},
+        cursor: {drag: {x: true, y: false}},
+        axes: [{values: (u, vals) => vals.map(v => v + 's')}, {size: 56}],
+        series: [{label: 't', value: (u, v) => (v == null ? '–' : v.toFixed(1) + ' s')}].concat(
+          c.series.map(s => ({label: s.name, stroke: s.colour, width: 1.8,
+            dash: s.dashed ? [6, 4] : undefined, value: (u, v) => fmt(v)}))),
+        hooks: {
+          drawClear: [u => scfleetMarks(u, plot.marks)],
+          setSelect: [u => { if (u.select.width > 0) plot.zoomed = true; }],
+        },
+      };
+      host.addEventListener('dblclick', () => { plot.zoomed = false; });
+      plot.u = new uPlot(opts, data, host);
+      scfleetPlots[c.key] = plot;
+      if (svg) svg.style.display = 'none';
+    } catch (e) {
+      console.error('scfleet chart ' + c.key, e);
+    }
+  }
+}
+"""
+
+
+@cache
+def uplot_assets() -> tuple[str, str]:
+    """uPlot's minified script and stylesheet (vendored; see vendor/README.md)."""
+    return (VENDOR / "uPlot.iife.min.js").read_text(), (VENDOR / "uPlot.min.css").read_text()
+
+
+def _finite(v: Any) -> Any:
+    return v if not isinstance(v, float) or math.isfinite(v) else None
+
+
+def charts_json(chart_list: Sequence[Chart]) -> str:
+    """The charts as JSON safe inside a <script> element."""
+    docs = [c.to_json() for c in chart_list]
+    for d in docs:
+        for s in d["series"]:
+            s["points"] = [[t, _finite(y)] for t, y in s["points"]]
+    return json.dumps(docs, allow_nan=False).replace("</", "<\\/")
+
+
+def chart_scripts() -> str:
+    """uPlot and the chart script, inline: the page needs nothing from the network."""
+    js, css = uplot_assets()
+    return f"<style>{css}</style><script>{js}</script><script>{CHART_JS}</script>"
+
+
 # --------------------------------------------------------------------------- the page
 
 CSS = """
@@ -300,6 +439,7 @@ svg .band{fill:#f3f6fb} svg .stage{stroke:#8a8a8a;stroke-dasharray:3 3}
 svg .stage-label{font-size:10px;fill:#666} svg text{font-size:11px;fill:#333}
 svg .ytick{text-anchor:end} svg .xtick{text-anchor:middle} svg .empty{text-anchor:middle;fill:#999}
 .warn{background:#fff4e5;border:1px solid #f0c36d;padding:6px 10px}
+.uplot-host{margin:14px 0} .uplot .u-title{font-size:13px;font-weight:600}
 """
 
 
@@ -427,7 +567,14 @@ def render(data: RunData) -> str:
         mine = [r for r in data.rows if r.scenario == a.scenario]
         parts.append(f"<p class='meta'>{esc(a.scenario)}: offered in {esc(mine[0].unit)}</p>")
         parts.append(_stage_table(mine, a))
-    parts += ["<h2>Over time</h2>", *plots(data)]
+    drawn = charts(data.timeline, data.rows)
+    parts += ["<h2>Over time</h2>", *(c.svg() for c in drawn)]
+    parts += [
+        chart_scripts(),
+        f'<script type="application/json" id="scfleet-charts">{charts_json(drawn)}</script>',
+        "<script>scfleetCharts(JSON.parse("
+        "document.getElementById('scfleet-charts').textContent))</script>",
+    ]
     notes = s["scfleet"].get("notes") or []
     if notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
