@@ -3,7 +3,8 @@
 The page (``/``) is the report's charts, stage table and verdict, drawn with the same script
 and uPlot as ``report.html``; ``/events`` pushes each tick's state as a server-sent event. The
 state is built on the run's loop once per tick, and only while a page is connected (never per
-request); the server runs on its own threads (http.server) and ends with the run.
+request), from at most :data:`MAX_POINTS` points per chart; the server runs on its own threads
+(http.server) and ends with the run.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def snapshot(env: Any, tick: int) -> str:
         for a in assessments
     )
     status = "stopping" if env.stop_event.is_set() else "running"
-    return json.dumps(
+    head = json.dumps(
         {
             "tick": tick,
             "elapsed": env.timeline[-1]["t"] if env.timeline else 0.0,
@@ -106,10 +107,22 @@ def snapshot(env: Any, tick: int) -> str:
             "cards": _cards(env.timeline),
             "verdict": verdict,
             "stages": stages,
-            "charts": json.loads(html.charts_json(html.charts(env.timeline, rows))),
         },
         allow_nan=False,
     )
+    drawn = html.charts(thinned(env.timeline), rows)
+    return head[:-1] + ', "charts": ' + html.charts_json(drawn) + "}"
+
+
+#: The live charts draw at most this many points (report.html draws every second).
+MAX_POINTS = 300
+
+
+def thinned(timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every k-th point of a long timeline, always the latest: the per-tick cost of the
+    live charts stays bounded however long the run."""
+    step = -(-len(timeline) // MAX_POINTS)
+    return timeline if step <= 1 else timeline[::-1][::step][::-1]
 
 
 class Dashboard:
