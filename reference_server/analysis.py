@@ -225,12 +225,17 @@ def default_profile(seed: int = 0) -> NormalProfile:
 
 
 def burn_cpu(ms: float) -> None:
-    """Spend ``ms`` of this thread's CPU time, emulating a heavier model than ours."""
+    """Keep the CPU busy for ``ms`` of wall time, emulating a heavier model than ours.
+
+    Timed by the wall clock, not this thread's CPU time, so the service time (and the server's
+    capacity) is the same on a host shared with other work: there the worker gets less of a
+    core but is still runnable the whole time, which is what a CPU-bound server looks like.
+    """
     if ms <= 0:
         return
-    end = time.thread_time() + ms / 1000.0
+    end = time.perf_counter() + ms / 1000.0
     digest = b"signalcraft"
-    while time.thread_time() < end:
+    while time.perf_counter() < end:
         for _ in range(200):
             digest = hashlib.sha256(digest).digest()
 

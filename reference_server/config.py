@@ -112,7 +112,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "--extra-cost-ms",
         type=_float_min(0.0, strict=False),
         default=0.0,
-        help="extra CPU burned per analysis, emulating a heavier model (default 0)",
+        help="ms of busy CPU work per analysis (wall clock), emulating a heavier model (default 0)",
     )
     parser.add_argument(
         "--max-upload-bytes",
