@@ -207,3 +207,85 @@ def test_the_example_anomaly_sensor_uploads_only_batches(fleet: Any) -> None:
     sizes = {b for (b,) in db.execute("SELECT bytes FROM uploads")}
     assert sizes == {3 * 32000}  # each upload is a 3-second batch
     assert json.loads((run.run_dir / "summary.json").read_text())["metrics"]["anomaly_batches"]
+
+
+IOT_LIKE = '''
+from simulator.userdevice import Device
+
+
+class IotLike(Device):
+    """The built-in iot_upload kind, written on the device API."""
+
+    audio_bytes = 3200
+
+    async def on_start(self):
+        self.seq = 0
+
+    async def iteration(self):
+        res = await self.client.post(
+            "/api/esp32/audio/upload",
+            data=self.audio.chunk(self.seq),
+            headers={
+                "X-Device-ID": self.device_id,
+                "X-Sample-Rate": str(self.audio.sample_rate),
+                "X-Sequence": str(self.seq),
+            },
+        )
+        self.seq += 1
+        return res.ok
+'''
+
+SAME = """
+[scenarios.up]
+executor = "per-vu-iterations"
+vus = 3
+iterations = 3
+max_duration = "30s"
+[scenarios.up.device]
+kind = "KIND"
+chunk_bytes = 3200
+[[scenarios.up.checks]]
+name = "is status 200"
+status = 200
+[thresholds]
+http_req_failed = ["rate<0.01"]
+"""
+
+
+@pytest.mark.slow
+def test_iot_upload_written_on_the_api_sends_and_records_what_the_built_in_does(
+    tmp_path: Path, fleet: Any
+) -> None:
+    """The same server ledger (device ids, sequences, bytes, their SHA-256) and the same metric
+    names and tags from the built-in kind and from the same device written in Python."""
+    (tmp_path / "iot_like.py").write_text(IOT_LIKE)
+    runs = {}
+    for kind in ("iot_upload", "python:iot_like.py:IotLike"):
+        text = SAME.replace("KIND", kind)
+        if kind.startswith("python"):
+            text = text.replace("chunk_bytes = 3200\n", "")
+        cfg = tmp_path / f"{kind.split(':')[0]}.toml"
+        cfg.write_text(text)
+        runs[kind] = fleet.run(cfg)
+        runs[kind].assert_ok()
+    ledgers = []
+    for run in runs.values():
+        db = sqlite3.connect(run.run_dir / "server" / "ledger.sqlite")
+        ledgers.append(
+            sorted(
+                db.execute(
+                    "SELECT device_id, sequence, bytes, sha256, sample_rate, content_type "
+                    "FROM uploads"
+                ).fetchall()
+            )
+        )
+    assert len(ledgers[0]) == 9 and ledgers[0] == ledgers[1]
+    regs = [run.result.registry for run in runs.values()]
+    keys = [
+        {(name, tuple(k for k, _ in tags if k != "kind")) for name, tags in r.series} for r in regs
+    ]
+    assert keys[1] - keys[0] <= {("iteration_errors", ("scenario",))}
+    assert keys[0] <= keys[1]
+    for run in runs.values():  # the scenario's checks apply to a Python device's replies too
+        assert run.metric("http_reqs")["count"] == 9
+        assert run.metric("checks")["passes"] == 9 and run.metric("checks")["fails"] == 0
