@@ -47,6 +47,7 @@ ORDER = (
     "http_reqs",
     "interrupted_iterations",
     "iteration_duration",
+    "iteration_errors",
     "iterations",
     "schedule_lag",
     "vus",
@@ -401,7 +402,8 @@ def render_text(result: RunResult) -> str:
         lines.append("")
     lines.append("  METRICS")
     sub_keys = [k for k in metrics if "{" in k]
-    for name in ORDER:
+    custom = {n for n in metrics if "{" not in n and n not in BUILTIN}  # Python devices' own
+    for name in sorted({*ORDER, *custom}):
         if name not in metrics or "thresholds" in metrics[name] and len(metrics[name]) == 1:
             continue
         mark = {True: "✓", False: "✗"}.get(failing.get(name), " ")  # type: ignore[arg-type]

@@ -118,6 +118,9 @@ def test_a_python_device_records_like_a_built_in_and_its_errors_are_counted(
     assert m["iteration_errors"]["count"] == 6  # iterations 2 and 4 of each device raised
     assert m["probe_level"]["max"] == 2 and m["probe_level"]["min"] == 0
     assert m["probe_sent"]["count"] == 12
+    text = run.summary_text  # the text summary lists custom metrics beside k6's
+    for name in ("probe_sent", "probe_big", "probe_level", "probe_size", "iteration_errors"):
+        assert f" {name}...." in text, name
     notes = s["scfleet"]["notes"]
     assert any("Probe.iteration raised RuntimeError: probe esp32-" in n for n in notes), notes
     # the uploads reached the server with the device's id and sequence, bytes from audio_synth
