@@ -176,7 +176,7 @@ class FleetRun:
 
 def failure_report(run: FleetRun) -> str:
     """Why a run is not a pass: its error, the failed thresholds, then the stage table."""
-    from simulator.report.build import STAGES_MARK
+    from simulator.report import stages
 
     r = run.result
     lines = [f"scfleet run {run.run_dir} ended with exit code {run.exit_code}"]
@@ -193,9 +193,9 @@ def failure_report(run: FleetRun) -> str:
             lines.append(
                 f"    {t.threshold.metric_key}: {t.threshold.expr.source}, got {seen}{note}"
             )
-    text = run.summary_text
-    if STAGES_MARK in text:
-        lines.append(STAGES_MARK.strip("\n") + "\n" + text.split(STAGES_MARK, 1)[1].rstrip())
+    folder = run.outcome.folder
+    if folder is not None and folder.rows:
+        lines.append(stages.render_text(folder.rows, folder.assessments).rstrip())
     return "\n".join(lines)
 
 

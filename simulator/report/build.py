@@ -1,17 +1,15 @@
 """Write the report files of a run from its run-folder model (:mod:`simulator.report.model`):
-once, from memory, at the end of a run (``write_run``); or for ``scfleet report RUN_DIR`` from
-the folder loaded off disk (a newer scfleet, deleted report files, an old folder)."""
+built once, from memory, at the end of a run (``write_run``); or for ``scfleet report RUN_DIR``
+from the folder's files (a newer scfleet, deleted report files, an old folder)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from simulator.report.model import RunData, load_run
 
-#: Files ``build_reports`` (re)writes besides the ``stages`` key of summary.json.
+#: Report files written from the model besides summary.json and summary.txt.
 REPORT_FILES = (
     "report.html",
     "timeline-1s.ndjson",
@@ -19,17 +17,24 @@ REPORT_FILES = (
     "junit.xml",
     "handle-summary.json",
 )
-STAGES_MARK = "\n\n  STAGES\n"
 
 
-def with_stage_table(text: str, rows: Sequence[Any], assessments: Sequence[Any]) -> str:
-    """summary.txt: the text summary with the stage table at its end (replacing any there)."""
+def summary_text(data: RunData) -> str:
+    """summary.txt: the text summary, then the stage table when there is one."""
     from simulator.report import stages
 
-    head = text.rstrip("\n").split(STAGES_MARK)[0]
-    if rows:
-        head += STAGES_MARK + stages.render_text(rows, assessments)[len("  STAGES\n") :]
-    return head + "\n"
+    text = data.text
+    if data.rows:
+        text += "\n\n" + stages.render_text(data.rows, data.assessments)
+    return text + "\n"
+
+
+def write_summary_files(data: RunData) -> dict[str, Path]:
+    """summary.json (with its ``stages`` key) and summary.txt, from the model."""
+    out = {name: data.run_dir / name for name in ("summary.json", "summary.txt")}
+    out["summary.json"].write_text(json.dumps(data.summary, indent=2, default=str))
+    out["summary.txt"].write_text(summary_text(data))
+    return out
 
 
 def write_report_files(data: RunData) -> dict[str, Path]:
@@ -58,15 +63,7 @@ def write_report_files(data: RunData) -> dict[str, Path]:
 
 
 def build_reports(run_dir: str | Path) -> dict[str, Path]:
-    """``scfleet report``: (re)write the report files and the stage table (summary.json,
-    summary.txt) of a folder on disk."""
-    from simulator.report import stages
-
+    """``scfleet report``: the model built once from the folder's files, then summary.json,
+    summary.txt and the report files written from it, as at the end of a run."""
     data = load_run(run_dir)
-    d = data.run_dir
-    data.summary["scfleet"]["stages"] = stages.to_json(data.rows, data.assessments)
-    (d / "summary.json").write_text(json.dumps(data.summary, indent=2, default=str))
-    txt = d / "summary.txt"
-    if txt.exists():
-        txt.write_text(with_stage_table(txt.read_text(), data.rows, data.assessments))
-    return write_report_files(data)
+    return {**write_summary_files(data), **write_report_files(data)}

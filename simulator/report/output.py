@@ -32,10 +32,9 @@ from typing import Any
 
 from scfleet_core.errors import ConfigError
 from scfleet_core.secrets import Secret
-from simulator.report.build import with_stage_table, write_report_files
+from simulator.report.build import write_report_files, write_summary_files
 from simulator.report.model import RunData, model_of
-from simulator.report.stages import to_json as stages_json
-from simulator.report.summary import render_text, summary_dict
+from simulator.report.summary import describe_scenarios, render_text, summary_dict
 from simulator.run.device_row import columns_for
 from simulator.run.runner import RunResult
 from simulator.run.stage_recorder import StageRecorder
@@ -136,7 +135,6 @@ def write_run_model(
     summary = json.loads(json.dumps(summary_dict(result), default=str))
     config_text = json.dumps(_jsonable(effective), indent=2, default=str)
     timeline_text = json.dumps(result.timeline)
-    text = render_text(result)
     paths["config.json"].write_text(config_text)
     paths["metrics.json"].write_text(json.dumps(result.registry.to_dict()))
     paths["timeline.json"].write_text(timeline_text)
@@ -150,26 +148,29 @@ def write_run_model(
         paths["stages.json"] = run_dir / "stages.json"
         paths["stages.json"].write_text(json.dumps(recorder.to_dict()))
     try:
-        data = model_of(
+        data: RunData | None = model_of(
             run_dir,
             summary,
             json.loads(timeline_text),
             json.loads(config_text),
             recorder if recorder is not None else StageRecorder.for_config(result.config),
+            describe_scenarios(result.config),
+            len(result.devices),
         )
-        summary["scfleet"]["stages"] = stages_json(data.rows, data.assessments)
-        text = with_stage_table(text, data.rows, data.assessments)
     except Exception as exc:  # noqa: BLE001 - the measured data is written regardless
         _reports_not_written(run_dir, exc)
         data = None
-        text += "\n"
-    paths["summary.json"].write_text(json.dumps(summary, indent=2, default=str))
-    paths["summary.txt"].write_text(text)
-    if data is not None:
-        try:
-            paths.update(write_report_files(data))
-        except Exception as exc:  # noqa: BLE001 - the measured data is already on disk
-            _reports_not_written(run_dir, exc)
+    if data is None:
+        summary.get("scfleet", {}).pop("stages", None)
+        paths["summary.json"].write_text(json.dumps(summary, indent=2, default=str))
+        with contextlib.suppress(Exception):  # the measured data is on disk already
+            paths["summary.txt"].write_text(render_text(result) + "\n")
+        return paths, None
+    paths.update(write_summary_files(data))
+    try:
+        paths.update(write_report_files(data))
+    except Exception as exc:  # noqa: BLE001 - the measured data is already on disk
+        _reports_not_written(run_dir, exc)
     return paths, data
 
 

@@ -81,6 +81,8 @@ K6_METRICS = frozenset(
 )
 #: Always in the scfleet section for trends, whatever ``summary_trend_stats`` says.
 EXTRA_TREND_STATS = ("p(99)",)
+#: k6's default summaryTrendStats (a run folder that does not record them).
+K6_TREND_STATS = ("avg", "min", "med", "max", "p(90)", "p(95)")
 #: k6's root group id: md5 of its path, "".
 ROOT_GROUP_ID = hashlib.md5(b"").hexdigest()
 
@@ -298,7 +300,7 @@ def upgrade_summary(doc: Mapping[str, Any]) -> dict[str, Any]:
         elif "value" in m:
             types[name] = "gauge"
     opts = dict(doc.get("options", {}))
-    stats = opts.get("summaryTrendStats") or ["avg", "min", "med", "max", "p(90)", "p(95)"]
+    stats = opts.get("summaryTrendStats") or list(K6_TREND_STATS)
     thresholds = list(doc.get("thresholds", []))
     metrics, extra = split_metrics(old_metrics, types, stats, (t["metric"] for t in thresholds))
     for t in thresholds:
@@ -326,8 +328,7 @@ def upgrade_summary(doc: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _fmt_value(name: str, reg: Registry, v: float) -> str:
-    contains = reg.contains.get(name, "default")
+def _fmt_value(contains: str, v: float) -> str:
     if contains == "time":
         if v >= 1000:
             return f"{v / 1000:.2f}s"
@@ -343,26 +344,27 @@ def _fmt_value(name: str, reg: Registry, v: float) -> str:
 
 
 def _line(
-    label: str, name: str, reg: Registry, s: dict[str, Any], stats: tuple[str, ...], mark: str
+    label: str, kind: Mapping[str, str], s: dict[str, Any], stats: Sequence[str], mark: str
 ) -> str:
-    mtype = reg.types.get(name)
+    mtype, contains = kind.get("type"), kind.get("contains", "default")
     if mtype == "trend":
-        body = " ".join(f"{k}={_fmt_value(name, reg, s[k])}" for k in stats if k in s)
+        body = " ".join(f"{k}={_fmt_value(contains, s[k])}" for k in stats if k in s)
     elif mtype == "rate":
         body = f"{s['value'] * 100:.2f}%  {s['passes']} out of {s['passes'] + s['fails']}"
     elif mtype == "counter":
         rate = s["rate"]
-        if reg.contains.get(name) == "data":
-            body = f"{_fmt_value(name, reg, s['count'])}  {_fmt_value(name, reg, rate)}/s"
+        if contains == "data":
+            body = f"{_fmt_value(contains, s['count'])}  {_fmt_value(contains, rate)}/s"
         else:
-            body = f"{_fmt_value(name, reg, s['count'])}  {rate:.2f}/s"
+            body = f"{_fmt_value(contains, s['count'])}  {rate:.2f}/s"
     else:
-        body = f"{_fmt_value(name, reg, s['value'])}  min={s['min']:g} max={s['max']:g}"
+        body = f"{_fmt_value(contains, s['value'])}  min={s['min']:g} max={s['max']:g}"
     dots = "." * max(2, 34 - len(label))
     return f"  {mark} {label}{dots}: {body}"
 
 
-def _describe_scenario(cfg: RunConfig) -> list[str]:
+def describe_scenarios(cfg: RunConfig) -> list[str]:
+    """One line per scenario (summary.txt): what it offers, its device kind and timings."""
     out = []
     for sc in cfg.scenarios:
         ex = sc.executor
@@ -377,61 +379,75 @@ def _describe_scenario(cfg: RunConfig) -> list[str]:
 
 
 def render_text(result: RunResult) -> str:
-    reg = result.registry
-    summary = summary_dict(result)
-    metrics = {
-        k: figures(summary, k) for k in (*summary["metrics"], *summary["scfleet"]["metrics"])
-    }
-    stats = result.config.output.summary_trend_stats
-    stats = (*stats, *(s for s in EXTRA_TREND_STATS if s not in stats))
+    """summary.txt without the stage table, from a finished run's result."""
+    return text_of(summary_dict(result), describe_scenarios(result.config), len(result.devices))
+
+
+def text_of(summary: Mapping[str, Any], scenarios: Sequence[str], devices: int | None) -> str:
+    """summary.txt without the stage table, from summary.json (the run-folder model), so the
+    end of a run and ``scfleet report`` write it the same way. ``scenarios``: the lines of
+    :func:`describe_scenarios`; ``devices``: the device rows (None: unknown, an old folder)."""
+    sc = summary["scfleet"]
+    metrics = {k: figures(summary, k) for k in (*summary["metrics"], *sc["metrics"])}
+    kinds: Mapping[str, Mapping[str, str]] = sc.get("types", {})
+    stats = list(sc.get("options", {}).get("summaryTrendStats") or K6_TREND_STATS)
+    stats += [s for s in EXTRA_TREND_STATS if s not in stats]
     failing: dict[str, bool] = {}  # metric key → all its thresholds passed
-    for r in result.thresholds:
-        failing[r.threshold.metric_key] = failing.get(r.threshold.metric_key, True) and r.ok
-    lines = [f"  target: {result.target}", f"  scenarios: {len(result.config.scenarios)}"]
-    lines += _describe_scenario(result.config)
+    for t in sc["thresholds"]:
+        failing[t["metric"]] = failing.get(t["metric"], True) and bool(t["ok"])
+    state = sc.get("state", {})
+    lines = [
+        f"  target: {sc.get('options', {}).get('target', '')}",
+        f"  scenarios: {len(sc.get('scenarios', {}))}",
+    ]
+    lines += scenarios
     lines.append("")
-    if result.thresholds:
+    if sc["thresholds"]:
         lines.append("  THRESHOLDS")
-        for r in result.thresholds:
-            mark = "✓" if r.ok else "✗"
-            obs = "no samples" if r.observed is None else f"{r.observed:.4g}"
+        for t in sc["thresholds"]:
+            mark = "✓" if t["ok"] else "✗"
+            obs = "no samples" if t.get("observed") is None else f"{t['observed']:.4g}"
+            note = t.get("note")
             lines.append(
-                f"    {mark} {r.threshold.metric_key}: '{r.threshold.expr.source}' "
-                f"observed {obs}{' (' + r.note + ')' if r.note else ''}"
+                f"    {mark} {t['metric']}: '{t['expression']}' "
+                f"observed {obs}{' (' + note + ')' if note else ''}"
             )
         lines.append("")
     lines.append("  METRICS")
     sub_keys = [k for k in metrics if "{" in k]
     custom = {n for n in metrics if "{" not in n and n not in BUILTIN}  # Python devices' own
+    marks = {True: "✓", False: "✗"}
     for name in sorted({*ORDER, *custom}):
         if name not in metrics or "thresholds" in metrics[name] and len(metrics[name]) == 1:
             continue
-        mark = {True: "✓", False: "✗"}.get(failing.get(name), " ")  # type: ignore[arg-type]
-        lines.append(_line(name, name, reg, metrics[name], stats, mark))
+        kind = kinds.get(name, {})
+        mark = marks[failing[name]] if name in failing else " "
+        lines.append(_line(name, kind, metrics[name], stats, mark))
         for key in sub_keys:
             metric, tags = parse_metric_key(key)
             if metric == name and ("count" in metrics[key] or "value" in metrics[key]):
                 label = "  { " + ", ".join(f"{k}:{v}" for k, v in tags) + " }"
-                mark = {True: "✓", False: "✗"}.get(failing.get(key), " ")  # type: ignore[arg-type]
-                lines.append(_line(label, name, reg, metrics[key], stats, mark))
+                mark = marks[failing[key]] if key in failing else " "
+                lines.append(_line(label, kind, metrics[key], stats, mark))
     lines.append("")
-    state = "interrupted" if result.interrupted else "complete"
-    if result.aborted:
-        state = f"aborted by threshold {result.aborted}"
+    how = "interrupted" if state.get("interrupted") else "complete"
+    if state.get("abortedBy"):
+        how = f"aborted by threshold {state['abortedBy']}"
     reqs = metrics.get("http_reqs", {}).get("count", 0)
+    duration = float(state.get("testRunDurationMs", 0.0)) / 1000
     lines.append(
-        f"  run {state}: {format_duration(result.duration)}, {int(reqs)} requests, "
-        f"{len(result.devices)} devices"
+        f"  run {how}: {format_duration(duration)}, {int(reqs)} requests, "
+        f"{'?' if devices is None else devices} devices"
     )
-    acc = summary["scfleet"]["start_accuracy"]
+    acc = sc.get("start_accuracy")
     if acc:
         lines.append(
             f"  start accuracy (actual − scheduled): p1 {acc['p1_ms'] * 1000:.0f} µs, "
             f"median {acc['p50_ms'] * 1000:.0f} µs, p99 {acc['p99_ms'] * 1000:.0f} µs, "
             f"max {acc['max_ms']:.2f} ms"
         )
-    lines += failure_lines(summary["scfleet"]["failures"])
-    for note in result.notes:
+    lines += failure_lines(sc.get("failures", []))
+    for note in sc.get("notes", []):
         lines.append(f"  note: {note}")
     return "\n".join(lines)
 

@@ -130,6 +130,22 @@ def test_report_rebuilds_the_same_files(saturated: pathlib.Path, tmp_path: pathl
     assert "~" in (run / "summary.txt").read_text()
 
 
+def test_report_writes_summary_txt_from_the_model(
+    saturated: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """summary.txt is written from the run-folder model (summary.json, config.json,
+    devices.csv), not patched: a deleted or stale one comes back as the run wrote it."""
+    run = tmp_path / "copy"
+    shutil.copytree(saturated, run, ignore=shutil.ignore_patterns("server"))
+    before = (run / "summary.txt").read_bytes()
+    (run / "summary.txt").unlink()
+    assert scfleet("report", str(run)).returncode == 0
+    assert (run / "summary.txt").read_bytes() == before
+    (run / "summary.txt").write_text("stale\n")
+    assert scfleet("report", str(run)).returncode == 0
+    assert (run / "summary.txt").read_bytes() == before
+
+
 def test_report_of_a_missing_folder_is_a_one_line_error(tmp_path: pathlib.Path) -> None:
     res = scfleet("report", str(tmp_path / "nope"))
     assert res.returncode == 104 and "no such run folder" in res.stderr
