@@ -77,6 +77,7 @@ RUNS = {
     "iot_upload.toml": ["--time-scale", "0.005"],
     "auth_flow.toml": ["--time-scale", "0.005"],
     "smoke.toml": ["--time-scale", "0.5"],
+    "anomaly_sensor.toml": ["--time-scale", "0.2"],  # Python devices (configs/devices/)
     "seed_plan.toml": [
         "--time-scale",
         "0.003",
