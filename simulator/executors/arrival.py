@@ -29,7 +29,7 @@ import math
 from functools import partial
 from typing import Any, Protocol
 
-from simulator.executors.base import ArrivalPlan, Device, ExecutorEvents, Starter
+from simulator.executors.base import ArrivalPlan, Device, Drive, ExecutorEvents, Starter
 from simulator.executors.runtime import DevicePool, schedule_clock, sleep_until
 
 
@@ -159,3 +159,16 @@ async def run_arrival_rate(
 
 
 __all__ = ["DevicePool", "run_arrival_rate"]
+
+
+async def drive_arrival(ex: ArrivalExecutor, run: Drive, pool: DevicePool) -> None:
+    """``run_arrival_rate`` with a run's hand-off, for every arrival spec's ``drive``."""
+    await run_arrival_rate(
+        ex,
+        start=run.start,
+        pool=pool,
+        starter=run.behaviour,
+        events=run.events,
+        stop=run.stop,
+        graceful_stop=run.graceful_stop,
+    )

@@ -97,15 +97,7 @@ class ConstantArrivalRate:
         return SegmentedArrival(self, segment)
 
     async def drive(self, run: Drive) -> None:
-        from simulator.executors.arrival import DevicePool, run_arrival_rate
+        from simulator.executors.arrival import DevicePool, drive_arrival
 
         pool = DevicePool(run.behaviour.make_device, self.pre_allocated_devices, self.max_devices)
-        await run_arrival_rate(
-            self,
-            start=run.start,
-            pool=pool,
-            starter=run.behaviour,
-            events=run.events,
-            stop=run.stop,
-            graceful_stop=run.graceful_stop,
-        )
+        await drive_arrival(self, run, pool)

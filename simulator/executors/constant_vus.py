@@ -73,14 +73,6 @@ class ConstantVUs:
         return SegmentedVUs(self, segment)
 
     async def drive(self, run: Drive) -> None:
-        from simulator.executors.vus import run_vus
+        from simulator.executors.vus import drive_vus
 
-        await run_vus(
-            self,
-            start=run.start,
-            make_device=run.behaviour.make_device,
-            iterate=run.behaviour.iterate,
-            events=run.events,
-            stop=run.stop,
-            graceful_stop=run.graceful_stop,
-        )
+        await drive_vus(self, run)

@@ -159,20 +159,11 @@ class SegmentedArrival:
         return SegmentedArrival(self.whole.scaled(factor), self.segment)
 
     async def drive(self, run: Drive) -> None:
-        from simulator.executors.arrival import run_arrival_rate
+        from simulator.executors.arrival import drive_arrival
         from simulator.executors.runtime import DevicePool
 
         make = _global_devices(self.segment, run.behaviour.make_device)
-        pool = DevicePool(make, self.pre_allocated(), self.device_bound())
-        await run_arrival_rate(
-            self,
-            start=run.start,
-            pool=pool,
-            starter=run.behaviour,
-            events=run.events,
-            stop=run.stop,
-            graceful_stop=run.graceful_stop,
-        )
+        await drive_arrival(self, run, DevicePool(make, self.pre_allocated(), self.device_bound()))
 
 
 @dataclass(frozen=True)
@@ -253,15 +244,7 @@ class SegmentedVUs:
         return SegmentedVUs(self.whole.scaled(factor), self.segment)
 
     async def drive(self, run: Drive) -> None:
-        from simulator.executors.vus import run_vus
+        from simulator.executors.vus import drive_vus
 
         make: Callable[[int], Device] = _global_devices(self.segment, run.behaviour.make_device)
-        await run_vus(
-            self,
-            start=run.start,
-            make_device=make,
-            iterate=run.behaviour.iterate,
-            events=run.events,
-            stop=run.stop,
-            graceful_stop=run.graceful_stop,
-        )
+        await drive_vus(self, run, make)

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from simulator.executors.base import Device, ExecutorEvents, Iterate
+from simulator.executors.base import Device, Drive, ExecutorEvents, Iterate
 from simulator.executors.runtime import schedule_clock, sleep_until
 
 
@@ -133,3 +133,18 @@ async def run_vus(
         enforcer.cancel()
         await asyncio.gather(enforcer, return_exceptions=True)
         events.active(0)
+
+
+async def drive_vus(
+    ex: VUExecutor, run: Drive, make_device: Callable[[int], Device] | None = None
+) -> None:
+    """``run_vus`` with a run's hand-off, for every VU spec's ``drive`` (one call site)."""
+    await run_vus(
+        ex,
+        start=run.start,
+        make_device=make_device or run.behaviour.make_device,
+        iterate=run.behaviour.iterate,
+        events=run.events,
+        stop=run.stop,
+        graceful_stop=run.graceful_stop,
+    )
