@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from simulator.executors import SegmentSequence
 from simulator.metrics import IntervalStats, Registry
@@ -129,6 +130,65 @@ class WorkerJob:
     tick: float = 1.0
 
 
+#: what a worker sends to the coordinator, and what the coordinator sends to a worker
+WorkerMessage = Ready | Snapshot | Final | Failed
+Control = Go | Stop
+
+
+# -- the channel seam: a worker's messages travel over a pipe or a cluster's calls ---------
+
+
+class WorkerEnd(Protocol):
+    """A worker's end of its channel (:class:`PipeEnd`; a Ray actor's in
+    :mod:`simulator.run.cluster`)."""
+
+    def send(self, msg: WorkerMessage) -> None: ...
+
+    def recv(self) -> Control:
+        """Block for the coordinator's first word (:class:`Go` or :class:`Stop`)."""
+        ...
+
+    def listen(
+        self, loop: asyncio.AbstractEventLoop, on_message: Callable[[Control | None], None]
+    ) -> None:
+        """From now on hand each later message to ``on_message`` on ``loop`` (None: the
+        coordinator is gone)."""
+        ...
+
+    def unlisten(self) -> None: ...
+
+
+class WorkerChannel(Protocol):
+    """The coordinator's end of one worker's channel (:class:`PipeChannel`; a Ray actor's in
+    :mod:`simulator.run.cluster`)."""
+
+    #: where the worker runs, for messages: "pid 1234", "actor 3f2a…, node 10.0.0.5"
+    where: str
+
+    def open(self, deliver: Callable[[WorkerMessage], None], gone: Callable[[str], None]) -> None:
+        """Hand each message to ``deliver`` on the running loop; call ``gone(reason)`` once
+        if the worker ends without a word more (it exited, died, lost its node)."""
+        ...
+
+    def send(self, msg: Control) -> None:
+        """Best effort: a worker that is gone is reported through ``gone``."""
+        ...
+
+    async def close(self, deadline: float) -> None:
+        """Wait until ``deadline`` (loop time) for the worker to end, then end it; free it."""
+        ...
+
+
+class WorkerLauncher(Protocol):
+    """Starts one worker per job and hands back their channels, in job order."""
+
+    async def launch(self, jobs: Sequence[WorkerJob]) -> list[WorkerChannel]: ...
+
+    async def close(self) -> None:
+        """After every channel is closed: free what the launch reserved."""
+        ...
+
+
 class DeltaTracker:
     """Registry deltas since the last call: counters, rates and histograms only grow, so
     the difference of two readings is exact and merging the differences gives the total."""
@@ -200,29 +260,75 @@ def segment_config(cfg: RunConfig, index: int, parts: int) -> RunConfig:
     return replace(cfg, scenarios=scenarios, thresholds=(), boards=None)
 
 
+class PipeEnd:
+    """A local worker's end of its channel: the multiprocessing pipe to the coordinator."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def send(self, msg: WorkerMessage) -> None:
+        self.conn.send(msg)
+
+    def recv(self) -> Control:
+        return cast("Control", self.conn.recv())
+
+    def listen(
+        self, loop: asyncio.AbstractEventLoop, on_message: Callable[[Control | None], None]
+    ) -> None:
+        conn = self.conn
+
+        def readable() -> None:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):  # the coordinator is gone
+                loop.remove_reader(conn.fileno())
+                on_message(None)
+                return
+            on_message(msg)
+
+        self._loop = loop
+        loop.add_reader(conn.fileno(), readable)
+
+    def unlisten(self) -> None:
+        if self._loop is not None:
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_reader(self.conn.fileno())
+
+
 def worker_main(conn: Connection, job: WorkerJob) -> None:
     """A worker process's entry point (multiprocessing, spawn)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator decides when to stop
     try:
-        _worker(conn, job)
-    except BaseException as exc:
-        with contextlib.suppress(Exception):
-            conn.send(Failed(job.index, f"{type(exc).__name__}: {str(exc)[:200]}"))
+        run_worker(PipeEnd(conn), job)
+    except BaseException:
         raise SystemExit(1) from None
     finally:
         conn.close()
 
 
-def _worker(conn: Connection, job: WorkerJob) -> None:
+def run_worker(end: WorkerEnd, job: WorkerJob) -> None:
+    """Run segment ``job.index`` of ``job.parts`` and report over ``end`` (a local process's
+    pipe or a cluster actor's channel: the same code either way). An exception is reported
+    as :class:`Failed` before it propagates."""
+    try:
+        _worker(end, job)
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            end.send(Failed(job.index, f"{type(exc).__name__}: {str(exc)[:200]}"))
+        raise
+
+
+def _worker(end: WorkerEnd, job: WorkerJob) -> None:
     from simulator.http import make_transport
     from simulator.run.runner import Environment, build_bank
 
     cfg = segment_config(job.cfg, job.index, job.parts)
     bank = build_bank(cfg)
-    conn.send(Ready(job.index))
-    first = conn.recv()
+    end.send(Ready(job.index))
+    first = end.recv()
     if isinstance(first, Stop):
-        conn.send(Final(job.index, (), (), None, True))
+        end.send(Final(job.index, (), (), None, True))
         return
 
     async def main() -> None:
@@ -247,36 +353,32 @@ def _worker(conn: Connection, job: WorkerJob) -> None:
                 )
                 for name in env.intervals
             )
-            conn.send(Snapshot(job.index, scenarios, tracker.take()))
+            end.send(Snapshot(job.index, scenarios, tracker.take()))
 
         env.interval_hooks.append(on_interval)
         env.tick_hooks.append(on_tick)
 
-        def on_message() -> None:
-            try:
-                msg = conn.recv()
-            except (EOFError, OSError):  # the coordinator is gone: stop
-                loop.remove_reader(conn.fileno())
+        def on_message(msg: Control | None) -> None:
+            if msg is None:  # the coordinator is gone: stop
                 env.cancel_inflight()
-                return
-            if isinstance(msg, Stop):
+            elif isinstance(msg, Stop):
                 if msg.cancel:
                     env.cancel_inflight()
                 else:
                     env.request_stop()
 
-        loop.add_reader(conn.fileno(), on_message)
+        end.listen(loop, on_message)
         try:
             result = await env.run()
         finally:
-            loop.remove_reader(conn.fileno())
+            end.unlisten()
             await transport.close()
         rows = tuple(
             (name, dev.index, row)
             for name, beh in env.behaviours.items()
             for dev, row in zip(beh.devices, beh.device_rows(), strict=True)
         )
-        conn.send(Final(job.index, rows, tuple(result.notes), result.error, result.interrupted))
+        end.send(Final(job.index, rows, tuple(result.notes), result.error, result.interrupted))
 
     from simulator.executors.runtime import new_loop
 
@@ -291,10 +393,74 @@ class WorkerDied(Exception):
     """A worker process ended without its final report."""
 
 
+class PipeChannel:
+    """A local worker process and the coordinator's end of its pipe."""
+
+    def __init__(self, proc: BaseProcess, conn: Connection) -> None:
+        self.proc = proc
+        self.conn = conn
+        self.where = f"pid {proc.pid}"
+
+    def open(self, deliver: Callable[[WorkerMessage], None], gone: Callable[[str], None]) -> None:
+        loop = asyncio.get_running_loop()
+        conn = self.conn
+
+        def readable() -> None:
+            try:
+                while conn.poll():
+                    deliver(conn.recv())
+            except (EOFError, OSError):
+                loop.remove_reader(conn.fileno())
+                code = self.proc.exitcode
+                self.proc.join(1)
+                code = self.proc.exitcode if code is None else code
+                gone(f"exited (code {code}) without its final report")
+
+        loop.add_reader(conn.fileno(), readable)
+
+    def send(self, msg: Control) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.conn.send(msg)
+
+    async def close(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(self.conn.fileno())
+        while self.proc.is_alive() and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(5)
+        self.conn.close()
+
+
+class LocalLauncher:
+    """Worker processes on this machine (multiprocessing, spawn)."""
+
+    async def launch(self, jobs: Sequence[WorkerJob]) -> list[WorkerChannel]:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        channels: list[WorkerChannel] = []
+        for job in jobs:
+            mine, theirs = ctx.Pipe()
+            proc = ctx.Process(
+                target=worker_main, args=(theirs, job), name=f"scfleet-worker-{job.index + 1}"
+            )
+            proc.start()
+            theirs.close()
+            channels.append(PipeChannel(proc, mine))
+        return channels
+
+    async def close(self) -> None:
+        pass
+
+
 class WorkerPool:
-    """The coordinator's view of its workers: a run companion (spawned in ``prepare``,
+    """The coordinator's view of its workers: a run companion (launched in ``prepare``,
     started together in ``run``, reaped in ``close``) and the remote runner of every scenario
-    (the Environment's scenario tasks wait on :meth:`wait`)."""
+    (the Environment's scenario tasks wait on :meth:`wait`). Where the workers run is the
+    ``launcher``'s business (local processes by default); the merge is the same."""
 
     def __init__(
         self,
@@ -304,14 +470,16 @@ class WorkerPool:
         parts: int,
         *,
         tick: float = 1.0,
+        launcher: WorkerLauncher | None = None,
     ) -> None:
         self.cfg = cfg
         self.url = url
         self.accounts = dict(accounts)
         self.parts = parts
         self.tick = tick
-        self._procs: list[BaseProcess] = []
-        self._conns: list[Connection] = []
+        self.launcher: WorkerLauncher = launcher or LocalLauncher()
+        self._channels: list[WorkerChannel] = []
+        self._launched = False
         self._finals: dict[int, Final] = {}
         self._gone: set[int] = set()
         self._ready: set[int] = set()
@@ -325,29 +493,23 @@ class WorkerPool:
 
     def name(self, k: int) -> str:
         seg = SegmentSequence.even(self.parts).segment(k)
-        return f"worker {k + 1} of {self.parts} (segment {seg}, pid {self._procs[k].pid})"
+        return f"worker {k + 1} of {self.parts} (segment {seg}, {self._channels[k].where})"
 
     # -- Companion ----------------------------------------------------------------------
 
     async def prepare(self, env: Environment) -> None:
-        import multiprocessing
-
         loop = asyncio.get_running_loop()
         self._env = env
         self._changed = asyncio.Event()
         self._done = asyncio.Event()
-        ctx = multiprocessing.get_context("spawn")
-        for k in range(self.parts):
-            mine, theirs = ctx.Pipe()
-            job = WorkerJob(k, self.parts, self.cfg, self.url, self.accounts, self.tick)
-            proc = ctx.Process(
-                target=worker_main, args=(theirs, job), name=f"scfleet-worker-{k + 1}"
-            )
-            proc.start()
-            theirs.close()
-            self._procs.append(proc)
-            self._conns.append(mine)
-            loop.add_reader(mine.fileno(), self._readable, k)
+        jobs = [
+            WorkerJob(k, self.parts, self.cfg, self.url, self.accounts, self.tick)
+            for k in range(self.parts)
+        ]
+        self._launched = True
+        self._channels = await self.launcher.launch(jobs)
+        for k, channel in enumerate(self._channels):
+            channel.open(functools.partial(self._receive, k), functools.partial(self._lost, k))
         deadline = loop.time() + READY_TIMEOUT
         while len(self._ready) < self.parts:
             if self._failure is not None:
@@ -392,21 +554,16 @@ class WorkerPool:
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
-        for conn in self._conns:
-            with contextlib.suppress(ValueError, OSError):
-                loop.remove_reader(conn.fileno())
         if self._done is not None:
             self._done.set()
         grace = max((sc.graceful_stop for sc in self.cfg.scenarios), default=0.0) + 10.0
         deadline = loop.time() + grace
-        for proc in self._procs:
-            while proc.is_alive() and loop.time() < deadline:
-                await asyncio.sleep(0.05)
-            if proc.is_alive():
-                proc.kill()
-            proc.join(5)
-        for conn in self._conns:
-            conn.close()
+        try:
+            for channel in self._channels:
+                await channel.close(deadline)
+        finally:
+            if self._launched:
+                await self.launcher.close()
 
     def device_rows(self) -> list[DeviceRow]:
         order = {sc.name: i for i, sc in enumerate(self.cfg.scenarios)}
@@ -421,38 +578,29 @@ class WorkerPool:
         assert self._done is not None
         await self._done.wait()
 
-    # -- the pipe ---------------------------------------------------------------------
+    # -- the channels -----------------------------------------------------------------
 
-    def _send(self, k: int, msg: Any) -> None:
+    def _send(self, k: int, msg: Control) -> None:
         if k in self._gone or k in self._finals:
             return
-        with contextlib.suppress(OSError, ValueError):
-            self._conns[k].send(msg)
+        self._channels[k].send(msg)
 
-    def _broadcast(self, msg: Any) -> None:
+    def _broadcast(self, msg: Control) -> None:
         for k in range(self.parts):
             self._send(k, msg)
 
-    def _readable(self, k: int) -> None:
-        conn = self._conns[k]
-        try:
-            while conn.poll():
-                self._receive(k, conn.recv())
-        except (EOFError, OSError):
-            asyncio.get_running_loop().remove_reader(conn.fileno())
-            if k not in self._finals:
-                self._gone.add(k)
-                if self._failure is None:
-                    code = self._procs[k].exitcode
-                    self._procs[k].join(1)
-                    code = self._procs[k].exitcode if code is None else code
-                    self._failure_name = self.name(k)
-                    self._failure = f"exited (code {code}) without its final report"
-                self._broadcast(Stop())
+    def _lost(self, k: int, reason: str) -> None:
+        """Worker ``k`` ended without a word more."""
+        if k not in self._finals:
+            self._gone.add(k)
+            if self._failure is None:
+                self._failure_name = self.name(k)
+                self._failure = reason
+            self._broadcast(Stop())
         assert self._changed is not None
         self._changed.set()
 
-    def _receive(self, k: int, msg: Any) -> None:
+    def _receive(self, k: int, msg: WorkerMessage) -> None:
         if isinstance(msg, Snapshot):
             self._merge(msg)
         elif isinstance(msg, Ready):
@@ -462,6 +610,8 @@ class WorkerPool:
         elif isinstance(msg, Failed) and self._failure is None:
             self._failure_name = self.name(k)
             self._failure = msg.error
+        assert self._changed is not None
+        self._changed.set()
 
     def _merge(self, snap: Snapshot) -> None:
         env = self._env
@@ -491,4 +641,15 @@ class WorkerPool:
             ev.allocated = sum(t.allocated for t in ticks)
 
 
-__all__ = ["WorkerDied", "WorkerPool", "cpu_count", "segment_config", "worker_main"]
+__all__ = [
+    "LocalLauncher",
+    "WorkerChannel",
+    "WorkerDied",
+    "WorkerEnd",
+    "WorkerLauncher",
+    "WorkerPool",
+    "cpu_count",
+    "run_worker",
+    "segment_config",
+    "worker_main",
+]
