@@ -93,8 +93,9 @@ class Gauge(Metric):
 class Trend(Metric):
     """A distribution (k6 Trend): ``add(v)``; avg, med, p(N), min, max in thresholds.
 
-    Values are kept as whole numbers (the run's histograms are integer): record a 0..1 score as
-    per-mille, or declare ``Trend(name, time=True)`` and add milliseconds (kept to the µs).
+    Floats, kept as thousandths (0.001 resolution) to three significant digits, as the run's
+    HDR histograms keep times; values must be >= 0. ``Trend(name, time=True)``: milliseconds
+    (kept to the µs, reported like ``http_req_duration``).
     """
 
     type = "trend"

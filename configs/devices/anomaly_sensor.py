@@ -20,7 +20,7 @@ from simulator.userdevice import Counter, Device, Gauge, Rate, Trend
 class AnomalySensor(Device):
     audio_bytes = 32000  # 1 s of 16-bit PCM at 16 kHz per listen
 
-    score = Trend("anomaly_score_milli")  # the z-score ×1000 (trends keep whole numbers)
+    score = Trend("anomaly_score")  # the z-score (a float)
     batches = Counter("anomaly_batches")
     triggered = Rate("anomaly_triggered")
     baseline = Gauge("anomaly_baseline_rms")
@@ -44,7 +44,7 @@ class AnomalySensor(Device):
         if len(self.heard) >= 3:
             mean, std = float(np.mean(self.heard)), float(np.std(self.heard)) or 1.0
             z = abs(rms - mean) / std
-            self.score.add(z * 1000)
+            self.score.add(z)
             self.baseline.add(mean)
         self.heard.append(rms)
         crossed = z > self.threshold and len(self.kept) == self.batch

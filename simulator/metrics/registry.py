@@ -309,7 +309,7 @@ class Registry:
                 return 0.0
             return None
         if isinstance(m, Trend):
-            return trend_stat(m.hist, aggregation, self.contains.get(name) == "time")
+            return trend_stat(m.hist, aggregation)
         if isinstance(m, Rate):
             return m.rate if m.total else None
         if isinstance(m, Counter):
@@ -373,8 +373,13 @@ class Registry:
         return sorted(v for v in vals if v is not None)
 
 
-def trend_stat(h: Histogram, aggregation: str, is_time: bool = True) -> float:
-    scale = 1000.0 if is_time else 1.0
+#: A trend's histogram holds integer thousandths of its reported unit: µs for time trends
+#: (reported in ms), 0.001 for the others — so a custom Trend keeps fractions (a 0..1 score).
+TREND_SCALE = 1000.0
+
+
+def trend_stat(h: Histogram, aggregation: str) -> float:
+    scale = TREND_SCALE
     if aggregation == "count":
         return float(h.count)
     if h.count == 0:

@@ -486,6 +486,24 @@ def _thresholds(summary: Mapping[str, Any]) -> str:
     )
 
 
+def _custom_metrics(summary: Mapping[str, Any]) -> str:
+    """Python devices' own metrics (counter, rate, gauge, trend), as k6's summary lists them."""
+    from simulator.report.summary import custom_metrics
+
+    rows = custom_metrics(summary)
+    if not rows:
+        return ""
+    body = "".join(
+        f"<tr><td class='l'>{esc(n)}</td><td class='l'>{esc(t)}</td><td class='l'>{esc(f)}</td>"
+        "</tr>"
+        for n, t, f in rows
+    )
+    return (
+        '<h2>Custom metrics</h2><table id="custom-metrics"><tr><th class="l">metric</th>'
+        '<th class="l">type</th><th class="l">figures</th></tr>' + body + "</table>"
+    )
+
+
 def _failures(summary: Mapping[str, Any]) -> str:
     """Failed requests by reason (``error``, k6's ``error_code``) and status."""
     rows = summary.get("scfleet", {}).get("failures") or []
@@ -562,7 +580,8 @@ def render(data: RunData) -> str:
         if len(data.assessments) > 1:
             parts.append(f"<h3>{esc(a.scenario)}</h3>")
         parts.append(_verdict(a))
-    parts += ["<h2>Thresholds</h2>", _thresholds(s), _failures(s), "<h2>Stages</h2>"]
+    parts += ["<h2>Thresholds</h2>", _thresholds(s), _custom_metrics(s), _failures(s)]
+    parts.append("<h2>Stages</h2>")
     for a in data.assessments:
         mine = [r for r in data.rows if r.scenario == a.scenario]
         parts.append(f"<p class='meta'>{esc(a.scenario)}: offered in {esc(mine[0].unit)}</p>")

@@ -58,8 +58,9 @@ BREAKDOWN_METRICS = ("http_req_duration", "http_reqs", "http_req_failed")
 BREAKDOWN_TAGS = ("scenario", "kind")
 
 
-#: Metrics k6 itself reports; every other metric is scfleet's own (under the ``scfleet`` key)
-#: unless a threshold names it (then it sits in ``metrics`` like a k6 custom metric).
+#: Metrics k6 itself reports. Custom metrics (a Python device's, not in ``BUILTIN``) sit beside
+#: them, as k6 lists a script's own; every other metric is scfleet's (under the ``scfleet`` key)
+#: unless a threshold names it.
 K6_METRICS = frozenset(
     {
         "checks",
@@ -104,8 +105,7 @@ def metric_stats(
     if m is None:
         return None
     if isinstance(m, Trend):
-        is_time = reg.contains.get(name) == "time"
-        out: dict[str, Any] = {s: trend_stat(m.hist, s, is_time) for s in trend_stats}
+        out: dict[str, Any] = {s: trend_stat(m.hist, s) for s in trend_stats}
         out["count"] = m.hist.count
         return out
     if isinstance(m, Rate):
@@ -159,7 +159,10 @@ def split_metrics(
         is_k6 = (
             key in named
             or key == "http_req_duration{expected_response:true}"
-            or ("{" not in key and (name in K6_METRICS or name in named_metrics))
+            or (
+                "{" not in key
+                and (name in K6_METRICS or name in named_metrics or name not in BUILTIN)
+            )
         )
         if not is_k6:
             extra[key] = dict(stats)
@@ -343,9 +346,30 @@ def _fmt_value(contains: str, v: float) -> str:
     return f"{v:g}" if v != int(v) else f"{int(v)}"
 
 
+def custom_metrics(summary: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """A Python device's own metrics as (name, type, figures) for the report, as the text
+    summary prints them."""
+    sc = summary.get("scfleet", {})
+    kinds = sc.get("types", {})
+    stats = sc.get("options", {}).get("summaryTrendStats") or K6_TREND_STATS
+    names = {k for k in (*summary.get("metrics", {}), *sc.get("metrics", {})) if "{" not in k}
+    out = []
+    for name in sorted(n for n in names if n not in BUILTIN):
+        fig = {k: v for k, v in figures(summary, name).items() if k != "thresholds"}
+        kind = kinds.get(name, {})
+        if fig and kind:
+            out.append((name, str(kind.get("type", "")), _figures_text(kind, fig, stats)))
+    return out
+
+
 def _line(
     label: str, kind: Mapping[str, str], s: dict[str, Any], stats: Sequence[str], mark: str
 ) -> str:
+    dots = "." * max(2, 34 - len(label))
+    return f"  {mark} {label}{dots}: {_figures_text(kind, s, stats)}"
+
+
+def _figures_text(kind: Mapping[str, str], s: Mapping[str, Any], stats: Sequence[str]) -> str:
     mtype, contains = kind.get("type"), kind.get("contains", "default")
     if mtype == "trend":
         body = " ".join(f"{k}={_fmt_value(contains, s[k])}" for k in stats if k in s)
@@ -359,8 +383,7 @@ def _line(
             body = f"{_fmt_value(contains, s['count'])}  {rate:.2f}/s"
     else:
         body = f"{_fmt_value(contains, s['value'])}  min={s['min']:g} max={s['max']:g}"
-    dots = "." * max(2, 34 - len(label))
-    return f"  {mark} {label}{dots}: {body}"
+    return body
 
 
 def describe_scenarios(cfg: RunConfig) -> list[str]:

@@ -520,8 +520,10 @@ class PythonDevices(Behaviour):
             series.add(bool(value))
         elif mtype == "gauge":
             series.set(value)
-        else:  # trend: ms kept to the µs, others as whole numbers
-            series.add_us(round(value * 1000) if metric.time else round(value))
+        else:  # trend: thousandths of its unit (µs of a time trend), 3 significant digits
+            if not 0 <= value < 1e15:
+                raise ValueError(f"Trend {metric.name}: expected a value >= 0, got {value!r}")
+            series.add_us(round(value * 1000))
 
     def _check(self, name: str, ok: bool) -> None:
         rate = self._check_rates.get(name)

@@ -23,8 +23,8 @@ from simulator.metrics.registry import Counter, Gauge, Rate, Registry, Tags, Tre
 TIME_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
-#: The same bounds for trends that are not times (their own unit).
-VALUE_BUCKETS = (1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8)
+#: Bounds for trends that are not times (their own unit).
+VALUE_BUCKETS = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8)
 _LABEL = re.compile(r"[^A-Za-z0-9_]")
 
 
@@ -149,7 +149,7 @@ class PrometheusOut:
 
     def _histogram(self, t: Trend, is_time: bool) -> tuple[list[tuple[str, float]], float]:
         bounds: Sequence[float] = TIME_BUCKETS if is_time else VALUE_BUCKETS
-        scale = 1e6 if is_time else 1.0
+        scale = 1e6 if is_time else 1e3  # the histogram holds µs / thousandths
         counts = [0] * (len(bounds) + 1)
         cache = self._buckets
         for idx, n in t.hist.counts.items():

@@ -292,3 +292,54 @@ def test_iot_upload_written_on_the_api_sends_and_records_what_the_built_in_does(
     for run in runs.values():  # the scenario's checks apply to a Python device's replies too
         assert run.metric("http_reqs")["count"] == 9
         assert run.metric("checks")["passes"] == 9 and run.metric("checks")["fails"] == 0
+
+
+SCORER = """
+from simulator.userdevice import Counter, Device, Trend
+
+
+class Scorer(Device):
+    score = Trend("unit_score")
+    seen = Counter("unit_seen")
+
+    async def iteration(self):
+        self.score.add(0.25 + 0.5 * self.index)  # floats: 0.25, 0.75
+        self.seen.add(1)
+        await self.client.get("/health")
+"""
+
+SCORED = """
+[scenarios.scores]
+executor = "per-vu-iterations"
+vus = 2
+iterations = 2
+max_duration = "30s"
+[scenarios.scores.device]
+kind = "python:dev/probe.py:Scorer"
+[thresholds]
+unit_score = ["min>0.2", "max<0.8"]
+"""
+
+
+def test_custom_trends_keep_floats_and_unthresholded_custom_metrics_are_k6_metrics(
+    tmp_path: Path, fleet: Any
+) -> None:
+    """A custom Trend keeps fractions (it kept whole numbers: 0.25 became 0, failing min>0.2);
+    a custom metric no threshold names sits at the top of summary.json's metrics as k6's
+    --summary-export lists a script's own metrics (it was only under scfleet.metrics), and in
+    summary.txt and report.html."""
+    run = fleet.run(write(tmp_path, SCORER, SCORED))
+    run.assert_ok()
+    s = run.summary
+    score = s["metrics"]["unit_score"]
+    assert set(score) == {"avg", "min", "med", "max", "p(90)", "p(95)", "thresholds"}
+    assert score["min"] == pytest.approx(0.25) and score["max"] == pytest.approx(0.75)
+    assert score["avg"] == pytest.approx(0.5)
+    assert score["thresholds"] == {"min>0.2": False, "max<0.8": False}
+    assert s["metrics"]["unit_seen"] == {"count": 4, "rate": s["metrics"]["unit_seen"]["rate"]}
+    assert "unit_seen" not in s["scfleet"]["metrics"]
+    assert s["scfleet"]["metrics"]["unit_score"] == {"p(99)": pytest.approx(0.75), "count": 4}
+    text = run.summary_text
+    assert " unit_seen...." in text and "unit_score" in text and "min=0.25" in text
+    page = (run.run_dir / "report.html").read_text()
+    assert 'id="custom-metrics"' in page and "unit_seen" in page and "min=0.25" in page
