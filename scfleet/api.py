@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +66,12 @@ class RunOutcome:
     run_dir: Path
     files: Mapping[str, Path] = field(default_factory=dict)  # e.g. files["summary.json"]
     folder: RunData | None = None  # None only when the report could not be built
+    #: ``linger``: the live outputs still serving the final values (``close_live`` ends them)
+    live: tuple[Any, ...] = ()
+
+    def close_live(self) -> None:
+        """Close what ``linger`` kept open (``--out prometheus=``); a no-op otherwise."""
+        _close_live(self.live)
 
     @property
     def exit_code(self) -> int:
@@ -92,6 +98,7 @@ def run(
     effective: Mapping[str, Any] | None = None,
     on_finished: Callable[[], None] | None = None,
     workers: int | str | None = None,
+    linger: bool = False,
 ) -> RunOutcome:
     """Run a loaded scenario and write its run folder.
 
@@ -101,8 +108,10 @@ def run(
     error unless ``overwrite``). ``server_pid``: a process to sample as the server (a URL
     target). ``streams``: k6-format per-sample files (``--out json=``/``csv=``).
     ``prometheus``: serve the live metrics there (``--out prometheus=``, bound before the run
-    starts; closed when it ends). ``dashboard``: serve the live page there (``--dashboard``,
-    the same way). ``quiet``:
+    starts; the run's final values once it is over; closed when the run folder is written, or
+    with ``linger`` by the outcome's ``close_live()``, as k6's ``--linger`` keeps its server).
+    ``dashboard``: serve the live page there (``--dashboard``, bound the same way; closed with
+    the run). ``quiet``:
     no live progress and no start-up line. ``effective``: extra keys for ``config.json``
     (the CLI records the flags). ``on_finished``: called once the run is over, before the
     folder is written. ``workers``: processes running the scenarios (a number or "auto": one
@@ -135,8 +144,9 @@ def run(
     except BaseException:
         _close_live(live)
         raise
+    kept: tuple[Any, ...] = ()
     try:
-        return _run_claimed(
+        outcome = _run_claimed(
             cfg,
             target,
             run_dir,
@@ -150,8 +160,14 @@ def run(
             on_finished,
             parts,
         )
+        if linger:
+            from simulator.run.prometheus import PrometheusOut
+
+            kept = tuple(out for out in live if isinstance(out, PrometheusOut))
+            outcome = replace(outcome, live=kept)
+        return outcome
     finally:
-        _close_live(live)
+        _close_live([out for out in live if out not in kept])
 
 
 def _open_live(
@@ -232,6 +248,12 @@ def _run_claimed(
     finally:
         if result is None and created:  # failed or interrupted before the run: no empty folder
             shutil.rmtree(run_dir, ignore_errors=True)
+    if live:
+        from simulator.run.prometheus import PrometheusOut
+
+        for out in live:  # a scrape from now on reads the run's final values
+            if isinstance(out, PrometheusOut):
+                out.final(result.registry)
     files, folder = write_run_model(result, run_dir, record)
     return RunOutcome(result, run_dir, files, folder)
 

@@ -6,13 +6,16 @@ import argparse
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scfleet_core.errors import (
     EXIT_ENGINE,
     EXIT_INTERRUPTED,
     ConfigError,
 )
+
+if TYPE_CHECKING:
+    from scfleet.api import RunOutcome
 
 
 def register(sub: Any) -> None:
@@ -75,6 +78,13 @@ def register(sub: Any) -> None:
         metavar="[HOST:]PORT",
         help="serve a live page of the run (charts, stage table, verdict so far) on "
         "http://HOST:PORT/ (default 127.0.0.1:5665, k6's port)",
+    )
+    p.add_argument(
+        "--linger",
+        "-l",
+        action="store_true",
+        help="after the run, keep --out prometheus= serving its final values until Ctrl-C "
+        "or SIGTERM (k6's --linger)",
     )
     p.add_argument("--quiet", action="store_true", help="no live progress line")
     add_k6_flags(p)
@@ -252,7 +262,20 @@ def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
         # from here on a signal never cuts the writing short
         on_finished=lambda: signals.install(defer=True),
         workers=args.workers,
+        linger=getattr(args, "linger", False),
     )
+    try:
+        return _report(args, outcome, signals, export)
+    finally:
+        outcome.close_live()
+
+
+def _report(
+    args: argparse.Namespace, outcome: RunOutcome, signals: _Signals, export: Path | None
+) -> int:
+    """Print the summary; with ``--linger``, wait for Ctrl-C/SIGTERM with /metrics still up."""
+    import time
+
     result, run_dir = outcome.result, outcome.run_dir
     if export is not None:
         try:
@@ -266,6 +289,14 @@ def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
         sys.stderr.write(f"scfleet: run ended early: {result.error} (results in {run_dir})\n")
     if signals.received and outcome.exit_code != EXIT_ENGINE:
         return EXIT_INTERRUPTED
+    if outcome.live:
+        urls = ", ".join(out.url for out in outcome.live)
+        sys.stderr.write(f"scfleet: --linger: the run's final metrics on {urls} until Ctrl-C\n")
+        sys.stderr.flush()
+        while not signals.received:  # SIGINT/SIGTERM are deferred: they only set the flag
+            time.sleep(0.1)
+    elif getattr(args, "linger", False):
+        sys.stderr.write("scfleet: --linger: no --out prometheus= to keep serving\n")
     return outcome.exit_code
 
 

@@ -75,6 +75,7 @@ class PrometheusOut:
         from prometheus_client import CollectorRegistry, start_http_server
 
         self._families: tuple[_Family, ...] = ()
+        self._closed = False
         self._buckets: dict[tuple[int, bool], int] = {}  # HDR bucket index -> bound index
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self)
@@ -147,6 +148,11 @@ class PrometheusOut:
             _Family(kinds[k][0], k, kinds[k][1], tuple(v)) for k, v in sorted(grouped.items())
         )
 
+    def final(self, reg: Registry) -> None:
+        """The run is over: serve its final values (the last partial second and, with workers,
+        every worker's share included), the figures summary.json holds."""
+        self.update(reg)
+
     def _histogram(self, t: Trend, is_time: bool) -> tuple[list[tuple[str, float]], float]:
         bounds: Sequence[float] = TIME_BUCKETS if is_time else VALUE_BUCKETS
         scale = 1e6 if is_time else 1e3  # the histogram holds µs / thousandths
@@ -164,6 +170,11 @@ class PrometheusOut:
         return out, t.hist.total / scale
 
     def close(self) -> None:
+        """Stop listening (a scrape after this is refused); idempotent. A scrape in flight is
+        on a daemon thread and never holds this up."""
+        if self._closed:
+            return
+        self._closed = True
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)

@@ -148,3 +148,64 @@ def test_bad_endpoint_is_a_usage_error(spec: str, scfleet: Any) -> None:
     res = scfleet("run", "configs/smoke.toml", "--out", spec)
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert "prometheus" in res.stderr
+
+
+def _total(families: dict[str, Any], family: str) -> float:
+    fam = families.get(family)
+    return sum(s.value for s in fam.samples if s.name == f"{family}_total") if fam else -1.0
+
+
+def test_a_finished_run_is_scrapeable_until_the_process_exits(
+    tmp_path: pathlib.Path, free_port: int
+) -> None:
+    """``--linger`` (k6's): once the run is over, /metrics serves its final values — equal to
+    summary.json's, the last partial second included — until Ctrl-C; the process then exits
+    with the run's code at once and a scrape is refused (what a scraper reports as down)."""
+    import signal
+
+    cfg = tmp_path / "up.toml"
+    cfg.write_text(SCENARIO.replace('duration = "6s"', 'duration = "2500ms"'))
+    url = f"http://127.0.0.1:{free_port}/metrics"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scfleet", "run", str(cfg), "--quiet", "--linger"]
+        + ["--out", str(tmp_path / "run"), "--out", f"prometheus={free_port}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    summary_file = tmp_path / "run" / "summary.json"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None and not summary_file.exists():
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.5)  # the summary is printed after the folder is written: the run is over
+        summary = json.loads(summary_file.read_text())
+        first, second = _scrape(url), _scrape(url)  # repeated scrapes: the same final figures
+        assert first is not None and second is not None
+        m = summary["metrics"]
+        for got in (first, second):
+            assert _total(got, "k6_http_reqs") == m["http_reqs"]["count"] > 0
+            assert _total(got, "k6_iterations") == m["iterations"]["count"]
+        proc.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err  # the run's own exit code, not "interrupted"
+    assert took < 10, took
+    assert "--linger" in err and url in err and "Traceback" not in err, err
+    assert _scrape(url) is None  # the process is gone: refused
+
+
+def test_linger_with_nothing_to_keep_says_so_in_one_line(
+    tmp_path: pathlib.Path, scfleet: Any
+) -> None:
+    cfg = tmp_path / "up.toml"
+    cfg.write_text(SCENARIO.replace('duration = "6s"', 'duration = "1s"'))
+    res = scfleet("run", str(cfg), "--quiet", "--linger", "--out", str(tmp_path / "run"))
+    assert res.returncode == 0, res.stderr
+    assert "--linger: no --out prometheus= to keep serving" in res.stderr
