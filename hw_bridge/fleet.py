@@ -37,10 +37,11 @@ from typing import Any, NamedTuple
 
 from hw_bridge import ports
 from hw_bridge.boardconfig import BoardSettings, read_wifi_key
+from hw_bridge.boards_section import BoardsConfig
 from hw_bridge.link import BoardLink, BoardReplyError, LinkFactory, SerialLink
 from scfleet_core.errors import ConfigError, HardwareError
 from scfleet_core.secrets import Secret
-from simulator.config import BoardsConfig, IotUploadDevice, RunConfig, ScenarioConfig
+from simulator.config import IotUploadDevice, RunConfig, ScenarioConfig
 from simulator.metrics import RequestRecorder, RequestSample, tags_of
 from simulator.run.device_row import DeviceRow
 from simulator.run.devices import expected_ok
@@ -428,7 +429,6 @@ class BoardFleet:
         self,
         cfg: BoardsConfig,
         run_cfg: RunConfig,
-        target_url: str,
         *,
         link_factory: LinkFactory = SerialLink,
     ) -> None:
@@ -442,7 +442,7 @@ class BoardFleet:
         self.rate = board_rate(sc, cfg.rate, run_cfg.source)
         self.duration = sc.executor.total_duration()
         self.grace_s = min(sc.graceful_stop, MAX_GRACE)
-        self.upload_url = (cfg.target or target_url).rstrip("/") + self.device.endpoint
+        self.upload_url = ""  # the boards' target (or the run's, known in prepare) + endpoint
         self.drivers: list[BoardDriver] = []
         self.emulated: Any = None  # hw_bridge.emulator.server.EmulatedBoards
         self.schedule_end = float("inf")
@@ -488,8 +488,19 @@ class BoardFleet:
                 out.append((spec, None))
         return out
 
+    def open_files(self) -> int:
+        """Two per board listed in ``ports`` (its link, and the far end of an emulated one,
+        which runs in this process); boards named only by the registry share the margin."""
+        n = [
+            int(p.removeprefix("emulated:")) if p.startswith("emulated:") else 1
+            for p in self.cfg.ports
+        ]
+        return 2 * sum(n)
+
     async def prepare(self, env: Any) -> None:
         self._env = env
+        target = self.cfg.target or env.target
+        self.upload_url = target.rstrip("/") + self.device.endpoint
         reg = env.registry
         base = (("scenario", self.sc.name), ("kind", "physical"), *self.sc.tags)
         tags = tags_of((*base, ("endpoint", self.device.endpoint), ("method", "POST")))

@@ -10,7 +10,7 @@ such boards instead of serial ports, so a mixed run's board side is tested witho
 threads or the emulator::
 
     board = FakeBoard(dropped=3)
-    fleet = BoardFleet(cfg.boards, cfg, url, link_factory=fake_links({"socket://b1": board}))
+    fleet = BoardFleet(parse_boards(cfg), cfg, link_factory=fake_links({"socket://b1": board}))
 """
 
 from __future__ import annotations

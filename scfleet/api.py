@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from simulator.report.model import RunData
     from simulator.report.streams import Stream
     from simulator.run.prometheus import Endpoint
-    from simulator.run.runner import RunResult
+    from simulator.run.runner import Companion, RunResult
     from simulator.session import TargetProvider
 
 
@@ -54,7 +54,9 @@ def load(
     from simulator.config import load_config, validate_url
 
     url = validate_url(target, key="--target") if target else None
-    return load_config(str(path), list(overrides), time_scale, url, env=env, quick=quick)
+    cfg = load_config(str(path), list(overrides), time_scale, url, env=env, quick=quick)
+    _boards(cfg)  # [boards] is checked now: a bad key fails before any target is contacted
+    return cfg
 
 
 @dataclass(frozen=True)
@@ -267,13 +269,17 @@ def resolve_workers(workers: int | str) -> int:
     return int(workers)
 
 
-def _boards(cfg: RunConfig, url: str) -> Any:
-    """``[boards]``: real and emulated ESP32 boards join the run (hw_bridge.fleet)."""
-    if cfg.boards is None:
+def _boards(cfg: RunConfig) -> Companion | None:
+    """``[boards]``: real and emulated ESP32 boards join the run (hw_bridge.fleet); the
+    engine carries the table unread, hw_bridge checks it (a ConfigError naming boards.KEY)."""
+    from hw_bridge.boards_section import parse_boards
+
+    boards = parse_boards(cfg)
+    if boards is None:
         return None
     from hw_bridge.fleet import BoardFleet
 
-    return BoardFleet(cfg.boards, cfg, url)
+    return BoardFleet(boards, cfg)
 
 
 def _open_streams(cfg: RunConfig, streams: Sequence[Stream]) -> Any:

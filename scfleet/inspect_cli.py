@@ -96,17 +96,17 @@ def plan_scenario(sc: Any) -> ScenarioPlan:
 
 
 def inspect_config(args: argparse.Namespace) -> Inspection:
-    from simulator.config import load_config, quickflags, validate_url
+    from scfleet import api
+    from simulator.config import quickflags
     from simulator.executors import device_plan
     from simulator.metrics import BUILTIN
     from simulator.run.runner import load_all_accounts
 
-    target = validate_url(args.target, key="--target") if args.target else None
-    cfg = load_config(
+    cfg = api.load(  # as run loads it: [boards] checked too
         args.config,
-        args.overrides,
-        args.time_scale,
-        target,
+        overrides=args.overrides,
+        time_scale=args.time_scale,
+        target=args.target,
         env=quickflags.env_from_args(args),
         quick=quickflags.from_args(args),
     )

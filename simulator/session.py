@@ -46,8 +46,9 @@ class TargetProvider(Protocol):
     def stop(self) -> None: ...
 
 
-#: Makes a companion for this run once the target's URL is known (None: not for this run).
-CompanionFactory = Callable[[RunConfig, str], Companion | None]
+#: Makes a companion for this run from its config (None: not for this run), before anything
+#: starts; it learns the target's URL from ``Environment.target`` in ``prepare``.
+CompanionFactory = Callable[[RunConfig], Companion | None]
 
 
 class GivenTarget:
@@ -108,19 +109,20 @@ def run_session(
     from simulator.run.runner import load_all_accounts
 
     try:
-        ensure_open_files(files_needed(cfg, workers))  # before anything starts
+        made = [c for c in (make(cfg) for make in companions) if c is not None]
+        # before anything starts
+        ensure_open_files(files_needed(cfg, workers) + sum(c.open_files() for c in made))
         accounts = load_all_accounts(cfg, target.prepare(cfg))  # a bad file fails first
         tgt = target.start()
         effective["target"] = tgt.url
         stream = RunStream(run_dir, effective)
-        made = (make(cfg, tgt.url) for make in companions)
         result = _execute(
             cfg,
             tgt,
             accounts,
             stream,
             points,
-            [c for c in made if c is not None],
+            made,
             quiet,
             no_color,
             workers,

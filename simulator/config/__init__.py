@@ -3,6 +3,7 @@
 (one table's reader), :mod:`~simulator.config.sections` (each section), :mod:`~simulator.config.reader`
 (file, ``${ENV}``, ``--set``, quick flags, time scale)."""
 
+from simulator.config.model import COMPANION_SECTIONS as COMPANION_SECTIONS
 from simulator.config.model import DEVICE_KINDS as DEVICE_KINDS
 from simulator.config.model import EXECUTORS as EXECUTORS
 from simulator.config.model import MAX_ANALYSIS_SECONDS as MAX_ANALYSIS_SECONDS
@@ -23,7 +24,6 @@ from simulator.config.model import SCENARIO_NAME as SCENARIO_NAME
 from simulator.config.model import AnalyzeDevice as AnalyzeDevice
 from simulator.config.model import AudioConfig as AudioConfig
 from simulator.config.model import AuthDevice as AuthDevice
-from simulator.config.model import BoardsConfig as BoardsConfig
 from simulator.config.model import Check as Check
 from simulator.config.model import DeviceConfig as DeviceConfig
 from simulator.config.model import EmbeddedServerConfig as EmbeddedServerConfig

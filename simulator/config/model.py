@@ -241,27 +241,10 @@ class RunSection:
     workers: int | Literal["auto"] = 1
 
 
-@dataclass(frozen=True)
-class BoardsConfig:
-    """``[boards]``: ESP32 boards (real or emulated) joining the run as ``kind=physical``.
-
-    Each board follows one iot_upload scenario's schedule (start time, duration) at ``rate``
-    uploads/s, by default that scenario's mean rate per pre-allocated device (hw_bridge.fleet).
-    """
-
-    ports: tuple[str, ...] = ()  # paths, stable names, auto, socket://, rfc2217://, emulated:N
-    registry: Path | None = None  # boards.toml: board -> device ID
-    scenario: str = ""  # the iot_upload scenario followed ("" = the first one)
-    rate: float | None = None  # uploads/s per board; None = the scenario's per-device share
-    device_id_pattern: str = "esp32-hw-{n:03d}"  # boards the registry does not name
-    target: str | None = None  # base URL the boards upload to (default: the run's target)
-    wifi_ssid: str = ""
-    wifi_key_env: str | None = None  # the key comes from this environment variable...
-    wifi_key_file: Path | None = None  # ...or this file; never from the scenario file
-    emulator_protocol: Literal["socket", "rfc2217"] = "socket"
-    silence: float = 5.0  # no line for this long: ask `status`
-    status_timeout: float = 2.0  # no answer to it either: the board is lost
-    baud: int = 115200
+#: Top-level tables the engine carries unread for the run's companions, which check them: the
+#: composition root has ``[boards]`` read by ``hw_bridge.boards_section`` (the engine knows the
+#: name, never the keys).
+COMPANION_SECTIONS = ("boards",)
 
 
 @dataclass(frozen=True)
@@ -274,8 +257,12 @@ class RunConfig:
     audio: AudioConfig = field(default_factory=AudioConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
-    boards: BoardsConfig | None = None
     run: RunSection = field(default_factory=RunSection)
+    #: name -> the companion section's table as written (COMPANION_SECTIONS), unread here
+    sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: The document as loaded (after ``${VAR}``, ``--set``, quick flags): ``config.json`` and
+    #: ``scfleet inspect`` show it, and ``scfleet report`` re-parses it from the run folder;
+    #: the typed model cannot give it back as written (durations, defaults left out).
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property

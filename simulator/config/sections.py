@@ -7,7 +7,7 @@ Errors are :class:`ConfigError` naming the file and the dotted key, e.g.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from scfleet_core.errors import ConfigError
 from simulator.config.model import (
     _CONTROL,
+    COMPANION_SECTIONS,
     DEVICE_KINDS,
     EXECUTORS,
     MAX_ANALYSIS_SECONDS,
@@ -33,7 +34,6 @@ from simulator.config.model import (
     AnalyzeDevice,
     AudioConfig,
     AuthDevice,
-    BoardsConfig,
     Check,
     DeviceConfig,
     EmbeddedServerConfig,
@@ -46,7 +46,7 @@ from simulator.config.model import (
     ScenarioConfig,
     TargetConfig,
 )
-from simulator.config.table import _id_pattern, _show, _Table, _text_problem
+from simulator.config.table import _id_pattern, _show, _Table
 from simulator.executors import ConstantArrivalRate as ConstantArrivalRate
 from simulator.executors import ConstantVUs as ConstantVUs
 from simulator.executors import ExecutorConfig as ExecutorConfig
@@ -291,6 +291,10 @@ def _resolve(path: str, source: str) -> Path:
     return p
 
 
+#: a path in the file, relative to the file (for companions' sections, e.g. ``[boards]``)
+resolve_path = _resolve
+
+
 def _checks(t: _Table) -> tuple[Check, ...]:
     raw = t.get("checks", [])
     if not isinstance(raw, list):
@@ -496,64 +500,6 @@ def _output(t: _Table) -> OutputConfig:
     return oc
 
 
-def _boards(t: _Table, scenarios: Sequence[ScenarioConfig]) -> BoardsConfig:
-    raw_ports = t.get("ports", [])
-    if (
-        not isinstance(raw_ports, list)
-        or len(raw_ports) > 256
-        or not all(
-            isinstance(p, str) and p and not _text_problem(p, 1024, False) for p in raw_ports
-        )
-    ):
-        raise t.error("ports", 'expected a list of ports, e.g. ["emulated:4", "/dev/ttyUSB0"]')
-    for p in raw_ports:
-        if p.startswith("emulated:"):
-            n = p.removeprefix("emulated:")
-            if not n.isdigit() or not 1 <= int(n) <= 64:
-                raise t.error("ports", f"{p!r}: expected emulated:N with N in 1..64")
-    registry = t.optional_string("registry")
-    if not raw_ports and registry is None:
-        raise t.error("ports", "give ports, a registry file, or both")
-    name = t.string("scenario", "")
-    iot = [s for s in scenarios if s.device.boards_follow]
-    chosen = next((s for s in iot if s.name == name), None) if name else (iot[0] if iot else None)
-    if chosen is None:
-        what = f"no iot_upload scenario named {name!r}" if name else "no iot_upload scenario"
-        raise t.error("scenario", f"{what}; boards upload like iot_upload devices")
-    rate = t.get("rate")
-    if rate is not None:
-        rate = t.number("rate", positive=True)
-        if not 0.001 <= rate <= 1000:
-            raise t.error("rate", f"expected 0.001..1000 uploads/s per board, got {rate:g}")
-    pattern = _id_pattern(t, "device_id_pattern", BoardsConfig.device_id_pattern, 1, 256)
-    target = t.optional_string("target")
-    if target is not None:
-        target = validate_url(target, source=t.source, key=t.key("target"))
-    key_env = t.optional_string("wifi_key_env")
-    key_file = t.optional_string("wifi_key_file")
-    if key_env and key_file:
-        raise t.error("wifi_key_file", "give wifi_key_env or wifi_key_file, not both")
-    if t.has("wifi_key"):
-        raise t.error("wifi_key", "keys do not go in scenario files; use wifi_key_env")
-    bc = BoardsConfig(
-        ports=tuple(raw_ports),
-        registry=_resolve(registry, t.source) if registry else None,
-        scenario=chosen.name,
-        rate=rate,
-        device_id_pattern=pattern,
-        target=target,
-        wifi_ssid=t.string("wifi_ssid", "", max_len=32),
-        wifi_key_env=key_env,
-        wifi_key_file=_resolve(key_file, t.source) if key_file else None,
-        emulator_protocol=t.choice("emulator_protocol", ("socket", "rfc2217"), "socket"),  # type: ignore[arg-type]
-        silence=t.duration("silence", "5s", positive=True, maximum=MAX_WAIT),
-        status_timeout=t.duration("status_timeout", "2s", positive=True, maximum=MAX_WAIT),
-        baud=t.integer("baud", 115200, minimum=300, maximum=12_000_000),
-    )
-    t.finish()
-    return bc
-
-
 def _check_threshold_tags(cfg: RunConfig) -> None:
     """Tag filters name only keys that samples carry (``metrics.RECORDED_TAG_KEYS``)."""
     from simulator.metrics import check_threshold_tag_keys
@@ -592,11 +538,11 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig
         monitor=_monitor(root.sub("monitor")),
         output=_output(root.sub("output")),
         run=_run(root.sub("run")),
-        boards=_boards(root.sub("boards"), scenarios) if "boards" in data else None,
+        sections={name: root.sub(name).data for name in COMPANION_SECTIONS if name in data},
         raw=data,
     )
     known = {"scenarios", "thresholds", "target", "server", "audio", "monitor", "output"}
-    known.add("boards")
+    known.update(COMPANION_SECTIONS)
     known.add("run")
     for key in data:
         if key not in known:

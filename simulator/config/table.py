@@ -243,3 +243,10 @@ def _id_pattern(t: _Table, name: str, default: str, first: int, count: int) -> s
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+# Public names for the tables the engine carries for its companions (COMPANION_SECTIONS), which
+# the composition root has read with the same one-line errors (hw_bridge.boards_section).
+Table = _Table
+text_problem = _text_problem
+id_pattern = _id_pattern

@@ -14,7 +14,7 @@ from scfleet_core.errors import ScfleetError
 from simulator.config import RunConfig
 from simulator.executors import device_plan
 
-#: descriptors besides the devices' sockets: event loop, run folder, pipes, samplers, boards
+#: descriptors besides the devices' sockets: event loop, run folder, pipes, samplers
 MARGIN = 128
 
 
@@ -23,13 +23,13 @@ class OpenFileLimit(ScfleetError):
 
 
 def files_needed(cfg: RunConfig, workers: int = 1) -> int:
-    """Open files the busiest process of the run needs (with workers: the largest segment)."""
+    """Open files the busiest process of the run needs (with workers: the largest segment);
+    the run's companions add theirs (``Companion.open_files``, :mod:`simulator.session`)."""
     if workers > 1:
         from simulator.run.workers import segment_config
 
         return max(files_needed(segment_config(cfg, k, workers)) for k in range(workers))
-    boards = 2 * len(cfg.boards.ports) if cfg.boards is not None else 0
-    return device_plan(cfg.scenarios).possible + boards + MARGIN
+    return device_plan(cfg.scenarios).possible + MARGIN
 
 
 def ensure_open_files(need: int) -> int:

@@ -122,6 +122,10 @@ class Companion(Protocol):
 
     def device_rows(self) -> list[DeviceRow]: ...
 
+    def open_files(self) -> int:
+        """Descriptors it may hold at once during the run (its links): the open-file limit
+        the run raises at start counts them (simulator.run.limits)."""
+
 
 class RemoteScenarios(Protocol):
     """Scenarios run elsewhere (worker processes) whose results reach this Environment's

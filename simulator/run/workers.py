@@ -257,7 +257,7 @@ def segment_config(cfg: RunConfig, index: int, parts: int) -> RunConfig:
         replace(sc, executor=cast("ExecutorConfig", sc.executor.for_segment(seg)))
         for sc in cfg.scenarios
     )
-    return replace(cfg, scenarios=scenarios, thresholds=(), boards=None)
+    return replace(cfg, scenarios=scenarios, thresholds=(), sections={})
 
 
 class PipeEnd:
@@ -570,6 +570,9 @@ class WorkerPool:
         rows = [r for f in self._finals.values() for r in f.devices]
         rows.sort(key=lambda r: (order.get(r[0], len(order)), r[1]))
         return [row for _name, _index, row in rows]
+
+    def open_files(self) -> int:
+        return 0  # the workers' own need is their segment's (simulator.run.limits)
 
     # -- remote scenarios ---------------------------------------------------------------
 

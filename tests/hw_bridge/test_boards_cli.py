@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from hw_bridge.appmode import start_app_boards
+from hw_bridge.boards_section import BoardsConfig, parse_boards
 from hw_bridge.commands import describe
-from hw_bridge.fleet import board_rate
+from hw_bridge.fleet import BoardFleet, board_rate
 from hw_bridge.link import SerialLink
 from scfleet.cli import main
-from scfleet_core.errors import ConfigError
-from simulator.config import parse_config
+from scfleet_core.errors import EXIT_INVALID_CONFIG, ConfigError
+from simulator.config import RunConfig, parse_config
 
 KEY = "cli-Key-93f1-hidden"
 
@@ -151,12 +152,15 @@ BASE = {
 }
 
 
-def cfg(boards: dict[str, object]) -> object:
-    return parse_config({**BASE, "boards": boards}, "x.toml")
+def cfg(boards: dict[str, object]) -> tuple[RunConfig, BoardsConfig]:
+    c = parse_config({**BASE, "boards": boards}, "x.toml")
+    b = parse_boards(c)  # the engine carries the table; hw_bridge reads it
+    assert b is not None
+    return c, b
 
 
 def test_boards_table_parses_and_names_bad_keys(tmp_path: Path) -> None:
-    c = cfg(
+    c, b = cfg(
         {
             "ports": ["emulated:2", "/dev/ttyUSB0"],
             "wifi_ssid": "lab",
@@ -164,11 +168,10 @@ def test_boards_table_parses_and_names_bad_keys(tmp_path: Path) -> None:
             "silence": "3s",
         }
     )
-    b = c.boards  # type: ignore[attr-defined]
     assert b.ports == ("emulated:2", "/dev/ttyUSB0") and b.scenario == "up"
     assert b.silence == 3 and b.rate is None
     # mean rate (0->20 over 10 s, then 20 for 10 s) = 15/s over 10 devices
-    sc = c.scenarios[0]  # type: ignore[attr-defined]
+    sc = c.scenarios[0]
     assert board_rate(sc, None) == pytest.approx(1.5)
     assert board_rate(sc, 2.0) == 2.0
     for bad, where in [
@@ -185,3 +188,25 @@ def test_boards_table_parses_and_names_bad_keys(tmp_path: Path) -> None:
             cfg(bad)
         assert where in str(err.value)
         assert "secret" not in str(err.value)
+
+
+def test_boards_are_checked_when_the_file_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """hw_bridge reads ``[boards]`` for the composition root as the file loads, so ``inspect``
+    (which contacts nothing) refuses what ``run`` would refuse, before any target."""
+    conf = tmp_path / "vus.toml"
+    conf.write_text(
+        '[scenarios.up]\nexecutor = "constant-vus"\nvus = 2\nduration = "5s"\n'
+        '[scenarios.up.device]\nkind = "iot_upload"\n[boards]\nports = ["emulated:1"]\n'
+    )
+    assert main(["inspect", str(conf)]) == EXIT_INVALID_CONFIG
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(conf) in err and "set boards.rate" in err
+    conf.write_text(conf.read_text() + "rate = 2\n")
+    assert main(["inspect", str(conf)]) == 0
+
+
+def test_the_fleet_tells_the_engine_its_open_files() -> None:
+    c, b = cfg({"ports": ["emulated:3", "/dev/ttyUSB0", "socket://127.0.0.1:9"]})
+    assert BoardFleet(b, c).open_files() == 2 * (3 + 1 + 1)

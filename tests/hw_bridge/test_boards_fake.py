@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from hw_bridge.boards_section import parse_boards
 from hw_bridge.fleet import BoardFleet, BoardState
 from hw_bridge.testing import FakeBoard, fake_links
 from simulator.config import parse_config
@@ -32,8 +33,10 @@ def _cfg(ports: list[str]) -> Any:
 
 
 def _run(cfg: Any, boards: dict[str, FakeBoard]) -> tuple[Any, BoardFleet]:
-    env = Environment(cfg, FakeTransport(keep=False), bank=build_bank(cfg), tick=0.2)
-    fleet = BoardFleet(cfg.boards, cfg, "http://127.0.0.1:9", link_factory=fake_links(boards))
+    env = Environment(
+        cfg, FakeTransport(keep=False), bank=build_bank(cfg), tick=0.2, target="http://127.0.0.1:9"
+    )
+    fleet = BoardFleet(parse_boards(cfg), cfg, link_factory=fake_links(boards))
     env.companions.append(fleet)
     return asyncio.run(env.run()), fleet
 

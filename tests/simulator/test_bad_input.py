@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hw_bridge.boards_section import BoardsConfig, parse_boards
 from scfleet.cli import main
 from scfleet_core.errors import EXIT_INVALID_CONFIG, EXIT_USAGE, ConfigError
 from simulator import config as C
@@ -395,7 +396,7 @@ SECTIONS: list[tuple[type, str]] = [
     (C.EmbeddedServerConfig, "server"),
     (C.AudioConfig, "audio"),
     (C.MonitorConfig, "monitor"),
-    (C.BoardsConfig, "boards"),
+    (BoardsConfig, "boards"),
 ]
 _NUMERIC = {"float", "int", "float | None", "int | None"}
 KEYS = [
@@ -467,11 +468,12 @@ def test_any_number_anywhere_is_a_clean_error_or_a_bounded_schedule(
     doc = _place(cls, key, value)
     try:
         cfg = C.parse_config(doc, "fuzz.toml")
+        boards = parse_boards(cfg)  # the engine carries [boards]; hw_bridge reads it
     except ConfigError as exc:
         text = str(exc)
         assert text.startswith("fuzz.toml: ") and "\n" not in text and len(text) < 400
         return
-    for n in _walk_numbers(cfg):
+    for n in _walk_numbers(cfg) + _walk_numbers(boards):
         assert math.isfinite(n) and abs(n) <= 2**53, (key, value, n)
     for sc in cfg.scenarios:
         ex = sc.executor
