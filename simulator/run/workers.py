@@ -260,6 +260,18 @@ def segment_config(cfg: RunConfig, index: int, parts: int) -> RunConfig:
     return replace(cfg, scenarios=scenarios, thresholds=(), sections={})
 
 
+def watch_pipe(
+    loop: asyncio.AbstractEventLoop, conn: Connection, readable: Callable[[], None]
+) -> None:
+    """``loop.add_reader`` for a pipe end, which stays blocking. uvloop makes a watched fd
+    non-blocking, and ``Connection.recv``/``send`` then fail with ``BlockingIOError`` on a
+    message larger than one read or than the socket buffer (a busy tick's snapshot at
+    2,000/s): the run ended with "worker ... exited without its final report". The loop only
+    needs to know when the pipe is readable; a message is then read whole."""
+    loop.add_reader(conn.fileno(), readable)
+    os.set_blocking(conn.fileno(), True)
+
+
 class PipeEnd:
     """A local worker's end of its channel: the multiprocessing pipe to the coordinator."""
 
@@ -288,7 +300,7 @@ class PipeEnd:
             on_message(msg)
 
         self._loop = loop
-        loop.add_reader(conn.fileno(), readable)
+        watch_pipe(loop, conn, readable)
 
     def unlisten(self) -> None:
         if self._loop is not None:
@@ -416,7 +428,7 @@ class PipeChannel:
                 code = self.proc.exitcode if code is None else code
                 gone(f"exited (code {code}) without its final report")
 
-        loop.add_reader(conn.fileno(), readable)
+        watch_pipe(loop, conn, readable)
 
     def send(self, msg: Control) -> None:
         with contextlib.suppress(OSError, ValueError):
