@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
     from simulator.executors.segment import Segment
@@ -97,6 +97,23 @@ class Behaviour(Starter, Protocol):
     def make_device(self, index: int) -> Any: ...
 
     async def iterate(self, dev: Any, scheduled: float) -> None: ...
+
+
+class ClosedModel:
+    """What every closed-model (VU) spec answers alike, a segment's share included: looping
+    devices, so nothing is allocated up front and no arrival rate is planned."""
+
+    #: an open model (iterations arrive on schedule) rather than looping VUs
+    open_model: ClassVar[bool] = False
+
+    def pre_allocated(self) -> None:
+        return None
+
+    def mean_rate(self) -> None:
+        return None
+
+    def expected_iterations(self) -> None:
+        return None
 
 
 @dataclass(frozen=True)

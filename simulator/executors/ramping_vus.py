@@ -7,7 +7,7 @@ import bisect
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from simulator.executors.base import Drive, Stage, StageWindow, ramp_windows
+from simulator.executors.base import ClosedModel, Drive, Stage, StageWindow, ramp_windows
 
 if TYPE_CHECKING:
     from simulator.executors.segment import Segment
@@ -60,13 +60,11 @@ def _ramp_down_reserved(
 
 
 @dataclass(frozen=True)
-class RampingVUs:
+class RampingVUs(ClosedModel):
     start_vus: int
     stages: tuple[Stage, ...]
     graceful_ramp_down: float
     kind: Literal["ramping-vus"] = "ramping-vus"
-    #: an open model (iterations arrive on schedule) rather than looping VUs
-    open_model: ClassVar[bool] = False
     #: it ramps through ``stages``
     ramps: ClassVar[bool] = True
     #: the key that gives its length in a scenario file (None: the stages do)
@@ -77,15 +75,6 @@ class RampingVUs:
 
     def device_bound(self) -> int:
         return max([self.start_vus, *(int(s.target) for s in self.stages)])
-
-    def pre_allocated(self) -> None:
-        return None
-
-    def mean_rate(self) -> None:
-        return None
-
-    def expected_iterations(self) -> None:
-        return None
 
     def iteration_bound(self, think_time: float) -> None:
         return None

@@ -12,23 +12,31 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
-from simulator.executors.base import ArrivalPlan, Device, Drive, StageWindow
+from simulator.executors.base import ArrivalPlan, ClosedModel, Device, Drive, StageWindow
 from simulator.executors.segment import Segment
 
 
-class _Arrival(Protocol):
-    """What a segment asks of an arrival-rate spec."""
+class _Whole(Protocol):
+    """What a segment asks of every spec it is a share of."""
 
     @property
     def kind(self) -> str: ...
 
+    def total_duration(self) -> float: ...
+
     def device_bound(self) -> int: ...
 
-    def pre_allocated(self) -> int: ...
+    def stage_windows(self, scenario: str, start: float) -> list[StageWindow]: ...
 
-    def total_duration(self) -> float: ...
+    def describe(self, duration: str) -> str: ...
+
+
+class _Arrival(_Whole, Protocol):
+    """What a segment asks of an arrival-rate spec."""
+
+    def pre_allocated(self) -> int: ...
 
     def mean_rate(self) -> float: ...
 
@@ -36,22 +44,11 @@ class _Arrival(Protocol):
 
     def arrival_plan(self) -> ArrivalPlan: ...
 
-    def stage_windows(self, scenario: str, start: float) -> list[StageWindow]: ...
-
-    def describe(self, duration: str) -> str: ...
-
     def scaled(self, factor: float) -> _Arrival: ...
 
 
-class _VUs(Protocol):
+class _VUs(_Whole, Protocol):
     """What a segment asks of a VU spec."""
-
-    @property
-    def kind(self) -> str: ...
-
-    def total_duration(self) -> float: ...
-
-    def device_bound(self) -> int: ...
 
     def iteration_bound(self, think_time: float) -> int | None: ...
 
@@ -63,11 +60,10 @@ class _VUs(Protocol):
 
     def device_steps(self, graceful_stop: float) -> list[tuple[float, int, int]]: ...
 
-    def stage_windows(self, scenario: str, start: float) -> list[StageWindow]: ...
-
-    def describe(self, duration: str) -> str: ...
-
     def scaled(self, factor: float) -> _VUs: ...
+
+
+W = TypeVar("W", bound=_Whole)
 
 
 class _Plan:
@@ -103,10 +99,11 @@ def _global_devices(seg: Segment, make: Callable[[int], Any]) -> Callable[[int],
 
 
 @dataclass(frozen=True)
-class SegmentedArrival:
-    """An arrival-rate spec's share of a run."""
+class _Segmented(Generic[W]):
+    """A spec's share of a run: what it says as the whole does (kind, duration, stage windows)
+    or scaled to the segment (devices)."""
 
-    whole: _Arrival
+    whole: W
     segment: Segment
 
     @property
@@ -118,6 +115,21 @@ class SegmentedArrival:
 
     def device_bound(self) -> int:
         return self.segment.scale(self.whole.device_bound())
+
+    def device_indices(self) -> list[int]:
+        """The global indices of every device this segment may make."""
+        return list(self.segment.indices(self.whole.device_bound()))
+
+    def stage_windows(self, scenario: str, start: float) -> list[StageWindow]:
+        return self.whole.stage_windows(scenario, start)
+
+    def describe(self, duration: str) -> str:
+        return f"{self.whole.describe(duration)} (segment {self.segment})"
+
+
+@dataclass(frozen=True)
+class SegmentedArrival(_Segmented[_Arrival]):
+    """An arrival-rate spec's share of a run."""
 
     def pre_allocated(self) -> int:
         return self.segment.scale(self.whole.pre_allocated())
@@ -141,19 +153,9 @@ class SegmentedArrival:
         offsets = self.whole.arrival_plan()[0]
         return [(off, i) for i, off in enumerate(offsets) if seg.owns(i)]
 
-    def device_indices(self) -> list[int]:
-        """The global indices of every device this segment may make."""
-        return list(self.segment.indices(self.whole.device_bound()))
-
     def device_steps(self, graceful_stop: float) -> list[tuple[float, int, int]]:
         pre = self.pre_allocated()
         return [(0.0, pre, self.device_bound() - pre)]
-
-    def stage_windows(self, scenario: str, start: float) -> list[StageWindow]:
-        return self.whole.stage_windows(scenario, start)
-
-    def describe(self, duration: str) -> str:
-        return f"{self.whole.describe(duration)} (segment {self.segment})"
 
     def scaled(self, factor: float) -> SegmentedArrival:
         return SegmentedArrival(self.whole.scaled(factor), self.segment)
@@ -167,30 +169,8 @@ class SegmentedArrival:
 
 
 @dataclass(frozen=True)
-class SegmentedVUs:
+class SegmentedVUs(ClosedModel, _Segmented[_VUs]):
     """A VU spec's share of a run: the devices it owns among those the whole run has active."""
-
-    whole: _VUs
-    segment: Segment
-
-    @property
-    def kind(self) -> str:
-        return self.whole.kind
-
-    def total_duration(self) -> float:
-        return self.whole.total_duration()
-
-    def device_bound(self) -> int:
-        return self.segment.scale(self.whole.device_bound())
-
-    def pre_allocated(self) -> None:
-        return None
-
-    def mean_rate(self) -> None:
-        return None
-
-    def expected_iterations(self) -> None:
-        return None
 
     def iteration_bound(self, think_time: float) -> int | None:
         whole = self.whole.iteration_bound(think_time)
@@ -224,21 +204,12 @@ class SegmentedVUs:
             active = n
         return out
 
-    def device_indices(self) -> list[int]:
-        return list(self.segment.indices(self.whole.device_bound()))
-
     def device_steps(self, graceful_stop: float) -> list[tuple[float, int, int]]:
         seg = self.segment
         return [
             (t, seg.scale(n), seg.scale(n + x) - seg.scale(n))
             for t, n, x in self.whole.device_steps(graceful_stop)
         ]
-
-    def stage_windows(self, scenario: str, start: float) -> list[StageWindow]:
-        return self.whole.stage_windows(scenario, start)
-
-    def describe(self, duration: str) -> str:
-        return f"{self.whole.describe(duration)} (segment {self.segment})"
 
     def scaled(self, factor: float) -> SegmentedVUs:
         return SegmentedVUs(self.whole.scaled(factor), self.segment)
