@@ -33,7 +33,7 @@ import time
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from hw_bridge import ports
 from hw_bridge.boardconfig import BoardSettings, read_wifi_key
@@ -45,6 +45,10 @@ from simulator.config import IotUploadDevice, RunConfig, ScenarioConfig
 from simulator.metrics import RequestRecorder, RequestSample, tags_of
 from simulator.run.device_row import DeviceRow
 from simulator.run.devices import expected_ok
+
+if TYPE_CHECKING:
+    from hw_bridge.emulator.server import EmulatedBoards
+    from simulator.run.runner import Environment
 
 PINGS = 5
 HELLO_TIMEOUT = 3.0
@@ -143,10 +147,35 @@ class BoardState(enum.StrEnum):
     STOPPED = "stopped"  # the run was stopped (Ctrl-C, SIGTERM) while it ran
 
 
+class BoardOwner(Protocol):
+    """What a :class:`BoardDriver` asks of the fleet it belongs to: its settings, the
+    schedule's times (loop time), and where its results and events go. :class:`BoardFleet` is
+    one; ``hw_bridge.testing.FakeOwner`` records what a driver hands it, for tests."""
+
+    cfg: BoardsConfig  # baud, silence, status_timeout
+    link_factory: LinkFactory
+    rate: float  # uploads/s per board
+    grace_s: float
+    schedule_end: float
+    finished_after: float  # a ``done`` before this is a board that died
+    watch_until: float
+    stopping: bool  # the run is stopping: boards going quiet are not lost
+
+    def board_config(self, d: BoardDriver) -> dict[str, Any]: ...
+
+    def record(self, r: BoardSample) -> None: ...
+
+    def board_lost(self, d: BoardDriver, reason: str) -> None: ...
+
+    def board_dropped(self, d: BoardDriver, count: int) -> None: ...
+
+    def board_rejoined(self, d: BoardDriver) -> None: ...
+
+
 class BoardDriver:
     """One board during a run: provisioning, start, result ingestion, loss and rejoin."""
 
-    def __init__(self, fleet: BoardFleet, label: str, url: str | None, device_id: str) -> None:
+    def __init__(self, fleet: BoardOwner, label: str, url: str | None, device_id: str) -> None:
         self.fleet = fleet
         self.label = label
         self.url = url
@@ -163,7 +192,7 @@ class BoardDriver:
         self.bad_lines = 0
         self.protocol_errors = 0  # result lines with a missing or out-of-range field
         self._last_try = 0.0
-        self.run_id: Any = None  # the board's run number, from the start reply
+        self.run_id: object = None  # the board's run number, from the start reply
         self.wifi_key_set = False
         self.last_error = ""
 
@@ -301,7 +330,7 @@ class BoardDriver:
     def mark_lost(self, reason: str) -> None:
         if self.state in (BoardState.LOST, BoardState.FINISHED, BoardState.STOPPED):
             return
-        if getattr(self.fleet, "stopping", False):
+        if self.fleet.stopping:
             # The run is being stopped (Ctrl-C, SIGTERM, abort): the board's run ending now,
             # or its port closing, is the stop itself, not a lost board.
             self.state = BoardState.STOPPED
@@ -444,11 +473,11 @@ class BoardFleet:
         self.grace_s = min(sc.graceful_stop, MAX_GRACE)
         self.upload_url = ""  # the boards' target (or the run's, known in prepare) + endpoint
         self.drivers: list[BoardDriver] = []
-        self.emulated: Any = None  # hw_bridge.emulator.server.EmulatedBoards
+        self.emulated: EmulatedBoards | None = None
         self.schedule_end = float("inf")
         self.finished_after = float("inf")
         self.watch_until = float("inf")
-        self._env: Any = None
+        self._env: Environment | None = None
         self._key: Secret | None = None
         self._watchers: list[asyncio.Task[None]] = []
         self.stopping = False  # the run is stopping: boards going quiet are not lost
@@ -497,7 +526,7 @@ class BoardFleet:
         ]
         return 2 * sum(n)
 
-    async def prepare(self, env: Any) -> None:
+    async def prepare(self, env: Environment) -> None:
         self._env = env
         target = self.cfg.target or env.target
         self.upload_url = target.rstrip("/") + self.device.endpoint
@@ -550,7 +579,7 @@ class BoardFleet:
         )
 
     # --- the run --------------------------------------------------------------------------------
-    async def run(self, env: Any, start: float) -> None:
+    async def run(self, env: Environment, start: float) -> None:
         loop = asyncio.get_running_loop()
         begin = start + self.sc.start_time
         self.schedule_end = begin + self.duration
@@ -621,6 +650,8 @@ class BoardFleet:
         self._interval.dropped += count
 
     def board_rejoined(self, d: BoardDriver) -> None:
+        if self._env is None:
+            return
         self._rejoined_counter.value += 1
         self._env.notes.append(f"board {d.label} ({d.device_id}) rejoined at {self._at()}")
 

@@ -29,7 +29,7 @@ import math
 from functools import partial
 from typing import Any, Protocol
 
-from simulator.executors.base import ArrivalPlan, Device, Drive, ExecutorEvents, Starter
+from simulator.executors.base import ArrivalPlan, D, Drive, ExecutorEvents, Starter
 from simulator.executors.runtime import DevicePool, schedule_clock, sleep_until
 
 
@@ -49,8 +49,8 @@ async def run_arrival_rate(
     ex: ArrivalExecutor,
     *,
     start: float,
-    pool: DevicePool,
-    starter: Starter,
+    pool: DevicePool[D],
+    starter: Starter[D],
     events: ExecutorEvents,
     stop: asyncio.Event,
     graceful_stop: float,
@@ -63,7 +63,7 @@ async def run_arrival_rate(
     idle = asyncio.Event()
     idle.set()
 
-    def release(dev: Device) -> None:
+    def release(dev: D) -> None:
         nonlocal inflight
         inflight -= 1
         pool.release(dev)
@@ -161,7 +161,7 @@ async def run_arrival_rate(
 __all__ = ["DevicePool", "run_arrival_rate"]
 
 
-async def drive_arrival(ex: ArrivalExecutor, run: Drive, pool: DevicePool) -> None:
+async def drive_arrival(ex: ArrivalExecutor, run: Drive[D], pool: DevicePool[D]) -> None:
     """``run_arrival_rate`` with a run's hand-off, for every arrival spec's ``drive``."""
     await run_arrival_rate(
         ex,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from simulator.executors.segment import Segment
@@ -60,7 +60,15 @@ def ramp_windows(
 
 
 class Device(Protocol):
+    """What the drivers need of a device: its index in the scenario (the behaviour makes it and
+    gets it back; the drivers never look further)."""
+
     index: int
+
+
+#: the device type of one behaviour (``simulator.run.devices.VirtualDevice`` for ours)
+D = TypeVar("D", bound=Device)
+D_contra = TypeVar("D_contra", bound=Device, contravariant=True)
 
 
 class ExecutorEvents(Protocol):
@@ -76,27 +84,27 @@ class ExecutorEvents(Protocol):
         """Devices allocated so far (k6's vus_max)."""
 
 
-Iterate = Callable[[Any, float], Coroutine[Any, Any, None]]
+Iterate = Callable[[D, float], Coroutine[Any, Any, None]]
 """Run one iteration for a device; the float is the loop time it was scheduled for."""
 
 
-class Starter(Protocol):
+class Starter(Protocol[D_contra]):
     """What an arrival-rate executor drives: start an iteration now, hear when it is over."""
 
-    def start(self, dev: Any, scheduled: float, finished: Callable[[], None]) -> None:
+    def start(self, dev: D_contra, scheduled: float, finished: Callable[[], None]) -> None:
         """Begin an iteration due at loop time ``scheduled``; call ``finished()`` once."""
 
     async def abandon(self) -> None:
         """The graceful stop is over: stop what still runs and record nothing more."""
 
 
-class Behaviour(Starter, Protocol):
+class Behaviour(Starter[D], Protocol[D]):
     """What a scenario's devices do, as the drivers need it: make a device, start an
     iteration on it (open model) or await one (closed model)."""
 
-    def make_device(self, index: int) -> Any: ...
+    def make_device(self, index: int) -> D: ...
 
-    async def iterate(self, dev: Any, scheduled: float) -> None: ...
+    async def iterate(self, dev: D, scheduled: float) -> None: ...
 
 
 class ClosedModel:
@@ -117,11 +125,11 @@ class ClosedModel:
 
 
 @dataclass(frozen=True)
-class Drive:
+class Drive(Generic[D]):
     """Everything a driver needs to run one scenario's schedule from loop time ``start``."""
 
     start: float
-    behaviour: Behaviour
+    behaviour: Behaviour[D]
     events: ExecutorEvents
     stop: asyncio.Event
     graceful_stop: float
@@ -172,7 +180,7 @@ class ScheduleSpec(Protocol):
     def scaled(self, factor: float) -> ScheduleSpec:
         """The same executor with every duration multiplied by ``factor`` (--time-scale)."""
 
-    async def drive(self, run: Drive) -> None:
+    async def drive(self, run: Drive[D]) -> None:
         """Follow the schedule on the running loop until it ends or ``run.stop`` is set."""
 
 

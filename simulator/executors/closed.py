@@ -6,7 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
-from simulator.executors.base import ClosedModel, Drive, StageWindow
+from simulator.executors.base import ClosedModel, D, Drive, StageWindow
 
 if TYPE_CHECKING:
     from simulator.executors.segment import Segment
@@ -59,7 +59,7 @@ class FixedVUs(ClosedModel, ABC):
 
         return SegmentedVUs(self, segment)
 
-    async def drive(self, run: Drive) -> None:
+    async def drive(self, run: Drive[D]) -> None:
         from simulator.executors.vus import drive_vus
 
         await drive_vus(self, run)

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from simulator.executors.base import ArrivalPlan, Drive, StageWindow, per_second
+from simulator.executors.base import ArrivalPlan, D, Drive, StageWindow, per_second
 
 if TYPE_CHECKING:
     from simulator.executors.segment import Segment
@@ -96,7 +96,7 @@ class ConstantArrivalRate:
 
         return SegmentedArrival(self, segment)
 
-    async def drive(self, run: Drive) -> None:
+    async def drive(self, run: Drive[D]) -> None:
         from simulator.executors.arrival import DevicePool, drive_arrival
 
         pool = DevicePool(run.behaviour.make_device, self.pre_allocated_devices, self.max_devices)

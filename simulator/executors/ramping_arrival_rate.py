@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from simulator.executors.base import (
     ArrivalPlan,
+    D,
     Drive,
     Stage,
     StageWindow,
@@ -126,7 +127,7 @@ class RampingArrivalRate:
 
         return SegmentedArrival(self, segment)
 
-    async def drive(self, run: Drive) -> None:
+    async def drive(self, run: Drive[D]) -> None:
         from simulator.executors.arrival import DevicePool, drive_arrival
 
         pool = DevicePool(run.behaviour.make_device, self.pre_allocated_devices, self.max_devices)

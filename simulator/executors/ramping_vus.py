@@ -7,7 +7,7 @@ import bisect
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from simulator.executors.base import ClosedModel, Drive, Stage, StageWindow, ramp_windows
+from simulator.executors.base import ClosedModel, D, Drive, Stage, StageWindow, ramp_windows
 
 if TYPE_CHECKING:
     from simulator.executors.segment import Segment
@@ -135,7 +135,7 @@ class RampingVUs(ClosedModel):
 
         return SegmentedVUs(self, segment)
 
-    async def drive(self, run: Drive) -> None:
+    async def drive(self, run: Drive[D]) -> None:
         from simulator.executors.vus import drive_vus
 
         await drive_vus(self, run)

@@ -9,22 +9,22 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Generic
 
-from simulator.executors.base import Device, Iterate
+from simulator.executors.base import D, Iterate
 
 
-class DevicePool:
+class DevicePool(Generic[D]):
     """Pre-allocated devices, grown on demand up to a maximum (k6's preAllocatedVUs/maxVUs)."""
 
-    def __init__(self, make: Callable[[int], Device], pre_allocated: int, maximum: int):
+    def __init__(self, make: Callable[[int], D], pre_allocated: int, maximum: int):
         self._make = make
-        self._free: deque[Device] = deque(make(i) for i in range(pre_allocated))
+        self._free: deque[D] = deque(make(i) for i in range(pre_allocated))
         self.allocated = pre_allocated
         self.maximum = maximum
         self.busy = 0
 
-    def acquire(self) -> Device | None:
+    def acquire(self) -> D | None:
         if self._free:
             self.busy += 1
             return self._free.popleft()
@@ -35,7 +35,7 @@ class DevicePool:
             return dev
         return None
 
-    def release(self, dev: Device) -> None:
+    def release(self, dev: D) -> None:
         self.busy -= 1
         self._free.append(dev)
 
@@ -91,14 +91,14 @@ async def sleep_until(loop: asyncio.AbstractEventLoop, when: float, stop: asynci
     return not stop.is_set()
 
 
-class TaskStarter:
+class TaskStarter(Generic[D]):
     """A :class:`Starter` for iteration code written as a coroutine: one task per iteration."""
 
-    def __init__(self, iterate: Iterate) -> None:
+    def __init__(self, iterate: Iterate[D]) -> None:
         self._iterate = iterate
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(self, dev: Any, scheduled: float, finished: Callable[[], None]) -> None:
+    def start(self, dev: D, scheduled: float, finished: Callable[[], None]) -> None:
         task = asyncio.get_running_loop().create_task(self._iterate(dev, scheduled))
         self._tasks.add(task)
 

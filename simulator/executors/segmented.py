@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-from simulator.executors.base import ArrivalPlan, ClosedModel, Device, Drive, StageWindow
+from simulator.executors.base import ArrivalPlan, ClosedModel, D, Drive, StageWindow
 from simulator.executors.segment import Segment
 
 
@@ -92,7 +92,7 @@ class _Plan:
         return seg.scale(self.taken) - seg.scale(was)
 
 
-def _global_devices(seg: Segment, make: Callable[[int], Any]) -> Callable[[int], Any]:
+def _global_devices(seg: Segment, make: Callable[[int], D]) -> Callable[[int], D]:
     """A device factory for a driver that counts its devices from 0: the k-th device it asks
     for is the segment's k-th global device."""
     return lambda k: make(seg.nth(k))
@@ -160,7 +160,7 @@ class SegmentedArrival(_Segmented[_Arrival]):
     def scaled(self, factor: float) -> SegmentedArrival:
         return SegmentedArrival(self.whole.scaled(factor), self.segment)
 
-    async def drive(self, run: Drive) -> None:
+    async def drive(self, run: Drive[D]) -> None:
         from simulator.executors.arrival import drive_arrival
         from simulator.executors.runtime import DevicePool
 
@@ -214,8 +214,8 @@ class SegmentedVUs(ClosedModel, _Segmented[_VUs]):
     def scaled(self, factor: float) -> SegmentedVUs:
         return SegmentedVUs(self.whole.scaled(factor), self.segment)
 
-    async def drive(self, run: Drive) -> None:
+    async def drive(self, run: Drive[D]) -> None:
         from simulator.executors.vus import drive_vus
 
-        make: Callable[[int], Device] = _global_devices(self.segment, run.behaviour.make_device)
+        make = _global_devices(self.segment, run.behaviour.make_device)
         await drive_vus(self, run, make)

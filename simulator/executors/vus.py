@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from simulator.executors.base import Device, Drive, ExecutorEvents, Iterate
+from simulator.executors.base import D, Drive, ExecutorEvents, Iterate
 from simulator.executors.runtime import schedule_clock, sleep_until
 
 
@@ -39,8 +39,8 @@ async def run_vus(
     ex: VUExecutor,
     *,
     start: float,
-    make_device: Callable[[int], Device],
-    iterate: Iterate,
+    make_device: Callable[[int], D],
+    iterate: Iterate[D],
     events: ExecutorEvents,
     stop: asyncio.Event,
     graceful_stop: float,
@@ -50,7 +50,7 @@ async def run_vus(
     now = schedule_clock(loop)
     end = start + ex.total_duration()
     ending = asyncio.Event()  # the scheduled duration is over: no new iterations
-    devices: list[Device] = []
+    devices: list[D] = []
     loops: dict[int, asyncio.Task[None]] = {}
     retire: dict[int, float] = {}  # index → loop time by which it must have stopped
     running: dict[int, asyncio.Task[None]] = {}
@@ -58,7 +58,7 @@ async def run_vus(
     started: dict[int, int] = {}  # index → iterations started (per-vu-iterations' drops)
     finished_vus = 0
 
-    async def vu(dev: Device) -> None:
+    async def vu(dev: D) -> None:
         while not ending.is_set() and dev.index not in retire and not stop.is_set():
             if limit is not None and started.get(dev.index, 0) >= limit:
                 break
@@ -136,7 +136,7 @@ async def run_vus(
 
 
 async def drive_vus(
-    ex: VUExecutor, run: Drive, make_device: Callable[[int], Device] | None = None
+    ex: VUExecutor, run: Drive[D], make_device: Callable[[int], D] | None = None
 ) -> None:
     """``run_vus`` with a run's hand-off, for every VU spec's ``drive`` (one call site)."""
     await run_vus(
