@@ -5,27 +5,49 @@ line protocol (``firmware/PROTOCOL.md``) in memory, and the link to it.
 like the firmware does, keeps what it was told, and during a run sends a ``result`` line every
 ``1/rate`` seconds (no HTTP: ``status``/``latency_us`` come from the test) and a ``done`` line
 with its ``dropped`` count at the end. The test can also make it reboot, fall silent, send any
-line, or be unplugged. :func:`fake_links` gives :class:`~hw_bridge.fleet.BoardFleet` links to
-such boards instead of serial ports, so a mixed run's board side is tested without sockets,
-threads or the emulator::
+line (``inject`` puts lines among its results), write raw bytes, or be unplugged.
+:func:`fake_links` gives :class:`~hw_bridge.fleet.BoardFleet` links to such boards instead of
+serial ports, so a mixed run's board side is tested without sockets, threads or the emulator::
 
     board = FakeBoard(dropped=3)
     fleet = BoardFleet(parse_boards(cfg), cfg, link_factory=fake_links({"socket://b1": board}))
+
+:func:`serve_board` puts the same board on ``socket://127.0.0.1:PORT`` for the real
+:class:`~hw_bridge.link.SerialLink` (or a ``scfleet run`` in another process), and
+:class:`FakeOwner` stands in for the fleet when a test drives one
+:class:`~hw_bridge.fleet.BoardDriver` directly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import math
+import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
-from hw_bridge.link import DEFAULT_BAUD, BoardLink, BoardReplyError, LinkFactory
+from hw_bridge.boardconfig import BoardSettings
+from hw_bridge.boards_section import BoardsConfig
+from hw_bridge.fleet import BoardDriver, BoardSample
+from hw_bridge.link import DEFAULT_BAUD, BoardLink, BoardReplyError, LinkFactory, decode_line
 from scfleet_core.errors import HardwareError
 
 
 def _now_us() -> int:
     return time.monotonic_ns() // 1000
+
+
+class _Console(Protocol):
+    """Where a board's output goes: a :class:`FakeLink`, or a socket (:func:`serve_board`)."""
+
+    def deliver(self, msg: dict[str, Any]) -> None: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def lose(self, reason: str) -> None: ...
 
 
 class FakeBoard:
@@ -40,6 +62,7 @@ class FakeBoard:
         latency_us: int = 1000,
         dropped: int = 0,
         refuse: Mapping[str, str] | None = None,
+        inject: Mapping[int, Sequence[dict[str, Any]]] | None = None,
     ) -> None:
         self.name = name
         self.clock_offset_us = clock_offset_us  # board clock = host monotonic µs + this
@@ -47,6 +70,8 @@ class FakeBoard:
         self.latency_us = latency_us
         self.dropped = dropped  # chunks its done line says were never delivered
         self.refuse = dict(refuse or {})  # command -> error code it answers with
+        #: result number (from 0) -> lines sent just before it (e.g. out-of-range results)
+        self.inject = {n: list(lines) for n, lines in (inject or {}).items()}
         self.config: dict[str, Any] = {}
         self.commands: list[str] = []  # every command received, in order
         self.silent = False  # True: answers nothing (a hung board)
@@ -54,7 +79,7 @@ class FakeBoard:
         self.running = False
         self.seq = 0
         self.starts: list[dict[str, Any]] = []  # the fields of every accepted start
-        self._link: FakeLink | None = None
+        self._link: _Console | None = None
         self._task: asyncio.Task[None] | None = None
 
     # --- what the test does to it ---------------------------------------------------------
@@ -62,6 +87,17 @@ class FakeBoard:
         """Put one line on the console (lost when no host is attached, like a UART's)."""
         if self._link is not None:
             self._link.deliver({**msg, "v": 1})
+
+    def write(self, data: bytes) -> None:
+        """Raw bytes on the console (boot ROM text, noise, half a line): a socket host reads
+        them as they are; a :class:`FakeLink` host gets the complete lines among them."""
+        if self._link is not None:
+            self._link.write(data)
+
+    @property
+    def attached(self) -> bool:
+        """A host has the board's console open."""
+        return self._link is not None
 
     def reboot(self) -> None:
         """Reset: the run is gone and the boot banner says hello (``id: null``)."""
@@ -144,6 +180,8 @@ class FakeBoard:
         n = 0
         while n * interval < duration:
             await asyncio.sleep(max(0.0, begin + n * interval - loop.time()))
+            for line in self.inject.get(n, ()):
+                self.send(line)
             self.send(
                 {
                     "t": "result",
@@ -163,9 +201,17 @@ class FakeBoard:
 
     def _stop_run(self) -> None:
         self.running = False
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        task, self._task = self._task, None
+        if task is None:
+            return
+        try:
+            here = asyncio.get_running_loop() is task.get_loop()
+        except RuntimeError:
+            here = False
+        if here:
+            task.cancel()
+        else:  # the test's thread, a served board's loop (serve_board)
+            task.get_loop().call_soon_threadsafe(task.cancel)
 
 
 class FakeLink:
@@ -190,6 +236,7 @@ class FakeLink:
         self.last_rx = 0.0
         self.closed_reason: str | None = "not open"
         self._next_id = 0
+        self._partial = b""
 
     @property
     def is_open(self) -> bool:
@@ -222,6 +269,17 @@ class FakeLink:
                 self.on_message(msg)
 
         asyncio.get_running_loop().call_soon(give)
+
+    def write(self, data: bytes) -> None:
+        """Raw bytes: each complete line among them arrives as SerialLink would hand it on."""
+        self._partial += data
+        *lines, self._partial = self._partial.split(b"\n")
+        for line in lines:
+            msg = decode_line(line)
+            if isinstance(msg, dict):
+                self.deliver(msg)
+            elif self.on_text is not None and msg:
+                self.on_text(msg)
 
     def lose(self, reason: str) -> None:
         if self.closed_reason is not None:
@@ -261,26 +319,107 @@ def wait_until(condition: Callable[[], object], timeout: float, what: Callable[[
 def fake_links(boards: Mapping[str, FakeBoard]) -> LinkFactory:
     """A ``link_factory`` for :class:`~hw_bridge.fleet.BoardFleet`: port URL -> fake board."""
 
-    def make(
-        url: str,
-        *,
-        baud: int = DEFAULT_BAUD,
-        on_message: Callable[[dict[str, Any]], None] | None = None,
-        on_text: Callable[[str], None] | None = None,
-        on_closed: Callable[[str], None] | None = None,
-    ) -> BoardLink:
+    def make(url: str, **callbacks: Any) -> BoardLink:
         if url not in boards:
             raise HardwareError(f"{url}: cannot open (no such fake board)")
-        return FakeLink(
-            boards[url],
-            url,
-            baud=baud,
-            on_message=on_message,
-            on_text=on_text,
-            on_closed=on_closed,
-        )
+        return FakeLink(boards[url], url, **callbacks)
 
     return make
 
 
-__all__ = ["FakeBoard", "FakeLink", "fake_links", "wait_until"]
+class _SocketConsole:
+    """A board's console on one TCP connection (the server's loop; callable from any thread)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, writer: asyncio.StreamWriter) -> None:
+        self._loop = loop
+        self._writer = writer
+
+    def deliver(self, msg: dict[str, Any]) -> None:
+        self.write(json.dumps(msg).encode() + b"\n")
+
+    def write(self, data: bytes) -> None:
+        self._loop.call_soon_threadsafe(self._writer.write, data)
+
+    def lose(self, reason: str) -> None:
+        self._loop.call_soon_threadsafe(self._writer.close)
+
+
+@contextlib.contextmanager
+def serve_board(board: FakeBoard) -> Iterator[str]:
+    """``board`` on ``socket://127.0.0.1:PORT`` (the URL given) until the block ends: a thread
+    runs its loop, one host at a time, one JSON line per command as the firmware reads them."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    port = 0
+
+    async def host(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        console = _SocketConsole(loop, w)
+        board._link = console
+        try:
+            while line := await r.readline():
+                req = json.loads(line)
+                fields = {k: v for k, v in req.items() if k not in ("t", "id", "v")}
+                reply = board.handle(str(req.get("t")), req.get("id"), fields)
+                if reply is not None:
+                    console.deliver({**reply, "v": 1})
+        except (ConnectionError, ValueError):
+            pass
+        finally:
+            if board._link is console:
+                board._link = None
+            w.close()
+
+    async def main() -> None:
+        nonlocal port
+        server = await asyncio.start_server(host, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        ready.set()
+        async with server:
+            await stop.wait()
+
+    stop = asyncio.Event()
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    ready.wait(10)
+    try:
+        yield f"socket://127.0.0.1:{port}"
+    finally:
+        board._stop_run()
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+        loop.close()
+
+
+class FakeOwner:
+    """A :class:`~hw_bridge.fleet.BoardOwner` that keeps what a driver hands it (results,
+    losses, drops, rejoins), for tests that drive one :class:`~hw_bridge.fleet.BoardDriver`."""
+
+    def __init__(self, cfg: BoardsConfig | None = None, *, rate: float = 1.0) -> None:
+        self.cfg = cfg or BoardsConfig(ports=("fake",), silence=1.0, status_timeout=1.0)
+        self.link_factory = fake_links({})
+        self.rate = rate
+        self.grace_s = 0.0
+        self.schedule_end = self.finished_after = self.watch_until = math.inf
+        self.stopping = False
+        self.recorded: list[BoardSample] = []
+        self.lost: list[str] = []
+        self.dropped: list[int] = []
+        self.rejoined = 0
+
+    def board_config(self, d: BoardDriver) -> dict[str, Any]:
+        return BoardSettings(d.device_id, "http://127.0.0.1:9").fields()
+
+    def record(self, r: BoardSample) -> None:
+        self.recorded.append(r)
+
+    def board_lost(self, d: BoardDriver, reason: str) -> None:
+        self.lost.append(reason)
+
+    def board_dropped(self, d: BoardDriver, count: int) -> None:
+        self.dropped.append(count)
+
+    def board_rejoined(self, d: BoardDriver) -> None:
+        self.rejoined += 1
+
+
+__all__ = ["FakeBoard", "FakeLink", "FakeOwner", "fake_links", "serve_board", "wait_until"]

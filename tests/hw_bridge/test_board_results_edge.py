@@ -8,18 +8,16 @@ import asyncio
 import contextlib
 import json
 import pathlib
-import socket
 import subprocess
 import sys
-import threading
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from hw_bridge.fleet import BoardDriver, BoardSample
+from hw_bridge.fleet import BoardDriver
 from hw_bridge.link import decode_line
+from hw_bridge.testing import FakeBoard, FakeOwner, serve_board
 from simulator.config import parse_config
 from simulator.http import FakeTransport
 from simulator.metrics import IntervalStats, Registry, RequestRecorder, RequestSample
@@ -41,26 +39,24 @@ BAD_LINES = [
 GOOD = b'{"t":"result","seq":%d,"attempt":1,"status":200,"latency_us":900,"bytes":32000}'
 
 
-class _Fleet:
-    def __init__(self) -> None:
-        self.cfg = SimpleNamespace(baud=115200, silence=1.0, status_timeout=1.0)
-        self.recorded: list[tuple[Any, ...]] = []
-
-    def record(self, r: BoardSample) -> None:
-        self.recorded.append(tuple(r)[:5])  # without "first"
-
-
-def test_out_of_range_results_are_protocol_errors_not_records() -> None:
-    fleet = _Fleet()
-    d = BoardDriver(fleet, "b", "socket://x", "esp32-x")  # type: ignore[arg-type]
+def _bad_messages() -> list[dict[str, Any]]:
+    out = []
     for line in BAD_LINES:
         msg = decode_line(line)
         assert isinstance(msg, dict), line
+        out.append(msg)
+    return out
+
+
+def test_out_of_range_results_are_protocol_errors_not_records() -> None:
+    fleet = FakeOwner()
+    d = BoardDriver(fleet, "b", "socket://x", "esp32-x")
+    for msg in _bad_messages():
         d.on_message(msg)
     assert fleet.recorded == []
     assert d.protocol_errors == len(BAD_LINES) and d.requests == 0
     d.on_message(decode_line(GOOD % 7))  # type: ignore[arg-type]
-    assert fleet.recorded == [(200, False, 900, 0, 32000)]
+    assert [tuple(r)[:5] for r in fleet.recorded] == [(200, False, 900, 0, 32000)]  # not "first"
     assert d.row("s").protocol_errors == len(BAD_LINES)
 
 
@@ -139,85 +135,29 @@ def test_a_companion_that_dies_ends_the_run_with_an_error() -> None:
     assert result.error and "OverflowError: int too big to convert" in result.error
 
 
-class FakeBoard:
-    """A board on socket:// that follows the protocol and then sends out-of-range results."""
-
-    def __init__(self, good: int) -> None:
-        self.good = good
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4)
-        self.port = self.sock.getsockname()[1]
-        self.sent_good = 0
-        self.stop = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        self.sock.settimeout(0.2)
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=self._conn, args=(conn,), daemon=True).start()
-
-    def _conn(self, conn: socket.socket) -> None:
-        running = False
-        buf = b""
-        conn.settimeout(0.1)
-        lock = threading.Lock()
-
-        def send(obj: Any) -> None:
-            data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
-            with lock:
-                conn.sendall(data + b"\n")
-
-        def results() -> None:
-            nonlocal running
-            for i in range(self.good):
-                if i == self.good // 2:
-                    for line in BAD_LINES:
-                        send(line)
-                send(GOOD % i)
-                self.sent_good += 1
-                time.sleep(0.1)
-            running = False
-
-        while not self.stop.is_set():
-            try:
-                chunk = conn.recv(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if not chunk:
-                return
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                req = json.loads(line)
-                t, mid = req["t"], req["id"]
-                if t == "hello":
-                    send({"t": "hello", "id": mid, "proto": 1, "v": 1})
-                elif t == "config":
-                    send({"t": "ok", "id": mid, "config": {"wifi_key_set": False}})
-                elif t == "ping":
-                    send({"t": "ok", "id": mid, "board_us": time.monotonic_ns() // 1000})
-                elif t == "start":
-                    running = True
-                    send({"t": "ok", "id": mid, "run": 1})
-                    threading.Thread(target=results, daemon=True).start()
-                elif t == "status":
-                    send({"t": "status", "id": mid, "running": running})
-                else:
-                    send({"t": "ok", "id": mid})
-
-
 @pytest.mark.slow
 def test_out_of_range_board_results_through_scfleet_run(tmp_path: pathlib.Path) -> None:
     """A real `scfleet run` with a socket:// board that sends 2**64, 1e30 and Infinity: the run
     completes, the tick keeps ticking, the good results count and the bad ones are reported."""
-    board = FakeBoard(good=20)
+    # 5 results/s for the 4 s schedule: 20 good ones, the bad lines before the 11th
+    board = FakeBoard("edge", inject={10: _bad_messages()})
+    with serve_board(board) as url:
+        res, out = _run_with_board(tmp_path, url)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert "Traceback" not in res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    physical = int(figures(summary, "http_reqs{kind:physical}")["count"])
+    assert physical == board.seq == 20
+    notes = summary["scfleet"]["notes"]
+    assert any("protocol errors (socket://" in n for n in notes), notes
+    assert any(f": {len(BAD_LINES)})" in n for n in notes), notes
+    timeline = json.loads((out / "timeline.json").read_text())
+    assert len(timeline) >= 4  # the tick lived to the end of the 4 s schedule
+
+
+def _run_with_board(
+    tmp_path: pathlib.Path, url: str
+) -> tuple[subprocess.CompletedProcess[str], pathlib.Path]:
     conf = tmp_path / "board.toml"
     conf.write_text(
         f"""
@@ -231,31 +171,19 @@ graceful_stop = "1s"
 kind = "iot_upload"
 chunk_bytes = 3200
 [boards]
-ports = ["socket://127.0.0.1:{board.port}"]
+ports = ["{url}"]
 rate = 5
 """
     )
     out = tmp_path / "run"
-    try:
-        res = subprocess.run(
-            [sys.executable, "-m", "scfleet", "run", str(conf), "--out", str(out)] + ["--quiet"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=90,
-        )
-    finally:
-        board.stop.set()
-    assert res.returncode == 0, res.stderr + res.stdout
-    assert "Traceback" not in res.stderr
-    summary = json.loads((out / "summary.json").read_text())
-    physical = int(figures(summary, "http_reqs{kind:physical}")["count"])
-    assert physical == board.sent_good == 20
-    notes = summary["scfleet"]["notes"]
-    assert any("protocol errors (socket://" in n for n in notes), notes
-    assert any(f": {len(BAD_LINES)})" in n for n in notes), notes
-    timeline = json.loads((out / "timeline.json").read_text())
-    assert len(timeline) >= 4  # the tick lived to the end of the 4 s schedule
+    res = subprocess.run(
+        [sys.executable, "-m", "scfleet", "run", str(conf), "--out", str(out)] + ["--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    return res, out
 
 
 def test_a_sampler_whose_background_part_died_ends_the_run() -> None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
-from types import SimpleNamespace
 from typing import Any
 
-from hw_bridge.fleet import BoardDriver, BoardSample
+from hw_bridge.fleet import BoardDriver, BoardState
 from hw_bridge.link import MAX_LINE, LineSplitter, SerialLink, decode_line
+from hw_bridge.testing import FakeBoard, FakeOwner, serve_board, wait_until
 
 
 def test_splitter_joins_half_lines_and_drops_overlong_ones() -> None:
@@ -45,45 +44,27 @@ def test_link_survives_a_noisy_port_and_reports_the_unplug() -> None:
     messages: list[dict[str, Any]] = []
     texts: list[str] = []
     closed: list[str] = []
+    board = FakeBoard("noisy")
 
-    async def main() -> None:
-        unplug = asyncio.Event()
-
-        async def board(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            # pyserial's socket:// open() discards what is already waiting; speak after it
-            await asyncio.sleep(0.2)
-            w.write(b"ets Jul 29 2019 12:21:46\r\nrst:0x1 (POWERON_RESET)\r\n" + noise + b"\n")
-            w.write(b'{"t":"result","seq":0,"status":200,')  # half a line...
-            await w.drain()
-            await asyncio.sleep(0.05)
-            w.write(b'"latency_us":1000,"bytes":32000,"error":null,"v":1}\n')  # ...and the rest
-            w.write(b"A" * (1 << 20) + b"\n")  # far over the line limit
-            w.write(b'{"t":"results","items":[1,"x",{"seq":"a"},null]}\n')
-            w.write(b'Traceback (most recent call last):\r\n  File "x"\r\n')
-            await w.drain()
-            line = await r.readline()  # the host's hello
-            req = json.loads(line)
-            w.write(json.dumps({"t": "hello", "id": req["id"], "proto": 1, "v": 1}).encode())
-            w.write(b"\n")
-            await w.drain()
-            await unplug.wait()
-            w.close()
-
-        srv = await asyncio.start_server(board, "127.0.0.1", 0)
-        port = srv.sockets[0].getsockname()[1]
+    async def main(url: str) -> None:
         link = SerialLink(
-            f"socket://127.0.0.1:{port}",
-            on_message=messages.append,
-            on_text=texts.append,
-            on_closed=closed.append,
+            url, on_message=messages.append, on_text=texts.append, on_closed=closed.append
         )
+        # pyserial's socket:// open() discards what is already waiting; speak after it
         await link.open()
         try:
-            await asyncio.sleep(0.5)
+            await asyncio.to_thread(wait_until, lambda: board.attached, 10, lambda: "no host")
+            board.write(b"ets Jul 29 2019 12:21:46\r\nrst:0x1 (POWERON_RESET)\r\n" + noise + b"\n")
+            board.write(b'{"t":"result","seq":0,"status":200,')  # half a line...
+            await asyncio.sleep(0.05)
+            board.write(b'"latency_us":1000,"bytes":32000,"error":null,"v":1}\n')  # ...and the rest
+            board.write(b"A" * (1 << 20) + b"\n")  # far over the line limit
+            board.write(b'{"t":"results","items":[1,"x",{"seq":"a"},null]}\n')
+            board.write(b'Traceback (most recent call last):\r\n  File "x"\r\n')
             hello = await link.request("hello", 5)
             assert hello["proto"] == 1
             assert link.is_open
-            unplug.set()
+            board.unplug()
             for _ in range(100):
                 if closed:
                     break
@@ -92,9 +73,9 @@ def test_link_survives_a_noisy_port_and_reports_the_unplug() -> None:
         finally:
             await link.close()
             link.shutdown()
-            srv.close()
 
-    asyncio.run(main())
+    with serve_board(board) as url:
+        asyncio.run(main(url))
     assert {
         "t": "result",
         "seq": 0,
@@ -109,26 +90,10 @@ def test_link_survives_a_noisy_port_and_reports_the_unplug() -> None:
     assert all(len(t) <= MAX_LINE for t in texts)
 
 
-class _FakeFleet:
-    def __init__(self) -> None:
-        self.cfg = SimpleNamespace(baud=115200, silence=1.0, status_timeout=1.0)
-        self.recorded: list[tuple[Any, ...]] = []
-        self.lost: list[str] = []
-
-    def record(self, r: BoardSample) -> None:
-        self.recorded.append(tuple(r))
-
-    def board_lost(self, d: BoardDriver, reason: str) -> None:
-        self.lost.append(reason)
-
-    def board_dropped(self, d: BoardDriver, count: int) -> None:
-        pass
-
-
 def test_driver_ingests_only_well_formed_results() -> None:
-    fleet = _FakeFleet()
-    d = BoardDriver(fleet, "emulated:1", "socket://x", "esp32-x")  # type: ignore[arg-type]
-    d.state, d.run_id = "running", 1
+    fleet = FakeOwner()
+    d = BoardDriver(fleet, "emulated:1", "socket://x", "esp32-x")
+    d.state, d.run_id = BoardState.RUNNING, 1
     rng = random.Random(1)
     junk: list[Any] = [
         {"t": "result"},
@@ -194,18 +159,18 @@ def test_driver_ingests_only_well_formed_results() -> None:
 
 def test_done_ends_a_board_only_at_the_end_of_the_schedule() -> None:
     async def main() -> None:
-        fleet = _FakeFleet()
-        d = BoardDriver(fleet, "b", "socket://x", "esp32-x")  # type: ignore[arg-type]
+        fleet = FakeOwner()
+        d = BoardDriver(fleet, "b", "socket://x", "esp32-x")
         now = asyncio.get_running_loop().time()
-        fleet.schedule_end = now + 10  # type: ignore[attr-defined]
-        fleet.finished_after = now + 9  # last upload due 1 s before the end  # type: ignore[attr-defined]
-        d.state, d.run_id = "running", 3
+        fleet.schedule_end = now + 10
+        fleet.finished_after = now + 9  # last upload due 1 s before the end
+        d.state, d.run_id = BoardState.RUNNING, 3
         d.on_message({"t": "done", "run": 2, "dropped": 1})  # an older run: ignored
         assert d.state == "running" and d.dropped == 0
         d.on_message({"t": "done", "run": 3, "dropped": 2})  # 10 s early: it died
         assert d.state == "lost" and fleet.lost == ["its run ended early"]
-        d.state = "running"
-        fleet.finished_after = now - 0.1  # type: ignore[attr-defined]
+        d.state = BoardState.RUNNING
+        fleet.finished_after = now - 0.1
         d.on_message({"t": "done", "run": 3, "dropped": 0})  # its last upload was sent
         assert d.state == "finished" and d.dropped == 2
 
