@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from simulator.config import RunConfig
     from simulator.config.quickflags import QuickFlags
     from simulator.report.model import RunData
-    from simulator.report.streams import Stream
+    from simulator.report.streams import PointWriter, Stream
     from simulator.run.prometheus import Endpoint
     from simulator.run.runner import Companion, RunResult
     from simulator.session import TargetProvider
@@ -282,7 +282,7 @@ def _boards(cfg: RunConfig) -> Companion | None:
     return BoardFleet(boards, cfg)
 
 
-def _open_streams(cfg: RunConfig, streams: Sequence[Stream]) -> Any:
+def _open_streams(cfg: RunConfig, streams: Sequence[Stream]) -> PointWriter | None:
     """``--out json=FILE`` / ``csv=FILE``: the writer, its files opened now (a bad path fails
     before anything starts)."""
     if not streams:

@@ -18,13 +18,17 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from scfleet_core.errors import TargetError
 from simulator.config import RunConfig
 from simulator.run.devices import Account
 from simulator.run.runner import Companion, ProgressHook, RunResult
+
+if TYPE_CHECKING:
+    from simulator.report.output import RunStream
+    from simulator.report.streams import PointWriter
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ def run_session(
     effective: dict[str, Any],
     *,
     companions: Sequence[CompanionFactory] = (),
-    points: Any = None,
+    points: PointWriter | None = None,
     quiet: bool = True,
     no_color: bool = False,
     on_finished: Callable[[], None] | None = None,
@@ -142,8 +146,8 @@ def _execute(
     cfg: RunConfig,
     target: Target,
     accounts: dict[str, list[Account]],
-    stream: Any,
-    points: Any,
+    stream: RunStream | None,
+    points: PointWriter | None,
     companions: list[Companion],
     quiet: bool,
     no_color: bool,

@@ -15,9 +15,15 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from simulator.metrics.histogram import Histogram
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from simulator.metrics.thresholds import Threshold
 
 Tags = tuple[tuple[str, str], ...]
 
@@ -199,7 +205,7 @@ _USER_TAGGED = frozenset({*_HTTP_METRICS, "data_sent", "data_received", "iterati
 
 
 def check_threshold_tag_keys(
-    thresholds: Iterable[Any], user_keys: Iterable[str], source: str | None = None
+    thresholds: Iterable[Threshold], user_keys: Iterable[str], source: str | None = None
 ) -> None:
     """Refuse a threshold whose tag filter names a key its metric never carries (exit 104):
     ``http_req_duration{expected:true}`` would match no sample and pass — a false green."""
@@ -235,6 +241,18 @@ class Recorder(Protocol):
     def flush(self) -> None: ...
 
 
+class RowSink(Protocol):
+    """Where the recorders hand their buffered rows as they fold them (once per flush, never
+    per request): ``simulator.report.streams.PointWriter`` for ``--out json=``/``csv=``."""
+
+    def requests(self, tags: Tags, data_tags: Tags, rows: NDArray[np.int64]) -> None: ...
+
+    def iterations(self, tags: Tags, lag_tags: Tags, rows: NDArray[np.int64]) -> None: ...
+
+    def tick(self, registry: Registry, gauges: Iterable[tuple[str, float]] = ()) -> None:
+        """Once per tick (the runner): what the registry keeps only as totals, and gauges."""
+
+
 class Registry:
     """Every series of a run, keyed by (metric name, sorted tags)."""
 
@@ -243,8 +261,8 @@ class Registry:
         self.recorders: list[Recorder] = []
         self.types: dict[str, str] = {k: v[0] for k, v in BUILTIN.items()}
         self.contains: dict[str, str] = {k: v[1] for k, v in BUILTIN.items()}
-        #: Receives every buffered row as it is folded (``--out json/csv``: samples.PointWriter)
-        self.sink: Any = None
+        #: Receives every buffered row as it is folded (``--out json/csv``: report.streams)
+        self.sink: RowSink | None = None
 
     def get(self, name: str, tags: Mapping[str, str] | Tags = ()) -> Any:
         key_tags: Tags = tuple(sorted(tags.items())) if isinstance(tags, Mapping) else tags

@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scfleet_core.errors import ConfigError
 from scfleet_core.secrets import Secret
@@ -38,6 +38,10 @@ from simulator.report.summary import describe_scenarios, render_text, summary_di
 from simulator.run.device_row import columns_for
 from simulator.run.runner import RunResult
 from simulator.run.stage_recorder import StageRecorder
+
+if TYPE_CHECKING:
+    from simulator.metrics import Registry
+    from simulator.run.runner import Environment
 
 
 def default_run_dir(config_path: str, base: str | Path = "runs") -> Path:
@@ -220,7 +224,7 @@ class RunStream:
                 self._fh.close()
             self._fh = None
 
-    def tick(self, env: Any, point: dict[str, Any]) -> None:
+    def tick(self, env: Environment, point: dict[str, Any]) -> None:
         """A :data:`simulator.run.runner.ProgressHook`: one line per timeline point."""
         reg = env.registry
         line: dict[str, Any] = {"type": "tick", "wall": time.time(), "point": point}
@@ -234,7 +238,7 @@ class RunStream:
         if self.failed and self.failed not in env.notes:
             env.notes.append(self.failed)
 
-    def _delta(self, reg: Any) -> dict[str, Any]:
+    def _delta(self, reg: Registry) -> dict[str, Any]:
         from simulator.metrics import Counter, Rate, Trend
 
         reg.flush()

@@ -27,7 +27,13 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from simulator.metrics.registry import Registry
 
 Tags = tuple[tuple[str, str], ...]
 
@@ -355,7 +361,7 @@ class PointWriter:
         if "csv" in self._files:
             self._pending["csv"].append(render(cs, wall, values))
 
-    def requests(self, tags: Tags, data_tags: Tags, rows: Any) -> None:
+    def requests(self, tags: Tags, data_tags: Tags, rows: NDArray[np.int64]) -> None:
         """Rows of ``metrics.RequestRecorder`` (one outcome's series): k6's HTTP samples,
         scfleet's ``http_req_corrected_duration``, and the request's bytes."""
         key = ("requests", tags, data_tags)
@@ -376,7 +382,7 @@ class PointWriter:
             )
         self.rows(spec, rows[:, 11], rows)
 
-    def iterations(self, tags: Tags, lag_tags: Tags, rows: Any) -> None:
+    def iterations(self, tags: Tags, lag_tags: Tags, rows: NDArray[np.int64]) -> None:
         """Rows of ``metrics.IterationRecorder``: (duration µs, lag µs, end perf_counter_ns)."""
         key = ("iterations", tags, lag_tags)
         spec = self._specs.get(key)
@@ -401,7 +407,7 @@ class PointWriter:
         stamps = np.full(ones + zeros, perf_ns, dtype=np.int64)
         self.rows(((name, tags, "int", 0),), stamps, values)
 
-    def tick(self, registry: Any, gauges: Iterable[tuple[str, float]] = ()) -> None:
+    def tick(self, registry: Registry, gauges: Iterable[tuple[str, float]] = ()) -> None:
         """Once per tick: per-sample counts the engine keeps only as totals, sampled gauges,
         then everything pending goes to the files."""
         from simulator.metrics import Counter, Rate

@@ -24,9 +24,16 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import psutil
+
+from simulator.metrics import Counter
+
+if TYPE_CHECKING:
+    from simulator.config import RunConfig
+    from simulator.metrics import Registry
+    from simulator.run.runner import Environment, Sampler
 
 #: How often the loop-lag probe wakes; lag is how late each wake-up is.
 LAG_PROBE_INTERVAL = 0.02
@@ -335,7 +342,7 @@ def _describe(exc: BaseException) -> str:
 class ConnectionErrorSampler:
     """Requests with no HTTP answer (status 0) per scenario since the previous tick."""
 
-    def __init__(self, registry: Any, scenarios: list[str]) -> None:
+    def __init__(self, registry: Registry, scenarios: list[str]) -> None:
         self.registry = registry
         self.scenarios = scenarios
         self._seen = dict.fromkeys(scenarios, 0.0)
@@ -343,10 +350,8 @@ class ConnectionErrorSampler:
     def sample(self) -> Mapping[str, float | None]:
         out: dict[str, float | None] = {}
         for name in self.scenarios:
-            total = sum(
-                m.value
-                for m in self.registry.matching("http_reqs", {"scenario": name, "status": "0"})
-            )
+            matching = self.registry.matching("http_reqs", {"scenario": name, "status": "0"})
+            total = sum(m.value for m in matching if isinstance(m, Counter))
             out[name] = total - self._seen[name]
             self._seen[name] = total
         return out
@@ -355,7 +360,7 @@ class ConnectionErrorSampler:
 class _Throttled:
     """Re-use the last sample until ``interval`` has passed (``[monitor] interval``)."""
 
-    def __init__(self, inner: Any, interval: float) -> None:
+    def __init__(self, inner: Sampler, interval: float) -> None:
         self.inner = inner
         self.interval = interval
         self._at = -1e18
@@ -369,7 +374,7 @@ class _Throttled:
         return self._last
 
 
-def attach(env: Any, cfg: Any, server_pid: int | None) -> None:
+def attach(env: Environment, cfg: RunConfig, server_pid: int | None) -> None:
     """Wire every sampler that applies to this run into the environment (simulator.session calls this).
 
     Prefixes in the timeline: ``server.*`` (process tree), ``gen.*`` (generator),

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from simulator.durations import format_duration
+
+if TYPE_CHECKING:
+    from simulator.config import RunConfig
+    from simulator.executors import StageWindow
+    from simulator.run.runner import Environment
 
 
 def _figures(point: dict[str, Any]) -> dict[str, float]:
@@ -26,7 +31,7 @@ def _figures(point: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def current_stages(windows: Sequence[Any], t: float) -> str:
+def current_stages(windows: Sequence[StageWindow], t: float) -> str:
     """'name S2/3 20→40 iters/s' for every scenario with a stage running at ``t``."""
     counts: dict[str, int] = {}
     for w in windows:
@@ -45,7 +50,7 @@ class LineProgress:
         total: float,
         stream: TextIO | None = None,
         every: float = 10.0,
-        windows: Sequence[Any] = (),
+        windows: Sequence[StageWindow] = (),
     ) -> None:
         self.total = total
         self.stream = stream or sys.stderr
@@ -70,7 +75,7 @@ class LineProgress:
             line += f"  stage: {current_stages(self.windows, t - point['span'] / 2)}"
         return line
 
-    def __call__(self, env: Any, point: dict[str, Any]) -> None:
+    def __call__(self, env: Environment, point: dict[str, Any]) -> None:
         t = point["t"]
         if self.tty:
             self.stream.write("\r\033[K" + self.line(point))
@@ -93,7 +98,7 @@ class RichProgress:
     def __init__(
         self,
         total: float,
-        windows: Sequence[Any],
+        windows: Sequence[StageWindow],
         stream: TextIO | None = None,
         *,
         no_color: bool = False,
@@ -139,7 +144,7 @@ class RichProgress:
         out.add_row(Text.from_markup("  ".join(cells)))
         return out
 
-    def __call__(self, env: Any, point: dict[str, Any]) -> None:
+    def __call__(self, env: Environment, point: dict[str, Any]) -> None:
         if not self._started:
             self.live.start()
             self._started = True
@@ -152,7 +157,7 @@ class RichProgress:
 
 
 def make_progress(
-    cfg: Any, stream: TextIO | None = None, *, no_color: bool = False
+    cfg: RunConfig, stream: TextIO | None = None, *, no_color: bool = False
 ) -> LineProgress | RichProgress:
     """Rich on a terminal (``no_color``: without colours), plain lines otherwise."""
     from simulator.executors import stage_windows

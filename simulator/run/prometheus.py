@@ -13,11 +13,14 @@ import re
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scfleet_core.errors import ConfigError
 from simulator.metrics.histogram import bucket_bounds
 from simulator.metrics.registry import Counter, Gauge, Rate, Registry, Tags, Trend
+
+if TYPE_CHECKING:
+    from simulator.run.runner import Environment
 
 #: Histogram bucket upper bounds for time trends, seconds (+Inf is added by the exposition).
 TIME_BUCKETS = (
@@ -120,7 +123,7 @@ class PrometheusOut:
     def describe(self) -> list[Any]:
         return []
 
-    def tick(self, env: Any, point: Any = None) -> None:
+    def tick(self, env: Environment, point: dict[str, Any] | None = None) -> None:
         """A tick hook (``Environment.tick_hooks``): snapshot the registry."""
         self.update(env.registry)
 

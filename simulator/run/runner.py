@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from scfleet_core.errors import ConfigError
 from simulator.config import (
@@ -34,6 +34,9 @@ from simulator.run.devices import (
     make_behaviour,
 )
 from simulator.run.stage_recorder import StageRecorder
+
+if TYPE_CHECKING:
+    from audio_synth import PcmBank
 
 
 class SamplerDied(Exception):
@@ -147,7 +150,7 @@ class Environment:
         cfg: RunConfig,
         transport: Transport,
         *,
-        bank: Any = None,
+        bank: PcmBank | None = None,
         accounts: Mapping[str, list[Account]] | None = None,
         tick: float = 1.0,
         progress: ProgressHook | None = None,
@@ -444,7 +447,7 @@ def audio_needs(cfg: RunConfig) -> int:
     return need
 
 
-def build_bank(cfg: RunConfig) -> Any:
+def build_bank(cfg: RunConfig) -> PcmBank | None:
     need = audio_needs(cfg)
     if not need:
         return None

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simulator.executors import StageWindow, stage_windows
 from simulator.metrics import Histogram, IntervalStats
+
+if TYPE_CHECKING:
+    from simulator.config import RunConfig
 
 
 def locate(windows: Sequence[StageWindow], t: float, span: float) -> int | None:
@@ -28,7 +31,7 @@ class StageRecorder:
         self.hists: dict[tuple[str, int], Histogram] = {}
 
     @classmethod
-    def for_config(cls, cfg: Any) -> StageRecorder:
+    def for_config(cls, cfg: RunConfig) -> StageRecorder:
         return cls({sc.name: stage_windows(sc) for sc in cfg.scenarios})
 
     def record(self, scenario: str, t: float, span: float, iv: IntervalStats) -> None:
