@@ -29,13 +29,15 @@ each step: its CPU share is reported beside each ceiling to show it was not the 
         [--step 10] [--repeat 1] [--json out.json] [--prior out.json] [--cluster ADDRESS]
 
 ``--cluster ADDRESS`` adds the generator ``cluster`` (scfleet ``--cluster ADDRESS``, Ray
-actors; only where that option exists). Load goes to 127.0.0.1 only; every step is bounded by
+actors; only where that option exists); ``--cluster local`` starts a two-node Ray cluster on
+loopback for it (tests/scfleet/raycluster.py: one CPU per node, stopped by its PIDs). Load goes to 127.0.0.1 only; every step is bounded by
 --step seconds plus a 5 s graceful stop, every search by --max-steps.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
@@ -171,6 +173,7 @@ class Bench:
         self.nginx = nginx
         self.tmp = tmp
         self.bodies: dict[int, Path] = {}
+        self.env: dict[str, str] | None = None  # the Ray cluster's environment, if any
 
     def body_file(self, size: int) -> Path:
         if size not in self.bodies:
@@ -302,7 +305,7 @@ class Bench:
         def probe(rate: float) -> bool:
             nonlocal steps
             steps += 1
-            if steps > self.args.max_steps:
+            if steps > self.args.max_steps or late(self.args):
                 raise _Budget
             st = self.run(gen, body, rate)
             s.steps.append(st)
@@ -343,9 +346,9 @@ class Bench:
                 else:
                     hi = mid
         except _Budget:
-            print(f"  ({gen} {body} B: step budget --max-steps {self.args.max_steps} spent)")
+            print(f"  ({gen} {body} B: --max-steps {self.args.max_steps} or --deadline reached)")
         s.ceiling = max((st.rate for st in s.steps if st.passed), default=0.0)
-        if s.ceiling and not self.args.no_overload:
+        if s.ceiling and not self.args.no_overload and not late(self.args):
             s.overload = self.run(gen, body, nice(s.ceiling * 1.5))
         return s
 
@@ -381,6 +384,11 @@ class Bench:
 
 class _Budget(Exception):
     pass
+
+
+def late(args: argparse.Namespace) -> bool:
+    """Past --deadline (UTC HH:MM)?"""
+    return bool(args.deadline) and time.strftime("%H:%M", time.gmtime()) >= args.deadline
 
 
 def _wait4(pid: int, timeout: float) -> tuple[int, int, resource.struct_rusage]:
@@ -461,7 +469,11 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=12, help="steps per search, at most")
     ap.add_argument("--repeat", type=int, default=1, help="searches per generator")
     ap.add_argument("--cpu-rate", type=float, default=4000.0, help="rate for CPU per request")
+    ap.add_argument("--cpu-bodies", default="32000", help="bodies for CPU per request")
     ap.add_argument("--no-cpu", action="store_true", help="skip CPU per request (1 vs auto)")
+    ap.add_argument(
+        "--table", type=Path, nargs="+", help="only print the table of these JSON files merged"
+    )
     ap.add_argument("--no-overload", action="store_true", help="skip the 1.5× ceiling runs")
     ap.add_argument("--prior", type=Path, help="JSON from an earlier run: search ±25 %% around it")
     ap.add_argument("--json", type=Path, help="write every step and result here")
@@ -469,6 +481,8 @@ def main() -> None:
     ap.add_argument("--quiet-machine", action="store_true", help="label the figures quiet")
     ap.add_argument("--deadline", help="UTC HH:MM: start no new search after it")
     args = ap.parse_args()
+    if args.table:
+        return print_tables(args.table)
     gens = [g.strip() for g in args.generators.split(",") if g.strip()]
     bad = [g for g in gens if g not in GENERATORS]
     if bad:
@@ -484,15 +498,23 @@ def main() -> None:
     print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
     results: list[list[Search]] = []
     cpu: list[dict[str, object]] = []
-    with Nginx() as nginx, tempfile.TemporaryDirectory(prefix="bench-ceiling-") as d:
+    with contextlib.ExitStack() as stack:
+        nginx = stack.enter_context(Nginx())
+        d = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-ceiling-"))
         bench = Bench(args, nginx, Path(d))
         print(f"nginx {nginx.url} (pid {nginx.pid})")
+        if "cluster" in gens and args.cluster == "local":
+            sys.path.insert(0, str(ROOT / "tests" / "scfleet"))
+            from raycluster import two_node_cluster  # the CI test's loopback cluster
+
+            ray = stack.enter_context(two_node_cluster(cpus_per_node=1))
+            args.cluster, bench.env = ray.gcs, ray.env
+            print(f"Ray: two nodes on loopback, GCS {ray.gcs}")
         for rep in range(max(args.repeat, 1)):
             row: list[Search] = []
             for body in bodies:
                 for gen in gens:
-                    if args.deadline and time.strftime("%H:%M", time.gmtime()) >= args.deadline:
-                        print(f"deadline {args.deadline} UTC reached: stopping")
+                    if late(args):
                         break
                     known = prior.get((gen, body)) or (
                         results[0][len(row)].ceiling
@@ -504,15 +526,41 @@ def main() -> None:
             results.append(row)
             if args.json:
                 _write(args, results, cpu, load_before)
-        if not args.no_cpu:
-            for body in bodies:
-                cpu.append(bench.cpu_per_request(body))
+            if rep == 0 and not args.no_cpu:  # before further repeats: they are optional
+                for body in (int(b) for b in args.cpu_bodies.split(",")):
+                    if not late(args):
+                        cpu.append(bench.cpu_per_request(body))
+                if args.json:
+                    _write(args, results, cpu, load_before)
+            if late(args):
+                print(f"deadline {args.deadline} UTC reached: stopping")
+                break
     load_after = os.getloadavg()
     print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
     if args.json:
         _write(args, results, cpu, load_before)
     print()
     print(table(results, cpu, args.quiet_machine))
+
+
+def print_tables(files: list[Path]) -> None:
+    """The markdown table of several runs of this script (their repeats merged)."""
+    results: list[list[Search]] = []
+    cpu: list[dict[str, object]] = []
+    quiet = True
+    for f in files:
+        doc = json.loads(f.read_text())
+        quiet = quiet and bool(doc.get("quiet_machine"))
+        reps: dict[int, list[Search]] = {}
+        for sd in doc["searches"]:
+            s = Search(sd["generator"], sd["body"], sd["ceiling"])
+            s.steps = [Step(**st) for st in sd["steps"]]
+            s.overload = Step(**sd["overload"]) if sd["overload"] else None
+            reps.setdefault(sd["repeat"], []).append(s)
+        results += list(reps.values())
+        cpu += doc.get("cpu_per_request", [])
+        print(f"{f}: load {doc['load_before']} → {doc['load_after']} ({doc['utc']})")
+    print(table(results, cpu, quiet))
 
 
 def _write(
