@@ -55,7 +55,7 @@ es.onerror = () => {
 
 
 def _cards(timeline: list[dict[str, Any]]) -> str:
-    from simulator.report.html import esc
+    from simulator.report.html import cards
 
     reqs = sum(s["requests"] for p in timeline for s in p.get("scenarios", {}).values())
     failed = sum(s["failed"] for p in timeline for s in p.get("scenarios", {}).values())
@@ -69,14 +69,7 @@ def _cards(timeline: list[dict[str, Any]]) -> str:
         ("p95 last second", f"{p95:.1f} ms"),
         ("active devices", f"{last.get('active', 0)}"),
     ]
-    return (
-        '<div class="cards">'
-        + "".join(
-            f'<div class="card"><div class="v">{esc(v)}</div><div class="k">{esc(k)}</div></div>'
-            for k, v in items
-        )
-        + "</div>"
-    )
+    return cards(items)
 
 
 def snapshot(env: Any, tick: int) -> str:

@@ -457,6 +457,11 @@ def _cards(summary: Mapping[str, Any]) -> str:
     for stat in ("med", "p(95)", "p(99)", "max"):
         if stat in dur:
             items.append((f"latency {stat}", f"{dur[stat]:.1f} ms"))
+    return cards(items)
+
+
+def cards(items: Sequence[tuple[str, str]]) -> str:
+    """The figure cards atop report.html and the live dashboard: (label, value) each."""
     return (
         '<div class="cards">'
         + "".join(
