@@ -9,10 +9,10 @@ import argparse
 import csv
 import math
 from pathlib import Path
-from typing import Any
 
 from audio_synth.machine import ISOLATED_MODELS, MODELS, STREAM_ANOMALY, STREAM_CLI_RENDER
 from audio_synth.wav import wav_header
+from scfleet_core.cli import Subparsers
 from scfleet_core.errors import ConfigError
 
 FORMATS = ("wav", "raw")
@@ -20,7 +20,7 @@ MAX_COUNT = 100_000
 MAX_SECONDS = 3600.0
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "synth",
         help="write synthetic machine-sound clips (WAV or raw PCM) and labels.csv",

@@ -9,13 +9,14 @@ Handlers import their heavy dependencies (esptool, littlefs) themselves.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+
+from scfleet_core.cli import Subparsers
 
 #: Modules contributing ``hw`` subcommands, in ``--help`` order. Add new ones here.
 HW_COMMAND_MODULES = ("hw_bridge.flash.cli", "hw_bridge.deploy_cli", "hw_bridge.commands")
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subparsers) -> None:
     hw = subparsers.add_parser("hw", help="flash and drive ESP32 boards")
     subs = hw.add_subparsers(dest="hw_command", metavar="HW_COMMAND", parser_class=type(hw))
     subs.required = True

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from scfleet_core.cli import Subparsers
 from scfleet_core.errors import ConfigError, HardwareError
 
 
-def register_hw(subs: Any) -> None:
+def register_hw(subs: Subparsers) -> None:
     """Add ``hw list``, ``hw provision`` and ``hw monitor`` (see ``hw_bridge.cli``)."""
     p = subs.add_parser("list", help="list ESP32 boards on USB, with stable names")
     p.add_argument("--all", action="store_true", help="every serial port, not only ESP32 bridges")

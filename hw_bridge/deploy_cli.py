@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from hw_bridge.boardconfig import CONFIG_PATH
 from hw_bridge.deploy import DeployResult, deploy_boards
+from scfleet_core.cli import Subparsers
 from scfleet_core.errors import ConfigError, HardwareError
 
 
@@ -27,7 +27,7 @@ def describe(r: DeployResult) -> str:
     return ", ".join(parts) + f" in {r.seconds:.1f} s"
 
 
-def register_hw(subs: Any) -> None:
+def register_hw(subs: Subparsers) -> None:
     """Add ``hw deploy`` to the ``hw`` group (see ``hw_bridge.cli``)."""
     p = subs.add_parser(
         "deploy",

@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from reference_server.config import add_server_arguments
+from scfleet_core.cli import Subparsers
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -49,7 +49,7 @@ def _power_of_two(text: str) -> int:
     return value
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add ``serve`` and ``accounts`` to the ``scfleet`` switchboard."""
     serve = subparsers.add_parser(
         "serve",

@@ -14,10 +14,11 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from scfleet_core.cli import Subparsers
 from scfleet_core.errors import EXIT_OK
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     from scfleet.run_cli import add_k6_flags
 
     p = sub.add_parser(

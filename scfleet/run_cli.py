@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from scfleet_core.cli import Subparsers
 from scfleet_core.errors import (
     EXIT_ENGINE,
     EXIT_INTERRUPTED,
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from scfleet.api import RunOutcome
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     p = sub.add_parser(
         "run",
         help="run a load scenario file",

@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from hw_bridge.boardconfig import read_wifi_key
 from hw_bridge.flash.jobs import DEFAULT_BAUD, BoardConfig, FlashJob, Image, Tuning
+from scfleet_core.cli import Subparsers
 from scfleet_core.errors import ConfigError, HardwareError
 
 
@@ -58,7 +58,7 @@ def load_app_files(app_dir: Path | None) -> dict[str, bytes]:
     }
 
 
-def register_hw(subs: Any) -> None:
+def register_hw(subs: Subparsers) -> None:
     """Add ``hw flash`` to the ``hw`` group (see ``hw_bridge.cli``)."""
     p = subs.add_parser(
         "flash",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scfleet_core.cli import Subparsers
 from scfleet_core.errors import EXIT_OK, EXIT_THRESHOLDS_FAILED, ConfigError
 from simulator.report.build import REPORT_FILES as REPORT_FILES
 from simulator.report.build import build_reports as build_reports
@@ -21,7 +22,7 @@ from simulator.report.model import RunData as RunData
 from simulator.report.model import load_run as load_run
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     p = sub.add_parser(
         "report",
         help="rebuild the report files of a run folder",
