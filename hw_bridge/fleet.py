@@ -42,7 +42,7 @@ from hw_bridge.link import BoardLink, BoardReplyError, LinkFactory, SerialLink
 from scfleet_core.errors import ConfigError, HardwareError
 from scfleet_core.secrets import Secret
 from simulator.config import IotUploadDevice, RunConfig, ScenarioConfig
-from simulator.metrics import RequestRecorder, RequestSample, tags_of
+from simulator.metrics import Counter, RequestRecorder, RequestSample, tags_of
 from simulator.run.device_row import DeviceRow
 from simulator.run.devices import expected_ok
 
@@ -534,11 +534,11 @@ class BoardFleet:
         base = (("scenario", self.sc.name), ("kind", "physical"), *self.sc.tags)
         tags = tags_of((*base, ("endpoint", self.device.endpoint), ("method", "POST")))
         self._rec = RequestRecorder(reg, tags, env.intervals[self.sc.name], tags_of(base))
-        self._iterations = reg.get("iterations", tags_of(base))
-        self._dropped = reg.get("dropped_iterations", (("scenario", self.sc.name),))
+        self._iterations = reg.typed(Counter, "iterations", tags_of(base))
+        self._dropped = reg.typed(Counter, "dropped_iterations", (("scenario", self.sc.name),))
         self._interval = env.intervals[self.sc.name]
-        self._lost_counter = reg.get("boards_lost", (("kind", "physical"),))
-        self._rejoined_counter = reg.get("boards_rejoined", (("kind", "physical"),))
+        self._lost_counter = reg.typed(Counter, "boards_lost", (("kind", "physical"),))
+        self._rejoined_counter = reg.typed(Counter, "boards_rejoined", (("kind", "physical"),))
         self._key = wifi_key(self.cfg, self.run_cfg.source)
         registry = load_registry(self.cfg.registry) if self.cfg.registry else {}
         specs = self._specs(registry)

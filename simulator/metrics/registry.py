@@ -15,7 +15,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from simulator.metrics.histogram import Histogram
 
@@ -111,6 +111,7 @@ class Trend:
 
 
 MetricValue = Counter | Rate | Gauge | Trend
+M = TypeVar("M", Counter, Rate, Gauge, Trend)
 
 
 _TYPES: dict[str, type[Counter] | type[Rate] | type[Gauge] | type[Trend]] = {
@@ -273,6 +274,14 @@ class Registry:
             if mtype is None:
                 raise KeyError(f"unknown metric {name!r}")
             s = self.series[key] = _TYPES[mtype]()
+        return s
+
+    def typed(self, kind: type[M], name: str, tags: Mapping[str, str] | Tags = ()) -> M:
+        """:meth:`get` for a caller that knows the metric's type (the seams: runner, boards);
+        a metric of another type is a TypeError naming both, never a wrong series."""
+        s = self.get(name, tags)
+        if not isinstance(s, kind):
+            raise TypeError(f"metric {name!r} is a {type(s).__name__}, not a {kind.__name__}")
         return s
 
     def define(self, name: str, mtype: str, contains: str = "default") -> None:

@@ -22,7 +22,7 @@ from simulator.config import (
 )
 from simulator.executors import Drive, device_plan, perf_offset
 from simulator.http import Transport
-from simulator.metrics import IntervalStats, Registry
+from simulator.metrics import Counter, Gauge, IntervalStats, Registry
 from simulator.metrics.thresholds import ThresholdResult, evaluate_one
 from simulator.run.device_row import DeviceRow
 from simulator.run.devices import (
@@ -64,8 +64,8 @@ class ScenarioEvents:
 
     def __post_init__(self) -> None:
         tags = (("scenario", self.name),)
-        self._dropped = self.registry.get("dropped_iterations", tags)
-        self._interrupted = self.registry.get("interrupted_iterations", tags)
+        self._dropped = self.registry.typed(Counter, "dropped_iterations", tags)
+        self._interrupted = self.registry.typed(Counter, "interrupted_iterations", tags)
 
     def dropped(self, count: int = 1) -> None:
         self._dropped.value += count
@@ -372,15 +372,17 @@ class Environment:
             if sample_vus:  # k6's vus sample: active at this instant ("active": the peak)
                 point["scenarios"][name]["vus"] = ev.active_now
         if sample_vus:  # as k6: once a second while the run goes (not after it)
-            self.registry.get("vus").set(self.active_devices)
+            self.registry.typed(Gauge, "vus").set(self.active_devices)
             grown = sum(e.grown for e in self.events.values())
             plan = self.device_plan
-            self.registry.get("vus_max").set(min(plan.planned + grown, plan.possible))
+            self.registry.typed(Gauge, "vus_max").set(min(plan.planned + grown, plan.possible))
         point["active"] = total_active
         sink = self.registry.sink
         if sink is not None:  # --out json/csv: this tick's samples go to the files now
-            gauges = [("vus", self.registry.get("vus").value)] if sample_vus else []
-            gauges += [("vus_max", self.registry.get("vus_max").value)] if sample_vus else []
+            gauges = [("vus", self.registry.typed(Gauge, "vus").value)] if sample_vus else []
+            gauges += (
+                [("vus_max", self.registry.typed(Gauge, "vus_max").value)] if sample_vus else []
+            )
             sink.tick(self.registry, gauges)
         for prefix, sampler in self.samplers:
             try:

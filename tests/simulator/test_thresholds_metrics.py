@@ -189,3 +189,15 @@ def test_bulk_fold_equals_one_by_one() -> None:
                 h.min,
                 h.max,
             ), (name, status)
+
+
+def test_a_typed_series_is_the_metric_of_that_type_or_an_error_naming_both() -> None:
+    from simulator.metrics import Counter, Gauge, Registry
+
+    reg = Registry()
+    c = reg.typed(Counter, "iterations", (("scenario", "s"),))
+    c.value += 2
+    assert reg.get("iterations", {"scenario": "s"}) is c
+    with pytest.raises(TypeError, match="'vus' is a Gauge, not a Counter"):
+        reg.typed(Counter, "vus")
+    assert isinstance(reg.typed(Gauge, "vus"), Gauge)
