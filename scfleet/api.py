@@ -101,6 +101,7 @@ def run(
     on_finished: Callable[[], None] | None = None,
     workers: int | str | None = None,
     linger: bool = False,
+    cluster: str | None = None,
 ) -> RunOutcome:
     """Run a loaded scenario and write its run folder.
 
@@ -118,13 +119,24 @@ def run(
     (the CLI records the flags). ``on_finished``: called once the run is over, before the
     folder is written. ``workers``: processes running the scenarios (a number or "auto": one
     per core; None: ``[run] workers`` of the config, default 1); their per-second results are
-    merged into one run folder (simulator.run.workers).
+    merged into one run folder (simulator.run.workers). ``cluster``: run the workers as Ray
+    actors on that cluster ("auto", "ray://HOST:PORT", "HOST:PORT"; None: ``[run] cluster``,
+    else this machine), where "auto" workers are one per cluster CPU (simulator.run.cluster).
     """
     from simulator.config import validate_url
     from simulator.report.output import claim_run_dir, default_run_dir
 
     if isinstance(target, str):
         target = validate_url(target, key="target")
+    address = _cluster_address(cfg, cluster)
+    if address is not None and streams:
+        from scfleet_core.errors import ConfigError
+
+        raise ConfigError(
+            "per-sample streams (--out json=/csv=) need every sample on this machine; drop "
+            "them or run without a cluster",
+            source="--cluster",
+        )
     parts = resolve_workers(cfg.run.workers if workers is None else workers)
     if parts > 1 and streams:
         from scfleet_core.errors import ConfigError
@@ -161,6 +173,8 @@ def run(
             no_color,
             on_finished,
             parts,
+            address,
+            cfg.run.workers if workers is None else workers,
         )
         if linger:
             from simulator.run.prometheus import PrometheusOut
@@ -216,6 +230,8 @@ def _run_claimed(
     no_color: bool,
     on_finished: Callable[[], None] | None,
     parts: int,
+    address: str | None = None,
+    requested: int | str = 1,
 ) -> RunOutcome:
     from simulator.report.output import write_run_model
     from simulator.session import GivenTarget, run_session
@@ -233,7 +249,14 @@ def _run_claimed(
 
         provider = EmbeddedTarget(run_dir / "server", announce=not quiet)
     result = None
+    cluster = None
     try:
+        if address is not None:  # the workers go to a Ray cluster: connect now, in this thread
+            from simulator.run.cluster import RayCluster
+
+            cluster = RayCluster(address, announce=not quiet)
+            cluster.connect()
+            parts = cluster.cpus() if requested == "auto" else parts
         result = run_session(
             cfg,
             provider,
@@ -246,8 +269,11 @@ def _run_claimed(
             on_finished=on_finished,
             workers=parts,
             tick_hooks=[out.tick for out in live],
+            launcher=cluster,
         )
     finally:
+        if cluster is not None:
+            cluster.disconnect()
         if result is None and created:  # failed or interrupted before the run: no empty folder
             shutil.rmtree(run_dir, ignore_errors=True)
     if live:
@@ -256,6 +282,8 @@ def _run_claimed(
         for out in live:  # a scrape from now on reads the run's final values
             if isinstance(out, PrometheusOut):
                 out.final(result.registry)
+    if cluster is not None:
+        record["cluster"] = cluster.record()
     files, folder = write_run_model(result, run_dir, record)
     return RunOutcome(result, run_dir, files, folder)
 
@@ -267,6 +295,19 @@ def resolve_workers(workers: int | str) -> int:
 
         return cpu_count()
     return int(workers)
+
+
+def _cluster_address(cfg: RunConfig, cluster: str | None) -> str | None:
+    """The Ray cluster the workers go to: ``cluster`` (``--cluster``), else ``[run] cluster``."""
+    if cluster is None:
+        return cfg.run.cluster
+    from scfleet_core.errors import ConfigError
+    from simulator.config.sections import cluster_address
+
+    try:
+        return cluster_address(cluster)
+    except ValueError as exc:
+        raise ConfigError(str(exc), source="--cluster") from None
 
 
 def _boards(cfg: RunConfig) -> Companion | None:

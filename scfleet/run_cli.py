@@ -72,6 +72,13 @@ def register(sub: Subparsers) -> None:
         "else 1); one merged run folder",
     )
     p.add_argument(
+        "--cluster",
+        type=_cluster,
+        metavar="ray://HOST:PORT|HOST:PORT|auto",
+        help="run the workers as Ray actors spread over this cluster's nodes (auto: "
+        "RAY_ADDRESS; --workers auto: one per cluster CPU); needs the 'cluster' extra",
+    )
+    p.add_argument(
         "--dashboard",
         nargs="?",
         const=f"127.0.0.1:{5665}",
@@ -172,6 +179,15 @@ def _workers(text: str) -> int | str:
     return value
 
 
+def _cluster(text: str) -> str:
+    from simulator.config.sections import cluster_address
+
+    try:
+        return cluster_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _dashboard(text: str) -> Any:
     from simulator.report.dashboard import DEFAULT_PORT
     from simulator.run.prometheus import parse_endpoint
@@ -264,6 +280,7 @@ def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
         on_finished=lambda: signals.install(defer=True),
         workers=args.workers,
         linger=getattr(args, "linger", False),
+        cluster=args.cluster,
     )
     try:
         return _report(args, outcome, signals, export)

@@ -53,6 +53,13 @@ class TargetError(ScfleetError):
     exit_code = EXIT_ENGINE
 
 
+class ClusterError(ScfleetError):
+    """The cluster (Ray) cannot be reached or cannot run the workers as this process would:
+    names the address or the worker."""
+
+    exit_code = EXIT_ENGINE
+
+
 class HardwareError(ScfleetError):
     """A serial port, board or flash operation failed; names the port."""
 

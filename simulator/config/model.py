@@ -239,6 +239,8 @@ class RunSection:
     execution segments (1: this process only; "auto": one per core)."""
 
     workers: int | Literal["auto"] = 1
+    #: run the workers on a Ray cluster (``--cluster``): "auto", "ray://HOST:PORT", "HOST:PORT"
+    cluster: str | None = None
 
 
 #: Top-level tables the engine carries unread for the run's companions, which check them: the

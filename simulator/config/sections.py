@@ -479,9 +479,38 @@ def _run(t: _Table) -> RunSection:
         raise t.error("workers", f'expected a number of processes or "auto", got {_show(raw)}')
     if raw != "auto" and not 1 <= raw <= MAX_WORKERS:
         raise t.error("workers", f"expected 1..{MAX_WORKERS} worker processes, got {raw}")
-    rs = RunSection(workers=raw)
+    cluster = t.get("cluster", None)
+    if cluster is not None:
+        try:
+            cluster = cluster_address(cluster)
+        except ValueError as exc:
+            raise t.error("cluster", str(exc)) from None
+    rs = RunSection(workers=raw, cluster=cluster)
     t.finish()
     return rs
+
+
+def cluster_address(raw: object) -> str:
+    """A Ray cluster's address as ``[run] cluster`` / ``--cluster`` take it: ``auto``
+    (``RAY_ADDRESS``, else the cluster started on this machine), ``ray://HOST:PORT`` (Ray
+    client) or ``HOST:PORT`` (the cluster's GCS). ValueError says what is wrong."""
+    expected = 'expected "auto", "ray://HOST:PORT" or "HOST:PORT"'
+    if not isinstance(raw, str) or not raw or len(raw) > 300 or raw != raw.strip():
+        raise ValueError(f"{expected}, got {_show(raw)}")
+    if raw == "auto":
+        return raw
+    rest = raw.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    if (
+        not sep
+        or not host
+        or "/" in rest
+        or any(c.isspace() for c in rest)
+        or not port.isdigit()
+        or not 0 < int(port) < 65536
+    ):
+        raise ValueError(f"{expected}, got {_show(raw)}")
+    return raw
 
 
 def _output(t: _Table) -> OutputConfig:

@@ -1,0 +1,290 @@
+"""``scfleet run --cluster`` (issue 12): workers as Ray actors.
+
+Fast tests: the flag and key, Ray missing, the checks before any load (a different build, a
+loopback target with workers on another machine). Slow tests: a real two-node Ray cluster on
+loopback (tests/scfleet/raycluster.py), the smoke scenario over 4 actors on both nodes checked
+against the server's ledger, a dead actor, SIGTERM."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+import pytest
+
+from scfleet_core.errors import ClusterError, ConfigError
+from simulator.run.cluster import (
+    ActorInfo,
+    Build,
+    Host,
+    check_workers,
+    local_build,
+    target_on_loopback,
+)
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+HAS_RAY = importlib.util.find_spec("ray") is not None
+needs_ray = pytest.mark.skipif(
+    not HAS_RAY, reason="ray is not installed (pip install -e '.[cluster]')"
+)
+
+# -- no Ray ------------------------------------------------------------------------------
+
+NO_RAY = "import sys; sys.modules['ray'] = None; from scfleet.cli import main; sys.exit(main())"
+
+
+def test_cluster_without_ray_is_one_line_naming_the_extra(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "run"
+    res = subprocess.run(
+        [sys.executable, "-c", NO_RAY, "run", "configs/smoke.toml", "--cluster", "auto"]
+        + ["--out", str(out), "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 104, res.stderr
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert "--cluster" in res.stderr and "scfleet[cluster]" in res.stderr
+    assert not out.exists()  # nothing started, no empty run folder
+
+
+@pytest.mark.parametrize("bad", ["ray://", "host", "ray://h:0", "h:99999", "a b:1", "h:1/x", ""])
+def test_bad_cluster_flag_is_a_usage_error(scfleet: Any, bad: str) -> None:
+    res = scfleet("run", "configs/smoke.toml", "--cluster", bad)
+    assert res.returncode == 2 and "--cluster" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_cluster_key_is_checked_and_kept(tmp_path: pathlib.Path) -> None:
+    from scfleet import api
+
+    cfg = api.load("configs/smoke.toml", overrides=["run.cluster='ray://head-svc:10001'"])
+    assert cfg.run.cluster == "ray://head-svc:10001"
+    with pytest.raises(ConfigError, match=r"cluster: expected \"auto\""):
+        api.load("configs/smoke.toml", overrides=["run.cluster='nowhere'"])
+
+
+# -- the checks before any load ----------------------------------------------------------
+
+HERE = Host("coord", frozenset({"127.0.0.1", "10.0.0.5"}))
+
+
+def _info(node_ip: str, hostname: str = "coord", build: Build | None = None) -> ActorInfo:
+    return ActorInfo("a1b2c3d4e5f6a7b8", "node-" + node_ip, node_ip, hostname, 42, build or B)
+
+
+B = Build("0.1.0", "abc123", "3.11")
+
+
+def test_a_different_build_on_a_node_is_one_line_naming_both() -> None:
+    other = Build("0.1.0", "fff999", "3.11")
+    with pytest.raises(ClusterError) as err:
+        check_workers(
+            "http://10.0.0.5:8080",
+            [
+                ("worker 1 of 2", _info("10.0.0.5")),
+                ("worker 2 of 2", _info("10.0.0.7", "n2", other)),
+            ],
+            build=B,
+            here=HERE,
+        )
+    msg = str(err.value)
+    assert "worker 2 of 2" in msg and "code fff999" in msg and "code abc123" in msg
+    assert "\n" not in msg and err.value.exit_code == 103
+    with pytest.raises(ClusterError, match="Python 3.12"):
+        check_workers(
+            "http://10.0.0.5:8080",
+            [("worker 1 of 1", _info("10.0.0.5", build=Build("0.1.0", "abc123", "3.12")))],
+            build=B,
+            here=HERE,
+        )
+
+
+def test_this_process_build_has_a_version_a_code_fingerprint_and_python() -> None:
+    b = local_build()
+    assert b.version != "unknown" and len(b.code) == 12
+    assert b.python == "{}.{}".format(*sys.version_info[:2])
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:80", "http://127.3.4.5:1", "http://localhost:9", "http://[::1]:9"]
+)
+def test_a_loopback_target_with_a_worker_on_another_machine_is_refused(url: str) -> None:
+    assert target_on_loopback(url)
+    workers = [("worker 1 of 2", _info("127.0.0.1")), ("worker 2 of 2", _info("10.0.0.7", "n2"))]
+    with pytest.raises(ConfigError) as err:
+        check_workers(url, workers, build=B, here=HERE)
+    msg = str(err.value)
+    assert "worker 2 of 2" in msg and "10.0.0.7" in msg and url in msg and "\n" not in msg
+    assert err.value.exit_code == 104
+
+
+def test_same_host_different_pod_is_another_machine() -> None:
+    """A pod on this host at one of this host's addresses but another name (another network
+    namespace) does not share our loopback."""
+    with pytest.raises(ConfigError):
+        check_workers("http://127.0.0.1:1", [("w", _info("10.0.0.5", "pod-x"))], build=B, here=HERE)
+
+
+def test_loopback_target_is_fine_when_every_worker_is_on_this_machine() -> None:
+    # two nodes on one machine: at loopback, or at this machine's own address (Ray 2.60 turns
+    # --node-ip-address=127.0.0.1 into the host's address)
+    workers = [("w1", _info("127.0.0.1")), ("w2", _info("10.0.0.5"))]
+    check_workers("http://127.0.0.1:8080", workers, build=B, here=HERE)
+
+
+def test_a_network_target_is_fine_with_workers_anywhere() -> None:
+    assert not target_on_loopback("http://10.0.0.5:8080")
+    assert not target_on_loopback("http://192.0.2.77:8080")
+    check_workers("http://10.0.0.5:8080", [("w", _info("10.0.0.9", "n9"))], build=B, here=HERE)
+
+
+# -- a real two-node cluster on loopback -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    if not HAS_RAY:
+        pytest.skip("ray is not installed (pip install -e '.[cluster]')")
+    sys.path.insert(0, str(pathlib.Path(__file__).parent))
+    from raycluster import two_node_cluster
+
+    with two_node_cluster(cpus_per_node=2) as c:
+        yield c
+
+
+def _ledger(out: pathlib.Path) -> int:
+    sys.path.insert(0, str(pathlib.Path(__file__).parent))
+    from test_workers import _check_ledger  # the local workers' check: the same rule
+
+    return int(_check_ledger(out))
+
+
+def _workers(c: Any) -> list[psutil.Process]:
+    """This cluster's live worker actors (the ``ray::ClusterWorker`` processes)."""
+    return [
+        p
+        for p in c.processes()
+        if p.is_running()
+        and p.status() != psutil.STATUS_ZOMBIE
+        and "ClusterWorker" in " ".join(p.cmdline())
+    ]
+
+
+def _placement_groups(c: Any) -> list[str]:
+    code = (
+        "import ray,sys;ray.init(address=sys.argv[1],logging_level=40);"
+        "from ray.util.placement_group import placement_group_table as t;"
+        "print(' '.join(v['state'] for v in t().values()))"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, c.gcs], env=c.env, capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 0, res.stderr
+    return res.stdout.split()
+
+
+def _run(c: Any, out: pathlib.Path, address: str, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "scfleet", "run", "configs/smoke.toml", "--out", str(out)]
+        + ["--cluster", address, "--workers", "4", *extra],
+        cwd=ROOT,
+        env=c.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+@needs_ray
+def test_smoke_over_four_actors_on_two_nodes_matches_the_ledger(
+    cluster: Any, tmp_path: pathlib.Path
+) -> None:
+    out = tmp_path / "run"
+    proc = _run(cluster, out, cluster.client, "--quiet")  # Ray client, as against KubeRay
+    _stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 0, stderr
+    assert _ledger(out) == 230  # every device ID and sequence once, none twice
+    placed = json.loads((out / "config.json").read_text())["cluster"]["workers"]
+    assert len(placed) == 4
+    assert len({w["node_id"] for w in placed}) == 2  # SPREAD: both nodes ran actors
+    timeline = json.loads((out / "timeline.json").read_text())
+    assert sum(p["scenarios"]["iot_upload"]["requests"] for p in timeline) == 230
+    assert not _workers(cluster)  # the actors are gone...
+    assert "CREATED" not in _placement_groups(cluster)  # ...and so is the placement group
+
+
+def _wait_ticks(proc: subprocess.Popen[str], out: pathlib.Path, n: int) -> None:
+    deadline = time.time() + 180
+    stream = out / "run.ndjson"  # one line per tick: wait on progress, not on a clock
+    while time.time() < deadline and proc.poll() is None:
+        if stream.exists() and stream.read_text().count('"type":"tick"') >= n:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the run never made progress")
+
+
+LONG = "scenarios.iot_upload.stages=[{duration='2s',target=20},{duration='60s',target=20}]"
+
+
+@pytest.mark.slow
+@needs_ray
+def test_a_dead_actor_is_named_and_the_run_ends_with_103(
+    cluster: Any, tmp_path: pathlib.Path
+) -> None:
+    out = tmp_path / "run"
+    proc = _run(cluster, out, cluster.gcs, "--set", LONG)
+    _wait_ticks(proc, out, 3)
+    victims = _workers(cluster)
+    assert len(victims) == 4
+    victims[0].kill()
+    _stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 103, stderr
+    assert "Traceback" not in stderr
+    line = next(x for x in stderr.splitlines() if "run ended early" in x)
+    assert "actor " in line and "node " in line and f"pid {victims[0].pid}" in line
+    summary = json.loads((out / "summary.json").read_text())  # what was merged is written
+    assert summary["metrics"]["http_reqs"]["count"] > 20
+    assert not _workers(cluster)
+
+
+@pytest.mark.slow
+@needs_ray
+def test_sigterm_stops_every_actor_and_writes_the_merged_result(
+    cluster: Any, tmp_path: pathlib.Path
+) -> None:
+    out = tmp_path / "run"
+    proc = _run(cluster, out, cluster.gcs, "--set", LONG)
+    _wait_ticks(proc, out, 4)
+    assert len(_workers(cluster)) == 4
+    proc.send_signal(signal.SIGTERM)
+    _stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 105, stderr
+    assert "Traceback" not in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["scfleet"]["state"]["interrupted"] is True
+    assert summary["metrics"]["http_reqs"]["count"] > 40  # every actor's requests merged
+    _ledger_cut = summary["scfleet"]["metrics"].get("interrupted_iterations", {}).get("count", 0)
+    import sqlite3
+
+    (n,) = (
+        sqlite3.connect(out / "server" / "ledger.sqlite")
+        .execute("SELECT count(*) FROM uploads")
+        .fetchone()
+    )
+    assert (
+        summary["metrics"]["http_reqs"]["count"]
+        <= n
+        <= (summary["metrics"]["http_reqs"]["count"] + _ledger_cut)
+    )
+    assert not _workers(cluster)
+    assert "CREATED" not in _placement_groups(cluster)
