@@ -5,65 +5,65 @@ from __future__ import annotations
 
 import pathlib
 import resource
-import subprocess
-import sys
+from collections.abc import Mapping
 
-from simulator.run.limits import MARGIN
+import pytest
+
+from scfleet import api
+from simulator.run.device_row import DeviceRow
+from simulator.run.devices import Account
+from simulator.run.limits import MARGIN, OpenFileLimit
+from simulator.run.runner import Environment
+from simulator.session import Target, run_session
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
-CODE = """
-import sys
-from scfleet import api
-from simulator.run.limits import OpenFileLimit
-from simulator.session import run_session
 
+class AskedTarget:
+    """A TargetProvider that records what was asked of it."""
 
-class Target:  # a TargetProvider that records what was asked of it
-    asked = []
+    def __init__(self) -> None:
+        self.asked: list[str] = []
 
-    def prepare(self, cfg):
+    def prepare(self, cfg: object) -> Mapping[str, list[Account]]:
         self.asked.append("prepare")
         return {}
 
-    def start(self):
+    def start(self) -> Target:
         self.asked.append("start")
         raise AssertionError("the target was contacted")
 
-    def stop(self):
+    def stop(self) -> None:
         pass
 
 
-class Hungry:  # a companion holding 400 descriptors during the run
-    async def prepare(self, env): ...
-    async def run(self, env, start): ...
-    async def close(self): ...
-    def device_rows(self): return []
-    def open_files(self): return 400
+class Hungry:
+    """A companion holding 400 descriptors during the run."""
 
+    async def prepare(self, env: Environment) -> None: ...
 
-cfg = api.load("configs/smoke.toml")
-target = Target()
-try:
-    run_session(cfg, target, sys.argv[1], {}, companions=(lambda cfg: Hungry(),))
-except OpenFileLimit as exc:
-    print(exc)
-print("asked:", target.asked)
-"""
+    async def run(self, env: Environment, start: float) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def device_rows(self) -> list[DeviceRow]:
+        return []
+
+    def open_files(self) -> int:
+        return 400
 
 
 def test_a_companions_open_files_count_before_the_target_is_contacted(
-    tmp_path: pathlib.Path,
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    res = subprocess.run(
-        [sys.executable, "-c", CODE, str(tmp_path / "run")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 512)),
-    )
-    assert res.returncode == 0, res.stderr
+    # a soft limit of 256 under a hard one of 512, as the process would see it (not set for real:
+    # a lowered hard limit could not be raised again in this test process)
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (256, 512))
+    monkeypatch.setattr(resource, "setrlimit", lambda which, limits: None)
+    cfg = api.load(ROOT / "configs" / "smoke.toml")
+    target = AskedTarget()
+    with pytest.raises(OpenFileLimit) as err:
+        run_session(cfg, target, tmp_path / "run", {}, companions=(lambda cfg: Hungry(),))
     # smoke.toml's 50 devices + the margin fit under 512; with the companion's 400 they do not
-    assert f"needs {50 + MARGIN + 400} open files" in res.stdout, res.stdout
-    assert "asked: []" in res.stdout  # refused before prepare and start
+    assert f"needs {50 + MARGIN + 400} open files" in str(err.value)
+    assert target.asked == []  # refused before prepare and start
