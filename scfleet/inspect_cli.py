@@ -97,20 +97,12 @@ def plan_scenario(sc: Any) -> ScenarioPlan:
 
 
 def inspect_config(args: argparse.Namespace) -> Inspection:
-    from scfleet import api
-    from simulator.config import quickflags
+    from scfleet.run_cli import load_args
     from simulator.executors import device_plan
     from simulator.metrics import BUILTIN
     from simulator.run.runner import load_all_accounts
 
-    cfg = api.load(  # as run loads it: [boards] checked too
-        args.config,
-        overrides=args.overrides,
-        time_scale=args.time_scale,
-        target=args.target,
-        env=quickflags.env_from_args(args),
-        quick=quickflags.from_args(args),
-    )
+    cfg = load_args(args)  # as run loads it: [boards] checked too
     if cfg.target.url is not None:
         load_all_accounts(cfg)  # the same accounts-file errors as run (a local read only)
     if args.summary_export:

@@ -17,6 +17,7 @@ from scfleet_core.errors import (
 
 if TYPE_CHECKING:
     from scfleet.api import RunOutcome
+    from simulator.config import RunConfig
 
 
 def register(sub: Subparsers) -> None:
@@ -131,6 +132,22 @@ class _OutAction(argparse.Action):
         if any(s.kind == stream.kind for s in streams):
             parser.error(f"--out {stream.kind}=: given twice")
         ns.streams = [*streams, stream]
+
+
+def load_args(args: argparse.Namespace) -> RunConfig:
+    """The scenario file as ``run`` and ``inspect`` load it from their common flags
+    (``--set``, ``--time-scale``, ``--target``, ``-e``, k6's quick flags): scfleet.api.load."""
+    from scfleet import api
+    from simulator.config import quickflags
+
+    return api.load(
+        args.config,
+        overrides=args.overrides,
+        time_scale=args.time_scale,
+        target=args.target,
+        env=quickflags.env_from_args(args),
+        quick=quickflags.from_args(args),
+    )
 
 
 def add_k6_flags(p: Any) -> None:
@@ -250,16 +267,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
     from scfleet import api
-    from simulator.config import quickflags
 
-    cfg = api.load(
-        args.config,
-        overrides=args.overrides,
-        time_scale=args.time_scale,
-        target=args.target,
-        env=quickflags.env_from_args(args),
-        quick=quickflags.from_args(args),
-    )
+    cfg = load_args(args)
     export = Path(args.summary_export) if args.summary_export else None
     if export is not None and (export.is_dir() or not export.parent.is_dir()):
         raise ConfigError(
