@@ -82,7 +82,7 @@ class Cluster:
         for p in procs:
             with contextlib.suppress(psutil.Error):
                 p.terminate()
-        _gone, alive = psutil.wait_procs(procs, timeout=10)
+        _gone, alive = psutil.wait_procs(procs, timeout=5)
         for p in alive:
             with contextlib.suppress(psutil.Error):
                 p.kill()
@@ -96,7 +96,7 @@ def two_node_cluster(cpus_per_node: int = 2) -> Iterator[Cluster]:
     # a short path: Ray's unix sockets live under it (108-byte limit)
     temp_dir = Path(tempfile.mkdtemp(prefix="scr", dir="/tmp"))
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": ""}
-    gcs, client, *rest = _ports(2 + 2 * 5, used)
+    gcs, client, dashboard, *rest = _ports(3 + 2 * 5, used)
     common = ["--node-ip-address=127.0.0.1", f"--num-cpus={cpus_per_node}"]
     common += ["--disable-usage-stats", f"--temp-dir={temp_dir}"]
 
@@ -115,7 +115,8 @@ def two_node_cluster(cpus_per_node: int = 2) -> Iterator[Cluster]:
     cluster = Cluster(f"127.0.0.1:{gcs}", f"ray://127.0.0.1:{client}", temp_dir, env)
     try:
         head = [str(RAY), "start", "--head", f"--port={gcs}", f"--ray-client-server-port={client}"]
-        head += ["--include-dashboard=false", *common, *node_ports(rest[:5])]
+        head += ["--include-dashboard=false", f"--dashboard-port={dashboard}"]
+        head += [*common, *node_ports(rest[:5])]
         subprocess.run(head, env=env, check=True, capture_output=True, timeout=120)
         other = [str(RAY), "start", f"--address={cluster.gcs}", *common, *node_ports(rest[5:])]
         subprocess.run(other, env=env, check=True, capture_output=True, timeout=120)

@@ -58,8 +58,17 @@ def test_cluster_without_ray_is_one_line_naming_the_extra(tmp_path: pathlib.Path
 
 
 @pytest.mark.parametrize("bad", ["ray://", "host", "ray://h:0", "h:99999", "a b:1", "h:1/x", ""])
-def test_bad_cluster_flag_is_a_usage_error(scfleet: Any, bad: str) -> None:
-    res = scfleet("run", "configs/smoke.toml", "--cluster", bad)
+def test_bad_cluster_addresses_are_refused(bad: str) -> None:
+    from simulator.config.sections import cluster_address
+
+    with pytest.raises(ValueError, match='expected "auto"'):
+        cluster_address(bad)
+    for good in ("auto", "ray://head-svc:10001", "10.0.0.2:6379", "ray://[::1]:10001"):
+        assert cluster_address(good) == good
+
+
+def test_bad_cluster_flag_is_a_usage_error(scfleet: Any) -> None:
+    res = scfleet("run", "configs/smoke.toml", "--cluster", "nowhere")
     assert res.returncode == 2 and "--cluster" in res.stderr and "Traceback" not in res.stderr
 
 
@@ -288,3 +297,18 @@ def test_sigterm_stops_every_actor_and_writes_the_merged_result(
     )
     assert not _workers(cluster)
     assert "CREATED" not in _placement_groups(cluster)
+
+
+def test_the_kuberay_manifest_and_image_agree_with_the_readme() -> None:
+    yaml = pytest.importorskip("yaml", reason="pyyaml comes with ray (the cluster extra)")
+    doc = yaml.safe_load((ROOT / "deploy/kuberay/raycluster.yaml").read_text())
+    assert doc["apiVersion"] == "ray.io/v1" and doc["kind"] == "RayCluster"
+    head = doc["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert {"containerPort": 10001, "name": "client"} in head["ports"]
+    workers = doc["spec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    assert workers["image"] == head["image"]  # one image, one scfleet build everywhere
+    docker = (ROOT / "deploy/kuberay/Dockerfile").read_text()
+    version = doc["spec"]["rayVersion"]
+    assert f"rayproject/ray:{version}-py311" in docker and f"ray[client]=={version}" in docker
+    readme = (ROOT / "README.md").read_text()
+    assert f"--cluster ray://{doc['metadata']['name']}-head-svc:10001" in readme
