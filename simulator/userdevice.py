@@ -102,6 +102,8 @@ class Trend(Metric):
 
 
 MetricSink = Callable[["Metric", float, Mapping[str, str]], None]
+#: a multipart file's content: one buffer, or several written one after the other
+FileContent = bytes | memoryview | tuple[bytes | memoryview, ...]
 
 
 @dataclass(frozen=True)
@@ -139,12 +141,22 @@ class Client:
     """A device's HTTP client: the run's transport, recorded under k6's metric names.
 
     ``data``: raw bytes (or memoryview); ``json``: any JSON value; ``files``/``fields``: a
-    multipart form (``files={"audio": ("a.wav", wav_bytes, "audio/wav")}``). ``name`` sets the
-    ``endpoint`` tag (default: the path), so ``/items/17`` and ``/items/18`` can share one.
+    multipart form (``files={"audio": ("a.wav", wav_bytes, "audio/wav")}``; the content may be
+    a tuple of buffers, written in order, never joined). ``name`` sets the ``endpoint`` tag
+    (default: the path), so ``/items/17`` and ``/items/18`` can share one. ``checks=False``:
+    the scenario's ``[[checks]]`` skip this reply (a login before the requests they judge).
+    The device's cookie jar keeps what replies set; ``clear_cookies()`` empties it.
     """
 
-    def __init__(self, send: Callable[..., Awaitable[Reply]]) -> None:
+    def __init__(
+        self, send: Callable[..., Awaitable[Reply]], clear: Callable[[], None] = lambda: None
+    ) -> None:
         self._send = send
+        self._clear = clear
+
+    def clear_cookies(self) -> None:
+        """Empty this device's cookie jar (a session the server ended)."""
+        self._clear()
 
     async def request(
         self,
@@ -153,12 +165,13 @@ class Client:
         *,
         data: bytes | memoryview | None = None,
         json: Any = None,
-        files: Mapping[str, tuple[str, bytes | memoryview, str]] | None = None,
+        files: Mapping[str, tuple[str, FileContent, str]] | None = None,
         fields: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         name: str | None = None,
+        checks: bool = True,
     ) -> Reply:
-        return await self._send(method, path, data, json, files, fields, headers, name)
+        return await self._send(method, path, data, json, files, fields, headers, name, checks)
 
     async def get(self, path: str, **kw: Any) -> Reply:
         return await self.request("GET", path, **kw)
@@ -183,8 +196,18 @@ class AudioStream:
 
     def wav(self, sequence: int, nbytes: int | None = None) -> bytes:
         """The same PCM as a WAV file."""
-        header, pcm = self._bank.wav(self._index, sequence, nbytes or self.chunk_bytes)
+        header, pcm = self.wav_parts(sequence, nbytes)
         return bytes(header) + bytes(pcm)
+
+    def wav_parts(self, sequence: int, nbytes: int | None = None) -> tuple[bytes, memoryview]:
+        """The WAV file as (header, PCM), the PCM zero-copy: a multipart file's content."""
+        header, pcm = self._bank.wav(self._index, sequence, nbytes or self.chunk_bytes)
+        return header, pcm
+
+    @property
+    def seed(self) -> int:
+        """The run's ``[audio] seed``: for choices that must repeat from run to run."""
+        return int(self._bank.seed)
 
     @property
     def label(self) -> str:

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from scfleet_core.errors import ConfigError
 from scfleet_core.secrets import Secret
 from simulator.config import (
-    AnalyzeDevice,
-    AuthDevice,
     IotUploadDevice,
     PythonDevice,
     ScenarioConfig,
@@ -283,68 +280,6 @@ class IotUpload(Behaviour):
             await self.end_iteration(started, scheduled + self.ctx.loop_to_perf)
 
 
-def _unit_hash(*parts: object) -> float:
-    """A reproducible number in [0, 1) from the parts (per device and upload)."""
-    h = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(h, "little") / 2**64
-
-
-class AiAnalysis(Behaviour):
-    """Seed scenario 1: a WAV in multipart field ``audio``, 3–15 s, different every upload."""
-
-    BOUNDARY = "scfleet-7d1f0c2a9b3e4d5f"
-
-    def __init__(self, sc: ScenarioConfig, ctx: RunContext, interval: IntervalStats) -> None:
-        super().__init__(sc, ctx, interval)
-        cfg = sc.device
-        assert isinstance(cfg, AnalyzeDevice)
-        self.cfg = cfg
-        b = self.BOUNDARY
-        pre = "".join(
-            f'--{b}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
-            for k, v in cfg.extra_fields
-        )
-        pre += (
-            f'--{b}\r\nContent-Disposition: form-data; name="{cfg.field}"; '
-            f'filename="{cfg.filename}"\r\nContent-Type: {cfg.content_type}\r\n\r\n'
-        )
-        self._pre = pre.encode()
-        self._post = f"\r\n--{b}--\r\n".encode()
-        self._static = {"Content-Type": f"multipart/form-data; boundary={b}", **dict(cfg.headers)}
-        self._rec = self.recorder("POST", cfg.endpoint)
-
-    def pcm_bytes(self, dev: VirtualDevice, seq: int) -> int:
-        cfg = self.cfg
-        u = _unit_hash(self.ctx.bank.seed if self.ctx.bank else 0, dev.index, seq)
-        seconds = cfg.min_seconds + (cfg.max_seconds - cfg.min_seconds) * u
-        return int(seconds * cfg.sample_rate) * 2
-
-    async def iterate(self, dev: VirtualDevice, scheduled: float) -> None:
-        seq = dev.seq
-        dev.seq = seq + 1
-        nbytes = self.pcm_bytes(dev, seq)
-        header, pcm = self.ctx.bank.wav(dev.index, seq, nbytes)
-        headers = {**self._static, "X-Device-ID": dev.device_id}
-        now = time.perf_counter()
-        sched_perf = scheduled + self.ctx.loop_to_perf
-        resp = await self.ctx.transport.send(
-            Request(
-                "POST",
-                self.cfg.endpoint,
-                headers,
-                [self._pre, header, pcm, self._post],
-                self.cfg.keep_alive,
-            )
-        )
-        dev.requests += 1
-        if self.record(self._rec, resp, sched_perf):
-            dev.failed += 1
-        else:
-            dev.ok += 1
-            dev.bytes_ok += len(header) + nbytes
-        await self.end_iteration(now, sched_perf)
-
-
 @dataclass(frozen=True)
 class Account:
     username: str
@@ -380,94 +315,6 @@ def load_accounts(path: Path, needed: int, key: str) -> list[Account]:
     return accounts
 
 
-class AuthFlow(Behaviour):
-    """Seed scenario 3: log in once, keep the cookie jar, verify each iteration; re-login on 401."""
-
-    def __init__(
-        self, sc: ScenarioConfig, ctx: RunContext, interval: IntervalStats, accounts: list[Account]
-    ) -> None:
-        super().__init__(sc, ctx, interval)
-        cfg = sc.device
-        assert isinstance(cfg, AuthDevice)
-        self.cfg = cfg
-        self.accounts = accounts
-        self._login = self.recorder("POST", cfg.login_endpoint)
-        self._verify = self.recorder("GET", cfg.verify_endpoint)
-        self._static = dict(cfg.headers)
-
-    def _login_request(self, acc: Account) -> Request:
-        cfg = self.cfg
-        fields = {cfg.username_field: acc.username, cfg.password_field: acc.password.reveal()}
-        if cfg.body_format == "json":
-            body = json.dumps(fields).encode()
-            ctype = "application/json"
-        else:
-            from urllib.parse import urlencode
-
-            body = urlencode(fields).encode()
-            ctype = "application/x-www-form-urlencoded"
-        return Request(
-            "POST",
-            cfg.login_endpoint,
-            {**self._static, "Content-Type": ctype},
-            body,
-            cfg.keep_alive,
-        )
-
-    async def _do_login(self, dev: VirtualDevice, sched_perf: float | None) -> bool:
-        resp = await self.ctx.transport.send(self._login_request(self.accounts[dev.index]))
-        dev.requests += 1
-        dev.logins += 1
-        failed = self.record(self._login, resp, sched_perf, run_checks=False)
-        if failed:
-            dev.failed += 1
-            return False
-        dev.ok += 1
-        dev.cookies = dict(resp.set_cookies)
-        return True
-
-    def _merge_cookies(self, dev: VirtualDevice, resp: Response) -> None:
-        if dev.cookies is not None:
-            dev.cookies.update(resp.set_cookies)
-            for name in resp.cleared_cookies:
-                dev.cookies.pop(name, None)
-
-    async def iterate(self, dev: VirtualDevice, scheduled: float) -> None:
-        cfg = self.cfg
-        now = time.perf_counter()
-        sched_perf = scheduled + self.ctx.loop_to_perf
-        if dev.cookies is None and not await self._do_login(dev, sched_perf):
-            await self.end_iteration(now, sched_perf)
-            return
-        for attempt in range(2):
-            resp = await self.ctx.transport.send(
-                Request(
-                    "GET",
-                    cfg.verify_endpoint,
-                    dict(self._static),
-                    None,
-                    cfg.keep_alive,
-                    dev.cookies,
-                )
-            )
-            dev.requests += 1
-            dev.seq += 1
-            if resp.status == 401 and attempt == 0:
-                self.record(self._verify, resp, sched_perf)
-                dev.failed += 1
-                dev.cookies = None
-                if not await self._do_login(dev, None):
-                    break
-                continue
-            if self.record(self._verify, resp, sched_perf):
-                dev.failed += 1
-            else:
-                dev.ok += 1
-                self._merge_cookies(dev, resp)
-            break
-        await self.end_iteration(now, sched_perf)
-
-
 class _Slot:
     """A Python device's binding to its virtual device: the first request of an iteration is
     measured from the iteration's scheduled time (``http_req_corrected_duration``)."""
@@ -480,33 +327,53 @@ class _Slot:
 
 
 class PythonDevices(Behaviour):
-    """``kind = "python:..."``: each virtual device runs an instance of the user's
-    :class:`simulator.userdevice.Device` class; its requests are recorded like the built-ins'."""
+    """Devices written on :mod:`simulator.userdevice`: each virtual device runs an instance of
+    a :class:`~simulator.userdevice.Device` class — the user's (``kind = "python:..."``) or a
+    built-in kind's (:mod:`simulator.builtin_devices`) — its requests recorded like any other."""
 
-    BOUNDARY = "scfleet-py-5b0e1c7d9a2f4e36"
+    #: one multipart boundary for every form a device sends
+    BOUNDARY = "scfleet-7d1f0c2a9b3e4d5f"
     MAX_NOTES = 5
     STOP_TIMEOUT = 10.0  # all on_stop calls of a scenario together
 
-    def __init__(self, sc: ScenarioConfig, ctx: RunContext, interval: IntervalStats) -> None:
+    def __init__(
+        self,
+        sc: ScenarioConfig,
+        ctx: RunContext,
+        interval: IntervalStats,
+        accounts: list[Account] | None = None,
+    ) -> None:
         super().__init__(sc, ctx, interval)
         cfg = sc.device
-        assert isinstance(cfg, PythonDevice)
         self.cfg = cfg
-        self.cls = cfg.code.load()
-        self._options = dict(cfg.options)
         self._static = dict(cfg.headers)
+        self._keep_alive = cfg.keep_alive
+        self._audio_bytes = cfg.audio_bytes()
         reg = ctx.registry
-        for name, mtype, contains in cfg.code.metrics:
-            if reg.types.get(name) is None:
-                reg.define(name, mtype, contains)
         own = (("scenario", sc.name), ("kind", ctx.kind))
         self._own = own
-        self._errors = reg.get("iteration_errors", tags_of(own))
+        self._errors: Any = None  # iteration_errors: a user class always shows it, a built-in
+        if isinstance(cfg, PythonDevice):  # kind only once one of its iterations failed
+            self.cls = cfg.code.load()
+            self._options: dict[str, Any] = dict(cfg.options)
+            for name, mtype, contains in cfg.code.metrics:
+                if reg.types.get(name) is None:
+                    reg.define(name, mtype, contains)
+            self._errors = reg.get("iteration_errors", tags_of(own))
+        else:
+            from simulator import builtin_devices
+
+            self.cls = getattr(builtin_devices, _BUILTIN_CLASSES[cfg.kind])
+            self._options = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+            if cfg.needs_accounts:
+                self._options["accounts"] = accounts or []
         self._messages: dict[str, int] = {}
         self._users: dict[int, Any] = {}  # device index -> started instance
         self._check_rates: dict[str, Any] = {}
 
     def _error(self, message: str) -> None:
+        if self._errors is None:
+            self._errors = self.ctx.registry.get("iteration_errors", tags_of(self._own))
         self._errors.add(1)
         line = " ".join(message.split())[:200]
         self._messages[line] = self._messages.get(line, 0) + 1
@@ -539,7 +406,8 @@ class PythonDevices(Behaviour):
         files: Mapping[str, tuple[str, Any, str]] | None,
         fields: Mapping[str, str] | None,
     ) -> tuple[Any, str | None, int]:
-        """(body, content type, bytes): raw bytes, JSON, or a multipart form."""
+        """(body, content type, payload bytes): raw bytes, JSON, or a multipart form (its
+        payload: the files' contents, as devices.csv's bytes_ok counts a WAV upload)."""
         if json_value is not None:
             raw = json.dumps(json_value).encode()
             return raw, "application/json", len(raw)
@@ -550,15 +418,18 @@ class PythonDevices(Behaviour):
                 parts.append(
                     f'--{b}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
                 )
+            payload = 0
             for k, (filename, content, ctype) in (files or {}).items():
                 parts.append(
                     f'--{b}\r\nContent-Disposition: form-data; name="{k}"; '
                     f'filename="{filename}"\r\nContent-Type: {ctype}\r\n\r\n'.encode()
                 )
-                parts.append(content)
+                pieces = content if isinstance(content, tuple) else (content,)
+                parts.extend(pieces)
+                payload += sum(len(p) for p in pieces)
                 parts.append(b"\r\n")
             parts.append(f"--{b}--\r\n".encode())
-            return parts, f"multipart/form-data; boundary={b}", sum(len(p) for p in parts)
+            return parts, f"multipart/form-data; boundary={b}", payload
         if data is None:
             return None, None, 0
         return data, "application/octet-stream", len(data)
@@ -574,6 +445,7 @@ class PythonDevices(Behaviour):
         fields: Any,
         headers: Mapping[str, str] | None,
         name: str | None,
+        checks: bool = True,
     ) -> Any:
         from simulator.userdevice import Reply
 
@@ -588,11 +460,11 @@ class PythonDevices(Behaviour):
         dev = slot.dev
         method = method.upper()
         resp = await self.ctx.transport.send(
-            Request(method, path, hdrs, body, self.cfg.keep_alive, dev.cookies)
+            Request(method, path, hdrs, body, self._keep_alive, dev.cookies)
         )
         dev.requests += 1
         dev.seq += 1
-        if self.record(self.recorder(method, name or path), resp, slot.sched):
+        if self.record(self.recorder(method, name or path), resp, slot.sched, checks):
             dev.failed += 1
         else:
             dev.ok += 1
@@ -617,8 +489,8 @@ class PythonDevices(Behaviour):
         user.index = dev.index
         user.scenario = self.sc.name
         user.options = self._options
-        user.client = Client(partial(self._send, slot))
-        nbytes = self.cfg.code.audio_bytes
+        user.client = Client(partial(self._send, slot), partial(_clear_jar, dev))
+        nbytes = self._audio_bytes
         user.audio = AudioStream(self.ctx.bank, dev.index, nbytes) if nbytes else None
         user._scfleet_recorder = self._metric
         user._scfleet_check = self._check
@@ -646,6 +518,9 @@ class PythonDevices(Behaviour):
             raise
         except Exception as exc:  # noqa: BLE001 - the user's code: counted, the run goes on
             self._error(f"{self.cls.__name__}.{step} raised {type(exc).__name__}: {exc}")
+        finally:
+            if user is not None:  # devices.csv: the instance's own sequence and logins
+                _row_counts(dev, user)
         await self.end_iteration(now, sched_perf)
 
     async def close(self) -> None:
@@ -676,6 +551,25 @@ class PythonDevices(Behaviour):
         return out
 
 
+def _clear_jar(dev: VirtualDevice) -> None:
+    dev.cookies = None
+
+
+def _row_counts(dev: VirtualDevice, user: Any) -> None:
+    """devices.csv's next_sequence, logins and bytes_ok: the instance's ``seq``, ``logins`` and
+    ``bytes_ok`` when it keeps them as ints; otherwise its requests, 0, and the payload bytes
+    of its answered requests."""
+    seq = getattr(user, "seq", None)
+    if type(seq) is int:
+        dev.seq = seq
+    logins = getattr(user, "logins", None)
+    if type(logins) is int:
+        dev.logins = logins
+    sent = getattr(user, "bytes_ok", None)
+    if type(sent) is int:
+        dev.bytes_ok = sent
+
+
 def device_count_bound(sc: ScenarioConfig) -> int:
     """The most devices a scenario can use at once."""
     return sc.executor.device_bound()
@@ -693,7 +587,10 @@ def make_behaviour(
 #: device kind -> the behaviour its devices follow
 _BEHAVIOURS: dict[str, Callable[..., Behaviour]] = {
     "iot_upload": lambda sc, ctx, iv, _accounts: IotUpload(sc, ctx, iv),
-    "ai_analysis": lambda sc, ctx, iv, _accounts: AiAnalysis(sc, ctx, iv),
-    "auth_flow": AuthFlow,
+    "ai_analysis": lambda sc, ctx, iv, _accounts: PythonDevices(sc, ctx, iv),
+    "auth_flow": PythonDevices,
     "python": lambda sc, ctx, iv, _accounts: PythonDevices(sc, ctx, iv),
 }
+#: built-in kinds written on the device API -> their class in simulator.builtin_devices
+#: (iot_upload's runs on the fast path; PythonDevices on its config runs the class: tests)
+_BUILTIN_CLASSES = {"ai_analysis": "AiAnalysis", "auth_flow": "AuthFlow", "iot_upload": "IotUpload"}
