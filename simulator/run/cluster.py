@@ -28,6 +28,7 @@ import queue
 import socket
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -388,15 +389,20 @@ class RayCluster:
         ray = _ray()
         if ray.is_initialized():  # a library caller connected already: use it, leave it
             return
+        shown = self.shown
+        if shown != "auto":
+            _probe(shown)  # a refused port fails now: ray.init would retry for minutes
         try:
-            ray.init(
-                address=self.address,
-                log_to_driver=False,
-                logging_level=logging.WARNING,
-                configure_logging=True,
-            )
+            with warnings.catch_warnings():  # Ray client's timeout warning: we say it once
+                warnings.simplefilter("ignore")
+                ray.init(
+                    address=self.address,
+                    log_to_driver=False,
+                    logging_level=logging.WARNING,
+                    configure_logging=True,
+                )
         except Exception as exc:  # noqa: BLE001 - any failure to connect is one line
-            raise ClusterError(f"cannot connect to Ray at {self.shown}: {_one_line(exc)}") from None
+            raise ClusterError(f"cannot connect to Ray at {shown}: {_one_line(exc)}") from None
         self._owns = True
 
     def disconnect(self) -> None:
@@ -502,6 +508,22 @@ class RayCluster:
             with contextlib.suppress(Exception):
                 remove_placement_group(self._pg)
             self._pg = None
+
+
+#: how long connecting to the cluster's port may take before the address is called dead
+PROBE_SECONDS = 5.0
+
+
+def _probe(address: str) -> None:
+    """A TCP connect to ``[ray://]HOST:PORT``, or the one-line error ``ray.init`` would take
+    minutes to give (it retries an unreachable GCS far longer than a run should wait)."""
+    host, _sep, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_SECONDS):
+            pass
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or "no answer"
+        raise ClusterError(f"cannot connect to Ray at {address}: {why}") from None
 
 
 def _name(job: WorkerJob, n: int, info: ActorInfo) -> str:

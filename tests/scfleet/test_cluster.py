@@ -67,6 +67,25 @@ def test_bad_cluster_addresses_are_refused(bad: str) -> None:
         assert cluster_address(good) == good
 
 
+@pytest.mark.slow  # importing Ray takes seconds
+@needs_ray
+@pytest.mark.parametrize("scheme", ["ray://", ""])
+def test_a_cluster_that_refuses_is_one_line_at_once(
+    scheme: str, free_port: int, tmp_path: pathlib.Path, scfleet: Any
+) -> None:
+    out = tmp_path / "run"
+    started = time.monotonic()
+    res = scfleet(
+        "run", "configs/smoke.toml", "--cluster", f"{scheme}127.0.0.1:{free_port}", "--quiet",
+        "--out", str(out),
+    )  # fmt: skip
+    assert res.returncode == 103, res.stderr
+    assert res.stderr == f"scfleet: cannot connect to Ray at {scheme}127.0.0.1:{free_port}: " \
+        "Connection refused\n"  # fmt: skip
+    assert time.monotonic() - started < 30  # ray.init alone retries for minutes
+    assert not out.exists()
+
+
 def test_bad_cluster_flag_is_a_usage_error(scfleet: Any) -> None:
     res = scfleet("run", "configs/smoke.toml", "--cluster", "nowhere")
     assert res.returncode == 2 and "--cluster" in res.stderr and "Traceback" not in res.stderr
