@@ -251,13 +251,13 @@ class ClusterWorker:
             return out, self._ended
 
     def control(self, msg: Control) -> None:
-        with self._cond:
-            if self._listening:
-                loop, on_message = self._listener
-                with contextlib.suppress(RuntimeError):  # the run's loop is closed
-                    loop.call_soon_threadsafe(on_message, msg)
+        with self._cond:  # under the lock: listen() drains the inbox under it too
+            if not self._listening:
+                self._inbox.put(msg)
                 return
-        self._inbox.put(msg)
+            loop, on_message = self._listener
+            with contextlib.suppress(RuntimeError):  # the run's loop is closed
+                loop.call_soon_threadsafe(on_message, msg)
 
     # -- WorkerEnd (the worker's side, in the run thread) ---------------------------------
 

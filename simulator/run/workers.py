@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from scfleet_core.errors import ScfleetError
 from simulator.executors import SegmentSequence
 from simulator.metrics import IntervalStats, Registry
 from simulator.metrics.histogram import Histogram
@@ -401,8 +402,9 @@ def _worker(end: WorkerEnd, job: WorkerJob) -> None:
 # -- the coordinator's side -------------------------------------------------------------
 
 
-class WorkerDied(Exception):
-    """A worker process ended without its final report."""
+class WorkerDied(ScfleetError):
+    """A worker ended without its final report, or failed before it was ready (then the CLI
+    prints it as one line, exit 103)."""
 
 
 class PipeChannel:
@@ -525,7 +527,7 @@ class WorkerPool:
         deadline = loop.time() + READY_TIMEOUT
         while len(self._ready) < self.parts:
             if self._failure is not None:
-                raise WorkerDied(self._failure)
+                raise WorkerDied(f"{self._failure_name}: {self._failure}")
             left = deadline - loop.time()
             if left <= 0:
                 raise WorkerDied(f"workers not ready within {READY_TIMEOUT:g}s")

@@ -331,3 +331,58 @@ def test_the_kuberay_manifest_and_image_agree_with_the_readme() -> None:
     assert f"rayproject/ray:{version}-py311" in docker and f"ray[client]=={version}" in docker
     readme = (ROOT / "README.md").read_text()
     assert f"--cluster ray://{doc['metadata']['name']}-head-svc:10001" in readme
+
+
+# -- the channel seam: a worker that fails before it is ready -----------------------------
+
+
+class _FailingChannel:
+    """A worker that reports a failure instead of Ready (a node without a file the scenario
+    names, an open-file limit it cannot raise)."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.where = f"actor 0123abcd, node 10.0.0.{k + 6}, pid 7"
+
+    def open(self, deliver: Any, gone: Any) -> None:
+        import asyncio
+
+        from simulator.run.workers import Failed, Ready
+
+        loop = asyncio.get_running_loop()
+        if self.k == 0:
+            loop.call_soon(deliver, Ready(0))
+        else:
+            loop.call_soon(deliver, Failed(1, "FileNotFoundError: devices/probe.py"))
+
+    def send(self, msg: Any) -> None:
+        pass
+
+    async def close(self, deadline: float) -> None:
+        pass
+
+
+class _Launcher:
+    closed = False
+
+    async def launch(self, jobs: Any) -> list[Any]:
+        return [_FailingChannel(job.index) for job in jobs]
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_a_worker_failing_before_ready_is_a_one_line_error_naming_it() -> None:
+    from scfleet import api
+    from scfleet_core.errors import ScfleetError
+    from simulator.run.workers import WorkerPool
+
+    cfg = api.load("configs/smoke.toml")
+    launcher = _Launcher()
+    pool = WorkerPool(cfg, "http://10.0.0.5:1", {}, 2, launcher=launcher)
+    with pytest.raises(ScfleetError) as err:  # the CLI prints it as one line, exit 103
+        await pool.prepare(Any)  # type: ignore[arg-type]
+    await pool.close()
+    msg = str(err.value)
+    assert "worker 2 of 2" in msg and "node 10.0.0.7" in msg and "devices/probe.py" in msg
+    assert err.value.exit_code == 103 and launcher.closed
