@@ -44,6 +44,7 @@ import math
 import os
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -386,6 +387,11 @@ class _Budget(Exception):
     pass
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C: the generator is killed and nginx stopped by PID."""
+    raise SystemExit(128 + signum)
+
+
 def late(args: argparse.Namespace) -> bool:
     """Past --deadline (UTC HH:MM)?"""
     return bool(args.deadline) and time.strftime("%H:%M", time.gmtime()) >= args.deadline
@@ -481,6 +487,7 @@ def main() -> None:
     ap.add_argument("--quiet-machine", action="store_true", help="label the figures quiet")
     ap.add_argument("--deadline", help="UTC HH:MM: start no new search after it")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, _terminate)
     if args.table:
         return print_tables(args.table)
     gens = [g.strip() for g in args.generators.split(",") if g.strip()]

@@ -32,6 +32,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -110,7 +111,12 @@ def run_measured(cmd: list[str], cwd: Path) -> tuple[float, float, float]:
         stderr=subprocess.PIPE,
         preexec_fn=lambda: os.sched_setaffinity(0, GEN_CPU),
     )
-    _, status, ru = os.wait4(proc.pid, 0)
+    try:
+        _, status, ru = os.wait4(proc.pid, 0)
+    except BaseException:  # SIGTERM (timeout(1)) or Ctrl-C: no generator left behind
+        proc.kill()
+        proc.wait()
+        raise
     wall = time.perf_counter() - t0
     code = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
@@ -179,6 +185,11 @@ def run_k6(
     )
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C: the generator is killed and the sink stopped."""
+    raise SystemExit(128 + signum)
+
+
 def _scfleet() -> str:
     """This checkout's scfleet: on PATH, else beside the running Python (an unactivated venv)."""
     return shutil.which("scfleet") or str(Path(sys.executable).parent / "scfleet")
@@ -228,6 +239,7 @@ def main() -> None:
         "interleaved, k6 is not run, and the table compares them (issue 9's no-worse check)",
     )
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, _terminate)
     if args.points:
         return points_main(args)
     if args.against:

@@ -21,9 +21,11 @@ Load goes to 127.0.0.1 only (1 request/s); the run is bounded by --duration (+ s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -116,11 +118,34 @@ def measure(
             cmd, cwd=tmp, stdout=subprocess.DEVNULL, stderr=err, preexec_fn=raise_nofile
         )
     root = psutil.Process(proc.pid)
+    deadline = t0 + duration + 300  # start-up of 1M devices and the final write: bounded
+    try:
+        return _sample(proc, root, t0, deadline, devices, workers, every, out, err_file)
+    except BaseException:  # SIGTERM (timeout(1)) or Ctrl-C: no run left behind
+        with contextlib.suppress(psutil.Error):
+            for child in root.children(recursive=True):
+                child.kill()
+        proc.kill()
+        proc.wait()
+        raise
+
+
+def _sample(
+    proc: subprocess.Popen[bytes],
+    root: psutil.Process,
+    t0: float,
+    deadline: float,
+    devices: int,
+    workers: str,
+    every: float,
+    out: Path,
+    err_file: Path,
+) -> Memory:
+    """Sample the tree's memory until the run ends; its summary's vus_max."""
     peak = (0.0, 0.0, 0.0)
     peak_at = 0.0
     nprocs = 0
     per_proc: dict[str, float] = {}
-    deadline = t0 + duration + 300  # start-up of 1M devices and the final write: bounded
     while proc.poll() is None:
         if time.monotonic() > deadline:
             proc.kill()
@@ -209,6 +234,7 @@ def main() -> None:
     )
     ap.add_argument("--where", type=int, help="tracemalloc: where N devices' memory goes")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, _terminate)
     if args.where:
         return where(args.where)
     workers = len(os.sched_getaffinity(0)) if args.workers == "auto" else int(args.workers)
@@ -273,6 +299,11 @@ def show(label: str, m: Memory) -> None:
         f"{m.vus_max:,}; USS MiB per process: {procs}{' …' if m.processes > 6 else ''}",
         flush=True,
     )
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C: the run is killed and nginx stopped by PID."""
+    raise SystemExit(128 + signum)
 
 
 def open_file_cap() -> int:
