@@ -235,7 +235,7 @@ class Bench:
             elif gen == "auto":
                 cmd += ["--workers", "auto"]
             elif gen == "cluster":
-                cmd += ["--cluster", self.args.cluster]
+                cmd += ["--cluster", self.args.cluster, "--workers", "auto"]  # 1 per CPU
         before = self.nginx.cpu()
         t0 = time.perf_counter()
         err_file = self.tmp / f"stderr-{n}.txt"
@@ -501,6 +501,9 @@ def main() -> None:
     if args.prior:
         for s in json.loads(args.prior.read_text())["searches"]:
             prior.setdefault((s["generator"], s["body"]), s["ceiling"])
+        for (gen, body), c in list(prior.items()):  # a Ray run starts from the local ceiling
+            if gen == "auto":
+                prior.setdefault(("cluster", body), c)
     load_before = os.getloadavg()
     print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
     results: list[list[Search]] = []
