@@ -162,6 +162,7 @@ class Search:
     ceiling: float = 0.0
     steps: list[Step] = field(default_factory=list)
     overload: Step | None = None
+    complete: bool = True  # False: cut by --max-steps/--deadline, the ceiling is a lower bound
 
     @property
     def at_ceiling(self) -> Step | None:
@@ -347,6 +348,7 @@ class Bench:
                 else:
                     hi = mid
         except _Budget:
+            s.complete = False
             print(f"  ({gen} {body} B: --max-steps {self.args.max_steps} or --deadline reached)")
         s.ceiling = max((st.rate for st in s.steps if st.passed), default=0.0)
         if s.ceiling and not self.args.no_overload and not late(self.args):
@@ -431,6 +433,8 @@ def table(results: list[list[Search]], cpu: list[dict[str, object]], quiet: bool
             f"{med / k6_med:.2f}×" if k6_med and gen != "k6" else ("1×" if gen == "k6" else "n/a")
         )
         spread = f"{ceilings[0]:,.0f}–{ceilings[-1]:,.0f}" if len(ceilings) > 1 else "1 run"
+        if not all(s.complete for s in runs):
+            spread += "; a search was cut short: ≥"
         at = [s.at_ceiling for s in runs if s.at_ceiling]
         lags = [a.lag_p99_ms for a in at if a.lag_p99_ms is not None]
         lag = f"{statistics.median(lags):.2f} ms" if lags else ("n/a (k6)" if gen == "k6" else "–")
@@ -564,6 +568,7 @@ def print_tables(files: list[Path]) -> None:
         reps: dict[int, list[Search]] = {}
         for sd in doc["searches"]:
             s = Search(sd["generator"], sd["body"], sd["ceiling"])
+            s.complete = sd.get("complete", True)
             s.steps = [Step(**st) for st in sd["steps"]]
             s.overload = Step(**sd["overload"]) if sd["overload"] else None
             reps.setdefault(sd["repeat"], []).append(s)
@@ -597,6 +602,7 @@ def _write(
                 "generator": s.generator,
                 "body": s.body,
                 "ceiling": s.ceiling,
+                "complete": s.complete,
                 "overload": asdict(s.overload) if s.overload else None,
                 "overload_fraction": (s.overload.achieved / s.ceiling)
                 if s.overload and s.ceiling
