@@ -118,10 +118,11 @@ def run(
     no live progress and no start-up line. ``effective``: extra keys for ``config.json``
     (the CLI records the flags). ``on_finished``: called once the run is over, before the
     folder is written. ``workers``: processes running the scenarios (a number or "auto": one
-    per core; None: ``[run] workers`` of the config, default 1); their per-second results are
-    merged into one run folder (simulator.run.workers). ``cluster``: run the workers as Ray
-    actors on that cluster ("auto", "ray://HOST:PORT", "HOST:PORT"; None: ``[run] cluster``,
-    else this machine), where "auto" workers are one per cluster CPU (simulator.run.cluster).
+    per core; None: ``[run] workers`` of the config, default "auto"; 1: this process only);
+    their per-second results are merged into one run folder (simulator.run.workers).
+    ``cluster``: run the workers as Ray actors on that cluster ("auto", "ray://HOST:PORT",
+    "HOST:PORT"; None: ``[run] cluster``, else this machine), where "auto" workers are one
+    per cluster CPU (simulator.run.cluster).
     """
     from simulator.config import validate_url
     from simulator.report.output import claim_run_dir, default_run_dir
@@ -137,15 +138,7 @@ def run(
             "them or run without a cluster",
             source="--cluster",
         )
-    parts = resolve_workers(cfg.run.workers if workers is None else workers)
-    if parts > 1 and streams:
-        from scfleet_core.errors import ConfigError
-
-        raise ConfigError(
-            "per-sample streams (--out json=/csv=) need a one-process run; drop them or use "
-            "--workers 1",
-            source="--workers",
-        )
+    parts = resolve_workers(cfg.run.workers if workers is None else workers, cfg)
 
     run_dir = (
         Path(out) if out is not None else default_run_dir(cfg.source, cfg.output.out_dir or "runs")
@@ -257,6 +250,7 @@ def _run_claimed(
             cluster = RayCluster(address, announce=not quiet)
             cluster.connect()
             parts = cluster.cpus() if requested == "auto" else parts
+        record["workers"] = parts  # processes that ran the scenarios (1: this one)
         result = run_session(
             cfg,
             provider,
@@ -288,12 +282,14 @@ def _run_claimed(
     return RunOutcome(result, run_dir, files, folder)
 
 
-def resolve_workers(workers: int | str) -> int:
-    """``workers`` as a number of processes: "auto" is one per core this process may use."""
+def resolve_workers(workers: int | str, cfg: RunConfig | None = None) -> int:
+    """``workers`` as a number of processes: "auto" is one per core this process may use,
+    and never more than the devices ``cfg``'s scenarios may use at once (a worker without a
+    device would only cost its start)."""
     if workers == "auto":
-        from simulator.run.workers import cpu_count
+        from simulator.run.workers import auto_workers
 
-        return cpu_count()
+        return auto_workers(cfg)
     return int(workers)
 
 

@@ -70,7 +70,7 @@ def register(sub: Subparsers) -> None:
         type=_workers,
         metavar="N|auto",
         help='processes running the scenarios ("auto": one per core; default: [run] workers, '
-        "else 1); one merged run folder",
+        'else "auto"; 1: this process only); one merged run folder',
     )
     p.add_argument(
         "--cluster",

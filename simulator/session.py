@@ -182,7 +182,16 @@ def _execute(
         if remote:
             from simulator.run.workers import WorkerPool
 
-            pool = WorkerPool(cfg, url, accounts, workers, tick=env.tick, launcher=launcher)
+            pool = WorkerPool(
+                cfg,
+                url,
+                accounts,
+                workers,
+                tick=env.tick,
+                launcher=launcher,
+                points=points,
+                parts_dir=stream.path.parent if stream is not None else None,
+            )
             env.remote = pool
             env.companions.insert(0, pool)
         if stream is not None:

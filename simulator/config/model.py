@@ -236,9 +236,9 @@ MAX_WORKERS = 256
 @dataclass(frozen=True)
 class RunSection:
     """``[run]``: how the run is executed. ``workers``: processes running the scenarios'
-    execution segments (1: this process only; "auto": one per core)."""
+    execution segments (1: this process only; "auto", the default: one per core)."""
 
-    workers: int | Literal["auto"] = 1
+    workers: int | Literal["auto"] = "auto"
     #: run the workers on a Ray cluster (``--cluster``): "auto", "ray://HOST:PORT", "HOST:PORT"
     cluster: str | None = None
 

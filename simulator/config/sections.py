@@ -474,7 +474,7 @@ def _monitor(t: _Table) -> MonitorConfig:
 
 
 def _run(t: _Table) -> RunSection:
-    raw = t.get("workers", 1)
+    raw = t.get("workers", "auto")
     if raw != "auto" and (isinstance(raw, bool) or not isinstance(raw, int)):
         raise t.error("workers", f'expected a number of processes or "auto", got {_show(raw)}')
     if raw != "auto" and not 1 <= raw <= MAX_WORKERS:

@@ -315,7 +315,8 @@ def charts(timeline: Sequence[Mapping[str, Any]], rows: Sequence[StageRow]) -> l
         Series("server", sampled("server.cpu_percent")),
         Series("busiest server process", sampled("server.cpu_hottest")),
         Series("host (prometheus)", sampled("node.cpu_percent")),
-        Series("generator", sampled("gen.cpu_percent")),
+        Series("generator", sampled("gen.cpu_percent")),  # with workers: the busiest
+        Series("generator, all workers", sampled("gen.cpu_percent_sum")),
     ]
     cpu = [s for s in cpu if any(y is not None for _, y in s.points)]
     out.append(line_chart("cpu", "CPU", "% of one core; host: % of all", cpu, marks, t_max))
@@ -547,8 +548,9 @@ def _stage_table(rows: Sequence[StageRow], a: Assessment) -> str:
 def _verdict(a: Assessment) -> str:
     colour = VERDICT_COLOURS.get(a.verdict, "#555")
     warn = (
-        '<p class="warn">The generator was saturated in some stage: figures may be the '
-        "generator's, not the server's.</p>"
+        '<p class="warn">The generator was saturated in some stage'
+        f"{' (' + esc(a.generator_worker) + ')' if a.generator_worker else ''}: figures may be "
+        "the generator's, not the server's.</p>"
         if a.generator_warning
         else ""
     )

@@ -11,12 +11,15 @@ The rules are the constants below; README.md ("Reading the verdict") states them
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from simulator.metrics import Histogram
 from simulator.metrics.thresholds import ThresholdExpr, parse_expression, parse_metric_key
+from simulator.run.monitoring import GEN_CPU_SATURATED_PCT as GEN_CPU_SATURATED_PCT
+from simulator.run.monitoring import GEN_LOOP_LAG_MS as GEN_LOOP_LAG_MS
 from simulator.run.stage_recorder import StageRecorder as StageRecorder
 from simulator.run.stage_recorder import locate as locate
 
@@ -25,10 +28,8 @@ from simulator.run.stage_recorder import locate as locate
 #: core for its busiest process (a Python process is held to one core by the GIL), or of the
 #: whole machine from Prometheus.
 CPU_SATURATED_PCT = 85.0
-#: The generator is saturated above this CPU (% of one core: the event loop is one thread) …
-GEN_CPU_SATURATED_PCT = 85.0
-#: … or when the event loop wakes this late on average (its timestamps are late as much).
-GEN_LOOP_LAG_MS = 5.0
+#: The generator is saturated above GEN_CPU_SATURATED_PCT of CPU or GEN_LOOP_LAG_MS of loop
+#: lag (their home is the generator's sampler, simulator.run.monitoring; workers rank by them).
 #: A lagging (not CPU-bound) generator is named the bottleneck only when its lag is at least
 #: this share of the stage's median latency: a few ms of lag on a host shared with other work
 #: cannot explain seconds of latency, so it does not hide a saturated server.
@@ -103,6 +104,8 @@ class StageRow:
     node_mem_pct: float | None = None
     gen_cpu: float | None = None
     gen_lag_ms: float | None = None
+    #: with workers: the process nearest saturation in most of the stage's ticks
+    gen_worker: str | None = None
     thresholds_ok: bool | None = None
     failed_thresholds: list[str] = field(default_factory=list)
 
@@ -127,6 +130,7 @@ class Assessment:
     bottleneck: str  # kind: crash, generator, connection, server_cpu, server_memory, none
     hint: str
     generator_warning: bool = False
+    generator_worker: str = ""  # with workers: the one nearest saturation where it was
 
 
 def _mean(xs: Iterable[float | None]) -> float | None:
@@ -217,6 +221,25 @@ def _fill(row: StageRow, ticks: list[Mapping[str, Any]], hist: Histogram | None)
     row.node_mem_pct = _max(series("node.mem_used_percent"))
     row.gen_cpu = _mean(series("gen.cpu_percent"))
     row.gen_lag_ms = _mean(series("gen.loop_lag_ms"))
+    row.gen_worker = _worst_process(ticks)
+
+
+def _worst_process(ticks: Sequence[Mapping[str, Any]]) -> str | None:
+    """With workers (``gen.worker``: 0 the coordinator, k worker k): the process that was
+    nearest saturation in most ticks, by name; None for a one-process run."""
+    named = [
+        (int(p["gen.worker"]), int(p["gen.workers"]))
+        for p in ticks
+        if p.get("gen.worker") is not None and p.get("gen.workers")
+    ]
+    if not named:
+        return None
+    (k, parts), _n = Counter(named).most_common(1)[0]
+    if k == 0:
+        return "the coordinator"
+    from simulator.run.workers import worker_name
+
+    return worker_name(k - 1, parts)
 
 
 def _stage_value(
@@ -294,8 +317,11 @@ def assess(rows: Sequence[StageRow]) -> Assessment:
     name = rows[0].scenario if rows else ""
     reached = [r for r in rows if r.reached]
     gen_warn = any(r.generator_saturated for r in reached)
+    gen_who = next((r.gen_worker for r in reached if r.generator_saturated and r.gen_worker), "")
     if not reached:
-        return Assessment(name, None, "-", "no data", "no stage was reached", "none", "", gen_warn)
+        return Assessment(
+            name, None, "-", "no data", "no stage was reached", "none", "", gen_warn, gen_who
+        )
     # the ascending part: stages until the target first drops (ramp-down excluded)
     ascending: list[StageRow] = []
     peak = -math.inf
@@ -327,7 +353,7 @@ def assess(rows: Sequence[StageRow]) -> Assessment:
     if cliff:  # a crash may show only after the first failing stage
         focus = next((r for r in after if r.server_alive == 0), focus)
     kind, hint = bottleneck(focus, reached[0], verdict)
-    return Assessment(name, knee, knee_label, verdict, reason, kind, hint, gen_warn)
+    return Assessment(name, knee, knee_label, verdict, reason, kind, hint, gen_warn, gen_who)
 
 
 def _graceful_reason(reached: Sequence[StageRow], fail: StageRow) -> str:
@@ -387,6 +413,7 @@ def bottleneck(r: StageRow, first: StageRow, verdict: str = "") -> tuple[str, st
         return "crash", f"server process exited during {r.label} (crash)"
     if r.generator_saturated and _generator_explains(r):
         lag = f", loop lag {r.gen_lag_ms:.1f} ms" if r.gen_lag_ms is not None else ""
+        lag += f", {r.gen_worker}" if r.gen_worker else ""
         return "generator", (
             f"generator saturated (CPU {r.gen_cpu or 0:.0f}%{lag}): the figures may be the "
             "generator's, not the server's"
@@ -513,8 +540,9 @@ def render_text(rows: Sequence[StageRow], assessments: Sequence[Assessment]) -> 
         lines.append(f"    verdict: {a.verdict} — {a.reason}")
         lines.append(f"    bottleneck: {a.hint}")
         if a.generator_warning:
+            who = f" ({a.generator_worker})" if a.generator_worker else ""
             lines.append(
-                "    warning: the generator was saturated in some stage; its figures may be "
-                "the generator's, not the server's"
+                f"    warning: the generator was saturated in some stage{who}; its figures may "
+                "be the generator's, not the server's"
             )
     return "\n".join(lines)

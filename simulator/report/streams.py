@@ -248,11 +248,30 @@ def parse_out(value: str) -> Stream | None:
     return None
 
 
+@dataclass(frozen=True)
+class PartSpec:
+    """A worker's part of a run's per-sample streams (pickled to it): the run writer's
+    settings and the worker's own files, one per stream (simulator.run.workers)."""
+
+    streams: tuple[Stream, ...]
+    metric_types: tuple[tuple[str, tuple[str, str]], ...]
+    thresholds: tuple[tuple[str, str, Tags], ...]
+
+    def open(self) -> PointWriter:
+        return PointWriter(self.streams, dict(self.metric_types), self.thresholds, part=True)
+
+
+#: How a k6 metric declaration line starts (a sample line starts with ``{"metric":``).
+_DECLARATION = b'{"type":"Metric"'
+
+
 class PointWriter:
     """Writes buffered samples to k6-format JSON and/or CSV files, tick by tick.
 
     The recorders hand over their rows when they fold them (``Registry.sink``); the runner
-    calls :meth:`tick` once per tick and :meth:`close` at the end.
+    calls :meth:`tick` once per tick and :meth:`close` at the end. With workers
+    (simulator.run.workers) each worker's writer is a ``part`` (no CSV header, no ``vus``
+    gauges: the coordinator's) and the coordinator adopts each tick of the parts (:meth:`adopt`).
     """
 
     def __init__(
@@ -260,7 +279,12 @@ class PointWriter:
         streams: Sequence[Stream],
         metric_types: Mapping[str, tuple[str, str]],
         thresholds: Iterable[tuple[str, str, Tags]] = (),
+        *,
+        part: bool = False,
     ) -> None:
+        self.part = part
+        thresholds = tuple(thresholds)
+        self._settings = (tuple(metric_types.items()), thresholds)
         self._files: dict[str, Any] = {}
         for s in streams:
             try:
@@ -292,8 +316,49 @@ class PointWriter:
         self._perf0 = time.perf_counter_ns()
         self._specs: dict[tuple[Any, ...], tuple[tuple[str, Tags, str, int], ...]] = {}
         self._seen: dict[tuple[str, Tags], tuple[int, int]] = {}  # checks, dropped: last counts
-        if "csv" in self._files:
+        if "csv" in self._files and not part:
             self._pending["csv"].append(",".join(CSV_COLUMNS).encode() + b"\n")
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The streams written (``json``, ``csv``), in order."""
+        return tuple(self._files)
+
+    def part_spec(self, paths: tuple[Path, ...]) -> PartSpec:
+        """A worker's part: these settings, writing stream i to ``paths[i]``."""
+        streams = tuple(Stream(kind, path) for kind, path in zip(self.kinds, paths, strict=True))
+        return PartSpec(streams, *self._settings)
+
+    def sizes(self) -> tuple[int, ...]:
+        """Bytes written to each stream so far (after a flush: where this tick ends)."""
+        return tuple(fh.tell() for fh in self._files.values())
+
+    def adopt(self, kind: str, data: bytes) -> None:
+        """Lines another writer wrote (a worker's part) join this one's next flush; a k6
+        metric declaration already written here is dropped (one per metric per file)."""
+        if kind not in self._files or not data:
+            return
+        if kind == "json" and (data.startswith(_DECLARATION) or b"\n" + _DECLARATION in data):
+            keep = []
+            for line in data.splitlines(keepends=True):
+                if line.startswith(_DECLARATION):
+                    name = json.loads(line)["metric"]
+                    if name in self._declared:
+                        continue
+                    self._declared.add(name)
+                keep.append(line)
+            data = b"".join(keep)
+        self._pending[kind].append(data)
+
+    def written_elsewhere(self, name: str, tags: Tags, value: Any) -> None:
+        """Checks and dropped iterations counted in the registry whose samples another writer
+        wrote (a worker): :meth:`tick` does not write them again."""
+        if name == "checks" and hasattr(value, "passes"):
+            passes, total = self._seen.get((name, tags), (0, 0))
+            self._seen[(name, tags)] = (passes + value.passes, total + value.total)
+        elif name == "dropped_iterations" and hasattr(value, "value"):
+            last, _ = self._seen.get((name, tags), (0, 0))
+            self._seen[(name, tags)] = (last + int(value.value), 0)
 
     # -- templates ----------------------------------------------------------------------
 
@@ -425,7 +490,7 @@ class PointWriter:
                 self.counts(name, _k6_tags(tags), int(series.value) - last, 0, now)
         import numpy as np
 
-        for name, value in gauges:
+        for name, value in () if self.part else gauges:
             self.rows(
                 ((name, (), "int", 0),),
                 np.array([now], dtype=np.int64),

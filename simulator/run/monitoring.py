@@ -177,6 +177,12 @@ def _descriptors(p: psutil.Process) -> int:
     return len(p.open_files())  # pragma: no cover - Windows
 
 
+#: The generator is saturated above this CPU (% of one core: the event loop is one thread) …
+GEN_CPU_SATURATED_PCT = 85.0
+#: … or when the event loop wakes this late on average (its timestamps are late as much).
+GEN_LOOP_LAG_MS = 5.0
+
+
 class GeneratorSampler:
     """This process's CPU % (and, on Linux, ``cpu_demand``: ran or waited for a core) and
     event-loop lag.

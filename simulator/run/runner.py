@@ -136,6 +136,11 @@ class RemoteScenarios(Protocol):
 
     async def wait(self) -> None: ...
 
+    async def tick_ready(self, n: int) -> None:
+        """Until every running worker's tick ``n`` is merged (bounded), so the coordinator's
+        point ``n`` holds the same second of every worker."""
+        ...
+
 
 ProgressHook = Callable[["Environment", dict[str, Any]], None]
 #: Called per scenario as each tick closes: (scenario, t, span, stats of that tick).
@@ -190,6 +195,11 @@ class Environment:
         self.tick_hooks: list[ProgressHook] = []  # after each timeline point (e.g. the stream)
         #: set when the scenarios run in worker processes (simulator.run.workers.WorkerPool)
         self.remote: RemoteScenarios | None = None
+        #: the run's clock starts this long after the go (companions that start remote parts
+        #: raise it in ``prepare`` so every part starts at the same instant)
+        self.start_lead = 0.0
+        #: a worker's common start (wall clock, ``time.time()``) given by its coordinator
+        self.start_at: float | None = None
 
     def add_sampler(self, prefix: str, sampler: Sampler) -> None:
         self.samplers.append((prefix, sampler))
@@ -208,7 +218,7 @@ class Environment:
 
     @property
     def elapsed(self) -> float:
-        return time.perf_counter() - self.started_perf if self.started_perf else 0.0
+        return max(time.perf_counter() - self.started_perf, 0.0) if self.started_perf else 0.0
 
     @property
     def active_devices(self) -> int:
@@ -235,9 +245,13 @@ class Environment:
                 await comp.close()
             raise
         await self.transport.start()
-        started_wall = time.time()
-        self.started_perf = time.perf_counter()
-        start = loop.time()
+        now = time.time()
+        # the common start: ``start_at`` (a worker; in the past only if its go came late, and
+        # then it catches up rather than shifting its seconds) or now plus the lead
+        lead = self.start_lead if self.start_at is None else self.start_at - now
+        started_wall = now + lead
+        self.started_perf = time.perf_counter() + lead
+        start = loop.time() + lead
         tasks = [loop.create_task(self._scenario(sc, start)) for sc in self.cfg.scenarios]
         tasks += [loop.create_task(comp.run(self, start)) for comp in self.companions]
         self._tasks = tasks
@@ -336,7 +350,11 @@ class Environment:
         n = 1
         while True:
             await asyncio.sleep(max(start + n * self.tick - loop.time(), 0))
-            self._close_interval(loop.time() - start)
+            if self.remote is not None:  # point n holds second n of every worker
+                await self.remote.tick_ready(n)
+                self._close_interval(n * self.tick)
+            else:
+                self._close_interval(loop.time() - start)
             self._check_abort(loop.time() - start)
             n += 1
 

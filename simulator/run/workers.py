@@ -9,11 +9,24 @@ histogram bucket increments) — compact, never a sample. The coordinator merges
 own registry and intervals, so its ticks, thresholds (``abort_on_fail`` too), stage table and
 summary see the merged run, and the folder is written by the one-process code.
 
+Time: the go carries the common start as a wall-clock instant (``time.time()``: one clock on
+one host, and NTP-close across machines, where a monotonic clock means nothing), a little
+ahead of the coordinator's own start, so every segment's schedule and ticks count from the
+same instant. Each snapshot carries its tick index and the coordinator closes its point n only
+once every running worker's tick n is in (or a bounded grace has passed), so point n holds
+second n of every worker.
+
+Per-sample streams (``--out json=/csv=``): each worker writes its samples to its own part file
+(the one-process writer, minus the CSV header and the ``vus`` gauges, which are the
+coordinator's); its snapshot says where each tick ends, and at each tick the coordinator
+appends every worker's tick to the one file (k6 metric declarations once), then its own rows
+(boards, ``vus``). At the end, or after a worker died, what is left in the parts up to the last
+whole line is appended too, and the parts are removed. Nothing of this runs per request.
+
 Rules: a worker that exits without its final report ends the run with an engine error that
 names it (exit 103); the other workers are stopped and what was merged is written. Ctrl-C and
 SIGTERM reach the coordinator, which tells every worker to stop (workers ignore the terminal's
-SIGINT) and still writes the merged result. ``--out json=/csv=`` (per-sample streams) need
-every sample in one process, so they are refused with workers.
+SIGINT) and still writes the merged result.
 """
 
 from __future__ import annotations
@@ -21,18 +34,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import os
 import signal
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from scfleet_core.errors import ScfleetError
 from simulator.executors import SegmentSequence
 from simulator.metrics import IntervalStats, Registry
 from simulator.metrics.histogram import Histogram
-from simulator.metrics.registry import Counter, MetricValue, Rate, Tags, Trend
+from simulator.metrics.registry import (
+    Counter,
+    Gauge,
+    MetricValue,
+    Rate,
+    RowSink,
+    Tags,
+    Trend,
+)
 from simulator.run.device_row import DeviceRow
+from simulator.run.monitoring import GEN_CPU_SATURATED_PCT, GEN_LOOP_LAG_MS
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -41,10 +66,21 @@ if TYPE_CHECKING:
     from simulator.config import RunConfig
     from simulator.executors import ExecutorConfig
     from simulator.run.devices import Account
-    from simulator.run.runner import Environment
+    from simulator.run.runner import Environment, Sampler
 
 #: How long workers get to import, build their audio and say they are ready.
 READY_TIMEOUT = 120.0
+#: The common start is this far after the go is sent: every worker has it before then.
+START_LEAD = 0.1
+#: How long (share of a tick) the coordinator waits for a worker's tick n before closing its
+#: point n without it (that tick then joins point n+1: a slow worker never stalls the run).
+TICK_GRACE = 0.5
+
+
+def worker_name(k: int, parts: int) -> str:
+    """Worker ``k`` (from 0) of ``parts`` as errors and reports name it."""
+    seg = SegmentSequence.even(parts).segment(k)
+    return f"worker {k + 1} of {parts} (segment {seg})"
 
 
 def cpu_count() -> int:
@@ -53,6 +89,16 @@ def cpu_count() -> int:
         return max(len(os.sched_getaffinity(0)), 1)
     except AttributeError:  # pragma: no cover - not Linux
         return max(os.cpu_count() or 1, 1)
+
+
+def auto_workers(cfg: RunConfig | None = None) -> int:
+    """``workers = "auto"``: one per core, at most one per device the run may use at once."""
+    cores = cpu_count()
+    if cfg is None or not cfg.scenarios:
+        return cores if cfg is None else 1
+    from simulator.executors import device_plan
+
+    return max(min(cores, device_plan(cfg.scenarios).possible), 1)
 
 
 # -- messages (pickled over the pipe) ---------------------------------------------------
@@ -81,10 +127,39 @@ class SeriesDelta:
 
 
 @dataclass(frozen=True)
+class GenFigures:
+    """One process's generator load over a tick (``monitoring.GeneratorSampler``)."""
+
+    cpu_percent: float
+    cpu_demand: float | None = None
+    loop_lag_ms: float | None = None
+    loop_lag_max_ms: float | None = None
+
+    @classmethod
+    def of(cls, values: Mapping[str, float | None]) -> GenFigures:
+        return cls(
+            values.get("cpu_percent") or 0.0,
+            values.get("cpu_demand"),
+            values.get("loop_lag_ms"),
+            values.get("loop_lag_max_ms"),
+        )
+
+    @property
+    def pressure(self) -> float:
+        """How close to saturated by the stage table's rules (1: at the threshold)."""
+        return max(
+            self.cpu_percent / GEN_CPU_SATURATED_PCT, (self.loop_lag_ms or 0.0) / GEN_LOOP_LAG_MS
+        )
+
+
+@dataclass(frozen=True)
 class Snapshot:
     worker: int
+    tick: int  # the worker's tick index (1, 2, …; its last, partial one is one more)
     scenarios: tuple[ScenarioTick, ...]
     series: tuple[SeriesDelta, ...]
+    gen: GenFigures | None = None
+    parts: tuple[int, ...] = ()  # per-sample part files: bytes written up to this tick's end
 
 
 @dataclass(frozen=True)
@@ -111,7 +186,7 @@ class Failed:
 
 @dataclass(frozen=True)
 class Go:
-    pass
+    start: float  # the common start: wall clock (time.time()), every worker's second 0
 
 
 @dataclass(frozen=True)
@@ -129,6 +204,7 @@ class WorkerJob:
     url: str
     accounts: Mapping[str, list[Account]]
     tick: float = 1.0
+    samples: SampleParts | None = None  # its part of the per-sample streams (local workers)
 
 
 #: what a worker sends to the coordinator, and what the coordinator sends to a worker
@@ -190,6 +266,39 @@ class WorkerLauncher(Protocol):
         ...
 
 
+#: Gauges the coordinator samples itself from the merged run (k6's ``vus``, ``vus_max``).
+SAMPLED_HERE = frozenset({"vus", "vus_max"})
+
+
+class SampleParts(Protocol):
+    """A worker's part of the run's per-sample streams, as sent to it
+    (``simulator.report.streams.PartSpec``): ``open`` gives its writer."""
+
+    def open(self) -> PartWriter: ...
+
+
+class PartWriter(RowSink, Protocol):
+    """A worker's per-sample writer (its registry's sink): bytes per stream after a tick."""
+
+    def sizes(self) -> tuple[int, ...]: ...
+
+    def close(self) -> None: ...
+
+
+class SampleStreams(Protocol):
+    """The run's per-sample writer on the coordinator (``simulator.report.streams.PointWriter``):
+    it makes each worker's part and takes the parts' ticks in."""
+
+    @property
+    def kinds(self) -> tuple[str, ...]: ...
+
+    def part_spec(self, paths: tuple[Path, ...]) -> SampleParts: ...
+
+    def adopt(self, kind: str, data: bytes) -> None: ...
+
+    def written_elsewhere(self, name: str, tags: Tags, value: MetricValue) -> None: ...
+
+
 class DeltaTracker:
     """Registry deltas since the last call: counters, rates and histograms only grow, so
     the difference of two readings is exact and merging the differences gives the total."""
@@ -232,6 +341,12 @@ class DeltaTracker:
                     delta = Trend()
                     delta.hist = d
                     self._last[key] = (dict(h.counts), h.count, h.total)
+            elif isinstance(s, Gauge) and key[0] not in SAMPLED_HERE:
+                now = (s.value, s.min, s.max)  # a Python device's gauge: latest and range
+                if s.seen and now != prev:
+                    delta = Gauge()
+                    delta.value, delta.min, delta.max, delta.seen = s.value, s.min, s.max, True
+                    self._last[key] = now
             if delta is not None:
                 name = key[0]
                 out.append(
@@ -318,6 +433,13 @@ def worker_main(conn: Connection, job: WorkerJob) -> None:
         raise SystemExit(1) from None
     finally:
         conn.close()
+    # Everything is sent and the part files are closed: skip the interpreter's teardown
+    # (collecting the bank, histograms and modules took ~0.8 s, which the run waited for).
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def run_worker(end: WorkerEnd, job: WorkerJob) -> None:
@@ -334,21 +456,30 @@ def run_worker(end: WorkerEnd, job: WorkerJob) -> None:
 
 def _worker(end: WorkerEnd, job: WorkerJob) -> None:
     from simulator.http import make_transport
+    from simulator.run.monitoring import GeneratorSampler
     from simulator.run.runner import Environment, build_bank
 
     cfg = segment_config(job.cfg, job.index, job.parts)
     bank = build_bank(cfg)
+    writer = job.samples.open() if job.samples is not None else None
     end.send(Ready(job.index))
     first = end.recv()
     if isinstance(first, Stop):
+        if writer is not None:
+            writer.close()
         end.send(Final(job.index, (), (), None, True))
         return
+    start_at = first.start
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         transport = make_transport(job.url, cfg.target.timeout, cfg.target.transport)
         env = Environment(cfg, transport, bank=bank, accounts=job.accounts, target=job.url)
         env.tick = job.tick
+        env.start_at = start_at
+        env.registry.sink = writer
+        gen = GeneratorSampler()
+        gen.start()
         tracker = DeltaTracker(env.registry)
         ticks: dict[str, IntervalStats] = {}
 
@@ -366,7 +497,10 @@ def _worker(end: WorkerEnd, job: WorkerJob) -> None:
                 )
                 for name in env.intervals
             )
-            end.send(Snapshot(job.index, scenarios, tracker.take()))
+            figures = GenFigures.of(gen.sample())
+            sizes = writer.sizes() if writer is not None else ()
+            snap = Snapshot(job.index, len(env.timeline), scenarios, tracker.take(), figures, sizes)
+            end.send(snap)
 
         env.interval_hooks.append(on_interval)
         env.tick_hooks.append(on_tick)
@@ -384,8 +518,11 @@ def _worker(end: WorkerEnd, job: WorkerJob) -> None:
         try:
             result = await env.run()
         finally:
+            gen.stop()
             end.unlisten()
             await transport.close()
+            if writer is not None:
+                writer.close()
         rows = tuple(
             (name, dev.index, row)
             for name, beh in env.behaviours.items()
@@ -485,12 +622,22 @@ class WorkerPool:
         *,
         tick: float = 1.0,
         launcher: WorkerLauncher | None = None,
+        points: SampleStreams | None = None,
+        parts_dir: Path | None = None,
     ) -> None:
         self.cfg = cfg
         self.url = url
         self.accounts = dict(accounts)
         self.parts = parts
         self.tick = tick
+        self.points = points  # the run's per-sample writer (--out json=/csv=), if any
+        self._part_dir = (parts_dir or Path(".")) / ".worker-parts"
+        self._parts: list[tuple[tuple[str, Path], ...]] = []  # per worker: (kind, file)
+        self._copied: dict[tuple[int, int], int] = {}  # (worker, stream) -> bytes taken
+        self._pending: dict[int, list[Snapshot]] = {}  # snapshots whose tick is not closed
+        self._seen_tick: dict[int, int] = {}
+        self._gen: dict[int, GenFigures] = {}  # each worker's latest merged tick
+        self._ticked: asyncio.Event | None = None
         self.launcher: WorkerLauncher = launcher or LocalLauncher()
         self._channels: list[WorkerChannel] = []
         self._launched = False
@@ -506,8 +653,7 @@ class WorkerPool:
         self._stopped = False
 
     def name(self, k: int) -> str:
-        seg = SegmentSequence.even(self.parts).segment(k)
-        return f"worker {k + 1} of {self.parts} (segment {seg}, {self._channels[k].where})"
+        return f"{worker_name(k, self.parts)[:-1]}, {self._channels[k].where})"
 
     # -- Companion ----------------------------------------------------------------------
 
@@ -515,9 +661,24 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         self._env = env
         self._changed = asyncio.Event()
+        self._ticked = asyncio.Event()
         self._done = asyncio.Event()
+        env.start_lead = max(env.start_lead, START_LEAD)
+        env.samplers = [
+            (prefix, FleetGenerator(s, self) if prefix == "gen" else s)
+            for prefix, s in env.samplers
+        ]
+        self._make_parts()
         jobs = [
-            WorkerJob(k, self.parts, self.cfg, self.url, self.accounts, self.tick)
+            WorkerJob(
+                k,
+                self.parts,
+                self.cfg,
+                self.url,
+                self.accounts,
+                self.tick,
+                self._samples(k),
+            )
             for k in range(self.parts)
         ]
         self._launched = True
@@ -537,8 +698,9 @@ class WorkerPool:
 
     async def run(self, env: Environment, start: float) -> None:
         assert self._changed is not None and self._done is not None
+        go = Go(time.time() + (start - asyncio.get_running_loop().time()))
         for k in range(self.parts):
-            self._send(k, Go())
+            self._send(k, go)
         stopping = asyncio.ensure_future(env.stop_event.wait())
         try:
             while len(self._finals) + len(self._gone) < self.parts:
@@ -556,6 +718,7 @@ class WorkerPool:
             raise
         finally:
             stopping.cancel()
+            self._merge_ticks(math.inf)  # the last, partial ticks join the last point
             self._done.set()
         for final in self._finals.values():
             for note in final.notes:
@@ -578,6 +741,8 @@ class WorkerPool:
         finally:
             if self._launched:
                 await self.launcher.close()
+            self._merge_ticks(math.inf)
+            self._drain_parts()
 
     def device_rows(self) -> list[DeviceRow]:
         order = {sc.name: i for i, sc in enumerate(self.cfg.scenarios)}
@@ -594,6 +759,89 @@ class WorkerPool:
         """Until every worker has ended (the Environment's scenario tasks wait here)."""
         assert self._done is not None
         await self._done.wait()
+
+    async def tick_ready(self, n: int) -> None:
+        """Until every running worker's tick ``n`` is in (at most ``TICK_GRACE`` ticks), then
+        merge every tick up to ``n`` into the coordinator's intervals."""
+        assert self._ticked is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TICK_GRACE * self.tick
+        while any(self._seen_tick.get(k, 0) < n for k in self._running()):
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            self._ticked.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ticked.wait(), left)
+        self._merge_ticks(n)
+
+    def _running(self) -> list[int]:
+        return [
+            k for k in range(len(self._channels)) if k not in self._finals and k not in self._gone
+        ]
+
+    # -- per-sample parts ---------------------------------------------------------------
+
+    def _make_parts(self) -> None:
+        """One part file per worker and stream (``--out json=/csv=``), in the run folder:
+        workers on this machine only (a cluster's workers cannot write there)."""
+        if self.points is None or not self.points.kinds:
+            return
+        if not isinstance(self.launcher, LocalLauncher):
+            raise WorkerDied("per-sample streams (--out json=/csv=) need workers on this machine")
+        self._part_dir.mkdir(parents=True, exist_ok=True)
+        for k in range(self.parts):
+            files = tuple(
+                (kind, self._part_dir / f"{kind}-{k + 1}.part") for kind in self.points.kinds
+            )
+            for _kind, path in files:
+                path.write_bytes(b"")
+            self._parts.append(files)
+
+    def _samples(self, k: int) -> SampleParts | None:
+        if self.points is None or not self._parts:
+            return None
+        return self.points.part_spec(tuple(path for _kind, path in self._parts[k]))
+
+    def _take_part(self, k: int, i: int, end: int) -> None:
+        """Worker ``k``'s stream ``i`` up to byte ``end`` into the run's file."""
+        assert self.points is not None
+        start = self._copied.get((k, i), 0)
+        if end <= start:
+            return
+        kind, path = self._parts[k][i]
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(start)
+                data = fh.read(end - start)
+        except OSError:
+            return
+        self._copied[(k, i)] = start + len(data)
+        self.points.adopt(kind, data)
+
+    def _drain_parts(self) -> None:
+        """What the workers wrote after their last merged tick (a worker that died, an
+        interrupt), up to the last whole line; then the parts go."""
+        if not self._parts:
+            return
+        for k, files in enumerate(self._parts):
+            for i, (kind, path) in enumerate(files):
+                try:
+                    size = path.stat().st_size
+                    with open(path, "rb") as fh:
+                        fh.seek(self._copied.get((k, i), 0))
+                        tail = fh.read(max(size - self._copied.get((k, i), 0), 0))
+                except OSError:
+                    continue
+                whole = tail[: tail.rfind(b"\n") + 1]
+                self._copied[(k, i)] = self._copied.get((k, i), 0) + len(whole)
+                if whole:
+                    assert self.points is not None
+                    self.points.adopt(kind, whole)
+        import shutil
+
+        shutil.rmtree(self._part_dir, ignore_errors=True)
+        self._parts = []
 
     # -- the channels -----------------------------------------------------------------
 
@@ -614,12 +862,15 @@ class WorkerPool:
                 self._failure_name = self.name(k)
                 self._failure = reason
             self._broadcast(Stop())
-        assert self._changed is not None
+        assert self._changed is not None and self._ticked is not None
         self._changed.set()
+        self._ticked.set()
 
     def _receive(self, k: int, msg: WorkerMessage) -> None:
         if isinstance(msg, Snapshot):
-            self._merge(msg)
+            self._merge_series(msg)  # totals at once (thresholds); the tick at its point
+            self._pending.setdefault(k, []).append(msg)
+            self._seen_tick[k] = max(self._seen_tick.get(k, 0), msg.tick)
         elif isinstance(msg, Ready):
             self._ready.add(k)
         elif isinstance(msg, Final):
@@ -627,17 +878,38 @@ class WorkerPool:
         elif isinstance(msg, Failed) and self._failure is None:
             self._failure_name = self.name(k)
             self._failure = msg.error
-        assert self._changed is not None
+        assert self._changed is not None and self._ticked is not None
         self._changed.set()
+        self._ticked.set()
 
-    def _merge(self, snap: Snapshot) -> None:
+    def _merge_series(self, snap: Snapshot) -> None:
         env = self._env
         assert env is not None
         reg = env.registry
+        points = self.points
         for d in snap.series:
             if d.metric not in reg.types:
                 reg.define(d.metric, d.mtype, d.contains)
             reg.get(d.metric, d.tags).merge(d.value)
+            if points is not None:  # the worker wrote these samples: not the coordinator
+                points.written_elsewhere(d.metric, d.tags, d.value)
+
+    def _merge_ticks(self, upto: float) -> None:
+        """Every pending snapshot up to tick ``upto``, worker by worker, into the intervals
+        (and their per-sample parts into the run's files)."""
+        for k in sorted(self._pending):
+            mine = self._pending[k]
+            while mine and mine[0].tick <= upto:
+                self._merge_tick(mine.pop(0))
+
+    def _merge_tick(self, snap: Snapshot) -> None:
+        env = self._env
+        assert env is not None
+        if snap.gen is not None:
+            self._gen[snap.worker] = snap.gen
+        if self.points is not None and self._parts:
+            for i, end in enumerate(snap.parts):
+                self._take_part(snap.worker, i, end)
         for tick in snap.scenarios:
             live = env.intervals.get(tick.name)
             if live is None:
@@ -658,6 +930,41 @@ class WorkerPool:
             ev.allocated = sum(t.allocated for t in ticks)
 
 
+class FleetGenerator:
+    """The ``gen.*`` columns with workers: each process's generator figures of the tick (the
+    coordinator's from its own sampler, each worker's from its snapshot). ``cpu_percent``,
+    ``cpu_demand`` and the lags are the worst process's (each is one event loop: one core);
+    ``cpu_percent_sum`` is all of them; ``worker`` is the process nearest saturation by the
+    stage table's rules (0: the coordinator, k: worker k), ``workers`` how many there are."""
+
+    def __init__(self, own: Sampler, pool: WorkerPool) -> None:
+        self.own = own
+        self.pool = pool
+
+    def sample(self) -> Mapping[str, float | None]:
+        own = self.own.sample()
+        procs = [(0, GenFigures.of(own))]
+        procs += [(k + 1, f) for k, f in sorted(self.pool._gen.items())]
+        worst = max(procs, key=lambda p: p[1].pressure)[0]
+
+        def top(values: list[float | None]) -> float | None:
+            got = [v for v in values if v is not None]
+            return max(got) if got else None
+
+        figures = [f for _k, f in procs]
+        out: dict[str, float | None] = {
+            "cpu_percent": max(f.cpu_percent for f in figures),
+            "cpu_percent_sum": sum(f.cpu_percent for f in figures),
+            "worker": float(worst),
+            "workers": float(self.pool.parts),
+        }
+        for key in ("cpu_demand", "loop_lag_ms", "loop_lag_max_ms"):
+            value = top([getattr(f, key) for f in figures])
+            if value is not None:
+                out[key] = value
+        return out
+
+
 __all__ = [
     "LocalLauncher",
     "WorkerChannel",
@@ -665,8 +972,10 @@ __all__ = [
     "WorkerEnd",
     "WorkerLauncher",
     "WorkerPool",
+    "auto_workers",
     "cpu_count",
     "run_worker",
     "segment_config",
     "worker_main",
+    "worker_name",
 ]

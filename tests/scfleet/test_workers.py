@@ -51,8 +51,8 @@ def _shape(out: pathlib.Path) -> tuple[set[str], set[str], set[str]]:
 def test_two_and_three_workers_match_the_ledger_and_a_one_process_run(
     tmp_path: pathlib.Path, scfleet: Any
 ) -> None:
-    single = tmp_path / "one"
-    res = scfleet("run", "configs/smoke.toml", "--out", str(single), "--quiet")
+    single = tmp_path / "one"  # the one-process run the merged ones must look like
+    res = scfleet("run", "configs/smoke.toml", "--out", str(single), "--quiet", "--workers", "1")
     assert res.returncode == 0, res.stderr
     expected = _check_ledger(single)
     assert expected == 230  # 20/s for 4 s, 20→40 over 1 s, 40/s for 3 s
@@ -107,7 +107,8 @@ def _wait_ticks(proc: subprocess.Popen[str], out: pathlib.Path, n: int) -> None:
 
 def test_sigterm_stops_every_worker_and_writes_the_merged_result(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "run"
-    proc = _start_long(out)
+    samples = tmp_path / "samples.json"
+    proc = _start_long(out, "--out", f"json={samples}")
     kids = _children(proc, time.time() + 120, 2)
     _wait_ticks(proc, out, 4)
     proc.send_signal(signal.SIGTERM)
@@ -123,6 +124,10 @@ def test_sigterm_stops_every_worker_and_writes_the_merged_result(tmp_path: pathl
     (n,) = db.execute("SELECT count(*) FROM uploads").fetchone()
     cut = summary["scfleet"]["metrics"].get("interrupted_iterations", {}).get("count", 0)
     assert reqs <= n <= reqs + cut
+    # the per-sample stream holds what was measured: every request of the summary, once
+    lines = [json.loads(line) for line in samples.read_text().splitlines()]
+    assert sum(d.get("metric") == "http_reqs" and d["type"] == "Point" for d in lines) == reqs
+    assert not (out / ".worker-parts").exists()
 
 
 def test_a_dead_worker_is_named_and_the_run_ends_with_exit_103(tmp_path: pathlib.Path) -> None:

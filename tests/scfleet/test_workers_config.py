@@ -9,7 +9,6 @@ import pytest
 
 from scfleet import api
 from scfleet_core.errors import ConfigError
-from simulator.report.streams import parse_out
 
 BASE = """
 [scenarios.up]
@@ -30,7 +29,8 @@ def _load(tmp_path: pathlib.Path, extra: str) -> Any:
 
 
 def test_workers_key_accepts_a_count_or_auto(tmp_path: pathlib.Path) -> None:
-    assert _load(tmp_path, "").run.workers == 1
+    assert _load(tmp_path, "").run.workers == "auto"  # one per core unless pinned
+    assert _load(tmp_path, "[run]\nworkers = 1\n").run.workers == 1
     assert _load(tmp_path, "[run]\nworkers = 3\n").run.workers == 3
     assert _load(tmp_path, '[run]\nworkers = "auto"\n').run.workers == "auto"
     assert api.resolve_workers("auto") >= 1
@@ -45,15 +45,6 @@ def test_bad_workers_key_names_it(tmp_path: pathlib.Path, value: str) -> None:
 def test_unknown_run_key_is_refused(tmp_path: pathlib.Path) -> None:
     with pytest.raises(ConfigError, match=r"run\.threads"):
         _load(tmp_path, "[run]\nthreads = 2\n")
-
-
-def test_per_sample_streams_are_refused_with_workers(tmp_path: pathlib.Path) -> None:
-    cfg = _load(tmp_path, "")
-    stream = parse_out(f"json={tmp_path / 'x.json'}")
-    assert stream is not None
-    with pytest.raises(ConfigError, match="--workers"):
-        api.run(cfg, out=tmp_path / "run", streams=[stream], workers=2)
-    assert not (tmp_path / "run").exists()
 
 
 def test_workers_flag_is_a_usage_error_when_bad(scfleet: Any) -> None:

@@ -61,7 +61,8 @@ def test_a_need_above_the_hard_limit_is_one_line_before_anything_starts(
     out = tmp_path / "run"
     res = subprocess.run(
         [sys.executable, "-m", "scfleet", "run", "configs/smoke.toml", "--out", str(out)]
-        + ["--set", "scenarios.iot_upload.max_devices=5000"],
+        # one process needs the whole fleet's files (with workers, the largest segment's)
+        + ["--set", "scenarios.iot_upload.max_devices=5000", "--workers", "1"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -1,0 +1,195 @@
+"""Workers by default (issue 12): the run is split over one process per core unless pinned to
+one, its seconds line up with the schedule, per-sample streams hold every sample once, and a
+worker that cannot keep up is named in the stage table's warning."""
+
+from __future__ import annotations
+
+import collections
+import csv
+import json
+import pathlib
+import sqlite3
+from typing import Any
+
+import pytest
+
+from scfleet import api
+
+pytestmark = pytest.mark.slow
+
+STEADY = """
+[scenarios.steady]
+executor = "constant-arrival-rate"
+rate = 20
+duration = "6s"
+pre_allocated_devices = 4
+max_devices = 20
+[scenarios.steady.device]
+kind = "iot_upload"
+chunk_bytes = 4000
+"""
+
+
+def _write(tmp_path: pathlib.Path, text: str, name: str = "w.toml") -> pathlib.Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_the_default_is_one_worker_per_core_and_one_pins_the_run_in_process(
+    tmp_path: pathlib.Path, scfleet: Any
+) -> None:
+    from simulator.run.workers import auto_workers
+
+    cfg = _write(tmp_path, STEADY.replace('"6s"', '"1s"'))
+    want = auto_workers(api.load(cfg))
+    assert want == min(api.resolve_workers("auto"), 20)
+    for extra, expected in (((), want), (("--workers", "1"), 1)):
+        out = tmp_path / f"run{expected}"
+        res = scfleet("run", str(cfg), "--out", str(out), "--quiet", *extra)
+        assert res.returncode == 0, res.stderr
+        assert json.loads((out / "config.json").read_text())["workers"] == expected
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["metrics"]["http_reqs"]["count"] == 20
+
+
+def test_two_workers_seconds_follow_the_schedule(tmp_path: pathlib.Path) -> None:
+    """Every worker starts at the go's instant and point n holds second n of each worker:
+    20 iterations a second in every whole second (before: the first second read 0 and the
+    others shifted by a tick, the workers' seconds landing in the coordinator's next one)."""
+    cfg = api.load(_write(tmp_path, STEADY))
+    outcome = api.run(cfg, out=tmp_path / "run", workers=2)
+    assert outcome.exit_code == 0
+    timeline = outcome.result.timeline
+    whole = [p for p in timeline if abs(p["t"] - round(p["t"])) < 1e-6 and p["t"] <= 6]
+    assert [p["t"] for p in whole] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    counts = [p["scenarios"]["steady"]["iterations"] for p in whole]
+    # an iteration started in second n ends in it unless it straddles the boundary
+    assert all(abs(c - 20) <= 1 for c in counts[:-1]), counts
+    assert sum(p["scenarios"]["steady"]["iterations"] for p in timeline) == 120
+
+
+def _json_points(path: pathlib.Path) -> tuple[collections.Counter[str], list[str]]:
+    points: collections.Counter[str] = collections.Counter()
+    declared: list[str] = []
+    for line in path.read_text().splitlines():
+        doc = json.loads(line)
+        if doc["type"] == "Metric":
+            declared.append(doc["metric"])
+        else:
+            points[doc["metric"]] += 1
+    return points, declared
+
+
+def test_per_sample_streams_with_workers_hold_every_sample_once(
+    tmp_path: pathlib.Path, scfleet: Any
+) -> None:
+    """Refused with workers before; now each worker writes a part and the coordinator
+    appends every tick of every part to the one file."""
+    out = tmp_path / "run"
+    js, cs = tmp_path / "samples.json", tmp_path / "samples.csv"
+    res = scfleet(
+        "run",
+        "configs/smoke.toml",
+        "--workers",
+        "3",
+        "--quiet",
+        "--out",
+        str(out),
+        "--out",
+        f"json={js}",
+        "--out",
+        f"csv={cs}",
+    )
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    reqs = summary["metrics"]["http_reqs"]["count"]
+    assert reqs == 230
+    points, declared = _json_points(js)
+    assert len(declared) == len(set(declared))  # one k6 declaration per metric
+    for name in ("http_reqs", "http_req_duration", "iterations", "schedule_lag", "checks"):
+        assert points[name] == reqs, name
+        assert name in declared
+    assert points["vus"] == points["vus_max"] == 8  # the coordinator's, once a tick
+    with open(cs) as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0][0] == "metric_name" and sum(r[0] == "metric_name" for r in rows) == 1
+    assert collections.Counter(r[0] for r in rows[1:]) == points
+    stamps = [int(r[1]) for r in rows[1:]]
+    assert max(stamps) - min(stamps) <= 10  # one run of ~8 s, in tick order
+    assert not (out / ".worker-parts").exists()
+    assert {p.name for p in out.iterdir()} == {
+        p.name for p in _one_process(tmp_path, scfleet).iterdir()
+    }
+
+
+def _one_process(tmp_path: pathlib.Path, scfleet: Any) -> pathlib.Path:
+    out = tmp_path / "one"
+    res = scfleet(
+        "run", "configs/smoke.toml", "--workers", "1", "--quiet", "--out", str(out),
+        "--out", f"json={tmp_path / 'one.json'}",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+BUSY = """
+import asyncio
+import time
+
+from simulator.userdevice import Device
+
+
+class Busy(Device):
+    async def iteration(self) -> None:
+        if self.index % 2:  # the odd devices: all in the second of two workers
+            until = time.perf_counter() + 0.04
+            while time.perf_counter() < until:
+                pass
+        else:
+            await asyncio.sleep(0.04)
+"""
+
+BUSY_SCENARIO = """
+[scenarios.busy]
+executor = "constant-vus"
+vus = 4
+duration = "4s"
+[scenarios.busy.device]
+kind = "python:busy.py:Busy"
+"""
+
+
+def test_a_saturated_worker_is_named_in_the_warning(tmp_path: pathlib.Path) -> None:
+    """Worker 2 runs the odd devices, which hold its loop 40 ms at a time; worker 1 idles.
+    The gen.* columns carry every worker's figures and the warning names worker 2 (before:
+    the coordinator's own figures only, so no warning at all)."""
+    (tmp_path / "busy.py").write_text(BUSY)
+    cfg = api.load(_write(tmp_path, BUSY_SCENARIO))
+    outcome = api.run(cfg, out=tmp_path / "run", workers=2)
+    timeline = outcome.result.timeline
+    whole = [p for p in timeline if p["t"] <= 4]
+    assert all(p["gen.workers"] == 2 for p in whole)
+    assert collections.Counter(p["gen.worker"] for p in whole).most_common(1)[0][0] == 2
+    assert max(p["gen.loop_lag_ms"] for p in whole) >= 5
+    text = (outcome.run_dir / "summary.txt").read_text()
+    assert "generator was saturated" in text
+    assert "worker 2 of 2 (segment 1/2:1)" in text, text
+    rows = json.loads(outcome.files["summary.json"].read_text())["scfleet"]["stages"]["rows"]
+    assert any(r["gen_worker"] == "worker 2 of 2 (segment 1/2:1)" for r in rows)
+
+
+def test_ledger_matches_with_streams_and_three_workers(tmp_path: pathlib.Path) -> None:
+    """The same smoke run through the library API (the pytest plugin's path) with 3 workers
+    and a JSON stream: the server's ledger, the summary and the stream agree."""
+    from simulator.report.streams import Stream
+
+    cfg = api.load("configs/smoke.toml")
+    js = tmp_path / "s.json"
+    outcome = api.run(cfg, out=tmp_path / "run", workers=3, streams=[Stream("json", js)])
+    assert outcome.exit_code == 0
+    db = sqlite3.connect(outcome.run_dir / "server" / "ledger.sqlite")
+    rows = db.execute("SELECT device_id, sequence FROM uploads").fetchall()
+    assert len(rows) == len(set(rows)) == 230
+    points, _ = _json_points(js)
+    assert points["http_reqs"] == 230
