@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import psutil
@@ -381,7 +382,8 @@ async def test_a_worker_failing_before_ready_is_a_one_line_error_naming_it() -> 
     launcher = _Launcher()
     pool = WorkerPool(cfg, "http://10.0.0.5:1", {}, 2, launcher=launcher)
     with pytest.raises(ScfleetError) as err:  # the CLI prints it as one line, exit 103
-        await pool.prepare(Any)  # type: ignore[arg-type]
+        # prepare sets the common start's lead and wraps the gen sampler: a bare stand-in
+        await pool.prepare(SimpleNamespace(start_lead=0.0, samplers=[]))  # type: ignore[arg-type]
     await pool.close()
     msg = str(err.value)
     assert "worker 2 of 2" in msg and "node 10.0.0.7" in msg and "devices/probe.py" in msg
