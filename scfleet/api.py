@@ -249,7 +249,10 @@ def _run_claimed(
 
             cluster = RayCluster(address, announce=not quiet)
             cluster.connect()
-            parts = cluster.cpus() if requested == "auto" else parts
+            if requested == "auto":  # one per cluster CPU, at most one per device in use
+                from simulator.executors import device_plan
+
+                parts = max(min(cluster.cpus(), device_plan(cfg.scenarios).possible), 1)
         record["workers"] = parts  # processes that ran the scenarios (1: this one)
         result = run_session(
             cfg,

@@ -87,6 +87,16 @@ def test_a_cluster_that_refuses_is_one_line_at_once(
     assert not out.exists()
 
 
+def test_per_sample_streams_are_refused_with_a_cluster(scfleet: Any, tmp_path: Any) -> None:
+    res = scfleet(
+        "run", "configs/smoke.toml", "--cluster", "auto", "--out", f"json={tmp_path}/s.json",
+        "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert res.returncode == 104 and res.stderr.count("\n") == 1, res.stderr
+    assert "--cluster" in res.stderr and "per-sample" in res.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_bad_cluster_flag_is_a_usage_error(scfleet: Any) -> None:
     res = scfleet("run", "configs/smoke.toml", "--cluster", "nowhere")
     assert res.returncode == 2 and "--cluster" in res.stderr and "Traceback" not in res.stderr
