@@ -140,6 +140,7 @@ def run_session(
         if on_finished is not None:
             on_finished()
         stream.close(result)
+        result.timeline = stream.timeline()  # kept on disk during the run, not in memory
         return result
     finally:
         target.stop()
@@ -196,6 +197,7 @@ def _execute(
             env.companions.insert(0, pool)
         if stream is not None:
             env.tick_hooks.append(stream.tick)
+            env.keep_timeline = False  # the stream has every point; memory keeps the last
         env.tick_hooks.extend(tick_hooks)
         loop = asyncio.get_running_loop()
         presses = 0

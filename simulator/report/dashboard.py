@@ -72,16 +72,18 @@ def _cards(timeline: list[dict[str, Any]]) -> str:
     return cards(items)
 
 
-def snapshot(env: Any, tick: int) -> str:
-    """The page's state after a tick, as one JSON document."""
+def snapshot(env: Any, tick: int, timeline: list[dict[str, Any]] | None = None) -> str:
+    """The page's state after a tick, as one JSON document (``timeline``: the run's points so
+    far, default ``env.timeline``)."""
     from simulator.report import html
     from simulator.report.stages import stage_table
     from simulator.run.stage_recorder import StageRecorder
 
     cfg = env.cfg
+    timeline = env.timeline if timeline is None else timeline
     thresholds = [(t.metric_key, t.expr.source) for t in cfg.thresholds]
     recorder = env.stage_recorder or StageRecorder.for_config(cfg)
-    rows, assessments = stage_table(recorder, env.timeline, thresholds)
+    rows, assessments = stage_table(recorder, timeline, thresholds)
     verdict = "".join(
         (f"<h3>{html.esc(a.scenario)}</h3>" if len(assessments) > 1 else "") + html._verdict(a)
         for a in assessments
@@ -95,15 +97,15 @@ def snapshot(env: Any, tick: int) -> str:
     head = json.dumps(
         {
             "tick": tick,
-            "elapsed": env.timeline[-1]["t"] if env.timeline else 0.0,
+            "elapsed": timeline[-1]["t"] if timeline else 0.0,
             "status": status,
-            "cards": _cards(env.timeline),
+            "cards": _cards(timeline),
             "verdict": verdict,
             "stages": stages,
         },
         allow_nan=False,
     )
-    drawn = html.charts(thinned(env.timeline), rows)
+    drawn = html.charts(thinned(timeline), rows)
     return head[:-1] + ', "charts": ' + html.charts_json(drawn) + "}"
 
 
@@ -125,6 +127,7 @@ class Dashboard:
     def __init__(self, endpoint: Endpoint, title: str = "", *, source: str = "--dashboard") -> None:
         self._cond = threading.Condition()
         self._state = ""
+        self._points: list[dict[str, Any]] = []
         self._tick = 0
         self._clients = 0
         self._closing = False
@@ -190,11 +193,15 @@ class Dashboard:
                 self._clients -= 1
 
     def tick(self, env: Any, point: Any = None) -> None:
-        """A tick hook: the state after this tick, built only while a page is connected."""
+        """A tick hook: the state after this tick, built only while a page is connected. The
+        page's stage table needs every point: the dashboard keeps its own copy (the run keeps
+        only the last in memory)."""
+        if point is not None:
+            self._points.append(point)
         with self._cond:
             if not self._clients:
                 return
-        state = snapshot(env, self._tick + 1)
+        state = snapshot(env, self._tick + 1, self._points if point is not None else None)
         with self._cond:
             self._state = state
             self._tick += 1

@@ -210,11 +210,12 @@ class RunStream:
         self._notes = 0
         self.ticks = 0
         self.failed: str | None = None
+        self._unwritten: list[dict[str, Any]] = []  # points from a write error on
         self._write({"type": "start", "format": STREAM_FORMAT, "effective": _jsonable(effective)})
 
-    def _write(self, obj: dict[str, Any]) -> None:
+    def _write(self, obj: dict[str, Any]) -> bool:
         if self._fh is None:
-            return
+            return False
         try:
             self._fh.write(json.dumps(obj, separators=(",", ":"), default=str) + "\n")
             self._fh.flush()
@@ -223,6 +224,8 @@ class RunStream:
             with contextlib.suppress(OSError, ValueError):
                 self._fh.close()
             self._fh = None
+            return False
+        return True
 
     def tick(self, env: Environment, point: dict[str, Any]) -> None:
         """A :data:`simulator.run.runner.ProgressHook`: one line per timeline point."""
@@ -233,7 +236,8 @@ class RunStream:
         if notes:
             line["notes"] = list(notes)
             self._notes = len(env.notes)
-        self._write(line)
+        if not self._write(line):
+            self._unwritten.append(point)  # the report still gets it
         self.ticks += 1
         if self.failed and self.failed not in env.notes:
             env.notes.append(self.failed)
@@ -296,6 +300,23 @@ class RunStream:
             with contextlib.suppress(OSError, ValueError):
                 self._fh.close()
             self._fh = None
+
+    def timeline(self) -> list[dict[str, Any]]:
+        """Every timeline point of the run, read back from the file (each line's point only,
+        not its registry delta), then those a write error kept in memory."""
+        decode = json.JSONDecoder().raw_decode
+        points = []
+        with contextlib.suppress(OSError), open(self.path, encoding="utf-8") as fh:
+            for line in fh:
+                at = line.find(',"point":', 0, 80)
+                if not line.startswith('{"type":"tick"') or at < 0:
+                    continue
+                try:
+                    point, _end = decode(line, at + len(',"point":'))
+                except ValueError:
+                    continue  # a torn line (the write that failed)
+                points.append(point)
+        return points + self._unwritten
 
 
 def read_stream(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -174,6 +174,10 @@ class Environment:
         self.interrupted = False
         self.aborted: str | None = None
         self.timeline: list[dict[str, Any]] = []
+        #: False: only the last point stays in memory (the run's stream keeps them all and
+        #: gives them back for the report), so a long run's memory stays flat
+        self.keep_timeline = True
+        self.points = 0  # timeline points made so far (the tick count)
         self.intervals = {sc.name: IntervalStats() for sc in cfg.scenarios}
         self.events = {
             sc.name: ScenarioEvents(self.registry, sc.name, self.intervals[sc.name])
@@ -415,6 +419,9 @@ class Environment:
             for k, v in values.items():
                 point[f"{prefix}.{k}"] = v
         self.timeline.append(point)
+        self.points += 1
+        if not self.keep_timeline:
+            del self.timeline[:-1]
         for tick_hook in self.tick_hooks:
             tick_hook(self, point)
         if self.progress is not None:

@@ -480,6 +480,7 @@ def _worker(end: WorkerEnd, job: WorkerJob) -> None:
         env.registry.sink = writer
         gen = GeneratorSampler()
         gen.start()
+        env.keep_timeline = False  # the coordinator keeps the run's timeline
         tracker = DeltaTracker(env.registry)
         ticks: dict[str, IntervalStats] = {}
 
@@ -499,7 +500,7 @@ def _worker(end: WorkerEnd, job: WorkerJob) -> None:
             )
             figures = GenFigures.of(gen.sample())
             sizes = writer.sizes() if writer is not None else ()
-            snap = Snapshot(job.index, len(env.timeline), scenarios, tracker.take(), figures, sizes)
+            snap = Snapshot(job.index, env.points, scenarios, tracker.take(), figures, sizes)
             end.send(snap)
 
         env.interval_hooks.append(on_interval)
