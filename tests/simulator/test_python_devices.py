@@ -321,6 +321,7 @@ unit_score = ["min>0.2", "max<0.8"]
 """
 
 
+@pytest.mark.slow
 def test_custom_trends_keep_floats_and_unthresholded_custom_metrics_are_k6_metrics(
     tmp_path: Path, fleet: Any
 ) -> None:
