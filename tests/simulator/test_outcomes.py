@@ -96,7 +96,9 @@ async def _accept_and_close_run() -> RunResult:
                     "rate": 400,
                     "duration": "2s",
                     "pre_allocated_devices": 20,
-                    "max_devices": 20,
+                    # headroom, so a loaded host's slower failures are not dropped iterations;
+                    # a device never released (the old bug) still exhausts it and drops
+                    "max_devices": 200,
                     "graceful_stop": "3s",
                     "device": {"chunk_bytes": 3200},
                 }
