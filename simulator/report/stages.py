@@ -19,6 +19,7 @@ from typing import Any
 from simulator.metrics import Histogram
 from simulator.metrics.thresholds import ThresholdExpr, parse_expression, parse_metric_key
 from simulator.run.monitoring import GEN_CPU_SATURATED_PCT as GEN_CPU_SATURATED_PCT
+from simulator.run.monitoring import GEN_DROPPED_SHARE as GEN_DROPPED_SHARE
 from simulator.run.monitoring import GEN_LOOP_LAG_MS as GEN_LOOP_LAG_MS
 from simulator.run.stage_recorder import StageRecorder as StageRecorder
 from simulator.run.stage_recorder import locate as locate
@@ -29,7 +30,9 @@ from simulator.run.stage_recorder import locate as locate
 #: whole machine from Prometheus.
 CPU_SATURATED_PCT = 85.0
 #: The generator is saturated above GEN_CPU_SATURATED_PCT of CPU or GEN_LOOP_LAG_MS of loop
-#: lag (their home is the generator's sampler, simulator.run.monitoring; workers rank by them).
+#: lag (their home is the generator's sampler, simulator.run.monitoring; workers rank by them);
+#: with workers also when the worst worker dropped GEN_DROPPED_SHARE of its iterations or its
+#: p99 start lag reached GEN_LOOP_LAG_MS (a one-process run has no such columns).
 #: A lagging (not CPU-bound) generator is named the bottleneck only when its lag is at least
 #: this share of the stage's median latency: a few ms of lag on a host shared with other work
 #: cannot explain seconds of latency, so it does not hide a saturated server.
@@ -104,6 +107,9 @@ class StageRow:
     node_mem_pct: float | None = None
     gen_cpu: float | None = None
     gen_lag_ms: float | None = None
+    #: with workers: the worst worker's share of its iterations dropped, its p99 start lag
+    gen_dropped_share: float | None = None
+    gen_start_lag_ms: float | None = None
     #: with workers: the process nearest saturation in most of the stage's ticks
     gen_worker: str | None = None
     thresholds_ok: bool | None = None
@@ -115,9 +121,12 @@ class StageRow:
 
     @property
     def generator_saturated(self) -> bool:
-        return (self.gen_cpu or 0) >= GEN_CPU_SATURATED_PCT or (
-            self.gen_lag_ms or 0
-        ) >= GEN_LOOP_LAG_MS
+        return (
+            (self.gen_cpu or 0) >= GEN_CPU_SATURATED_PCT
+            or (self.gen_lag_ms or 0) >= GEN_LOOP_LAG_MS
+            or (self.gen_dropped_share or 0) >= GEN_DROPPED_SHARE
+            or (self.gen_start_lag_ms or 0) >= GEN_LOOP_LAG_MS
+        )
 
 
 @dataclass
@@ -221,6 +230,8 @@ def _fill(row: StageRow, ticks: list[Mapping[str, Any]], hist: Histogram | None)
     row.node_mem_pct = _max(series("node.mem_used_percent"))
     row.gen_cpu = _mean(series("gen.cpu_percent"))
     row.gen_lag_ms = _mean(series("gen.loop_lag_ms"))
+    row.gen_dropped_share = _mean(series("gen.dropped_share"))
+    row.gen_start_lag_ms = _mean(series("gen.start_lag_p99_ms"))
     row.gen_worker = _worst_process(ticks)
 
 

@@ -181,6 +181,10 @@ def _descriptors(p: psutil.Process) -> int:
 GEN_CPU_SATURATED_PCT = 85.0
 #: … or when the event loop wakes this late on average (its timestamps are late as much).
 GEN_LOOP_LAG_MS = 5.0
+#: With workers, a worker is also saturated when it drops this share of its iterations in a
+#: tick (it could not keep its schedule) or its iterations' p99 start lag (``schedule_lag``)
+#: reaches GEN_LOOP_LAG_MS: the bench's ceiling rule (< 1 % dropped, p99 start lag < 5 ms).
+GEN_DROPPED_SHARE = 0.01
 
 
 class GeneratorSampler:

@@ -57,7 +57,7 @@ from simulator.metrics.registry import (
     Trend,
 )
 from simulator.run.device_row import DeviceRow
-from simulator.run.monitoring import GEN_CPU_SATURATED_PCT, GEN_LOOP_LAG_MS
+from simulator.run.monitoring import GEN_CPU_SATURATED_PCT, GEN_DROPPED_SHARE, GEN_LOOP_LAG_MS
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -134,6 +134,11 @@ class GenFigures:
     cpu_demand: float | None = None
     loop_lag_ms: float | None = None
     loop_lag_max_ms: float | None = None
+    #: a worker's own schedule: iterations it dropped and started (dropped + run) in the
+    #: tick, and its iterations' p99 start lag (ms); not sampled for the coordinator
+    dropped: int = 0
+    scheduled: int = 0
+    start_lag_p99_ms: float | None = None
 
     @classmethod
     def of(cls, values: Mapping[str, float | None]) -> GenFigures:
@@ -145,10 +150,17 @@ class GenFigures:
         )
 
     @property
+    def dropped_share(self) -> float | None:
+        return self.dropped / self.scheduled if self.scheduled else None
+
+    @property
     def pressure(self) -> float:
         """How close to saturated by the stage table's rules (1: at the threshold)."""
         return max(
-            self.cpu_percent / GEN_CPU_SATURATED_PCT, (self.loop_lag_ms or 0.0) / GEN_LOOP_LAG_MS
+            self.cpu_percent / GEN_CPU_SATURATED_PCT,
+            (self.loop_lag_ms or 0.0) / GEN_LOOP_LAG_MS,
+            (self.dropped_share or 0.0) / GEN_DROPPED_SHARE,
+            (self.start_lag_p99_ms or 0.0) / GEN_LOOP_LAG_MS,
         )
 
 
@@ -498,9 +510,10 @@ def _worker(end: WorkerEnd, job: WorkerJob) -> None:
                 )
                 for name in env.intervals
             )
-            figures = GenFigures.of(gen.sample())
+            deltas = tracker.take()
+            figures = schedule_figures(GenFigures.of(gen.sample()), scenarios, deltas)
             sizes = writer.sizes() if writer is not None else ()
-            snap = Snapshot(job.index, env.points, scenarios, tracker.take(), figures, sizes)
+            snap = Snapshot(job.index, env.points, scenarios, deltas, figures, sizes)
             end.send(snap)
 
         env.interval_hooks.append(on_interval)
@@ -931,12 +944,28 @@ class WorkerPool:
             ev.allocated = sum(t.allocated for t in ticks)
 
 
+def schedule_figures(
+    figures: GenFigures, scenarios: Sequence[ScenarioTick], deltas: Sequence[SeriesDelta]
+) -> GenFigures:
+    """A worker's figures with its own schedule of the tick: what it dropped of what it had
+    to start, and the p99 start lag of its iterations (from the tick's ``schedule_lag``)."""
+    dropped = sum(t.stats.dropped for t in scenarios)
+    lag = Histogram()
+    for d in deltas:
+        if d.metric == "schedule_lag" and isinstance(d.value, Trend):
+            lag.merge(d.value.hist)
+    p99 = lag.percentile(99) / 1000 if lag.count else None
+    scheduled = dropped + sum(t.stats.iterations for t in scenarios)
+    return replace(figures, dropped=dropped, scheduled=scheduled, start_lag_p99_ms=p99)
+
+
 class FleetGenerator:
     """The ``gen.*`` columns with workers: each process's generator figures of the tick (the
     coordinator's from its own sampler, each worker's from its snapshot). ``cpu_percent``,
     ``cpu_demand`` and the lags are the worst process's (each is one event loop: one core);
-    ``cpu_percent_sum`` is all of them; ``worker`` is the process nearest saturation by the
-    stage table's rules (0: the coordinator, k: worker k), ``workers`` how many there are."""
+    ``cpu_percent_sum`` is all of them; ``dropped_share`` and ``start_lag_p99_ms`` the worst
+    worker's own schedule; ``worker`` is the process nearest saturation by the stage table's
+    rules (0: the coordinator, k: worker k), ``workers`` how many there are."""
 
     def __init__(self, own: Sampler, pool: WorkerPool) -> None:
         self.own = own
@@ -959,10 +988,13 @@ class FleetGenerator:
             "worker": float(worst),
             "workers": float(self.pool.parts),
         }
-        for key in ("cpu_demand", "loop_lag_ms", "loop_lag_max_ms"):
+        for key in ("cpu_demand", "loop_lag_ms", "loop_lag_max_ms", "start_lag_p99_ms"):
             value = top([getattr(f, key) for f in figures])
             if value is not None:
                 out[key] = value
+        share = top([f.dropped_share for f in figures])
+        if share is not None:
+            out["dropped_share"] = share
         return out
 
 

@@ -179,6 +179,43 @@ def test_a_saturated_worker_is_named_in_the_warning(tmp_path: pathlib.Path) -> N
     assert any(r["gen_worker"] == "worker 2 of 2 (segment 1/2:1)" for r in rows)
 
 
+STARVED = """
+import asyncio
+
+from simulator.userdevice import Device
+
+
+class Slow(Device):
+    async def iteration(self) -> None:  # the odd devices (worker 2's) hold their slot 1 s
+        await asyncio.sleep(1.0 if self.index % 2 else 0.01)
+"""
+
+STARVED_SCENARIO = """
+[scenarios.s]
+executor = "constant-arrival-rate"
+rate = 20
+duration = "3s"
+pre_allocated_devices = 4
+max_devices = 4
+[scenarios.s.device]
+kind = "python:slow.py:Slow"
+"""
+
+
+def test_a_worker_dropping_its_iterations_is_named_in_the_warning(tmp_path: pathlib.Path) -> None:
+    """Worker 2's two devices can start 2 of its 10 iterations a second and drop the rest,
+    with an idle CPU; worker 1 keeps its schedule. The gen.* columns carry the worst worker's
+    dropped share and the warning names worker 2 by it (before: no per-worker drops, CPU and
+    loop lag only)."""
+    (tmp_path / "slow.py").write_text(STARVED)
+    cfg = api.load(_write(tmp_path, STARVED_SCENARIO))
+    outcome = api.run(cfg, out=tmp_path / "run", workers=2)
+    whole = [p for p in outcome.result.timeline if p["t"] <= 3]
+    assert all(p["gen.dropped_share"] >= 0.5 and p["gen.worker"] == 2 for p in whole), whole
+    text = (outcome.run_dir / "summary.txt").read_text()
+    assert "generator was saturated in some stage (worker 2 of 2 (segment 1/2:1))" in text, text
+
+
 def test_ledger_matches_with_streams_and_three_workers(tmp_path: pathlib.Path) -> None:
     """The same smoke run through the library API (the pytest plugin's path) with 3 workers
     and a JSON stream: the server's ledger, the summary and the stream agree."""
