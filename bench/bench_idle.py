@@ -226,19 +226,12 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--every", type=float, default=0.25, help="seconds between samples")
     ap.add_argument("--json", type=Path)
-    ap.add_argument(
-        "--no-spread",
-        action="store_true",
-        help="when the open-file limit refuses --devices over --workers, do not rerun them "
-        "over as many processes as the limit needs",
-    )
     ap.add_argument("--where", type=int, help="tracemalloc: where N devices' memory goes")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, _terminate)
     if args.where:
         return where(args.where)
     workers = len(os.sched_getaffinity(0)) if args.workers == "auto" else int(args.workers)
-    cap = open_file_cap()
     load_before = os.getloadavg()
     print(f"load average before: {' '.join(f'{x:.2f}' for x in load_before)}")
     runs: dict[str, Memory] = {}
@@ -246,46 +239,31 @@ def main() -> None:
         tmp = Path(d)
 
         def run(label: str, devices: int, w: int) -> Memory:
+            """One run; scfleet refusing it (e.g. the open-file limit) ends the bench."""
             m = measure(nginx.url, devices, str(w), args.duration, args.every, tmp)
             runs[label] = m
             show(label, m)
             return m
 
         small = run("small", args.small, workers)
-        if -(-args.devices // workers) <= cap:
-            big = run("big", args.devices, workers)
-        else:
-            print(
-                f"scfleet refuses {args.devices:,} devices over {workers} processes: each would "
-                f"need {-(-args.devices // workers) + 128:,} open files (one per device it may "
-                f"use at once + 128) and the hard limit here is {cap + 128:,} (it cannot be "
-                f"raised in this container). It reaches {cap * workers:,} with {workers}."
-            )
-            run("reach", cap * workers, workers)
-            spread = -(-args.devices // cap)
-            if args.no_spread:
-                big = None
-            else:
-                print(f"… and {args.devices:,} devices over {spread} worker processes:")
-                big = run("big", args.devices, spread)
+        big = run("big", args.devices, workers)
     load_after = os.getloadavg()
     print(f"load average after: {' '.join(f'{x:.2f}' for x in load_after)}")
     doc: dict[str, object] = {k: asdict(v) for k, v in runs.items()}
-    doc.update(load_before=load_before, load_after=load_after, open_file_cap=cap)
+    doc.update(load_before=load_before, load_after=load_after)
     for label, m in runs.items():
         if label == "small" or m.workers != small.workers:
             continue  # per device only against a run with as many processes
         per_kib = (m.peak_uss_mb - small.peak_uss_mb) * 1024 / (m.devices - small.devices)
         doc[f"{label}_per_device_kib"] = per_kib
         print(f"{label}: {m.devices:,} devices → {per_kib:.2f} KiB per device over the small run")
-    if big is not None:
-        total = big.peak_uss_mb * 2**20
-        doc["met"] = total <= GOAL_BYTES
-        print(
-            f"{big.devices:,} idle devices in {big.processes} processes: "
-            f"{big.peak_uss_mb:,.0f} MiB USS in all ({total / 1e9:.2f} GB; goal ≤ 1 GB: "
-            f"{'met' if total <= GOAL_BYTES else 'MISSED'})"
-        )
+    total = big.peak_uss_mb * 2**20
+    doc["met"] = total <= GOAL_BYTES
+    print(
+        f"{big.devices:,} idle devices in {big.processes} processes: "
+        f"{big.peak_uss_mb:,.0f} MiB USS in all ({total / 1e9:.2f} GB; goal ≤ 1 GB: "
+        f"{'met' if total <= GOAL_BYTES else 'MISSED'})"
+    )
     if args.json:
         args.json.write_text(json.dumps(doc, indent=1))
 
@@ -304,15 +282,6 @@ def show(label: str, m: Memory) -> None:
 def _terminate(signum: int, frame: object) -> None:
     """SIGTERM unwinds like Ctrl-C: the run is killed and nginx stopped by PID."""
     raise SystemExit(128 + signum)
-
-
-def open_file_cap() -> int:
-    """Devices one scfleet process may hold here: the hard open-file limit (raised first where
-    this process may) minus scfleet's 128 spare."""
-    import resource
-
-    raise_nofile()
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 128
 
 
 if __name__ == "__main__":

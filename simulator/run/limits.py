@@ -1,11 +1,18 @@
 """The open-file limit a run needs, raised at start or refused in one line.
 
-A device runs one request at a time and the fast transport opens a connection only when no
-idle one is free, so a process never holds more sockets than devices busy at once: at most
-the peak device need of its scenarios (k6's max possible VUs, :func:`device_plan`). Past the
-limit, connects fail with "Too many open files" and the run collapses, so the soft limit is
-raised to that need plus a margin (the loop, run-folder files, pipes, samplers) before
-anything starts; a need above the hard limit is an error naming both numbers.
+A device runs one request at a time, and a process's transport shares one pool of keep-alive
+connections among all its devices: it opens a connection only when no idle one is free, so
+it never holds more sockets than requests in flight at once (unlike k6, where each VU keeps
+its own connections, so k6's descriptors grow with the VUs that have sent). Requests in flight
+are bounded by the devices *in flight*, not the devices allocated: at most the peak device
+need of the scenarios (k6's max possible VUs, :func:`device_plan`), and at most the
+iterations a scenario can start at all (an iteration in flight is one that started;
+``iteration_bound``: an arrival-rate schedule's planned iterations, a per-vu-iterations
+scenario's VUs × iterations). So 1,000,000 pre-allocated devices at 1 iteration/s for 10 s
+need 10 sockets, while 1,000,000 looping VUs need 1,000,000. Past the limit, connects fail
+with "Too many open files" and the run collapses, so the soft limit is raised to that need
+plus a margin (the loop, run-folder files, pipes, samplers) before anything starts; a need
+above the hard limit is an error naming both numbers.
 """
 
 from __future__ import annotations
@@ -29,7 +36,18 @@ def files_needed(cfg: RunConfig, workers: int = 1) -> int:
         from simulator.run.workers import segment_config
 
         return max(files_needed(segment_config(cfg, k, workers)) for k in range(workers))
-    return device_plan(cfg.scenarios).possible + MARGIN
+    return connections_bound(cfg) + MARGIN
+
+
+def connections_bound(cfg: RunConfig) -> int:
+    """The most requests (so connections) one process's scenarios can have in flight at once:
+    the peak device need, and no more than the iterations each scenario can start."""
+    by_iterations = 0
+    for sc in cfg.scenarios:
+        devices = sc.executor.device_bound()
+        iterations = sc.executor.iteration_bound(sc.think_time)
+        by_iterations += devices if iterations is None else min(devices, iterations)
+    return min(device_plan(cfg.scenarios).possible, by_iterations)
 
 
 def ensure_open_files(need: int) -> int:
@@ -44,8 +62,8 @@ def ensure_open_files(need: int) -> int:
         return soft
     if hard != resource.RLIM_INFINITY and need > hard:
         raise OpenFileLimit(
-            f"this run needs {need} open files (one per device it may use at once, plus "
-            f"{MARGIN}) but the hard limit is {hard}: raise it (ulimit -Hn, systemd "
+            f"this run needs {need} open files (one per request it may have in flight at once, "
+            f"plus {MARGIN}) but the hard limit is {hard}: raise it (ulimit -Hn, systemd "
             "LimitNOFILE) or use fewer max_devices/VUs per process (--workers splits them)"
         )
     resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))

@@ -55,14 +55,75 @@ def test_the_soft_limit_is_raised_and_the_hard_limit_refused() -> None:
     assert "needs 900 open files" in res.stdout and "hard limit is 512" in res.stdout
 
 
+IDLE = (
+    '[scenarios.idle]\nexecutor = "constant-arrival-rate"\nrate = {rate}\nduration = "{secs}s"\n'
+    'pre_allocated_devices = {devices}\nmax_devices = {devices}\ngraceful_stop = "2s"\n'
+    '[scenarios.idle.device]\nkind = "iot_upload"\nchunk_bytes = 100\n'
+)
+
+
+def test_files_needed_counts_devices_in_flight_not_devices_allocated(
+    tmp_path: pathlib.Path,
+) -> None:
+    """An idle fleet: 100,000 pre-allocated devices at 1 iteration/s for 10 s can have at most
+    10 requests in flight (one per started iteration). Before, the need was sized by devices
+    allocated (100,000 + MARGIN), so a 20,000-file container refused it."""
+    path = tmp_path / "idle.toml"
+    path.write_text(IDLE.format(rate=1, secs=10, devices=100_000))
+    cfg = api.load(path)
+    assert files_needed(cfg) == 10 + MARGIN
+    assert files_needed(cfg, 2) == 5 + MARGIN  # each segment starts half the iterations
+    # looping VUs are all in flight at once: those still count one each
+    vus = tmp_path / "vus.toml"
+    vus.write_text(
+        '[scenarios.v]\nexecutor = "constant-vus"\nvus = 3000\nduration = "5s"\n'
+        '[scenarios.v.device]\nkind = "iot_upload"\n'
+    )
+    assert files_needed(api.load(vus)) == 3000 + MARGIN
+    assert files_needed(api.load(vus), 2) == 1500 + MARGIN
+
+
+def test_more_devices_than_files_but_few_in_flight_runs(tmp_path: pathlib.Path) -> None:
+    """5,000 idle devices under a hard limit of 1,024 open files, 2 iterations/s: the run
+    goes (before: refused, exit 103, "needs 5128 open files") and every request succeeds."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = tmp_path / "idle.toml"
+        cfg.write_text(IDLE.format(rate=2, secs=2, devices=5000))
+        out = tmp_path / "run"
+        res = subprocess.run(
+            [sys.executable, "-m", "scfleet", "run", str(cfg), "--out", str(out), "--quiet"]
+            + ["--target", f"http://127.0.0.1:{server.server_address[1]}", "--workers", "1"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            preexec_fn=_limited(1024, 1024),
+        )
+        assert res.returncode == 0, res.stderr
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["metrics"]["http_reqs"]["count"] == 4
+        assert summary["metrics"]["http_req_failed"]["passes"] == 0
+        assert len((out / "devices.csv").read_text().splitlines()) == 5000 + 1
+    finally:
+        server.shutdown()
+
+
 def test_a_need_above_the_hard_limit_is_one_line_before_anything_starts(
     tmp_path: pathlib.Path,
 ) -> None:
     out = tmp_path / "run"
+    cfg = tmp_path / "vus.toml"  # 5,000 looping devices: 5,000 requests may be in flight
+    cfg.write_text(
+        '[scenarios.v]\nexecutor = "constant-vus"\nvus = 5000\nduration = "5s"\n'
+        '[scenarios.v.device]\nkind = "iot_upload"\n'
+    )
     res = subprocess.run(
-        [sys.executable, "-m", "scfleet", "run", "configs/smoke.toml", "--out", str(out)]
+        [sys.executable, "-m", "scfleet", "run", str(cfg), "--out", str(out)]
         # one process needs the whole fleet's files (with workers, the largest segment's)
-        + ["--set", "scenarios.iot_upload.max_devices=5000", "--workers", "1"],
+        + ["--target", "http://127.0.0.1:9", "--workers", "1"],
         cwd=ROOT,
         capture_output=True,
         text=True,
