@@ -11,7 +11,7 @@ import asyncio
 import csv
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -197,21 +197,39 @@ class Behaviour:
         """One-line notes for the summary (Python devices' errors)."""
         return []
 
-    def device_rows(self) -> list[DeviceRow]:
-        return [
-            DeviceRow(
-                scenario=self.sc.name,
-                kind=self.ctx.kind,
-                device_id=d.device_id,
-                requests=d.requests,
-                ok=d.ok,
-                failed=d.failed,
-                next_sequence=d.seq,
-                bytes_ok=d.bytes_ok,
-                logins=d.logins,
-            )
-            for d in self.devices
-        ]
+    def device_rows(self) -> ScenarioRows:
+        """Its devices' rows, made one at a time as ``devices.csv`` is written."""
+        return ScenarioRows(self.sc.name, self.ctx.kind, self.devices)
+
+
+class ScenarioRows:
+    """One scenario's device rows, made from its devices when read (never held as a list)."""
+
+    virtual_only = True
+
+    def __init__(self, scenario: str, kind: str, devices: list[VirtualDevice]) -> None:
+        self.scenario = scenario
+        self.kind = kind
+        self.devices = devices
+
+    def __len__(self) -> int:
+        return len(self.devices)
+
+    def __iter__(self) -> Iterator[DeviceRow]:
+        return (self.row(d) for d in self.devices)
+
+    def row(self, d: VirtualDevice) -> DeviceRow:
+        return DeviceRow(
+            scenario=self.scenario,
+            kind=self.kind,
+            device_id=d.device_id,
+            requests=d.requests,
+            ok=d.ok,
+            failed=d.failed,
+            next_sequence=d.seq,
+            bytes_ok=d.bytes_ok,
+            logins=d.logins,
+        )
 
 
 class IotUpload(Behaviour):

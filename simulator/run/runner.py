@@ -24,7 +24,7 @@ from simulator.executors import Drive, device_plan, perf_offset
 from simulator.http import Transport
 from simulator.metrics import Counter, Gauge, IntervalStats, Registry
 from simulator.metrics.thresholds import ThresholdResult, evaluate_one
-from simulator.run.device_row import DeviceRow
+from simulator.run.device_row import DeviceTable, Rows
 from simulator.run.devices import (
     Account,
     Behaviour,
@@ -102,7 +102,7 @@ class RunResult:
     interrupted: bool
     aborted: str | None  # threshold that aborted the run
     thresholds: list[ThresholdResult] = field(default_factory=list)
-    devices: list[DeviceRow] = field(default_factory=list)
+    devices: Rows = field(default_factory=list)  # a DeviceTable: rows made when read
     target: str = ""
     notes: list[str] = field(default_factory=list)
     stage_recorder: StageRecorder | None = None  # per-stage histograms (monitoring.attach)
@@ -123,7 +123,7 @@ class Companion(Protocol):
 
     async def close(self) -> None: ...
 
-    def device_rows(self) -> list[DeviceRow]: ...
+    def device_rows(self) -> Rows: ...
 
     def open_files(self) -> int:
         """Descriptors it may hold at once during the run (its links): the open-file limit
@@ -282,8 +282,10 @@ class Environment:
             self.notes.extend(behaviour.notes())
         duration = time.perf_counter() - self.started_perf
         results = self.evaluate_thresholds(duration)
-        devices = [row for b in self.behaviours.values() for row in b.device_rows()]
-        devices += [row for comp in self.companions for row in comp.device_rows()]
+        devices = DeviceTable(
+            [b.device_rows() for b in self.behaviours.values()]
+            + [comp.device_rows() for comp in self.companions]
+        )
         return RunResult(
             self.cfg,
             self.registry,

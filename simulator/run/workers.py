@@ -34,11 +34,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import math
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
 
     from simulator.config import RunConfig
     from simulator.executors import ExecutorConfig
+    from simulator.run.device_parts import PartRows, Scratch
     from simulator.run.devices import Account
     from simulator.run.runner import Environment, Sampler
 
@@ -181,13 +183,16 @@ class Ready:
 
 @dataclass(frozen=True)
 class Final:
-    """A worker's last word: its devices (with their global identity), notes, error."""
+    """A worker's last word: its devices (with their global identity), notes, error. A local
+    worker writes its devices to its part file instead (:mod:`simulator.run.device_parts`)
+    and says how many (``devices_written``); ``devices`` is then empty."""
 
     worker: int
     devices: tuple[tuple[str, int, DeviceRow], ...]  # (scenario, global index, row)
     notes: tuple[str, ...]
     error: str | None
     interrupted: bool
+    devices_written: int = 0
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,7 @@ class WorkerJob:
     accounts: Mapping[str, list[Account]]
     tick: float = 1.0
     samples: SampleParts | None = None  # its part of the per-sample streams (local workers)
+    devices_part: Path | None = None  # where it writes its device rows (local workers)
 
 
 #: what a worker sends to the coordinator, and what the coordinator sends to a worker
@@ -537,17 +543,32 @@ def _worker(end: WorkerEnd, job: WorkerJob) -> None:
             await transport.close()
             if writer is not None:
                 writer.close()
-        rows = tuple(
-            (name, dev.index, row)
-            for name, beh in env.behaviours.items()
-            for dev, row in zip(beh.devices, beh.device_rows(), strict=True)
-        )
-        end.send(Final(job.index, rows, tuple(result.notes), result.error, result.interrupted))
+        notes, error, stopped = tuple(result.notes), result.error, result.interrupted
+        if job.devices_part is not None:  # row by row to the part, never all in a message
+            from simulator.run.device_parts import write_part
+
+            written = write_part(job.devices_part, _device_rows(env))
+            end.send(Final(job.index, (), notes, error, stopped, written))
+        else:
+            names = [sc.name for sc in cfg.scenarios]
+            rows = tuple((names[rank], i, row) for rank, i, row in _device_rows(env))
+            end.send(Final(job.index, rows, notes, error, stopped))
 
     from simulator.executors.runtime import new_loop
 
     with asyncio.Runner(loop_factory=new_loop) as runner:
         runner.run(main())
+
+
+def _device_rows(env: Environment) -> Iterator[tuple[int, int, DeviceRow]]:
+    """(scenario rank, global index, row) of every device, in ``devices.csv`` order."""
+    for rank, beh in enumerate(env.behaviours.values()):
+        rows = beh.device_rows()
+        devices = beh.devices
+        if any(a.index > b.index for a, b in itertools.pairwise(devices)):
+            devices = sorted(devices, key=lambda d: d.index)
+        for dev in devices:
+            yield rank, dev.index, rows.row(dev)
 
 
 # -- the coordinator's side -------------------------------------------------------------
@@ -665,6 +686,7 @@ class WorkerPool:
         self._failure: str | None = None
         self._failure_name = ""
         self._stopped = False
+        self._scratch: Scratch | None = None  # the workers' device-row parts
 
     def name(self, k: int) -> str:
         return f"{worker_name(k, self.parts)[:-1]}, {self._channels[k].where})"
@@ -683,6 +705,7 @@ class WorkerPool:
             for prefix, s in env.samplers
         ]
         self._make_parts()
+        local = isinstance(self.launcher, LocalLauncher)  # may write parts where this reads
         jobs = [
             WorkerJob(
                 k,
@@ -692,6 +715,7 @@ class WorkerPool:
                 self.accounts,
                 self.tick,
                 self._samples(k),
+                self._device_part(k) if local else None,
             )
             for k in range(self.parts)
         ]
@@ -758,11 +782,30 @@ class WorkerPool:
             self._merge_ticks(math.inf)
             self._drain_parts()
 
-    def device_rows(self) -> list[DeviceRow]:
+    def device_rows(self) -> PartRows:
+        """Every worker's device rows, merged from their parts as ``devices.csv`` is written."""
+        from simulator.run.device_parts import PartRows
+
+        parts = [(self._device_part(k), f.devices_written) for k, f in self._finals.items()]
+        return PartRows(self._scratch, sorted(parts))
+
+    def _device_part(self, k: int) -> Path:
+        """Worker ``k``'s device rows: its part file in the run's scratch folder."""
+        if self._scratch is None:
+            from simulator.run.device_parts import Scratch
+
+            self._scratch = Scratch()
+        return self._scratch.part(f"worker-{k + 1}")
+
+    def _spill(self, k: int, final: Final) -> Final:
+        """A remote worker's rows (sent in its final message) to its part, so they are not
+        held here; the message without them."""
+        from simulator.run.device_parts import write_part
+
         order = {sc.name: i for i, sc in enumerate(self.cfg.scenarios)}
-        rows = [r for f in self._finals.values() for r in f.devices]
-        rows.sort(key=lambda r: (order.get(r[0], len(order)), r[1]))
-        return [row for _name, _index, row in rows]
+        rows = sorted((order.get(n, len(order)), i, row) for n, i, row in final.devices)
+        written = write_part(self._device_part(k), rows)
+        return replace(final, devices=(), devices_written=written)
 
     def open_files(self) -> int:
         return 0  # the workers' own need is their segment's (simulator.run.limits)
@@ -888,7 +931,7 @@ class WorkerPool:
         elif isinstance(msg, Ready):
             self._ready.add(k)
         elif isinstance(msg, Final):
-            self._finals[k] = msg
+            self._finals[k] = self._spill(k, msg) if msg.devices else msg
         elif isinstance(msg, Failed) and self._failure is None:
             self._failure_name = self.name(k)
             self._failure = msg.error

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import pathlib
 import signal
 import sqlite3
@@ -84,7 +85,10 @@ def _children(proc: subprocess.Popen[str], deadline: float, want: int) -> list[p
     raise AssertionError("workers never started")
 
 
-def _start_long(out: pathlib.Path, *extra: str) -> subprocess.Popen[str]:
+def _start_long(
+    out: pathlib.Path, *extra: str, tmp: pathlib.Path | None = None
+) -> subprocess.Popen[str]:
+    env = None if tmp is None else {**os.environ, "TMPDIR": str(tmp)}
     return subprocess.Popen(
         [sys.executable, "-m", "scfleet", "run", "configs/smoke.toml", "--set", LONG]
         + ["--out", str(out), "--workers", "2", *extra],
@@ -92,6 +96,7 @@ def _start_long(out: pathlib.Path, *extra: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
 
 
@@ -108,7 +113,9 @@ def _wait_ticks(proc: subprocess.Popen[str], out: pathlib.Path, n: int) -> None:
 def test_sigterm_stops_every_worker_and_writes_the_merged_result(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "run"
     samples = tmp_path / "samples.json"
-    proc = _start_long(out, "--out", f"json={samples}")
+    scratch = tmp_path / "tmp"  # the workers' device-row parts go there (TMPDIR)
+    scratch.mkdir()
+    proc = _start_long(out, "--out", f"json={samples}", tmp=scratch)
     kids = _children(proc, time.time() + 120, 2)
     _wait_ticks(proc, out, 4)
     proc.send_signal(signal.SIGTERM)
@@ -128,6 +135,10 @@ def test_sigterm_stops_every_worker_and_writes_the_merged_result(tmp_path: pathl
     lines = [json.loads(line) for line in samples.read_text().splitlines()]
     assert sum(d.get("metric") == "http_reqs" and d["type"] == "Point" for d in lines) == reqs
     assert not (out / ".worker-parts").exists()
+    # devices.csv too, merged from the workers' parts, which are gone with the run
+    with open(out / "devices.csv") as fh:
+        assert sum(int(r["requests"]) for r in csv.DictReader(fh)) == reqs
+    assert not list(scratch.iterdir())
 
 
 def test_a_dead_worker_is_named_and_the_run_ends_with_exit_103(tmp_path: pathlib.Path) -> None:

@@ -1,0 +1,123 @@
+"""devices.csv without the fleet's rows in memory (issue 12's bench: 1,000,000 idle devices
+across workers in <= 1 GB).
+
+Before, each worker pickled every row of its segment into its final message and the
+coordinator sorted the merged rows in one list before writing the file (443 MiB at peak for
+1,000,000 devices); a one-process run made a list of every row too. Now rows are made as the
+file is written: a worker writes its rows to a part file and the coordinator merges the parts.
+The coordinator's memory is measured with tracemalloc (it is this process; workers are not).
+"""
+
+from __future__ import annotations
+
+import csv
+import threading
+import tracemalloc
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scfleet import api
+
+IDLE = (
+    '[scenarios.a]\nexecutor = "constant-arrival-rate"\nrate = 2\nduration = "1s"\n'
+    'pre_allocated_devices = {n}\nmax_devices = {n}\ngraceful_stop = "2s"\n'
+    '[scenarios.a.device]\nkind = "iot_upload"\nchunk_bytes = 100\nid_pattern = "a-{{n:06d}}"\n'
+    '[scenarios.b]\nexecutor = "constant-arrival-rate"\nrate = 2\nduration = "1s"\n'
+    'pre_allocated_devices = 7\ngraceful_stop = "2s"\n'
+    '[scenarios.b.device]\nkind = "iot_upload"\nchunk_bytes = 100\nid_pattern = "b,\\"{{n}}"\n'
+    "[audio]\nprofiles = 2\nseconds = 2\n"
+)
+
+
+class _Ok(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def url() -> Any:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _peak(tmp_path: Path, url: str, n: int, workers: int) -> tuple[int, list[list[str]]]:
+    """The traced peak of this process over a run of ``n`` idle devices; devices.csv."""
+    cfg_path = tmp_path / f"idle-{n}-{workers}.toml"
+    cfg_path.write_text(IDLE.format(n=n))
+    cfg = api.load(cfg_path)
+    out = tmp_path / f"run-{n}-{workers}"
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        outcome = api.run(cfg, target=url, out=out, workers=workers, overwrite=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert outcome.exit_code == 0
+    with open(out / "devices.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    return peak, rows
+
+
+@pytest.mark.slow  # ~30 s: two runs of 40,500 devices
+@pytest.mark.parametrize("workers", [1, 2])
+def test_device_rows_are_not_held_as_a_list(tmp_path: Path, url: str, workers: int) -> None:
+    small, _ = _peak(tmp_path, url, 500, workers)  # imports and set-up happen here first
+    small, _ = _peak(tmp_path, url, 500, workers)
+    big, rows = _peak(tmp_path, url, 40_500, workers)
+    per_device = (big - small) / 40_000
+    print(f"workers={workers}: {per_device:.0f} B per device at the coordinator's peak")
+    # every device once, in scenario order then by index, as a one-process run writes them
+    assert rows[0][:3] == ["scenario", "kind", "device_id"]
+    ids = [r[2] for r in rows[1:]]
+    assert ids == [f"a-{i:06d}" for i in range(1, 40_501)] + [f'b,"{i}' for i in range(1, 8)]
+    assert sum(int(r[3]) for r in rows[1:]) == 4  # 2 requests per scenario
+    if workers == 1:
+        # the devices themselves live here (~200 B each); their rows are made as written
+        # (before: + a DeviceRow per device in one list, ~180 B more)
+        assert per_device < 290
+    else:
+        # the coordinator holds no device (before: every row, unpickled and sorted)
+        assert per_device < 40
+
+
+def test_rows_a_remote_worker_sends_are_spilled_and_merged_in_order() -> None:
+    """Workers on other machines (Ray) send their rows in their final message: the
+    coordinator writes each to a part as it arrives and keeps only the count."""
+    import asyncio
+
+    from simulator.run.device_row import DeviceRow
+    from simulator.run.workers import Final, WorkerPool
+
+    cfg = api.load(Path(__file__).resolve().parents[2] / "configs" / "smoke.toml")
+    pool = WorkerPool(cfg, "http://10.0.0.5:1", {}, 2)
+    pool._changed, pool._ticked = asyncio.Event(), asyncio.Event()
+
+    def row(i: int) -> DeviceRow:
+        return DeviceRow("iot_upload", "virtual", f'd,"{i}', i, i, 0, i + 1, 10 * i, 0)
+
+    pool._receive(
+        1, Final(1, (("iot_upload", 3, row(3)), ("iot_upload", 1, row(1))), (), None, False)
+    )
+    pool._receive(
+        0, Final(0, (("iot_upload", 2, row(2)), ("iot_upload", 0, row(0))), (), None, False)
+    )
+    assert all(not f.devices for f in pool._finals.values())  # nothing held here
+    rows = pool.device_rows()
+    assert len(rows) == 4 and list(rows) == [row(i) for i in range(4)]
+    assert list(rows) == [row(i) for i in range(4)]  # read again: the parts stay
