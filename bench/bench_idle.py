@@ -4,7 +4,7 @@ One ``scfleet run`` against nginx on loopback (bench/nginx_target.py) with a con
 scenario at 1 iteration/s whose ``pre_allocated_devices`` = ``max_devices`` = ``--devices``: every
 device is made at start (split over the workers, by global index) and all but a handful stay
 idle — k6's preAllocatedVUs, which is how bench_fleet.py measures memory per idle device. A scenario
-holds at most 100,000 devices (scfleet's per-scenario cap), so 1,000,000 are 10 scenarios. The
+holds at most 1,000,000 devices (scfleet's per-scenario cap); more are several scenarios. The
 process tree (coordinator + workers + multiprocessing's helper) is sampled with psutil every
 ``--every`` seconds: the peak of the summed USS (memory only that process holds), PSS and RSS.
 A small run (``--small`` devices) is subtracted to give memory per device.
@@ -43,7 +43,7 @@ GOAL_BYTES = 1_000_000_000
 
 #: scfleet's cap per scenario (simulator/config/model.py MAX_DEVICES): more devices than this
 #: are split over several identical scenarios, each with its own device IDs
-PER_SCENARIO = 100_000
+PER_SCENARIO = 1_000_000
 
 SCENARIO = """
 [scenarios.idle{k}]

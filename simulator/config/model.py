@@ -28,7 +28,7 @@ from simulator.metrics.thresholds import (
 MAX_DURATION = 7 * 86400.0  # a week: durations, start times
 MAX_WAIT = 86400.0  # graceful stops, think time, timeouts
 MAX_RATE = 100_000.0  # iterations/s per scenario (rate / time_unit, stage targets)
-MAX_DEVICES = 100_000  # devices (VUs) per scenario
+MAX_DEVICES = 1_000_000  # devices (VUs) per scenario: bounds the parse, not a design limit
 MAX_ITERATIONS = 10_000_000  # per-vu-iterations, per device
 MAX_STAGES = 1000
 MAX_CHUNK_BYTES = 16 << 20

@@ -492,3 +492,23 @@ def test_any_number_anywhere_is_a_clean_error_or_a_bounded_schedule(
         else:
             if not isinstance(ex, C.PerVUIterations):
                 assert max(n for _, n in vu_changes(ex)) <= C.MAX_DEVICES
+
+
+def test_a_scenario_may_hold_a_million_devices_and_no_more(tmp_path: pathlib.Path) -> None:
+    """The per-scenario cap was 100,000 devices (the bad-input bound), so 1,000,000 idle
+    devices had to be 10 copies of one scenario; it is now 1,000,000 (~0.2 KiB each in a
+    worker, devices.csv streamed), and more is still a one-line error naming the key."""
+    body = (
+        '[scenarios.idle]\nexecutor = "constant-arrival-rate"\nrate = 1\nduration = "1s"\n'
+        'pre_allocated_devices = {n}\n[scenarios.idle.device]\nkind = "iot_upload"\n'
+    )
+    ok = tmp_path / "ok.toml"
+    ok.write_text(body.format(n=1_000_000))
+    (sc,) = C.load_config(str(ok)).scenarios
+    assert sc.executor.device_bound() == 1_000_000
+    bad = tmp_path / "bad.toml"
+    bad.write_text(body.format(n=1_000_001))
+    with pytest.raises(ConfigError) as err:
+        C.load_config(str(bad))
+    msg = str(err.value)
+    assert "\n" not in msg and "pre_allocated_devices" in msg and "1000000" in msg
