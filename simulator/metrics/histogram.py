@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from itertools import repeat
+from operator import add
 from typing import Any
 
 _SUB_BITS = 10  # 1024 half-buckets: 2048 linear slots before the first doubling
@@ -34,10 +36,24 @@ def bucket_bounds(index: int) -> tuple[int, int]:
     return sub << shift, ((sub + 1) << shift) - 1
 
 
-class Histogram:
-    """HDR-style histogram of integer values (µs); exact count, sum, min and max."""
+#: bucket indices and their added counts, as one mutation added them (see Histogram.take_fresh)
+_Added = tuple[Sequence[int], Sequence[int]]
 
-    __slots__ = ("counts", "count", "total", "min", "max")
+
+def _add_counts(counts: dict[int, int], keys: Sequence[int], adds: Sequence[int]) -> None:
+    """``counts[k] += n`` for each pair, in C iterators (no bytecode per bucket)."""
+    counts.update(zip(keys, map(add, map(counts.get, keys, repeat(0)), adds), strict=True))
+
+
+class Histogram:
+    """HDR-style histogram of integer values (µs); exact count, sum, min and max.
+
+    Once a consumer has called :meth:`take_fresh`, every mutation also keeps what it added,
+    so the next per-tick delta costs the buckets touched since, not a diff of every bucket
+    ever seen (which grew with the run and held the event loop for milliseconds each tick).
+    One consumer per histogram."""
+
+    __slots__ = ("counts", "count", "total", "min", "max", "_fresh")
 
     def __init__(self) -> None:
         self.counts: dict[int, int] = {}
@@ -45,6 +61,20 @@ class Histogram:
         self.total = 0
         self.min = 0
         self.max = 0
+        self._fresh: list[_Added] | None = None  # None: nobody takes deltas
+
+    def take_fresh(self) -> dict[int, int]:
+        """The bucket counts added since the previous call (all of them at the first call)."""
+        fresh, self._fresh = self._fresh, []
+        if fresh is None:
+            return dict(self.counts)
+        if len(fresh) == 1:
+            keys, adds = fresh[0]
+            return dict(zip(keys, adds, strict=True))
+        out: dict[int, int] = {}
+        for keys, adds in fresh:
+            _add_counts(out, keys, adds)
+        return out
 
     def record(self, value: int) -> None:
         if value < 0:
@@ -56,6 +86,8 @@ class Histogram:
             idx = ((shift + 1) << _SUB_BITS) + (value >> shift) - _SUB_HALF
         c = self.counts
         c[idx] = c.get(idx, 0) + 1
+        if self._fresh is not None:
+            self._fresh.append(((idx,), (1,)))
         if self.count == 0:
             self.min = self.max = value
         elif value < self.min:
@@ -68,9 +100,10 @@ class Histogram:
     def merge(self, other: Histogram) -> None:
         if other.count == 0:
             return
-        c = self.counts
-        for idx, n in other.counts.items():
-            c[idx] = c.get(idx, 0) + n
+        keys, adds = tuple(other.counts), tuple(other.counts.values())
+        _add_counts(self.counts, keys, adds)
+        if self._fresh is not None:
+            self._fresh.append((keys, adds))
         if self.count == 0:
             self.min, self.max = other.min, other.max
         else:
@@ -153,13 +186,18 @@ def fold_columns(hists: Sequence[Histogram], matrix: Any) -> None:
     change[0] = True
     np.not_equal(keys[1:], keys[:-1], out=change[1:])
     starts = np.flatnonzero(change)
-    uniq = keys[starts].tolist()
+    uniq = keys[starts]
     counts = np.diff(np.append(starts, len(keys))).tolist()
-    mask = (1 << 40) - 1
-    for key, cnt in zip(uniq, counts, strict=True):
-        c = hists[key >> 40].counts
-        i = key & mask
-        c[i] = c.get(i, 0) + cnt
+    # each column's buckets are one run of the sorted keys: add them to its histogram in C
+    bounds = np.searchsorted(uniq, np.arange(k + 1, dtype=np.int64) << 40).tolist()
+    idx = (uniq & ((1 << 40) - 1)).tolist()
+    for j, h in enumerate(hists):
+        a, b = bounds[j], bounds[j + 1]
+        if a < b:
+            added = idx[a:b], counts[a:b]
+            _add_counts(h.counts, *added)
+            if h._fresh is not None:
+                h._fresh.append(added)
     lows, highs, sums = clipped.min(0).tolist(), clipped.max(0).tolist(), clipped.sum(0).tolist()
     for h, lo, hi, total in zip(hists, lows, highs, sums, strict=True):
         if h.count == 0:

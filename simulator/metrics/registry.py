@@ -13,7 +13,7 @@ and it caches the per-status series.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -241,6 +241,10 @@ class Recorder(Protocol):
 
     def flush(self) -> None: ...
 
+    def fold_steps(self) -> Iterator[None]:
+        """``flush()`` in steps the caller may yield to the event loop between."""
+        ...
+
 
 class RowSink(Protocol):
     """Where the recorders hand their buffered rows as they fold them (once per flush, never
@@ -295,6 +299,14 @@ class Registry:
         for rec in self.recorders:
             if rec.pending:
                 rec.flush()
+
+    def fold_steps(self) -> Iterator[None]:
+        """:meth:`flush` in short steps (one histogram each), for the per-second tick to
+        yield to the event loop between: arrivals due meanwhile start on time. Whoever stops
+        iterating early must still exhaust it (the rows are taken when a recorder starts)."""
+        for rec in self.recorders:
+            if rec.pending:
+                yield from rec.fold_steps()
 
     def matching(self, name: str, tags: Mapping[str, str] | None = None) -> list[MetricValue]:
         self.flush()

@@ -253,20 +253,17 @@ class RunStream:
             prev = self._last.get(key)
             if isinstance(s, Trend):
                 h = s.hist
-                if prev is not None and prev[1] == h.count:
+                if prev is not None and prev[0] == h.count:
                     continue
-                pc, pn, pt = prev if prev is not None else ({}, 0, 0)
-                counts = {
-                    str(i): n - pc.get(i, 0) for i, n in h.counts.items() if n != pc.get(i, 0)
-                }
+                pn, pt = prev if prev is not None else (0, 0)
                 item["hist"] = {
-                    "counts": counts,
+                    "counts": h.take_fresh(),  # int keys: json writes them as strings
                     "count": h.count - pn,
                     "total": h.total - pt,
                     "min": h.min,
                     "max": h.max,
                 }
-                self._last[key] = (dict(h.counts), h.count, h.total)
+                self._last[key] = (h.count, h.total)
             elif isinstance(s, Rate):
                 now = (s.passes, s.total)
                 if prev == now:

@@ -356,6 +356,7 @@ class Environment:
         n = 1
         while True:
             await asyncio.sleep(max(start + n * self.tick - loop.time(), 0))
+            await fold_gently(self.registry)
             if self.remote is not None:  # point n holds second n of every worker
                 await self.remote.tick_ready(n)
                 self._close_interval(n * self.tick)
@@ -441,6 +442,20 @@ class Environment:
                 self.aborted = f"{th.metric_key}: {th.expr.source}"
                 self.stop_event.set()
                 return
+
+
+async def fold_gently(registry: Registry) -> None:
+    """Fold the second's buffered rows one histogram at a time, yielding to the event loop
+    between: a fold in one piece held the loop ~10 ms at 8,000 requests/s, and every arrival
+    due meanwhile started that late (most of the start lag's p99). Cancelled (the run
+    stopping), it still folds what it took."""
+    steps = registry.fold_steps()
+    try:
+        for _ in steps:
+            await asyncio.sleep(0)
+    finally:
+        for _ in steps:
+            pass
 
 
 def threshold_results(cfg: RunConfig, registry: Registry, duration: float) -> list[ThresholdResult]:

@@ -345,20 +345,15 @@ class DeltaTracker:
                     self._last[key] = (s.passes, s.total)
             elif isinstance(s, Trend):
                 h = s.hist
-                none: dict[int, int] = {}
-                p_counts, p_count, p_total = prev or (none, 0, 0)
+                p_count, p_total = prev or (0, 0)
                 if h.count != p_count:
                     d = Histogram()
-                    d.counts = {
-                        i: n - p_counts.get(i, 0)
-                        for i, n in h.counts.items()
-                        if n != p_counts.get(i, 0)
-                    }
+                    d.counts = h.take_fresh()  # what was added since: O(new buckets)
                     d.count, d.total = h.count - p_count, h.total - p_total
                     d.min, d.max = h.min, h.max  # merging takes min/max: the totals' are exact
                     delta = Trend()
                     delta.hist = d
-                    self._last[key] = (dict(h.counts), h.count, h.total)
+                    self._last[key] = (h.count, h.total)
             elif isinstance(s, Gauge) and key[0] not in SAMPLED_HERE:
                 now = (s.value, s.min, s.max)  # a Python device's gauge: latest and range
                 if s.seen and now != prev:
