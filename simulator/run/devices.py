@@ -1,7 +1,8 @@
 """Virtual devices and what they do each iteration (the seed's three scenarios).
 
-A device is a few slots of state (id, sequence, counters, cookie jar) — about 200 bytes — so a
-fleet of 100,000 fits in one process. Request bodies are zero-copy slices of the shared
+A device is a few slots of state (index, sequence, counters, cookie jar) — about 160 bytes; its
+ID string is made on first use, so an idle device never holds one — so a fleet of 1,000,000
+fits in one process. Request bodies are zero-copy slices of the shared
 :class:`audio_synth.PcmBank`; nothing is synthesized per request.
 """
 
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from scfleet_core.errors import ConfigError
 from scfleet_core.secrets import Secret
@@ -38,11 +39,18 @@ from simulator.run.device_row import DeviceRow
 
 
 class VirtualDevice:
-    """One simulated ESP32: identity, upload sequence and what happened to its requests."""
+    """One simulated ESP32: identity, upload sequence and what happened to its requests.
+
+    Each scenario makes its devices from a subclass that carries its ``id_pattern`` and
+    ``id_start`` (:meth:`for_scenario`): ``device_id`` is formatted on first use and kept."""
+
+    #: the scenario's id_pattern and id_start (a subclass per scenario sets them)
+    pattern: ClassVar[str] = "{n}"
+    id_start: ClassVar[int] = 0
 
     __slots__ = (
         "index",
-        "device_id",
+        "_id",
         "seq",
         "requests",
         "ok",
@@ -52,9 +60,9 @@ class VirtualDevice:
         "logins",
     )
 
-    def __init__(self, index: int, device_id: str) -> None:
+    def __init__(self, index: int, device_id: str | None = None) -> None:
         self.index = index
-        self.device_id = device_id
+        self._id = device_id
         self.seq = 0
         self.requests = 0
         self.ok = 0
@@ -62,6 +70,25 @@ class VirtualDevice:
         self.bytes_ok = 0
         self.cookies: dict[str, str] | None = None
         self.logins = 0
+
+    @classmethod
+    def for_scenario(cls, pattern: str, id_start: int) -> type[VirtualDevice]:
+        return type(
+            cls.__name__, (cls,), {"__slots__": (), "pattern": pattern, "id_start": id_start}
+        )
+
+    @property
+    def device_id(self) -> str:
+        """The device's ``X-Device-ID``: made on first use, then kept (the request path)."""
+        did = self._id
+        if did is None:
+            did = self._id = self.pattern.format(n=self.id_start + self.index)
+        return did
+
+    def id_now(self) -> str:
+        """``device_id`` without keeping it (a row written once for an idle device)."""
+        did = self._id
+        return did if did is not None else self.pattern.format(n=self.id_start + self.index)
 
 
 @dataclass
@@ -98,8 +125,7 @@ class Behaviour:
         self._tasks = TaskStarter(self.iterate)
         self.devices: list[VirtualDevice] = []
         dev = sc.device
-        self._pattern = dev.id_pattern
-        self._id_start = dev.id_start
+        self._device = VirtualDevice.for_scenario(dev.id_pattern, dev.id_start)
         base = (("scenario", sc.name), ("kind", ctx.kind), *sc.tags)
         self._base_tags = base
         reg = ctx.registry
@@ -112,7 +138,7 @@ class Behaviour:
         ]
 
     def make_device(self, index: int) -> VirtualDevice:
-        dev = VirtualDevice(index, self._pattern.format(n=self._id_start + index))
+        dev = self._device(index)
         self.devices.append(dev)
         return dev
 
@@ -222,7 +248,7 @@ class ScenarioRows:
         return DeviceRow(
             scenario=self.scenario,
             kind=self.kind,
-            device_id=d.device_id,
+            device_id=d.id_now(),
             requests=d.requests,
             ok=d.ok,
             failed=d.failed,
