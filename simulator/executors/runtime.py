@@ -5,10 +5,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Generic
 
 from simulator.executors.base import D, Iterate
@@ -47,6 +49,24 @@ def new_loop() -> asyncio.AbstractEventLoop:
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
+
+
+@contextlib.contextmanager
+def tuned_gc() -> Iterator[None]:
+    """The collector as a run's event loop wants it, in every process that runs scenarios
+    (the coordinator or single process, and each worker). The fleet's long-lived objects
+    (devices, bank, histograms) never become garbage: moving them out of the collector's sight
+    and collecting young objects less often saves a few percent of CPU per request at
+    thousands of requests per second, and no full collection walks them mid-run."""
+    gc.collect()
+    gc.freeze()
+    old = gc.get_threshold()
+    gc.set_threshold(50_000, old[1], old[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+        gc.unfreeze()
 
 
 _OFFSETS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, float] = weakref.WeakKeyDictionary()

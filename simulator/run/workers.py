@@ -549,9 +549,9 @@ def _worker(end: WorkerEnd, job: WorkerJob) -> None:
             rows = tuple((names[rank], i, row) for rank, i, row in _device_rows(env))
             end.send(Final(job.index, rows, notes, error, stopped))
 
-    from simulator.executors.runtime import new_loop
+    from simulator.executors.runtime import new_loop, tuned_gc
 
-    with asyncio.Runner(loop_factory=new_loop) as runner:
+    with tuned_gc(), asyncio.Runner(loop_factory=new_loop) as runner:
         runner.run(main())
 
 
