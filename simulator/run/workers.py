@@ -318,8 +318,13 @@ class SampleStreams(Protocol):
 
 
 class DeltaTracker:
-    """Registry deltas since the last call: counters, rates and histograms only grow, so
-    the difference of two readings is exact and merging the differences gives the total."""
+    """Registry deltas since the last call: counters and rates only grow, so the difference
+    of two readings is exact and merging the differences gives the total. A trend's histogram
+    is *taken*: the series starts a fresh one and the filled one is the delta, so a tick costs
+    what the tick recorded, not every bucket seen since the start (diffing the whole histogram
+    against a kept copy was O(buckets so far) per series per tick, and held every histogram
+    twice). A worker's registry is only ever read through its deltas: the coordinator keeps
+    the totals (thresholds, summary)."""
 
     def __init__(self, reg: Registry) -> None:
         self.reg = reg
@@ -344,16 +349,9 @@ class DeltaTracker:
                     delta.passes, delta.total = s.passes - p_pass, s.total - p_total
                     self._last[key] = (s.passes, s.total)
             elif isinstance(s, Trend):
-                h = s.hist
-                p_count, p_total = prev or (0, 0)
-                if h.count != p_count:
-                    d = Histogram()
-                    d.counts = h.take_fresh()  # what was added since: O(new buckets)
-                    d.count, d.total = h.count - p_count, h.total - p_total
-                    d.min, d.max = h.min, h.max  # merging takes min/max: the totals' are exact
+                if s.hist.count:  # recorders read ``series.hist`` when they fold: safe to swap
                     delta = Trend()
-                    delta.hist = d
-                    self._last[key] = (h.count, h.total)
+                    delta.hist, s.hist = s.hist, Histogram()
             elif isinstance(s, Gauge) and key[0] not in SAMPLED_HERE:
                 now = (s.value, s.min, s.max)  # a Python device's gauge: latest and range
                 if s.seen and now != prev:
