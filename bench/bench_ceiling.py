@@ -20,7 +20,10 @@ second of schedule) is reported as a fraction of the ceiling (goal ≥ 95 %: no 
 CPU per request (user+sys of the generator's process tree, from ``wait4()``, which includes
 the worker processes the coordinator reaped) is measured for 1 worker and auto workers at the
 same rate (``--cpu-rate``), minus a 1 req/s run of the same length, interleaved over
-``--repeat`` runs: the coordination overhead of workers (goal: within 5 %).
+``--repeat`` runs (goal: auto within 5 % of 1 worker). A third run, 1 worker at the rate ÷ the
+auto worker count (each auto worker's share), splits the difference: running the load as
+smaller parts (an event loop at half the rate wakes about as often per second, so twice per
+request) against coordinating (auto against that share).
 
 nginx (bench/nginx_target.py: 2 workers, reads and discards the body, answers 200) is sampled
 each step: its CPU share is reported beside each ceiling to show it was not the bottleneck.
@@ -357,30 +360,46 @@ class Bench:
         return s
 
     def cpu_per_request(self, body: int) -> dict[str, object]:
-        """1 worker vs auto workers at the same rate, minus a 1 req/s run, interleaved."""
+        """1 worker vs auto workers at the same rate, minus a 1 req/s run, interleaved; and 1
+        worker at the rate ÷ the auto worker count (``w1_part``: what each auto worker runs),
+        so the difference splits into running the rate in smaller parts (each event loop
+        wakes about as often per second at half the rate: twice the wake-ups per request)
+        and coordinating (auto against that part, per request)."""
         rate, d, n = self.args.cpu_rate, self.args.step, max(self.args.repeat, 1)
-        out: dict[str, object] = {"rate": rate, "body": body, "duration": d}
+        parts = len(os.sched_getaffinity(0))  # what `--workers auto` starts here
+        out: dict[str, object] = {"rate": rate, "body": body, "duration": d, "workers": parts}
         for gen in ("w1", "auto"):
             base = [self.run(gen, body, 1, d) for _ in range(n)]
             out[f"{gen}_baseline_cpu_s"] = statistics.median(b.cpu_s for b in base)
             out[f"{gen}_baseline_requests"] = statistics.median(b.requests for b in base)
-        per: dict[str, list[float]] = {"w1": [], "auto": []}
-        raw: dict[str, list[float]] = {"w1": [], "auto": []}
+        runs = [("w1", "w1", rate), ("auto", "auto", rate)]
+        if parts > 1:
+            runs.append(("w1_part", "w1", nice(rate / parts)))
+        per: dict[str, list[float]] = {key: [] for key, _g, _r in runs}
+        raw: dict[str, list[float]] = {key: [] for key, _g, _r in runs}
         for _ in range(n):
-            for gen in ("w1", "auto"):
-                st = self.run(gen, body, rate, d)
+            for key, gen, r in runs:
+                st = self.run(gen, body, r, d)
                 b, b_reqs = out[f"{gen}_baseline_cpu_s"], out[f"{gen}_baseline_requests"]
                 assert isinstance(b, float) and isinstance(b_reqs, (int, float))
-                per[gen].append((st.cpu_s - b) / max(st.requests - b_reqs, 1) * 1e6)
-                raw[gen].append(st.cpu_s / max(st.requests, 1) * 1e6)
-        for gen in ("w1", "auto"):
-            out[f"{gen}_us"] = sorted(per[gen])
-            out[f"{gen}_raw_us"] = sorted(raw[gen])
+                per[key].append((st.cpu_s - b) / max(st.requests - b_reqs, 1) * 1e6)
+                raw[key].append(st.cpu_s / max(st.requests, 1) * 1e6)
+        for key in per:
+            out[f"{key}_us"] = sorted(per[key])
+            out[f"{key}_raw_us"] = sorted(raw[key])
         w1, auto = statistics.median(per["w1"]), statistics.median(per["auto"])
         out["overhead"] = auto / w1 - 1
+        part = ""
+        if per.get("w1_part"):
+            w1p = statistics.median(per["w1_part"])
+            out["overhead_vs_part"] = auto / w1p - 1
+            part = (
+                f"; 1 worker at {nice(rate / parts):g}/s {w1p:.1f} µs: the smaller part "
+                f"{w1p / w1 - 1:+.1%}, coordination {auto / w1p - 1:+.1%}"
+            )
         print(
             f"  CPU per request at {rate:g}/s, {body} B: 1 worker {w1:.1f} µs, auto {auto:.1f} µs "
-            f"({auto / w1 - 1:+.1%})",
+            f"({auto / w1 - 1:+.1%}){part}",
             flush=True,
         )
         return out
@@ -471,6 +490,15 @@ def table(results: list[list[Search]], cpu: list[dict[str, object]], quiet: bool
             f"{statistics.median(auto):.1f} µs ({min(auto):.1f}–{max(auto):.1f}): "
             f"**{c['overhead']:+.1%}** (goal ≤ +5 %)"
         )
+        part = c.get("w1_part_us")
+        if isinstance(part, list) and part:
+            med = statistics.median(part)
+            lines.append(
+                f"1 worker at {c['rate'] / int(str(c.get('workers', 2))):,.0f}/s (each auto "
+                f"worker's share): {med:.1f} µs ({min(part):.1f}–{max(part):.1f}): running "
+                f"smaller parts {med / statistics.median(w1) - 1:+.1%}, coordination (auto vs "
+                f"that) {statistics.median(auto) / med - 1:+.1%}"
+            )
     lines.append("")
     lines.append(f"Machine: {'quiet' if quiet else 'BUSY (other jobs running)'}.")
     return "\n".join(lines)
