@@ -116,8 +116,8 @@ class _Conn(asyncio.Protocol):
         """End the exchange with ``kind`` and close the connection (timeouts, bad responses)."""
         self.keep = False
         self.deliver(kind)
-        if self.transport is not None:
-            self.transport.close()
+        if self.transport is not None:  # unsent bytes are dropped, never waited for (_drop)
+            self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -370,8 +370,15 @@ class FastTransport:
 
     def _drop(self, conn: _Conn) -> None:
         self._all.discard(conn)
-        if conn.transport is not None and not conn.closed:
-            conn.transport.close()
+        tr = conn.transport
+        if tr is not None and not conn.closed:
+            # A graceful close waits for unsent bytes to drain, which a peer that stopped
+            # reading never lets happen: the socket would outlive its request (and the
+            # open-file need counts one per request in flight, simulator/run/limits.py).
+            if tr.get_write_buffer_size():
+                tr.abort()
+            else:
+                tr.close()
 
     async def close(self) -> None:
         for task in list(self._connecting):

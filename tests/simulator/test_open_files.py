@@ -83,6 +83,7 @@ def test_files_needed_counts_devices_in_flight_not_devices_allocated(
     assert files_needed(api.load(vus), 2) == 1500 + MARGIN
 
 
+@pytest.mark.slow  # a 2 s run in a subprocess; the rule itself is checked just above
 def test_more_devices_than_files_but_few_in_flight_runs(tmp_path: pathlib.Path) -> None:
     """5,000 idle devices under a hard limit of 1,024 open files, 2 iterations/s: the run
     goes (before: refused, exit 103, "needs 5128 open files") and every request succeeds."""
@@ -183,3 +184,62 @@ def test_many_devices_in_flight_under_a_low_soft_limit_do_not_fail(
         assert summary["metrics"]["http_req_failed"]["passes"] == 0
     finally:
         server.shutdown()
+
+
+def test_a_timed_out_upload_to_a_server_that_stopped_reading_frees_its_socket() -> None:
+    """The open-file need counts one socket per request in flight, so a request that ended
+    must free its socket. A server that accepts and stops reading (overloaded, stuck) leaves
+    the upload's unsent bytes in the write buffer; closing gracefully waits for them to drain,
+    which never happens, so each timed-out request kept its descriptor and a long run against
+    a stuck server grew past the limit (before: 5 sockets left open after 5 timeouts)."""
+    import asyncio
+    import os
+    import socket
+
+    from simulator.http import ErrorKind, FastTransport, Request
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(srv.accept()[0])  # accepted, never read
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+
+    def sockets() -> int:
+        fds = os.listdir("/proc/self/fd")
+        return sum(
+            os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+            for fd in fds
+            if os.path.exists(f"/proc/self/fd/{fd}")
+        )
+
+    async def main() -> int:
+        tr = FastTransport(f"http://127.0.0.1:{srv.getsockname()[1]}", timeout=0.15)
+        await tr.start()
+        body = b"x" * (8 << 20)  # more than the socket buffers hold
+        base = sockets()
+        for _ in range(5):  # one device: one request at a time
+            resp = await tr.send(Request("POST", "/up", {}, body, True))
+            assert resp.status == 0 and resp.kind is ErrorKind.TIMEOUT
+        await asyncio.sleep(0.3)
+        left = sockets() - base - len(held)  # ours, not the server's accepted ends
+        await tr.close()
+        return left
+
+    from simulator.executors.runtime import new_loop
+
+    try:
+        with asyncio.Runner(loop_factory=new_loop) as runner:  # the run's loop (uvloop)
+            left = runner.run(main())
+    finally:
+        srv.close()
+        for s in held:
+            s.close()
+    assert left <= 1, f"{left} sockets still open after 5 timed-out uploads"
