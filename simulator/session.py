@@ -28,7 +28,7 @@ from simulator.run.runner import Companion, ProgressHook, RunResult
 if TYPE_CHECKING:
     from simulator.report.output import RunStream
     from simulator.report.streams import PointWriter
-    from simulator.run.workers import WorkerLauncher
+    from simulator.run.workers import WorkerLauncher, WorkerPool
 
 
 @dataclass(frozen=True)
@@ -114,12 +114,18 @@ def run_session(
     from simulator.run.limits import ensure_open_files, files_needed
     from simulator.run.runner import load_all_accounts
 
+    pool: WorkerPool | None = None
     try:
         made = [c for c in (make(cfg) for make in companions) if c is not None]
         # before anything starts (cluster workers hold their connections on their nodes)
         scenarios = files_needed(cfg, workers) if launcher is None else 0
         ensure_open_files(scenarios + sum(c.open_files() for c in made))
         accounts = load_all_accounts(cfg, target.prepare(cfg))  # a bad file fails first
+        if workers > 1 and launcher is None:  # local workers start while the target starts
+            from simulator.run.workers import WorkerPool
+
+            pool = WorkerPool(cfg, "", accounts, workers, points=points, parts_dir=run_dir)
+            pool.start_early()
         tgt = target.start()
         effective["target"] = tgt.url
         stream = RunStream(run_dir, effective)
@@ -135,6 +141,7 @@ def run_session(
             workers,
             tick_hooks,
             launcher,
+            pool,
         )
         if on_finished is not None:
             on_finished()
@@ -142,6 +149,8 @@ def run_session(
         result.timeline = stream.timeline()  # kept on disk during the run, not in memory
         return result
     finally:
+        if pool is not None:
+            pool.abandon()
         target.stop()
         if points is not None:
             points.close()
@@ -159,6 +168,7 @@ def _execute(
     workers: int = 1,
     tick_hooks: Sequence[ProgressHook] = (),
     launcher: WorkerLauncher | None = None,
+    early: WorkerPool | None = None,
 ) -> RunResult:
     from simulator.executors.runtime import new_loop, tuned_gc
     from simulator.http import make_transport
@@ -182,7 +192,7 @@ def _execute(
         if remote:
             from simulator.run.workers import WorkerPool
 
-            pool = WorkerPool(
+            pool = early or WorkerPool(
                 cfg,
                 url,
                 accounts,
@@ -192,6 +202,7 @@ def _execute(
                 points=points,
                 parts_dir=stream.path.parent if stream is not None else None,
             )
+            pool.url = url  # workers started early get it with the go
             env.remote = pool
             env.companions.insert(0, pool)
         if stream is not None:

@@ -376,6 +376,7 @@ class RayCluster:
         self._owns = False
         self._pg: Any = None
         self._actors: list[Any] = []
+        self._abort = threading.Event()  # the launch was cancelled: stop waiting for Ray
         #: where each worker ran (after launch), for config.json and messages
         self.workers: list[ActorInfo] = []
 
@@ -420,7 +421,32 @@ class RayCluster:
         return max(int(ray.cluster_resources().get("CPU", 1)), 1)
 
     async def launch(self, jobs: Sequence[WorkerJob]) -> list[WorkerChannel]:
-        return await asyncio.to_thread(self._launch, jobs)
+        """Place and start the actors (in a thread: Ray's calls block). Cancelled (Ctrl-C
+        while the placement group waits for room), the thread stops within a slice and
+        :meth:`close` removes what it reserved."""
+        self._abort.clear()
+        placing = asyncio.ensure_future(asyncio.to_thread(self._launch, jobs))
+        try:
+            return await asyncio.shield(placing)
+        except asyncio.CancelledError:
+            self._abort.set()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await placing
+            raise
+
+    def _until(self, ready: Callable[[float], bool], timeout: float) -> bool:
+        """``ready(slice)`` in slices until it is true (True), ``timeout`` passes (False) or
+        the launch is aborted (:class:`_Aborted`)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not self._abort.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if ready(min(ABORT_SLICE, left)):
+                return True
+        raise _Aborted
 
     def _launch(self, jobs: Sequence[WorkerJob]) -> list[WorkerChannel]:
         ray = _ray()
@@ -432,7 +458,7 @@ class RayCluster:
         # one CPU per worker, or an equal share when there are more workers than CPUs
         share = 1.0 if total >= n else max(int(total / n * 100) / 100, 0.01)
         self._pg = placement_group([{"CPU": share}] * n, strategy="SPREAD")
-        if not self._pg.wait(READY_TIMEOUT):
+        if not self._until(self._pg.wait, READY_TIMEOUT):
             raise ClusterError(
                 f"Ray at {self.shown} could not place {n} workers of {share:g} CPU within "
                 f"{READY_TIMEOUT:g}s (the cluster has {total:g} CPUs)"
@@ -448,10 +474,14 @@ class RayCluster:
                     ),
                 ).remote()
             )
+        refs = [a.describe.remote() for a in self._actors]
         try:
-            infos: list[ActorInfo] = ray.get(
-                [a.describe.remote() for a in self._actors], timeout=READY_TIMEOUT
+            started = self._until(
+                lambda t: not ray.wait(refs, num_returns=len(refs), timeout=t)[1], READY_TIMEOUT
             )
+            infos: list[ActorInfo] = ray.get(refs, timeout=0 if started else 1e-3)
+        except _Aborted:
+            raise
         except Exception as exc:  # noqa: BLE001 - one line naming the cluster
             raise ClusterError(
                 f"Ray at {self.shown}: workers did not start: {_one_line(exc)}"
@@ -508,6 +538,14 @@ class RayCluster:
             with contextlib.suppress(Exception):
                 remove_placement_group(self._pg)
             self._pg = None
+
+
+#: how often a launch waiting for Ray (placement, actors starting) looks for a cancel
+ABORT_SLICE = 0.25
+
+
+class _Aborted(Exception):
+    """The launch was cancelled while it waited for Ray."""
 
 
 #: how long connecting to the cluster's port may take before the address is called dead

@@ -39,6 +39,7 @@ import math
 import os
 import signal
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -77,6 +78,11 @@ START_LEAD = 0.1
 #: How long (share of a tick) the coordinator waits for a worker's tick n before closing its
 #: point n without it (that tick then joins point n+1: a slow worker never stalls the run).
 TICK_GRACE = 0.5
+#: After a late tick the wait widens to the lateness seen over the last LATE_WINDOW ticks of
+#: every worker (+25 %), at most MAX_TICK_GRACE ticks: a steadily slow link or a worker whose
+#: clock is behind lands in its own second again; the live display lags by as much.
+MAX_TICK_GRACE = 2.0
+LATE_WINDOW = 10
 
 
 def worker_name(k: int, parts: int) -> str:
@@ -204,6 +210,7 @@ class Failed:
 @dataclass(frozen=True)
 class Go:
     start: float  # the common start: wall clock (time.time()), every worker's second 0
+    url: str = ""  # the target, when the worker was launched before it was known
 
 
 @dataclass(frozen=True)
@@ -435,6 +442,16 @@ class PipeEnd:
                 self._loop.remove_reader(self.conn.fileno())
 
 
+#: Test hook: ``K:SECONDS`` makes worker K (from 1) send each snapshot SECONDS late, as a
+#: slow link or a stalled worker would (tests/scfleet/test_late_ticks.py).
+LATE_TICKS_ENV = "SCFLEET_TEST_LATE_TICKS"
+
+
+def late_ticks(index: int) -> float | None:
+    which, _sep, seconds = os.environ.get(LATE_TICKS_ENV, "").partition(":")
+    return float(seconds) if which == str(index + 1) and seconds else None
+
+
 def worker_main(conn: Connection, job: WorkerJob) -> None:
     """A worker process's entry point (multiprocessing, spawn)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator decides when to stop
@@ -481,11 +498,12 @@ def _worker(end: WorkerEnd, job: WorkerJob) -> None:
         end.send(Final(job.index, (), (), None, True))
         return
     start_at = first.start
+    url = first.url or job.url
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        transport = make_transport(job.url, cfg.target.timeout, cfg.target.transport)
-        env = Environment(cfg, transport, bank=bank, accounts=job.accounts, target=job.url)
+        transport = make_transport(url, cfg.target.timeout, cfg.target.transport)
+        env = Environment(cfg, transport, bank=bank, accounts=job.accounts, target=url)
         env.tick = job.tick
         env.start_at = start_at
         env.registry.sink = writer
@@ -513,7 +531,18 @@ def _worker(end: WorkerEnd, job: WorkerJob) -> None:
             figures = schedule_figures(GenFigures.of(gen.sample()), scenarios, deltas)
             sizes = writer.sizes() if writer is not None else ()
             snap = Snapshot(job.index, env.points, scenarios, deltas, figures, sizes)
-            end.send(snap)
+            if late is None:
+                end.send(snap)
+            else:  # the test hook: this worker's snapshots travel ``late`` seconds late
+                held.append(snap)
+                loop.call_later(late, send_held)
+
+        late = late_ticks(job.index)
+        held: list[Snapshot] = []
+
+        def send_held() -> None:
+            if held:
+                end.send(held.pop(0))
 
         env.interval_hooks.append(on_interval)
         env.tick_hooks.append(on_tick)
@@ -531,6 +560,8 @@ def _worker(end: WorkerEnd, job: WorkerJob) -> None:
         try:
             result = await env.run()
         finally:
+            while held:
+                end.send(held.pop(0))
             gen.stop()
             end.unlisten()
             await transport.close()
@@ -617,6 +648,9 @@ class LocalLauncher:
     """Worker processes on this machine (multiprocessing, spawn)."""
 
     async def launch(self, jobs: Sequence[WorkerJob]) -> list[WorkerChannel]:
+        return self.spawn(jobs)
+
+    def spawn(self, jobs: Sequence[WorkerJob]) -> list[WorkerChannel]:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
@@ -664,6 +698,10 @@ class WorkerPool:
         self._copied: dict[tuple[int, int], int] = {}  # (worker, stream) -> bytes taken
         self._pending: dict[int, list[Snapshot]] = {}  # snapshots whose tick is not closed
         self._seen_tick: dict[int, int] = {}
+        self._start = 0.0  # loop time of the common start (second 0)
+        self._closed = 0  # the last point closed: a tick up to it arriving now is late
+        self._lateness: deque[float] = deque(maxlen=LATE_WINDOW * parts)
+        self._late: dict[int, tuple[int, float]] = {}  # worker -> (late ticks, most late)
         self._gen: dict[int, GenFigures] = {}  # each worker's latest merged tick
         self._ticked: asyncio.Event | None = None
         self.launcher: WorkerLauncher = launcher or LocalLauncher()
@@ -697,9 +735,41 @@ class WorkerPool:
             (prefix, FleetGenerator(s, self) if prefix == "gen" else s)
             for prefix, s in env.samplers
         ]
+        # Ctrl-C/SIGTERM end the wait for the launch (a cluster placing its workers) and for
+        # the workers to be ready: the run then starts and stops at once (results written)
+        stopping = asyncio.ensure_future(env.stop_event.wait())
+        try:
+            if not self._launched:
+                self._launched = True
+                launching = asyncio.ensure_future(self.launcher.launch(self._jobs()))
+                await asyncio.wait({launching, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not launching.done():
+                    launching.cancel()
+                    await asyncio.gather(launching, return_exceptions=True)
+                    return
+                self._channels = launching.result()
+            for k, channel in enumerate(self._channels):
+                channel.open(functools.partial(self._receive, k), functools.partial(self._lost, k))
+            deadline = loop.time() + READY_TIMEOUT
+            while len(self._ready) < self.parts and not stopping.done():
+                if self._failure is not None:
+                    raise WorkerDied(f"{self._failure_name}: {self._failure}")
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise WorkerDied(f"workers not ready within {READY_TIMEOUT:g}s")
+                self._changed.clear()
+                changed = asyncio.ensure_future(self._changed.wait())
+                await asyncio.wait(
+                    {changed, stopping}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+                changed.cancel()
+        finally:
+            stopping.cancel()
+
+    def _jobs(self) -> list[WorkerJob]:
         self._make_parts()
         local = isinstance(self.launcher, LocalLauncher)  # may write parts where this reads
-        jobs = [
+        return [
             WorkerJob(
                 k,
                 self.parts,
@@ -712,26 +782,39 @@ class WorkerPool:
             )
             for k in range(self.parts)
         ]
+
+    def start_early(self) -> None:
+        """Spawn local workers now, before the target is up (they import and build their
+        audio meanwhile: the embedded server's ~1 s start is no longer added to the run's);
+        the URL then travels with the go. ``prepare`` adopts them; :meth:`abandon` ends them
+        if the run never gets that far."""
+        assert isinstance(self.launcher, LocalLauncher)
         self._launched = True
-        self._channels = await self.launcher.launch(jobs)
-        for k, channel in enumerate(self._channels):
-            channel.open(functools.partial(self._receive, k), functools.partial(self._lost, k))
-        deadline = loop.time() + READY_TIMEOUT
-        while len(self._ready) < self.parts:
-            if self._failure is not None:
-                raise WorkerDied(f"{self._failure_name}: {self._failure}")
-            left = deadline - loop.time()
-            if left <= 0:
-                raise WorkerDied(f"workers not ready within {READY_TIMEOUT:g}s")
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), left)
+        self._channels = self.launcher.spawn(self._jobs())
+
+    def abandon(self) -> None:
+        """End workers started early whose run never began (the target failed to start, a
+        Ctrl-C meanwhile): no-op once :meth:`close` has run."""
+        for channel in self._channels:
+            if isinstance(channel, PipeChannel) and not channel.conn.closed:
+                channel.proc.kill()
+                channel.proc.join(5)
+                channel.conn.close()
+        self._channels = []
+        self._drain_parts()
 
     async def run(self, env: Environment, start: float) -> None:
         assert self._changed is not None and self._done is not None
-        go = Go(time.time() + (start - asyncio.get_running_loop().time()))
-        for k in range(self.parts):
-            self._send(k, go)
+        self._start = start
+        go = Go(time.time() + (start - asyncio.get_running_loop().time()), self.url)
+        if env.stop_event.is_set():  # stopped before the go: every worker ends unstarted
+            self._stopped = True
+            self._broadcast(Stop())
+        else:
+            self._broadcast(go)
+        if not self._channels:  # stopped before the launch was done: no worker to wait for
+            self._done.set()
+            return
         stopping = asyncio.ensure_future(env.stop_event.wait())
         try:
             while len(self._finals) + len(self._gone) < self.parts:
@@ -751,6 +834,13 @@ class WorkerPool:
             stopping.cancel()
             self._merge_ticks(math.inf)  # the last, partial ticks join the last point
             self._done.set()
+        for k, (count, most) in sorted(self._late.items()):
+            env.notes.append(
+                f"{worker_name(k, self.parts)}: {count} tick{'s' * (count != 1)} came after "
+                f"{'their' if count != 1 else 'its'} second's point had closed (up to "
+                f"{most:.2f} s late) and {'were' if count != 1 else 'was'} counted in the next "
+                f"point; the wait for a second grew to {self.grace():.2f} s"
+            )
         for final in self._finals.values():
             for note in final.notes:
                 if note not in env.notes:
@@ -815,7 +905,7 @@ class WorkerPool:
         merge every tick up to ``n`` into the coordinator's intervals."""
         assert self._ticked is not None
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + TICK_GRACE * self.tick
+        deadline = self._start + n * self.tick + self.grace()
         while any(self._seen_tick.get(k, 0) < n for k in self._running()):
             left = deadline - loop.time()
             if left <= 0:
@@ -823,7 +913,13 @@ class WorkerPool:
             self._ticked.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ticked.wait(), left)
+        self._closed = n
         self._merge_ticks(n)
+
+    def grace(self) -> float:
+        """How long after its instant point n waits for every worker's tick n (seconds)."""
+        seen = max(self._lateness, default=0.0) * 1.25 + 0.05 * self.tick
+        return min(max(TICK_GRACE * self.tick, seen), MAX_TICK_GRACE * self.tick)
 
     def _running(self) -> list[int]:
         return [
@@ -896,7 +992,7 @@ class WorkerPool:
     # -- the channels -----------------------------------------------------------------
 
     def _send(self, k: int, msg: Control) -> None:
-        if k in self._gone or k in self._finals:
+        if k in self._gone or k in self._finals or k >= len(self._channels):
             return
         self._channels[k].send(msg)
 
@@ -918,6 +1014,12 @@ class WorkerPool:
 
     def _receive(self, k: int, msg: WorkerMessage) -> None:
         if isinstance(msg, Snapshot):
+            late = asyncio.get_running_loop().time() - (self._start + msg.tick * self.tick)
+            if msg.tick <= self._closed:  # its point closed without it: it joins the next
+                count, most = self._late.get(k, (0, 0.0))
+                self._late[k] = (count + 1, max(most, late))
+            if self._start:
+                self._lateness.append(max(late, 0.0))
             self._merge_series(msg)  # totals at once (thresholds); the tick at its point
             self._pending.setdefault(k, []).append(msg)
             self._seen_tick[k] = max(self._seen_tick.get(k, 0), msg.tick)

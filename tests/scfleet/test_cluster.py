@@ -329,6 +329,69 @@ def test_sigterm_stops_every_actor_and_writes_the_merged_result(
     assert "CREATED" not in _placement_groups(cluster)
 
 
+HOLD = """
+import ray, sys
+ray.init(address=sys.argv[1], logging_level=40)
+from ray.util.placement_group import placement_group
+cpus = int(ray.cluster_resources()["CPU"])
+pg = placement_group([{"CPU": 1}] * cpus, strategy="SPREAD")
+assert pg.wait(60)
+print("held", flush=True)
+sys.stdin.read()  # until the test closes it
+"""
+
+
+@pytest.mark.slow
+@needs_ray
+def test_ctrl_c_while_the_placement_group_waits_for_room_stops_at_once(
+    cluster: Any, tmp_path: pathlib.Path
+) -> None:
+    """Every CPU of the cluster is held by another placement group, so the run's cannot be
+    placed: the first Ctrl-C ends the wait, removes the group, writes the (empty) run and
+    exits 105 (before: it waited out the 120 s placement timeout, or a third Ctrl-C)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, cluster.gcs],
+        env=cluster.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        out = tmp_path / "run"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "scfleet", "run", "configs/smoke.toml", "--out", str(out)]
+            + ["--cluster", cluster.gcs, "--workers", "2"],
+            cwd=ROOT,
+            env=cluster.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.time() + 120  # until the run's group is there, waiting for room
+            while "PENDING" not in _placement_groups(cluster):
+                assert proc.poll() is None and time.time() < deadline, proc.communicate()[1]
+                time.sleep(0.2)
+            proc.send_signal(signal.SIGINT)
+            sent = time.time()
+            _stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            proc.kill()  # only if it is still there (a failure above)
+        assert time.time() - sent < 30, stderr
+        assert proc.returncode == 105, stderr
+        assert "Traceback" not in stderr
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["scfleet"]["state"]["interrupted"] is True
+        groups = _placement_groups(cluster)
+        assert "PENDING" not in groups and groups.count("CREATED") == 1  # the holder's only
+        assert not _workers(cluster)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(60)
+
+
 def test_the_kuberay_manifest_and_image_agree_with_the_readme() -> None:
     yaml = pytest.importorskip("yaml", reason="pyyaml comes with ray (the cluster extra)")
     doc = yaml.safe_load((ROOT / "deploy/kuberay/raycluster.yaml").read_text())
@@ -384,6 +447,8 @@ class _Launcher:
 
 
 async def test_a_worker_failing_before_ready_is_a_one_line_error_naming_it() -> None:
+    import asyncio
+
     from scfleet import api
     from scfleet_core.errors import ScfleetError
     from simulator.run.workers import WorkerPool
@@ -392,8 +457,10 @@ async def test_a_worker_failing_before_ready_is_a_one_line_error_naming_it() -> 
     launcher = _Launcher()
     pool = WorkerPool(cfg, "http://10.0.0.5:1", {}, 2, launcher=launcher)
     with pytest.raises(ScfleetError) as err:  # the CLI prints it as one line, exit 103
-        # prepare sets the common start's lead and wraps the gen sampler: a bare stand-in
-        await pool.prepare(SimpleNamespace(start_lead=0.0, samplers=[]))  # type: ignore[arg-type]
+        # prepare sets the common start's lead, wraps the gen sampler and watches for a
+        # stop: a bare stand-in
+        env = SimpleNamespace(start_lead=0.0, samplers=[], stop_event=asyncio.Event())
+        await pool.prepare(env)  # type: ignore[arg-type]
     await pool.close()
     msg = str(err.value)
     assert "worker 2 of 2" in msg and "node 10.0.0.7" in msg and "devices/probe.py" in msg
