@@ -22,7 +22,6 @@ import contextlib
 import os
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -288,6 +287,8 @@ class PrometheusSampler:
 
     def scrape_once(self) -> None:
         """Fetch and parse once; on failure the latest values are cleared (no stale data)."""
+        import urllib.request  # here: a worker imports this module and never scrapes (~2 MiB)
+
         try:
             with urllib.request.urlopen(self.url, timeout=self.timeout) as resp:  # noqa: S310
                 text = resp.read().decode("utf-8", "replace")
