@@ -281,6 +281,7 @@ def _run_claimed(
                 out.final(result.registry)
     if cluster is not None:
         record["cluster"] = cluster.record()
+        result.notes.extend(n for n in cluster.notes() if n not in result.notes)
     files, folder = write_run_model(result, run_dir, record)
     return RunOutcome(result, run_dir, files, folder)
 

@@ -32,7 +32,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from scfleet_core.errors import ClusterError, ConfigError
@@ -40,11 +40,15 @@ from simulator.run.workers import (
     READY_TIMEOUT,
     Control,
     Final,
+    Go,
     WorkerChannel,
     WorkerJob,
     WorkerMessage,
     run_worker,
 )
+
+if TYPE_CHECKING:
+    from simulator.config import RunConfig
 
 #: the extra that brings Ray (pyproject.toml)
 EXTRA = "cluster"
@@ -138,6 +142,27 @@ class ActorInfo:
         return f"actor {self.actor_id[:12]}, node {self.node_ip}, pid {self.pid}"
 
 
+#: a worker's clock this far from the coordinator's (seconds) is a note in the summary
+CLOCK_WARN = 0.1
+#: round trips per worker to read its clock (the one with the shortest trip counts)
+CLOCK_READS = 5
+
+
+@dataclass(frozen=True)
+class Clock:
+    """A worker's wall clock against the coordinator's, read over a round trip."""
+
+    offset: float  # its time.time() minus ours at the same instant (> 0: it is ahead)
+    rtt: float  # the round trip the reading took: the offset is known to ± rtt / 2
+
+    @classmethod
+    def best(cls, reads: Sequence[tuple[float, float, float]]) -> Clock:
+        """From ``(sent, its clock, answered)`` readings (ours, its, ours): the shortest trip,
+        whose midpoint is the best guess of when its clock was read."""
+        sent, theirs, answered = min(reads, key=lambda r: r[2] - r[0])
+        return cls(theirs - (sent + answered) / 2, answered - sent)
+
+
 def _is_loopback_ip(text: str) -> bool:
     try:
         return ipaddress.ip_address(text.strip("[]")).is_loopback
@@ -196,6 +221,35 @@ def check_workers(
                 )
 
 
+def check_files(cfg: RunConfig) -> None:
+    """On a node, before the worker says it is ready: every file or module a scenario names
+    (``python:`` devices) is there — the code is not shipped, so a node without it would
+    fail only once the load had started on the others."""
+    from simulator.config.model import PythonDevice
+
+    for sc in cfg.scenarios:
+        dev = sc.device
+        if not isinstance(dev, PythonDevice) or dev.code is None:
+            continue
+        path, module = dev.code.path, dev.code.module
+        missing = not path.is_file() if path is not None else _no_module(module)
+        if missing:
+            raise ConfigError(
+                f"scenarios.{sc.name}.device.kind names {'a file' if path else 'a module'} "
+                "this node does not have (every node needs it at the same path)",
+                source=str(path) if path is not None else module,
+            )
+
+
+def _no_module(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is None
+    except (ImportError, ValueError):
+        return True
+
+
 # -- the actor ---------------------------------------------------------------------------
 
 
@@ -231,6 +285,7 @@ class ClusterWorker:
 
         try:
             try:
+                check_files(job.cfg)
                 ensure_open_files(files_needed(segment_config(job.cfg, job.index, job.parts)))
             except Exception as exc:  # noqa: BLE001 - reported to the coordinator
                 self.send(Failed(job.index, f"{type(exc).__name__}: {str(exc)[:200]}"))
@@ -241,6 +296,12 @@ class ClusterWorker:
             with self._cond:
                 self._ended = True
                 self._cond.notify_all()
+
+    def clock(self) -> float:
+        """This node's wall clock (:class:`Clock`)."""
+        import time
+
+        return time.time()
 
     def poll(self, timeout: float) -> tuple[list[WorkerMessage], bool]:
         """The messages since the last poll (waiting up to ``timeout`` for one), and whether
@@ -297,11 +358,12 @@ def _one_line(exc: BaseException) -> str:
 class RayChannel:
     """The coordinator's end of one actor: a thread long-polls its outbox."""
 
-    def __init__(self, actor: Any, info: ActorInfo, done: Any) -> None:
+    def __init__(self, actor: Any, info: ActorInfo, done: Any, clock: Clock | None = None) -> None:
         self.actor = actor
         self.info = info
         self.done = done  # the ObjectRef of actor.run
         self.where = info.where
+        self.clock = clock or Clock(0.0, 0.0)
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -346,6 +408,8 @@ class RayChannel:
                 return
 
     def send(self, msg: Control) -> None:
+        if isinstance(msg, Go):  # the common start on the actor's own clock
+            msg = replace(msg, start=msg.start + self.clock.offset)
         with contextlib.suppress(Exception):  # a dead actor is reported by the poll
             self.actor.control.remote(msg)
 
@@ -379,6 +443,7 @@ class RayCluster:
         self._abort = threading.Event()  # the launch was cancelled: stop waiting for Ray
         #: where each worker ran (after launch), for config.json and messages
         self.workers: list[ActorInfo] = []
+        self.clocks: list[Clock] = []  # each worker's clock against this one
 
     @property
     def shown(self) -> str:
@@ -490,6 +555,7 @@ class RayCluster:
         ips = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
         infos = [replace(i, node_ip=str(ips.get(i.node_id, i.node_ip))) for i in infos]
         self.workers = infos
+        self.clocks = [self._read_clock(a) for a in self._actors]
         check_workers(
             jobs[0].url,
             [(_name(job, n, info), info) for job, info in zip(jobs, infos, strict=True)],
@@ -500,9 +566,35 @@ class RayCluster:
                 f"scfleet: {n} worker{'s' * (n != 1)} on Ray at {self.shown} "
                 f"({nodes} node{'s' * (nodes != 1)})\n"
             )
+        for line in self.notes() if self.announce else ():
+            sys.stderr.write(f"scfleet: {line}\n")
         return [
-            RayChannel(actor, info, actor.run.remote(job))
-            for actor, info, job in zip(self._actors, infos, jobs, strict=True)
+            RayChannel(actor, info, actor.run.remote(job), clock)
+            for actor, info, job, clock in zip(self._actors, infos, jobs, self.clocks, strict=True)
+        ]
+
+    def _read_clock(self, actor: Any) -> Clock:
+        import time
+
+        ray = _ray()
+        reads = []
+        for _ in range(CLOCK_READS):
+            sent = time.time()
+            theirs = float(ray.get(actor.clock.remote(), timeout=READY_TIMEOUT))
+            reads.append((sent, theirs, time.time()))
+        return Clock.best(reads)
+
+    def notes(self) -> list[str]:
+        """A worker whose clock is off by more than ``CLOCK_WARN``: its start is corrected
+        (the go carries the instant on its clock), but NTP on the nodes is the cure."""
+        n = len(self.workers)
+        return [
+            f"worker {k + 1} of {n} ({info.where}): its clock is {abs(c.offset):.3f} s "
+            f"{'ahead of' if c.offset > 0 else 'behind'} this machine's (read over a "
+            f"{c.rtt * 1000:.0f} ms round trip); its start was moved to match — keep the "
+            "nodes' clocks in sync (NTP)"
+            for k, (info, c) in enumerate(zip(self.workers, self.clocks, strict=False))
+            if abs(c.offset) > CLOCK_WARN
         ]
 
     async def close(self) -> None:
@@ -510,6 +602,7 @@ class RayCluster:
 
     def record(self) -> dict[str, Any]:
         """Where the run's workers ran, for config.json."""
+        clocks = self.clocks
         return {
             "address": self.shown,
             "build": str(local_build()),
@@ -521,6 +614,8 @@ class RayCluster:
                     "node_ip": i.node_ip,
                     "hostname": i.hostname,
                     "pid": i.pid,
+                    "clock_offset_s": round(clocks[k].offset, 6) if k < len(clocks) else None,
+                    "clock_rtt_s": round(clocks[k].rtt, 6) if k < len(clocks) else None,
                 }
                 for k, i in enumerate(self.workers)
             ],

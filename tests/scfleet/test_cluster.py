@@ -186,6 +186,92 @@ def test_a_network_target_is_fine_with_workers_anywhere() -> None:
     check_workers("http://10.0.0.5:8080", [("w", _info("10.0.0.9", "n9"))], build=B, here=HERE)
 
 
+# -- clocks across machines ---------------------------------------------------------------
+
+
+def test_a_worker_clock_is_read_over_the_shortest_round_trip() -> None:
+    from simulator.run.cluster import Clock
+
+    # (sent, its clock, answered) on our clock: the 0.2 s trip beats the 1 s one
+    c = Clock.best([(0.0, 10.5, 1.0), (2.0, 12.1, 2.2), (3.0, 13.3, 3.5)])
+    assert c.offset == pytest.approx(10.0) and c.rtt == pytest.approx(0.2)
+
+
+def test_the_go_carries_the_common_start_on_each_actor_clock() -> None:
+    """An actor whose clock is 0.35 s ahead gets the start 0.35 s later on its clock, so its
+    seconds are the coordinator's (before: the same wall-clock number for every actor, so a
+    skewed node's seconds landed in the wrong points, and nothing said so)."""
+    from simulator.run.cluster import Clock, RayChannel
+    from simulator.run.workers import Go, Stop
+
+    got: list[Any] = []
+    actor = SimpleNamespace(control=SimpleNamespace(remote=got.append))
+    channel = RayChannel(actor, _info("10.0.0.9", "n9"), None, Clock(0.35, 0.004))
+    channel.send(Go(1000.0, "http://10.0.0.5:8080"))
+    channel.send(Stop())
+    assert got == [Go(1000.35, "http://10.0.0.5:8080"), Stop()]
+
+
+def test_a_clock_off_by_more_than_a_tenth_of_a_second_is_a_note() -> None:
+    from simulator.run.cluster import Clock, RayCluster
+
+    ray_cluster = RayCluster("ray://10.0.0.2:10001")
+    ray_cluster.workers = [_info("10.0.0.9", "n9"), _info("10.0.0.8", "n8")]
+    ray_cluster.clocks = [Clock(-0.35, 0.004), Clock(0.02, 0.003)]
+    notes = ray_cluster.notes()
+    assert len(notes) == 1
+    assert notes[0].startswith("worker 1 of 2 (actor a1b2c3d4e5f6, node 10.0.0.9, pid 42)")
+    assert "0.350 s behind this machine's" in notes[0] and "4 ms round trip" in notes[0]
+    record = ray_cluster.record()["workers"]
+    assert [w["clock_offset_s"] for w in record] == [-0.35, 0.02]
+
+
+# -- files a scenario names, on a node ----------------------------------------------------
+
+PROBE = """
+from simulator.userdevice import Device
+
+
+class Probe(Device):
+    async def iteration(self) -> None:
+        pass
+"""
+
+
+def test_a_node_without_a_file_the_scenario_names_fails_before_it_is_ready(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A node that lacks the ``python:`` device file says so before Ready, so the run is one
+    line naming the worker, its node and the file before any load (before: the actor said
+    Ready and failed only after the go, with the other workers already loading)."""
+    import threading
+
+    from scfleet import api
+    from simulator.run.cluster import ClusterWorker
+    from simulator.run.workers import Failed, Stop, WorkerJob
+
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE)
+    (tmp_path / "s.toml").write_text(
+        '[scenarios.probe]\nexecutor = "constant-vus"\nvus = 2\nduration = "1s"\n'
+        '[scenarios.probe.device]\nkind = "python:probe.py:Probe"\n'
+    )
+    cfg = api.load(tmp_path / "s.toml")
+    probe.unlink()  # this "node" has the scenario but not the file
+    worker = ClusterWorker()
+    job = WorkerJob(1, 2, cfg, "http://10.0.0.5:8080", {})
+    thread = threading.Thread(target=worker.run, args=(job,), daemon=True)
+    thread.start()
+    try:
+        msgs, _ended = worker.poll(60.0)
+    finally:
+        worker.control(Stop())  # before the fix it said Ready and waited for the go
+        thread.join(30)
+    assert msgs and isinstance(msgs[0], Failed), msgs
+    assert str(probe) in msgs[0].error and "scenarios.probe.device.kind" in msgs[0].error
+    assert "\n" not in msgs[0].error
+
+
 # -- a real two-node cluster on loopback -------------------------------------------------
 
 
@@ -256,6 +342,7 @@ def test_smoke_over_four_actors_on_two_nodes_matches_the_ledger(
     placed = json.loads((out / "config.json").read_text())["cluster"]["workers"]
     assert len(placed) == 4
     assert len({w["node_id"] for w in placed}) == 2  # SPREAD: both nodes ran actors
+    assert all(abs(w["clock_offset_s"]) < 0.05 for w in placed)  # one machine, one clock
     timeline = json.loads((out / "timeline.json").read_text())
     assert sum(p["scenarios"]["iot_upload"]["requests"] for p in timeline) == 230
     assert not _workers(cluster)  # the actors are gone...
