@@ -644,6 +644,25 @@ class PipeChannel:
         self.conn.close()
 
 
+@contextlib.contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Workers are born ignoring SIGINT (an ignored signal stays ignored across exec, and
+    Python then installs no KeyboardInterrupt handler): a terminal's Ctrl-C reaches the whole
+    process group, and a worker still importing — now while the embedded server starts —
+    would die with a traceback. The coordinator ignores it only while it spawns."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+
 class LocalLauncher:
     """Worker processes on this machine (multiprocessing, spawn)."""
 
@@ -655,14 +674,15 @@ class LocalLauncher:
 
         ctx = multiprocessing.get_context("spawn")
         channels: list[WorkerChannel] = []
-        for job in jobs:
-            mine, theirs = ctx.Pipe()
-            proc = ctx.Process(
-                target=worker_main, args=(theirs, job), name=f"scfleet-worker-{job.index + 1}"
-            )
-            proc.start()
-            theirs.close()
-            channels.append(PipeChannel(proc, mine))
+        with sigint_ignored():
+            for job in jobs:
+                mine, theirs = ctx.Pipe()
+                proc = ctx.Process(
+                    target=worker_main, args=(theirs, job), name=f"scfleet-worker-{job.index + 1}"
+                )
+                proc.start()
+                theirs.close()
+                channels.append(PipeChannel(proc, mine))
         return channels
 
     async def close(self) -> None:

@@ -95,3 +95,29 @@ def test_workers_started_early_end_when_the_target_never_starts(
     assert target.at_start == ["scfleet-worker-1", "scfleet-worker-2"]
     assert workers_alive() == []  # none left behind
     assert not (tmp_path / "run").exists()  # no empty run folder either
+
+
+def test_workers_are_born_ignoring_ctrl_c(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches every process of the group, workers still importing too
+    (now while the server starts): they must be born ignoring SIGINT, the coordinator
+    deciding when they stop (before: SIGINT was ignored only once a worker had imported the
+    engine, and one hit before that died with a KeyboardInterrupt traceback)."""
+    import signal
+
+    from simulator.run.workers import WorkerPool
+
+    cfg = _cfg(tmp_path)
+    pool = WorkerPool(cfg, "", {}, 2, parts_dir=tmp_path)
+    before = signal.getsignal(signal.SIGINT)
+    pool.start_early()
+    try:
+        # read at once, long before a worker could reach its own signal() call
+        masks = []
+        for channel in pool._channels:
+            status = Path(f"/proc/{channel.proc.pid}/status").read_text()  # type: ignore[attr-defined]
+            masks.append(int(status.split("SigIgn:")[1].split()[0], 16))
+    finally:
+        pool.abandon()
+    assert all(mask & (1 << (signal.SIGINT - 1)) for mask in masks), [hex(m) for m in masks]
+    assert signal.getsignal(signal.SIGINT) is before  # this process's handler is back
+    assert workers_alive() == []
