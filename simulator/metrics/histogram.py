@@ -36,10 +36,6 @@ def bucket_bounds(index: int) -> tuple[int, int]:
     return sub << shift, ((sub + 1) << shift) - 1
 
 
-#: bucket indices and their added counts, as one mutation added them (see Histogram.take_fresh)
-_Added = tuple[Sequence[int], Sequence[int]]
-
-
 def _add_counts(counts: dict[int, int], keys: Sequence[int], adds: Sequence[int]) -> None:
     """``counts[k] += n`` for each pair, in C iterators (no bytecode per bucket)."""
     counts.update(zip(keys, map(add, map(counts.get, keys, repeat(0)), adds), strict=True))
@@ -61,20 +57,13 @@ class Histogram:
         self.total = 0
         self.min = 0
         self.max = 0
-        self._fresh: list[_Added] | None = None  # None: nobody takes deltas
+        self._fresh: dict[int, int] | None = None  # None: nobody takes deltas
 
     def take_fresh(self) -> dict[int, int]:
-        """The bucket counts added since the previous call (all of them at the first call)."""
-        fresh, self._fresh = self._fresh, []
-        if fresh is None:
-            return dict(self.counts)
-        if len(fresh) == 1:
-            keys, adds = fresh[0]
-            return dict(zip(keys, adds, strict=True))
-        out: dict[int, int] = {}
-        for keys, adds in fresh:
-            _add_counts(out, keys, adds)
-        return out
+        """The bucket counts added since the previous call (all of them at the first call):
+        O(1), the adding was done as the counts were (in the tick's fold steps)."""
+        fresh, self._fresh = self._fresh, {}
+        return dict(self.counts) if fresh is None else fresh
 
     def record(self, value: int) -> None:
         if value < 0:
@@ -86,8 +75,9 @@ class Histogram:
             idx = ((shift + 1) << _SUB_BITS) + (value >> shift) - _SUB_HALF
         c = self.counts
         c[idx] = c.get(idx, 0) + 1
-        if self._fresh is not None:
-            self._fresh.append(((idx,), (1,)))
+        f = self._fresh
+        if f is not None:
+            f[idx] = f.get(idx, 0) + 1
         if self.count == 0:
             self.min = self.max = value
         elif value < self.min:
@@ -103,7 +93,7 @@ class Histogram:
         keys, adds = tuple(other.counts), tuple(other.counts.values())
         _add_counts(self.counts, keys, adds)
         if self._fresh is not None:
-            self._fresh.append((keys, adds))
+            _add_counts(self._fresh, keys, adds)
         if self.count == 0:
             self.min, self.max = other.min, other.max
         else:
@@ -194,10 +184,10 @@ def fold_columns(hists: Sequence[Histogram], matrix: Any) -> None:
     for j, h in enumerate(hists):
         a, b = bounds[j], bounds[j + 1]
         if a < b:
-            added = idx[a:b], counts[a:b]
-            _add_counts(h.counts, *added)
+            keys, adds = idx[a:b], counts[a:b]
+            _add_counts(h.counts, keys, adds)
             if h._fresh is not None:
-                h._fresh.append(added)
+                _add_counts(h._fresh, keys, adds)
     lows, highs, sums = clipped.min(0).tolist(), clipped.max(0).tolist(), clipped.sum(0).tolist()
     for h, lo, hi, total in zip(hists, lows, highs, sums, strict=True):
         if h.count == 0:

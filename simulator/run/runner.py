@@ -444,18 +444,22 @@ class Environment:
                 return
 
 
-async def fold_gently(registry: Registry) -> None:
+async def fold_gently(registry: Registry, rounds: int = 4) -> None:
     """Fold the second's buffered rows one histogram at a time, yielding to the event loop
     between: a fold in one piece held the loop ~10 ms at 8,000 requests/s, and every arrival
-    due meanwhile started that late (most of the start lag's p99). Cancelled (the run
-    stopping), it still folds what it took."""
-    steps = registry.fold_steps()
-    try:
-        for _ in steps:
-            await asyncio.sleep(0)
-    finally:
-        for _ in steps:
-            pass
+    due meanwhile started that late (most of the start lag's p99). Rows recorded during those
+    loop turns are folded the same way (up to ``rounds`` passes), so the tick's own flush
+    finds next to nothing. Cancelled (the run stopping), it still folds what it took."""
+    for _ in range(rounds):
+        if not any(rec.pending for rec in registry.recorders):
+            return
+        steps = registry.fold_steps()
+        try:
+            for _ in steps:
+                await asyncio.sleep(0)
+        finally:
+            for _ in steps:
+                pass
 
 
 def threshold_results(cfg: RunConfig, registry: Registry, duration: float) -> list[ThresholdResult]:
