@@ -10,7 +10,7 @@ for 1,000,000 devices), and a worker writes its rows instead of pickling them al
 
 The parts live in a scratch folder (the system's temp folder, ``TMPDIR``) that goes when the
 run's result does (or at exit), so ``result.devices`` stays readable after the folder is
-written. Workers on other machines (a Ray cluster) still send their rows; the coordinator
+written; a worker whose coordinator was killed removes it (:func:`drop_scratch`). Workers on other machines (a Ray cluster) still send their rows; the coordinator
 spills each worker's rows to a part as they arrive and lets them go.
 """
 
@@ -49,6 +49,12 @@ class Scratch:
 
     def part(self, name: str) -> Path:
         return self.path / f"{name}.csv"
+
+
+def drop_scratch(part: Path) -> None:
+    """From a worker whose coordinator is gone (killed): nobody will merge or remove its
+    parts, so the scratch folder goes now."""
+    shutil.rmtree(part.parent, ignore_errors=True)
 
 
 def write_part(path: Path, rows: Iterable[tuple[int, int, DeviceRow]]) -> int:

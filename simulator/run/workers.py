@@ -547,8 +547,12 @@ def _worker(end: WorkerEnd, job: WorkerJob) -> None:
         env.interval_hooks.append(on_interval)
         env.tick_hooks.append(on_tick)
 
+        orphaned = False  # the coordinator is gone: nobody will read this worker's rows
+
         def on_message(msg: Control | None) -> None:
+            nonlocal orphaned
             if msg is None:  # the coordinator is gone: stop
+                orphaned = True
                 env.cancel_inflight()
             elif isinstance(msg, Stop):
                 if msg.cancel:
@@ -569,10 +573,17 @@ def _worker(end: WorkerEnd, job: WorkerJob) -> None:
                 writer.close()
         notes, error, stopped = tuple(result.notes), result.error, result.interrupted
         if job.devices_part is not None:  # row by row to the part, never all in a message
-            from simulator.run.device_parts import write_part
+            from simulator.run.device_parts import drop_scratch, write_part
 
+            if orphaned:  # a killed coordinator leaves no scratch folder behind
+                drop_scratch(job.devices_part)
+                return
             written = write_part(job.devices_part, _device_rows(env))
-            end.send(Final(job.index, (), notes, error, stopped, written))
+            try:
+                end.send(Final(job.index, (), notes, error, stopped, written))
+            except OSError:
+                drop_scratch(job.devices_part)
+                raise
         else:
             names = [sc.name for sc in cfg.scenarios]
             rows = tuple((names[rank], i, row) for rank, i, row in _device_rows(env))
