@@ -186,6 +186,7 @@ def test_many_devices_in_flight_under_a_low_soft_limit_do_not_fail(
         server.shutdown()
 
 
+@pytest.mark.slow  # waits out a request timeout (~1 s): the fast tier stays under 60 s
 def test_a_timed_out_upload_to_a_server_that_stopped_reading_frees_its_socket() -> None:
     """The open-file need counts one socket per request in flight, so a request that ended
     must free its socket. A server that accepts and stops reading (overloaded, stuck) leaves

@@ -185,6 +185,7 @@ def test_fresh_buckets_add_up_to_the_difference_of_two_readings() -> None:
     assert h.take_fresh() == {}
 
 
+@pytest.mark.slow  # starts a worker process (~2 s): the fast tier stays under 60 s
 def test_a_worker_runs_its_loop_with_the_tuned_collector() -> None:
     """Before: only the single process froze its set-up objects and collected young objects
     every 50,000 allocations; worker processes ran with the default (700): more collections
