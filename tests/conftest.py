@@ -5,7 +5,10 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +72,38 @@ def reference_server() -> Iterator[Callable[[Path], EmbeddedServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def http_sink() -> Iterator[Callable[..., str]]:
+    """A loopback HTTP/1.1 sink that reads each POST's body and answers 200 ``{}`` (after
+    ``delay`` seconds, to hold connections open): ``url = http_sink(delay=1.0)``. Every one
+    started is shut down at teardown."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(delay: float = 0.0) -> str:
+        class Sink(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if delay:
+                    time.sleep(delay)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

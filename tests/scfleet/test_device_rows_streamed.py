@@ -11,11 +11,9 @@ The coordinator's memory is measured with tracemalloc (it is this process; worke
 from __future__ import annotations
 
 import csv
-import threading
 import tracemalloc
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -32,27 +30,9 @@ IDLE = (
 )
 
 
-class _Ok(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def url() -> Any:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+def url(http_sink: Callable[..., str]) -> str:
+    return http_sink()
 
 
 def _peak(tmp_path: Path, url: str, n: int, workers: int) -> tuple[int, list[list[str]]]:

@@ -9,8 +9,7 @@ import resource
 import subprocess
 import sys
 import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,6 +22,18 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 def _limited(soft: int, hard: int) -> Any:
     return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _run_limited(soft: int, hard: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """``scfleet run ARGS`` in a subprocess whose open-file limits are ``soft``/``hard``."""
+    return subprocess.run(
+        [sys.executable, "-m", "scfleet", "run", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_limited(soft, hard),
+    )
 
 
 def test_files_needed_is_the_peak_device_need_per_process() -> None:
@@ -84,32 +95,32 @@ def test_files_needed_counts_devices_in_flight_not_devices_allocated(
 
 
 @pytest.mark.slow  # a 2 s run in a subprocess; the rule itself is checked just above
-def test_more_devices_than_files_but_few_in_flight_runs(tmp_path: pathlib.Path) -> None:
+def test_more_devices_than_files_but_few_in_flight_runs(
+    tmp_path: pathlib.Path, http_sink: Callable[..., str]
+) -> None:
     """5,000 idle devices under a hard limit of 1,024 open files, 2 iterations/s: the run
     goes (before: refused, exit 103, "needs 5128 open files") and every request succeeds."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        cfg = tmp_path / "idle.toml"
-        cfg.write_text(IDLE.format(rate=2, secs=2, devices=5000))
-        out = tmp_path / "run"
-        res = subprocess.run(
-            [sys.executable, "-m", "scfleet", "run", str(cfg), "--out", str(out), "--quiet"]
-            + ["--target", f"http://127.0.0.1:{server.server_address[1]}", "--workers", "1"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            preexec_fn=_limited(1024, 1024),
-        )
-        assert res.returncode == 0, res.stderr
-        summary = json.loads((out / "summary.json").read_text())
-        assert summary["metrics"]["http_reqs"]["count"] == 4
-        assert summary["metrics"]["http_req_failed"]["passes"] == 0
-        assert len((out / "devices.csv").read_text().splitlines()) == 5000 + 1
-    finally:
-        server.shutdown()
+    url = http_sink(delay=1.0)  # every upload holds its connection for a second
+    cfg = tmp_path / "idle.toml"
+    cfg.write_text(IDLE.format(rate=2, secs=2, devices=5000))
+    out = tmp_path / "run"
+    res = _run_limited(
+        1024,
+        1024,
+        str(cfg),
+        "--out",
+        str(out),
+        "--quiet",
+        "--target",
+        url,
+        "--workers",
+        "1",
+    )
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metrics"]["http_reqs"]["count"] == 4
+    assert summary["metrics"]["http_req_failed"]["passes"] == 0
+    assert len((out / "devices.csv").read_text().splitlines()) == 5000 + 1
 
 
 def test_a_need_above_the_hard_limit_is_one_line_before_anything_starts(
@@ -121,15 +132,17 @@ def test_a_need_above_the_hard_limit_is_one_line_before_anything_starts(
         '[scenarios.v]\nexecutor = "constant-vus"\nvus = 5000\nduration = "5s"\n'
         '[scenarios.v.device]\nkind = "iot_upload"\n'
     )
-    res = subprocess.run(
-        [sys.executable, "-m", "scfleet", "run", str(cfg), "--out", str(out)]
+    res = _run_limited(
+        1024,
+        1024,
+        str(cfg),
+        "--out",
+        str(out),
         # one process needs the whole fleet's files (with workers, the largest segment's)
-        + ["--target", "http://127.0.0.1:9", "--workers", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=_limited(1024, 1024),
+        "--target",
+        "http://127.0.0.1:9",
+        "--workers",
+        "1",
     )
     assert res.returncode == 103, res.stderr
     lines = res.stderr.strip().splitlines()
@@ -137,53 +150,34 @@ def test_a_need_above_the_hard_limit_is_one_line_before_anything_starts(
     assert "1024" in lines[0] and not out.exists()  # no server started, no folder left
 
 
-class _Slow(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        time.sleep(1.0)  # every upload holds its connection for a second
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.mark.slow
 def test_many_devices_in_flight_under_a_low_soft_limit_do_not_fail(
-    tmp_path: pathlib.Path,
+    tmp_path: pathlib.Path, http_sink: Callable[..., str]
 ) -> None:
     """150 uploads in flight at once with a soft limit of 100 open files: before the limit was
     raised at start, connects failed with EMFILE (errors); now every request succeeds."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        cfg = tmp_path / "many.toml"
-        cfg.write_text(
-            '[scenarios.up]\nexecutor = "constant-arrival-rate"\nrate = 150\nduration = "2s"\n'
-            'pre_allocated_devices = 160\nmax_devices = 320\ngraceful_stop = "5s"\n'
-            '[scenarios.up.device]\nkind = "iot_upload"\nchunk_bytes = 1000\n'
-        )
-        out = tmp_path / "run"
-        res = subprocess.run(
-            [sys.executable, "-m", "scfleet", "run", str(cfg), "--out", str(out), "--quiet"]
-            + ["--target", f"http://127.0.0.1:{server.server_address[1]}"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            preexec_fn=_limited(100, 4096),
-        )
-        assert res.returncode == 0, res.stderr
-        summary = json.loads((out / "summary.json").read_text())
-        assert summary["metrics"]["http_reqs"]["count"] == 300
-        assert summary["metrics"]["http_req_failed"]["passes"] == 0
-    finally:
-        server.shutdown()
+    url = http_sink(delay=1.0)  # every upload holds its connection for a second
+    cfg = tmp_path / "many.toml"
+    cfg.write_text(
+        '[scenarios.up]\nexecutor = "constant-arrival-rate"\nrate = 150\nduration = "2s"\n'
+        'pre_allocated_devices = 160\nmax_devices = 320\ngraceful_stop = "5s"\n'
+        '[scenarios.up.device]\nkind = "iot_upload"\nchunk_bytes = 1000\n'
+    )
+    out = tmp_path / "run"
+    res = _run_limited(
+        100,
+        4096,
+        str(cfg),
+        "--out",
+        str(out),
+        "--quiet",
+        "--target",
+        url,
+    )
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metrics"]["http_reqs"]["count"] == 300
+    assert summary["metrics"]["http_req_failed"]["passes"] == 0
 
 
 @pytest.mark.slow  # waits out a request timeout (~1 s): the fast tier stays under 60 s

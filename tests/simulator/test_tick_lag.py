@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -186,32 +187,16 @@ def test_fresh_buckets_add_up_to_the_difference_of_two_readings() -> None:
 
 
 @pytest.mark.slow  # starts a worker process (~2 s): the fast tier stays under 60 s
-def test_a_worker_runs_its_loop_with_the_tuned_collector() -> None:
+def test_a_worker_runs_its_loop_with_the_tuned_collector(http_sink: Callable[..., str]) -> None:
     """Before: only the single process froze its set-up objects and collected young objects
     every 50,000 allocations; worker processes ran with the default (700): more collections
     per request, and full collections walking every device and histogram mid-run."""
     import gc
-    import http.server
-    import threading
     import time
 
     from simulator.run.workers import Go, Snapshot, WorkerJob, run_worker
 
-    class Ok(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"{}")
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = http_sink()
     seen: list[tuple[int, int]] = []
 
     class End:
@@ -242,12 +227,7 @@ def test_a_worker_runs_its_loop_with_the_tuned_collector() -> None:
         }
     )
     before = gc.get_threshold()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        run_worker(End(), WorkerJob(0, 1, cfg, url, {}))
-    finally:
-        server.shutdown()
-        server.server_close()
+    run_worker(End(), WorkerJob(0, 1, cfg, url, {}))
     assert seen, "no snapshot"
     assert all(threshold == 50_000 and frozen > 0 for threshold, frozen in seen), seen
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
