@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from hw_bridge.boards_section import parse_boards
 from hw_bridge.fleet import BoardFleet, BoardState
 from hw_bridge.testing import FakeBoard, fake_links
@@ -41,6 +43,7 @@ def _run(cfg: Any, boards: dict[str, FakeBoard]) -> tuple[Any, BoardFleet]:
     return asyncio.run(env.run()), fleet
 
 
+@pytest.mark.slow  # a ~1.7 s run with boards: the fast tier stays under 60 s
 def test_a_boards_dropped_chunks_are_dropped_iterations_of_its_scenario() -> None:
     boards = {"socket://b1": FakeBoard("b1", dropped=3), "socket://b2": FakeBoard("b2")}
     result, fleet = _run(_cfg(list(boards)), boards)
@@ -58,6 +61,7 @@ def test_a_boards_dropped_chunks_are_dropped_iterations_of_its_scenario() -> Non
     assert rows["socket://b1"].requests >= 4
 
 
+@pytest.mark.slow  # a ~1.7 s run with boards: the fast tier stays under 60 s
 def test_a_board_that_cannot_open_is_lost_and_the_others_run() -> None:
     boards = {"socket://b1": FakeBoard("b1")}
     result, fleet = _run(_cfg(["socket://b1", "socket://absent"]), boards)
