@@ -28,6 +28,7 @@ import queue
 import socket
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -52,6 +53,10 @@ if TYPE_CHECKING:
 
 #: the extra that brings Ray (pyproject.toml)
 EXTRA = "cluster"
+#: How often ``connect`` tries a Ray client address whose proxy failed to start our server.
+CLIENT_ATTEMPTS = 3
+#: The Ray client proxy's message for that transient failure (ray/util/client/server/proxier.py).
+CLIENT_START_FAILED = "Starting Ray client server failed"
 #: how long one long-poll waits for a worker's message (bounds how late close() notices)
 POLL_SECONDS = 1.0
 #: a poll unanswered this long past its wait means the actor's node is unreachable
@@ -458,17 +463,27 @@ class RayCluster:
         shown = self.shown
         if shown != "auto":
             _probe(shown)  # a refused port fails now: ray.init would retry for minutes
-        try:
-            with warnings.catch_warnings():  # Ray client's timeout warning: we say it once
-                warnings.simplefilter("ignore")
-                ray.init(
-                    address=self.address,
-                    log_to_driver=False,
-                    logging_level=logging.WARNING,
-                    configure_logging=True,
-                )
-        except Exception as exc:  # noqa: BLE001 - any failure to connect is one line
-            raise ClusterError(f"cannot connect to Ray at {shown}: {_one_line(exc)}") from None
+        for attempt in range(1, CLIENT_ATTEMPTS + 1):
+            try:
+                with warnings.catch_warnings():  # Ray client's timeout warning: we say it once
+                    warnings.simplefilter("ignore")
+                    ray.init(
+                        address=self.address,
+                        log_to_driver=False,
+                        logging_level=logging.WARNING,
+                        configure_logging=True,
+                    )
+                break
+            except Exception as exc:  # noqa: BLE001 - any failure to connect is one line
+                # The Ray client proxy starts one server process per client; on a loaded head
+                # that start can miss the proxy's own deadline ("Starting Ray client server
+                # failed"). That is transient: try again, a bounded number of times.
+                if attempt < CLIENT_ATTEMPTS and CLIENT_START_FAILED in str(exc):
+                    with contextlib.suppress(Exception):
+                        ray.shutdown()
+                    time.sleep(attempt)
+                    continue
+                raise ClusterError(f"cannot connect to Ray at {shown}: {_one_line(exc)}") from None
         self._owns = True
 
     def disconnect(self) -> None:

@@ -58,6 +58,52 @@ def test_cluster_without_ray_is_one_line_naming_the_extra(tmp_path: pathlib.Path
     assert not out.exists()  # nothing started, no empty run folder
 
 
+def _flaky_ray(failures: int, message: str) -> Any:
+    """A stand-in for the ``ray`` module whose ``init`` fails ``failures`` times first."""
+    calls: list[str] = []
+
+    def init(**_kw: Any) -> None:
+        calls.append("init")
+        if calls.count("init") <= failures:
+            raise ConnectionAbortedError(f"Initialization failure from server: {message}")
+
+    return SimpleNamespace(
+        calls=calls,
+        init=init,
+        is_initialized=lambda: False,
+        shutdown=lambda: calls.append("shutdown"),
+    )
+
+
+def test_a_client_server_that_failed_to_start_is_tried_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CI saw `ray://` fail once with the proxy's "Starting Ray client server failed" while the
+    machine was loaded (the proxy starts a server process per client under a deadline); the
+    run ended with exit 103. Now that failure is tried again, at most CLIENT_ATTEMPTS times;
+    before, the first one was final (this test raised ClusterError)."""
+    import simulator.run.cluster as cluster_mod
+
+    fake = _flaky_ray(2, "RuntimeError: Starting Ray client server failed. See logs.")
+    monkeypatch.setattr(cluster_mod, "_ray", lambda: fake)
+    monkeypatch.setattr(cluster_mod.time, "sleep", lambda _s: None)
+    monkeypatch.setenv("RAY_ADDRESS", "")
+    cluster_mod.RayCluster("auto").connect()
+    assert fake.calls == ["init", "shutdown", "init", "shutdown", "init"]
+
+    fake = _flaky_ray(9, "RuntimeError: Starting Ray client server failed. See logs.")
+    monkeypatch.setattr(cluster_mod, "_ray", lambda: fake)
+    with pytest.raises(ClusterError, match="cannot connect to Ray at auto"):
+        cluster_mod.RayCluster("auto").connect()
+    assert fake.calls.count("init") == cluster_mod.CLIENT_ATTEMPTS
+
+    fake = _flaky_ray(1, "some other failure")  # anything else is final at once
+    monkeypatch.setattr(cluster_mod, "_ray", lambda: fake)
+    with pytest.raises(ClusterError):
+        cluster_mod.RayCluster("auto").connect()
+    assert fake.calls == ["init"]
+
+
 @pytest.mark.parametrize("bad", ["ray://", "host", "ray://h:0", "h:99999", "a b:1", "h:1/x", ""])
 def test_bad_cluster_addresses_are_refused(bad: str) -> None:
     from simulator.config.sections import cluster_address
