@@ -84,6 +84,7 @@ seconds = 5
 K6_SCRIPT = """
 import http from 'k6/http';
 import {{ check }} from 'k6';
+{probe_import}
 const body = open('{body}', 'b');
 export const options = {{
   scenarios: {{
@@ -94,24 +95,108 @@ export const options = {{
   }},
 }};
 export default function () {{
-  const res = http.post('{url}/api/esp32/audio/upload', body, {{
-    headers: {{
-      'Content-Type': 'application/octet-stream',
-      'X-Device-ID': `test-device-${{__VU}}`,
-      'X-Sample-Rate': '16000',
-    }},
-  }});
+  {probe}
+  const headers = {{
+    'Content-Type': 'application/octet-stream',
+    'X-Device-ID': `test-device-${{__VU}}`,
+    'X-Sample-Rate': '16000',
+  }};
+  {probe_header}
+  const res = http.post('{url}/api/esp32/audio/upload', body, {{ headers }});
   check(res, {{ 'is status 200': (r) => r.status === 200 }});
 }}
 """
 
-GENERATORS = ("w1", "auto", "k6", "cluster")
+# The start-lag probe (--k6-lag): first thing in the iteration, the time, then the iteration's
+# counter (k6 gives one to each iteration that starts, in start order; a dropped one gets none)
+# and the ms since the scenario started, sent as a header that nginx logs (nginx_target.py).
+# `exec.scenario` builds a new object on each access: it is read once.
+K6_PROBE_IMPORT = "import exec from 'k6/execution';"
+K6_PROBE = (
+    "const now = Date.now(), sc = exec.scenario; "
+    "const probe = `${sc.iterationInTest} ${now - sc.startTime}`;"
+)
+K6_PROBE_HEADER = "headers['X-Lag-Probe'] = probe;"
+
+GENERATORS = ("w1", "auto", "k6", "k6-lag", "k6-probe", "cluster")
 LABELS = {
     "w1": "scfleet --workers 1",
     "auto": "scfleet --workers auto",
-    "k6": "k6",
+    "k6": "k6 (delivered, dropped)",
+    "k6-lag": "k6 + lag probe (all three)",
+    "k6-probe": "k6 + lag probe (delivered, dropped)",
     "cluster": "scfleet --cluster (Ray)",
 }
+K6_GENERATORS = ("k6", "k6-lag", "k6-probe")
+
+
+@dataclass(frozen=True)
+class ProbeLag:
+    """k6's start lag (actual − scheduled start) from the probe's lines, in ms.
+
+    A constant-arrival-rate scenario schedules slot g at ``g × period`` after the scenario's
+    start (``period`` = 1 s ÷ rate, in whole ns, lib/executor/constant_arrival_rate.go). An
+    iteration's counter c is not its slot: a dropped slot gets no counter, so g = c + D, D the
+    slots dropped before it, which k6 does not tell the script. Bounds on D give bounds on the
+    lag: D ≥ 0 gives ``p99_hi_ms`` (every iteration's lag over-stated by D periods); D can be
+    no more than any later iteration's ``floor(t / period) − c`` (a slot is not started before
+    its time) nor the run's ``dropped_iterations``, which gives ``p99_ms``, the lower bound.
+    With no drop the two are the same and exact, to the probe's resolution: ±1 ms (``Date.now()``
+    and ``exec.scenario.startTime`` are whole ms). Only iterations whose request reached nginx
+    are counted (``n``).
+    """
+
+    n: int
+    p99_ms: float
+    p99_hi_ms: float
+    max_ms: float
+    malformed: int = 0
+
+    @property
+    def exact(self) -> bool:
+        return self.p99_ms == self.p99_hi_ms
+
+
+def p99(values: list[float]) -> float:
+    """Nearest-rank 99th percentile."""
+    if not values:
+        return 0.0
+    v = sorted(values)
+    return v[max(math.ceil(0.99 * len(v)) - 1, 0)]
+
+
+def probe_lag(lines: list[str], rate: float, dropped: int) -> ProbeLag | None:
+    """Start lag of one k6 run from its ``X-Lag-Probe`` lines (``"<counter> <ms>"``)."""
+    period = int(1e9 / rate) / 1e6  # ms, as k6 truncates it to whole ns
+    pairs: list[tuple[int, int]] = []
+    malformed = 0
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit() and parts[1].lstrip("-").isdigit():
+            pairs.append((int(parts[0]), int(parts[1])))
+        else:
+            malformed += 1
+    if not pairs:
+        return None
+    pairs.sort()
+    hi = [t - c * period for c, t in pairs]
+    # D ≤ min over this and every later iteration of (the last slot due by its t) − c; the
+    # truncated ms put the true t below t + 1
+    lo: list[float] = [0.0] * len(pairs)
+    bound = max(dropped, 0)
+    for i in range(len(pairs) - 1, -1, -1):
+        c, t = pairs[i]
+        bound = min(bound, max(math.ceil((t + 1) / period) - 1 - c, 0))
+        lo[i] = t - (c + bound) * period
+    return ProbeLag(
+        n=len(pairs),
+        p99_ms=round(p99(lo), 3),
+        p99_hi_ms=round(p99(hi), 3),
+        max_ms=round(max(lo), 3),
+        malformed=malformed,
+    )
+
+
 _RUNS = itertools.count()
 
 
@@ -136,6 +221,8 @@ class Step:
     passed: bool = False
     why: str = ""
     reqs_rate: float | None = None  # http_reqs rate of the summary: count / the run's duration
+    lag_p99_hi_ms: float | None = None  # k6's probe: the upper bound (ProbeLag); lag_p99_ms low
+    probe_n: int | None = None  # k6's probe: iterations it timed
 
     @property
     def delivered(self) -> float:
@@ -155,7 +242,9 @@ class Step:
             reasons.append(f"delivered {self.delivered:.1%}")
         if self.dropped / max(self.scheduled, 1) >= DROPPED_MAX:
             reasons.append(f"dropped {self.dropped / max(self.scheduled, 1):.1%}")
-        if lag and self.lag_p99_ms is not None and self.lag_p99_ms >= LAG_P99_MAX_MS:
+        if lag and self.lag_p99_ms is None:
+            reasons.append("no start lag measured")
+        elif lag and self.lag_p99_ms is not None and self.lag_p99_ms >= LAG_P99_MAX_MS:
             reasons.append(f"lag p99 {self.lag_p99_ms:.1f} ms")
         self.passed = not reasons
         self.why = ", ".join(reasons) or "ok"
@@ -200,10 +289,14 @@ class Bench:
         d = self.args.step if duration is None else duration
         pre, mx = self.devices(rate)
         n = next(_RUNS)
-        if gen == "k6":
+        probe = gen in ("k6-lag", "k6-probe")
+        if gen in K6_GENERATORS:
             script = self.tmp / f"k6-{n}.js"
             script.write_text(
                 K6_SCRIPT.format(
+                    probe_import=K6_PROBE_IMPORT if probe else "",
+                    probe=K6_PROBE if probe else "",
+                    probe_header=K6_PROBE_HEADER if probe else "",
                     body=self.body_file(body),
                     rate=rate,
                     duration=d,
@@ -244,6 +337,8 @@ class Bench:
                 cmd += ["--workers", "auto"]
             elif gen == "cluster":
                 cmd += ["--cluster", self.args.cluster, "--workers", "auto"]  # 1 per CPU
+        if probe:
+            self.nginx.take_probe_log()  # nothing left from an earlier run
         before = self.nginx.cpu()
         t0 = time.perf_counter()
         err_file = self.tmp / f"stderr-{n}.txt"
@@ -268,9 +363,18 @@ class Bench:
         err = err_file.read_text(errors="replace")
         if code not in (0, 99):
             raise SystemExit(f"{gen} at {rate:g}/s exited {code}: {err.strip()[-400:]}")
-        if gen == "k6":
+        lag_hi: float | None = None
+        probe_n: int | None = None
+        if gen in K6_GENERATORS:
             m = json.loads(export.read_text())["metrics"]
             lag = None
+            if probe:
+                dropped = int(m.get("dropped_iterations", {}).get("count", 0))
+                failed_share = float(m.get("http_req_failed", {}).get("value", 0.0))
+                answered = round(int(m["http_reqs"]["count"]) * (1 - failed_share))
+                pl = probe_lag(self.nginx.take_probe_log(expect=answered), rate, dropped)
+                if pl is not None:
+                    lag, lag_hi, probe_n = pl.p99_ms, pl.p99_hi_ms, pl.n
         else:
             doc = json.loads((export / "summary.json").read_text())
             m = doc["metrics"]
@@ -297,8 +401,12 @@ class Bench:
             nginx_busiest_worker_s=busiest,
             load1=os.getloadavg()[0],
             reqs_rate=float(m["http_reqs"].get("rate") or 0.0) or None,
-        ).judge(lag=not self.args.no_lag)
+            lag_p99_hi_ms=lag_hi,
+            probe_n=probe_n,
+        ).judge(lag=judged_by_lag(gen, self.args.no_lag))
         lag_s = f"{lag:.2f} ms" if lag is not None else "n/a"
+        if lag_hi is not None and lag_hi != lag:
+            lag_s += f" (≤ {lag_hi:.2f}: drops)"
         print(
             f"  {LABELS[gen]:<24} {body:>6} B {rate:>8.0f}/s: ok {step.ok}/{step.scheduled} "
             f"dropped {step.dropped} lag p99 {lag_s} cpu {step.cpu_s:.1f}s nginx "
@@ -359,13 +467,13 @@ class Bench:
             s.overload = self.run(gen, body, nice(s.ceiling * 1.5))
         return s
 
-    def cpu_per_request(self, body: int) -> dict[str, object]:
+    def cpu_per_request(self, body: int, rate: float) -> dict[str, object]:
         """1 worker vs auto workers at the same rate, minus a 1 req/s run, interleaved; and 1
         worker at the rate ÷ the auto worker count (``w1_part``: what each auto worker runs),
         so the difference splits into running the rate in smaller parts (each event loop
         wakes about as often per second at half the rate: twice the wake-ups per request)
         and coordinating (auto against that part, per request)."""
-        rate, d, n = self.args.cpu_rate, self.args.step, max(self.args.repeat, 1)
+        d, n = self.args.step, max(self.args.repeat, 1)
         parts = len(os.sched_getaffinity(0))  # what `--workers auto` starts here
         out: dict[str, object] = {"rate": rate, "body": body, "duration": d, "workers": parts}
         for gen in ("w1", "auto"):
@@ -405,6 +513,21 @@ class Bench:
         return out
 
 
+def cpu_cases(args: argparse.Namespace) -> list[tuple[int, float]]:
+    """(body, rate) of each CPU-per-request measurement: every --cpu-bodies × --cpu-rates."""
+    return [
+        (int(b), float(r)) for b in args.cpu_bodies.split(",") for r in args.cpu_rates.split(",")
+    ]
+
+
+def judged_by_lag(gen: str, no_lag: bool) -> bool:
+    """Is this generator's step judged on start lag too? scfleet unless --no-lag; k6 only with
+    the probe as ``k6-lag`` (plain ``k6`` and ``k6-probe`` on delivered and dropped)."""
+    if gen in K6_GENERATORS:
+        return gen == "k6-lag"
+    return not no_lag
+
+
 def nice(rate: float) -> float:
     """A rate rounded to two significant digits."""
     mag = 10 ** max(math.floor(math.log10(rate)) - 1, 0)
@@ -438,32 +561,54 @@ def _wait4(pid: int, timeout: float) -> tuple[int, int, resource.struct_rusage]:
 
 
 def table(results: list[list[Search]], cpu: list[dict[str, object]], quiet: bool) -> str:
-    """The markdown table: median ceiling (range over repeats), overload, ratio vs k6."""
+    """The markdown table: median ceiling (range over repeats), overload, and the ratio to each
+    k6 yardstick: delivered and dropped only (``k6``), all three with the probe's lag (``k6-lag``)."""
     by: dict[tuple[str, int], list[Search]] = {}
     for rep in results:
         for s in rep:
             by.setdefault((s.generator, s.body), []).append(s)
+
+    def k6_median(gen: str, body: int) -> float:
+        runs = by.get((gen, body))
+        return statistics.median(s.ceiling for s in runs) if runs else 0.0
+
     lines = [
         "| body | generator | ceiling (median, range) | at the ceiling: lag p99 · nginx cores "
-        "| at 1.5×: achieved / ceiling | ceiling ÷ k6 |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| at 1.5×: achieved / ceiling | ÷ k6 (delivered, dropped) | ÷ k6 (all three, lag probe) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
+    ambiguous = 0
     for (gen, body), runs in sorted(
         by.items(), key=lambda kv: (-kv[0][1], GENERATORS.index(kv[0][0]))
     ):
         ceilings = sorted(s.ceiling for s in runs)
         med = statistics.median(ceilings)
-        k6 = by.get(("k6", body))
-        k6_med = statistics.median(s.ceiling for s in k6) if k6 else 0.0
-        ratio = (
-            f"{med / k6_med:.2f}×" if k6_med and gen != "k6" else ("1×" if gen == "k6" else "n/a")
-        )
+        ratios = []
+        for k6 in ("k6", "k6-lag"):
+            k6_med = k6_median(k6, body)
+            ratios.append(f"{med / k6_med:.2f}×" if k6_med else "n/a")
         spread = f"{ceilings[0]:,.0f}–{ceilings[-1]:,.0f}" if len(ceilings) > 1 else "1 run"
         if not all(s.complete for s in runs):
             spread += "; a search was cut short: ≥"
         at = [s.at_ceiling for s in runs if s.at_ceiling]
         lags = [a.lag_p99_ms for a in at if a.lag_p99_ms is not None]
-        lag = f"{statistics.median(lags):.2f} ms" if lags else ("n/a (k6)" if gen == "k6" else "–")
+        lag = (
+            f"{statistics.median(lags):.2f} ms"
+            if lags
+            else ("n/a (no probe)" if gen == "k6" else "–")
+        )
+        his = [a.lag_p99_hi_ms for a in at if a.lag_p99_hi_ms is not None]
+        if his and lags and statistics.median(his) != statistics.median(lags):
+            lag += f" (≤ {statistics.median(his):.2f})"
+        ambiguous += sum(
+            1
+            for s in runs
+            for st in s.steps
+            if gen == "k6-lag"
+            and st.passed
+            and st.lag_p99_hi_ms is not None
+            and st.lag_p99_hi_ms >= LAG_P99_MAX_MS
+        )
         ng = statistics.median(a.nginx_cpu_s / a.duration for a in at) if at else 0.0
         busiest = (
             statistics.median(a.nginx_busiest_worker_s / a.duration for a in at) if at else 0.0
@@ -478,7 +623,15 @@ def table(results: list[list[Search]], cpu: list[dict[str, object]], quiet: bool
         lines.append(
             f"| {body:,} B | {LABELS[gen]} | {med:,.0f}/s ({spread}) | {lag} · {ng:.2f} "
             f"(busiest worker {busiest:.0%}) "
-            f"| {over_s} | {ratio} |"
+            f"| {over_s} | {ratios[0]} | {ratios[1]} |"
+        )
+    if any(g in ("k6-lag", "k6-probe") for g, _b in by):
+        lines.append("")
+        lines.append(
+            "k6's start lag is the probe's (actual − scheduled start per iteration, ±1 ms); with "
+            "drops in a step it is bounded, the lower bound judged (k6 gets the benefit of the "
+            "doubt), the upper shown as (≤ …). Passing k6-lag steps whose upper bound was ≥ "
+            f"{LAG_P99_MAX_MS:g} ms: {ambiguous}."
         )
     for c in cpu:
         w1, auto = c["w1_us"], c["auto_us"]
@@ -499,6 +652,16 @@ def table(results: list[list[Search]], cpu: list[dict[str, object]], quiet: bool
                 f"smaller parts {med / statistics.median(w1) - 1:+.1%}, coordination (auto vs "
                 f"that) {statistics.median(auto) / med - 1:+.1%}"
             )
+    by_rate: dict[int, list[str]] = {}
+    for c in cpu:
+        by_rate.setdefault(int(str(c["body"])), []).append(
+            f"{float(str(c['rate'])):,.0f}/s {float(str(c['overhead'])):+.1%}"
+        )
+    for body, parts in by_rate.items():
+        if len(parts) > 1:
+            lines.append(
+                f"auto's CPU per request against 1 worker, {body:,} B, by rate: " + ", ".join(parts)
+            )
     lines.append("")
     lines.append(f"Machine: {'quiet' if quiet else 'BUSY (other jobs running)'}.")
     return "\n".join(lines)
@@ -513,7 +676,13 @@ def main() -> None:
     ap.add_argument("--resolution", type=float, default=0.1, help="stop bisecting at hi/lo")
     ap.add_argument("--max-steps", type=int, default=12, help="steps per search, at most")
     ap.add_argument("--repeat", type=int, default=1, help="searches per generator")
-    ap.add_argument("--cpu-rate", type=float, default=4000.0, help="rate for CPU per request")
+    ap.add_argument(
+        "--cpu-rates",
+        "--cpu-rate",
+        dest="cpu_rates",
+        default="4000",
+        help="rates for CPU per request, comma-separated (e.g. 4000,8000): auto's overhead by rate",
+    )
     ap.add_argument("--cpu-bodies", default="32000", help="bodies for CPU per request")
     ap.add_argument("--no-cpu", action="store_true", help="skip CPU per request (1 vs auto)")
     ap.add_argument("--cpu-only", action="store_true", help="only CPU per request (1 vs auto)")
@@ -525,7 +694,13 @@ def main() -> None:
     ap.add_argument(
         "--no-lag",
         action="store_true",
-        help="judge scfleet as k6 is judged: delivered and dropped only, no start-lag limit",
+        help="judge scfleet as plain k6 is judged: delivered and dropped only, no start-lag limit",
+    )
+    ap.add_argument(
+        "--k6-lag",
+        action="store_true",
+        help="also search k6 with a start-lag probe, judged by all three criteria as scfleet is "
+        "(generator k6-lag; k6-probe is the probe judged on delivered and dropped, for its cost)",
     )
     ap.add_argument(
         "--table", type=Path, nargs="+", help="only print the table of these JSON files merged"
@@ -541,6 +716,8 @@ def main() -> None:
     if args.table:
         return print_tables(args.table)
     gens = [g.strip() for g in args.generators.split(",") if g.strip()]
+    if args.k6_lag and "k6-lag" not in gens:
+        gens.insert(gens.index("k6") + 1 if "k6" in gens else len(gens), "k6-lag")
     bad = [g for g in gens if g not in GENERATORS]
     if bad:
         raise SystemExit(f"--generators: unknown {','.join(bad)} (known: {','.join(GENERATORS)})")
@@ -554,6 +731,9 @@ def main() -> None:
         for (gen, body), c in list(prior.items()):  # a Ray run starts from the local ceiling
             if gen == "auto":
                 prior.setdefault(("cluster", body), c)
+            if gen == "k6":  # the probe's runs start from plain k6's ceiling
+                prior.setdefault(("k6-lag", body), c)
+                prior.setdefault(("k6-probe", body), c)
     load_before = os.getloadavg()
     print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
     results: list[list[Search]] = []
@@ -598,17 +778,18 @@ def main() -> None:
             if args.json:
                 _write(args, results, cpu, load_before)
             if rep == 0 and not args.no_cpu:  # before further repeats: they are optional
-                for body in (int(b) for b in args.cpu_bodies.split(",")):
+                for body, rate in cpu_cases(args):
                     if not late(args):
-                        cpu.append(bench.cpu_per_request(body))
+                        cpu.append(bench.cpu_per_request(body, rate))
                 if args.json:
                     _write(args, results, cpu, load_before)
             if late(args):
                 print(f"deadline {args.deadline} UTC reached: stopping")
                 break
         if args.cpu_only:
-            for body in (int(b) for b in args.cpu_bodies.split(",")):
-                cpu.append(bench.cpu_per_request(body))
+            for body, rate in cpu_cases(args):
+                if not late(args):
+                    cpu.append(bench.cpu_per_request(body, rate))
     load_after = os.getloadavg()
     print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
     if args.json:
@@ -616,7 +797,7 @@ def main() -> None:
     print()
     print(table(results, cpu, args.quiet_machine))
     if args.no_lag:
-        print("(--no-lag: scfleet judged as k6 is, on delivered and dropped only)")
+        print("(--no-lag: scfleet judged as plain k6 is, on delivered and dropped only)")
 
 
 def print_tables(files: list[Path]) -> None:
@@ -651,7 +832,8 @@ def _write(
             "delivered_min": DELIVERED_MIN,
             "dropped_max": DROPPED_MAX,
             "lag_p99_max_ms": LAG_P99_MAX_MS,
-            "k6": "no start-lag metric: delivered and dropped only",
+            "k6": "delivered and dropped only (k6 has no start-lag metric)",
+            "k6-lag": "all three; lag from the probe, its lower bound when a step dropped",
         },
         "step_s": args.step,
         "no_lag": args.no_lag,

@@ -2,8 +2,10 @@
 
 nginx reads every request body (``client_body_buffer_size`` holds a 32 KB upload in memory, the
 body is then discarded) and answers ``200 {"status":"ok"}`` — what the bench sink answers — with
-keep-alive, no access log, two worker processes (one per core). Its CPU is sampled per step
-(:meth:`Nginx.cpu`) so a report can show that nginx was not the bottleneck.
+keep-alive, two worker processes (one per core). Its CPU is sampled per step (:meth:`Nginx.cpu`)
+so a report can show that nginx was not the bottleneck. The only access log is the start-lag
+probe's: a request carrying ``X-Lag-Probe`` (bench_ceiling.py's k6 probe) has that header's
+value logged, buffered; other requests are not logged (:meth:`Nginx.take_probe_log`).
 
 Needs the ``nginx`` binary (Debian: ``apt-get install nginx``; for the bench only, never CI).
 Listens on 127.0.0.1 only.
@@ -32,7 +34,8 @@ pid {tmp}/nginx.pid;
 error_log {tmp}/error.log error;
 events {{ worker_connections 65536; multi_accept on; }}
 http {{
-  access_log off;
+  log_format probe '$http_x_lag_probe';
+  access_log {tmp}/probe.log probe buffer=256k flush=200ms if=$http_x_lag_probe;
   client_body_temp_path {tmp}/body;
   proxy_temp_path {tmp}/proxy;
   fastcgi_temp_path {tmp}/fastcgi;
@@ -125,6 +128,28 @@ class Nginx:
     def pid(self) -> int:
         assert self._proc is not None
         return self._proc.pid
+
+    def take_probe_log(self, expect: int = 0, timeout_s: float = 5.0) -> list[str]:
+        """The ``X-Lag-Probe`` values logged since the last call; then the log is emptied.
+
+        nginx writes a worker's buffer at most 200 ms after its first line (``flush=200ms``):
+        call this after the generator exited, with ``expect`` the lines due (the requests
+        nginx answered); it polls until that many are there or ``timeout_s`` passed. nginx
+        appends (``O_APPEND``), so truncating the file in place starts the next run at 0.
+        """
+        assert self._tmp is not None
+        path = Path(self._tmp.name) / "probe.log"
+        deadline = time.monotonic() + timeout_s
+        while expect and time.monotonic() < deadline:
+            if path.exists() and path.read_bytes().count(b"\n") >= expect:
+                break
+            time.sleep(0.05)
+        if not path.exists():
+            return []
+        with path.open("r+", encoding="ascii", errors="replace") as fh:
+            lines = fh.read().splitlines()
+            fh.truncate(0)
+        return lines
 
     def cpu(self) -> CpuReading:
         """CPU seconds so far of the master and each worker (subtract two readings)."""

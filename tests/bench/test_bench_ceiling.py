@@ -1,0 +1,226 @@
+"""bench/bench_ceiling.py's judging and parsing: k6's start lag from the probe's lines, which
+yardstick judges which generator, the table's two k6 ratios and CPU per request by rate.
+
+The probe's runs are simulated as k6's constant-arrival-rate executor runs them (slot g due at
+g × period, a free VU or a drop, a counter per started iteration in start order, whole-ms
+clocks), so the known true lag can be compared with what the bench makes of the lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import random
+import shutil
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _load() -> ModuleType:
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("bench_ceiling", BENCH / "bench_ceiling.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_ceiling"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+bc = _load()
+
+
+@dataclass(frozen=True)
+class SimRun:
+    """A simulated k6 run: the probe's lines, the drops, and every started iteration's lag."""
+
+    lines: list[str]
+    dropped: int
+    true_lags: list[float]
+
+
+def simulate(
+    rate: float,
+    seconds: float,
+    vus: int,
+    busy_ms: float,
+    seed: int,
+    stalls: tuple[tuple[float, float], ...] = (),
+) -> SimRun:
+    """k6's loop: slot g is handled at max(due, the previous slot's handling) (later after a
+    stall: (at ms, for ms)); a free VU starts it 0-0.2 ms later, else it is dropped; counters
+    go to iterations in start order; ``Date.now()`` and ``startTime`` are whole ms."""
+    rnd = random.Random(seed)
+    period = int(1e9 / rate) / 1e6
+    start_ns = rnd.randrange(10**15, 2 * 10**15)
+    free_at = [0.0] * vus
+    handled = 0.0
+    started: list[tuple[float, float]] = []  # (actual ms, due ms)
+    dropped = 0
+    for g in range(int(rate * seconds)):
+        due = g * period
+        handled = max(due, handled)
+        for at, length in stalls:
+            if at <= handled < at + length:
+                handled = at + length
+        i = min(range(vus), key=free_at.__getitem__)
+        if free_at[i] > handled:
+            dropped += 1
+            continue
+        actual = handled + rnd.uniform(0.0, 0.2)
+        free_at[i] = actual + busy_ms
+        started.append((actual, due))
+    started.sort()
+    lines = []
+    for counter, (actual, _due) in enumerate(started):
+        now_ms = (start_ns + round(actual * 1e6)) // 10**6
+        lines.append(f"{counter} {now_ms - start_ns // 10**6}")
+    return SimRun(lines, dropped, [actual - due for actual, due in started])
+
+
+def test_without_drops_the_lag_is_exact_to_a_millisecond() -> None:
+    stalls = ((1000.0, 30.0), (2000.0, 30.0), (3000.0, 30.0))
+    run = simulate(2000, 5, vus=100, busy_ms=2.0, seed=1, stalls=stalls)
+    assert run.dropped == 0
+    lag = bc.probe_lag(run.lines, 2000, run.dropped)
+    truth = bc.p99(run.true_lags)
+    assert truth > 5  # the stall makes the p99: the probe must see it
+    assert lag.exact and lag.p99_ms == lag.p99_hi_ms
+    assert abs(lag.p99_ms - truth) <= 1.0
+    assert lag.n == len(run.true_lags)
+
+
+def test_drops_do_not_shift_the_schedule_of_later_iterations() -> None:
+    """Few VUs that stay busy 10 ms: half the slots are dropped while every start is on time.
+    Taking the counter as the slot (the naive probe) puts later iterations seconds late."""
+    run = simulate(1000, 5, vus=5, busy_ms=10.0, seed=2)
+    assert run.dropped > 1000
+    assert bc.p99(run.true_lags) < 0.5
+    lag = bc.probe_lag(run.lines, 1000, run.dropped)
+    assert lag.p99_hi_ms > 1000  # what the counter alone says
+    assert lag.p99_ms <= 1.0  # the bench: on time, to its resolution
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_two_bounds_hold_the_true_lag(seed: int) -> None:
+    rnd = random.Random(seed)
+    stalls = tuple((rnd.uniform(100, 2900), rnd.uniform(2, 60)) for _ in range(rnd.randrange(0, 4)))
+    rate = rnd.choice([1000.0, 3500.0, 8000.0])
+    vus = rnd.randrange(4, 40)
+    run = simulate(rate, 3, vus=vus, busy_ms=rnd.uniform(0.5, 6), seed=seed, stalls=stalls)
+    lag = bc.probe_lag(run.lines, rate, run.dropped)
+    truth = bc.p99(run.true_lags)
+    assert lag.p99_ms <= truth + 1.0  # the judged bound never over-states k6's lag
+    assert lag.p99_hi_ms >= truth - 1.0
+    if run.dropped == 0:
+        assert lag.exact and abs(lag.p99_ms - truth) <= 1.0
+
+
+def test_probe_lines_parsing() -> None:
+    assert bc.probe_lag([], 1000, 0) is None
+    assert bc.probe_lag(["-", "x y"], 1000, 0) is None
+    lag = bc.probe_lag(["0 0", "1 1", "garbage", "2 9", ""], 1000, 0)
+    assert lag is not None
+    assert (lag.n, lag.malformed) == (3, 2)
+    assert lag.p99_ms == lag.max_ms == 7.0
+    assert bc.p99([5.0] * 98 + [6.0, 50.0]) == 6.0  # nearest rank: the 99th of 100
+
+
+def _step(gen: str, rate: float, *, ok: int, dropped: int, lag: float | None) -> object:
+    return bc.Step(
+        generator=gen,
+        body=1024,
+        rate=rate,
+        duration=10,
+        scheduled=round(rate * 10),
+        requests=ok,
+        ok=ok,
+        dropped=dropped,
+        lag_p99_ms=lag,
+        cpu_s=1.0,
+        wall_s=15.0,
+        nginx_cpu_s=1.0,
+        nginx_busiest_worker_s=0.5,
+        load1=1.0,
+    )
+
+
+def test_which_yardstick_judges_which_generator() -> None:
+    assert not bc.judged_by_lag("k6", no_lag=False)
+    assert not bc.judged_by_lag("k6-probe", no_lag=False)
+    assert bc.judged_by_lag("k6-lag", no_lag=True)  # --no-lag is about scfleet
+    assert bc.judged_by_lag("auto", no_lag=False)
+    assert not bc.judged_by_lag("w1", no_lag=True)
+    late = _step("k6-lag", 1000, ok=10000, dropped=0, lag=7.5)
+    assert not late.judge(lag=True).passed and late.why == "lag p99 7.5 ms"
+    assert late.judge(lag=False).passed
+    unmeasured = _step("k6-lag", 1000, ok=10000, dropped=0, lag=None).judge(lag=True)
+    assert not unmeasured.passed and unmeasured.why == "no start lag measured"
+    short = _step("k6", 1000, ok=9800, dropped=200, lag=None).judge(lag=False)
+    assert short.why == "delivered 98.0%, dropped 2.0%"
+
+
+def _search(gen: str, ceiling: float, lag: float | None = None, hi: float | None = None) -> object:
+    s = bc.Search(gen, 1024, ceiling)
+    st = _step(gen, ceiling, ok=round(ceiling * 10), dropped=0, lag=lag)
+    st.lag_p99_hi_ms = hi
+    s.steps = [st.judge(lag=bc.judged_by_lag(gen, False))]
+    return s
+
+
+def test_table_prints_both_k6_yardsticks_and_both_ratios() -> None:
+    runs = [
+        [
+            _search("auto", 9000, lag=3.0),
+            _search("k6", 4500),
+            _search("k6-lag", 3000, lag=2.0, hi=6.0),
+        ]
+    ]
+    text = bc.table(runs, [], quiet=False)
+    rows = {line.split(" | ")[1]: line for line in text.splitlines() if line.startswith("| 1,024")}
+    assert rows["scfleet --workers auto"].endswith("| 2.00× | 3.00× |")
+    assert rows["k6 (delivered, dropped)"].endswith("| 1.00× | 1.50× |")
+    assert rows["k6 + lag probe (all three)"].endswith("| 0.67× | 1.00× |")
+    assert "2.00 ms (≤ 6.00)" in rows["k6 + lag probe (all three)"]
+    assert "n/a (no probe)" in rows["k6 (delivered, dropped)"]
+    assert "upper bound was ≥ 5 ms: 1." in text
+    assert "BUSY" in text
+
+
+def test_cpu_per_request_at_several_rates() -> None:
+    args = argparse.Namespace(cpu_bodies="32000,1024", cpu_rates="4000,8000")
+    assert bc.cpu_cases(args) == [(32000, 4000.0), (32000, 8000.0), (1024, 4000.0), (1024, 8000.0)]
+    cpu = [
+        {"rate": r, "body": 32000, "w1_us": [100.0], "auto_us": [100.0 * f], "overhead": f - 1}
+        for r, f in ((4000.0, 1.25), (8000.0, 1.1))
+    ]
+    text = bc.table([], cpu, quiet=True)
+    assert "CPU per request at 8,000.0/s, 32,000 B" in text
+    assert "auto's CPU per request against 1 worker, 32,000 B, by rate: 4,000/s +25.0%, " in text
+    assert "8,000/s +10.0%" in text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()), reason="nginx not installed"
+)
+def test_nginx_logs_the_probe_header_and_only_it() -> None:
+    from nginx_target import Nginx
+
+    with Nginx() as n:
+        for i, probe in enumerate(["0 1", None, "1 3"]):
+            req = urllib.request.Request(f"{n.url}/x", data=b"abc", method="POST")
+            if probe:
+                req.add_header("X-Lag-Probe", probe)
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                assert resp.status == 200, i
+        assert n.take_probe_log(expect=2) == ["0 1", "1 3"]
+        assert n.take_probe_log() == []  # emptied: the next run starts clean
+    assert math.isfinite(bc.LAG_P99_MAX_MS)
