@@ -41,29 +41,238 @@ def _add_counts(counts: dict[int, int], keys: Sequence[int], adds: Sequence[int]
     counts.update(zip(keys, map(add, map(counts.get, keys, repeat(0)), adds), strict=True))
 
 
+#: Bucket counts as two parallel int64 arrays (bucket indices, each once; their counts), in the
+#: order the buckets were first touched: how deltas travel and are journaled, with no Python
+#: object per bucket.
+Chunk = tuple[Any, Any]
+
+#: Chunks a journal holds before they are compacted into one (a consumer that seldom takes).
+_MAX_CHUNKS = 64
+
+
+def _compact(chunks: Sequence[Chunk]) -> Chunk:
+    """One chunk of several: counts of a bucket summed, buckets in first-touch order (the
+    order a dict updated chunk by chunk would have), vectorised."""
+    if len(chunks) == 1:
+        return chunks[0]
+    import numpy as np
+
+    if not chunks:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return _reduce(np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks]))
+
+
+def _reduce(idx: Any, cnt: Any) -> Chunk:
+    """Parallel arrays whose indices may repeat, as a chunk (see :func:`_compact`)."""
+    import numpy as np
+
+    order = np.argsort(idx, kind="stable")  # stable: a bucket's first index is its first touch
+    s = idx[order]
+    change = np.empty(len(s), dtype=bool)
+    change[:1] = True
+    np.not_equal(s[1:], s[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    sums = np.add.reduceat(cnt[order], starts) if len(starts) else cnt[:0]
+    first = np.argsort(order[starts])
+    return s[starts][first], sums[first]
+
+
+def _packed(values: Any, dtypes: Sequence[str]) -> str:
+    """The narrowest of ``dtypes`` (unsigned, then ``<i8``) that holds every value."""
+    import numpy as np
+
+    top = int(values.max()) if len(values) else 0
+    return next((t for t in dtypes if top <= np.iinfo(t).max), "<i8")
+
+
+def _chunk_of(counts: Mapping[int, int]) -> Chunk:
+    import numpy as np
+
+    n = len(counts)
+    return np.fromiter(counts.keys(), np.int64, n), np.fromiter(counts.values(), np.int64, n)
+
+
 class Histogram:
     """HDR-style histogram of integer values (µs); exact count, sum, min and max.
 
-    Once a consumer has called :meth:`take_fresh`, every mutation also keeps what it added,
-    so the next per-tick delta costs the buckets touched since, not a diff of every bucket
-    ever seen (which grew with the run and held the event loop for milliseconds each tick).
+    Per-tick deltas have one home, :meth:`take_fresh`, for both consumers (the run stream's
+    tick line and a worker's snapshot). Once it has been called, each fold or merge also
+    keeps a reference to the bucket arrays it added (a :data:`Chunk`: one list append per
+    fold, never a write per bucket), so a tick's delta costs the buckets touched since, not
+    a diff of every bucket ever seen. ``take_fresh(keep=False)`` (a worker, whose histograms
+    are only read through their deltas) hands everything over and starts empty; from then on
+    folds only keep their chunks and no dict is written at all. A histogram pickles as two
+    arrays of bytes (a snapshot's deltas: no Python object per bucket to build or unpickle)
+    and unpickles to those arrays, read into a dict only when someone reads the buckets.
     One consumer per histogram."""
 
-    __slots__ = ("counts", "count", "total", "min", "max", "_fresh")
+    __slots__ = (
+        "_counts",
+        "count",
+        "total",
+        "min",
+        "max",
+        "_pending",
+        "_singles",
+        "_fresh",
+        "_keep",
+        "_since",
+        "_fmin",
+        "_fmax",
+    )
 
     def __init__(self) -> None:
-        self.counts: dict[int, int] = {}
+        self._counts: dict[int, int] = {}
         self.count = 0
         self.total = 0
         self.min = 0
         self.max = 0
-        self._fresh: dict[int, int] | None = None  # None: nobody takes deltas
+        self._pending: list[Chunk] = []  # held here, not yet in ``_counts``
+        self._singles: list[int] = []  # bucket of each record() not yet in a chunk
+        self._fresh: list[Chunk] | None = None  # None: nobody takes deltas
+        self._keep = True  # False: a taker holds the totals (the histogram starts empty)
+        self._since = (0, 0)  # count and total at the last take
+        self._fmin = self._fmax = 0  # min and max since the last take
 
-    def take_fresh(self) -> dict[int, int]:
-        """The bucket counts added since the previous call (all of them at the first call):
-        O(1), the adding was done as the counts were (in the tick's fold steps)."""
-        fresh, self._fresh = self._fresh, {}
-        return dict(self.counts) if fresh is None else fresh
+    # -- the buckets --------------------------------------------------------------------
+
+    @property
+    def counts(self) -> dict[int, int]:
+        """Bucket index -> count (what a delta or an unpickled histogram holds as arrays is
+        read into the dict here, once)."""
+        self._settle()
+        return self._counts
+
+    @counts.setter
+    def counts(self, value: dict[int, int]) -> None:
+        self._counts = value
+        self._pending = []
+        self._singles = []
+
+    def _settle(self) -> None:
+        if self._singles:
+            self._flush_singles()
+        if self._pending:
+            idx, cnt = _compact(self._pending)
+            self._pending = []
+            _add_counts(self._counts, idx.tolist(), cnt.tolist())
+
+    def _flush_singles(self) -> None:
+        import numpy as np
+
+        singles, self._singles = self._singles, []
+        self._journal(
+            _reduce(np.array(singles, np.int64), np.ones(len(singles), np.int64)),
+            written=self._keep,
+        )
+
+    def _journal(self, chunk: Chunk, written: bool) -> None:
+        """Keep ``chunk`` for the next take (and, not ``written`` into the dict, as held)."""
+        if not written:
+            self._pending.append(chunk)
+            if len(self._pending) > _MAX_CHUNKS:
+                self._pending = [_compact(self._pending)]
+        fresh = self._fresh
+        if fresh is not None and self._keep:
+            fresh.append(chunk)
+            if len(fresh) > _MAX_CHUNKS:
+                self._fresh = [_compact(fresh)]
+
+    def _add(self, idx: Any, cnt: Any, keys: Sequence[int] | None = None) -> None:
+        """Add one chunk of buckets (``keys``: its indices as a list, when already made)."""
+        if self._singles:
+            self._flush_singles()
+        if self._keep:
+            _add_counts(self._counts, idx.tolist() if keys is None else keys, cnt.tolist())
+            if self._fresh is not None:
+                self._journal((idx, cnt), written=True)
+        else:
+            self._journal((idx, cnt), written=False)
+
+    def _stats(self, n: int, total: int, lo: int, hi: int) -> None:
+        if self.count == self._since[0]:
+            self._fmin, self._fmax = lo, hi
+        else:
+            self._fmin, self._fmax = min(self._fmin, lo), max(self._fmax, hi)
+        if self.count == 0:
+            self.min, self.max = lo, hi
+        else:
+            self.min, self.max = min(self.min, lo), max(self.max, hi)
+        self.count += n
+        self.total += total
+
+    def take_fresh(self, keep: bool = True) -> Histogram:
+        """What was added since the previous call (all of it at the first call), as a
+        histogram of its own (its buckets still as arrays): O(chunks), the adding was done as
+        the counts were (in the tick's fold steps). ``keep=False``: this histogram is only
+        read through its deltas (a worker's registry): it gives all it holds and starts
+        empty, and keeps no dict from then on."""
+        out = Histogram()
+        if not keep:
+            if self._singles:
+                self._flush_singles()
+            out._counts, out._pending = self._counts, self._pending  # handed over as is
+            out.count, out.total, out.min, out.max = self.count, self.total, self.min, self.max
+            self._counts, self._pending, self._fresh, self._keep = {}, [], None, False
+            self.count = self.total = self.min = self.max = 0
+            self._since = (0, 0)
+            return out
+        fresh = self._fresh
+        if fresh is None or not self._keep:  # the first take: everything so far
+            self._keep = True
+            self._settle()
+            fresh = [_chunk_of(self._counts)] if self._counts else []
+            self._since = (0, 0)
+            self._fmin, self._fmax = self.min, self.max
+        elif self._singles:
+            self._flush_singles()
+            fresh = self._fresh or []
+        self._fresh = []
+        out._pending = fresh
+        n, total = self._since
+        out.count, out.total = self.count - n, self.total - total
+        if out.count:
+            out.min, out.max = self._fmin, self._fmax
+        self._since = (self.count, self.total)
+        return out
+
+    # -- pickling: two arrays of bytes ---------------------------------------------------
+
+    def __getstate__(self) -> tuple[int, bytes, bytes, int, int, int, int]:
+        """Buckets as packed little-endian arrays (indices as uint16, counts in 1, 2 or 4
+        bytes, when they fit): a few bytes per bucket and O(1) pickle opcodes; the taker's
+        journal is not sent."""
+        import numpy as np
+
+        if self._singles:
+            self._flush_singles()
+        parts = ([_chunk_of(self._counts)] if self._counts else []) + self._pending
+        idx, cnt = _compact(parts) if parts else (np.empty(0, np.int64), np.empty(0, np.int64))
+        n = len(idx)
+        return (
+            n,
+            idx.astype(_packed(idx, ("<u2", "<i8"))).tobytes(),
+            cnt.astype(_packed(cnt, ("<u1", "<u2", "<u4", "<i8"))).tobytes(),
+            self.count,
+            self.total,
+            self.min,
+            self.max,
+        )
+
+    def __setstate__(self, state: tuple[int, bytes, bytes, int, int, int, int]) -> None:
+        import numpy as np
+
+        n, idx, cnt, count, total, lo, hi = state
+        self._counts, self._pending, self._singles, self._fresh = {}, [], [], None
+        self._keep, self._since, self._fmin, self._fmax = True, (0, 0), 0, 0
+        if n:
+            i = np.frombuffer(idx, f"<{'u' if len(idx) < 8 * n else 'i'}{len(idx) // n}")
+            c = np.frombuffer(cnt, f"<{'u' if len(cnt) < 8 * n else 'i'}{len(cnt) // n}")
+            i, c = i.astype(np.int64), c.astype(np.int64)
+            self._pending = [(i, c)]
+        self.count, self.total, self.min, self.max = count, total, lo, hi
+
+    # -- recording ----------------------------------------------------------------------
 
     def record(self, value: int) -> None:
         if value < 0:
@@ -73,34 +282,28 @@ class Histogram:
         else:
             shift = value.bit_length() - (_SUB_BITS + 1)
             idx = ((shift + 1) << _SUB_BITS) + (value >> shift) - _SUB_HALF
-        c = self.counts
-        c[idx] = c.get(idx, 0) + 1
-        f = self._fresh
-        if f is not None:
-            f[idx] = f.get(idx, 0) + 1
-        if self.count == 0:
-            self.min = self.max = value
-        elif value < self.min:
-            self.min = value
-        elif value > self.max:
-            self.max = value
-        self.count += 1
-        self.total += value
+        if self._keep:
+            c = self._counts
+            c[idx] = c.get(idx, 0) + 1
+        if self._fresh is not None or not self._keep:
+            self._singles.append(idx)
+        self._stats(1, value, value, value)
 
     def merge(self, other: Histogram) -> None:
         if other.count == 0:
             return
-        keys, adds = tuple(other.counts), tuple(other.counts.values())
-        _add_counts(self.counts, keys, adds)
-        if self._fresh is not None:
-            _add_counts(self._fresh, keys, adds)
-        if self.count == 0:
-            self.min, self.max = other.min, other.max
-        else:
-            self.min = min(self.min, other.min)
-            self.max = max(self.max, other.max)
-        self.count += other.count
-        self.total += other.total
+        if other._singles:
+            other._flush_singles()
+        if other._counts:
+            keys = tuple(other._counts)
+            if self._keep and self._fresh is None:  # nobody journals: as it always was
+                _add_counts(self._counts, keys, tuple(other._counts.values()))
+            else:
+                idx, cnt = _chunk_of(other._counts)
+                self._add(idx, cnt, keys)
+        for idx, cnt in other._pending:
+            self._add(idx, cnt)
+        self._stats(other.count, other.total, other.min, other.max)
 
     def percentile(self, pct: float) -> float:
         """Value at a percentile (0..100), as HDR reports it: highest equivalent value,
@@ -113,8 +316,9 @@ class Histogram:
             return float(self.max)
         rank = max(1, math.ceil(pct / 100 * self.count))
         seen = 0
-        for idx in sorted(self.counts):
-            seen += self.counts[idx]
+        counts = self.counts
+        for idx in sorted(counts):
+            seen += counts[idx]
             if seen >= rank:
                 hi = bucket_bounds(idx)[1]
                 return float(min(max(hi, self.min), self.max))
@@ -177,22 +381,14 @@ def fold_columns(hists: Sequence[Histogram], matrix: Any) -> None:
     np.not_equal(keys[1:], keys[:-1], out=change[1:])
     starts = np.flatnonzero(change)
     uniq = keys[starts]
-    counts = np.diff(np.append(starts, len(keys))).tolist()
-    # each column's buckets are one run of the sorted keys: add them to its histogram in C
+    counts = np.diff(np.append(starts, len(keys)))
+    # each column's buckets are one run of the sorted keys: added to its histogram as a chunk
     bounds = np.searchsorted(uniq, np.arange(k + 1, dtype=np.int64) << 40).tolist()
-    idx = (uniq & ((1 << 40) - 1)).tolist()
+    idx = uniq & ((1 << 40) - 1)
     for j, h in enumerate(hists):
         a, b = bounds[j], bounds[j + 1]
         if a < b:
-            keys, adds = idx[a:b], counts[a:b]
-            _add_counts(h.counts, keys, adds)
-            if h._fresh is not None:
-                _add_counts(h._fresh, keys, adds)
+            h._add(idx[a:b], counts[a:b])
     lows, highs, sums = clipped.min(0).tolist(), clipped.max(0).tolist(), clipped.sum(0).tolist()
     for h, lo, hi, total in zip(hists, lows, highs, sums, strict=True):
-        if h.count == 0:
-            h.min, h.max = lo, hi
-        else:
-            h.min, h.max = min(h.min, lo), max(h.max, hi)
-        h.count += n
-        h.total += total
+        h._stats(n, total, lo, hi)

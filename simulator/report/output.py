@@ -294,7 +294,9 @@ class RunStream:
                     continue
                 pn, pt = prev if prev is not None else (0, 0)
                 item["hist"] = {
-                    "counts": h.take_fresh(),  # int keys: json writes them as strings
+                    # read into a dict as the line is encoded (a step per series, see
+                    # _encode_tick): int keys, which json writes as strings
+                    "counts": h.take_fresh(),
                     "count": h.count - pn,
                     "total": h.total - pt,
                     "min": h.min,
@@ -355,7 +357,14 @@ class RunStream:
 
 
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), default=str)
+    return json.dumps(obj, separators=(",", ":"), default=_encodable)
+
+
+def _encodable(obj: Any) -> Any:
+    """A tick line's fresh histogram as its bucket counts; anything else as text."""
+    from simulator.metrics.histogram import Histogram
+
+    return obj.counts if isinstance(obj, Histogram) else str(obj)
 
 
 def _encode_tick(line: dict[str, Any], out: list[str]) -> Iterator[None]:

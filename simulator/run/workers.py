@@ -327,11 +327,11 @@ class SampleStreams(Protocol):
 class DeltaTracker:
     """Registry deltas since the last call: counters and rates only grow, so the difference
     of two readings is exact and merging the differences gives the total. A trend's histogram
-    is *taken*: the series starts a fresh one and the filled one is the delta, so a tick costs
-    what the tick recorded, not every bucket seen since the start (diffing the whole histogram
-    against a kept copy was O(buckets so far) per series per tick, and held every histogram
-    twice). A worker's registry is only ever read through its deltas: the coordinator keeps
-    the totals (thresholds, summary)."""
+    delta is ``Histogram.take_fresh(keep=False)`` (the one delta mechanism, which the run
+    stream's tick line uses too): everything it holds, after which it starts empty, so a tick
+    costs what the tick recorded, not every bucket seen since the start, and its buckets
+    travel as two packed arrays. A worker's registry is only ever read through its deltas:
+    the coordinator keeps the totals (thresholds, summary)."""
 
     def __init__(self, reg: Registry) -> None:
         self.reg = reg
@@ -356,9 +356,9 @@ class DeltaTracker:
                     delta.passes, delta.total = s.passes - p_pass, s.total - p_total
                     self._last[key] = (s.passes, s.total)
             elif isinstance(s, Trend):
-                if s.hist.count:  # recorders read ``series.hist`` when they fold: safe to swap
+                if s.hist.count:  # all it holds: the worker keeps no histogram of its own
                     delta = Trend()
-                    delta.hist, s.hist = s.hist, Histogram()
+                    delta.hist = s.hist.take_fresh(keep=False)
             elif isinstance(s, Gauge) and key[0] not in SAMPLED_HERE:
                 now = (s.value, s.min, s.max)  # a Python device's gauge: latest and range
                 if s.seen and now != prev:
