@@ -54,8 +54,13 @@ async def run_arrival_rate(
     events: ExecutorEvents,
     stop: asyncio.Event,
     graceful_stop: float,
+    quantum: float = 0.0,
 ) -> None:
-    """Start iterations on schedule from loop time ``start``; never wait for responses."""
+    """Start iterations on schedule from loop time ``start``; never wait for responses.
+
+    ``quantum``: the least time between two wake-ups of the schedule (0: as often as the
+    loop's clock allows). A wake-up starts everything due by then, so arrivals start up to
+    ``quantum`` late, never early (:func:`~simulator.executors.runtime.arrival_quantum`)."""
     loop = asyncio.get_running_loop()
     schedule, skip_until = ex.arrival_plan()
     finished_schedule: asyncio.Future[None] = loop.create_future()
@@ -127,7 +132,9 @@ async def run_arrival_rate(
             when = start + off
         else:
             if not stop.is_set():
-                delay = when - now()
+                # the next wake-up: when the next arrival is due, but not within a quantum
+                # of this one (the arrivals due meanwhile start together then)
+                delay = max(when, t + quantum) - now()
                 if whole_ms:
                     delay = math.ceil(delay * 1000) / 1000
                 loop.call_later(max(delay, 0.0), fire, when)
@@ -171,4 +178,5 @@ async def drive_arrival(ex: ArrivalExecutor, run: Drive[D], pool: DevicePool[D])
         events=run.events,
         stop=run.stop,
         graceful_stop=run.graceful_stop,
+        quantum=run.quantum,
     )

@@ -133,6 +133,8 @@ class Drive(Generic[D]):
     events: ExecutorEvents
     stop: asyncio.Event
     graceful_stop: float
+    #: least time between two wake-ups of an arrival schedule (runtime.arrival_quantum)
+    quantum: float = 0.0
 
 
 ArrivalPlan = tuple[Iterator[float], Callable[[float], int]]

@@ -204,6 +204,8 @@ class Environment:
         self.start_lead = 0.0
         #: a worker's common start (wall clock, ``time.time()``) given by its coordinator
         self.start_at: float | None = None
+        #: least time between two wake-ups of an arrival schedule (a local worker of N: N ms)
+        self.arrival_quantum = 0.0
 
     def add_sampler(self, prefix: str, sampler: Sampler) -> None:
         self.samplers.append((prefix, sampler))
@@ -349,7 +351,8 @@ class Environment:
                 pass
         beh = self.behaviours[sc.name]
         ev = self.events[sc.name]
-        await sc.executor.drive(Drive(begin, beh, ev, self.stop_event, sc.graceful_stop))
+        run = Drive(begin, beh, ev, self.stop_event, sc.graceful_stop, self.arrival_quantum)
+        await sc.executor.drive(run)
 
     async def _ticker(self, start: float) -> None:
         loop = asyncio.get_running_loop()

@@ -230,6 +230,7 @@ class WorkerJob:
     tick: float = 1.0
     samples: SampleParts | None = None  # its part of the per-sample streams (local workers)
     devices_part: Path | None = None  # where it writes its device rows (local workers)
+    arrival_quantum: float = 0.0  # runtime.arrival_quantum of the local worker count
 
 
 #: what a worker sends to the coordinator, and what the coordinator sends to a worker
@@ -506,6 +507,7 @@ def _worker(end: WorkerEnd, job: WorkerJob) -> None:
         env = Environment(cfg, transport, bank=bank, accounts=job.accounts, target=url)
         env.tick = job.tick
         env.start_at = start_at
+        env.arrival_quantum = job.arrival_quantum
         env.registry.sink = writer
         gen = GeneratorSampler()
         gen.start()
@@ -798,6 +800,8 @@ class WorkerPool:
             stopping.cancel()
 
     def _jobs(self) -> list[WorkerJob]:
+        from simulator.executors.runtime import arrival_quantum
+
         self._make_parts()
         local = isinstance(self.launcher, LocalLauncher)  # may write parts where this reads
         return [
@@ -810,6 +814,7 @@ class WorkerPool:
                 self.tick,
                 self._samples(k),
                 self._device_part(k) if local else None,
+                arrival_quantum(self.parts) if local else 0.0,
             )
             for k in range(self.parts)
         ]
