@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import json
 import sys
 import time
@@ -38,7 +37,7 @@ from scfleet_core.secrets import Secret
 from simulator.report.build import write_report_files, write_summary_files
 from simulator.report.model import RunData, model_of
 from simulator.report.summary import describe_scenarios, render_text, summary_dict
-from simulator.run.device_row import columns_for
+from simulator.run.device_row import write_csv
 from simulator.run.runner import RunResult
 from simulator.run.stage_recorder import StageRecorder
 
@@ -146,10 +145,7 @@ def write_run_model(
     paths["metrics.json"].write_text(json.dumps(result.registry.to_dict()))
     paths["timeline.json"].write_text(timeline_text)
     with open(paths["devices.csv"], "w", newline="") as fh:
-        columns = columns_for(result.devices)
-        w = csv.writer(fh)
-        w.writerow(columns)
-        w.writerows(r.cells(columns) for r in result.devices)
+        write_csv(fh, result.devices)
     recorder = result.stage_recorder
     if recorder is not None:
         paths["stages.json"] = run_dir / "stages.json"

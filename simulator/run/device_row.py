@@ -10,9 +10,11 @@ copied into one list first, so a million devices never sit in memory twice as ro
 
 from __future__ import annotations
 
+import csv
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,12 @@ class VirtualRows(Rows, Protocol):
     virtual_only: bool
 
 
+class LineRows(VirtualRows, Protocol):
+    """A lazy source that writes its own finished ``devices.csv`` lines (no row per device)."""
+
+    def csv_lines(self, columns: tuple[str, ...]) -> Iterable[str]: ...
+
+
 class DeviceTable:
     """A run's device rows in ``devices.csv`` order, source after source, made as they are
     read: each lazy source (:class:`VirtualRows`) yields its rows one at a time."""
@@ -88,3 +96,42 @@ def columns_for(rows: Rows) -> tuple[str, ...]:
         rows.has_boards if isinstance(rows, DeviceTable) else any(r.board is not None for r in rows)
     )
     return ALL_COLUMNS if boards else VIRTUAL_COLUMNS
+
+
+#: text the csv module writes as it is in a row of several cells (no comma, quote, CR or LF)
+_PLAIN = re.compile(r'[^,"\r\n]*\Z').match
+
+
+def csv_cell(text: str) -> str:
+    """``text`` as the csv module (its default dialect) writes it in a row of several cells."""
+    return text if _PLAIN(text) else '"' + text.replace('"', '""') + '"'
+
+
+def plain(text: str) -> bool:
+    """Whether ``text`` is written as it is (an ID pattern that is plain makes plain IDs:
+    an int formatted by a spec without a comma or a quote has neither)."""
+    return _PLAIN(text) is not None
+
+
+def line_format(scenario: str, kind: str, columns: tuple[str, ...], lead: str = "") -> str:
+    """A %-format for a virtual device's ``devices.csv`` line in ``columns`` (the board
+    columns empty): ``lead``'s fields, then the device ID (%s, a csv cell) and its six counts
+    (%d) in VIRTUAL_COLUMNS order. It writes what the csv module writes for the row's cells,
+    at a third of the cost (test_device_rows_streamed checks both agree)."""
+    head = f"{csv_cell(scenario)},{csv_cell(kind)}".replace("%", "%%")
+    pad = "," * (len(columns) - len(VIRTUAL_COLUMNS))
+    return f"{lead}{head},%s,%d,%d,%d,%d,%d,%d{pad}\r\n"
+
+
+def write_csv(fh: TextIO, rows: Rows) -> None:
+    """``devices.csv`` (``fh`` opened with ``newline=""``): the header, then each source's
+    rows; a :class:`LineRows` source writes its finished lines, others go through ``csv``."""
+    columns = columns_for(rows)
+    w = csv.writer(fh)
+    w.writerow(columns)
+    for source in rows.sources if isinstance(rows, DeviceTable) else [rows]:
+        lines = getattr(source, "csv_lines", None)
+        if lines is not None:
+            fh.writelines(lines(columns))
+        else:
+            w.writerows(r.cells(columns) for r in source)

@@ -12,7 +12,7 @@ import asyncio
 import csv
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -35,7 +35,7 @@ from simulator.metrics import (
     tags_of,
 )
 from simulator.run.checks import check_passes
-from simulator.run.device_row import DeviceRow
+from simulator.run.device_row import VIRTUAL_COLUMNS, DeviceRow, csv_cell, line_format, plain
 
 
 class VirtualDevice:
@@ -225,18 +225,42 @@ class Behaviour:
 
     def device_rows(self) -> ScenarioRows:
         """Its devices' rows, made one at a time as ``devices.csv`` is written."""
-        return ScenarioRows(self.sc.name, self.ctx.kind, self.devices)
+        return ScenarioRows(self.sc.name, self.ctx.kind, self.devices, self._device.pattern)
 
 
 class ScenarioRows:
-    """One scenario's device rows, made from its devices when read (never held as a list)."""
+    """One scenario's device rows, made from its devices when read (never held as a list);
+    ``devices.csv`` gets their lines formatted straight from the devices (:meth:`csv_lines`)."""
 
     virtual_only = True
 
-    def __init__(self, scenario: str, kind: str, devices: list[VirtualDevice]) -> None:
+    def __init__(
+        self, scenario: str, kind: str, devices: list[VirtualDevice], pattern: str = ""
+    ) -> None:
         self.scenario = scenario
         self.kind = kind
         self.devices = devices
+        self._plain_ids = plain(pattern)  # its IDs need no quoting: no check per device
+
+    def csv_lines(self, columns: tuple[str, ...]) -> Iterator[str]:
+        """Each device's ``devices.csv`` line (as ``csv`` writes its row, without making it)."""
+        fmt = line_format(self.scenario, self.kind, columns)
+        cell = _same if self._plain_ids else csv_cell
+        return (
+            fmt % (cell(d.id_now()), d.requests, d.ok, d.failed, d.seq, d.bytes_ok, d.logins)
+            for d in self.devices
+        )
+
+    def part_lines(self, key: str, devices: Iterable[VirtualDevice]) -> Iterator[str]:
+        """A worker's part lines (:mod:`simulator.run.device_parts`): ``key`` (a %-format of
+        the global index) then the line of ``devices.csv``."""
+        fmt = line_format(self.scenario, self.kind, VIRTUAL_COLUMNS, key)
+        cell = _same if self._plain_ids else csv_cell
+        return (
+            fmt
+            % (d.index, cell(d.id_now()), d.requests, d.ok, d.failed, d.seq, d.bytes_ok, d.logins)
+            for d in devices
+        )
 
     def __len__(self) -> int:
         return len(self.devices)
@@ -256,6 +280,10 @@ class ScenarioRows:
             bytes_ok=d.bytes_ok,
             logins=d.logins,
         )
+
+
+def _same(text: str) -> str:
+    return text
 
 
 class IotUpload(Behaviour):

@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     from simulator.config import RunConfig
     from simulator.executors import ExecutorConfig
     from simulator.run.device_parts import PartRows, Scratch
-    from simulator.run.devices import Account
+    from simulator.run.devices import Account, VirtualDevice
     from simulator.run.runner import Environment, Sampler
 
 #: How long workers get to import, build their audio and say they are ready.
@@ -575,12 +575,12 @@ def _worker(end: WorkerEnd, job: WorkerJob) -> None:
                 writer.close()
         notes, error, stopped = tuple(result.notes), result.error, result.interrupted
         if job.devices_part is not None:  # row by row to the part, never all in a message
-            from simulator.run.device_parts import drop_scratch, write_part
+            from simulator.run.device_parts import drop_scratch, write_lines
 
             if orphaned:  # a killed coordinator leaves no scratch folder behind
                 drop_scratch(job.devices_part)
                 return
-            written = write_part(job.devices_part, _device_rows(env))
+            written = write_lines(job.devices_part, _device_lines(env))
             try:
                 end.send(Final(job.index, (), notes, error, stopped, written))
             except OSError:
@@ -597,15 +597,26 @@ def _worker(end: WorkerEnd, job: WorkerJob) -> None:
         runner.run(main())
 
 
+def _in_order(devices: list[VirtualDevice]) -> list[VirtualDevice]:
+    if any(a.index > b.index for a, b in itertools.pairwise(devices)):
+        return sorted(devices, key=lambda d: d.index)
+    return devices
+
+
 def _device_rows(env: Environment) -> Iterator[tuple[int, int, DeviceRow]]:
     """(scenario rank, global index, row) of every device, in ``devices.csv`` order."""
     for rank, beh in enumerate(env.behaviours.values()):
         rows = beh.device_rows()
-        devices = beh.devices
-        if any(a.index > b.index for a, b in itertools.pairwise(devices)):
-            devices = sorted(devices, key=lambda d: d.index)
-        for dev in devices:
+        for dev in _in_order(beh.devices):
             yield rank, dev.index, rows.row(dev)
+
+
+def _device_lines(env: Environment) -> Iterator[str]:
+    """Every device's part line (its key, then its line of ``devices.csv``), in that order."""
+    from simulator.run.device_parts import key_format
+
+    for rank, beh in enumerate(env.behaviours.values()):
+        yield from beh.device_rows().part_lines(key_format(rank), _in_order(beh.devices))
 
 
 # -- the coordinator's side -------------------------------------------------------------

@@ -102,3 +102,93 @@ def test_rows_a_remote_worker_sends_are_spilled_and_merged_in_order() -> None:
     rows = pool.device_rows()
     assert len(rows) == 4 and list(rows) == [row(i) for i in range(4)]
     assert list(rows) == [row(i) for i in range(4)]  # read again: the parts stay
+
+
+def test_devices_csv_is_written_without_a_row_per_device(tmp_path: Path, url: str) -> None:
+    """1,000,000 rows took most of a 26.6 s run (quiet; 77-120 s busy): the coordinator read
+    each worker's part line into a DeviceRow and wrote it back through ``csv`` (~19 Python
+    calls per device). Now a part line is the finished line led by a sort key; the only
+    Python frames run once per device are the merge's. The file is byte for byte a
+    one-process run's, which is byte for byte what the csv module writes for its rows."""
+    import cProfile
+    import pstats
+
+    from simulator.report.output import write_run_model
+
+    n = 6000
+    cfg_path = tmp_path / "idle.toml"
+    cfg_path.write_text(IDLE.format(n=n))
+    cfg = api.load(cfg_path)
+    files = {}
+    for workers in (1, 2):
+        outcome = api.run(cfg, target=url, out=tmp_path / f"w{workers}", workers=workers)
+        assert outcome.exit_code == 0
+        files[workers] = (tmp_path / f"w{workers}" / "devices.csv").read_bytes()
+    rows = list(outcome.result.devices)  # the workers' rows, parsed back from their parts
+    assert len(rows) == n + 7
+    with open(tmp_path / "reference.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(files[1].split(b"\r\n")[0].decode().split(","))
+        w.writerows(r.cells(("scenario", "kind", "device_id", *r.__slots__[3:9])) for r in rows)
+    assert files[2] == files[1] == (tmp_path / "reference.csv").read_bytes()
+
+    prof = cProfile.Profile()
+    prof.runcall(write_run_model, outcome.result, tmp_path / "again", {})
+    root = str(Path(__file__).resolve().parents[2])
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    per_device = {  # Python frames of scfleet's, of dataclasses' __init__ and of heapq's
+        f"{path}:{name}": calls
+        for (path, _line, name), (_cc, calls, *_rest) in stats.items()
+        if calls >= n and (path.startswith((root, "<string>")) or path.endswith("heapq.py"))
+    }
+    assert (tmp_path / "again" / "devices.csv").read_bytes() == files[2]
+    # before: DeviceRow.__init__, cells, its list, _read_part, merge, _key, two generators
+    assert sum(per_device.values()) <= 2 * (n + 7) + 10, per_device
+    assert not any(name.endswith((":cells", ":__init__", ":_key")) for name in per_device)
+
+
+@pytest.mark.parametrize("kind", ["virtual", 'py,"th%on:a.py:A', "physical"])
+def test_formatted_lines_are_what_the_csv_module_writes(tmp_path: Path, kind: str) -> None:
+    """IDs and kinds with commas, quotes and '%': the lines written without the csv module
+    (a one-process run's, a worker's part, a remote worker's spilled rows), with and without
+    the board columns, are the csv module's bytes."""
+    import io
+
+    from simulator.run.device_parts import PartRows, Scratch, key_format, write_lines, write_part
+    from simulator.run.device_row import ALL_COLUMNS, VIRTUAL_COLUMNS
+    from simulator.run.devices import ScenarioRows, VirtualDevice
+
+    for pattern in ("a-{n:06d}", 'b,"{n}', "c{n:,}"):
+        cls = VirtualDevice.for_scenario(pattern, 998)
+        devices = [cls(i) for i in range(6)]
+        for d in devices:
+            d.requests, d.ok, d.failed, d.seq, d.bytes_ok = d.index, 1, 2, 3, 10**12
+        rows = ScenarioRows("s-1", kind, devices, pattern)
+        scratch = Scratch()
+        parts = [(scratch.part(f"w{k}"), 0) for k in range(3)]
+        parts[0] = (
+            parts[0][0],
+            write_lines(parts[0][0], rows.part_lines(key_format(0), devices[::2])),
+        )
+        parts[1] = (
+            parts[1][0],
+            write_lines(parts[1][0], rows.part_lines(key_format(0), devices[1::2])),
+        )
+        merged = PartRows(scratch, parts)
+        spilled = PartRows(
+            scratch,
+            [
+                (
+                    scratch.part("r"),
+                    write_part(scratch.part("r"), ((0, d.index, rows.row(d)) for d in devices)),
+                )
+            ],
+        )
+        for columns in (VIRTUAL_COLUMNS, ALL_COLUMNS):
+            buf = io.StringIO(newline="")
+            csv.writer(buf).writerows(rows.row(d).cells(columns) for d in devices)
+            want = buf.getvalue()
+            assert "".join(rows.csv_lines(columns)) == want, pattern
+            assert "".join(merged.csv_lines(columns)) == want, pattern
+            assert "".join(spilled.csv_lines(columns)) == want, pattern
+        assert list(merged) == list(spilled) == [rows.row(d) for d in devices]
