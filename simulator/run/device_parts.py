@@ -12,7 +12,11 @@ coordinator never holds the fleet's rows (before: ~0.45 KiB per device, 443 MiB 
 
 The parts live in a scratch folder (the system's temp folder, ``TMPDIR``) that goes when the
 run's result does (or at exit), so ``result.devices`` stays readable after the folder is
-written; a worker whose coordinator was killed removes it (:func:`drop_scratch`). Workers on
+written; a worker whose coordinator was killed removes it (:func:`drop_scratch`). A
+coordinator killed (SIGKILL) after its workers have ended cannot remove it, so the folder's
+owner holds a lock on its ``.lock`` file for as long as it lives (the kernel lets go when the
+process dies, however it dies) and the next run's scratch folder sweeps away every folder of
+the kind whose lock it can take (:func:`sweep_stale`): a living run's never. Workers on
 other machines (a Ray cluster) still send their rows; the coordinator spills each worker's
 rows to a part as they arrive and lets them go.
 """
@@ -20,10 +24,13 @@ rows to a part as they arrive and lets them go.
 from __future__ import annotations
 
 import csv
+import fcntl
 import heapq
 import io
 import operator
+import os
 import shutil
+import signal
 import tempfile
 import weakref
 from collections.abc import Iterable, Iterator
@@ -53,15 +60,63 @@ def key_format(rank: int) -> str:
     return f"{rank:06d}%010d"
 
 
+PREFIX = "scfleet-devices-"
+LOCK = ".lock"
+#: a test's hook: the coordinator kills itself (SIGKILL) once its workers' parts are in, before
+#: ``devices.csv`` is written (tests/scfleet/test_device_rows_streamed.py)
+KILL_ENV = "SCFLEET_TEST_KILL_BEFORE_DEVICES_CSV"
+
+
 class Scratch:
-    """A temp folder for part files, removed when the last holder lets go (or at exit)."""
+    """A temp folder for part files, removed when the last holder lets go (or at exit); held
+    locked while it lives, so a later run can tell it from a killed run's (:func:`sweep_stale`)."""
 
     def __init__(self) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix="scfleet-devices-"))
-        self._gone = weakref.finalize(self, shutil.rmtree, str(self.path), True)
+        sweep_stale()
+        self.path = Path(tempfile.mkdtemp(prefix=PREFIX))
+        # locked before it has its name: a sweep never sees this folder's .lock unlocked
+        fd, name = tempfile.mkstemp(dir=self.path, prefix=".locking-")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(name, self.path / LOCK)
+        self._gone = weakref.finalize(self, _remove, str(self.path), fd)
 
     def part(self, name: str) -> Path:
         return self.path / f"{name}.csv"
+
+
+def _remove(path: str, fd: int) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    os.close(fd)
+
+
+def sweep_stale(where: str | None = None) -> list[Path]:
+    """Remove the scratch folders of runs killed before they could (their ``.lock`` is free:
+    its holder is dead); those removed. A folder without a ``.lock`` (being made, or an older
+    version's) and one whose lock is held are left; so is another user's."""
+    removed = []
+    for path in Path(where or tempfile.gettempdir()).glob(PREFIX + "*"):
+        try:
+            fd = os.open(path / LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)  # held: a living run's
+            continue
+        try:
+            if os.fstat(fd).st_uid == os.getuid():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def killed_here_for_a_test() -> None:
+    """The test hook :data:`KILL_ENV`: SIGKILL this process now (no clean-up runs)."""
+    if os.environ.get(KILL_ENV) == "1":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def drop_scratch(part: Path) -> None:

@@ -914,8 +914,9 @@ class WorkerPool:
 
     def device_rows(self) -> PartRows:
         """Every worker's device rows, merged from their parts as ``devices.csv`` is written."""
-        from simulator.run.device_parts import PartRows
+        from simulator.run.device_parts import PartRows, killed_here_for_a_test
 
+        killed_here_for_a_test()  # the workers have ended; devices.csv is not written yet
         parts = [(self._device_part(k), f.devices_written) for k, f in self._finals.items()]
         return PartRows(self._scratch, sorted(parts))
 

@@ -192,3 +192,54 @@ def test_formatted_lines_are_what_the_csv_module_writes(tmp_path: Path, kind: st
             assert "".join(merged.csv_lines(columns)) == want, pattern
             assert "".join(spilled.csv_lines(columns)) == want, pattern
         assert list(merged) == list(spilled) == [rows.row(d) for d in devices]
+
+
+@pytest.mark.slow  # two subprocess runs with 2 workers each
+def test_a_killed_coordinators_scratch_folder_goes_with_the_next_run(
+    tmp_path: Path, url: str
+) -> None:
+    """SIGKILL of ``scfleet run`` once its workers' parts are in, before ``devices.csv`` is
+    written (the test hook): nothing can clean up then, and the scratch folder stayed in TMPDIR
+    for good (before). Now its lock dies with it and the next run with workers removes it; a
+    living run's folder (its lock held) and one without a lock are left alone."""
+    import fcntl
+    import os
+    import subprocess
+    import sys
+
+    from simulator.run.device_parts import KILL_ENV, PREFIX
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    cfg = tmp_path / "idle.toml"
+    cfg.write_text(IDLE.format(n=50))
+    env = {**os.environ, "TMPDIR": str(tmp)}
+
+    def run(out: str, extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        args = ["run", str(cfg), "--target", url, "--out", str(tmp_path / out), "--quiet"]
+        return subprocess.run(
+            [sys.executable, "-m", "scfleet", *args, "--workers", "2"],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=150,
+        )
+
+    killed = run("killed", {KILL_ENV: "1"})
+    assert killed.returncode == -9, killed.stderr
+    assert not (tmp_path / "killed" / "devices.csv").exists()
+    stale = list(tmp.glob(PREFIX + "*"))
+    assert len(stale) == 1 and len(list(stale[0].glob("*.csv"))) == 2  # both parts, left
+
+    live = tmp / f"{PREFIX}living"
+    live.mkdir()
+    (tmp / f"{PREFIX}unlocked").mkdir()
+    with open(live / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        again = run("again", {})
+        assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in tmp.glob(PREFIX + "*")) == [
+        f"{PREFIX}living",
+        f"{PREFIX}unlocked",
+    ]
+    assert (tmp_path / "again" / "devices.csv").read_bytes().count(b"\r\n") == 58
