@@ -518,7 +518,10 @@ def _worker(end: WorkerEnd, job: WorkerJob) -> None:
         def on_interval(name: str, t: float, span: float, iv: IntervalStats) -> None:
             ticks[name] = iv
 
-        def on_tick(env: Environment, point: dict[str, Any]) -> None:
+        def on_tick(env: Environment, point: dict[str, Any]) -> Iterator[None]:
+            """The snapshot, in steps (the tick yields to the loop between): rows recorded
+            since the point are folded one histogram a turn, then the deltas, the figures
+            and the send are a turn each (in one piece ~2.5 ms at 2,000 requests/s, busy)."""
             scenarios = tuple(
                 ScenarioTick(
                     name,
@@ -529,9 +532,12 @@ def _worker(end: WorkerEnd, job: WorkerJob) -> None:
                 )
                 for name in env.intervals
             )
+            yield from env.registry.fold_steps()
             deltas = tracker.take()
+            sizes = writer.sizes() if writer is not None else ()  # the parts of these deltas
+            yield
             figures = schedule_figures(GenFigures.of(gen.sample()), scenarios, deltas)
-            sizes = writer.sizes() if writer is not None else ()
+            yield
             snap = Snapshot(job.index, env.points, scenarios, deltas, figures, sizes)
             if late is None:
                 end.send(snap)

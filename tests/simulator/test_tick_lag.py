@@ -340,3 +340,184 @@ def test_rows_recorded_during_the_gentle_fold_are_folded_gently_too() -> None:
     assert left == [0]
     lag = reg.merged("schedule_lag")
     assert lag is not None and lag.hist.count == 80  # type: ignore[union-attr]
+
+
+def _two_scenarios() -> Any:
+    def up(rate: int) -> dict[str, Any]:
+        return {
+            "executor": "constant-arrival-rate",
+            "rate": rate,
+            "duration": "1500ms",
+            "pre_allocated_devices": 10,
+            "device": {"chunk_bytes": 320},
+        }
+
+    return parse_config({"scenarios": {"a": up(40), "b": up(60)}})
+
+
+def test_the_ticks_pieces_each_get_a_loop_turn() -> None:
+    """After the fold, the tick closed its point in one loop callback: every scenario's
+    percentiles, the samplers (psutil), the worker's snapshot (deltas, figures, pickling and
+    sending) and the stream: 4-7 ms of one worker's loop at 2,000 requests/s (busy), and
+    every arrival due meanwhile started that late. Now each piece, and each step a tick hook
+    returns, starts on a later loop turn than the one before: a marker scheduled when a
+    piece runs has run before the next piece."""
+    cfg = _two_scenarios()
+    log: list[tuple[str, int]] = []  # (piece, markers run before it)
+    marks = 0
+
+    def piece(name: str) -> None:
+        def mark() -> None:
+            nonlocal marks
+            marks += 1
+
+        log.append((name, marks))
+        asyncio.get_running_loop().call_soon(mark)
+
+    class Probe:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def sample(self) -> dict[str, float | None]:
+            piece(self.name)
+            return {"x": 1.0}
+
+    def interval(name: str, t: float, span: float, iv: Any) -> None:
+        piece(f"interval {name}")
+
+    def plain_hook(env: Environment, point: dict[str, Any]) -> None:
+        piece("plain hook")
+
+    def stepped_hook(env: Environment, point: dict[str, Any]) -> Any:
+        for i in range(3):
+            piece(f"step {i}")
+            yield
+
+    async def main() -> Any:
+        env = Environment(cfg, FakeTransport(), bank=build_bank(cfg))
+        env.add_sampler("s1", Probe("sampler 1"))
+        env.add_sampler("s2", Probe("sampler 2"))
+        env.interval_hooks.append(interval)
+        env.tick_hooks += [stepped_hook, plain_hook]
+        env.progress = lambda env, point: piece("progress")
+        return await env.run()
+
+    result = vtime.run_virtual(main())
+    assert result.registry.aggregate("http_reqs", {}, "count") == 150
+    names = [n for n, _ in log]
+    first = names[: names.index("progress") + 1]  # the first tick (the ticker's, not the last)
+    plain = [m for n, m in log[: len(first)] if not n.startswith("step")]
+    assert len(plain) == 6 and len(set(plain)) == 6  # before: all six in one loop turn
+    assert first == [
+        "interval a",
+        "interval b",
+        "sampler 1",
+        "sampler 2",
+        "step 0",
+        "step 1",
+        "step 2",
+        "plain hook",
+        "progress",
+    ]
+    seen = [m for _, m in log[: len(first)]]
+    assert seen == list(range(seen[0], seen[0] + len(first)))  # one turn between each
+    assert result.timeline[0]["s1.x"] == 1.0 and result.timeline[0]["scenarios"]["b"]["requests"]
+
+
+def test_a_tick_cancelled_mid_close_still_closes_its_point() -> None:
+    """The run stopping while the tick yields between its pieces: the point is finished in
+    place (the statistics already taken are in it, every hook still sees it), then the last
+    point follows; no request is missing from the timeline."""
+    cfg = _two_scenarios()
+    points: list[dict[str, Any]] = []
+    finished_cancelled: list[bool] = []
+
+    def hook(env: Environment, point: dict[str, Any]) -> Any:
+        points.append(point)
+        if len(points) == 1:
+            env.cancel_inflight()  # the scenarios end: the supervisor cancels the ticker
+            for _ in range(10):
+                yield
+            task = asyncio.current_task()
+            finished_cancelled.append(task is not None and task.cancelling() > 0)
+
+    async def main() -> Any:
+        env = Environment(cfg, FakeTransport(), bank=build_bank(cfg))
+        env.tick_hooks.append(hook)
+        return await env.run()
+
+    result = vtime.run_virtual(main())
+    reqs = result.registry.aggregate("http_reqs", {}, "count")
+    assert finished_cancelled == [True]  # the ticker was cancelled mid-close, then finished
+    assert len(points) == 2 and points[0] is result.timeline[0]
+    in_points = sum(p["scenarios"][s]["requests"] for p in result.timeline for s in ("a", "b"))
+    assert in_points == reqs and reqs > 0
+
+
+def test_a_workers_snapshot_is_built_over_several_loop_turns(
+    http_sink: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's tick hook took the registry's deltas, read psutil, computed its start-lag
+    p99 and pickled and sent the snapshot in one callback (~2.5 ms at 2,000 requests/s,
+    busy). Now each is a step of the tick: the loop turns between them."""
+    import time
+
+    from simulator.run import workers
+    from simulator.run.workers import DeltaTracker, Go, Snapshot, WorkerJob, run_worker
+
+    url = http_sink()
+    log: list[tuple[str, int]] = []
+    marks = 0
+
+    def piece(name: str) -> None:
+        def mark() -> None:
+            nonlocal marks
+            marks += 1
+
+        log.append((name, marks))
+        asyncio.get_running_loop().call_soon(mark)
+
+    real_take, real_figures = DeltaTracker.take, workers.schedule_figures
+
+    def take(self: DeltaTracker) -> Any:
+        piece("deltas")
+        return real_take(self)
+
+    def figures(*args: Any) -> Any:
+        piece("figures")
+        return real_figures(*args)
+
+    monkeypatch.setattr(DeltaTracker, "take", take)
+    monkeypatch.setattr(workers, "schedule_figures", figures)
+
+    class End:
+        def send(self, msg: Any) -> None:
+            if isinstance(msg, Snapshot):
+                piece("send")
+
+        def recv(self) -> Any:
+            return Go(time.time() + 0.05)
+
+        def listen(self, loop: Any, on_message: Any) -> None:
+            pass
+
+        def unlisten(self) -> None:
+            pass
+
+    cfg = parse_config(
+        {
+            "scenarios": {
+                "up": {
+                    "executor": "constant-arrival-rate",
+                    "rate": 5,
+                    "duration": "1200ms",
+                    "pre_allocated_devices": 2,
+                    "device": {"chunk_bytes": 64},
+                }
+            },
+        }
+    )
+    run_worker(End(), WorkerJob(0, 1, cfg, url, {}))
+    first = log[:3]  # the ticker's tick (the last one closes after the loop's work is done)
+    assert [n for n, _ in first] == ["deltas", "figures", "send"], log
+    assert first[0][1] < first[1][1] < first[2][1], log  # before: all three in one turn
