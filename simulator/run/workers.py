@@ -485,7 +485,7 @@ def run_worker(end: WorkerEnd, job: WorkerJob) -> None:
 
 
 def _worker(end: WorkerEnd, job: WorkerJob) -> None:
-    from simulator.executors.runtime import tuned_gc
+    from simulator.executors.runtime import new_loop, tuned_gc
     from simulator.run.runner import build_bank
 
     cfg = segment_config(job.cfg, job.index, job.parts)
@@ -493,9 +493,11 @@ def _worker(end: WorkerEnd, job: WorkerJob) -> None:
     writer = job.samples.open() if job.samples is not None else None
     # The collector's set-up is done before Ready, not after the go: its full collection of
     # every module, the bank and the config took 40-110 ms (busy), and the go comes only
-    # START_LEAD (0.1 s) before the first arrival: a worker started up to 105 ms late.
+    # START_LEAD (0.1 s) before the first arrival: a worker started up to 105 ms late. Its
+    # loop is made before Ready as well (importing uvloop took 12-14 ms after the go, busy).
+    loop = new_loop()
     with tuned_gc():
-        _serve(end, job, cfg, bank, writer)
+        _serve(end, job, cfg, bank, writer, loop)
 
 
 def _serve(
@@ -504,6 +506,7 @@ def _serve(
     cfg: RunConfig,
     bank: PcmBank | None,
     writer: PartWriter | None,
+    loop: asyncio.AbstractEventLoop,
 ) -> None:
     """A worker from Ready to Final: its segment's run on its own event loop."""
     from simulator.http import make_transport
@@ -513,6 +516,7 @@ def _serve(
     end.send(Ready(job.index))
     first = end.recv()
     if isinstance(first, Stop):
+        loop.close()
         if writer is not None:
             writer.close()
         end.send(Final(job.index, (), (), None, True))
@@ -616,9 +620,7 @@ def _serve(
             rows = tuple((names[rank], i, row) for rank, i, row in _device_rows(env))
             end.send(Final(job.index, rows, notes, error, stopped))
 
-    from simulator.executors.runtime import new_loop
-
-    with asyncio.Runner(loop_factory=new_loop) as runner:
+    with asyncio.Runner(loop_factory=lambda: loop) as runner:
         runner.run(main())
 
 
