@@ -590,6 +590,10 @@ def table(results: list[list[Search]], cpu: list[dict[str, object]], quiet: bool
         spread = f"{ceilings[0]:,.0f}–{ceilings[-1]:,.0f}" if len(ceilings) > 1 else "1 run"
         if not all(s.complete for s in runs):
             spread += "; a search was cut short: ≥"
+        none = [s for s in runs if not s.ceiling and s.steps]
+        if none:  # every step failed: the ceiling is below the lowest rate tried
+            lowest = min(st.rate for s in none for st in s.steps)
+            spread += f"; {len(none)} of {len(runs)} runs: no step passed, down to {lowest:,.0f}/s"
         at = [s.at_ceiling for s in runs if s.at_ceiling]
         lags = [a.lag_p99_ms for a in at if a.lag_p99_ms is not None]
         lag = (

@@ -191,7 +191,13 @@ def test_table_prints_both_k6_yardsticks_and_both_ratios() -> None:
     assert "2.00 ms (≤ 6.00)" in rows["k6 + lag probe (all three)"]
     assert "n/a (no probe)" in rows["k6 (delivered, dropped)"]
     assert "upper bound was ≥ 5 ms: 1." in text
+    nothing = bc.Search("k6-lag", 1024, 0.0)
+    nothing.steps = [
+        _step("k6-lag", r, ok=r * 10, dropped=0, lag=9.0).judge(True) for r in (60, 30)
+    ]
     assert "BUSY" in text
+    text = bc.table([runs[0][:2] + [nothing]], [], quiet=True)
+    assert "0/s (1 run; 1 of 1 runs: no step passed, down to 30/s)" in text
 
 
 def test_cpu_per_request_at_several_rates() -> None:
@@ -221,6 +227,6 @@ def test_nginx_logs_the_probe_header_and_only_it() -> None:
                 req.add_header("X-Lag-Probe", probe)
             with urllib.request.urlopen(req, timeout=10) as resp:
                 assert resp.status == 200, i
-        assert n.take_probe_log(expect=2) == ["0 1", "1 3"]
+        assert n.take_probe_log(expect=2, timeout_s=30) == ["0 1", "1 3"]
         assert n.take_probe_log() == []  # emptied: the next run starts clean
     assert math.isfinite(bc.LAG_P99_MAX_MS)
