@@ -7,9 +7,9 @@ all of (issue 12):
   iterations scheduled (rate × duration);
 * dropped < 1 %: ``dropped_iterations`` over the iterations scheduled;
 * start lag p99 < 5 ms: scfleet's ``summary.json`` → ``scfleet.start_accuracy.p99_ms``
-  (actual − scheduled start). k6 has no start-lag metric: for k6 only the first two are
-  judged (its executor drops an iteration rather than start it late, so dropped_iterations
-  is where k6 shows a missed schedule); the table says so.
+  (actual − scheduled start). k6 has no start-lag metric: plain ``k6`` is judged on the first
+  two only; ``--k6-lag`` adds ``k6-lag``, k6 with a probe (:class:`ProbeLag`) judged on all
+  three as scfleet is, and the table gives every ceiling ÷ each k6 yardstick.
 
 Each generator is searched coarse-to-fine: the rate doubles from ``--start`` until a step fails,
 then the bracket is bisected (geometric middle) until it is within ``--resolution``. A prior
@@ -19,7 +19,7 @@ second of schedule) is reported as a fraction of the ceiling (goal ≥ 95 %: no 
 
 CPU per request (user+sys of the generator's process tree, from ``wait4()``, which includes
 the worker processes the coordinator reaped) is measured for 1 worker and auto workers at the
-same rate (``--cpu-rate``), minus a 1 req/s run of the same length, interleaved over
+same rate (each of ``--cpu-rates``), minus a 1 req/s run of the same length, interleaved over
 ``--repeat`` runs (goal: auto within 5 % of 1 worker). A third run, 1 worker at the rate ÷ the
 auto worker count (each auto worker's share), splits the difference: running the load as
 smaller parts (an event loop at half the rate wakes about as often per second, so twice per
@@ -30,6 +30,7 @@ each step: its CPU share is reported beside each ceiling to show it was not the 
 
     python bench/bench_ceiling.py [--bodies 32000,1024] [--generators w1,auto,k6]
         [--step 10] [--repeat 1] [--json out.json] [--prior out.json] [--cluster ADDRESS]
+        [--k6-lag] [--cpu-rates 4000,8000]
 
 ``--cluster ADDRESS`` adds the generator ``cluster`` (scfleet ``--cluster ADDRESS``, Ray
 actors; only where that option exists); ``--cluster local`` starts a two-node Ray cluster on
