@@ -436,8 +436,8 @@ class RayCluster:
 
     ``address``: ``ray://HOST:PORT`` (Ray client), ``HOST:PORT`` (the GCS, from a node of the
     cluster) or ``auto`` (``RAY_ADDRESS``, else the cluster started on this machine).
-    :meth:`connect` in the main thread before the run (``ray.init`` sets a SIGTERM handler,
-    which the run's loop then replaces); :meth:`disconnect` after it."""
+    :meth:`connect` in the main thread before the run (``ray.init`` runs in a thread, so a
+    Ctrl-C or SIGTERM while it connects is the run's); :meth:`disconnect` after it."""
 
     def __init__(self, address: str, *, announce: bool = False) -> None:
         self.address = address
@@ -465,14 +465,7 @@ class RayCluster:
             _probe(shown)  # a refused port fails now: ray.init would retry for minutes
         for attempt in range(1, CLIENT_ATTEMPTS + 1):
             try:
-                with warnings.catch_warnings():  # Ray client's timeout warning: we say it once
-                    warnings.simplefilter("ignore")
-                    ray.init(
-                        address=self.address,
-                        log_to_driver=False,
-                        logging_level=logging.WARNING,
-                        configure_logging=True,
-                    )
+                self._init(ray)
                 break
             except Exception as exc:  # noqa: BLE001 - any failure to connect is one line
                 # The Ray client proxy starts one server process per client; on a loaded head
@@ -485,6 +478,40 @@ class RayCluster:
                     continue
                 raise ClusterError(f"cannot connect to Ray at {shown}: {_one_line(exc)}") from None
         self._owns = True
+
+    def _init(self, ray: Any) -> None:
+        """``ray.init`` in a thread while this (main) thread waits: connecting to a GCS blocks
+        in Ray's C++ for up to ~35 s, holding a Ctrl-C (KeyboardInterrupt) until it returned,
+        and Ray would put its own SIGTERM handler in place of the run's (exit 15). Waiting
+        here, either signal is the run's at once: "interrupted", exit 105."""
+        outcome: list[BaseException | None] = []
+
+        def init() -> None:
+            try:
+                with warnings.catch_warnings():  # Ray client's timeout warning: we say it once
+                    warnings.simplefilter("ignore")
+                    ray.init(
+                        address=self.address,
+                        log_to_driver=False,
+                        logging_level=logging.WARNING,
+                        configure_logging=True,
+                    )
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                outcome.append(exc)
+            else:
+                outcome.append(None)
+
+        quiet = _NotMainThread()
+        logging.getLogger("ray._private.worker").addFilter(quiet)  # we wanted that
+        try:
+            thread = threading.Thread(target=init, name="scfleet-ray-init", daemon=True)
+            thread.start()
+            while thread.is_alive():
+                thread.join(ABORT_SLICE)  # a signal's KeyboardInterrupt is raised here
+        finally:
+            logging.getLogger("ray._private.worker").removeFilter(quiet)
+        if outcome and outcome[0] is not None:
+            raise outcome[0]
 
     def disconnect(self) -> None:
         if self._owns:
@@ -656,6 +683,13 @@ ABORT_SLICE = 0.25
 
 class _Aborted(Exception):
     """The launch was cancelled while it waited for Ray."""
+
+
+class _NotMainThread(logging.Filter):
+    """Drops Ray's warning that ``ray.init`` outside the main thread sets no SIGTERM handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SIGTERM handler is not set" not in record.getMessage()
 
 
 #: how long connecting to the cluster's port may take before the address is called dead

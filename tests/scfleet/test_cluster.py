@@ -7,6 +7,7 @@ against the server's ledger, a dead actor, SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import pathlib
@@ -102,6 +103,59 @@ def test_a_client_server_that_failed_to_start_is_tried_again(
     with pytest.raises(ClusterError):
         cluster_mod.RayCluster("auto").connect()
     assert fake.calls == ["init"]
+
+
+@pytest.mark.slow  # importing Ray takes seconds
+@needs_ray
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_ray_init_connects_is_one_line_and_105(
+    sig: signal.Signals, tmp_path: pathlib.Path
+) -> None:
+    """A GCS address that accepts connections and never answers: ``ray.init`` blocks in Ray's
+    C++ for ~35 s. Before, a Ctrl-C there waited it out (then Ray's own log lines, exit 105)
+    and a SIGTERM met Ray's handler (exit 15, no message). Now either ends the run at once:
+    "scfleet: interrupted", exit 105, no run folder."""
+    import socket
+    import threading
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(silent.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scfleet", "run", "configs/smoke.toml", "--out", str(out)]
+        + ["--cluster", f"127.0.0.1:{silent.getsockname()[1]}", "--quiet"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120  # Ray imported, its address probed: ray.init next
+        while not accepted:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+            time.sleep(0.05)
+        time.sleep(1.0)  # well inside ray.init's ~35 s wait for the silent GCS
+        assert proc.poll() is None
+        proc.send_signal(sig)
+        sent = time.monotonic()
+        _stdout, stderr = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()  # only if it is still there (a failure above)
+        silent.close()
+        for conn in accepted:
+            conn.close()
+    assert proc.returncode == 105, stderr
+    assert stderr == "scfleet: interrupted\n"
+    assert took < 15, took
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("bad", ["ray://", "host", "ray://h:0", "h:99999", "a b:1", "h:1/x", ""])
