@@ -53,10 +53,24 @@ def test_the_default_is_one_worker_per_core_and_one_pins_the_run_in_process(
         assert summary["metrics"]["http_reqs"]["count"] == 20
 
 
-def test_two_workers_seconds_follow_the_schedule(tmp_path: pathlib.Path) -> None:
+def test_two_workers_seconds_follow_the_schedule(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every worker starts at the go's instant and point n holds second n of each worker:
     20 iterations a second in every whole second (before: the first second read 0 and the
-    others shifted by a tick, the workers' seconds landing in the coordinator's next one)."""
+    others shifted by a tick, the workers' seconds landing in the coordinator's next one).
+
+    The coordinator waits for every worker's tick n before closing point n: on a loaded
+    machine a worker's first tick came in after the usual grace (0.5 s) and joined the next
+    point by design (seconds [10, 30, 21, ...]: test_late_ticks.py covers that path). Here the
+    wait is on the ticks themselves, bounded at 30 s, so what is checked is the alignment.
+    A worker whose loop is held (gen.loop_lag_ms) fires its tick that late and counts the
+    iterations ending meanwhile in the earlier second ([22, 19, 19, ...] once under load): at
+    20/s that moves 20 x the lag, which the tolerance adds to the boundary's one."""
+    from simulator.run import workers
+
+    monkeypatch.setattr(workers, "TICK_GRACE", 30.0)
+    monkeypatch.setattr(workers, "MAX_TICK_GRACE", 30.0)
     cfg = api.load(_write(tmp_path, STEADY))
     outcome = api.run(cfg, out=tmp_path / "run", workers=2)
     assert outcome.exit_code == 0
@@ -64,8 +78,10 @@ def test_two_workers_seconds_follow_the_schedule(tmp_path: pathlib.Path) -> None
     whole = [p for p in timeline if abs(p["t"] - round(p["t"])) < 1e-6 and p["t"] <= 6]
     assert [p["t"] for p in whole] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     counts = [p["scenarios"]["steady"]["iterations"] for p in whole]
-    # an iteration started in second n ends in it unless it straddles the boundary
-    assert all(abs(c - 20) <= 1 for c in counts[:-1]), counts
+    # an iteration started in second n ends in it unless it straddles the boundary or the
+    # worker's tick is late by its loop's lag (a whole tick's shift, the bug, is 10-20)
+    lag_s = max(p["gen.loop_lag_ms"] for p in whole) / 1000
+    assert all(abs(c - 20) <= 1 + round(20 * lag_s) for c in counts[:-1]), (counts, lag_s)
     assert sum(p["scenarios"]["steady"]["iterations"] for p in timeline) == 120
 
 
