@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 from itertools import repeat
 from operator import add
-from typing import Any
+from typing import Any, cast
 
 _SUB_BITS = 10  # 1024 half-buckets: 2048 linear slots before the first doubling
 
@@ -43,8 +43,15 @@ def _add_counts(counts: dict[int, int], keys: Sequence[int], adds: Sequence[int]
 
 #: Bucket counts as two parallel int64 arrays (bucket indices, each once; their counts), in the
 #: order the buckets were first touched: how deltas travel and are journaled, with no Python
-#: object per bucket.
+#: object per bucket. A journal that also wrote them into its dict keeps the lists it made.
 Chunk = tuple[Any, Any]
+
+
+def _listed(values: Any) -> Sequence[int]:
+    if isinstance(values, list | tuple):
+        return values
+    return cast("list[int]", values.tolist())
+
 
 #: Chunks a journal holds before they are compacted into one (a consumer that seldom takes).
 _MAX_CHUNKS = 64
@@ -53,10 +60,11 @@ _MAX_CHUNKS = 64
 def _compact(chunks: Sequence[Chunk]) -> Chunk:
     """One chunk of several: counts of a bucket summed, buckets in first-touch order (the
     order a dict updated chunk by chunk would have), vectorised."""
-    if len(chunks) == 1:
-        return chunks[0]
     import numpy as np
 
+    if len(chunks) == 1:
+        idx, cnt = chunks[0]
+        return np.asarray(idx, np.int64), np.asarray(cnt, np.int64)
     if not chunks:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     return _reduce(np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks]))
@@ -152,10 +160,13 @@ class Histogram:
     def _settle(self) -> None:
         if self._singles:
             self._flush_singles()
-        if self._pending:
-            idx, cnt = _compact(self._pending)
-            self._pending = []
-            _add_counts(self._counts, idx.tolist(), cnt.tolist())
+        pending, self._pending = self._pending, []
+        for idx, cnt in pending:  # chunk by chunk: first-touch order, no sort
+            keys, adds = _listed(idx), _listed(cnt)
+            if self._counts:
+                _add_counts(self._counts, keys, adds)
+            else:  # the first (a delta read whole): built in one go
+                self._counts = dict(zip(keys, adds, strict=True))
 
     def _flush_singles(self) -> None:
         import numpy as np
@@ -183,9 +194,11 @@ class Histogram:
         if self._singles:
             self._flush_singles()
         if self._keep:
-            _add_counts(self._counts, idx.tolist() if keys is None else keys, cnt.tolist())
-            if self._fresh is not None:
-                self._journal((idx, cnt), written=True)
+            keys = _listed(idx) if keys is None else keys
+            adds = _listed(cnt)
+            _add_counts(self._counts, keys, adds)
+            if self._fresh is not None:  # as lists: the tick line reads them into a dict
+                self._journal((keys, adds), written=True)
         else:
             self._journal((idx, cnt), written=False)
 
@@ -315,6 +328,19 @@ class Histogram:
         if pct >= 100:
             return float(self.max)
         rank = max(1, math.ceil(pct / 100 * self.count))
+        if self._singles:
+            self._flush_singles()
+        if self._pending and not self._counts:  # a delta: no dict built to read it
+            import numpy as np
+
+            self._pending = [_compact(self._pending)]
+            idx, cnt = self._pending[0]
+            order = np.argsort(idx)
+            at = int(np.searchsorted(np.cumsum(cnt[order]), rank))
+            if at < len(order):
+                hi = bucket_bounds(int(idx[order[at]]))[1]
+                return float(min(max(hi, self.min), self.max))
+            return float(self.max)
         seen = 0
         counts = self.counts
         for idx in sorted(counts):

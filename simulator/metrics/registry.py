@@ -451,7 +451,9 @@ class IntervalStats:
     hist: Histogram = field(default_factory=Histogram)
 
     def take(self) -> IntervalStats:
-        """Return what was gathered and start afresh, in place (recorders keep a reference)."""
+        """Return what was gathered and start afresh, in place (recorders keep a reference).
+        The histogram's part is its one delta mechanism (``take_fresh``): all it holds, after
+        which its folds and merges only keep their bucket arrays until the next take."""
         out = IntervalStats(
             self.requests,
             self.failed,
@@ -459,11 +461,10 @@ class IntervalStats:
             self.iterations,
             self.sent,
             self.received,
-            self.hist,
+            self.hist.take_fresh(keep=False),
         )
         self.requests = self.failed = self.dropped = self.iterations = self.sent = 0
         self.received = 0
-        self.hist = Histogram()
         return out
 
 
