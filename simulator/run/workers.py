@@ -797,6 +797,7 @@ class WorkerPool:
 
     async def prepare(self, env: Environment) -> None:
         loop = asyncio.get_running_loop()
+        warm_imports()
         self._env = env
         self._changed = asyncio.Event()
         self._ticked = asyncio.Event()
@@ -1155,6 +1156,14 @@ class WorkerPool:
             ev.active(sum(t.active for t in ticks))
             ev.peak = max(ev.peak, sum(t.peak for t in ticks))
             ev.allocated = sum(t.allocated for t in ticks)
+
+
+def warm_imports() -> None:
+    """What unpickling and merging a snapshot needs, imported before the run (its histograms
+    arrive as numpy arrays): the coordinator records no requests itself, and importing numpy
+    at the first snapshot held its loop ~0.5 s mid-run (busy), so the workers' first ticks
+    missed their point."""
+    import numpy  # noqa: F401
 
 
 def schedule_figures(

@@ -6,6 +6,7 @@ and the worker's snapshot take their deltas the same way, and merged results sta
 
 from __future__ import annotations
 
+import pathlib
 import pickle
 import pickletools
 
@@ -135,3 +136,32 @@ def test_an_intervals_take_hands_over_its_histogram_and_keeps_collecting() -> No
     assert (first.hist.counts, first.hist.count, first.hist.max) == ({5: 1, 3798: 1}, 2, 7000)
     assert (second.hist.counts, second.hist.count, second.hist.min) == ({9: 1}, 1, 9)
     assert iv.hist.count == 0
+
+
+def test_a_prepared_coordinator_unpickles_a_snapshot_without_importing(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Before: the coordinator (which records no requests) imported numpy at the first
+    snapshot's histograms, mid-run: ~0.5 s on its loop on a busy machine, and the workers'
+    first ticks missed their point (test_a_worker_dropping_its_iterations_is_named_in_the_
+    warning then failed with KeyError 'gen.dropped_share')."""
+    import subprocess
+    import sys
+
+    reg = Registry()
+    tracker = DeltaTracker(reg)
+    _tick(reg, np.random.default_rng(1), 100)
+    (tmp_path / "snap.pickle").write_bytes(pickle.dumps(tracker.take()))
+    code = (
+        "import pickle, sys\n"
+        "from simulator.run.workers import warm_imports\n"
+        "warm_imports()\n"
+        "before = set(sys.modules)\n"
+        f"deltas = pickle.loads(open({str(tmp_path / 'snap.pickle')!r}, 'rb').read())\n"
+        "deltas[0].value.hist.percentile(99)\n"
+        "print(sorted(set(sys.modules) - before))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout
