@@ -454,6 +454,7 @@ def test_a_tick_cancelled_mid_close_still_closes_its_point() -> None:
     assert in_points == reqs and reqs > 0
 
 
+@pytest.mark.slow  # 1.9 s (a real worker for 1.2 s); the fast tier has the Environment's test
 def test_a_workers_snapshot_is_built_over_several_loop_turns(
     http_sink: Callable[..., str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
