@@ -107,7 +107,11 @@ http_req_failed = ["rate<0.01"]
         run.assert_ok()
     finally:
         server.shutdown()
-    assert len(seen) == 40
+    # Every scheduled upload reached the server, or (a starved machine, every device busy)
+    # was counted as dropped, as k6 does; none lost, none sent twice.
+    dropped = run.summary["metrics"].get("dropped_iterations", {}).get("count", 0)
+    assert len(seen) == run.metric("http_reqs")["count"] and len(seen) + dropped == 40
+    assert len({(s["device"], s["seq"]) for s in seen}) == len(seen) >= 20
     from audio_synth import PcmBank
 
     bank = PcmBank.build(42, max_chunk_bytes=8000)
