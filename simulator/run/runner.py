@@ -377,13 +377,7 @@ class Environment:
         worker's loop 4-7 ms at 2,000 requests/s (busy), and the arrivals due meanwhile
         started that late, most of the start lag's p99. Cancelled (the run stopping), it
         still closes the point whole: the statistics it took are never lost."""
-        steps = self._close_steps(t)
-        try:
-            for _ in steps:
-                await asyncio.sleep(0)
-        finally:
-            for _ in steps:
-                pass
+        await in_turns(self._close_steps(t))
 
     def _close_interval(self, t: float, sample_vus: bool = True) -> None:
         for _ in self._close_steps(t, sample_vus):
@@ -474,6 +468,17 @@ class Environment:
                 return
 
 
+async def in_turns(steps: Iterator[None]) -> None:
+    """Run ``steps`` one per event-loop turn, so long work never holds the loop in one piece.
+    Cancelled (the run stopping), the rest runs at once: a step's work is never half done."""
+    try:
+        for _ in steps:
+            await asyncio.sleep(0)
+    finally:
+        for _ in steps:
+            pass
+
+
 async def fold_gently(registry: Registry, rounds: int = 4) -> None:
     """Fold the second's buffered rows one histogram at a time, yielding to the event loop
     between: a fold in one piece held the loop ~10 ms at 8,000 requests/s, and every arrival
@@ -483,13 +488,7 @@ async def fold_gently(registry: Registry, rounds: int = 4) -> None:
     for _ in range(rounds):
         if not any(rec.pending for rec in registry.recorders):
             return
-        steps = registry.fold_steps()
-        try:
-            for _ in steps:
-                await asyncio.sleep(0)
-        finally:
-            for _ in steps:
-                pass
+        await in_turns(registry.fold_steps())
 
 
 def threshold_results(cfg: RunConfig, registry: Registry, duration: float) -> list[ThresholdResult]:

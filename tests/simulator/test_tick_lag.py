@@ -194,42 +194,18 @@ def test_a_worker_runs_its_loop_with_the_tuned_collector(http_sink: Callable[...
     every 50,000 allocations; worker processes ran with the default (700): more collections
     per request, and full collections walking every device and histogram mid-run."""
     import gc
-    import time
 
-    from simulator.run.workers import Go, Snapshot, WorkerJob, run_worker
+    from simulator.run.workers import Snapshot
 
     url = http_sink()
     seen: list[tuple[int, int]] = []
 
-    class End:
-        def send(self, msg: Any) -> None:
-            if isinstance(msg, Snapshot):
-                seen.append((gc.get_threshold()[0], gc.get_freeze_count()))
+    def send(msg: Any) -> None:
+        if isinstance(msg, Snapshot):
+            seen.append((gc.get_threshold()[0], gc.get_freeze_count()))
 
-        def recv(self) -> Any:
-            return Go(time.time() + 0.05)
-
-        def listen(self, loop: Any, on_message: Any) -> None:
-            pass
-
-        def unlisten(self) -> None:
-            pass
-
-    cfg = parse_config(
-        {
-            "scenarios": {
-                "up": {
-                    "executor": "constant-arrival-rate",
-                    "rate": 5,
-                    "duration": "1200ms",
-                    "pre_allocated_devices": 2,
-                    "device": {"chunk_bytes": 64},
-                }
-            },
-        }
-    )
     before = gc.get_threshold()
-    run_worker(End(), WorkerJob(0, 1, cfg, url, {}))
+    _run_one_worker(url, "1200ms", send)
     assert seen, "no snapshot"
     assert all(threshold == 50_000 and frozen > 0 for threshold, frozen in seen), seen
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
@@ -461,10 +437,9 @@ def test_a_workers_snapshot_is_built_over_several_loop_turns(
     """A worker's tick hook took the registry's deltas, read psutil, computed its start-lag
     p99 and pickled and sent the snapshot in one callback (~2.5 ms at 2,000 requests/s,
     busy). Now each is a step of the tick: the loop turns between them."""
-    import time
 
     from simulator.run import workers
-    from simulator.run.workers import DeltaTracker, Go, Snapshot, WorkerJob, run_worker
+    from simulator.run.workers import DeltaTracker, Snapshot
 
     url = http_sink()
     log: list[tuple[str, int]] = []
@@ -491,34 +466,11 @@ def test_a_workers_snapshot_is_built_over_several_loop_turns(
     monkeypatch.setattr(DeltaTracker, "take", take)
     monkeypatch.setattr(workers, "schedule_figures", figures)
 
-    class End:
-        def send(self, msg: Any) -> None:
-            if isinstance(msg, Snapshot):
-                piece("send")
+    def send(msg: Any) -> None:
+        if isinstance(msg, Snapshot):
+            piece("send")
 
-        def recv(self) -> Any:
-            return Go(time.time() + 0.05)
-
-        def listen(self, loop: Any, on_message: Any) -> None:
-            pass
-
-        def unlisten(self) -> None:
-            pass
-
-    cfg = parse_config(
-        {
-            "scenarios": {
-                "up": {
-                    "executor": "constant-arrival-rate",
-                    "rate": 5,
-                    "duration": "1200ms",
-                    "pre_allocated_devices": 2,
-                    "device": {"chunk_bytes": 64},
-                }
-            },
-        }
-    )
-    run_worker(End(), WorkerJob(0, 1, cfg, url, {}))
+    _run_one_worker(url, "1200ms", send)
     first = log[:3]  # the ticker's tick (the last one closes after the loop's work is done)
     assert [n for n, _ in first] == ["deltas", "figures", "send"], log
     assert first[0][1] < first[1][1] < first[2][1], log  # before: all three in one turn
@@ -534,10 +486,9 @@ def test_a_worker_tunes_its_collector_before_it_says_ready(
     (importing uvloop, 12-14 ms busy). Now both are done before the worker says Ready: at
     Ready the set-up objects are already frozen and the loop exists."""
     import gc
-    import time
 
     from simulator.executors import runtime
-    from simulator.run.workers import Go, Ready, WorkerJob, run_worker
+    from simulator.run.workers import Ready
 
     url = http_sink()
     at_ready: list[tuple[int, int, int]] = []
@@ -551,10 +502,29 @@ def test_a_worker_tunes_its_collector_before_it_says_ready(
 
     monkeypatch.setattr(runtime, "new_loop", new_loop)
 
+    def send(msg: Any) -> None:
+        if isinstance(msg, Ready):
+            at_ready.append((gc.get_threshold()[0], gc.get_freeze_count(), loops))
+
+    before = gc.get_threshold()
+    _run_one_worker(url, "200ms", send)
+    assert len(at_ready) == 1
+    threshold, frozen, made = at_ready[0]
+    assert threshold == 50_000 and frozen > 0 and made == 1, at_ready
+    assert loops == 1  # and it is the run's loop
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def _run_one_worker(url: str, duration: str, send: Callable[[Any], None]) -> None:
+    """A real worker (``run_worker``) of one, in this process, for a 5/s scenario of
+    ``duration`` against ``url``: its coordinator's end is ``send`` and an immediate go."""
+    import time
+
+    from simulator.run.workers import Go, WorkerJob, run_worker
+
     class End:
         def send(self, msg: Any) -> None:
-            if isinstance(msg, Ready):
-                at_ready.append((gc.get_threshold()[0], gc.get_freeze_count(), loops))
+            send(msg)
 
         def recv(self) -> Any:
             return Go(time.time() + 0.05)
@@ -571,17 +541,11 @@ def test_a_worker_tunes_its_collector_before_it_says_ready(
                 "up": {
                     "executor": "constant-arrival-rate",
                     "rate": 5,
-                    "duration": "200ms",
+                    "duration": duration,
                     "pre_allocated_devices": 2,
                     "device": {"chunk_bytes": 64},
                 }
             },
         }
     )
-    before = gc.get_threshold()
     run_worker(End(), WorkerJob(0, 1, cfg, url, {}))
-    assert len(at_ready) == 1
-    threshold, frozen, made = at_ready[0]
-    assert threshold == 50_000 and frozen > 0 and made == 1, at_ready
-    assert loops == 1  # and it is the run's loop
-    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
