@@ -43,6 +43,7 @@ needs_ray = pytest.mark.skipif(
 NO_RAY = "import sys; sys.modules['ray'] = None; from scfleet.cli import main; sys.exit(main())"
 
 
+@pytest.mark.slow  # a subprocess, ~0.8 s: the fast tier stays under 60 s
 def test_cluster_without_ray_is_one_line_naming_the_extra(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "run"
     res = subprocess.run(
@@ -187,6 +188,7 @@ def test_a_cluster_that_refuses_is_one_line_at_once(
     assert not out.exists()
 
 
+@pytest.mark.slow  # a subprocess, ~0.7 s: the fast tier stays under 60 s
 def test_per_sample_streams_are_refused_with_a_cluster(scfleet: Any, tmp_path: Any) -> None:
     res = scfleet(
         "run", "configs/smoke.toml", "--cluster", "auto", "--out", f"json={tmp_path}/s.json",

@@ -104,6 +104,7 @@ def test_rows_a_remote_worker_sends_are_spilled_and_merged_in_order() -> None:
     assert list(rows) == [row(i) for i in range(4)]  # read again: the parts stay
 
 
+@pytest.mark.slow  # 2 workers writing parts, ~3 s: the fast tier stays under 60 s
 def test_devices_csv_is_written_without_a_row_per_device(tmp_path: Path, url: str) -> None:
     """1,000,000 rows took most of a 26.6 s run (quiet; 77-120 s busy): the coordinator read
     each worker's part line into a DeviceRow and wrote it back through ``csv`` (~19 Python

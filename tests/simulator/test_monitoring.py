@@ -63,6 +63,7 @@ def _cpu_seconds(p: psutil.Process) -> float:
     return float(t.user + t.system)
 
 
+@pytest.mark.slow  # a busy child process, ~1 s: the fast tier stays under 60 s
 def test_busy_child_shows_as_cpu_and_allocation_as_rss(tree: subprocess.Popen[str]) -> None:
     (busy,) = psutil.Process(tree.pid).children()
     sampler = ProcessTreeSampler(tree.pid)

@@ -476,6 +476,7 @@ def test_a_workers_snapshot_is_built_over_several_loop_turns(
     assert first[0][1] < first[1][1] < first[2][1], log  # before: all three in one turn
 
 
+@pytest.mark.slow  # a real worker, ~0.7 s: the fast tier stays under 60 s
 def test_a_worker_tunes_its_collector_before_it_says_ready(
     http_sink: Callable[..., str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
