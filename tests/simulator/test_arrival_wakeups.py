@@ -19,6 +19,8 @@ from simulator.config import ConstantArrivalRate
 from simulator.executors import DevicePool, run_arrival_rate
 from simulator.executors.runtime import arrival_quantum
 from simulator.executors.segment import SegmentSequence
+from simulator.metrics.registry import IntervalStats, Registry
+from simulator.run.runner import ScenarioEvents
 
 _spec = importlib.util.spec_from_file_location(
     "vtime", pathlib.Path(__file__).with_name("vtime.py")
@@ -45,22 +47,6 @@ class _CountingLoop(vtime.VirtualTimeLoop):  # type: ignore[misc,name-defined]
         self.now = 1000.0
 
 
-class _Events:
-    drops = 0
-
-    def dropped(self, count: int = 1) -> None:
-        self.drops += count
-
-    def active(self, count: int) -> None:
-        pass
-
-    def interrupted(self, count: int) -> None:
-        pass
-
-    def capacity(self, count: int) -> None:
-        pass
-
-
 class _Recorder:
     """Starts iterations that end at once and records (scheduled, actual) start times."""
 
@@ -75,10 +61,10 @@ class _Recorder:
         pass
 
 
-def _drive(ex: Any, quantum: float) -> tuple[int, _Recorder, _Events]:
+def _drive(ex: Any, quantum: float) -> tuple[int, _Recorder, ScenarioEvents]:
     """Run ``ex`` on virtual time; (wake-ups during the schedule, starts, events)."""
     loop = _CountingLoop()
-    rec, events = _Recorder(), _Events()
+    rec, events = _Recorder(), ScenarioEvents(Registry(), "s", IntervalStats())
 
     async def main() -> None:
         await run_arrival_rate(
@@ -115,7 +101,9 @@ def test_a_worker_of_n_wakes_at_most_once_per_quantum_and_starts_every_arrival(p
     q = arrival_quantum(parts)
     wakes, rec, events = _drive(share, q)
     due = len(rec.starts)
-    assert due == round(4000 * 2.0 / parts) and events.drops == 0  # nothing skipped or dropped
+    assert (
+        due == round(4000 * 2.0 / parts) and events.interval.dropped == 0
+    )  # nothing skipped or dropped
     # the schedule's wake-ups (+ 1 for the start, + 1 for the end of the duration)
     assert wakes <= 2.0 * 1000 / parts + 2, f"{wakes} wake-ups for {due} arrivals"
     lags = [actual - scheduled for scheduled, actual in rec.starts]
