@@ -21,9 +21,10 @@ CPU per request (user+sys of the generator's process tree, from ``wait4()``, whi
 the worker processes the coordinator reaped) is measured for 1 worker and auto workers at the
 same rate (each of ``--cpu-rates``), minus a 1 req/s run of the same length, interleaved over
 ``--repeat`` runs (goal: auto within 5 % of 1 worker). A third run, 1 worker at the rate ÷ the
-auto worker count (each auto worker's share), splits the difference: running the load as
-smaller parts (an event loop at half the rate wakes about as often per second, so twice per
-request) against coordinating (auto against that share).
+auto worker count (each auto worker's share) with an auto worker's arrival quantum (it wakes
+for its arrivals at most once per N ms, as each of N local workers does), splits the
+difference: running the load as smaller parts (fewer requests per wake-up of an event loop)
+against coordinating (auto against that share: the snapshots, the coordinator).
 
 nginx (bench/nginx_target.py: 2 workers, reads and discards the body, answers 200) is sampled
 each step: its CPU share is reported beside each ceiling to show it was not the bottleneck.
@@ -286,7 +287,29 @@ class Bench:
         """Devices (k6 VUs) for a rate: 50 ms of arrivals pre-allocated, up to 250 ms."""
         return max(64, math.ceil(rate / 20)), max(256, math.ceil(rate / 4))
 
-    def run(self, gen: str, body: int, rate: float, duration: float | None = None) -> Step:
+    def generator_env(self, quantum_of: int = 0) -> dict[str, str]:
+        """The generator's environment: the Ray cluster's, if any; ``quantum_of`` N > 1 makes a
+        one-process run wake for its arrivals as a local worker of N does
+        (``simulator.executors.runtime.QUANTUM_OF_ENV``)."""
+        from simulator.executors.runtime import QUANTUM_OF_ENV
+
+        env = dict(self.env if self.env is not None else os.environ)
+        env.pop(QUANTUM_OF_ENV, None)
+        if quantum_of > 1:
+            env[QUANTUM_OF_ENV] = str(quantum_of)
+        return env
+
+    def run(
+        self,
+        gen: str,
+        body: int,
+        rate: float,
+        duration: float | None = None,
+        *,
+        quantum_of: int = 0,
+    ) -> Step:
+        """One bounded run; ``quantum_of``: a ``w1`` run with the arrival quantum of a
+        worker of that many (:meth:`generator_env`)."""
         d = self.args.step if duration is None else duration
         pre, mx = self.devices(rate)
         n = next(_RUNS)
@@ -350,6 +373,7 @@ class Bench:
                 stdout=subprocess.DEVNULL,
                 stderr=err_fh,
                 preexec_fn=raise_nofile,
+                env=self.generator_env(quantum_of),
             )
         deadline_s = d + 120  # start-up, graceful stop, summary: bounded
         try:
@@ -470,10 +494,11 @@ class Bench:
 
     def cpu_per_request(self, body: int, rate: float) -> dict[str, object]:
         """1 worker vs auto workers at the same rate, minus a 1 req/s run, interleaved; and 1
-        worker at the rate ÷ the auto worker count (``w1_part``: what each auto worker runs),
-        so the difference splits into running the rate in smaller parts (each event loop
-        wakes about as often per second at half the rate: twice the wake-ups per request)
-        and coordinating (auto against that part, per request)."""
+        worker at the rate ÷ the auto worker count with an auto worker's arrival quantum
+        (``w1_part``: what each auto worker runs, as it runs it), so the difference splits
+        into running the rate in smaller parts (fewer requests per wake-up of each event
+        loop) and coordinating (auto against that part, per request). Without the quantum
+        the share run woke twice as often as an auto worker: the split meant nothing."""
         d, n = self.args.step, max(self.args.repeat, 1)
         parts = len(os.sched_getaffinity(0))  # what `--workers auto` starts here
         out: dict[str, object] = {"rate": rate, "body": body, "duration": d, "workers": parts}
@@ -481,14 +506,16 @@ class Bench:
             base = [self.run(gen, body, 1, d) for _ in range(n)]
             out[f"{gen}_baseline_cpu_s"] = statistics.median(b.cpu_s for b in base)
             out[f"{gen}_baseline_requests"] = statistics.median(b.requests for b in base)
-        runs = [("w1", "w1", rate), ("auto", "auto", rate)]
+        # (key, generator, rate, quantum of): the share run wakes for its arrivals as each
+        # auto worker does (its arrival quantum), so the two differ only by coordination
+        runs = [("w1", "w1", rate, 0), ("auto", "auto", rate, 0)]
         if parts > 1:
-            runs.append(("w1_part", "w1", nice(rate / parts)))
-        per: dict[str, list[float]] = {key: [] for key, _g, _r in runs}
-        raw: dict[str, list[float]] = {key: [] for key, _g, _r in runs}
+            runs.append(("w1_part", "w1", nice(rate / parts), parts))
+        per: dict[str, list[float]] = {key: [] for key, *_ in runs}
+        raw: dict[str, list[float]] = {key: [] for key, *_ in runs}
         for _ in range(n):
-            for key, gen, r in runs:
-                st = self.run(gen, body, r, d)
+            for key, gen, r, q in runs:
+                st = self.run(gen, body, r, d, quantum_of=q)
                 b, b_reqs = out[f"{gen}_baseline_cpu_s"], out[f"{gen}_baseline_requests"]
                 assert isinstance(b, float) and isinstance(b_reqs, (int, float))
                 per[key].append((st.cpu_s - b) / max(st.requests - b_reqs, 1) * 1e6)

@@ -170,7 +170,7 @@ def _execute(
     launcher: WorkerLauncher | None = None,
     early: WorkerPool | None = None,
 ) -> RunResult:
-    from simulator.executors.runtime import new_loop, tuned_gc
+    from simulator.executors.runtime import new_loop, one_process_quantum, tuned_gc
     from simulator.http import make_transport
     from simulator.run import monitoring
     from simulator.run.progress import make_progress
@@ -179,6 +179,7 @@ def _execute(
     url = target.url
     remote = workers > 1 or launcher is not None
     bank = None if remote else build_bank(cfg)  # workers build their own
+    quantum = 0.0 if remote else one_process_quantum()  # 0 but in a bench's share run
     progress = None if quiet else make_progress(cfg, no_color=no_color)
 
     async def main() -> RunResult:
@@ -205,6 +206,8 @@ def _execute(
             pool.url = url  # workers started early get it with the go
             env.remote = pool
             env.companions.insert(0, pool)
+        else:
+            env.arrival_quantum = quantum
         if stream is not None:
             env.tick_hooks.append(stream.tick)
             env.keep_timeline = False  # the stream has every point; memory keeps the last

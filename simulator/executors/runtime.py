@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Generic
 
+from scfleet_core.errors import ScfleetError
 from simulator.executors.base import D, Iterate
 
 
@@ -67,6 +69,23 @@ def arrival_quantum(workers: int) -> float:
     if workers <= 1:
         return 0.0
     return min(workers * 0.001, MAX_ARRIVAL_QUANTUM)
+
+
+#: Bench hook: a one-process run wakes for its arrivals as a local worker of this many does
+#: (bench/bench_ceiling.py's share run: 1 worker at the rate ÷ N, to compare with each of
+#: ``auto``'s N workers on the same footing).
+QUANTUM_OF_ENV = "SCFLEET_BENCH_QUANTUM_OF"
+
+
+def one_process_quantum() -> float:
+    """The arrival quantum of a one-process run: 0, or that of a worker of
+    ``$SCFLEET_BENCH_QUANTUM_OF`` (:data:`QUANTUM_OF_ENV`)."""
+    text = os.environ.get(QUANTUM_OF_ENV, "").strip()
+    if not text:
+        return 0.0
+    if not text.isdigit():
+        raise ScfleetError(f"{QUANTUM_OF_ENV}: expected a worker count, got {text!r}")
+    return arrival_quantum(int(text))
 
 
 @contextlib.contextmanager

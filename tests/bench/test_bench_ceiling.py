@@ -213,6 +213,41 @@ def test_cpu_per_request_at_several_rates() -> None:
     assert "8,000/s +10.0%" in text
 
 
+def test_the_share_run_wakes_as_an_auto_worker_does(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``--cpu-only``'s third run (1 worker at the rate ÷ N) splits auto's overhead into
+    "smaller parts" and "coordination" only if it wakes for its arrivals as each of auto's N
+    workers does: with their arrival quantum. Before, it ran with none (twice the wake-ups of
+    an auto worker at 2 workers) and the split meant nothing."""
+    calls: list[tuple[str, float, int]] = []
+
+    class Recording(bc.Bench):  # type: ignore[misc,name-defined]
+        def run(
+            self, gen: str, body: int, rate: float, duration: float | None = None, **kw: int
+        ) -> object:
+            calls.append((gen, rate, kw.get("quantum_of", 0)))
+            st = _step(gen, rate, ok=round(rate * 10), dropped=0, lag=1.0)
+            st.cpu_s = 0.1 + rate * 10 * 100e-6  # 100 µs a request
+            return st
+
+    monkeypatch.setattr(bc.os, "sched_getaffinity", lambda pid: {0, 1})
+    args = argparse.Namespace(step=10.0, repeat=1)
+    out = Recording(args, None, tmp_path).cpu_per_request(32000, 4000.0)
+    loaded = [c for c in calls if c[1] > 1]
+    assert loaded == [("w1", 4000.0, 0), ("auto", 4000.0, 0), ("w1", 2000.0, 2)]
+    assert out["w1_part_us"] == [pytest.approx(100.0)]
+    # what the share run's process is given: the quantum of a worker of 2, nothing else
+    from simulator.executors.runtime import QUANTUM_OF_ENV
+
+    bench = bc.Bench(args, None, tmp_path)
+    monkeypatch.setenv(QUANTUM_OF_ENV, "7")  # never inherited from the bench's own shell
+    assert bench.generator_env(2)[QUANTUM_OF_ENV] == "2"
+    assert QUANTUM_OF_ENV not in bench.generator_env()
+    bench.env = {"RAY_ADDRESS": ""}  # a Ray cluster's environment is the base when there is one
+    assert bench.generator_env(2) == {"RAY_ADDRESS": "", QUANTUM_OF_ENV: "2"}
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()), reason="nginx not installed"

@@ -169,3 +169,52 @@ def test_a_local_worker_of_two_drives_its_schedule_with_its_quantum(tmp_path: An
     env.arrival_quantum = jobs[0].arrival_quantum  # what run_worker sets from its job
     asyncio.run(env.run())
     assert spy.quanta == [arrival_quantum(2)]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("quantum_of", "expected"), [("", 0.0), ("2", arrival_quantum(2))])
+def test_a_one_process_run_wakes_as_a_worker_of_n_when_the_bench_asks(
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    http_sink: Any,
+    quantum_of: str,
+    expected: float,
+) -> None:
+    """bench_ceiling.py's share run (1 worker at the rate ÷ N) must wake for its arrivals as
+    each of ``auto``'s N workers does, or its comparison with them means nothing: a one-process
+    run takes the quantum of a worker of ``$SCFLEET_BENCH_QUANTUM_OF``, and none without it.
+    Before, a one-process run always drove its schedule with quantum 0."""
+    from dataclasses import replace
+
+    from simulator.config import parse_config
+    from simulator.session import GivenTarget, run_session
+
+    cfg = parse_config(
+        {
+            "scenarios": {
+                "a": {
+                    "executor": "constant-arrival-rate",
+                    "rate": 20,
+                    "duration": "0.2s",
+                    "pre_allocated_devices": 2,
+                    "device": {"kind": "iot_upload", "chunk_bytes": 64},
+                }
+            },
+            "audio": {"profiles": 1, "seconds": 1},
+        }
+    )
+    spy = _Spy(cfg.scenarios[0].executor)
+    cfg = replace(cfg, scenarios=(replace(cfg.scenarios[0], executor=spy),))
+    monkeypatch.setenv("SCFLEET_BENCH_QUANTUM_OF", quantum_of)  # bench_ceiling.py's hook
+    result = run_session(cfg, GivenTarget(http_sink()), tmp_path, {})
+    assert result.error is None
+    assert spy.quanta == [pytest.approx(expected)]
+
+
+def test_a_bad_quantum_of_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scfleet_core.errors import ScfleetError
+    from simulator.executors.runtime import QUANTUM_OF_ENV, one_process_quantum
+
+    monkeypatch.setenv(QUANTUM_OF_ENV, "two")
+    with pytest.raises(ScfleetError, match=f"^{QUANTUM_OF_ENV}: expected a worker count"):
+        one_process_quantum()
