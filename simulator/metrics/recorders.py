@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from time import perf_counter_ns
 from typing import Any, NamedTuple
 
-from simulator.metrics.histogram import fold_columns
+from simulator.metrics.histogram import Histogram, fold_columns
 from simulator.metrics.registry import _HTTP_METRICS, Counter, IntervalStats, Registry, Tags, Trend
 
 
@@ -137,8 +137,9 @@ class RequestRecorder:
         rows = np.frombuffer(buf, dtype=np.int64).reshape(-1, _ROW)
         iv = self._interval
         outcome = (rows[:, 0] << 6) + ((rows[:, 1] != 0) << 5) + (rows[:, 10] & 31)
-        keys = sorted(set(outcome.tolist()))
-        single = len(keys) == 1  # the usual case: no split by outcome
+        first = int(outcome[0])
+        single = not (outcome != first).any()  # the usual case: no split by outcome
+        keys = [first] if single else sorted(set(outcome.tolist()))
         sink = self._reg.sink
         sent, received = int(rows[:, 8].sum()), int(rows[:, 9].sum())
         self._sent.value += sent
@@ -146,6 +147,7 @@ class RequestRecorder:
         iv.sent += sent
         iv.received += received
         iv.requests += len(rows)
+        yield  # the rows' outcomes and sums: a step of their own (~0.6 ms at 4,750 rows, busy)
         for key in keys:
             sub = rows if single else rows[outcome == key]
             reqs, fail, *trends = self._series(int(key))
@@ -158,14 +160,10 @@ class RequestRecorder:
             fail.passes += nfail
             iv.failed += nfail
             for j, trend in enumerate(trends):
-                if single and j == 0:  # the interval's histogram rides in the same pass
-                    fold_columns([trend.hist, iv.hist], sub[:, (2, 2)])
-                else:
-                    fold_columns([trend.hist], sub[:, 2 + j : 3 + j])
-                yield
-        if not single:
-            fold_columns([iv.hist], rows[:, 2:3])
-            yield
+                yield from _fold_column(trend.hist, sub, 2 + j)
+        # its own steps, not riding in the duration's pass: that made a step of 2 columns
+        # (~1 ms at 4,750 rows, busy), no cheaper than two of one
+        yield from _fold_column(iv.hist, rows, 2)
 
 
 class IterationRecorder:
@@ -218,9 +216,20 @@ class IterationRecorder:
         self._interval.iterations += len(rows)
         if self._reg.sink is not None:
             self._reg.sink.iterations(self._tags, self._lag_tags, rows)
-        fold_columns([self._duration.hist], rows[:, :1])
-        yield
-        fold_columns([self._lag.hist], rows[:, 1:2])
+        yield from _fold_column(self._duration.hist, rows, 0)
+        yield from _fold_column(self._lag.hist, rows, 1)
+
+
+#: The most rows one fold step folds into a histogram (one column): a step of 8,192 rows takes
+#: ~0.6 ms of CPU (busy); a larger buffer (one process past 8,000/s) folds in slices.
+FOLD_ROWS = 8192
+
+
+def _fold_column(hist: Histogram, rows: Any, col: int) -> Iterator[None]:
+    """Column ``col`` of ``rows`` into ``hist``, at most :data:`FOLD_ROWS` rows a step: the
+    tick yields to the event loop between steps, so no fold holds the schedule long."""
+    for lo in range(0, len(rows), FOLD_ROWS):
+        fold_columns([hist], rows[lo : lo + FOLD_ROWS, col : col + 1])
         yield
 
 
