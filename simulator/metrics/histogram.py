@@ -53,6 +53,9 @@ def _listed(values: Any) -> Sequence[int]:
     return cast("list[int]", values.tolist())
 
 
+#: Single records held before they are added as one chunk (bounded memory with no reader).
+_MAX_SINGLES = 4096
+
 #: Chunks a journal holds before they are compacted into one (a consumer that seldom takes).
 _MAX_CHUNKS = 64
 
@@ -103,15 +106,15 @@ def _chunk_of(counts: Mapping[int, int]) -> Chunk:
 class Histogram:
     """HDR-style histogram of integer values (µs); exact count, sum, min and max.
 
+    Buckets are added as chunks (a :data:`Chunk`: two arrays, one list append per fold or
+    merge, never a write per bucket) and read into a dict only when someone reads
+    :attr:`counts` (a report at the end); percentiles and snapshots work on the arrays.
     Per-tick deltas have one home, :meth:`take_fresh`, for both consumers (the run stream's
-    tick line and a worker's snapshot). Once it has been called, each fold or merge also
-    keeps a reference to the bucket arrays it added (a :data:`Chunk`: one list append per
-    fold, never a write per bucket), so a tick's delta costs the buckets touched since, not
-    a diff of every bucket ever seen. ``take_fresh(keep=False)`` (a worker, whose histograms
-    are only read through their deltas) hands everything over and starts empty; from then on
-    folds only keep their chunks and no dict is written at all. A histogram pickles as two
-    arrays of bytes (a snapshot's deltas: no Python object per bucket to build or unpickle)
-    and unpickles to those arrays, read into a dict only when someone reads the buckets.
+    tick line and a worker's snapshot): once it has been called, each chunk added is also
+    journaled for the next take, so a tick's delta costs the buckets touched since, not a
+    diff of every bucket ever seen. ``take_fresh(keep=False)`` (a worker, whose histograms
+    are only read through their deltas) hands everything over and starts empty. A histogram
+    pickles as two arrays of bytes (no Python object per bucket to build or unpickle).
     One consumer per histogram."""
 
     __slots__ = (
@@ -157,6 +160,10 @@ class Histogram:
         self._pending = []
         self._singles = []
 
+    def _parts(self) -> list[Chunk]:
+        """Every bucket held, as chunks (the dict's, if one was built, first)."""
+        return ([_chunk_of(self._counts)] if self._counts else []) + self._pending
+
     def _settle(self) -> None:
         if self._singles:
             self._flush_singles()
@@ -172,35 +179,22 @@ class Histogram:
         import numpy as np
 
         singles, self._singles = self._singles, []
-        self._journal(
-            _reduce(np.array(singles, np.int64), np.ones(len(singles), np.int64)),
-            written=self._keep,
-        )
+        self._add(*_reduce(np.array(singles, np.int64), np.ones(len(singles), np.int64)))
 
-    def _journal(self, chunk: Chunk, written: bool) -> None:
-        """Keep ``chunk`` for the next take (and, not ``written`` into the dict, as held)."""
-        if not written:
-            self._pending.append(chunk)
-            if len(self._pending) > _MAX_CHUNKS:
-                self._pending = [_compact(self._pending)]
+    def _add(self, idx: Any, cnt: Any) -> None:
+        """Add one chunk of buckets: held as it is (no write per bucket; the dict is built
+        when someone reads :attr:`counts`), and kept for the next take when journaling."""
+        if self._singles:
+            self._flush_singles()
+        chunk = (idx, cnt)
+        self._pending.append(chunk)
+        if len(self._pending) > _MAX_CHUNKS:
+            self._pending = [_compact(self._pending)]
         fresh = self._fresh
         if fresh is not None and self._keep:
             fresh.append(chunk)
             if len(fresh) > _MAX_CHUNKS:
                 self._fresh = [_compact(fresh)]
-
-    def _add(self, idx: Any, cnt: Any, keys: Sequence[int] | None = None) -> None:
-        """Add one chunk of buckets (``keys``: its indices as a list, when already made)."""
-        if self._singles:
-            self._flush_singles()
-        if self._keep:
-            keys = _listed(idx) if keys is None else keys
-            adds = _listed(cnt)
-            _add_counts(self._counts, keys, adds)
-            if self._fresh is not None:  # as lists: the tick line reads them into a dict
-                self._journal((keys, adds), written=True)
-        else:
-            self._journal((idx, cnt), written=False)
 
     def _stats(self, n: int, total: int, lo: int, hi: int) -> None:
         if self.count == self._since[0]:
@@ -233,8 +227,10 @@ class Histogram:
         fresh = self._fresh
         if fresh is None or not self._keep:  # the first take: everything so far
             self._keep = True
-            self._settle()
-            fresh = [_chunk_of(self._counts)] if self._counts else []
+            if self._singles:
+                self._flush_singles()
+            parts = self._parts()
+            fresh = [_compact(parts)] if parts else []
             self._since = (0, 0)
             self._fmin, self._fmax = self.min, self.max
         elif self._singles:
@@ -249,18 +245,23 @@ class Histogram:
         self._since = (self.count, self.total)
         return out
 
+    def bucket_arrays(self) -> Chunk:
+        """Every bucket as two int64 arrays (indices, counts), in the order the buckets were
+        first touched (the order :attr:`counts` has), without building the dict."""
+        if self._singles:
+            self._flush_singles()
+        return _compact(self._parts())
+
     # -- pickling: two arrays of bytes ---------------------------------------------------
 
     def __getstate__(self) -> tuple[int, bytes, bytes, int, int, int, int]:
         """Buckets as packed little-endian arrays (indices as uint16, counts in 1, 2 or 4
         bytes, when they fit): a few bytes per bucket and O(1) pickle opcodes; the taker's
         journal is not sent."""
-        import numpy as np
 
         if self._singles:
             self._flush_singles()
-        parts = ([_chunk_of(self._counts)] if self._counts else []) + self._pending
-        idx, cnt = _compact(parts) if parts else (np.empty(0, np.int64), np.empty(0, np.int64))
+        idx, cnt = _compact(self._parts())
         n = len(idx)
         return (
             n,
@@ -295,11 +296,10 @@ class Histogram:
         else:
             shift = value.bit_length() - (_SUB_BITS + 1)
             idx = ((shift + 1) << _SUB_BITS) + (value >> shift) - _SUB_HALF
-        if self._keep:
-            c = self._counts
-            c[idx] = c.get(idx, 0) + 1
-        if self._fresh is not None or not self._keep:
-            self._singles.append(idx)
+        singles = self._singles
+        singles.append(idx)
+        if len(singles) >= _MAX_SINGLES:
+            self._flush_singles()
         self._stats(1, value, value, value)
 
     def merge(self, other: Histogram) -> None:
@@ -308,12 +308,7 @@ class Histogram:
         if other._singles:
             other._flush_singles()
         if other._counts:
-            keys = tuple(other._counts)
-            if self._keep and self._fresh is None:  # nobody journals: as it always was
-                _add_counts(self._counts, keys, tuple(other._counts.values()))
-            else:
-                idx, cnt = _chunk_of(other._counts)
-                self._add(idx, cnt, keys)
+            self._add(*_chunk_of(other._counts))
         for idx, cnt in other._pending:
             self._add(idx, cnt)
         self._stats(other.count, other.total, other.min, other.max)
@@ -328,26 +323,18 @@ class Histogram:
         if pct >= 100:
             return float(self.max)
         rank = max(1, math.ceil(pct / 100 * self.count))
+        import numpy as np
+
         if self._singles:
             self._flush_singles()
-        if self._pending and not self._counts:  # a delta: no dict built to read it
-            import numpy as np
-
-            self._pending = [_compact(self._pending)]
-            idx, cnt = self._pending[0]
-            order = np.argsort(idx)
-            at = int(np.searchsorted(np.cumsum(cnt[order]), rank))
-            if at < len(order):
-                hi = bucket_bounds(int(idx[order[at]]))[1]
-                return float(min(max(hi, self.min), self.max))
-            return float(self.max)
-        seen = 0
-        counts = self.counts
-        for idx in sorted(counts):
-            seen += counts[idx]
-            if seen >= rank:
-                hi = bucket_bounds(idx)[1]
-                return float(min(max(hi, self.min), self.max))
+        idx, cnt = _compact(self._parts())  # vectorised: no dict built or walked
+        if not self._counts:
+            self._pending = [(idx, cnt)]
+        order = np.argsort(idx)
+        at = int(np.searchsorted(np.cumsum(cnt[order]), rank))
+        if at < len(order):
+            hi = bucket_bounds(int(idx[order[at]]))[1]
+            return float(min(max(hi, self.min), self.max))
         return float(self.max)
 
     @property
