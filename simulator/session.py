@@ -111,6 +111,7 @@ def run_session(
     ``launcher`` starts them elsewhere (a Ray cluster, :mod:`simulator.run.cluster`), even one.
     ``tick_hooks`` are called after each tick's timeline point (live outputs)."""
     from simulator.report.output import RunStream
+    from simulator.run.device_parts import sweep_stale
     from simulator.run.limits import ensure_open_files, files_needed
     from simulator.run.runner import load_all_accounts
 
@@ -121,6 +122,7 @@ def run_session(
         scenarios = files_needed(cfg, workers) if launcher is None else 0
         ensure_open_files(scenarios + sum(c.open_files() for c in made))
         accounts = load_all_accounts(cfg, target.prepare(cfg))  # a bad file fails first
+        sweep_stale()  # killed runs' scratch folders (device_parts), whichever run comes next
         if workers > 1 and launcher is None:  # local workers start while the target starts
             from simulator.run.workers import WorkerPool
 

@@ -16,7 +16,10 @@ written; a worker whose coordinator was killed removes it (:func:`drop_scratch`)
 coordinator killed (SIGKILL) after its workers have ended cannot remove it, so the folder's
 owner holds a lock on its ``.lock`` file for as long as it lives (the kernel lets go when the
 process dies, however it dies) and the next run's scratch folder sweeps away every folder of
-the kind whose lock it can take (:func:`sweep_stale`): a living run's never. Workers on
+the kind whose lock it can take (:func:`sweep_stale`): a living run's never. Every run sweeps
+at its start, one process or many (a glob of the temp folder). Older versions made folders
+without a lock: those go once nothing in them has changed for :data:`UNLOCKED_STALE_AGE`.
+Workers on
 other machines (a Ray cluster) still send their rows; the coordinator spills each worker's
 rows to a part as they arrive and lets them go.
 """
@@ -31,7 +34,9 @@ import operator
 import os
 import shutil
 import signal
+import stat
 import tempfile
+import time
 import weakref
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -62,6 +67,12 @@ def key_format(rank: int) -> str:
 
 PREFIX = "scfleet-devices-"
 LOCK = ".lock"
+#: A folder without a ``.lock`` is an older version's (this one's gets its lock within
+#: microseconds of being made): it goes once neither it nor anything in it has changed for this
+#: long (seconds). Such a run may still be living, its folder unchanged from its start until its
+#: workers end, and nothing tells (it records no PID and holds no lock), so the age is one a run
+#: of an older version beside this one is not expected to reach: two days.
+UNLOCKED_STALE_AGE = 2 * 24 * 3600.0
 #: a test's hook: the coordinator kills itself (SIGKILL) once its workers' parts are in, before
 #: ``devices.csv`` is written (tests/scfleet/test_device_rows_streamed.py)
 KILL_ENV = "SCFLEET_TEST_KILL_BEFORE_DEVICES_CSV"
@@ -72,7 +83,6 @@ class Scratch:
     locked while it lives, so a later run can tell it from a killed run's (:func:`sweep_stale`)."""
 
     def __init__(self) -> None:
-        sweep_stale()
         self.path = Path(tempfile.mkdtemp(prefix=PREFIX))
         # locked before it has its name: a sweep never sees this folder's .lock unlocked
         fd, name = tempfile.mkstemp(dir=self.path, prefix=".locking-")
@@ -91,12 +101,19 @@ def _remove(path: str, fd: int) -> None:
 
 def sweep_stale(where: str | None = None) -> list[Path]:
     """Remove the scratch folders of runs killed before they could (their ``.lock`` is free:
-    its holder is dead); those removed. A folder without a ``.lock`` (being made, or an older
-    version's) and one whose lock is held are left; so is another user's."""
+    its holder is dead), and older versions' folders (no ``.lock``) unchanged for
+    :data:`UNLOCKED_STALE_AGE`; those removed. A folder whose lock is held is left, so is one
+    without a lock that is younger (being made, or a living older run's), so is another user's."""
     removed = []
+    now = time.time()
     for path in Path(where or tempfile.gettempdir()).glob(PREFIX + "*"):
         try:
             fd = os.open(path / LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            if _unchanged_since(path, now - UNLOCKED_STALE_AGE):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+            continue
         except OSError:
             continue
         try:
@@ -111,6 +128,22 @@ def sweep_stale(where: str | None = None) -> list[Path]:
         finally:
             os.close(fd)
     return removed
+
+
+def _unchanged_since(path: Path, when: float) -> bool:
+    """Whether ``path`` is this user's folder (not a link) and neither it nor any entry in it
+    has changed since ``when`` (``time.time()`` seconds)."""
+    try:
+        st = path.lstat()
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            return False
+        newest = st.st_mtime
+        with os.scandir(path) as entries:
+            for entry in entries:
+                newest = max(newest, entry.stat(follow_symlinks=False).st_mtime)
+    except OSError:
+        return False
+    return newest < when
 
 
 def killed_here_for_a_test() -> None:

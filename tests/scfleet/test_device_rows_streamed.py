@@ -244,3 +244,67 @@ def test_a_killed_coordinators_scratch_folder_goes_with_the_next_run(
         f"{PREFIX}unlocked",
     ]
     assert (tmp_path / "again" / "devices.csv").read_bytes().count(b"\r\n") == 58
+
+
+def test_an_older_versions_folder_without_a_lock_goes_once_it_is_old(tmp_path: Path) -> None:
+    """Folders of versions before the lock have no ``.lock`` and stayed for good (before: a
+    sweep skipped every folder without one). Now one goes once neither it nor anything in
+    it has changed for UNLOCKED_STALE_AGE; a younger one (being made, or a living older run's)
+    is left, so is a link, and a killed run's folder (free lock) still goes."""
+    import os
+    import time
+
+    from simulator.run.device_parts import LOCK, PREFIX, UNLOCKED_STALE_AGE, sweep_stale
+
+    old = time.time() - UNLOCKED_STALE_AGE - 60
+
+    def folder(name: str, *, lock: bool = False, aged: bool = True, file_aged: bool = True) -> Path:
+        path = tmp_path / f"{PREFIX}{name}"
+        path.mkdir()
+        (path / "worker-1.csv").write_text("row\n")
+        if lock:
+            (path / LOCK).write_text("")
+        if file_aged:
+            for entry in path.iterdir():
+                os.utime(entry, (old, old))
+        if aged:
+            os.utime(path, (old, old))
+        return path
+
+    folder("older-version")
+    folder("killed", lock=True, aged=False, file_aged=False)
+    young = folder("young", aged=False, file_aged=False)
+    written = folder("written-lately", file_aged=False)  # an older run's worker just ended
+    target = folder("elsewhere")  # not of the kind: only reached through the link
+    target.rename(tmp_path / "elsewhere")
+    (tmp_path / f"{PREFIX}link").symlink_to(tmp_path / "elsewhere")
+    removed = sweep_stale(str(tmp_path))
+    assert sorted(p.name for p in removed) == [f"{PREFIX}killed", f"{PREFIX}older-version"]
+    assert sorted(p.name for p in tmp_path.glob(PREFIX + "*")) == sorted(
+        [f"{PREFIX}link", young.name, written.name]
+    )
+    assert (tmp_path / "elsewhere" / "worker-1.csv").exists()
+
+
+@pytest.mark.slow  # a one-process run, ~2 s
+def test_a_one_process_run_sweeps_killed_runs_scratch_folders(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a run with workers swept (before: a user running with ``--workers 1`` kept a
+    killed run's folder for good). Now every run does, at its start."""
+    import tempfile
+
+    from simulator.run.device_parts import LOCK, PREFIX
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    stale = tmp / f"{PREFIX}killed"
+    stale.mkdir()
+    (stale / LOCK).write_text("")  # its holder is gone: the lock is free
+    (stale / "worker-1.csv").write_text("row\n")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    cfg_path = tmp_path / "idle.toml"
+    cfg_path.write_text(IDLE.format(n=5))
+    outcome = api.run(api.load(cfg_path), target=url, out=tmp_path / "run", workers=1)
+    assert outcome.exit_code == 0
+    assert not stale.exists()
