@@ -176,10 +176,25 @@ kind = "python:busy.py:Busy"
 """
 
 
-def test_a_saturated_worker_is_named_in_the_warning(tmp_path: pathlib.Path) -> None:
+def test_a_saturated_worker_is_named_in_the_warning(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Worker 2 runs the odd devices, which hold its loop 40 ms at a time; worker 1 idles.
     The gen.* columns carry every worker's figures and the warning names worker 2 (before:
-    the coordinator's own figures only, so no warning at all)."""
+    the coordinator's own figures only, so no warning at all).
+
+    It failed under load (3 busy loops) for two reasons. A test race: worker 2's held loop
+    sent its first ticks past the 0.5 s grace, so they joined later points by design
+    (test_late_ticks) and the first points had only the coordinator's and worker 1's figures:
+    now every point waits for both workers' ticks (bounded at 30 s), as its siblings do. And a
+    defect: the coordinator, waiting for a core (CPU 0-2 %, loop lag 7-232 ms), was "nearest
+    saturation" by its loop lag though it times no request (gen.worker [0, 1, 2, 0]; "generator
+    saturated (CPU 2%, loop lag 231.8 ms, the coordinator)"): test_worker_saturation's
+    test_a_coordinator_waiting_for_a_core_is_not_the_saturated_generator."""
+    from simulator.run import workers
+
+    monkeypatch.setattr(workers, "TICK_GRACE", 30.0)
+    monkeypatch.setattr(workers, "MAX_TICK_GRACE", 30.0)
     (tmp_path / "busy.py").write_text(BUSY)
     cfg = api.load(_write(tmp_path, BUSY_SCENARIO))
     outcome = api.run(cfg, out=tmp_path / "run", workers=2)
