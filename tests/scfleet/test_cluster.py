@@ -115,11 +115,15 @@ def test_a_signal_while_ray_init_connects_is_one_line_and_105(
     """A GCS address that accepts connections and never answers: ``ray.init`` blocks in Ray's
     C++ for ~35 s. Before, a Ctrl-C there waited it out (then Ray's own log lines, exit 105)
     and a SIGTERM met Ray's handler (exit 15, no message). Now either ends the run at once:
-    "scfleet: interrupted", exit 105, no run folder."""
+    "scfleet: interrupted", exit 105, no run folder.
+
+    The signal goes once ``ray.init`` is connecting: the silent server's second connection
+    (the first is scfleet's probe, the second Ray's GCS client). It listens on 127.0.0.2, as
+    Ray connects to 127.0.0.1 by the machine's own address instead (another port's owner)."""
     import socket
     import threading
 
-    silent = socket.create_server(("127.0.0.1", 0))
+    silent = socket.create_server(("127.0.0.2", 0))
     accepted: list[socket.socket] = []
 
     def accept() -> None:
@@ -131,19 +135,18 @@ def test_a_signal_while_ray_init_connects_is_one_line_and_105(
     out = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "scfleet", "run", "configs/smoke.toml", "--out", str(out)]
-        + ["--cluster", f"127.0.0.1:{silent.getsockname()[1]}", "--quiet"],
+        + ["--cluster", f"127.0.0.2:{silent.getsockname()[1]}", "--quiet"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        deadline = time.monotonic() + 120  # Ray imported, its address probed: ray.init next
-        while not accepted:
+        deadline = time.monotonic() + 120  # Ray imported, its address probed, ray.init on
+        while len(accepted) < 2:
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
             time.sleep(0.05)
-        time.sleep(1.0)  # well inside ray.init's ~35 s wait for the silent GCS
-        assert proc.poll() is None
+        assert proc.poll() is None  # ray.init waits ~35 s for the silent GCS
         proc.send_signal(sig)
         sent = time.monotonic()
         _stdout, stderr = proc.communicate(timeout=60)
