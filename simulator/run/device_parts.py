@@ -73,8 +73,9 @@ LOCK = ".lock"
 #: workers end, and nothing tells (it records no PID and holds no lock), so the age is one a run
 #: of an older version beside this one is not expected to reach: two days.
 UNLOCKED_STALE_AGE = 2 * 24 * 3600.0
-#: a test's hook: the coordinator kills itself (SIGKILL) once its workers' parts are in, before
-#: ``devices.csv`` is written (tests/scfleet/test_device_rows_streamed.py)
+#: a test's hook: the coordinator kills itself (SIGKILL; "TERM": SIGTERM) once its workers'
+#: parts are in, before ``devices.csv`` is written (tests/scfleet/test_device_rows_streamed.py,
+#: test_workers_sigterm.py)
 KILL_ENV = "SCFLEET_TEST_KILL_BEFORE_DEVICES_CSV"
 
 
@@ -147,9 +148,11 @@ def _unchanged_since(path: Path, when: float) -> bool:
 
 
 def killed_here_for_a_test() -> None:
-    """The test hook :data:`KILL_ENV`: SIGKILL this process now (no clean-up runs)."""
-    if os.environ.get(KILL_ENV) == "1":
-        os.kill(os.getpid(), signal.SIGKILL)
+    """The test hook :data:`KILL_ENV`: SIGKILL this process now (no clean-up runs), or send it
+    SIGTERM (the run's signal handling takes it from here)."""
+    how = os.environ.get(KILL_ENV)
+    if how in ("1", "TERM"):
+        os.kill(os.getpid(), signal.SIGKILL if how == "1" else signal.SIGTERM)
 
 
 def drop_scratch(part: Path) -> None:
