@@ -103,6 +103,46 @@ def _chunk_of(counts: Mapping[int, int]) -> Chunk:
     return np.fromiter(counts.keys(), np.int64, n), np.fromiter(counts.values(), np.int64, n)
 
 
+class _Dense:
+    """A histogram's running totals as a dense array by bucket index, and the order buckets
+    were first touched in: adding a chunk is a few array operations (no sort, no write per
+    bucket in Python), however long the run; the coordinator adds ~16 chunks a second."""
+
+    __slots__ = ("tot", "seen", "order")
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self.tot = np.zeros(0, np.int64)
+        self.seen = np.zeros(0, bool)
+        self.order: list[Any] = []  # arrays of bucket indices, each first touched there
+
+    def add(self, idx: Any, cnt: Any) -> None:
+        import numpy as np
+
+        idx, cnt = np.asarray(idx, np.int64), np.asarray(cnt, np.int64)
+        if not len(idx):
+            return
+        top = int(idx.max()) + 1
+        if top > len(self.tot):
+            size = max(top, 2 * len(self.tot))
+            self.tot = np.concatenate([self.tot, np.zeros(size - len(self.tot), np.int64)])
+            self.seen = np.concatenate([self.seen, np.zeros(size - len(self.seen), bool)])
+        new = idx[~self.seen[idx]]  # a chunk holds each bucket once
+        if len(new):
+            self.seen[new] = True
+            self.order.append(new)
+        self.tot[idx] += cnt
+
+    def chunk(self) -> Chunk:
+        import numpy as np
+
+        if len(self.order) > 1:
+            self.order = [np.concatenate(self.order)]
+        order = self.order[0] if self.order else np.empty(0, np.int64)
+        return order, self.tot[order]
+
+
 class Histogram:
     """HDR-style histogram of integer values (µs); exact count, sum, min and max.
 
@@ -130,6 +170,7 @@ class Histogram:
         "_since",
         "_fmin",
         "_fmax",
+        "_dense",
     )
 
     def __init__(self) -> None:
@@ -144,6 +185,7 @@ class Histogram:
         self._keep = True  # False: a taker holds the totals (the histogram starts empty)
         self._since = (0, 0)  # count and total at the last take
         self._fmin = self._fmax = 0  # min and max since the last take
+        self._dense: _Dense | None = None  # totals added since the dict was last built
 
     # -- the buckets --------------------------------------------------------------------
 
@@ -159,15 +201,23 @@ class Histogram:
         self._counts = value
         self._pending = []
         self._singles = []
+        self._dense = None
 
     def _parts(self) -> list[Chunk]:
-        """Every bucket held, as chunks (the dict's, if one was built, first)."""
-        return ([_chunk_of(self._counts)] if self._counts else []) + self._pending
+        """Every bucket held, as chunks in the order they were added (the dict's, if one was
+        built, first)."""
+        parts = [_chunk_of(self._counts)] if self._counts else []
+        if self._dense is not None:
+            parts.append(self._dense.chunk())
+        return parts + self._pending
 
     def _settle(self) -> None:
         if self._singles:
             self._flush_singles()
         pending, self._pending = self._pending, []
+        if self._dense is not None:
+            pending.insert(0, self._dense.chunk())
+            self._dense = None
         for idx, cnt in pending:  # chunk by chunk: first-touch order, no sort
             keys, adds = _listed(idx), _listed(cnt)
             if self._counts:
@@ -182,14 +232,26 @@ class Histogram:
         self._add(*_reduce(np.array(singles, np.int64), np.ones(len(singles), np.int64)))
 
     def _add(self, idx: Any, cnt: Any) -> None:
-        """Add one chunk of buckets: held as it is (no write per bucket; the dict is built
-        when someone reads :attr:`counts`), and kept for the next take when journaling."""
+        """Add one chunk of buckets (each bucket once): into the dense totals (no write per
+        bucket in Python; the dict is built when someone reads :attr:`counts`), or, handed
+        over (``keep=False``), held as it is for the taker; and kept for the next take when
+        journaling."""
         if self._singles:
             self._flush_singles()
         chunk = (idx, cnt)
-        self._pending.append(chunk)
-        if len(self._pending) > _MAX_CHUNKS:
-            self._pending = [_compact(self._pending)]
+        if self._keep:
+            dense = self._dense
+            if dense is None:
+                dense = self._dense = _Dense()
+            if self._pending:  # held before (an unpickled delta): added first, in order
+                for held in self._pending:
+                    dense.add(*held)
+                self._pending = []
+            dense.add(idx, cnt)
+        else:
+            self._pending.append(chunk)
+            if len(self._pending) > _MAX_CHUNKS:
+                self._pending = [_compact(self._pending)]
         fresh = self._fresh
         if fresh is not None and self._keep:
             fresh.append(chunk)
@@ -218,7 +280,8 @@ class Histogram:
         if not keep:
             if self._singles:
                 self._flush_singles()
-            out._counts, out._pending = self._counts, self._pending  # handed over as is
+            out._counts, out._pending = self._counts, self._parts()[1 if self._counts else 0 :]
+            self._dense = None  # handed over as is (the dense totals as a chunk)
             out.count, out.total, out.min, out.max = self.count, self.total, self.min, self.max
             self._counts, self._pending, self._fresh, self._keep = {}, [], None, False
             self.count = self.total = self.min = self.max = 0
@@ -279,6 +342,7 @@ class Histogram:
         n, idx, cnt, count, total, lo, hi = state
         self._counts, self._pending, self._singles, self._fresh = {}, [], [], None
         self._keep, self._since, self._fmin, self._fmax = True, (0, 0), 0, 0
+        self._dense = None
         if n:
             i = np.frombuffer(idx, f"<{'u' if len(idx) < 8 * n else 'i'}{len(idx) // n}")
             c = np.frombuffer(cnt, f"<{'u' if len(cnt) < 8 * n else 'i'}{len(cnt) // n}")
@@ -307,9 +371,7 @@ class Histogram:
             return
         if other._singles:
             other._flush_singles()
-        if other._counts:
-            self._add(*_chunk_of(other._counts))
-        for idx, cnt in other._pending:
+        for idx, cnt in other._parts():
             self._add(idx, cnt)
         self._stats(other.count, other.total, other.min, other.max)
 
@@ -327,8 +389,14 @@ class Histogram:
 
         if self._singles:
             self._flush_singles()
+        dense = self._dense
+        if dense is not None and not self._counts and not self._pending:  # the totals
+            at = int(np.searchsorted(np.cumsum(dense.tot), rank))
+            if at < len(dense.tot):
+                return float(min(max(bucket_bounds(at)[1], self.min), self.max))
+            return float(self.max)
         idx, cnt = _compact(self._parts())  # vectorised: no dict built or walked
-        if not self._counts:
+        if not self._counts and self._dense is None:
             self._pending = [(idx, cnt)]
         order = np.argsort(idx)
         at = int(np.searchsorted(np.cumsum(cnt[order]), rank))
