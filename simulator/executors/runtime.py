@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Generic
 
-from scfleet_core.errors import ScfleetError
+from scfleet_core.errors import ConfigError
 from simulator.executors.base import D, Iterate
 
 
@@ -84,7 +84,7 @@ def one_process_quantum() -> float:
     if not text:
         return 0.0
     if not text.isdigit():
-        raise ScfleetError(f"{QUANTUM_OF_ENV}: expected a worker count, got {text!r}")
+        raise ConfigError(f"{QUANTUM_OF_ENV}: expected a worker count, got {text!r}")
     return arrival_quantum(int(text))
 
 
