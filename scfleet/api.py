@@ -80,7 +80,7 @@ class RunOutcome:
         """The code ``scfleet run`` exits with for this result (``scfleet_core.errors``)."""
         if self.result.error:
             return EXIT_ENGINE
-        if self.result.interrupted and not self.result.aborted:
+        if (self.result.interrupted or self.result.signalled) and not self.result.aborted:
             return EXIT_INTERRUPTED
         return EXIT_OK if self.result.thresholds_ok else EXIT_THRESHOLDS_FAILED
 

@@ -184,6 +184,8 @@ def _execute(
     quantum = 0.0 if remote else one_process_quantum()  # 0 but in a bench's share run
     progress = None if quiet else make_progress(cfg, no_color=no_color)
 
+    presses = 0  # Ctrl-C/SIGTERM taken by the run's loop
+
     async def main() -> RunResult:
         transport = make_transport(url, cfg.target.timeout, cfg.target.transport)
         env = Environment(
@@ -215,7 +217,6 @@ def _execute(
             env.keep_timeline = False  # the stream has every point; memory keeps the last
         env.tick_hooks.extend(tick_hooks)
         loop = asyncio.get_running_loop()
-        presses = 0
         main_task = asyncio.current_task()
 
         def on_sigint() -> None:
@@ -241,6 +242,10 @@ def _execute(
 
     try:
         with tuned_gc(), asyncio.Runner(loop_factory=new_loop) as runner:
-            return runner.run(main())
+            result = runner.run(main())
+        # one after the result was made (devices.csv's parts merged) cut nothing but came (its
+        # handler ran as the loop closed): exit 105, as for one while results are written
+        result.signalled = presses > 0
+        return result
     except asyncio.CancelledError:
         raise KeyboardInterrupt from None  # third Ctrl-C: "scfleet: interrupted", exit 105

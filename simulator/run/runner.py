@@ -107,6 +107,8 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
     stage_recorder: StageRecorder | None = None  # per-stage histograms (monitoring.attach)
     error: str | None = None  # a part of the run died (one line); the run ended early
+    #: Ctrl-C/SIGTERM came, maybe once the schedule was over (not ``interrupted`` then)
+    signalled: bool = False
 
     @property
     def thresholds_ok(self) -> bool:
