@@ -383,40 +383,18 @@ def _dumps_item(item: dict[str, Any]) -> str:
     return head + _counts_text(counts) + tail
 
 
-#: Text of bucket keys (``,"index":``) and of small counts, by number: a tick's ~10,000
-#: pairs are joined from these (one array lookup each) instead of formatting each number.
-_KEY_TEXT: list[Any] = []
-_COUNT_TEXT: list[Any] = []
-_SMALL_COUNTS = 4096
-
-
-def _texts(table: list[Any], top: int, form: str) -> Any:
-    """``table[0]``: an object array of ``form % i`` for i in 0..``top`` (at least), grown
-    by doubling."""
-    import numpy as np
-
-    if not table or len(table[0]) <= top:
-        size = max(top + 1, 2 * len(table[0]) if table else 1024)
-        table[:] = [np.array([form % i for i in range(size)], dtype=object)]
-    return table[0]
-
-
 def _counts_text(h: Any) -> str:
-    """``_dumps(h.counts)``: ``{"index":count,...}`` in first-touch order."""
+    """``_dumps(h.counts)``: ``{"index":count,...}`` in first-touch order, all pairs formatted
+    in one ``%`` (no table of texts kept: at 16,000 buckets it held ~1 MB for the run)."""
     import numpy as np
 
     idx, cnt = h.bucket_arrays()
     n = len(idx)
     if not n:
         return "{}"
-    pieces = np.empty(2 * n, dtype=object)
-    pieces[0::2] = _texts(_KEY_TEXT, int(idx.max()), ',"%d":')[idx]
-    counts = _texts(_COUNT_TEXT, _SMALL_COUNTS - 1, "%d")
-    big = cnt >= _SMALL_COUNTS
-    pieces[1::2] = counts[np.where(big, 0, cnt)]
-    if big.any():
-        pieces[1::2][big] = [str(c) for c in cnt[big].tolist()]
-    return "{" + "".join(pieces.tolist())[1:] + "}"
+    pairs = np.empty(2 * n, np.int64)
+    pairs[0::2], pairs[1::2] = idx, cnt
+    return "{" + ('"%d":%d,' * n)[:-1] % tuple(pairs.tolist()) + "}"
 
 
 def _encode_tick(line: dict[str, Any], out: list[str]) -> Iterator[None]:
