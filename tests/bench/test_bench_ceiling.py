@@ -237,6 +237,13 @@ def test_the_share_run_wakes_as_an_auto_worker_does(
     loaded = [c for c in calls if c[1] > 1]
     assert loaded == [("w1", 4000.0, 0), ("auto", 4000.0, 0), ("w1", 2000.0, 2)]
     assert out["w1_part_us"] == [pytest.approx(100.0)]
+    assert "(each auto worker's share, with its arrival quantum): 100.0 µs" in bc.table(
+        [], [out], quiet=False
+    )
+    old = {k: v for k, v in out.items() if k != "w1_part_quantum_of"}  # an earlier JSON's
+    assert "without its arrival quantum: the split is not like for like" in bc.table(
+        [], [old], quiet=False
+    )
     # what the share run's process is given: the quantum of a worker of 2, nothing else
     from simulator.executors.runtime import QUANTUM_OF_ENV
 
