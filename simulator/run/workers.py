@@ -529,6 +529,7 @@ def _worker(end: WorkerEnd, job: WorkerJob) -> None:
     # START_LEAD (0.1 s) before the first arrival: a worker started up to 105 ms late. Its
     # loop is made before Ready as well (importing uvloop took 12-14 ms after the go, busy).
     loop = new_loop()
+    warm_imports()  # numpy and pickle: else the first tick imported them (0.2 s late, quiet)
     with tuned_gc():
         _serve(end, job, cfg, bank, writer, loop)
 
@@ -1197,10 +1198,13 @@ class WorkerPool:
 
 
 def warm_imports() -> None:
-    """What unpickling and merging a snapshot needs, imported before the run (its histograms
-    arrive as numpy arrays): the coordinator records no requests itself, and importing numpy
-    at the first snapshot held its loop ~0.5 s mid-run (busy), so the workers' first ticks
-    missed their point."""
+    """What building, sending, unpickling and merging a snapshot needs (histograms as numpy
+    arrays, pickled), imported before the run. The coordinator records no requests itself,
+    and importing numpy at the first snapshot held its loop ~0.5 s mid-run (busy), so the
+    workers' first ticks missed their point; a worker of Python devices (no audio bank)
+    imported them in its own first tick (146 ms of CPU: the tick closed 0.2 s late, quiet)."""
+    import pickle  # noqa: F401
+
     import numpy  # noqa: F401
 
 
