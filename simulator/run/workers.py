@@ -465,8 +465,9 @@ def pinned_cpus(parts: int) -> list[int | None]:
     ``$SCFLEET_PIN_WORKERS`` is 1 and the workers are as many as the CPUs this process may use
     (``auto``), else None for each. Unpinned, two workers migrated ~110-190 times a second
     between the cores (FIFO-priority runs beside nginx at 4,000-8,000/s, busy machine; 15 once
-    pinned) and cost 4-8 % more CPU per request; but a pinned worker cannot leave a core that
-    nginx (or anything else) is busy on, which may cost start lag: opt-in until measured quiet.
+    pinned) and cost 2-5 % more CPU per request, inside the run-to-run spread; but a pinned
+    worker cannot leave a core that nginx (or anything else) is busy on, and start lag p99 rose
+    in the same runs: opt-in until measured quiet.
     The coordinator is never pinned."""
     flag = os.environ.get(PIN_ENV, "").strip()
     if flag not in ("", "0", "1"):

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from simulator.config import ConstantArrivalRate
+from simulator.config import ConstantArrivalRate, RunConfig
 from simulator.executors import DevicePool, run_arrival_rate
 from simulator.executors.runtime import arrival_quantum
 from simulator.executors.segment import SegmentSequence
@@ -134,24 +134,17 @@ class _Spy:
         await self.real.drive(run)
 
 
-@pytest.mark.timeout(60)
-def test_a_local_worker_of_two_drives_its_schedule_with_its_quantum(tmp_path: Any) -> None:
-    """The seam: the coordinator gives each local worker the quantum of their count, and the
-    worker's run hands it to the driver."""
-    from dataclasses import replace
-
+def _small_run(duration: str) -> RunConfig:
+    """20 arrivals a second for ``duration`` on 2 devices of 64-byte uploads."""
     from simulator.config import parse_config
-    from simulator.http import FakeTransport
-    from simulator.run.runner import Environment
-    from simulator.run.workers import WorkerPool
 
-    cfg = parse_config(
+    return parse_config(
         {
             "scenarios": {
                 "a": {
                     "executor": "constant-arrival-rate",
                     "rate": 20,
-                    "duration": "0.3s",
+                    "duration": duration,
                     "pre_allocated_devices": 2,
                     "device": {"kind": "iot_upload", "chunk_bytes": 64},
                 }
@@ -159,6 +152,19 @@ def test_a_local_worker_of_two_drives_its_schedule_with_its_quantum(tmp_path: An
             "audio": {"profiles": 1, "seconds": 1},
         }
     )
+
+
+@pytest.mark.timeout(60)
+def test_a_local_worker_of_two_drives_its_schedule_with_its_quantum(tmp_path: Any) -> None:
+    """The seam: the coordinator gives each local worker the quantum of their count, and the
+    worker's run hands it to the driver."""
+    from dataclasses import replace
+
+    from simulator.http import FakeTransport
+    from simulator.run.runner import Environment
+    from simulator.run.workers import WorkerPool
+
+    cfg = _small_run("0.3s")
     jobs = WorkerPool(cfg, "", {}, 2, parts_dir=tmp_path)._jobs()
     assert [j.arrival_quantum for j in jobs] == [arrival_quantum(2)] * 2
     assert WorkerPool(cfg, "", {}, 1, parts_dir=tmp_path)._jobs()[0].arrival_quantum == 0.0
@@ -186,23 +192,9 @@ def test_a_one_process_run_wakes_as_a_worker_of_n_when_the_bench_asks(
     Before, a one-process run always drove its schedule with quantum 0."""
     from dataclasses import replace
 
-    from simulator.config import parse_config
     from simulator.session import GivenTarget, run_session
 
-    cfg = parse_config(
-        {
-            "scenarios": {
-                "a": {
-                    "executor": "constant-arrival-rate",
-                    "rate": 20,
-                    "duration": "0.2s",
-                    "pre_allocated_devices": 2,
-                    "device": {"kind": "iot_upload", "chunk_bytes": 64},
-                }
-            },
-            "audio": {"profiles": 1, "seconds": 1},
-        }
-    )
+    cfg = _small_run("0.2s")
     spy = _Spy(cfg.scenarios[0].executor)
     cfg = replace(cfg, scenarios=(replace(cfg.scenarios[0], executor=spy),))
     monkeypatch.setenv("SCFLEET_BENCH_QUANTUM_OF", quantum_of)  # bench_ceiling.py's hook
