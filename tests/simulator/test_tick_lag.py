@@ -265,7 +265,7 @@ def test_the_run_streams_line_is_encoded_one_histogram_per_loop_turn(
 
 
 def test_the_stepwise_encoding_is_the_one_piece_encoding() -> None:
-    from simulator.report.output import _dumps, _encode_tick
+    from simulator.report.output import _dumps, encoded_tick
 
     line = {
         "type": "tick",
@@ -283,15 +283,9 @@ def test_the_stepwise_encoding_is_the_one_piece_encoding() -> None:
         "notes": ["x"],
     }
     for ln in (line, {**line, "registry": {"series": []}}, {k: v for k, v in line.items()}):
-        parts: list[str] = []
-        for _ in _encode_tick(ln, parts):
-            pass
-        assert "".join(parts) == _dumps(ln)
+        assert encoded_tick(ln) == _dumps(ln)
     no_notes = {k: v for k, v in line.items() if k != "notes"}
-    parts = []
-    for _ in _encode_tick(no_notes, parts):
-        pass
-    assert "".join(parts) == _dumps(no_notes)
+    assert encoded_tick(no_notes) == _dumps(no_notes)
 
 
 def test_rows_recorded_during_the_gentle_fold_are_folded_gently_too() -> None:
