@@ -487,6 +487,30 @@ def pin_to(cpu: int | None) -> None:
         os.sched_setaffinity(0, {cpu})
 
 
+def yield_to_workers() -> Callable[[], None]:
+    """Make the calling thread (the coordinator's loop, while its local workers run)
+    ``SCHED_BATCH``, and return what puts its policy back. A batch thread never preempts a
+    running thread when it wakes (Linux waits for the scheduler tick): the coordinator wakes
+    for each snapshot and then merges, ~5 ms a tick, while the workers' arrivals are due; it
+    times no request, so a worker should never wait for it. Its share of the CPU is unchanged
+    (same weight), and unlike a higher nice value the change can be undone without privilege
+    (a library caller's thread gets its policy back). A thread not ``SCHED_OTHER`` (a bench at
+    real-time priority) is left as it is, as is any platform without the policy."""
+    batch = getattr(os, "SCHED_BATCH", None)
+    try:
+        if batch is None or os.sched_getscheduler(0) != os.SCHED_OTHER:
+            return lambda: None
+        os.sched_setscheduler(0, batch, os.sched_param(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux, or not allowed
+        return lambda: None
+
+    def restore() -> None:
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+    return restore
+
+
 def worker_main(conn: Connection, job: WorkerJob) -> None:
     """A worker process's entry point (multiprocessing, spawn)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator decides when to stop
@@ -931,6 +955,8 @@ class WorkerPool:
             self._done.set()
             return
         stopping = asyncio.ensure_future(env.stop_event.wait())
+        local = isinstance(self.launcher, LocalLauncher)
+        restore = yield_to_workers() if local else None  # its workers' arrivals come first
         try:
             while len(self._finals) + len(self._gone) < self.parts:
                 if stopping.done() and not self._stopped:
@@ -946,6 +972,8 @@ class WorkerPool:
             self._broadcast(Stop(cancel=True))
             raise
         finally:
+            if restore is not None:
+                restore()
             stopping.cancel()
             self._merge_ticks(math.inf)  # the last, partial ticks join the last point
             self._done.set()
