@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -55,12 +56,18 @@ class Worker:
             self.iterations.record(d + 50, lags[i])
 
 
+#: warm-up ticks left out of every figure
+SKIP = 5
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ticks", type=int, default=50)
     ap.add_argument("--rate", type=int, default=2000, help="requests per second per worker")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
+    if args.ticks <= SKIP:  # the warm-up ticks are left out: one must remain
+        sys.exit(f"bench_snapshot.py: --ticks must be at least {SKIP + 1}, not {args.ticks}")
     rng = np.random.default_rng(1)
     workers = [Worker() for _ in range(args.workers)]
     coord, live = Registry(), IntervalStats()
@@ -112,7 +119,7 @@ def main() -> None:
         b = pt()
         add("coordinator: tick line (per tick)", b - a)
         add("coordinator: all (per tick)", coordinator + b - a)
-    skip = 5
+    skip = SKIP
     print(f"{args.workers} workers x {args.rate}/s, {args.ticks} ticks (first {skip} left out)")
     for key, values in t.items():
         per_tick = "per tick" in key
