@@ -245,10 +245,11 @@ class _Signals:
         if threading.current_thread() is not threading.main_thread():
             return
         self.deferred = defer
+        for sig in (signal.SIGTERM, signal.SIGINT):  # the originals, before the run's own
+            if sig not in [s for s, _ in self.saved]:
+                self.saved.append((sig, signal.getsignal(sig)))
         for sig in (signal.SIGTERM, signal.SIGINT) if defer else (signal.SIGTERM,):
-            old = signal.signal(sig, self._handler)
-            if len(self.saved) < 2 and sig not in [s for s, _ in self.saved]:
-                self.saved.append((sig, old))
+            signal.signal(sig, self._handler)
 
     def restore(self) -> None:
         for sig, old in self.saved:

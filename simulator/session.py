@@ -10,10 +10,11 @@ beside the scenarios: the board fleet). The composition root (``scfleet``) suppl
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import os
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,53 @@ class GivenTarget:
         return None
 
 
+#: a test's hook: the run sends itself SIGTERM once its loop has closed (its own signal
+#: handlers gone), before the results are written (tests/scfleet/test_workers_sigterm.py)
+TERM_AFTER_LOOP_ENV = "SCFLEET_TEST_TERM_AFTER_LOOP"
+
+
+class RunSignals:
+    """Ctrl-C and SIGTERM from the start of the run's loop until its results are written.
+
+    While the loop runs each signal is handed to it (stop, cancel in-flight, give up); before
+    and after, it is only counted (the run then exits 105, results written). The loop's own
+    handlers (``add_signal_handler``) reset SIGTERM to the default as the loop closed: one
+    arriving then killed the process before anything was written."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_signal: Callable[[], None] | None = None
+        self._saved: list[tuple[int, Any]] = []
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread() or self._saved:
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._saved.append((sig, signal.signal(sig, self._handler)))
+
+    def attach(self, loop: asyncio.AbstractEventLoop, on_signal: Callable[[], None]) -> None:
+        """Hand the signals to ``loop`` (``on_signal`` runs on it) while it is open, those
+        counted since :meth:`install` first (the run then starts and stops at once)."""
+        self._loop, self._on_signal = loop, on_signal
+        for _ in range(self.count):
+            loop.call_soon(on_signal)
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        loop, call = self._loop, self._on_signal
+        if loop is not None and call is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(call)
+
+    def restore(self) -> None:
+        """Put back the handlers found, where nobody (the CLI's deferral) replaced ours."""
+        for sig, old in self._saved:
+            if old is not None and signal.getsignal(sig) == self._handler:
+                signal.signal(sig, old)
+        self._saved.clear()
+        self._loop = self._on_signal = None
+
+
 def check_reachable(url: str, timeout: float = 5.0) -> None:
     """Fail fast, naming the URL, when nothing listens at the target."""
     parts = urlsplit(url)
@@ -116,6 +164,7 @@ def run_session(
     from simulator.run.runner import load_all_accounts
 
     pool: WorkerPool | None = None
+    signals = RunSignals()
     try:
         made = [c for c in (make(cfg) for make in companions) if c is not None]
         # before anything starts (cluster workers hold their connections on their nodes)
@@ -144,13 +193,18 @@ def run_session(
             tick_hooks,
             launcher,
             pool,
+            signals=signals,
         )
         if on_finished is not None:
             on_finished()
         stream.close(result)
+        # one after the result was made (devices.csv's parts merged) cut nothing but came
+        # (counted since the loop closed): exit 105, as for one while results are written
+        result.signalled = signals.count > 0
         result.timeline = stream.timeline()  # kept on disk during the run, not in memory
         return result
     finally:
+        signals.restore()
         if pool is not None:
             pool.abandon()
         target.stop()
@@ -171,6 +225,8 @@ def _execute(
     tick_hooks: Sequence[ProgressHook] = (),
     launcher: WorkerLauncher | None = None,
     early: WorkerPool | None = None,
+    *,
+    signals: RunSignals,
 ) -> RunResult:
     from simulator.executors.runtime import new_loop, one_process_quantum, tuned_gc
     from simulator.http import make_transport
@@ -230,9 +286,7 @@ def _execute(
             elif main_task is not None:
                 main_task.cancel()  # a third press: give up on the clean-up too
 
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGINT, on_sigint)
-            loop.add_signal_handler(signal.SIGTERM, on_sigint)
+        signals.attach(loop, on_sigint)
         try:
             return await env.run()
         finally:
@@ -240,12 +294,12 @@ def _execute(
             if progress is not None:
                 progress.close()
 
+    signals.install()
     try:
         with tuned_gc(), asyncio.Runner(loop_factory=new_loop) as runner:
             result = runner.run(main())
-        # one after the result was made (devices.csv's parts merged) cut nothing but came (its
-        # handler ran as the loop closed): exit 105, as for one while results are written
-        result.signalled = presses > 0
+        if os.environ.get(TERM_AFTER_LOOP_ENV) == "1":
+            os.kill(os.getpid(), signal.SIGTERM)
         return result
     except asyncio.CancelledError:
         raise KeyboardInterrupt from None  # third Ctrl-C: "scfleet: interrupted", exit 105

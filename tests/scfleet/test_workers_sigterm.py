@@ -4,7 +4,9 @@ SIGKILL; these send one SIGTERM as each phase is reached (waiting on the run's o
 its worker processes, its stream's lines, a test hook) and require exit 105 within a bound,
 no worker left behind and, once the run has started, the merged result written. No hang
 was found. One signal was forgotten: during the devices.csv merge it printed "stopping" and
-the run exited 0 (the ``devices`` case failed before)."""
+the run exited 0 (the ``devices`` case failed before). One killed the run: SIGTERM as the run's
+loop closed (its handlers gone, SIGTERM back to the default) ended the process with no result
+(``test_sigterm_as_the_run_loop_closes_is_counted`` failed before, -15 and no summary)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import psutil
 import pytest
 
 from simulator.run.device_parts import KILL_ENV
+from simulator.session import TERM_AFTER_LOOP_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -116,8 +119,34 @@ def test_sigterm_in_each_phase_of_a_workers_run_exits_105_with_the_result(
     assert state["interrupted"] is True or (
         phase in ("final", "devices") and state["testRunDurationMs"] >= 3000
     ), (stderr, state)
-    reqs = summary["metrics"]["http_reqs"]["count"]
+    # stopped before its first request (the signal came as the run's loop began): none
+    reqs = summary["metrics"].get("http_reqs", {}).get("count", 0)
     with open(out / "devices.csv") as fh:
         assert sum(int(r["requests"]) for r in csv.DictReader(fh)) == reqs
     if phase in ("final", "devices"):
         assert reqs > 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_as_the_run_loop_closes_is_counted(tmp_path: pathlib.Path, workers: int) -> None:
+    """The hook sends SIGTERM once the run's loop has closed, before anything is written: the
+    whole result is written (the signal cut nothing) and the exit is 105."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "scfleet", "run", "configs/smoke.toml", "--set", SHORT]
+        + ["--out", str(out), "--workers", str(workers), "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, TERM_AFTER_LOOP_ENV: "1"},
+        timeout=120,
+    )
+    assert proc.returncode == 105, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    state = summary["scfleet"]["state"]
+    assert state["interrupted"] is False and state["testRunDurationMs"] >= 3000, state
+    reqs = summary["metrics"]["http_reqs"]["count"]
+    assert reqs > 0
+    with open(out / "devices.csv") as fh:
+        assert sum(int(r["requests"]) for r in csv.DictReader(fh)) == reqs
