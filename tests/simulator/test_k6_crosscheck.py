@@ -3,13 +3,16 @@ workloads against the same server on 127.0.0.1 give the same iterations, dropped
 and threshold outcomes.
 
 1. ramping-arrival-rate from a start rate of 0 on one device that each iteration keeps busy
-   0.4 s: k6 starts iteration i when the rate integral reaches i (nothing at 0; 9.6 → 9) and
+   0.75 s: k6 starts iteration i when the rate integral reaches i (nothing at 0; 5.68 → 5) and
    drops what finds the device busy.
 2. ramping-vus with a 1.5 s sleep and a 0.5 s gracefulRampDown: the device removed at 2 s is
    cut while sleeping (interrupted, not counted), and iteration_duration includes the sleep.
 
-The timings leave at least 0.1 s between any start and the end of the iteration before it,
-so scheduling noise on a busy machine does not change the counts. Each run is a few seconds.
+The timings leave at least 0.24 s between any start and the end of the iteration before it,
+so scheduling noise on a busy machine does not change the counts (the arrival workload's 0.1 s
+did: a response 0.15 s late under load dropped one more start, in k6 and in scfleet alike). A
+run whose slowest response came back later than that (a saturated machine) is run again.
+Each run is a few seconds.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,7 +97,7 @@ ARRIVAL = Workload(
         "timeUnit": "1s",
         "preAllocatedVUs": 1,
         "maxVUs": 1,
-        "stages": [{"duration": "1s", "target": 4}, {"duration": "1900ms", "target": 4}],
+        "stages": [{"duration": "1280ms", "target": 2}, {"duration": "2200ms", "target": 2}],
     },
     toml="""
 [scenarios.arrival]
@@ -103,22 +106,23 @@ start_rate = 0
 time_unit = "1s"
 pre_allocated_devices = 1
 max_devices = 1
-stages = [{ duration = "1s", target = 4 }, { duration = "1900ms", target = 4 }]
+stages = [{ duration = "1280ms", target = 2 }, { duration = "2200ms", target = 2 }]
 [scenarios.arrival.device]
 kind = "iot_upload"
-endpoint = "/delay/400"
+endpoint = "/delay/750"
 chunk_bytes = 64
 """,
-    delay_ms=400,
+    delay_ms=750,
     sleep_s=0,
     thresholds={
-        "iterations": ["count==5", "count>5"],
+        "iterations": ["count==3", "count>3"],
         "dropped_iterations": ["count<3"],
         "http_req_failed": ["rate<0.01"],
     },
-    # starts due at .71 1.0 | 1.25 1.5 1.75 2.0 2.25 2.5 2.75: every other one finds the
-    # device busy (each holds it 0.4 s)
-    expect={"iterations": 5, "dropped_iterations": 4, "http_reqs": 5},
+    # the integral t²/1.28 reaches 1 at 1.131 s, then 2/s: starts due at 1.131 | 1.64 2.14
+    # 2.64 3.14 (5.68 by the end at 3.48 s): every other one finds the device busy (each holds
+    # it 0.75 s), 0.24-0.26 s either side of the previous one's end
+    expect={"iterations": 3, "dropped_iterations": 2, "http_reqs": 3},
 )
 
 RAMP_DOWN = Workload(
@@ -189,13 +193,38 @@ def _scfleet_toml(w: Workload) -> str:
 class Outcome:
     counts: dict[str, int]
     thresholds: dict[str, dict[str, bool]]  # metric → {expression: failed}
+    slowest_ms: float  # the longest response: how late the busiest one came back
 
 
 def _outcome(summary: dict[str, Any], w: Workload) -> Outcome:
     m = summary["metrics"]
     counts = {k: int(m.get(k, {}).get("count", 0)) for k in w.expect}
     ths = {k: dict(m[k]["thresholds"]) for k in w.thresholds}
-    return Outcome(counts, ths)
+    return Outcome(counts, ths, float(m["http_req_duration"]["max"]))
+
+
+#: the least room the workloads leave between a start and the previous iteration's end
+MARGIN_MS = 240
+#: runs of one tool, at most, to get one whose responses kept within the margin
+ATTEMPTS = 3
+
+
+def _judged(
+    run: Callable[[Workload, str, pathlib.Path], tuple[int, Outcome]],
+    w: Workload,
+    url: str,
+    tmp: pathlib.Path,
+) -> tuple[int, Outcome]:
+    """A run whose every response came back within the margin, else the counts are the
+    machine's load, not the tool's semantics: such a run is run again (a bounded number of
+    times; the last one is judged whatever its responses)."""
+    for attempt in range(1, ATTEMPTS + 1):
+        here = tmp / f"{run.__name__.strip('_')}-{attempt}"
+        here.mkdir()
+        code, got = run(w, url, here)
+        if got.slowest_ms < w.delay_ms + MARGIN_MS * 0.8:
+            break
+    return code, got
 
 
 def _run_k6(w: Workload, url: str, tmp: pathlib.Path) -> tuple[int, Outcome]:
@@ -254,8 +283,8 @@ def _run_scfleet(w: Workload, url: str, tmp: pathlib.Path) -> tuple[int, Outcome
 def test_same_counts_and_threshold_outcomes_as_k6(
     w: Workload, server: str, tmp_path: pathlib.Path
 ) -> None:
-    k6_code, k6 = _run_k6(w, server, tmp_path)
-    sc_code, sc = _run_scfleet(w, server, tmp_path)
+    k6_code, k6 = _judged(_run_k6, w, server, tmp_path)
+    sc_code, sc = _judged(_run_scfleet, w, server, tmp_path)
     assert k6.counts == w.expect, ("k6 itself", k6)
     assert sc.counts == k6.counts
     assert sc.thresholds == k6.thresholds
