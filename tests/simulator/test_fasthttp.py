@@ -138,3 +138,87 @@ async def test_stale_keepalive_is_retried_once() -> None:
 def test_host_header_port() -> None:
     assert FastTransport("http://127.0.0.1:8080").host_header == "127.0.0.1:8080"
     assert FastTransport("http://localhost").host_header == "localhost"
+
+
+class _Wire:
+    """The asyncio transport a :class:`_Conn` writes to, for feeding it bytes split anywhere."""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def _replies(stream: bytes, cuts: list[int]) -> list[tuple[int, bytes, str, bool]]:
+    """(status, body, raw head, keep-alive) of each reply a connection parses from ``stream``
+    when its bytes arrive in the reads ``cuts`` splits them into (one exchange per reply)."""
+    from simulator.http.fast import _Conn, _Reply
+
+    conn = _Conn()
+    conn.connection_made(_Wire())  # type: ignore[arg-type]
+    got: list[tuple[int, bytes, str, bool]] = []
+
+    def on_reply(r: _Reply | ErrorKind) -> None:
+        assert isinstance(r, _Reply), r
+        got.append((r.status, r.body, r.raw_head.decode(), conn.keep))
+        conn.on_reply = on_reply  # the next exchange on the same connection
+
+    conn.on_reply = on_reply
+    edges = [0, *cuts, len(stream)]
+    for a, b in zip(edges, edges[1:], strict=False):
+        if b > a:
+            conn.data_received(stream[a:b])
+    return got
+
+
+def test_reply_parsing_is_the_same_however_the_reads_split_it() -> None:
+    """The whole reply in one read takes a shortcut past the connection's buffer; a reply in
+    pieces, an interim 100 before it, a chunked body or a second reply on the connection go
+    through the buffer: every split of the same bytes parses to the same replies."""
+    first = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 201 Created\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
+    )
+    second = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    )
+    third = b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
+    want = [
+        (201, b"hello", "HTTP/1.1 201 Created\r\nContent-Type: text/plain\r\nContent-Length: 5", 1),
+        (200, b"abcde", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked", 1),
+        (204, b"", "HTTP/1.1 204 No Content\r\nConnection: close", 0),
+    ]
+    stream = first + second + third
+    ends = [len(first), len(first) + len(second)]
+    assert _replies(stream, ends) == want  # one read per reply: the shortcut, except the 100
+    for cut in range(1, len(stream)):  # every two-way split within and across replies
+        assert _replies(stream, sorted({cut, *ends})) == want, cut
+    assert _replies(stream, list(range(1, len(stream)))) == want  # a byte per read
+
+
+async def test_negative_content_length_is_a_bad_response_at_once() -> None:
+    """``Content-Length: -5`` is no framing at all: the request fails as a bad response when
+    the head arrives (it used to wait for the timeout, its body read as the next head)."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\nHTTP/1.1 200 OK\r\n\r\n")
+        await writer.drain()
+        await reader.read()  # until the client gives up on the connection
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    t = FastTransport(f"http://127.0.0.1:{port}", timeout=30)
+    try:
+        r = await asyncio.wait_for(t.send(Request("GET", "/")), 20)
+        assert r.status == 0 and r.kind is ErrorKind.BAD_RESPONSE, r.error
+    finally:
+        await t.close()
+        server.close()
