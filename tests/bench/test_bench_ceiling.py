@@ -272,3 +272,49 @@ def test_nginx_logs_the_probe_header_and_only_it() -> None:
         assert n.take_probe_log(expect=2, timeout_s=30) == ["0 1", "1 3"]
         assert n.take_probe_log() == []  # emptied: the next run starts clean
     assert math.isfinite(bc.LAG_P99_MAX_MS)
+
+
+def test_steal_is_read_per_vcpu_and_the_most_one_lost_is_taken() -> None:
+    now = bc.steal_ms()
+    if Path("/proc/stat").exists():
+        assert len(now) >= 1 and all(v >= 0 for v in now)
+    assert bc.most_stolen([10.0, 20.0], [10.0, 120.0]) == 100.0
+    assert bc.most_stolen([], []) == 0.0
+
+
+class _Scripted(bc.Bench):
+    """A bench whose runs are scripted: (passed by lag?, steal) per call, in order."""
+
+    def __init__(self, script: list[tuple[float, float]]) -> None:
+        self.args = argparse.Namespace(
+            resolution=0.5, max_steps=10, deadline="", no_overload=True, start=1000, no_lag=False
+        )
+        self.script = script
+        self.rates: list[float] = []
+
+    def run(
+        self, gen: str, body: int, rate: float, duration: float | None = None, **_: object
+    ) -> object:
+        lag, steal = self.script.pop(0)
+        self.rates.append(rate)
+        st = _step(gen, rate, ok=round(rate * 10), dropped=0, lag=lag)
+        st.steal_ms = steal
+        return st.judge(lag=True)
+
+
+def test_a_step_failed_under_a_hypervisor_stall_is_run_once_more() -> None:
+    # 1000 passes; 2000 fails with a 100 ms steal, is run again and passes; 4000 fails with
+    # a steal twice (run again once only); 2828 fails with no steal (not run again)
+    bench = _Scripted(
+        [(3.0, 0.0), (40.0, 100.0), (3.0, 0.0), (40.0, 100.0), (40.0, 100.0), (9.0, 0.0)]
+    )
+    s = bench.search("auto", 1024, None)
+    assert bench.rates == [1000, 2000, 2000, 4000, 4000, 2800]
+    assert s.ceiling == 2000
+    assert [st.rerun for st in s.steps] == [False, True, False, True, False, False]
+    text = bc.table([[s]], [], quiet=True)
+    assert "(any generator, once): scfleet --workers auto 2." in text
+    clean = _Scripted([(3.0, 0.0), (9.0, 20.0), (3.0, 0.0), (3.0, 0.0)])
+    s = clean.search("k6-lag", 1024, None)
+    assert not any(st.rerun for st in s.steps)  # 20 ms: below STEAL_RERUN_MS
+    assert "(any generator, once): none." in bc.table([[s]], [], quiet=True)
