@@ -26,10 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-REPLY = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n"
-    b'\r\n{"status":"ok"}'
-)  # bench/sink_server.py's answer
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sink_server import RESPONSE as REPLY  # noqa: E402 - the sink's own answer, fed to the parser
+
 TOML = """
 [scenarios.iot_upload]
 executor = "constant-arrival-rate"
