@@ -53,8 +53,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("scfleet: interrupted\n")
+        _leave_if_ray_init_abandoned()
         return EXIT_INTERRUPTED
     return code
+
+
+def _leave_if_ray_init_abandoned() -> None:
+    """After "interrupted" while ``ray.init`` still connects in its thread, Ray's atexit
+    ``shutdown`` would log after our line: flush and exit at once, skipping atexit."""
+    cluster = sys.modules.get("simulator.run.cluster")  # not imported: no Ray in this process
+    if cluster is not None and cluster.init_abandoned():
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":  # pragma: no cover

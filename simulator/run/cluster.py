@@ -508,6 +508,10 @@ class RayCluster:
             thread.start()
             while thread.is_alive():
                 thread.join(ABORT_SLICE)  # a signal's KeyboardInterrupt is raised here
+        except BaseException:
+            if not outcome:  # not thread.is_alive(): a join cut by a signal may call it stopped
+                _ABANDONED.set()
+            raise
         finally:
             logging.getLogger("ray._private.worker").removeFilter(quiet)
         if outcome and outcome[0] is not None:
@@ -683,6 +687,16 @@ ABORT_SLICE = 0.25
 
 class _Aborted(Exception):
     """The launch was cancelled while it waited for Ray."""
+
+
+#: set once a ``ray.init`` was left running in its thread (a signal came while it connected)
+_ABANDONED = threading.Event()
+
+
+def init_abandoned() -> bool:
+    """Whether a ``ray.init`` was abandoned in this process. Ray's atexit ``shutdown`` would
+    then run beside it and log after the CLI's last line: the CLI leaves by ``os._exit``."""
+    return _ABANDONED.is_set()
 
 
 class _NotMainThread(logging.Filter):
