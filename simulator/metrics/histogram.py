@@ -89,12 +89,14 @@ def _reduce(idx: Any, cnt: Any) -> Chunk:
     return s[starts][first], sums[first]
 
 
+#: the largest value of each packed dtype (``np.iinfo(t).max``: built anew at each call)
+_TOPS = {"<u1": 2**8 - 1, "<u2": 2**16 - 1, "<u4": 2**32 - 1, "<i8": 2**63 - 1}
+
+
 def _packed(values: Any, dtypes: Sequence[str]) -> str:
     """The narrowest of ``dtypes`` (unsigned, then ``<i8``) that holds every value."""
-    import numpy as np
-
     top = int(values.max()) if len(values) else 0
-    return next((t for t in dtypes if top <= np.iinfo(t).max), "<i8")
+    return next((t for t in dtypes if top <= _TOPS[t]), "<i8")
 
 
 def _chunk_of(counts: Mapping[int, int]) -> Chunk:
@@ -317,6 +319,18 @@ class Histogram:
         return _compact(self._parts())
 
     # -- pickling: two arrays of bytes ---------------------------------------------------
+
+    def compact(self) -> None:
+        """Hold every bucket as the one chunk pickling would build, now. A worker compacts
+        its snapshot's histograms one per loop turn, so the send's pickle only packs arrays
+        (it was one 0.5-1.6 ms callback). The pickle is the same, byte for byte: the same
+        parts are compacted in the same order."""
+        if self._singles:
+            self._flush_singles()
+        parts = self._parts()
+        if len(parts) > 1 or self._counts or self._dense is not None:
+            self._pending = [_compact(parts)]
+            self._counts, self._dense = {}, None
 
     def __getstate__(self) -> tuple[int, bytes, bytes, int, int, int, int]:
         """Buckets as packed little-endian arrays (indices as uint16, counts in 1, 2 or 4
