@@ -34,12 +34,13 @@ _MAX_HEAD = 64 * 1024
 _BUFFERS = (bytes, memoryview)  # a tuple: ``bytes | memoryview`` builds a union per call
 
 
-def _header_value(lower_head: bytes, name: bytes) -> bytes | None:
-    """The (stripped) value of the first header ``name`` in a lower-cased response head."""
-    i = lower_head.find(b"\r\n" + name + b":")
+def _header_value(lower_head: bytes, needle: bytes) -> bytes | None:
+    """The (stripped) value of the first header in a lower-cased response head whose line
+    starts with ``needle`` (``b"\r\nname:"``, a constant: no concatenation per reply)."""
+    i = lower_head.find(needle)
     if i < 0:
         return None
-    start = i + len(name) + 3
+    start = i + len(needle)
     end = lower_head.find(b"\r\n", start)
     return lower_head[start : end if end >= 0 else len(lower_head)].strip()
 
@@ -201,16 +202,16 @@ class _Conn(asyncio.Protocol):
         if b"\r\nset-cookie:" in lower:
             reply.cookies = [v for k, v in _header_lines(head) if k == "set-cookie"]
         if head[5:8] == b"1.0" or (
-            b"\r\nconnection:" in lower and _header_value(lower, b"connection") == b"close"
+            b"\r\nconnection:" in lower and _header_value(lower, b"\r\nconnection:") == b"close"
         ):
             self.keep = False
         if 100 <= reply.status < 200:  # interim response: wait for the real one (need stays -1)
             self.reply = _Reply()
             self.reply.first_byte = reply.first_byte
             return
-        length = _header_value(lower, b"content-length")
+        length = _header_value(lower, b"\r\ncontent-length:")
         if b"\r\ntransfer-encoding:" in lower and b"chunked" in (
-            _header_value(lower, b"transfer-encoding") or b""
+            _header_value(lower, b"\r\ntransfer-encoding:") or b""
         ):
             self.need = -2
         elif length is not None:
