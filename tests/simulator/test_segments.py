@@ -121,6 +121,30 @@ def test_uneven_sequence_stripes_exact_shares() -> None:
         assert [s.nth(k) for k in range(s.scale(40))] == [i for i in range(40) if s.owns(i)]
 
 
+@pytest.mark.parametrize("kind", ["constant-arrival-rate", "ramping-arrival-rate"])
+def test_a_segments_arrival_plan_starts_exactly_the_iterations_it_owns(kind: str) -> None:
+    """The plan a worker drives (its own ownership test, a set lookup per arrival of the whole
+    schedule) starts what Segment.owns gives it, uneven cycles too, and skipping stays exact."""
+    ex = EXECUTORS[kind]
+    uneven = SegmentSequence(
+        (Fraction(0), Fraction(1, 3), Fraction(1, 2), Fraction(3, 4), Fraction(1))
+    )
+    for segs in (_segs(2), _segs(7), uneven.segments()):
+        for seg in segs:
+            share = ex.for_segment(seg)
+            plan, _skip = share.arrival_plan()
+            assert list(plan) == [off for off, _i in share.planned_starts()]
+            if kind != "constant-arrival-rate":
+                continue  # only a constant rate counts its drops by skipping (O(1))
+            whole = list(arrival_offsets(ex))
+            plan, skip = share.arrival_plan()
+            cut = whole[len(whole) // 2]
+            skipped = skip(cut)  # the arrivals due by the middle, as a far-behind schedule drops
+            due = [i for i, off in enumerate(whole) if off <= cut + 1e-9]
+            assert skipped == sum(seg.owns(i) for i in due)
+            assert list(plan) == [off for off, i in share.planned_starts() if i > max(due)]
+
+
 @pytest.mark.parametrize(
     "bounds", [(0, 1, 1), (Fraction(1, 2), 1), (0, Fraction(1, 2), Fraction(1, 2), 1)]
 )
