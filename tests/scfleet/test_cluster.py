@@ -107,6 +107,51 @@ def test_a_client_server_that_failed_to_start_is_tried_again(
     assert fake.calls == ["init"]
 
 
+@contextlib.contextmanager
+def _run_on_a_silent_gcs(
+    out: pathlib.Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], list[float]]]:
+    """``scfleet run --cluster`` against a GCS address that accepts connections and never
+    answers, yielded once ``ray.init`` is connecting (the silent server's second connection:
+    the first is scfleet's probe, the second Ray's GCS client), with the times it accepted.
+    It listens on 127.0.0.2, as Ray connects to 127.0.0.1 by the machine's own address
+    instead (another port's owner)."""
+    import socket
+    import threading
+
+    silent = socket.create_server(("127.0.0.2", 0))
+    accepted: list[float] = []
+    conns: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conns.append(silent.accept()[0])
+                accepted.append(time.monotonic())
+
+    threading.Thread(target=accept, daemon=True).start()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scfleet", "run", "configs/smoke.toml", "--out", str(out)]
+        + ["--cluster", f"127.0.0.2:{silent.getsockname()[1]}", "--quiet"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 120  # Ray imported, its address probed, ray.init on
+        while len(accepted) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+            time.sleep(0.02)
+        yield proc, accepted
+    finally:
+        proc.kill()  # only if it is still there (a failure)
+        silent.close()
+        for conn in conns:
+            conn.close()
+
+
 @pytest.mark.slow  # importing Ray takes seconds
 @needs_ray
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -116,47 +161,14 @@ def test_a_signal_while_ray_init_connects_is_one_line_and_105(
     """A GCS address that accepts connections and never answers: ``ray.init`` blocks in Ray's
     C++ for ~35 s. Before, a Ctrl-C there waited it out (then Ray's own log lines, exit 105)
     and a SIGTERM met Ray's handler (exit 15, no message). Now either ends the run at once:
-    "scfleet: interrupted", exit 105, no run folder.
-
-    The signal goes once ``ray.init`` is connecting: the silent server's second connection
-    (the first is scfleet's probe, the second Ray's GCS client). It listens on 127.0.0.2, as
-    Ray connects to 127.0.0.1 by the machine's own address instead (another port's owner)."""
-    import socket
-    import threading
-
-    silent = socket.create_server(("127.0.0.2", 0))
-    accepted: list[socket.socket] = []
-
-    def accept() -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                accepted.append(silent.accept()[0])
-
-    threading.Thread(target=accept, daemon=True).start()
+    "scfleet: interrupted", exit 105, no run folder."""
     out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scfleet", "run", "configs/smoke.toml", "--out", str(out)]
-        + ["--cluster", f"127.0.0.2:{silent.getsockname()[1]}", "--quiet"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120  # Ray imported, its address probed, ray.init on
-        while len(accepted) < 2:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
-            time.sleep(0.05)
+    with _run_on_a_silent_gcs(out) as (proc, _accepted):
         assert proc.poll() is None  # ray.init waits ~35 s for the silent GCS
         proc.send_signal(sig)
         sent = time.monotonic()
         _stdout, stderr = proc.communicate(timeout=60)
         took = time.monotonic() - sent
-    finally:
-        proc.kill()  # only if it is still there (a failure above)
-        silent.close()
-        for conn in accepted:
-            conn.close()
     assert proc.returncode == 105, stderr
     assert stderr == "scfleet: interrupted\n"
     assert took < 15, took
@@ -175,49 +187,17 @@ def test_nothing_of_rays_is_written_after_interrupted(
     seconds" (``RAY_gcs_rpc_server_connect_timeout_s=1``). The signal is placed 0.8 s into
     that second, so the warning is due inside the old exit's window (it failed 8 runs of 8).
     Now the CLI leaves with ``os._exit(105)`` once an init was abandoned: our line is last."""
-    import socket
-    import threading
-
-    silent = socket.create_server(("127.0.0.2", 0))
-    accepted: list[float] = []
-    conns: list[socket.socket] = []
-
-    def accept() -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                conns.append(silent.accept()[0])
-                accepted.append(time.monotonic())
-
-    threading.Thread(target=accept, daemon=True).start()
     out = tmp_path / "run"
     env = {
         **os.environ,
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_gcs_rpc_server_connect_timeout_s": "1",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scfleet", "run", "configs/smoke.toml", "--out", str(out)]
-        + ["--cluster", f"127.0.0.2:{silent.getsockname()[1]}", "--quiet"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + 120  # Ray imported, its address probed, ray.init on
-        while len(accepted) < 2:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
-            time.sleep(0.02)
+    with _run_on_a_silent_gcs(out, env) as (proc, accepted):
         while time.monotonic() < accepted[1] + 0.8:  # the signal's place, not a wait on progress
             time.sleep(0.01)
         proc.send_signal(sig)
         _stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        proc.kill()  # only if it is still there (a failure above)
-        silent.close()
-        for conn in conns:
-            conn.close()
     assert proc.returncode == 105, stderr
     assert stderr.endswith("scfleet: interrupted\n"), stderr  # Ray's lines may come before
     assert "Traceback" not in stderr
