@@ -525,6 +525,7 @@ def yield_to_workers() -> Callable[[], None]:
 def worker_main(conn: Connection, job: WorkerJob) -> None:
     """A worker process's entry point (multiprocessing, spawn)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator decides when to stop
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # born blocked: signals_held
     try:
         run_worker(PipeEnd(conn), job)
     except BaseException:
@@ -772,23 +773,46 @@ class PipeChannel:
         self.conn.close()
 
 
+#: what a spawning coordinator holds until its workers have their job (see :func:`signals_held`)
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
-def sigint_ignored() -> Iterator[None]:
-    """Workers are born ignoring SIGINT (an ignored signal stays ignored across exec, and
-    Python then installs no KeyboardInterrupt handler): a terminal's Ctrl-C reaches the whole
-    process group, and a worker still importing — now while the embedded server starts —
-    would die with a traceback. The coordinator ignores it only while it spawns."""
+def signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait while workers are spawned, then are acted on.
+
+    A signal whose handler raises inside ``Process.start`` (the CLI's, and Python's own for
+    Ctrl-C) cut it between the fork and the write of the job: the new worker read an empty
+    pipe and printed ``EOFError: Ran out of input`` with a traceback. Here both are only
+    recorded, then re-raised in order to the handlers found once every worker has its job.
+
+    Workers are born with SIGINT blocked (the mask survives exec) and ignore it before they
+    unblock it (:func:`worker_main`): a terminal's Ctrl-C reaches the whole process group,
+    and a worker still importing would die with a traceback. It is blocked, not ignored, in
+    the coordinator, so a Ctrl-C meant for it is held, not lost."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from multiprocessing import resource_tracker
+
+    # spawn starts its resource tracker on first use and unblocks SIGINT after (its own
+    # mask trick): started first, it cannot undo ours
+    resource_tracker.ensure_running()
+    held: list[int] = []
+    saved = [
+        (sig, signal.signal(sig, lambda signum, frame: held.append(signum))) for sig in HELD_SIGNALS
+    ]
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending one is held now
+        for sig, old in saved:
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        for signum in held:
+            signal.raise_signal(signum)
 
 
 class LocalLauncher:
@@ -801,17 +825,26 @@ class LocalLauncher:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
-        channels: list[WorkerChannel] = []
-        with sigint_ignored():
-            for job in jobs:
-                mine, theirs = ctx.Pipe()
-                proc = ctx.Process(
-                    target=worker_main, args=(theirs, job), name=f"scfleet-worker-{job.index + 1}"
-                )
-                proc.start()
-                theirs.close()
-                channels.append(PipeChannel(proc, mine))
-        return channels
+        channels: list[PipeChannel] = []
+        try:
+            with signals_held():
+                for job in jobs:
+                    mine, theirs = ctx.Pipe()
+                    proc = ctx.Process(
+                        target=worker_main,
+                        args=(theirs, job),
+                        name=f"scfleet-worker-{job.index + 1}",
+                    )
+                    proc.start()
+                    theirs.close()
+                    channels.append(PipeChannel(proc, mine))
+        except BaseException:  # a held signal (or a failed start): none of them is left behind
+            for channel in channels:
+                channel.proc.kill()
+                channel.proc.join(5)
+                channel.conn.close()
+            raise
+        return list(channels)
 
     async def close(self) -> None:
         pass

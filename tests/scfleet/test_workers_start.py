@@ -3,12 +3,17 @@ longer added to every run's; the workers learn the URL with the go."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import multiprocessing
+import os
+import signal
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
+import psutil
 import pytest
 
 from scfleet import api
@@ -102,8 +107,6 @@ def test_workers_are_born_ignoring_ctrl_c(tmp_path: Path) -> None:
     (now while the server starts): they must be born ignoring SIGINT, the coordinator
     deciding when they stop (before: SIGINT was ignored only once a worker had imported the
     engine, and one hit before that died with a KeyboardInterrupt traceback)."""
-    import signal
-
     from simulator.run.workers import WorkerPool
 
     cfg = _cfg(tmp_path)
@@ -115,9 +118,69 @@ def test_workers_are_born_ignoring_ctrl_c(tmp_path: Path) -> None:
         masks = []
         for channel in pool._channels:
             status = Path(f"/proc/{channel.proc.pid}/status").read_text()  # type: ignore[attr-defined]
-            masks.append(int(status.split("SigIgn:")[1].split()[0], 16))
+            # blocked from birth, then ignored once the worker's entry point runs: either way
+            # a Ctrl-C never reaches it as a KeyboardInterrupt
+            masks.append(
+                int(status.split("SigIgn:")[1].split()[0], 16)
+                | int(status.split("SigBlk:")[1].split()[0], 16)
+            )
     finally:
         pool.abandon()
     assert all(mask & (1 << (signal.SIGINT - 1)) for mask in masks), [hex(m) for m in masks]
     assert signal.getsignal(signal.SIGINT) is before  # this process's handler is back
+    assert workers_alive() == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_while_workers_spawn_waits_until_each_has_its_job(
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    sig: signal.Signals,
+) -> None:
+    """The signal comes between a worker's fork and the write of its job (CI saw it as
+    SIGTERM in the spawn phase). Before: the CLI's handler raised inside ``Process.start``
+    and the worker, reading an empty pipe, printed ``EOFError: Ran out of input`` with a
+    traceback (SIGTERM); a SIGINT was ignored while spawning, so lost. Now both are held
+    until every worker has its job, then acted on: the interrupt, no worker left behind,
+    nothing printed by them."""
+    import multiprocessing.util as mp_util
+
+    from simulator.run.workers import WorkerPool
+
+    born: list[int] = []
+    real = mp_util.spawnv_passfds
+
+    def spawn_then_signal(path: bytes, args: list[str], passfds: list[int]) -> int:
+        pid = real(path, args, passfds)
+        born.append(pid)
+        if len(born) == 1:
+            os.kill(os.getpid(), sig)  # the job is not written yet
+        return pid
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # as the CLI's handler does
+
+    monkeypatch.setattr(mp_util, "spawnv_passfds", spawn_then_signal)
+    pool = WorkerPool(_cfg(tmp_path), "", {}, 2, parts_dir=tmp_path)
+    old = signal.signal(sig, interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pool.start_early()
+        assert signal.getsignal(sig) is interrupt  # the handler found is back
+    finally:
+        signal.signal(sig, old)
+        pool.abandon()
+    gc.collect()  # an interrupted start's pipe closes with its Popen: the worker reads EOF
+    procs = []
+    for pid in born:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            procs.append(psutil.Process(pid))
+    _gone, alive = psutil.wait_procs(procs, timeout=30)
+    for proc in alive:
+        proc.kill()
+    assert not alive, "a worker outlived the interrupted spawn"
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "EOFError" not in err, err
+    assert len(born) == 2  # the signal waited for both workers' jobs
     assert workers_alive() == []
