@@ -1,0 +1,127 @@
+"""Arrival-rate executors on a loop that cannot keep up (more work than the generator can do).
+
+k6: after the scheduled duration no iteration starts. Before the fix a loop behind its
+schedule still started, after the end, every arrival that fell due before it: at 1.5x the
+generator's ceiling a 10 s schedule ran 17 s (start lag p99 5 s). Now, once the clock is past
+the end, an arrival reached more than ``END_SLACK`` late is dropped, and started + dropped is
+the plan exactly (the summary's ``dropped_iterations`` counts them).
+
+On virtual time, the starter below burns loop time as a generator's CPU does: each start
+advances the clock, so the schedule falls behind by seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import pathlib
+from typing import Any
+
+import pytest
+
+from simulator.config import ConstantArrivalRate, RampingArrivalRate, Stage
+from simulator.executors import DevicePool, run_arrival_rate
+from simulator.executors.arrival import END_SLACK
+from simulator.executors.segment import SegmentSequence
+from simulator.metrics.registry import IntervalStats, Registry
+from simulator.run.runner import ScenarioEvents
+
+_spec = importlib.util.spec_from_file_location(
+    "vtime", pathlib.Path(__file__).with_name("vtime.py")
+)
+vtime = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
+_spec.loader.exec_module(vtime)  # type: ignore[union-attr]
+
+
+class _Burner:
+    """Starts iterations that end at once, each start taking ``burn`` seconds of the loop's
+    clock (``stall``: a one-off extra hold at the start of that 0-based arrival)."""
+
+    def __init__(self, burn: float, stall: tuple[int, float] = (-1, 0.0)) -> None:
+        self.burn = burn
+        self.stall = stall
+        self.starts: list[tuple[float, float]] = []  # (scheduled, actual)
+
+    def start(self, dev: Any, scheduled: float, finished: Any) -> None:
+        loop = asyncio.get_running_loop()
+        self.starts.append((scheduled, loop.time()))
+        loop.now += self.burn + (self.stall[1] if len(self.starts) - 1 == self.stall[0] else 0)
+        finished()
+
+    async def abandon(self) -> None:
+        pass
+
+
+def _run(ex: Any, starter: _Burner) -> tuple[float, float, ScenarioEvents]:
+    """Drive ``ex`` on virtual time from 0.5 s on; (scheduled end, loop time at return, events)."""
+    loop = vtime.VirtualTimeLoop()
+    events = ScenarioEvents(Registry(), "s", IntervalStats())
+    start = loop.time() + 0.5
+
+    async def main() -> float:
+        await run_arrival_rate(
+            ex,
+            start=start,
+            pool=DevicePool(lambda i: i, 4, 4),
+            starter=starter,
+            events=events,
+            stop=asyncio.Event(),
+            graceful_stop=30.0,
+        )
+        return loop.time()
+
+    try:
+        returned = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    return start + ex.total_duration(), returned, events
+
+
+CONSTANT = ConstantArrivalRate(1000, 1.0, 2.0, 4, 4)  # 2,000 arrivals
+RAMPING = RampingArrivalRate(500, 1.0, (Stage(1.0, 1500), Stage(1.0, 1500)), 4, 4)  # 2,500
+SHARE = SegmentSequence.even(2).segment(1)
+CASES = {
+    "constant": CONSTANT,
+    "ramping": RAMPING,
+    "constant-segment": CONSTANT.for_segment(SHARE),
+    "ramping-segment": RAMPING.for_segment(SHARE),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_loop_behind_its_schedule_starts_nothing_after_the_end(name: str) -> None:
+    """Each start burns 2 ms of a 1 ms schedule (4 ms of a worker's 2 ms share): about half
+    the plan starts by the end. Before the fix every arrival started, the last ones 2 s after
+    the end, and nothing was dropped."""
+    ex = CASES[name]
+    planned = sum(1 for _ in ex.arrival_plan()[0])
+    burner = _Burner(0.002 if "segment" not in name else 0.004)
+    end, returned, events = _run(ex, burner)
+    started = len(burner.starts)
+    dropped = events.interval.dropped
+    assert started + dropped == planned  # every arrival of the plan: started or dropped
+    assert events.registry.aggregate("dropped_iterations", {}, "count") == dropped
+    assert dropped > planned // 3, (started, dropped, planned)  # before: 0
+    latest = max(actual for _, actual in burner.starts)
+    assert latest <= end + END_SLACK, f"a start {latest - end:.3f} s after the end"
+    assert all(actual >= scheduled for scheduled, actual in burner.starts)
+    # the driver is done by the end (its last start's burn included), not seconds later
+    assert returned <= end + END_SLACK + burner.burn
+
+
+def test_an_arrival_due_at_the_end_and_reached_a_little_late_still_starts() -> None:
+    """A ramp's last arrival is due at the end itself, and a real timer fires after its time
+    (a descheduled process): reached 0.2 s late, past the end, it is on time, not behind."""
+    ramp = RampingArrivalRate(0, 1.0, (Stage(1.0, 10),), 4, 4)  # 5 arrivals, the last at 1 s
+    burner = _Burner(0.0, stall=(3, 0.2))  # the 4th (due at 0.894 s) holds the loop 0.2 s
+    end, _, events = _run(ramp, burner)
+    assert [s for s, _ in burner.starts][-1] == pytest.approx(end)
+    assert burner.starts[-1][1] == pytest.approx(end + 0.094, abs=1e-3)
+    assert len(burner.starts) == 5 and events.interval.dropped == 0
+
+
+def test_an_arrival_reached_more_than_the_slack_after_the_end_is_dropped() -> None:
+    """The same ramp held 0.4 s: its last arrival would start 0.29 s late, past the end."""
+    ramp = RampingArrivalRate(0, 1.0, (Stage(1.0, 10),), 4, 4)
+    burner = _Burner(0.0, stall=(3, 0.4))
+    _, _, events = _run(ramp, burner)
+    assert len(burner.starts) == 4 and events.interval.dropped == 1
