@@ -90,7 +90,7 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_a_loop_behind_its_schedule_starts_nothing_after_the_end(name: str) -> None:
     """Each start burns 2 ms of a 1 ms schedule (4 ms of a worker's 2 ms share): about half
-    the plan starts by the end. Before the fix every arrival started, the last ones 2 s after
+    the plan starts by the end, a little more within the slack. Before the fix every arrival started, the last ones 2 s after
     the end, and nothing was dropped."""
     ex = CASES[name]
     planned = sum(1 for _ in ex.arrival_plan()[0])
@@ -100,7 +100,8 @@ def test_a_loop_behind_its_schedule_starts_nothing_after_the_end(name: str) -> N
     dropped = events.interval.dropped
     assert started + dropped == planned  # every arrival of the plan: started or dropped
     assert events.registry.aggregate("dropped_iterations", {}, "count") == dropped
-    assert dropped > planned // 3, (started, dropped, planned)  # before: 0
+    # only what fits in the schedule and the slack after it starts (before: all, none dropped)
+    assert 0 < started <= (ex.total_duration() + END_SLACK) / burner.burn + 1, (started, planned)
     latest = max(actual for _, actual in burner.starts)
     assert latest <= end + END_SLACK, f"a start {latest - end:.3f} s after the end"
     assert all(actual >= scheduled for scheduled, actual in burner.starts)
@@ -120,8 +121,9 @@ def test_an_arrival_due_at_the_end_and_reached_a_little_late_still_starts() -> N
 
 
 def test_an_arrival_reached_more_than_the_slack_after_the_end_is_dropped() -> None:
-    """The same ramp held 0.4 s: its last arrival would start 0.29 s late, past the end."""
+    """The same ramp held 0.3 s longer than the slack: its last arrival (due at 1 s, reached
+    at 0.894 s + the stall) would start 0.194 s more than the slack late, past the end."""
     ramp = RampingArrivalRate(0, 1.0, (Stage(1.0, 10),), 4, 4)
-    burner = _Burner(0.0, stall=(3, 0.4))
+    burner = _Burner(0.0, stall=(3, END_SLACK + 0.3))
     _, _, events = _run(ramp, burner)
     assert len(burner.starts) == 4 and events.interval.dropped == 1
