@@ -37,7 +37,13 @@ from simulator.executors.plan import (
 )
 from simulator.executors.ramping_arrival_rate import RampingArrivalRate
 from simulator.executors.ramping_vus import RampingVUs
-from simulator.executors.runtime import DevicePool, TaskStarter, perf_offset, schedule_clock
+from simulator.executors.runtime import (
+    DevicePool,
+    TaskStarter,
+    perf_offset,
+    schedule_clock,
+    wait_set,
+)
 from simulator.executors.segment import WHOLE, Segment, SegmentSequence
 from simulator.executors.segmented import SegmentedArrival, SegmentedVUs
 from simulator.executors.vus import run_vus
@@ -91,6 +97,7 @@ __all__ = [
     "expected_iterations",
     "per_second",
     "perf_offset",
+    "wait_set",
     "run_arrival_rate",
     "run_vus",
     "schedule_clock",

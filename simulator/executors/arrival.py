@@ -27,13 +27,12 @@ Semantics follow k6:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from functools import partial
 from typing import Any, Protocol
 
 from simulator.executors.base import ArrivalPlan, D, Drive, ExecutorEvents, Starter
-from simulator.executors.runtime import DevicePool, schedule_clock, sleep_until
+from simulator.executors.runtime import DevicePool, schedule_clock, sleep_until, wait_set
 
 
 class ArrivalExecutor(Protocol):
@@ -181,8 +180,7 @@ async def run_arrival_rate(
         await sleep_until(loop, start + ex.total_duration(), stop)
     grace = 0.0 if stop.is_set() else graceful_stop
     if inflight and grace > 0:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(idle.wait(), grace)
+        await wait_set(idle, grace)
     if inflight:
         events.interrupted(inflight)
         await starter.abandon()

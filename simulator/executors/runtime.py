@@ -132,20 +132,29 @@ def schedule_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
     return lambda: time.perf_counter() - off
 
 
+async def wait_set(event: asyncio.Event, timeout: float) -> bool:
+    """Whether ``event`` is set within ``timeout`` seconds. A cancel always propagates:
+    Python 3.11's ``asyncio.wait_for`` returns the result and drops the cancel when the awaited
+    future finished in the loop turn the cancel came in (and its timeout path may turn a cancel
+    into the ``TimeoutError`` its callers suppress). The coordinator's ticker survived its
+    cancel that way, a worker's tick arriving as the run stopped, and the run never ended."""
+    if event.is_set():
+        return True
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=max(timeout, 0.0))
+    finally:
+        if not waiter.done():
+            waiter.cancel()
+    return event.is_set()
+
+
 async def sleep_until(loop: asyncio.AbstractEventLoop, when: float, stop: asyncio.Event) -> bool:
     """Sleep until loop time ``when``; False if ``stop`` was set first."""
     delay = when - loop.time()
     if delay <= 0:
         return not stop.is_set()
-    if stop.is_set():
-        return False
-    waiter = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({waiter}, timeout=delay)
-    finally:
-        if not waiter.done():
-            waiter.cancel()
-    return not stop.is_set()
+    return not await wait_set(stop, delay)
 
 
 class TaskStarter(Generic[D]):

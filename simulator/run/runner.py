@@ -20,7 +20,7 @@ from simulator.config import (
     RunConfig,
     ScenarioConfig,
 )
-from simulator.executors import Drive, device_plan, perf_offset
+from simulator.executors import Drive, device_plan, perf_offset, wait_set
 from simulator.http import Transport
 from simulator.metrics import Counter, Gauge, IntervalStats, Registry
 from simulator.metrics.thresholds import ThresholdResult, evaluate_one
@@ -348,12 +348,8 @@ class Environment:
             return
         loop = asyncio.get_running_loop()
         begin = start + sc.start_time
-        if sc.start_time > 0:
-            try:
-                await asyncio.wait_for(self.stop_event.wait(), begin - loop.time())
-                return
-            except TimeoutError:
-                pass
+        if sc.start_time > 0 and await wait_set(self.stop_event, begin - loop.time()):
+            return  # stopped before its start time
         beh = self.behaviours[sc.name]
         ev = self.events[sc.name]
         run = Drive(begin, beh, ev, self.stop_event, sc.graceful_stop, self.arrival_quantum)

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from scfleet_core.errors import ConfigError, ScfleetError
-from simulator.executors import SegmentSequence
+from simulator.executors import SegmentSequence, wait_set
 from simulator.metrics import IntervalStats, Registry
 from simulator.metrics.histogram import Histogram
 from simulator.metrics.registry import (
@@ -1103,8 +1103,7 @@ class WorkerPool:
             if left <= 0:
                 break
             self._ticked.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ticked.wait(), left)
+            await wait_set(self._ticked, left)  # a cancel (the run ending) is never lost
         self._closed = n
         self._merge_ticks(n)
 
