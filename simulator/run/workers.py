@@ -797,18 +797,19 @@ def signals_held() -> Iterator[None]:
         return
     from multiprocessing import resource_tracker
 
-    # spawn starts its resource tracker on first use and unblocks SIGINT after (its own
-    # mask trick): started first, it cannot undo ours
-    resource_tracker.ensure_running()
+    found = signal.pthread_sigmask(signal.SIG_BLOCK, set())  # the caller's, put back after
     held: list[int] = []
     saved = [
         (sig, signal.signal(sig, lambda signum, frame: held.append(signum))) for sig in HELD_SIGNALS
     ]
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
+        # spawn starts its resource tracker on first use and unblocks SIGINT after (its own
+        # mask trick): started first, held like the rest, it cannot undo ours
+        resource_tracker.ensure_running()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending one is held now
+        signal.pthread_sigmask(signal.SIG_SETMASK, found)  # a pending Ctrl-C is held now
         for sig, old in saved:
             signal.signal(sig, old if old is not None else signal.SIG_DFL)
         for signum in held:

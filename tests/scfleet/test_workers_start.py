@@ -153,6 +153,8 @@ def test_a_signal_while_workers_spawn_waits_until_each_has_its_job(
 
     def spawn_then_signal(path: bytes, args: list[str], passfds: list[int]) -> int:
         pid = real(path, args, passfds)
+        if "--multiprocessing-fork" not in args:  # the resource tracker, not a worker
+            return pid
         born.append(pid)
         if len(born) == 1:
             os.kill(os.getpid(), sig)  # the job is not written yet
@@ -184,3 +186,21 @@ def test_a_signal_while_workers_spawn_waits_until_each_has_its_job(
     assert "Traceback" not in err and "EOFError" not in err, err
     assert len(born) == 2  # the signal waited for both workers' jobs
     assert workers_alive() == []
+
+
+def test_spawning_leaves_the_signal_mask_it_found() -> None:
+    """A caller that blocks SIGINT itself keeps it blocked after the workers are spawned
+    (before: ``signals_held`` unblocked SIGINT on the way out, whatever the mask had been)."""
+    from simulator.run.workers import signals_held
+
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        with signals_held():
+            pass
+        assert signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        with signals_held():
+            pass
+        assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
