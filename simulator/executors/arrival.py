@@ -177,7 +177,7 @@ async def run_arrival_rate(
                 await starter.abandon()
             raise finished_schedule.exception()  # type: ignore[misc]
     if not stop.is_set():
-        await sleep_until(loop, start + ex.total_duration(), stop)
+        await sleep_until(loop, end, stop)
     grace = 0.0 if stop.is_set() else graceful_stop
     if inflight and grace > 0:
         await wait_set(idle, grace)

@@ -761,6 +761,13 @@ class PipeChannel:
         with contextlib.suppress(OSError, ValueError):
             self.conn.send(msg)
 
+    def kill(self) -> None:
+        """End a worker whose run never began (a held signal during the spawn, a run given
+        up before its start): nothing of it is waited for but its exit."""
+        self.proc.kill()
+        self.proc.join(5)
+        self.conn.close()
+
     async def close(self, deadline: float) -> None:
         loop = asyncio.get_running_loop()
         with contextlib.suppress(ValueError, OSError):
@@ -841,9 +848,7 @@ class LocalLauncher:
                     channels.append(PipeChannel(proc, mine))
         except BaseException:  # a held signal (or a failed start): none of them is left behind
             for channel in channels:
-                channel.proc.kill()
-                channel.proc.join(5)
-                channel.conn.close()
+                channel.kill()
             raise
         return list(channels)
 
@@ -985,9 +990,7 @@ class WorkerPool:
         Ctrl-C meanwhile): no-op once :meth:`close` has run."""
         for channel in self._channels:
             if isinstance(channel, PipeChannel) and not channel.conn.closed:
-                channel.proc.kill()
-                channel.proc.join(5)
-                channel.conn.close()
+                channel.kill()
         self._channels = []
         self._drain_parts()
 
