@@ -386,7 +386,12 @@ class FastTransport:
     async def _connect_then(self, ex: _Exchange) -> None:
         t0 = time.perf_counter()
         try:
-            conn = await asyncio.wait_for(self._connect(), self.timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for returns the connection and drops a
+            # cancel (close() at the run's end) that came in the turn the connect completed, and
+            # the request went out after the stop. Cancelled or timed out, create_connection
+            # closes its half-made socket (tests/simulator/test_connect_cancel.py).
+            async with asyncio.timeout(self.timeout):
+                conn = await self._connect()
         except Exception as exc:  # noqa: BLE001 - every failure is the request's outcome
             ex.finish_error(classify_connect(exc))
             return
