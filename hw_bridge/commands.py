@@ -252,8 +252,9 @@ async def _monitor(url: str, args: argparse.Namespace) -> None:
                     on_message(await link.request(cmd, 3.0))
                 except HardwareError as exc:
                     out.write(f"{time.strftime('%H:%M:%S')} {exc}\n")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(closed.wait(), args.duration)
+        with contextlib.suppress(TimeoutError):  # --duration is up
+            async with asyncio.timeout(args.duration):  # not wait_for: it can drop a cancel
+                await closed.wait()
     finally:
         await link.close()
         link.shutdown()

@@ -302,7 +302,10 @@ class SerialLink:
         line = json.dumps({"t": t, "id": mid, "v": 1, **fields}, separators=(",", ":"))
         try:
             await self.send_raw(line.encode() + b"\n")
-            reply = await asyncio.wait_for(fut, timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for returns the reply and drops a
+            # cancel that came in the loop turn the reply did (tests/hw_bridge/test_link_cancel.py)
+            async with asyncio.timeout(timeout):
+                reply = await fut
         except TimeoutError:
             raise HardwareError(f"{self.url}: no answer to {t} within {timeout:g}s") from None
         finally:
