@@ -666,3 +666,46 @@ def test_each_fold_step_folds_one_column_of_bounded_rows(
     assert sum(d.hist.count for d in durations) == 250  # type: ignore[attr-defined]
     lag = reg.merged("schedule_lag")
     assert lag is not None and lag.hist.count == 250  # type: ignore[union-attr]
+
+
+def test_a_loop_behind_its_schedule_still_closes_each_point_about_on_time() -> None:
+    """A worker past its ceiling: the arrival driver catches up 1,000 starts a callback and
+    every loop turn takes ~40 ms. The tick yields between its ~60 pieces, so before, a point
+    due at 1 s closed at 2.7 s and the next not until the run's end (a worker at 1.5× its
+    ceiling sent its coordinator no snapshot for the whole 10 s run: live figures and
+    abort_on_fail blind). Now, after one long turn, the tick does the rest at once."""
+    cfg = parse_config(
+        {
+            "scenarios": {
+                "up": {
+                    "executor": "constant-arrival-rate",
+                    "rate": 200,
+                    "duration": "4s",
+                    "pre_allocated_devices": 20,
+                    "device": {"chunk_bytes": 320},
+                }
+            },
+        }
+    )
+
+    async def main() -> Any:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 4.0
+
+        def behind() -> None:  # a turn of a loop far behind: 40 ms of starts each time
+            loop.now += 0.04  # type: ignore[attr-defined]
+            if loop.time() < end:
+                loop.call_soon(behind)
+
+        loop.call_soon(behind)
+        return await Environment(cfg, FakeTransport(), bank=build_bank(cfg)).run()
+
+    result = vtime.run_virtual(main())
+    closed = [p["t"] for p in result.timeline]
+    assert len(closed) >= 4, closed  # before: [2.68, 4.04]
+    for n, t in enumerate(closed[:3], start=1):
+        assert n <= t < n + 0.5, closed
+    reg = result.registry
+    started = reg.aggregate("http_reqs", {}, "count")
+    assert started and started + reg.aggregate("dropped_iterations", {}, "count") == 800
+    assert sum(p["scenarios"]["up"]["requests"] for p in result.timeline) == started
