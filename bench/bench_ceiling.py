@@ -14,8 +14,11 @@ all of (issue 12):
 Each generator is searched coarse-to-fine: the rate doubles from ``--start`` until a step fails,
 then the bracket is bisected (geometric middle) until it is within ``--resolution``. A prior
 ceiling (``--prior FILE``, a JSON this script wrote) narrows the search to ±25 % around it.
-Then each generator runs at 1.5× its ceiling and the achieved rate (successful requests per
-second of schedule) is reported as a fraction of the ceiling (goal ≥ 95 %: no collapse).
+Then each generator runs at 1.5× its ceiling and the achieved rate is reported as a fraction
+of the ceiling (goal ≥ 95 %: no collapse) twice: over the whole run (successful requests ÷ the
+seconds the run took, the summary's rate) and *steady*, nginx's requests a second in the
+schedule's middle (:func:`steady_rate`: the first second, every device's first connect, and
+the tail past the schedule left out, alike for k6 and scfleet).
 
 CPU per request (user+sys of the generator's process tree, from ``wait4()``, which includes
 the worker processes the coordinator reaped) is measured for 1 worker and auto workers at the
@@ -186,6 +189,64 @@ class ProbeLag:
         return self.p99_ms == self.p99_hi_ms
 
 
+#: The 1.5× runs' steady rate leaves out the schedule's first and last this many seconds.
+STEADY_EDGE_S = 1.0
+
+
+def steady_rate(samples: list[tuple[float, int]], duration: float) -> float | None:
+    """Requests a second nginx took in the middle of a run's schedule, from ``(time, requests
+    so far)`` samples: from its first request + :data:`STEADY_EDGE_S` to the schedule's end −
+    :data:`STEADY_EDGE_S`. The run's own rate (requests ÷ the whole run) also holds its first
+    second (every device's first connect: 8–11k/s of a 15k/s steady rate at 21,000/s) and, past
+    the ceiling, the second scfleet still starts arrivals after the schedule (up to
+    ``END_SLACK`` late): 10 % under the steady rate at 1.5×, 1 % at 1.0×. None: too few
+    samples, or no request."""
+    if len(samples) < 2 or duration <= 2 * STEADY_EDGE_S:
+        return None
+    base = samples[0][1]
+    go = next((t for t, n in samples if n > base), None)
+    if go is None:
+        return None
+
+    def at(when: float) -> float | None:
+        for (t0, n0), (t1, n1) in itertools.pairwise(samples):
+            if t0 <= when <= t1:
+                return n0 + (n1 - n0) * (when - t0) / (t1 - t0) if t1 > t0 else float(n1)
+        return None
+
+    a, b = go + STEADY_EDGE_S, go + duration - STEADY_EDGE_S
+    na, nb = at(a), at(b)
+    return (nb - na) / (b - a) if na is not None and nb is not None else None
+
+
+class ServedSampler:
+    """nginx's request counter every ``every`` s in a thread while a run goes (the 1.5× runs:
+    :func:`steady_rate`); a read that fails is skipped."""
+
+    def __init__(self, nginx: Nginx, every: float = 0.1) -> None:
+        import threading
+
+        self.nginx = nginx
+        self.every = every
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                self.samples.append((time.perf_counter(), self.nginx.served()))
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> ServedSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
 def p99(values: list[float]) -> float:
     """Nearest-rank 99th percentile."""
     if not values:
@@ -254,6 +315,7 @@ class Step:
     probe_n: int | None = None  # k6's probe: iterations it timed
     steal_ms: float = 0.0  # the most one vCPU lost to the hypervisor during the run
     rerun: bool = False  # it failed with steal_ms >= STEAL_RERUN_MS and was run again
+    steady_rate: float | None = None  # nginx's requests a second, schedule's middle (1.5× runs)
 
     @property
     def delivered(self) -> float:
@@ -336,9 +398,11 @@ class Bench:
         duration: float | None = None,
         *,
         quantum_of: int = 0,
+        steady: bool = False,
     ) -> Step:
         """One bounded run; ``quantum_of``: a ``w1`` run with the arrival quantum of a
-        worker of that many (:meth:`generator_env`)."""
+        worker of that many (:meth:`generator_env`); ``steady``: also nginx's rate in the
+        schedule's middle (:func:`steady_rate`, the 1.5× runs)."""
         d = self.args.step if duration is None else duration
         pre, mx = self.devices(rate)
         n = next(_RUNS)
@@ -396,22 +460,26 @@ class Bench:
         stolen = steal_ms()
         t0 = time.perf_counter()
         err_file = self.tmp / f"stderr-{n}.txt"
-        with err_file.open("wb") as err_fh:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=self.tmp,
-                stdout=subprocess.DEVNULL,
-                stderr=err_fh,
-                preexec_fn=raise_nofile,
-                env=self.generator_env(quantum_of),
-            )
-        deadline_s = d + 120  # start-up, graceful stop, summary: bounded
-        try:
-            _, status, ru = _wait4(proc.pid, deadline_s)
-        except TimeoutError:
-            proc.kill()
-            proc.wait()
-            raise SystemExit(f"{gen} at {rate:g}/s did not finish within {deadline_s:g}s") from None
+        served = ServedSampler(self.nginx) if steady else contextlib.nullcontext()
+        with served:
+            with err_file.open("wb") as err_fh:
+                proc = subprocess.Popen(
+                    cmd,
+                    cwd=self.tmp,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err_fh,
+                    preexec_fn=raise_nofile,
+                    env=self.generator_env(quantum_of),
+                )
+            deadline_s = d + 120  # start-up, graceful stop, summary: bounded
+            try:
+                _, status, ru = _wait4(proc.pid, deadline_s)
+            except TimeoutError:
+                proc.kill()
+                proc.wait()
+                raise SystemExit(
+                    f"{gen} at {rate:g}/s did not finish within {deadline_s:g}s"
+                ) from None
         wall = time.perf_counter() - t0
         stolen_ms = most_stolen(stolen, steal_ms())
         after = self.nginx.cpu()
@@ -460,6 +528,9 @@ class Bench:
             lag_p99_hi_ms=lag_hi,
             probe_n=probe_n,
             steal_ms=stolen_ms,
+            steady_rate=steady_rate(served.samples, d)
+            if isinstance(served, ServedSampler)
+            else None,
         ).judge(lag=judged_by_lag(gen, self.args.no_lag))
         lag_s = f"{lag:.2f} ms" if lag is not None else "n/a"
         if lag_hi is not None and lag_hi != lag:
@@ -469,6 +540,11 @@ class Bench:
             f"dropped {step.dropped} lag p99 {lag_s} cpu {step.cpu_s:.1f}s nginx "
             f"{step.nginx_cpu_s / d:.2f} cores"
             + (f" steal {step.steal_ms:.0f} ms" if step.steal_ms else "")
+            + (
+                f" achieved {step.achieved:.0f}/s, steady {step.steady_rate:.0f}/s"
+                if step.steady_rate
+                else ""
+            )
             + f" → {step.why}",
             flush=True,
         )
@@ -528,7 +604,7 @@ class Bench:
             print(f"  ({gen} {body} B: --max-steps {self.args.max_steps} or --deadline reached)")
         s.ceiling = max((st.rate for st in s.steps if st.passed), default=0.0)
         if s.ceiling and not self.args.no_overload and not late(self.args):
-            s.overload = self.run(gen, body, nice(s.ceiling * 1.5))
+            s.overload = self.run(gen, body, nice(s.ceiling * 1.5), steady=True)
         return s
 
     def cpu_per_request(self, body: int, rate: float) -> dict[str, object]:
@@ -642,7 +718,7 @@ def table(results: list[list[Search]], cpu: list[dict[str, object]], quiet: bool
 
     lines = [
         "| body | generator | ceiling (median, range) | at the ceiling: lag p99 · nginx cores "
-        "| at 1.5×: achieved / ceiling | ÷ k6 (delivered, dropped) | ÷ k6 (all three, lag probe) |",
+        "| at 1.5×: achieved (whole run; steady: the schedule's middle) / ceiling | ÷ k6 (delivered, dropped) | ÷ k6 (all three, lag probe) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     ambiguous = 0
@@ -692,6 +768,15 @@ def table(results: list[list[Search]], cpu: list[dict[str, object]], quiet: bool
             if over
             else "n/a"
         )
+        steady = [
+            s.overload.steady_rate / s.ceiling
+            for s in runs
+            if s.overload and s.overload.steady_rate and s.ceiling
+        ]
+        if steady:  # the schedule's middle, by nginx's counter (steady_rate)
+            over_s += f"; steady {statistics.median(steady):.0%}" + (
+                f" ({min(steady):.0%}–{max(steady):.0%})" if len(steady) > 1 else ""
+            )
         lines.append(
             f"| {body:,} B | {LABELS[gen]} | {med:,.0f}/s ({spread}) | {lag} · {ng:.2f} "
             f"(busiest worker {busiest:.0%}) "
@@ -845,7 +930,7 @@ def main() -> None:
                     if not c or late(args):
                         continue
                     s = Search(gen, body, c, complete=True)
-                    s.overload = bench.run(gen, body, nice(c * 1.5))
+                    s.overload = bench.run(gen, body, nice(c * 1.5), steady=True)
                     row.append(s)
             results.append(row)
         for rep in range(0 if args.cpu_only or args.overload_only else max(args.repeat, 1)):
@@ -938,6 +1023,9 @@ def _write(
                 "overload": asdict(s.overload) if s.overload else None,
                 "overload_fraction": (s.overload.achieved / s.ceiling)
                 if s.overload and s.ceiling
+                else None,
+                "overload_steady_fraction": (s.overload.steady_rate / s.ceiling)
+                if s.overload and s.overload.steady_rate and s.ceiling
                 else None,
                 "steps": [asdict(st) for st in s.steps],
             }

@@ -47,6 +47,7 @@ http {{
   client_max_body_size 1m;
   server {{
     listen 127.0.0.1:{port} backlog=8192;
+    location = /bench-nginx-status {{ stub_status; }}
     location / {{
       default_type application/json;
       return 200 '{{"status":"ok"}}';
@@ -72,6 +73,7 @@ class Nginx:
         self.url = ""
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._status_reads = 0  # served(): nginx counts its own status reads as requests
 
     def __enter__(self) -> Nginx:
         binary = shutil.which("nginx") or (
@@ -150,6 +152,17 @@ class Nginx:
             lines = fh.read().splitlines()
             fh.truncate(0)
         return lines
+
+    def served(self) -> int:
+        """Requests nginx has taken so far (stub_status's counter, a request counted as its
+        head is read), its own status reads left out: subtract two readings for a run's,
+        whatever the generator (k6 or scfleet), timed by the bench, not by the generator."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.url}/bench-nginx-status", timeout=2) as resp:
+            lines = resp.read().decode("ascii", "replace").splitlines()
+        self._status_reads += 1
+        return int(lines[2].split()[2]) - self._status_reads  # "accepts handled requests"
 
     def cpu(self) -> CpuReading:
         """CPU seconds so far of the master and each worker (subtract two readings)."""
