@@ -270,11 +270,12 @@ class Environment:
         names = {t: f"scenario {sc.name}" for t, sc in zip(tasks, self.cfg.scenarios, strict=False)}
         try:
             await self._supervise(tasks, ticker, names)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the whole run (a third Ctrl-C): never swallowed
             self.interrupted = True
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         finally:
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)
