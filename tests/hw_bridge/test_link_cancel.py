@@ -85,6 +85,7 @@ def test_request_cancelled_as_its_reply_arrives_is_cancelled() -> None:
     assert 0 in delivered_at
 
 
+@pytest.mark.slow  # four boards served and unplugged: ~1.5 s
 def test_monitor_cancelled_as_the_port_closes_is_cancelled(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
