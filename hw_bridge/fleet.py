@@ -39,6 +39,7 @@ from hw_bridge import ports
 from hw_bridge.boardconfig import BoardSettings, read_wifi_key
 from hw_bridge.boards_section import BoardsConfig
 from hw_bridge.link import BoardLink, BoardReplyError, LinkFactory, SerialLink
+from hw_bridge.threads import run_owned
 from scfleet_core.errors import ConfigError, HardwareError
 from scfleet_core.secrets import Secret
 from simulator.config import IotUploadDevice, RunConfig, ScenarioConfig
@@ -405,8 +406,10 @@ class BoardDriver:
 
     async def close(self) -> None:
         if self.link is not None:
-            await self.link.close()
-            self.link.shutdown()
+            try:
+                await self.link.close()
+            finally:
+                self.link.shutdown()  # its writer thread, even when the close was cancelled
 
     def row(self, scenario: str) -> DeviceRow:
         return DeviceRow(
@@ -547,10 +550,11 @@ class BoardFleet:
         if emulated:
             from hw_bridge.appmode import start_app_boards
 
-            loop = asyncio.get_running_loop()
-            self.emulated = await loop.run_in_executor(
+            # run_owned: a cancel while the boards start (a third Ctrl-C) still stops them
+            self.emulated = await run_owned(
                 None,
                 lambda: start_app_boards(len(emulated), protocol=self.cfg.emulator_protocol),
+                lambda boards: boards.stop(),
             )
             urls = {label: h.url for label, h in zip(emulated, self.emulated, strict=True)}
         used: set[str] = set()
@@ -657,8 +661,10 @@ class BoardFleet:
 
     async def close(self) -> None:
         self.stopping = True
-        await asyncio.gather(*(d.stop() for d in self.drivers), return_exceptions=True)
-        await asyncio.gather(*(d.close() for d in self.drivers), return_exceptions=True)
+        try:
+            await asyncio.gather(*(d.stop() for d in self.drivers), return_exceptions=True)
+        finally:
+            await self._release()
         bad = [f"{d.label}: {d.protocol_errors}" for d in self.drivers if d.protocol_errors]
         if self._env is not None and bad:
             self._env.notes.append(
@@ -671,9 +677,26 @@ class BoardFleet:
             self._env.notes.append(
                 f"boards lost during the run: {total}; still lost at the end: {names}"
             )
-        if self.emulated is not None:
-            emu, self.emulated = self.emulated, None
-            await asyncio.get_running_loop().run_in_executor(None, emu.stop)
+
+    async def _release(self) -> None:
+        """Close the links, then stop the emulated boards, even when cancelled meanwhile (a
+        fourth Ctrl-C): what is not released here outlives the run. Both go on under shield
+        (the loop's close waits for the emulator's stop); the cancel is raised after."""
+        cancel: asyncio.CancelledError | None = None
+        closing = asyncio.gather(*(d.close() for d in self.drivers), return_exceptions=True)
+        try:
+            await asyncio.shield(closing)
+        except asyncio.CancelledError as exc:
+            cancel = exc
+        emu, self.emulated = self.emulated, None
+        if emu is not None:
+            stopped = asyncio.get_running_loop().run_in_executor(None, emu.stop)
+            try:
+                await asyncio.shield(stopped)
+            except asyncio.CancelledError as exc:
+                cancel = exc
+        if cancel is not None:
+            raise cancel
 
     def device_rows(self) -> list[DeviceRow]:
         return [d.row(self.sc.name) for d in self.drivers]

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+from hw_bridge.threads import run_owned
 from scfleet_core.errors import HardwareError
 
 MAX_LINE = 16384  # the protocol's lines are <= 4096 bytes; a batch of results can be longer
@@ -174,7 +175,8 @@ class SerialLink:
             return
         loop = asyncio.get_running_loop()
         self._loop = loop
-        self._ser = await loop.run_in_executor(self._writer, self._open_blocking)
+        # run_owned: a port opened for a cancelled open() is closed, not left held
+        self._ser = await run_owned(self._writer, self._open_blocking, _close_port)
         self._splitter = LineSplitter()
         self._stop = threading.Event()
         self.closed_reason = None
@@ -200,10 +202,10 @@ class SerialLink:
             if thread is not None:
                 thread.join(timeout=2)
             if ser is not None:
-                with contextlib.suppress(Exception):  # a dead port may fail to close
-                    ser.close()
+                _close_port(ser)
 
-        await loop.run_in_executor(self._writer, shut)
+        # shielded: a cancelled close still joins the reader and closes the port
+        await asyncio.shield(loop.run_in_executor(self._writer, shut))
 
     def shutdown(self) -> None:
         """Release the writer thread (after :meth:`close`)."""
@@ -313,6 +315,12 @@ class SerialLink:
         if reply.get("t") == "error":
             raise BoardReplyError(str(reply.get("code")), str(reply.get("msg")))
         return reply
+
+
+def _close_port(ser: Any) -> None:
+    """Close a pyserial port, quietly: a dead port may fail to close."""
+    with contextlib.suppress(Exception):
+        ser.close()
 
 
 def _read_available(ser: Any) -> bytes:
