@@ -361,22 +361,25 @@ class Environment:
         n = 1
         while True:
             await asyncio.sleep(max(start + n * self.tick - loop.time(), 0))
-            await fold_gently(self.registry)
+            # woken late by more than a long turn: the loop is behind, the tick runs at once
+            behind = loop.time() - (start + n * self.tick) > LONG_TURN
+            behind = await fold_gently(self.registry, at_once=behind)
             if self.remote is not None:  # point n holds second n of every worker
                 await self.remote.tick_ready(n)
-                await self._close_gently(n * self.tick)
+                await self._close_gently(n * self.tick)  # after the wait: its own turns
             else:
-                await self._close_gently(loop.time() - start)
+                await self._close_gently(loop.time() - start, at_once=behind)
             self._check_abort(loop.time() - start)
             n += 1
 
-    async def _close_gently(self, t: float) -> None:
+    async def _close_gently(self, t: float, at_once: bool = False) -> None:
         """:meth:`_close_interval` one piece per loop turn (each scenario's statistics, each
         sampler, each tick hook and the steps it returns): in one piece the tick held a
         worker's loop 4-7 ms at 2,000 requests/s (busy), and the arrivals due meanwhile
         started that late, most of the start lag's p99. Cancelled (the run stopping), it
-        still closes the point whole: the statistics it took are never lost."""
-        await in_turns(self._close_steps(t))
+        still closes the point whole: the statistics it took are never lost. ``at_once``:
+        the loop is behind (:func:`in_turns`)."""
+        await in_turns(self._close_steps(t), at_once=at_once)
 
     def _close_interval(self, t: float, sample_vus: bool = True) -> None:
         for _ in self._close_steps(t, sample_vus):
@@ -473,34 +476,46 @@ class Environment:
 LONG_TURN = 0.02
 
 
-async def in_turns(steps: Iterator[None]) -> None:
+async def in_turns(steps: Iterator[None], at_once: bool = False) -> bool:
     """Run ``steps`` one per event-loop turn, so long work never holds the loop in one piece.
     After a turn longer than :data:`LONG_TURN` the rest runs at once: a tick of ~60 pieces
     took ~60 such turns, 2-3 s, so a worker past its ceiling sent no snapshot until its end
-    (the coordinator's live figures and thresholds blind). Cancelled (the run stopping), the
-    rest runs at once too: a step's work is never half done."""
+    (the coordinator's live figures and thresholds blind). ``at_once`` (the caller already
+    saw the loop behind): all at once. Cancelled (the run stopping), the rest runs at once
+    too: a step's work is never half done. Returns whether the loop was (seen) behind."""
     loop = asyncio.get_running_loop()
+    behind = at_once
     try:
-        for _ in steps:
-            turn = loop.time()
-            await asyncio.sleep(0)
-            if loop.time() - turn > LONG_TURN:
-                break
+        if not behind:
+            for _ in steps:
+                turn = loop.time()
+                await asyncio.sleep(0)
+                if loop.time() - turn > LONG_TURN:
+                    behind = True
+                    break
     finally:
         for _ in steps:
             pass
+    return behind
 
 
-async def fold_gently(registry: Registry, rounds: int = 4) -> None:
+async def fold_gently(registry: Registry, rounds: int = 4, at_once: bool = False) -> bool:
     """Fold the second's buffered rows one histogram at a time, yielding to the event loop
     between: a fold in one piece held the loop ~10 ms at 8,000 requests/s, and every arrival
     due meanwhile started that late (most of the start lag's p99). Rows recorded during those
     loop turns are folded the same way (up to ``rounds`` passes), so the tick's own flush
-    finds next to nothing. Cancelled (the run stopping), it still folds what it took."""
+    finds next to nothing. Once the loop is seen behind (``at_once``, or a long turn) the
+    rest is folded at once, with no further round: each round cost a long turn, ~0.2 s each
+    at a worker's start-up at 1.5x its ceiling. Cancelled (the run stopping), it still folds
+    what it took. Returns whether the loop was (seen) behind."""
+    behind = at_once
     for _ in range(rounds):
         if not any(rec.pending for rec in registry.recorders):
-            return
-        await in_turns(registry.fold_steps())
+            break
+        behind = await in_turns(registry.fold_steps(), at_once=behind)
+        if behind:
+            break
+    return behind
 
 
 def threshold_results(cfg: RunConfig, registry: Registry, duration: float) -> list[ThresholdResult]:

@@ -81,7 +81,9 @@ START_LEAD = 0.1
 TICK_GRACE = 0.5
 #: After a late tick the wait widens to the lateness seen over the last LATE_WINDOW ticks of
 #: every worker (+25 %), at most MAX_TICK_GRACE ticks: a steadily slow link or a worker whose
-#: clock is behind lands in its own second again; the live display lags by as much.
+#: clock is behind lands in its own second again; the live display lags by as much. Until a
+#: worker's first tick is in, nothing is known of its lateness and start-up is when it is
+#: latest (every device connects: 1.5 s at 1.5x its ceiling): the wait is MAX_TICK_GRACE.
 MAX_TICK_GRACE = 2.0
 LATE_WINDOW = 10
 
@@ -456,14 +458,17 @@ def _histograms(
             yield d.value.hist
 
 
-#: Test hook: ``K:SECONDS`` makes worker K (from 1) send each snapshot SECONDS late, as a
-#: slow link or a stalled worker would (tests/scfleet/test_late_ticks.py).
+#: Test hook: ``K:SECONDS[:FROM]`` makes worker K (from 1) send each snapshot from its tick
+#: FROM on (default 1) SECONDS late, as a slow link or a stalled worker would
+#: (tests/scfleet/test_late_ticks.py).
 LATE_TICKS_ENV = "SCFLEET_TEST_LATE_TICKS"
 
 
-def late_ticks(index: int) -> float | None:
-    which, _sep, seconds = os.environ.get(LATE_TICKS_ENV, "").partition(":")
-    return float(seconds) if which == str(index + 1) and seconds else None
+def late_ticks(index: int) -> tuple[float, int] | None:
+    """Worker ``index``'s lateness and its first late tick (:data:`LATE_TICKS_ENV`), or None."""
+    which, _sep, rest = os.environ.get(LATE_TICKS_ENV, "").partition(":")
+    seconds, _sep, first = rest.partition(":")
+    return (float(seconds), int(first or 1)) if which == str(index + 1) and seconds else None
 
 
 #: ``1``: pin each local worker to a CPU of its own when there are as many workers as CPUs
@@ -640,11 +645,11 @@ def _serve(
             figures = schedule_figures(sampled, scenarios, deltas, job.arrival_quantum)
             yield
             snap = Snapshot(job.index, env.points, scenarios, deltas, figures, sizes)
-            if late is None:
+            if late is None or snap.tick < late[1]:
                 end.send(snap)
             else:  # the test hook: this worker's snapshots travel ``late`` seconds late
                 held.append(snap)
-                loop.call_later(late, send_held)
+                loop.call_later(late[0], send_held)
 
         late = late_ticks(job.index)
         held: list[Snapshot] = []
@@ -1097,11 +1102,15 @@ class WorkerPool:
         await self._done.wait()
 
     async def tick_ready(self, n: int) -> None:
-        """Until every running worker's tick ``n`` is in (at most ``TICK_GRACE`` ticks), then
-        merge every tick up to ``n`` into the coordinator's intervals."""
+        """Until every running worker's tick ``n`` is in (at most :meth:`grace`; before a
+        worker's first tick, ``MAX_TICK_GRACE`` ticks), then merge every tick up to ``n`` into
+        the coordinator's intervals. Before, point 1 waited half a second for first ticks that
+        came 1.5 s late at overload, and closed empty."""
         assert self._ticked is not None
         loop = asyncio.get_running_loop()
-        deadline = self._start + n * self.tick + self.grace()
+        unknown = any(k not in self._seen_tick for k in self._running())
+        wait = MAX_TICK_GRACE * self.tick if unknown else self.grace()
+        deadline = self._start + n * self.tick + wait
         while any(self._seen_tick.get(k, 0) < n for k in self._running()):
             left = deadline - loop.time()
             if left <= 0:

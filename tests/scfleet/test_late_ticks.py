@@ -35,17 +35,14 @@ chunk_bytes = 1000
 def test_a_late_worker_widens_the_wait_and_its_late_ticks_are_noted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(LATE_TICKS_ENV, "2:0.8")  # every snapshot of worker 2 0.8 s late
-    path = tmp_path / "ramp.toml"
-    path.write_text(RAMP)
-    outcome = api.run(api.load(path), out=tmp_path / "run", workers=2)
-    assert outcome.exit_code == 0, outcome.result.error
+    # worker 2's snapshots 0.8 s late from its second on (its first, on time, showed it
+    # prompt: a first tick is waited for longer, test_a_late_first_tick_still_fills_point_1)
+    monkeypatch.setenv(LATE_TICKS_ENV, "2:0.8:2")
+    outcome, counts = _ramp(tmp_path)
     timeline = outcome.result.timeline
-    whole = {round(p["t"]): p for p in timeline if abs(p["t"] - round(p["t"])) < 1e-6}
-    counts = [whole[n]["scenarios"]["ramp"]["iterations"] for n in range(1, 7)]
-    # the first late tick teaches the wait (it joins point 2); from point 3 on every point
-    # holds its own second of both workers
-    for n in range(3, 7):
+    # the first late tick teaches the wait (it joins point 3); from point 4 on every point
+    # holds its own second of both workers, as point 1 did
+    for n in (1, 4, 5, 6):
         assert abs(counts[n - 1] - (10 * n + 5)) <= 2, counts
     notes = [x for x in outcome.result.notes if "worker 2 of 2" in x]
     assert len(notes) == 1 and "counted in the next point" in notes[0], outcome.result.notes
@@ -62,3 +59,29 @@ def test_a_late_worker_widens_the_wait_and_its_late_ticks_are_noted(
     db = sqlite3.connect(tmp_path / "run" / "server" / "ledger.sqlite")
     rows = db.execute("SELECT device_id, sequence FROM uploads").fetchall()
     assert len(rows) == len(set(rows)) == sent
+
+
+def test_a_late_first_tick_still_fills_point_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every snapshot of worker 2 0.8 s late, its first too. Before: point 1 waited half a
+    second and closed with worker 1's second only (worker 2's joined point 2, noted); at
+    1.5x their ceiling both workers' first ticks came 1.5 s late and point 1 was empty. Now
+    nothing is known of a worker's lateness until its first tick: point 1 waits up to 2 s."""
+    monkeypatch.setenv(LATE_TICKS_ENV, "2:0.8")
+    outcome, counts = _ramp(tmp_path)
+    for n in range(1, 7):
+        assert abs(counts[n - 1] - (10 * n + 5)) <= 2, counts
+    assert not [x for x in outcome.result.notes if "counted in the next point" in x], counts
+    assert sum(p["scenarios"]["ramp"]["requests"] for p in outcome.result.timeline) == 240
+
+
+def _ramp(tmp_path: Path) -> tuple[api.RunOutcome, list[int]]:
+    """The ramp over two workers; the iterations of its whole points 1-6."""
+    path = tmp_path / "ramp.toml"
+    path.write_text(RAMP)
+    outcome = api.run(api.load(path), out=tmp_path / "run", workers=2)
+    assert outcome.exit_code == 0, outcome.result.error
+    timeline = outcome.result.timeline
+    whole = {round(p["t"]): p for p in timeline if abs(p["t"] - round(p["t"])) < 1e-6}
+    return outcome, [whole[n]["scenarios"]["ramp"]["iterations"] for n in range(1, 7)]

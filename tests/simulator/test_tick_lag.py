@@ -709,3 +709,50 @@ def test_a_loop_behind_its_schedule_still_closes_each_point_about_on_time() -> N
     started = reg.aggregate("http_reqs", {}, "count")
     assert started and started + reg.aggregate("dropped_iterations", {}, "count") == 800
     assert sum(p["scenarios"]["up"]["requests"] for p in result.timeline) == started
+
+
+def test_a_tick_in_a_loop_behind_costs_at_most_one_long_turn() -> None:
+    """At 1.5x its ceiling a worker's loop turns took ~0.2 s at start-up (every device
+    connects); its first tick woke 0.5 s late, then the gentle fold's rounds and the close
+    each yielded one such turn before doing the rest at once: the snapshot left 1.5 s after
+    its second and its coordinator's point 1 had closed empty. Now a tick that wakes late, or
+    sees one long turn, does everything left at once, fold rounds included: each point is
+    finished within the two turns its wake-up takes (asyncio resumes a task the turn after
+    its timer)."""
+    cfg = parse_config(
+        {
+            "scenarios": {
+                "up": {
+                    "executor": "constant-arrival-rate",
+                    "rate": 200,
+                    "duration": "4s",
+                    "pre_allocated_devices": 20,
+                    "device": {"chunk_bytes": 320},
+                }
+            },
+        }
+    )
+    turn = 0.1  # every loop turn: a loop far behind its schedule
+
+    async def main() -> Any:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 4.5
+
+        def behind() -> None:
+            loop.now += turn  # type: ignore[attr-defined]
+            if loop.time() < end:
+                loop.call_soon(behind)
+
+        loop.call_soon(behind)
+        env = Environment(cfg, FakeTransport(), bank=build_bank(cfg))
+        env.tick_hooks.append(lambda env, point: done.append(loop.time() - begin))
+        begin = loop.time()  # the run's second 0 (or a little before)
+        return await env.run()
+
+    done: list[float] = []  # when each point was finished (a worker's snapshot sent)
+    result = vtime.run_virtual(main())
+    assert len(done) >= 4, done
+    for n, t in enumerate(done[:3], start=1):
+        assert n <= t <= n + 2 * turn + 1e-6, done  # before: [1.4, 2.4, 3.4, 4.4, 4.5]
+    started = result.registry.aggregate("http_reqs", {}, "count")
+    assert started and sum(p["scenarios"]["up"]["requests"] for p in result.timeline) == started

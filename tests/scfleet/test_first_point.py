@@ -1,0 +1,129 @@
+"""The coordinator's first point (issue 12): at 1.5x their ceiling both workers' first ticks
+came 1.5 s after their second (every device connects at start-up) while point 1 waited only
+half a second: point 1 closed empty and second 1 landed in point 2 — a first second of zero
+requests for the stage table, the live display and an ``abort_on_fail`` threshold. A real
+Environment and WorkerPool on virtual time; the workers are the channel seam, sending their
+ticks when told."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import pathlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from simulator.config import parse_config
+from simulator.http import FakeTransport
+from simulator.metrics import IntervalStats
+from simulator.run.runner import Environment, RunResult
+from simulator.run.workers import (
+    Final,
+    Go,
+    Ready,
+    ScenarioTick,
+    Snapshot,
+    Stop,
+    WorkerMessage,
+    WorkerPool,
+)
+
+_spec = importlib.util.spec_from_file_location(
+    "vtime", pathlib.Path(__file__).parents[1] / "simulator" / "vtime.py"
+)
+vtime = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
+_spec.loader.exec_module(vtime)  # type: ignore[union-attr]
+
+#: each worker's second n: 10 n requests, so a second in the wrong point shows
+TICKS = 3
+
+
+class _Worker:
+    """A worker that sends its tick n ``late(n)`` seconds after its second n ends."""
+
+    def __init__(self, k: int, late: Callable[[int], float]) -> None:
+        self.k = k
+        self.late = late
+        self.where = f"pid {k}"
+        self.deliver: Callable[[WorkerMessage], None] = lambda msg: None
+
+    def open(self, deliver: Callable[[WorkerMessage], None], gone: Callable[[str], None]) -> None:
+        self.deliver = deliver
+        asyncio.get_running_loop().call_soon(deliver, Ready(self.k))
+
+    def send(self, msg: Any) -> None:
+        if isinstance(msg, Stop):
+            return
+        assert isinstance(msg, Go)
+        loop = asyncio.get_running_loop()
+        start = loop.time() + (msg.start - time.time())  # the go's wall clock on this loop
+        at = start
+        for n in range(1, TICKS + 1):
+            stats = IntervalStats(requests=10 * n, iterations=10 * n)
+            snap = Snapshot(self.k, n, (ScenarioTick("up", stats, 1, 1, 1),), ())
+            at = max(at + 1e-6, start + n + self.late(n))  # in order, as over a pipe
+            loop.call_at(at, self.deliver, snap)
+        loop.call_at(at + 0.1, self.deliver, Final(self.k, (), (), None, False))
+
+    async def close(self, deadline: float) -> None:
+        pass
+
+
+class _Launcher:
+    def __init__(self, late: Callable[[int, int], float]) -> None:
+        self.late = late
+
+    async def launch(self, jobs: Any) -> list[Any]:
+        return [_Worker(job.index, lambda n, k=job.index: self.late(k, n)) for job in jobs]
+
+    async def close(self) -> None:
+        pass
+
+
+def _run(late: Callable[[int, int], float]) -> RunResult:
+    cfg = parse_config(
+        {
+            "scenarios": {
+                "up": {
+                    "executor": "constant-arrival-rate",
+                    "rate": 10,
+                    "duration": f"{TICKS}s",
+                    "pre_allocated_devices": 2,
+                }
+            }
+        }
+    )
+
+    async def main() -> RunResult:
+        env = Environment(cfg, FakeTransport())
+        pool = WorkerPool(cfg, "http://127.0.0.1:9", {}, 2, launcher=_Launcher(late))
+        env.remote = pool
+        env.companions.insert(0, pool)
+        return await env.run()
+
+    return vtime.run_virtual(main())
+
+
+def _seconds(result: RunResult) -> list[int]:
+    return [p["scenarios"]["up"]["requests"] for p in result.timeline]
+
+
+def test_workers_whose_first_ticks_come_late_still_fill_point_1() -> None:
+    """Both first ticks 1.5 s late (then on time). Before: [0, 60, 60]: point 1 empty,
+    second 1 of both workers in point 2."""
+    result = _run(lambda k, n: 1.5 if n == 1 else 0.05)
+    assert _seconds(result)[:TICKS] == [20, 40, 60], result.timeline
+    assert sum(_seconds(result)) == 120
+    assert not [n for n in result.notes if "came after" in n], result.notes
+
+
+def test_a_first_tick_later_than_the_longest_wait_joins_point_2() -> None:
+    """The wait stays bounded (MAX_TICK_GRACE): a worker whose first tick comes later does
+    not stall the run; its tick joins the next point and is noted, nothing is lost."""
+    result = _run(lambda k, n: 2.5 if (k, n) == (1, 1) else 0.05)
+    seconds = _seconds(result)
+    assert seconds[0] == 10, result.timeline  # worker 1's second 1 alone, closed at 3 s
+    assert sum(seconds) == 120
+    notes = [n for n in result.notes if "came after" in n]
+    assert len(notes) == 1 and "worker 2 of 2" in notes[0], result.notes
