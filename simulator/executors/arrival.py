@@ -12,7 +12,9 @@ Semantics follow k6:
   constant rate of 10/s starts one iteration every 100 ms beginning at 0; a ramping rate starts
   iteration i (from 1) when the integral of the rate reaches i, so a ramp from 0 starts nothing
   at 0 and the total is the integral rounded down. An iteration that finds no free device (all
-  ``max_devices`` busy) is dropped, never queued, and reported as dropped.
+  ``max_devices`` busy) is dropped, never queued, and reported as dropped — once the loop has
+  read the replies already received (its timers run before its poll: a device whose reply
+  waits in a socket is not busy; k6's VUs take their replies on other threads meanwhile).
 * VU executors are a *closed* model: each active device loops over iterations; a think time is
   the iteration's own last step (k6's ``sleep()``), the behaviour's business, not the loop's.
 * After the scheduled duration no iteration starts; running ones get ``graceful_stop`` to finish
@@ -92,17 +94,17 @@ async def run_arrival_rate(
     # milliseconds there (a shorter delay rounds to 0 and would spin the loop).
     whole_ms = not isinstance(loop, asyncio.BaseEventLoop)
 
-    def fire(when: float) -> None:
+    def fire(when: float, after_io: bool = False) -> None:
         # An exception here (a device that cannot build its request) would only be logged by
         # the loop and the schedule would never re-arm: the run waited forever. It ends the
         # schedule instead, and run_arrival_rate raises it (the runner ends the run).
         try:
-            fire_due(when)
+            fire_due(when, after_io)
         except Exception as exc:  # noqa: BLE001 - re-raised by run_arrival_rate
             if not finished_schedule.done():
                 finished_schedule.set_exception(exc)
 
-    def fire_due(when: float) -> None:
+    def fire_due(when: float, after_io: bool) -> None:
         # A plain timer callback, not a sleeping coroutine, and the starter begins the
         # iteration right here: no task or coroutine switch per arrival for the schedule.
         # Nothing starts before it is due (a start before its schedule would make the
@@ -133,6 +135,12 @@ async def run_arrival_rate(
                 continue
             grown = pool.allocated
             dev = pool.acquire()
+            if dev is None and not after_io:
+                # Every device looks busy, but a loop runs its timers before it reads its
+                # sockets: replies already received have not freed their devices yet. The
+                # verdict waits for one read of them (the arrival is late either way).
+                loop.call_soon(after_poll, when)
+                return
             if dev is None:
                 # Every device is busy and none can be freed inside this callback: whatever
                 # else is due by now drops too. A constant rate counts those arithmetically.
@@ -163,6 +171,11 @@ async def run_arrival_rate(
                 return
         if not finished_schedule.done():
             finished_schedule.set_result(None)
+
+    def after_poll(when: float) -> None:
+        # a callback made ready now runs before the loop's next poll for I/O (uvloop runs
+        # it in the same turn): one more hop puts the retry after that poll
+        loop.call_soon(fire, when, True)
 
     events.capacity(pool.allocated)
     first = next(schedule, None)
