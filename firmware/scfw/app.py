@@ -354,7 +354,7 @@ class App:
 
     async def wait_network(self, timeout_s):
         try:
-            await asyncio.wait_for(self.wifi_up.wait(), timeout_s)
+            await http.within(self.wifi_up.wait(), timeout_s)  # keeps a stop's cancel
         except asyncio.TimeoutError:
             pass
 

@@ -18,6 +18,74 @@ class HttpError(Exception):
     pass
 
 
+async def within(coro, timeout_s, release=None):
+    """`await coro`, or asyncio.TimeoutError after `timeout_s`: asyncio.wait_for without its races.
+
+    When a cancel or the timeout meets coro's result within a few loop turns, CPython 3.11's
+    wait_for returns the result and drops the cancel (a stopped run's sender went on), and
+    MicroPython's drops the result (a connection made was never closed). Here a cancel is always
+    raised, a result that comes after the timeout is still returned, and one nobody will receive
+    goes to `await release(result)`. The caller waits on an Event, never on the task (MicroPython
+    forwards a cancel of a task's waiter to that task, so it could not be told from the timeout's).
+    """
+    st = [0, None, False, asyncio.Event()]  # [0 running | 1 returned | 2 raised, value, abandoned]
+    done = st[3]
+    task = asyncio.create_task(_within_run(coro, st, release))
+    timer = asyncio.create_task(_within_expire(timeout_s, done))
+    try:
+        await done.wait()
+        if not st[0]:  # the timeout: cancel the work, which may still finish first
+            task.cancel()
+            done.clear()
+            await done.wait()
+            if st[0] != 1:
+                raise asyncio.TimeoutError
+        if st[0] == 2:
+            raise st[1]
+        return st[1]
+    except BaseException:
+        st[2] = True
+        task.cancel()
+        if st[0] == 1 and release is not None:  # returned before the cancel came: unreceived
+            v, st[1] = st[1], None
+            await release(v)
+        raise
+    finally:
+        timer.cancel()
+
+
+async def _within_run(coro, st, release):
+    # module-level coroutines, not closures: less garbage per request (tests/firmware/test_heap.py)
+    try:
+        v = await coro
+    except BaseException as e:  # noqa: BLE001 - within() raises it
+        st[0], st[1] = 2, e
+    else:
+        st[0], st[1] = 1, v
+        if st[2] and release is not None:
+            await release(v)
+    st[3].set()
+
+
+async def _within_expire(timeout_s, done):
+    await asyncio.sleep(timeout_s)
+    done.set()
+
+
+async def close_stream(w):
+    """Close an asyncio stream writer quietly (MicroPython's close() is a no-op: wait_closed
+    closes the socket)."""
+    try:
+        w.close()
+        await w.wait_closed()
+    except Exception:
+        pass
+
+
+async def _close_pair(rw):
+    await close_stream(rw[1])
+
+
 def parse_url(url):
     """-> (scheme, host, port, path). Only http and https; host may be an IP or a name."""
     if "://" not in url:
@@ -275,16 +343,13 @@ class Client:
         w = self.writer
         self.reader = self.writer = None
         if w is not None:
-            try:
-                w.close()
-                await w.wait_closed()
-            except Exception:
-                pass
+            await close_stream(w)
 
     async def _connect(self):
         ssl = True if self.scheme == "https" else None
         coro = self.open_connection(self.host, self.port, ssl)
-        self.reader, self.writer = await asyncio.wait_for(coro, self.timeout_s)
+        # within, not wait_for: a connection made as the request is cancelled is closed
+        self.reader, self.writer = await within(coro, self.timeout_s, _close_pair)
         self.connects += 1
 
     async def _exchange(self, head, parts):
@@ -339,7 +404,7 @@ class Client:
             try:
                 if not reused:
                     await self._connect()
-                parser = await asyncio.wait_for(self._exchange(head, parts), self.timeout_s)
+                parser = await within(self._exchange(head, parts), self.timeout_s)
             except asyncio.TimeoutError:
                 await self.close()
                 raise OSError("timeout after %.1f s" % self.timeout_s)

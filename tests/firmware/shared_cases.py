@@ -422,6 +422,153 @@ async def case_client_keepalive_and_reconnect():
     check(len(srv.requests) == 3 and srv.connects == 3, "%d connects" % srv.connects)
 
 
+class GatedServer(FakeServer):
+    """A FakeServer whose connects complete when the test opens `gate`: the connection object
+    exists from the start (as a socket does while it connects), so each one can be checked."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.conns = []
+
+    async def open_connection(self, host, port, ssl=None):
+        conn = FakeConn(self, False)
+        self.conns.append(conn)
+        try:
+            await self.gate.wait()
+        except BaseException:
+            conn.close()  # cancelled before it connected: closed (the HAL's job, not wait_for's)
+            raise
+        return conn, conn
+
+
+async def _turns(n):
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def case_request_cancelled_as_its_connection_comes_keeps_both():
+    """A request cancelled in the loop turn its connection completes (or k turns after, or just
+    before): the cancel is kept (CPython 3.11's wait_for returned the result and dropped it) and
+    the connection is closed or held by the client, never dropped open (MicroPython's wait_for
+    drops the result when the cancel wins)."""
+    for k in range(4):
+        for cancel_first in (False, True):
+            srv = GatedServer()
+            c = http.Client("http://127.0.0.1:8080/up", srv.open_connection, True, 5)
+            t = asyncio.create_task(c.request("POST", [], [b"x"], 1))
+            await _turns(3)  # t is waiting for the connection
+            check(len(srv.conns) == 1, "k=%d: not connecting" % k)
+            if cancel_first:
+                t.cancel()
+                srv.gate.set()
+            else:
+                srv.gate.set()
+                await _turns(k)
+                t.cancel()
+            for _ in range(200):
+                if t.done():
+                    break
+                await asyncio.sleep(0.001)
+            where = "k=%d cancel_first=%s" % (k, cancel_first)
+            check(t.done(), where + ": the request never ended")
+            try:
+                await t
+            except asyncio.CancelledError:
+                pass
+            else:
+                # only once the request had finished may it have a result instead of the cancel
+                check(k > 0 and not cancel_first, where + ": the request returned after its cancel")
+            for conn in srv.conns:
+                check(conn.closed or conn is c.writer, where + ": a connection was left open")
+            await c.close()
+
+
+def _busy_ms(ms):
+    """Keep the loop from running for `ms` (a board busy elsewhere): no yield."""
+    if sys.implementation.name == "micropython":
+        import time
+
+        t0 = time.ticks_ms()
+        while time.ticks_diff(time.ticks_ms(), t0) < ms:
+            pass
+    else:
+        import time
+
+        end = time.monotonic() + ms / 1000
+        while time.monotonic() < end:
+            pass
+
+
+async def case_connect_timing_out_as_its_connection_comes_keeps_it():
+    """The connection completes, and before the waiting request resumes its timeout has passed
+    too (the loop was busy): the request may fail with the timeout, but the connection must be
+    closed or held by the client (MicroPython's wait_for dropped it open)."""
+    srv = GatedServer()
+    c = http.Client("http://127.0.0.1:8080/up", srv.open_connection, True, 0.05)
+    t = asyncio.create_task(c.request("POST", [], [b"x"], 1))
+    await _turns(3)  # t waits for the connection, 50 ms at most
+    check(len(srv.conns) == 1, "not connecting")
+    srv.gate.set()  # connected before the timeout...
+    _busy_ms(100)  # ...but nothing runs until it has passed
+    for _ in range(500):
+        if t.done():
+            break
+        await asyncio.sleep(0.001)
+    check(t.done(), "the request never ended")
+    try:
+        r = await t
+        check(r.status == 200, "status %d" % r.status)  # connected in time...
+    except OSError as e:
+        check("timeout" in str(e), str(e))  # ...or timed out: either is right
+    for conn in srv.conns:
+        check(conn.closed or conn is c.writer, "a connection was left open")
+    await c.close()
+
+
+async def case_within_keeps_cancels_results_and_timeouts():
+    """http.within (the firmware's wait_for): what wait_network and the client wait with."""
+    ev = asyncio.Event()
+    ev.set()
+    check(await http.within(ev.wait(), 5) is True, "result")
+
+    async def nap():
+        await asyncio.sleep(5)
+
+    try:
+        await http.within(nap(), 0.02)
+    except asyncio.TimeoutError:  # noqa: UP041 - MicroPython has no builtin TimeoutError
+        pass
+    else:
+        raise AssertionError("no timeout")
+
+    async def boom():
+        await asyncio.sleep(0)
+        raise ValueError("boom")
+
+    try:
+        await http.within(boom(), 5)
+    except ValueError as e:
+        check(str(e) == "boom", str(e))
+    else:
+        raise AssertionError("the error was lost")
+    for k in range(3):  # a cancel k turns after the awaited event is set: kept while waiting
+        ev = asyncio.Event()
+        t = asyncio.create_task(http.within(ev.wait(), 5))
+        await _turns(2)
+        ev.set()
+        await _turns(k)
+        t.cancel()
+        await _turns(6)
+        check(t.done(), "k=%d: not done" % k)
+        try:
+            await t
+        except asyncio.CancelledError:
+            pass
+        else:
+            check(k > 0, "k=0: the wait returned after its cancel")
+
+
 def case_buffer_bounded_and_backoff():
     q = buffer.ChunkQueue(max_chunks=3, max_bytes=1 << 20)
     for s in range(5):
