@@ -69,16 +69,25 @@ class EmbeddedServer:
             start_new_session=True,
         )
         log.close()
+        try:
+            return self._wait_ready(self.proc)
+        except BaseException:
+            # Ctrl-C (or anything) while it boots: a caller whose start() raised never calls
+            # stop() (``with`` skips __exit__), and self.proc holds the lifeline open
+            self.stop()
+            raise
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes]) -> str:
         deadline = time.monotonic() + self.startup_timeout
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
         buf = b""
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if proc.poll() is not None:
                 tail = (self.data_dir / "server.log").read_text(errors="replace").strip()
                 last = tail.splitlines()[-1] if tail else "no output"
                 raise TargetError(
-                    f"embedded reference server exited with code {self.proc.returncode}: {last}"
+                    f"embedded reference server exited with code {proc.returncode}: {last}"
                 )
             ready, _, _ = select.select([fd], [], [], 0.2)
             if not ready:
@@ -89,7 +98,6 @@ class EmbeddedServer:
                 if line.startswith(b"READY "):
                     self.url = line.split(b" ", 1)[1].decode().strip()
                     return self.url
-        self.stop()
         raise TargetError(
             f"embedded reference server did not start within "
             f"{self.startup_timeout:g}s (log: {self.data_dir / 'server.log'})"
