@@ -213,11 +213,16 @@ def start_app_boards(
     app_files = files if files is not None else firmware_files()
     srv = (server or EmulatorServer()).start()
     handles = []
-    for i in range(first, first + n):
-        board = EmulatedBoard(f"{name_prefix}-{i}", boot_mode="app")
-        board.app_runner = FirmwareAppRunner(board)
-        factory_flash(board, app_files)
-        handles.append(srv.add_board(board, protocol))
+    try:
+        for i in range(first, first + n):
+            board = EmulatedBoard(f"{name_prefix}-{i}", boot_mode="app")
+            board.app_runner = FirmwareAppRunner(board)
+            factory_flash(board, app_files)
+            handles.append(srv.add_board(board, protocol))
+    except BaseException:
+        if server is None:  # ours: its thread and the boards started so far must not stay
+            srv.stop()
+        raise
     return EmulatedBoards(srv, handles)
 
 

@@ -323,13 +323,18 @@ def start_emulated_boards(
     srv = (server or EmulatorServer()).start()
     mode = boot_mode or ("download" if protocol == "socket" else "app")
     handles = []
-    for i in range(n):
-        board = EmulatedBoard(
-            f"{name_prefix}-{i}",
-            boot_mode=mode,
-            app_runner=app_runner,
-            faults=(faults or {}).get(i),
-            pace=pace,
-        )
-        handles.append(srv.add_board(board, protocol))
+    try:
+        for i in range(n):
+            board = EmulatedBoard(
+                f"{name_prefix}-{i}",
+                boot_mode=mode,
+                app_runner=app_runner,
+                faults=(faults or {}).get(i),
+                pace=pace,
+            )
+            handles.append(srv.add_board(board, protocol))
+    except BaseException:
+        if server is None:  # ours: its thread and the boards started so far must not stay
+            srv.stop()
+        raise
     return EmulatedBoards(srv, handles)

@@ -23,6 +23,7 @@ from hw_bridge.appmode import start_app_boards
 from hw_bridge.boards_section import parse_boards
 from hw_bridge.emulator.server import EmulatedBoards
 from hw_bridge.fleet import BoardDriver, BoardFleet, BoardState
+from hw_bridge.fsimage import FsImageError
 from hw_bridge.link import SerialLink
 from hw_bridge.threads import run_owned
 from simulator.config import parse_config
@@ -239,3 +240,14 @@ def test_run_owned_cancelled_in_the_hand_over_turn_releases_the_result() -> None
     finally:
         pool.shutdown()
     assert len(made) == 1 and made[0].fileno() == -1, "the listener was left open"
+
+
+@pytest.mark.slow  # a LittleFS image built until it overflows: ~1 s
+def test_boards_that_fail_to_start_leave_no_emulator_running() -> None:
+    """A start that fails part-way (here: files that do not fit the board's LittleFS) raises;
+    before, the emulator thread it had started stayed alive."""
+    before = set(threading.enumerate())
+    with pytest.raises(FsImageError, match="do not fit"):
+        start_app_boards(1, files={"/big.bin": b"x" * (3 << 20)})
+    left = _threads_left(before, ("esp-emulator",))
+    assert not left, left
