@@ -286,6 +286,10 @@ _REPLAYABLE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 #: fell further behind and dialled more, up to one per device (4,000 at 16,000/s in the first
 #: 0.7 s, then drops). Paced, a batch is served mostly by the connections the replies free.
 DIALS_PER_TURN = 32
+#: ... or, past that, this share of the connections already open: a pool that must grow (a loop
+#: in long turns carries one request per connection a turn) grows geometrically, ×1.5 a turn,
+#: not by 32 a turn (at 16,000/s on a busy machine the pool lagged the need by a second).
+DIAL_GROWTH = 0.5
 
 
 class FastTransport:
@@ -407,8 +411,8 @@ class FastTransport:
 
     def _pump(self) -> None:
         """Dial while more requests wait than dials are under way, at most
-        :data:`DIALS_PER_TURN` a loop turn; the rest are dialled for next turn, unless a
-        connection freed meanwhile serves them first."""
+        :data:`DIALS_PER_TURN` (or :data:`DIAL_GROWTH` of the pool) a loop turn; the rest are
+        dialled for next turn, unless a connection freed meanwhile serves them first."""
         waiting, tasks = self._waiting, self._connecting
         while len(waiting) > self._dialing and self._dial_budget > 0:
             self._dial_budget -= 1
@@ -422,7 +426,7 @@ class FastTransport:
 
     def _refill(self) -> None:
         self._refill_armed = False
-        self._dial_budget = DIALS_PER_TURN
+        self._dial_budget = max(DIALS_PER_TURN, int(len(self._all) * DIAL_GROWTH))
         if self._waiting:
             self._pump()
 

@@ -145,3 +145,46 @@ async def test_a_refused_burst_fails_every_request(free_port: int) -> None:
         assert not tr._waiting and tr._dialing == 0
     finally:
         await tr.close()
+
+
+async def test_a_pool_that_must_grow_grows_by_half_a_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With 100 connections open and all busy, 200 more requests waiting: the turn after the
+    burst's dials up to DIAL_GROWTH of the pool (50), not DIALS_PER_TURN (32). A loop in long
+    turns carries one request per connection a turn, so a pool grown by 32 a turn lagged the
+    need by a second at 16,000/s on a busy machine. Dials are held here so they can be
+    counted."""
+    release = asyncio.Event()
+    release.set()  # the first 100 are answered at once: 100 idle connections
+    srv = await _server(release, hold=100)
+    tr = FastTransport(_url(srv), timeout=10.0)
+    await tr.start()
+    got: list[Response] = []
+    dial_go = asyncio.Event()
+    real_connect = tr._connect
+    try:
+        for _ in range(100):
+            tr.submit(Request("GET", "/x"), got.append)
+        for _ in range(500):
+            if len(got) == 100 and len(tr._idle) == 100 and not tr._connecting:
+                break
+            await asyncio.sleep(0.01)
+        assert len(tr._all) == 100 and len(tr._idle) == 100
+        release.clear()  # from now on the 100 stay busy
+
+        async def held() -> fast._Conn:
+            await dial_go.wait()
+            return await real_connect()
+
+        monkeypatch.setattr(tr, "_connect", held)
+        first = tr._dial_budget
+        for _ in range(300):  # 100 take the idle connections, 200 wait
+            tr.submit(Request("GET", "/x"), got.append)
+        assert len(tr._waiting) == 200 and len(tr._connecting) == first
+        await asyncio.sleep(0)  # one turn: its refill (armed by the burst) runs first
+        assert len(tr._connecting) == first + int(100 * fast.DIAL_GROWTH) == first + 50
+    finally:
+        release.set()
+        dial_go.set()
+        await tr.close()
+        srv.close()
+        await srv.wait_closed()
