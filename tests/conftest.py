@@ -99,7 +99,8 @@ def http_sink() -> Iterator[Callable[..., str]]:
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
         server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        # a short poll: shutdown() at teardown waits for it (0.5 s by default)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_address[1]}"
 

@@ -41,6 +41,7 @@ def test_accounts_seed_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert capsys.readouterr().err.count("\n") == 1
 
 
+@pytest.mark.slow  # a fresh interpreter (0.4-0.9 s): the fast tier stays under 60 s
 def test_serve_is_registered_without_heavy_imports() -> None:
     code = (
         "import sys; from scfleet.cli import build_parser; p = build_parser();"

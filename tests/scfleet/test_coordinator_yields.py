@@ -116,7 +116,7 @@ class PolicySink(ThreadingHTTPServer):
 @pytest.fixture
 def policy_sink() -> Iterator[PolicySink]:
     server = PolicySink(threading.get_native_id())
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
         yield server
     finally:

@@ -80,7 +80,7 @@ def test_flask_server_receives_body_in_request_data(
         return {"status": "ok"}, 200
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         cfg = tmp_path / "flask.toml"

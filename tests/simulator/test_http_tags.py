@@ -4,6 +4,7 @@ tag key that is never recorded (it would match nothing and pass)."""
 from __future__ import annotations
 
 import http.server
+import importlib.util
 import pathlib
 import threading
 from collections.abc import Iterator
@@ -17,6 +18,12 @@ from simulator.http import FakeReply, FakeTransport, Request
 from simulator.metrics import HTTP_TAG_KEYS, failure_breakdown
 from simulator.report.summary import render_text, summary_dict
 from simulator.run.runner import Environment, build_bank
+
+_spec = importlib.util.spec_from_file_location(
+    "vtime", pathlib.Path(__file__).with_name("vtime.py")
+)
+vtime = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
+_spec.loader.exec_module(vtime)  # type: ignore[union-attr]
 
 
 def _cfg(thresholds: dict[str, list[str]] | None = None, tags: dict[str, str] | None = None):
@@ -32,7 +39,8 @@ def _cfg(thresholds: dict[str, list[str]] | None = None, tags: dict[str, str] | 
     return parse_config({"scenarios": {"up": sc}, "thresholds": thresholds or {}})
 
 
-async def test_every_http_sample_carries_k6_tags_and_failures_have_a_reason() -> None:
+def test_every_http_sample_carries_k6_tags_and_failures_have_a_reason() -> None:
+    """On virtual time (its second of schedule took a second of the fast tier)."""
     n = 0
 
     def handler(req: Request) -> FakeReply:
@@ -46,7 +54,7 @@ async def test_every_http_sample_carries_k6_tags_and_failures_have_a_reason() ->
 
     cfg = _cfg({"http_req_duration{expected_response:true}": ["p(95)<2000"]})
     env = Environment(cfg, FakeTransport(handler), bank=build_bank(cfg), target="http://h:1/p")
-    result = await env.run()
+    result = vtime.run_virtual(env.run())
     reg = result.registry
     series = [dict(t) for (name, t) in reg.series if name == "http_reqs"]
     assert series
@@ -125,7 +133,7 @@ class _Counting(http.server.BaseHTTPRequestHandler):
 def counting_server() -> Iterator[tuple[str, type[_Counting]]]:
     handler = type("H", (_Counting,), {"hits": 0})
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)  # quick shutdown
     th.start()
     try:
         yield f"http://127.0.0.1:{srv.server_address[1]}", handler

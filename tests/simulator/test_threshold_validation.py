@@ -112,7 +112,7 @@ class _Counting(http.server.BaseHTTPRequestHandler):
 def counting_server() -> Iterator[tuple[str, type[_Counting]]]:
     handler = type("H", (_Counting,), {"hits": 0})
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)  # quick shutdown
     th.start()
     try:
         yield f"http://127.0.0.1:{srv.server_address[1]}", handler

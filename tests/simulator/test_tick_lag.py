@@ -568,6 +568,7 @@ class Quick(Device):
 """
 
 
+@pytest.mark.slow  # a worker process for 1.3 s (2.0-2.5 s): the fast tier stays under 60 s
 def test_a_worker_imports_what_its_ticks_need_before_it_says_ready(
     http_sink: Callable[..., str], tmp_path: pathlib.Path
 ) -> None:
