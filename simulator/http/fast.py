@@ -460,7 +460,9 @@ class FastTransport:
         self._dialing -= 1
         if self._waiting:
             ex = self._waiting.popleft()
-            ex.connecting = time.perf_counter() - t0
+            # the part of the dial this request waited on: the dial may predate it (started
+            # for a request a freed connection then served); before that, it was blocked
+            ex.connecting = time.perf_counter() - max(t0, ex.started)
             ex.begin(conn, reused=False)
         else:
             self._idle.append(conn)
@@ -597,11 +599,16 @@ class _Exchange:
                 cleared,  # cleared_cookies
                 self.connecting,  # connecting
                 self.sent_at - self.connected,  # sending
+                self.connected - self.started - self.connecting,  # blocked
             )
         )
 
     def finish_error(self, kind: ErrorKind) -> None:
-        self.done(failure(kind, self.started, time.perf_counter()))
+        resp = failure(kind, self.started, time.perf_counter())
+        if self.connected:  # it got a connection: its wait for one is not its duration
+            resp.connecting = self.connecting
+            resp.blocked = self.connected - self.started - self.connecting
+        self.done(resp)
 
 
 def classify_connect(exc: BaseException) -> ErrorKind:

@@ -48,6 +48,9 @@ class Response:
     cleared_cookies: tuple[str, ...] = ()
     connecting: float = 0.0  # seconds spent opening a new connection (0 when reused)
     sending: float = 0.0  # seconds spent handing the request to the socket
+    #: seconds waiting for a connection before its dial (or a freed one): k6's blocked,
+    #: outside the duration, which starts at ``started + blocked + connecting``
+    blocked: float = 0.0
     kind: ErrorKind | None = None  # set with ``error`` when there was no HTTP answer
 
     def json(self) -> Any:

@@ -162,7 +162,8 @@ class Behaviour:
     ) -> bool:
         """Record a response; returns whether it counts as failed."""
         failed = resp.status == 0 or not expected_ok(resp.status)
-        begin = resp.started + resp.connecting  # k6: duration excludes connecting
+        # k6: duration excludes blocked (the wait for a connection) and connecting
+        begin = resp.started + resp.blocked + resp.connecting
         sending = resp.sending
         dur = int((resp.ended - begin) * 1e6)
         wait = int((resp.headers_at - begin - sending) * 1e6)
