@@ -16,8 +16,9 @@ from simulator.metrics.registry import _HTTP_METRICS, Counter, IntervalStats, Re
 class RequestSample(NamedTuple):
     """One request as every producer hands it to :meth:`RequestRecorder.record` — virtual
     devices and boards alike. Durations in integer µs, k6's phases: ``duration`` =
-    sending + waiting + receiving (connecting excluded); ``corrected`` is measured from the
-    scheduled start (coordinated omission). ``error`` is the index of the request's
+    sending + waiting + receiving (blocked and connecting excluded); ``corrected`` is measured
+    from the scheduled start (coordinated omission); ``blocked`` is the wait for a connection
+    (a freed one, or before its dial started). ``error`` is the index of the request's
     ``ErrorKind`` (``simulator.http.errors.KIND_INDEX``), 0 if it got an HTTP answer.
 
     A tuple, so the recorder appends it to its int64 buffer in one call: on the hot path a
@@ -34,8 +35,11 @@ class RequestSample(NamedTuple):
     sent: int
     received: int
     error: int = 0
+    blocked_us: int = 0  # last, with a default: a board has no connection of its own to wait for
 
 
+#: the column of each trend in _HTTP_METRICS[2:] (duration ... corrected, then blocked)
+_TREND_COLUMNS = (2, 3, 4, 5, 6, 7, 11)
 #: a RequestSample, then its end time (perf_counter_ns: the sample's time in ``--out json``/
 #: ``csv`` streams, simulator.report.streams)
 _ROW = len(RequestSample._fields) + 1
@@ -159,8 +163,8 @@ class RequestRecorder:
             fail.total += n
             fail.passes += nfail
             iv.failed += nfail
-            for j, trend in enumerate(trends):
-                yield from _fold_column(trend.hist, sub, 2 + j)
+            for col, trend in zip(_TREND_COLUMNS, trends, strict=True):
+                yield from _fold_column(trend.hist, sub, col)
         # its own steps, not riding in the duration's pass: that made a step of 2 columns
         # (~1 ms at 4,750 rows, busy), no cheaper than two of one
         yield from _fold_column(iv.hist, rows, 2)

@@ -133,6 +133,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "http_req_receiving": ("trend", "time"),
     "http_req_sending": ("trend", "time"),
     "http_req_connecting": ("trend", "time"),
+    "http_req_blocked": ("trend", "time"),
     "http_req_corrected_duration": ("trend", "time"),
     "http_req_failed": ("rate", "default"),
     "iterations": ("counter", "default"),
@@ -179,6 +180,7 @@ _HTTP_METRICS = (
     "http_req_waiting",
     "http_req_receiving",
     "http_req_corrected_duration",
+    "http_req_blocked",
 )
 
 

@@ -442,10 +442,11 @@ class PointWriter:
                 ("http_req_waiting", t, "time", 5),
                 ("http_req_receiving", t, "time", 6),
                 ("http_req_corrected_duration", t, "time", 7),
+                ("http_req_blocked", t, "time", 11),
                 ("data_sent", d, "int", 8),
                 ("data_received", d, "int", 9),
             )
-        self.rows(spec, rows[:, 11], rows)
+        self.rows(spec, rows[:, 12], rows)
 
     def iterations(self, tags: Tags, lag_tags: Tags, rows: NDArray[np.int64]) -> None:
         """Rows of ``metrics.IterationRecorder``: (duration µs, lag µs, end perf_counter_ns)."""

@@ -184,6 +184,7 @@ class Behaviour:
                 resp.sent,  # sent
                 resp.received,  # received
                 KIND_INDEX[resp.kind] if resp.kind is not None else 0,  # error
+                int(resp.blocked * 1e6),  # blocked_us
             )
         )
         if run_checks and self._checks:

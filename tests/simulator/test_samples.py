@@ -38,11 +38,11 @@ TAGS = (
 
 def rows(values_us: list[int], start_ns: int) -> np.ndarray:
     n = len(values_us)
-    r = np.zeros((n, 12), dtype=np.int64)
-    r[:, 2:8] = np.array(values_us, dtype=np.int64)[:, None]
+    r = np.zeros((n, 13), dtype=np.int64)  # a RequestSample, then its end time
+    r[:, 2:8] = r[:, 11:12] = np.array(values_us, dtype=np.int64)[:, None]
     r[:, 1] = np.arange(n) % 2
     r[:, 8] = np.arange(n) * 1000 + 7
-    r[:, 11] = start_ns + np.arange(n) * 123_456_789
+    r[:, 12] = start_ns + np.arange(n) * 123_456_789
     return r
 
 
