@@ -21,7 +21,11 @@ Semantics follow k6:
   and are then cancelled (reported as interrupted). A loop behind its schedule (more work than
   the generator can do) reaches arrivals late: once its clock is past the end, every arrival
   more than :data:`END_SLACK` late is dropped, not started, so a run never outlasts its
-  schedule by the lag it built up, and started + dropped is the plan exactly. Devices removed
+  schedule by the lag it built up, and started + dropped is the plan exactly. A run stopped
+  before its schedule is done (Ctrl-C, an abort, a failure) leaves the rest of the plan
+  unreached: the driver reports how many (``ExecutorEvents.unreached``) and the summary says
+  so. Any arrival taken from the plan and neither started nor dropped counts as unreached, so
+  started + dropped + unreached is always the plan, never short of it silently. Devices removed
   by a ramping-vus ramp-down finish their current iteration within ``graceful_ramp_down``.
   per-vu-iterations count the iterations not started by ``max_duration`` as dropped.
 """
@@ -43,6 +47,8 @@ class ArrivalExecutor(Protocol):
     def arrival_plan(self) -> ArrivalPlan: ...
 
     def total_duration(self) -> float: ...
+
+    def expected_iterations(self) -> int: ...
 
 
 #: Arrivals one scheduling callback handles before it yields to the event loop.
@@ -74,9 +80,35 @@ async def run_arrival_rate(
     loop's clock allows). A wake-up starts everything due by then, so arrivals start up to
     ``quantum`` late, never early (:func:`~simulator.executors.runtime.arrival_quantum`)."""
     loop = asyncio.get_running_loop()
-    schedule, skip_until = ex.arrival_plan()
+    plan, skip_plan = ex.arrival_plan()
     finished_schedule: asyncio.Future[None] = loop.create_future()
     inflight = 0
+    # Every arrival taken from the plan, and every one started or dropped: the two must meet
+    # (a taken arrival that is neither is reported as unreached, never lost silently).
+    taken = handled = 0
+    exhausted = False
+
+    def next_offset() -> float | None:
+        nonlocal taken, exhausted
+        off = next(plan, None)
+        if off is None:
+            exhausted = True
+        else:
+            taken += 1
+        return off
+
+    def skip_until(offset: float) -> int:
+        # consumes the plan: its count must reach events.dropped (or it is unreached)
+        nonlocal taken
+        n = skip_plan(offset)
+        taken += n
+        return n
+
+    def drop(count: int) -> None:
+        nonlocal handled
+        handled += count
+        events.dropped(count)
+
     idle = asyncio.Event()
     idle.set()
 
@@ -112,7 +144,7 @@ async def run_arrival_rate(
         # At most MAX_PER_CALLBACK arrivals are handled per callback; the rest wait one loop
         # turn, so a schedule far behind (or absurdly dense) never holds the loop: Ctrl-C,
         # responses and ticks go on.
-        nonlocal inflight
+        nonlocal inflight, handled
         t = now()
         budget = MAX_PER_CALLBACK
         while when <= t:
@@ -127,8 +159,8 @@ async def run_arrival_rate(
             c = now()
             if c > end and c - when > END_SLACK:
                 # the loop fell behind past the end of the schedule: nothing more starts
-                events.dropped(1 + skip_until(c - END_SLACK - start))
-                off = next(schedule, None)
+                drop(1 + skip_until(c - END_SLACK - start))
+                off = next_offset()
                 if off is None:
                     break
                 when = start + off
@@ -144,7 +176,7 @@ async def run_arrival_rate(
             if dev is None:
                 # Every device is busy and none can be freed inside this callback: whatever
                 # else is due by now drops too. A constant rate counts those arithmetically.
-                events.dropped(1 + skip_until(t - start))
+                drop(1 + skip_until(t - start))
             else:
                 if pool.allocated != grown:
                     events.capacity(pool.allocated)
@@ -156,7 +188,8 @@ async def run_arrival_rate(
                 except Exception:
                     release(dev)  # it never started: not in flight, the device is free
                     raise
-            off = next(schedule, None)
+                handled += 1
+            off = next_offset()
             if off is None:
                 break
             when = start + off
@@ -172,13 +205,23 @@ async def run_arrival_rate(
         if not finished_schedule.done():
             finished_schedule.set_result(None)
 
+    def report_unreached() -> None:
+        # The schedule is over: done (the plan exhausted), stopped or failed. Arrivals taken but
+        # neither started nor dropped (held by a callback when the stop came) and those never
+        # taken (the rest of a stopped plan: the executor's count, as a constant plan's skip
+        # is) are the plan's unreached part.
+        rest = 0 if exhausted else max(ex.expected_iterations() - taken, 0)
+        unreached = taken - handled + rest
+        if unreached > 0:
+            events.unreached(unreached)
+
     def after_poll(when: float) -> None:
         # a callback made ready now runs before the loop's next poll for I/O (uvloop runs
         # it in the same turn): one more hop puts the retry after that poll
         loop.call_soon(fire, when, True)
 
     events.capacity(pool.allocated)
-    first = next(schedule, None)
+    first = next_offset()
     if first is not None:
         loop.call_at(start + first, fire, start + first)
         stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
@@ -188,7 +231,9 @@ async def run_arrival_rate(
             if inflight:
                 events.interrupted(inflight)
                 await starter.abandon()
+            report_unreached()
             raise finished_schedule.exception()  # type: ignore[misc]
+    report_unreached()
     if not stop.is_set():
         await sleep_until(loop, end, stop)
     grace = 0.0 if stop.is_set() else graceful_stop

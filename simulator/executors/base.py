@@ -80,6 +80,9 @@ class ExecutorEvents(Protocol):
 
     def interrupted(self, count: int) -> None: ...
 
+    def unreached(self, count: int) -> None:
+        """Arrivals of the plan neither started nor dropped: the run stopped before them."""
+
     def capacity(self, count: int) -> None:
         """Devices allocated so far (k6's vus_max)."""
 

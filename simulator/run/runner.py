@@ -61,6 +61,9 @@ class ScenarioEvents:
     peak: int = 0  # most devices busy since the last tick
     allocated: int = 0
     pre_allocated: int | None = None  # arrival-rate: devices beyond it were grown on demand
+    #: arrivals of the plan neither started nor dropped (the run stopped before them); with
+    #: workers, the coordinator's is the sum of theirs (``Final.unreached``)
+    unreached_count: int = 0
 
     def __post_init__(self) -> None:
         tags = (("scenario", self.name),)
@@ -82,6 +85,9 @@ class ScenarioEvents:
 
     def interrupted(self, count: int) -> None:
         self._interrupted.value += count
+
+    def unreached(self, count: int) -> None:
+        self.unreached_count += count
 
     def capacity(self, count: int) -> None:
         self.allocated = count
@@ -211,6 +217,9 @@ class Environment:
         self.start_at: float | None = None
         #: least time between two wake-ups of an arrival schedule (a local worker of N: N ms)
         self.arrival_quantum = 0.0
+        #: False in a worker: its unreached arrivals travel in its Final, the coordinator notes
+        #: the run's sum once
+        self.note_unreached = True
 
     def add_sampler(self, prefix: str, sampler: Sampler) -> None:
         self.samplers.append((prefix, sampler))
@@ -288,6 +297,12 @@ class Environment:
         for behaviour in self.behaviours.values():  # Python devices' on_stop, their errors
             await behaviour.close()
             self.notes.extend(behaviour.notes())
+        if self.note_unreached:
+            self.notes.extend(
+                unreached_note(name, ev.unreached_count)
+                for name, ev in self.events.items()
+                if ev.unreached_count
+            )
         duration = time.perf_counter() - self.started_perf
         results = self.evaluate_thresholds(duration)
         devices = DeviceTable(
@@ -468,6 +483,15 @@ class Environment:
                 self.aborted = f"{th.metric_key}: {th.expr.source}"
                 self.stop_event.set()
                 return
+
+
+def unreached_note(scenario: str, count: int) -> str:
+    """The summary's word on arrivals of the plan that were neither started nor dropped."""
+    return (
+        f"{scenario}: {count:,} planned arrivals were neither started nor dropped (the run "
+        "stopped before its schedule reached them): iterations + dropped_iterations fall short "
+        "of the plan by as many"
+    )
 
 
 #: A loop turn longer than this (seconds) means the loop is behind its schedule (a worker

@@ -202,6 +202,8 @@ class Final:
     error: str | None
     interrupted: bool
     devices_written: int = 0
+    #: per scenario, arrivals of its plan neither started nor dropped (the run stopped first)
+    unreached: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -608,6 +610,7 @@ def _serve(
         env.start_at = start_at
         env.arrival_quantum = job.arrival_quantum
         env.registry.sink = writer
+        env.note_unreached = False  # counted in Final: the coordinator notes the sum
         gen = GeneratorSampler()
         gen.start()
         env.keep_timeline = False  # the coordinator keeps the run's timeline
@@ -686,6 +689,9 @@ def _serve(
             if writer is not None:
                 writer.close()
         notes, error, stopped = tuple(result.notes), result.error, result.interrupted
+        unreached = tuple(
+            (name, ev.unreached_count) for name, ev in env.events.items() if ev.unreached_count
+        )
         if job.devices_part is not None:  # row by row to the part, never all in a message
             from simulator.run.device_parts import drop_scratch, write_lines
 
@@ -694,14 +700,14 @@ def _serve(
                 return
             written = write_lines(job.devices_part, _device_lines(env))
             try:
-                end.send(Final(job.index, (), notes, error, stopped, written))
+                end.send(Final(job.index, (), notes, error, stopped, written, unreached))
             except OSError:
                 drop_scratch(job.devices_part)
                 raise
         else:
             names = [sc.name for sc in cfg.scenarios]
             rows = tuple((names[rank], i, row) for rank, i, row in _device_rows(env))
-            end.send(Final(job.index, rows, notes, error, stopped))
+            end.send(Final(job.index, rows, notes, error, stopped, unreached=unreached))
 
     with asyncio.Runner(loop_factory=lambda: loop) as runner:
         runner.run(main())
@@ -1049,6 +1055,16 @@ class WorkerPool:
                 env.fail(f"worker {final.worker + 1} of {self.parts}", RuntimeError(final.error))
             if final.interrupted:
                 env.interrupted = True
+            for name, count in final.unreached:
+                if name in env.events:
+                    env.events[name].unreached(count)
+        if self._gone and any(sc.executor.open_model for sc in self.cfg.scenarios):
+            for k in sorted(self._gone):
+                env.notes.append(
+                    f"{worker_name(k, self.parts)} ended without its final report: what it "
+                    "started or dropped since its last tick is not counted, so iterations + "
+                    "dropped_iterations may fall short of the plan"
+                )
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()

@@ -46,8 +46,13 @@ class Events:
         self.active_seen: list[int] = []
         self.cap = 0
 
+    unreached_n = 0  # arrivals of the plan neither started nor dropped (stopped)
+
     def dropped(self, count: int = 1) -> None:
         self.dropped_n += count
+
+    def unreached(self, count: int) -> None:
+        self.unreached_n += count
 
     def active(self, count: int) -> None:
         self.active_seen.append(count)

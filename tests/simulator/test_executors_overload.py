@@ -127,3 +127,47 @@ def test_an_arrival_reached_more_than_the_slack_after_the_end_is_dropped() -> No
     burner = _Burner(0.0, stall=(3, END_SLACK + 0.3))
     _, _, events = _run(ramp, burner)
     assert len(burner.starts) == 4 and events.interval.dropped == 1
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_run_stopped_while_behind_reports_the_arrivals_it_never_reached(name: str) -> None:
+    """Stopped (Ctrl-C, an abort) at 1.2 s while seconds behind: the rest of the plan is
+    neither started nor dropped, and the driver says how many (the summary notes them), so
+    started + dropped + unreached is the plan. Before the fix the driver only broke off: the
+    rest vanished unreported (started + dropped fell short of the plan, and the events had no
+    word for it: no ``unreached_count``)."""
+    ex = CASES[name]
+    planned = sum(1 for _ in ex.arrival_plan()[0])
+    burner = _Burner(0.002 if "segment" not in name else 0.004)
+    loop = vtime.VirtualTimeLoop()
+    events = ScenarioEvents(Registry(), "s", IntervalStats())
+    start = loop.time() + 0.5
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        loop.call_at(start + 1.2, stop.set)
+        await run_arrival_rate(
+            ex,
+            start=start,
+            pool=DevicePool(lambda i: i, 4, 4),
+            starter=burner,
+            events=events,
+            stop=stop,
+            graceful_stop=30.0,
+        )
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    started, dropped = len(burner.starts), events.interval.dropped
+    assert 0 < started < planned
+    assert events.unreached_count > 0
+    assert started + dropped + events.unreached_count == planned
+
+
+def test_a_finished_schedule_reports_nothing_unreached() -> None:
+    """A run that is not stopped takes every arrival of its plan: none is unreached."""
+    burner = _Burner(0.002)
+    _, _, events = _run(CONSTANT, burner)
+    assert events.unreached_count == 0

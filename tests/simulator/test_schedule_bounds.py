@@ -20,8 +20,13 @@ class _Events:
         self.drops = 0
         self.interrupts = 0
 
+    unreached_n = 0  # arrivals of the plan neither started nor dropped (stopped)
+
     def dropped(self, count: int = 1) -> None:
         self.drops += count
+
+    def unreached(self, count: int) -> None:
+        self.unreached_n += count
 
     def active(self, count: int) -> None:
         pass

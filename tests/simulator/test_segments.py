@@ -163,8 +163,13 @@ class _Events:
     def __init__(self) -> None:
         self.dropped_n = 0
 
+    unreached_n = 0  # arrivals of the plan neither started nor dropped (stopped)
+
     def dropped(self, count: int = 1) -> None:
         self.dropped_n += count
+
+    def unreached(self, count: int) -> None:
+        self.unreached_n += count
 
     def active(self, count: int) -> None:
         pass
