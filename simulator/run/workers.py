@@ -1027,7 +1027,10 @@ class WorkerPool:
                     self._broadcast(Stop())
                 self._changed.clear()
                 changed = asyncio.ensure_future(self._changed.wait())
-                await asyncio.wait({changed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                # once the stop is sent, only a worker's word: a done ``stopping`` in the wait
+                # returned at once, and the loop spun on the CPU until the workers ended
+                watch = {changed} if self._stopped else {changed, stopping}
+                await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
                 changed.cancel()
                 if self._failure is not None and not env.error:
                     env.fail(self._failure_name, WorkerDied(self._failure))

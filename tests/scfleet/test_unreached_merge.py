@@ -116,3 +116,10 @@ def test_the_workers_unreached_arrivals_are_summed_into_one_note() -> None:
 def test_no_note_when_every_arrival_was_reached() -> None:
     result = _run([_Worker(0, 0), _Worker(1, 0)])
     assert not [n for n in result.notes if "neither started nor dropped" in n], result.notes
+
+
+def test_a_worker_that_ends_without_its_report_is_noted_as_uncounted() -> None:
+    """Its counts since its last tick are gone: the summary says the plan may not add up."""
+    result = _run([_Worker(0, 0), _Worker(1, 0, vanish=True)])
+    notes = [n for n in result.notes if "may fall short of the plan" in n]
+    assert len(notes) == 1 and "worker 2 of 2" in notes[0], result.notes
