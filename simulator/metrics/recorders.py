@@ -38,11 +38,30 @@ class RequestSample(NamedTuple):
     blocked_us: int = 0  # last, with a default: a board has no connection of its own to wait for
 
 
-#: the column of each trend in _HTTP_METRICS[2:] (duration ... corrected, then blocked)
-_TREND_COLUMNS = (2, 3, 4, 5, 6, 7, 11)
-#: a RequestSample, then its end time (perf_counter_ns: the sample's time in ``--out json``/
-#: ``csv`` streams, simulator.report.streams)
-_ROW = len(RequestSample._fields) + 1
+#: each per-request metric's column in a request row (its RequestSample field): the one home
+#: of the row's layout, read by the fold here and by ``--out json``/``csv``
+#: (simulator.report.streams)
+REQUEST_COLUMNS: dict[str, int] = {
+    metric: RequestSample._fields.index(field)
+    for metric, field in (
+        ("http_req_failed", "failed"),
+        ("http_req_duration", "duration_us"),
+        ("http_req_connecting", "connecting_us"),
+        ("http_req_sending", "sending_us"),
+        ("http_req_waiting", "waiting_us"),
+        ("http_req_receiving", "receiving_us"),
+        ("http_req_corrected_duration", "corrected_us"),
+        ("http_req_blocked", "blocked_us"),
+        ("data_sent", "sent"),
+        ("data_received", "received"),
+    )
+}
+#: the column of each trend in _HTTP_METRICS[2:], in that order
+_TREND_COLUMNS = tuple(REQUEST_COLUMNS[m] for m in _HTTP_METRICS[2:])
+#: after a RequestSample's fields, its end time (perf_counter_ns: the sample's time in
+#: ``--out json``/``csv`` streams)
+END_COLUMN = len(RequestSample._fields)
+_ROW = END_COLUMN + 1
 
 
 class RequestRecorder:

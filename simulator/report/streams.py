@@ -429,24 +429,24 @@ class PointWriter:
     def requests(self, tags: Tags, data_tags: Tags, rows: NDArray[np.int64]) -> None:
         """Rows of ``metrics.RequestRecorder`` (one outcome's series): k6's HTTP samples,
         scfleet's ``http_req_corrected_duration``, and the request's bytes."""
+        from simulator.metrics.recorders import END_COLUMN
+        from simulator.metrics.recorders import REQUEST_COLUMNS as col
+
         key = ("requests", tags, data_tags)
         spec = self._specs.get(key)
         if spec is None:
             t, d = _k6_tags(tags), _k6_tags(data_tags)
             spec = self._specs[key] = (
                 ("http_reqs", t, "const1", 0),
-                ("http_req_failed", t, "int", 1),
-                ("http_req_duration", t, "time", 2),
-                ("http_req_connecting", t, "time", 3),
-                ("http_req_sending", t, "time", 4),
-                ("http_req_waiting", t, "time", 5),
-                ("http_req_receiving", t, "time", 6),
-                ("http_req_corrected_duration", t, "time", 7),
-                ("http_req_blocked", t, "time", 11),
-                ("data_sent", d, "int", 8),
-                ("data_received", d, "int", 9),
+                *(
+                    (name, t, "int" if name == "http_req_failed" else "time", c)
+                    for name, c in col.items()
+                    if name.startswith("http_req")
+                ),
+                ("data_sent", d, "int", col["data_sent"]),
+                ("data_received", d, "int", col["data_received"]),
             )
-        self.rows(spec, rows[:, 12], rows)
+        self.rows(spec, rows[:, END_COLUMN], rows)
 
     def iterations(self, tags: Tags, lag_tags: Tags, rows: NDArray[np.int64]) -> None:
         """Rows of ``metrics.IterationRecorder``: (duration µs, lag µs, end perf_counter_ns)."""

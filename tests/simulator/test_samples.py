@@ -222,3 +222,48 @@ def test_a_run_streams_one_point_per_sample_as_it_goes(tmp_path: pathlib.Path) -
         table = list(csv.DictReader(fh))
     assert len(table) == sum(len(v) for v in points.values())
     assert len(points["vus"]) >= 3  # sampled once per tick
+
+
+def test_each_streamed_http_metric_carries_its_own_field(tmp_path: pathlib.Path) -> None:
+    """A request row streams each of k6's per-request metrics from its own RequestSample
+    field (http_req_blocked, last in the sample, included): a column off by one would
+    stream one phase under another's name."""
+    from simulator.metrics.recorders import RequestSample
+
+    sample = RequestSample(
+        200,  # status
+        False,  # failed
+        30_000,  # duration_us
+        2_000,  # connecting_us
+        3_000,  # sending_us
+        25_000,  # waiting_us
+        2_000 + 5,  # receiving_us
+        41_000,  # corrected_us
+        32_123,  # sent
+        77,  # received
+        0,  # error
+        9_000,  # blocked_us
+    )
+    perf0 = time.perf_counter_ns()
+    row = np.array([[*sample, perf0]], dtype=np.int64)
+    w = PointWriter([Stream("json", tmp_path / "p.json")], {}, [])
+    w.requests(TAGS, (("scenario", "up"),), row)
+    w.close()
+    points = {
+        o["metric"]: o["data"]["value"]
+        for o in map(json.loads, (tmp_path / "p.json").read_text().splitlines())
+        if o["type"] == "Point"
+    }
+    assert points == {
+        "http_reqs": 1,
+        "http_req_failed": 0,
+        "http_req_duration": 30.0,
+        "http_req_connecting": 2.0,
+        "http_req_sending": 3.0,
+        "http_req_waiting": 25.0,
+        "http_req_receiving": 2.005,
+        "http_req_corrected_duration": 41.0,
+        "http_req_blocked": 9.0,
+        "data_sent": 32_123,
+        "data_received": 77,
+    }
