@@ -47,6 +47,25 @@ class _Mic:
         self.i2s.deinit()
 
 
+def _writable(s):
+    # Parks the task on MicroPython's asyncio I/O queue until `s` is writable (a non-blocking
+    # connect is done), as asyncio's own streams wait; a cancel takes it off the queue.
+    from asyncio import core  # type: ignore[attr-defined]
+
+    yield core._io_queue.queue_write(s)
+
+
+def _tls(s, ssl, host):
+    """`s` wrapped for TLS; the handshake runs in the first reads and writes, without blocking."""
+    if ssl is True:
+        import ssl as _ssl
+
+        ssl = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
+    s = ssl.wrap_socket(s, server_hostname=host, do_handshake_on_connect=False)
+    s.setblocking(False)
+    return s
+
+
 class Esp32Hal(Hal):
     """The arguments are test seams (fake console streams); on a board none is given."""
 
@@ -110,20 +129,36 @@ class Esp32Hal(Hal):
         return self._clock()
 
     async def open_connection(self, host, port, ssl=None):
-        """asyncio's connection, with TCP_NODELAY: the head and the body slices are separate
-        writes, and without it Nagle waits for the server's delayed ACK (~40 ms a request)."""
+        """A TCP (or TLS) connection as an asyncio stream, on a socket this call owns: closed if
+        anything ends the connect, a cancel or the client's timeout included. MicroPython's
+        asyncio.open_connection closes nothing then (extmod/asyncio/stream.py), and a board has
+        ~10 sockets and a small heap to wait for a collection in. TCP_NODELAY: the head and the
+        body slices are separate writes, and with Nagle each waits for the server's delayed ACK
+        (~40 ms a request)."""
         import socket
+        from errno import EINPROGRESS
 
-        if ssl:
-            reader, writer = await asyncio.open_connection(host, port, ssl=ssl)
-        else:
-            reader, writer = await asyncio.open_connection(host, port)
-        sock = getattr(writer, "s", None)  # MicroPython's Stream keeps its socket as .s
+        ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]  # blocks, as asyncio's does
+        s = socket.socket(ai[0], ai[1], ai[2])
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except (AttributeError, OSError):
-            pass  # a TLS socket has no setsockopt: it keeps Nagle
-        return reader, writer
+            s.setblocking(False)
+            try:
+                s.connect(ai[-1])
+            except OSError as e:
+                if e.errno != EINPROGRESS:
+                    raise
+            await _writable(s)  # connected, or failed: then the first drain()/read() says why
+            try:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+            if ssl:
+                s = _tls(s, ssl, host)
+            stream = asyncio.StreamWriter(s)  # MicroPython's Stream both reads and writes
+        except BaseException:
+            s.close()
+            raise
+        return stream, stream
 
     def _wlan(self):
         if self.wlan is None:

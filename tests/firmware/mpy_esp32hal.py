@@ -6,10 +6,12 @@ import sys
 sys.path.insert(0, "/")
 
 import asyncio  # noqa: E402
+import socket  # noqa: E402
+from asyncio import core  # noqa: E402
 
 import machine  # noqa: E402
 import network  # noqa: E402
-from scfw import hal_esp32  # noqa: E402
+from scfw import hal_esp32, http  # noqa: E402
 
 
 def check(cond, msg):
@@ -77,6 +79,182 @@ class FakeStream:
         return n
 
 
+class FakeIOQueue:
+    """MicroPython's asyncio I/O queue (`asyncio.core._io_queue` on a board; this port has none):
+    a task that waits for a socket to become writable parks here, as on a board, until the fake
+    network says the connect is done; `Task.cancel` takes it out through `remove`, as it does
+    from the real queue."""
+
+    def __init__(self):
+        self.waiting = []  # [socket, task]
+
+    def queue_write(self, s):
+        core.cur_task.data = self
+        self.waiting.append([s, core.cur_task])
+
+    def remove(self, task):
+        self.waiting = [w for w in self.waiting if w[1] is not task]
+
+    def connected(self, s):
+        for w in self.waiting:
+            if w[0] is s:
+                self.waiting.remove(w)
+                core._task_queue.push(w[1])
+                return
+        raise AssertionError("nobody waits for that socket")
+
+
+class SocketStream:
+    """MicroPython's asyncio Stream over a socket (this port has no asyncio.stream): its
+    wait_closed() is what closes the socket."""
+
+    def __init__(self, s):
+        self.s = s
+
+    def close(self):
+        pass
+
+    async def wait_closed(self):
+        self.s.close()
+
+
+def micropython_open_connection(host, port, ssl=None):
+    """What MicroPython 1.27's asyncio.open_connection does (extmod/asyncio/stream.py), on the
+    fakes: makes the socket, starts a non-blocking connect, waits on the I/O queue for it to be
+    writable and wraps it in a Stream. Nothing there closes the socket if that wait is cancelled
+    or the connect fails at once. (The HAL used it until the board's connect owned its socket.)"""
+    import errno
+
+    ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+    s = socket.socket(ai[0], ai[1], ai[2])
+    s.setblocking(False)
+    try:
+        s.connect(ai[-1])
+    except OSError as e:
+        if e.errno != errno.EINPROGRESS:
+            raise
+    if ssl:  # a context (the tests pass one): wrapped before the wait, the handshake deferred
+        s = ssl.wrap_socket(s, server_hostname=host, do_handshake_on_connect=False)
+        s.setblocking(False)
+    st = SocketStream(s)
+    yield core._io_queue.queue_write(getattr(s, "raw", s))  # the fake TLS socket's own socket
+    return st, st
+
+
+async def turns(n):
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def check_connect(h):
+    """The board's connect: TCP_NODELAY on a connection made (issue 13 item 5), and no socket
+    left open by a connect that is cancelled, times out in the client or fails at once."""
+    io = FakeIOQueue()
+    core._io_queue = io
+    asyncio.StreamWriter = SocketStream
+    asyncio.open_connection = micropython_open_connection
+
+    async def connecting():
+        n = len(socket.made)
+        t = asyncio.create_task(h.open_connection("10.0.0.2", 8080))
+        await turns(3)
+        check(len(socket.made) == n + 1 and len(io.waiting) == 1, "not connecting")
+        return t, socket.made[-1]
+
+    t, s = await connecting()
+    io.connected(s)
+    _r, w = await t
+    check(w.s is s and not s.closed and s.peer == ("10.0.0.2", 8080), "the stream is the socket")
+    check(s.opts == [(6, 1, 1)], "TCP_NODELAY set: %r" % (s.opts,))
+    await http.close_stream(w)
+    check(s.closed, "closing the stream closes the socket")
+    print("PASS esp32_nodelay")
+
+    t, s = await connecting()
+    t.cancel()
+    await turns(3)
+    check(t.done(), "the cancelled connect never ended")
+    try:
+        await t
+    except asyncio.CancelledError:
+        pass
+    else:
+        raise AssertionError("the cancelled connect returned")
+    check(s.closed, "a connect cancelled while connecting left its socket open")
+    check(not io.waiting, "a cancelled connect still waits on the I/O queue")
+    print("PASS esp32_connect_cancelled")
+
+    n = len(socket.made)
+    c = http.Client("http://10.0.0.2:8080/up", h.open_connection, True, 0.05)
+    try:
+        await c.request("POST", [], [b"x"], 1)
+    except OSError as e:
+        check("timeout" in str(e), str(e))
+    else:
+        raise AssertionError("a connect that never completes did not time out")
+    check(len(socket.made) == n + 1, "one connect")
+    check(socket.made[-1].closed, "a connect timed out by the client left its socket open")
+    print("PASS esp32_connect_timeout")
+
+    n = len(socket.made)
+    socket.socket.fail_errno = 113  # EHOSTUNREACH, at once
+    try:
+        await h.open_connection("10.0.0.2", 8080)
+    except OSError as e:
+        check(e.errno == 113, repr(e))
+    else:
+        raise AssertionError("a failed connect returned")
+    finally:
+        socket.socket.fail_errno = 0
+    check(len(socket.made) == n + 1, "one connect")
+    check(socket.made[-1].closed, "a connect that failed at once left its socket open")
+    print("PASS esp32_connect_failed")
+
+    class TlsSocket:
+        def __init__(self, raw, host, handshake_now):
+            self.raw = raw
+            self.host = host
+            self.handshake_now = handshake_now
+
+        def setblocking(self, flag):
+            pass
+
+        def close(self):
+            self.raw.close()
+
+    class Context:
+        def __init__(self, fail):
+            self.fail = fail
+
+        def wrap_socket(self, s, server_hostname=None, do_handshake_on_connect=True):
+            if self.fail:
+                raise OSError(12)  # ENOMEM: mbedTLS's buffers did not fit in the heap
+            return TlsSocket(s, server_hostname, do_handshake_on_connect)
+
+    async def tls(ctx):
+        n = len(socket.made)
+        t = asyncio.create_task(h.open_connection("sc.example", 443, ctx))
+        await turns(3)
+        check(len(socket.made) == n + 1 and len(io.waiting) == 1, "TLS: not connecting")
+        io.connected(socket.made[-1])
+        return await t
+
+    _r, w = await tls(Context(False))
+    s = socket.made[-1]
+    check(w.s.raw is s and w.s.host == "sc.example" and not w.s.handshake_now, "TLS stream")
+    check(s.opts == [(6, 1, 1)] and not s.closed, "TLS: TCP_NODELAY on its socket")
+    await http.close_stream(w)
+    check(s.closed, "closing a TLS stream closes its socket")
+    try:
+        await tls(Context(True))
+    except OSError as e:
+        check(e.errno == 12, repr(e))
+    else:
+        raise AssertionError("a failed TLS wrap returned")
+    check(socket.made[-1].closed, "a TLS wrap that failed left its socket open")
+    print("PASS esp32_connect_tls")
+
+
 async def main():
     long = b"y" * 5000
     src = FakeIn(
@@ -106,25 +284,7 @@ async def main():
     check(await h2.readline() == b'{"t":"ping","id":4}\n', "the next line after the burst")
     print("PASS esp32_burst")
 
-    # Issue 13 item 5: TCP_NODELAY on the board's sockets.
-    class Sock:
-        def __init__(self):
-            self.opts = []
-
-        def setsockopt(self, level, opt, value):
-            self.opts.append((level, opt, value))
-
-    class Writer:
-        def __init__(self):
-            self.s = Sock()
-
-    async def fake_open(host, port, ssl=None):
-        return object(), Writer()
-
-    asyncio.open_connection = fake_open
-    _r, w = await h.open_connection("10.0.0.2", 8080)
-    check(w.s.opts == [(6, 1, 1)], "TCP_NODELAY set: %r" % (w.s.opts,))
-    print("PASS esp32_nodelay")
+    await check_connect(h)
 
     h.write_line(b'{"t":"log"}\n')
     check(bytes(out.data) == b'{"t":"log"}\n', "write_line")

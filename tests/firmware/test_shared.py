@@ -158,5 +158,6 @@ def test_esp32_hal_under_micropython() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "FAIL" not in proc.stdout, proc.stdout
-    for part in ("readline", "burst", "nodelay", "identity", "fs", "wifi", "i2s"):
+    parts = ("readline", "burst", "nodelay", "connect_cancelled", "connect_timeout")
+    for part in parts + ("connect_failed", "connect_tls", "identity", "fs", "wifi", "i2s"):
         assert f"PASS esp32_{part}" in proc.stdout, proc.stdout
