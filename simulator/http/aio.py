@@ -1,11 +1,12 @@
 """The aiohttp transport: one shared connection pool; per-request keep-alive or
-``Connection: close``; its failures classified into the shared error kinds."""
+``Connection: close``; its failures classified into the shared error kinds; k6's connecting
+and blocked times from aiohttp's tracing signals, so neither is counted as server latency."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simulator.http.errors import ErrorKind
 from simulator.http.transport import (
@@ -17,7 +18,13 @@ from simulator.http.transport import (
     body_size,
     failure,
     parse_set_cookie,
+    waits,
 )
+
+if TYPE_CHECKING:
+    from types import SimpleNamespace
+
+    import aiohttp
 
 
 def classify_aiohttp(exc: BaseException) -> ErrorKind:
@@ -54,12 +61,54 @@ def classify_aiohttp(exc: BaseException) -> ErrorKind:
     return ErrorKind.OTHER
 
 
+class _Dial:
+    """One request's connection instants, filled by the trace callbacks below: passed to
+    aiohttp as the request's ``trace_request_ctx``, so no state is shared between requests."""
+
+    __slots__ = ("dialled", "connected")
+
+    def __init__(self) -> None:
+        self.dialled = 0.0
+        self.connected = 0.0
+
+
+async def _dial_start(
+    _s: aiohttp.ClientSession, ctx: SimpleNamespace, _p: aiohttp.TraceConnectionCreateStartParams
+) -> None:
+    ctx.trace_request_ctx.dialled = time.perf_counter()
+
+
+async def _dial_end(
+    _s: aiohttp.ClientSession, ctx: SimpleNamespace, _p: aiohttp.TraceConnectionCreateEndParams
+) -> None:
+    ctx.trace_request_ctx.connected = time.perf_counter()
+
+
+async def _reused(
+    _s: aiohttp.ClientSession, ctx: SimpleNamespace, _p: aiohttp.TraceConnectionReuseconnParams
+) -> None:
+    ctx.trace_request_ctx.connected = time.perf_counter()  # dialled stays 0: not dialled
+
+
+def _tracing() -> aiohttp.TraceConfig:
+    """The three signals that say when a request had its connection and whether it dialled
+    it; a wait in the connector's queue (its limit) ends in one of them, so it is blocked."""
+    import aiohttp
+
+    tc = aiohttp.TraceConfig()
+    tc.on_connection_create_start.append(_dial_start)
+    tc.on_connection_create_end.append(_dial_end)
+    tc.on_connection_reuseconn.append(_reused)
+    return tc
+
+
 class AiohttpTransport(SubmitViaSend):
     """aiohttp underneath: one pool for the whole fleet, no client-side cookie jar."""
 
-    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, *, timeout: float = 30.0, limit: int = 0) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.limit = limit  # connections at most (0: one per request in flight, as the fast client)
         self._session: Any = None
 
     def _ensure(self) -> Any:
@@ -67,7 +116,7 @@ class AiohttpTransport(SubmitViaSend):
             import aiohttp
 
             connector = aiohttp.TCPConnector(
-                limit=0, limit_per_host=0, ttl_dns_cache=None, enable_cleanup_closed=False
+                limit=self.limit, limit_per_host=0, ttl_dns_cache=None, enable_cleanup_closed=False
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -76,6 +125,7 @@ class AiohttpTransport(SubmitViaSend):
                 skip_auto_headers=("User-Agent",),
                 headers={"User-Agent": "scfleet/0.1"},
                 auto_decompress=False,
+                trace_configs=[_tracing()],
             )
         return self._session
 
@@ -92,6 +142,7 @@ class AiohttpTransport(SubmitViaSend):
         data = _flatten(req.body)
         size = body_size(data)
         head = _header_bytes(req.method, req.path, headers, size)
+        dial = _Dial()
         started = time.perf_counter()
         try:
             async with session.request(
@@ -100,6 +151,7 @@ class AiohttpTransport(SubmitViaSend):
                 data=data,
                 headers=headers,
                 allow_redirects=False,
+                trace_request_ctx=dial,
             ) as resp:
                 headers_at = time.perf_counter()
                 body = await resp.read()
@@ -107,6 +159,7 @@ class AiohttpTransport(SubmitViaSend):
                 set_cookie = resp.headers.getall("Set-Cookie", ())
                 jar, cleared = parse_set_cookie(set_cookie) if set_cookie else ({}, ())
                 rhead = sum(len(k) + len(v) + 4 for k, v in resp.raw_headers) + 17
+                blocked, connecting = waits(started, dial.dialled, dial.connected)
                 return Response(
                     status=resp.status,
                     body=body,
@@ -118,11 +171,15 @@ class AiohttpTransport(SubmitViaSend):
                     received=rhead + len(body),
                     set_cookies=jar,
                     cleared_cookies=cleared,
+                    connecting=connecting,
+                    blocked=blocked,
                 )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is a counted failed request
-            return failure(classify_aiohttp(exc), started, time.perf_counter())
+            resp = failure(classify_aiohttp(exc), started, time.perf_counter())
+            resp.blocked, resp.connecting = waits(started, dial.dialled, dial.connected)
+            return resp
 
     async def close(self) -> None:
         if self._session is not None:

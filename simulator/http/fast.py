@@ -29,6 +29,7 @@ from simulator.http.transport import (
     body_size,
     failure,
     parse_set_cookie,
+    waits,
 )
 
 _MAX_HEAD = 64 * 1024
@@ -460,9 +461,7 @@ class FastTransport:
         self._dialing -= 1
         if self._waiting:
             ex = self._waiting.popleft()
-            # the part of the dial this request waited on: the dial may predate it (started
-            # for a request a freed connection then served); before that, it was blocked
-            ex.connecting = time.perf_counter() - max(t0, ex.started)
+            ex.dialled = t0  # what of it was connecting, what blocked: transport.waits
             ex.begin(conn, reused=False)
         else:
             self._idle.append(conn)
@@ -504,7 +503,7 @@ class _Exchange:
         "size",
         "done",
         "started",
-        "connecting",
+        "dialled",
         "reused",
         "sent_at",
         "connected",
@@ -527,7 +526,7 @@ class _Exchange:
         self.size = size
         self.done = done
         self.started = time.perf_counter()
-        self.connecting = 0.0
+        self.dialled = 0.0  # when the dial of the connection it got began (0: reused)
         self.reused = False
         self.sent_at = self.connected = 0.0
         self.conn: _Conn | None = None
@@ -582,6 +581,7 @@ class _Exchange:
         else:
             t._drop(conn)
         jar, cleared = parse_set_cookie(result.cookies) if result.cookies else ({}, ())
+        blocked, connecting = waits(self.started, self.dialled, self.connected)
         # positional on the hot path (keywords cost ~1 µs per request): Response's field
         # order, named on each line
         self.done(
@@ -597,17 +597,16 @@ class _Exchange:
                 received,  # received
                 jar,  # set_cookies
                 cleared,  # cleared_cookies
-                self.connecting,  # connecting
+                connecting,  # connecting
                 self.sent_at - self.connected,  # sending
-                self.connected - self.started - self.connecting,  # blocked
+                blocked,  # blocked
             )
         )
 
     def finish_error(self, kind: ErrorKind) -> None:
         resp = failure(kind, self.started, time.perf_counter())
-        if self.connected:  # it got a connection: its wait for one is not its duration
-            resp.connecting = self.connecting
-            resp.blocked = self.connected - self.started - self.connecting
+        # if it got a connection, its wait for one is not its duration
+        resp.blocked, resp.connecting = waits(self.started, self.dialled, self.connected)
         self.done(resp)
 
 

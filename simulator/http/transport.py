@@ -49,7 +49,7 @@ class Response:
     connecting: float = 0.0  # seconds spent opening a new connection (0 when reused)
     sending: float = 0.0  # seconds spent handing the request to the socket
     #: seconds waiting for a connection before its dial (or a freed one): k6's blocked,
-    #: outside the duration, which starts at ``started + blocked + connecting``
+    #: outside the duration, which starts at ``started + blocked + connecting`` (:func:`waits`)
     blocked: float = 0.0
     kind: ErrorKind | None = None  # set with ``error`` when there was no HTTP answer
 
@@ -130,6 +130,21 @@ def parse_set_cookie(values: Sequence[str]) -> tuple[dict[str, str], tuple[str, 
             else:
                 jar[name] = morsel.value
     return jar, tuple(cleared)
+
+
+def waits(started: float, dialled: float, connected: float) -> tuple[float, float]:
+    """A request's ``(blocked, connecting)`` as k6 splits them, for every transport: it began
+    at ``started`` and had a connection at ``connected`` (0: never); ``dialled`` is when the
+    dial that made that connection began (0: a reused one). Connecting is the part of the dial
+    after the request began (a dial may predate it: started for a request a freed connection
+    then served); the rest, a wait for a freed connection, a pool slot or a dial, is blocked.
+    Neither is in the duration, which starts at ``started + blocked + connecting``."""
+    if not connected:
+        return 0.0, 0.0
+    if dialled:
+        begin = dialled if dialled > started else started
+        return begin - started, connected - begin
+    return connected - started, 0.0
 
 
 def failure(kind: ErrorKind, started: float, ended: float) -> Response:

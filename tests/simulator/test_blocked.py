@@ -1,21 +1,23 @@
-"""A request's wait for a connection is k6's ``http_req_blocked``, not server time: a request
-that finds no idle connection waits in the fast client's queue for a freed connection or for
-its (paced) dial to start, and that wait must not land in ``http_req_duration`` or
-``http_req_waiting`` (k6: duration = sending + waiting + receiving). Before, ``record()``
-measured from ``started + connecting``, so the queue's wait was reported as server latency.
-Real servers on 127.0.0.1, recorded through the real path (``Behaviour.record``)."""
+"""A request's wait for a connection is k6's ``http_req_blocked`` and its dial is
+``http_req_connecting``, neither server time: a request that finds no idle connection waits for
+a freed connection or for its dial (the fast client's paced queue, aiohttp's connector limit),
+and neither wait must land in ``http_req_duration`` or ``http_req_waiting`` (k6: duration =
+sending + waiting + receiving), whichever transport carries it. Real servers on 127.0.0.1, real
+clients, recorded through the real path (``Behaviour.record``)."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from pathlib import Path
 
 import pytest
 
 from simulator.http import fast
+from simulator.http.aio import AiohttpTransport
 from simulator.http.fast import FastTransport
-from simulator.http.transport import Request, Response
+from simulator.http.transport import Request, Response, Transport
 from simulator.metrics import IntervalStats, Registry
 from simulator.metrics.registry import TREND_SCALE
 from simulator.run.devices import Behaviour, RunContext
@@ -134,3 +136,109 @@ async def test_a_wait_for_a_paced_dial_is_blocked_not_duration() -> None:
         await tr.close()
         srv.close()
         await srv.wait_closed()
+
+
+async def test_aiohttp_a_wait_for_the_pool_is_blocked_not_duration() -> None:
+    """aiohttp with one connection at most: /slow holds it HOLD s, a second request queues for
+    it (the connector's limit) and is answered at once on it. Its duration and waiting hold
+    nothing of HOLD; its blocked time is ~HOLD. Before: blocked 0, duration ~HOLD."""
+    srv = await _server()
+    tr = AiohttpTransport(_url(srv), timeout=10.0, limit=1)
+    await tr.start()
+    try:
+        slow = asyncio.ensure_future(tr.send(Request("GET", "/slow")))
+        await asyncio.sleep(0.05)  # /slow has the only connection
+        resp = await tr.send(Request("GET", "/fast"))
+        assert (await slow).status == 200
+        assert resp.status == 200 and resp.connecting == 0.0, resp  # /slow's, reused
+        assert resp.blocked > HOLD * 0.8, resp
+        m = _recorded([resp])
+        assert m["http_req_duration"] < HOLD / 2, m
+        assert m["http_req_waiting"] < HOLD / 2, m
+        assert m["http_req_blocked"] > HOLD * 0.8, m
+    finally:
+        await tr.close()
+        srv.close()
+        await srv.wait_closed()
+
+
+def _transport(kind: str, url: str) -> Transport:
+    return AiohttpTransport(url, timeout=10.0) if kind == "aiohttp" else FastTransport(url)
+
+
+@pytest.mark.parametrize("kind", ["fast", "aiohttp"])
+async def test_phases_in_order_on_a_new_and_a_reused_connection(kind: str) -> None:
+    """Both transports split a request's time the same way: a new connection's dial is
+    connecting (> 0), a reused one's is 0, and the phases follow one another (started, then
+    blocked, connecting, the duration up to headers and the end). Before: aiohttp's new
+    connection had connecting 0 (its dial was in the duration)."""
+    srv = await _server()
+    tr = _transport(kind, _url(srv))
+    await tr.start()
+    try:
+        first = await tr.send(Request("GET", "/a"))
+        second = await tr.send(Request("GET", "/b"))
+    finally:
+        await tr.close()
+        srv.close()
+        await srv.wait_closed()
+    assert first.status == second.status == 200
+    assert first.connecting > 0.0 and second.connecting == 0.0, (first, second)
+    for r in (first, second):
+        begin = r.started + r.blocked + r.connecting
+        assert r.blocked >= 0.0 and r.started <= begin <= r.headers_at <= r.ended, r
+
+
+async def _slow_connect_server(
+    handlers: set[asyncio.Task[object]],
+) -> tuple[asyncio.Server, socket.socket]:
+    """A listener whose accept queue is full: the kernel drops a client's SYN, and its connect
+    completes only on the SYN's retransmit (~1 s later: Linux's initial RTO), once the queue is
+    drained. A connect slow on loopback, with no proxy or sleep in the client's path."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(0)  # room for one connection waiting to be accepted
+    filler = socket.create_connection(sock.getsockname())  # ... taken
+    srv = await asyncio.start_server(handle, sock=sock, start_serving=False)
+    return srv, filler
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["fast", "aiohttp"])
+async def test_a_slow_connect_is_connecting_not_duration(kind: str) -> None:
+    """A connect that takes ~1 s (a dropped SYN) is connecting, on either transport: the
+    duration and waiting hold none of it. Before: aiohttp's duration ~1 s, connecting 0."""
+    handlers: set[asyncio.Task[object]] = set()
+    srv, filler = await _slow_connect_server(handlers)
+    url = f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+    tr = _transport(kind, url)
+    await tr.start()
+    try:
+        sent = asyncio.ensure_future(tr.send(Request("GET", "/a")))
+        await asyncio.sleep(0.2)  # its SYN dropped; then the queue drains
+        await srv.start_serving()
+        resp = await asyncio.wait_for(sent, 5.0)
+    finally:
+        await tr.close()
+        filler.close()
+        srv.close()
+        await srv.wait_closed()
+        await asyncio.wait(handlers, timeout=2.0)  # each sees its client's close
+    assert resp.status == 200, resp
+    assert resp.connecting > 0.5 and resp.blocked < 0.2, resp
+    m = _recorded([resp])
+    assert m["http_req_connecting"] > 0.5, m
+    assert m["http_req_duration"] < 0.2, m
+    assert m["http_req_waiting"] < 0.2, m
