@@ -35,7 +35,7 @@ from hw_bridge.emulator.board import (
     SerialPort,
     default_app_runner,
 )
-from hw_bridge.emulator.server import EmulatedBoards, EmulatorServer
+from hw_bridge.emulator.server import EmulatedBoards, EmulatorServer, start_boards
 
 APP_MODULES = ("/scfw/app.py", "/scfw/app.mpy")
 _load_lock = threading.Lock()
@@ -211,19 +211,15 @@ def start_app_boards(
 ) -> EmulatedBoards:
     """Start ``n`` boards running the firmware app; names ``emu-1``…, URLs on 127.0.0.1."""
     app_files = files if files is not None else firmware_files()
-    srv = (server or EmulatorServer()).start()
-    handles = []
-    try:
-        for i in range(first, first + n):
-            board = EmulatedBoard(f"{name_prefix}-{i}", boot_mode="app")
-            board.app_runner = FirmwareAppRunner(board)
-            factory_flash(board, app_files)
-            handles.append(srv.add_board(board, protocol))
-    except BaseException:
-        if server is None:  # ours: its thread and the boards started so far must not stay
-            srv.stop()
-        raise
-    return EmulatedBoards(srv, handles)
+    boards = (_app_board(f"{name_prefix}-{i}", app_files) for i in range(first, first + n))
+    return start_boards(boards, protocol, server)
+
+
+def _app_board(name: str, files: dict[str, bytes]) -> EmulatedBoard:
+    board = EmulatedBoard(name, boot_mode="app")
+    board.app_runner = FirmwareAppRunner(board)
+    factory_flash(board, files)
+    return board
 
 
 def main(argv: list[str] | None = None) -> int:

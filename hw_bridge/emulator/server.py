@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -320,21 +320,35 @@ def start_emulated_boards(
     and ``"app"`` for RFC 2217, where esptool's DTR/RTS reset enters download mode itself.
     ``faults`` maps a board index to its :class:`Faults`.
     """
-    srv = (server or EmulatorServer()).start()
     mode = boot_mode or ("download" if protocol == "socket" else "app")
+    boards = (
+        EmulatedBoard(
+            f"{name_prefix}-{i}",
+            boot_mode=mode,
+            app_runner=app_runner,
+            faults=(faults or {}).get(i),
+            pace=pace,
+        )
+        for i in range(n)
+    )
+    return start_boards(boards, protocol, server)
+
+
+def start_boards(
+    boards: Iterable[EmulatedBoard], protocol: Protocol, server: EmulatorServer | None
+) -> EmulatedBoards:
+    """Serve each of ``boards`` on ``server``, or on a server of their own, started here.
+
+    The boards are made as they are taken, so one that fails to be made fails here too; then a
+    server started here is stopped, so its thread and the boards served so far do not stay.
+    """
+    srv = (server or EmulatorServer()).start()
     handles = []
     try:
-        for i in range(n):
-            board = EmulatedBoard(
-                f"{name_prefix}-{i}",
-                boot_mode=mode,
-                app_runner=app_runner,
-                faults=(faults or {}).get(i),
-                pace=pace,
-            )
+        for board in boards:
             handles.append(srv.add_board(board, protocol))
     except BaseException:
-        if server is None:  # ours: its thread and the boards started so far must not stay
+        if server is None:  # ours
             srv.stop()
         raise
     return EmulatedBoards(srv, handles)
