@@ -7,11 +7,11 @@ virtual time; the workers are the channel seam."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import pathlib
 import time
 from collections.abc import Callable
 from typing import Any
+
+import vtime
 
 from simulator.config import parse_config
 from simulator.http import FakeTransport
@@ -27,12 +27,6 @@ from simulator.run.workers import (
     WorkerMessage,
     WorkerPool,
 )
-
-_spec = importlib.util.spec_from_file_location(
-    "vtime", pathlib.Path(__file__).parents[1] / "simulator" / "vtime.py"
-)
-vtime = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(vtime)  # type: ignore[union-attr]
 
 
 class _Worker:

@@ -9,11 +9,10 @@ Wake-ups are counted deterministically: on virtual time, each time the loop slee
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import pathlib
 from typing import Any
 
 import pytest
+import vtime
 
 from simulator.config import ConstantArrivalRate, RunConfig
 from simulator.executors import DevicePool, run_arrival_rate
@@ -21,12 +20,6 @@ from simulator.executors.runtime import arrival_quantum
 from simulator.executors.segment import SegmentSequence
 from simulator.metrics.registry import IntervalStats, Registry
 from simulator.run.runner import ScenarioEvents
-
-_spec = importlib.util.spec_from_file_location(
-    "vtime", pathlib.Path(__file__).with_name("vtime.py")
-)
-vtime = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(vtime)  # type: ignore[union-attr]
 
 
 class _CountingSelector(vtime._Selector):  # type: ignore[misc,name-defined]

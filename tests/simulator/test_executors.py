@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import pathlib
 
 import pytest
+import vtime
 
 from simulator.config import (
     ConstantArrivalRate,
@@ -26,11 +25,6 @@ from simulator.executors import (
     vu_changes,
 )
 
-_spec = importlib.util.spec_from_file_location(
-    "vtime", pathlib.Path(__file__).with_name("vtime.py")
-)
-vtime = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(vtime)  # type: ignore[union-attr]
 run_virtual = vtime.run_virtual
 
 

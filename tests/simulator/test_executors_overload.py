@@ -12,11 +12,10 @@ advances the clock, so the schedule falls behind by seconds."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import pathlib
 from typing import Any
 
 import pytest
+import vtime
 
 from simulator.config import ConstantArrivalRate, RampingArrivalRate, Stage
 from simulator.executors import DevicePool, run_arrival_rate
@@ -24,12 +23,6 @@ from simulator.executors.arrival import END_SLACK
 from simulator.executors.segment import SegmentSequence
 from simulator.metrics.registry import IntervalStats, Registry
 from simulator.run.runner import ScenarioEvents
-
-_spec = importlib.util.spec_from_file_location(
-    "vtime", pathlib.Path(__file__).with_name("vtime.py")
-)
-vtime = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(vtime)  # type: ignore[union-attr]
 
 
 class _Burner:

@@ -4,12 +4,12 @@ tag key that is never recorded (it would match nothing and pass)."""
 from __future__ import annotations
 
 import http.server
-import importlib.util
 import pathlib
 import threading
 from collections.abc import Iterator
 
 import pytest
+import vtime
 
 from scfleet.cli import main
 from scfleet_core.errors import ConfigError
@@ -18,12 +18,6 @@ from simulator.http import FakeReply, FakeTransport, Request
 from simulator.metrics import HTTP_TAG_KEYS, failure_breakdown
 from simulator.report.summary import render_text, summary_dict
 from simulator.run.runner import Environment, build_bank
-
-_spec = importlib.util.spec_from_file_location(
-    "vtime", pathlib.Path(__file__).with_name("vtime.py")
-)
-vtime = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(vtime)  # type: ignore[union-attr]
 
 
 def _cfg(thresholds: dict[str, list[str]] | None = None, tags: dict[str, str] | None = None):

@@ -8,23 +8,16 @@ that pins which sleep a graceful stop cuts (virtual time: a stalled loop must no
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import math
-import pathlib
 
 import pytest
+import vtime
 
 from simulator.config import PerVUIterations, RampingArrivalRate, Stage, parse_config
 from simulator.executors import arrival_offsets, expected_iterations, run_vus
 from simulator.http import FakeReply, FakeTransport, Request
 from simulator.run.runner import Environment
-
-_spec = importlib.util.spec_from_file_location(
-    "vtime", pathlib.Path(__file__).with_name("vtime.py")
-)
-vtime = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(vtime)  # type: ignore[union-attr]
 
 
 def _rar(start_rate: float, *stages: tuple[float, float]) -> RampingArrivalRate:

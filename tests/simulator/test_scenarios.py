@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import importlib.util
 import json
 import pathlib
 import sqlite3
@@ -12,6 +11,7 @@ import tracemalloc
 from typing import Any
 
 import pytest
+import vtime
 
 from simulator.config import load_config, parse_config
 from simulator.http import FakeReply, FakeTransport, Request
@@ -19,11 +19,6 @@ from simulator.report.summary import figures
 from simulator.run.runner import Environment, build_bank
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    "vtime", pathlib.Path(__file__).with_name("vtime.py")
-)
-vtime = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(vtime)  # type: ignore[union-attr]
 
 
 @pytest.mark.slow

@@ -4,14 +4,13 @@ and every device belongs to one segment, keeping its global index (identity)."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import pathlib
 from collections import Counter
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
 import pytest
+import vtime
 
 from simulator.config import (
     ConstantArrivalRate,
@@ -23,11 +22,6 @@ from simulator.config import (
 )
 from simulator.executors import WHOLE, Drive, SegmentSequence, arrival_offsets
 
-_spec = importlib.util.spec_from_file_location(
-    "vtime", pathlib.Path(__file__).with_name("vtime.py")
-)
-vtime = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(vtime)  # type: ignore[union-attr]
 run_virtual = vtime.run_virtual
 
 EXECUTORS: dict[str, Any] = {

@@ -10,13 +10,13 @@ to the loop between histograms, and a tick's delta never walks the buckets it di
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import pathlib
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import vtime
 
 from simulator.config import parse_config
 from simulator.http import FakeTransport
@@ -25,12 +25,6 @@ from simulator.metrics import recorders as recorders_mod
 from simulator.report.output import RunStream, _dumps
 from simulator.run.runner import Environment, build_bank
 from simulator.run.workers import DeltaTracker
-
-_spec = importlib.util.spec_from_file_location(
-    "vtime", pathlib.Path(__file__).with_name("vtime.py")
-)
-vtime = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(vtime)  # type: ignore[union-attr]
 
 
 def test_the_tick_yields_to_the_loop_between_histograms(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,6 +1,8 @@
 """An event loop on virtual time: sleeping advances the clock instantly.
 
 Executor tests run minutes of schedule in milliseconds and get exact, repeatable times.
+Tests write `import vtime`: tests/support is on pytest's pythonpath (pyproject.toml), the one
+home instead of a loader by path in each file.
 """
 
 from __future__ import annotations
