@@ -231,6 +231,7 @@ def _execute(
     from simulator.executors.runtime import new_loop, one_process_quantum, tuned_gc
     from simulator.http import make_transport
     from simulator.run import monitoring
+    from simulator.run.devices import warm_connections
     from simulator.run.progress import make_progress
     from simulator.run.runner import Environment, build_bank
 
@@ -243,7 +244,9 @@ def _execute(
     presses = 0  # Ctrl-C/SIGTERM taken by the run's loop
 
     async def main() -> RunResult:
-        transport = make_transport(url, cfg.target.timeout, cfg.target.transport)
+        # the coordinator of workers runs no scenario: nothing to open ahead
+        warm = 0 if remote else warm_connections(cfg)
+        transport = make_transport(url, cfg.target.timeout, cfg.target.transport, warm)
         env = Environment(
             cfg, transport, bank=bank, accounts=accounts, progress=progress, target=url
         )

@@ -22,6 +22,7 @@ from scfleet_core.secrets import Secret
 from simulator.config import (
     IotUploadDevice,
     PythonDevice,
+    RunConfig,
     ScenarioConfig,
 )
 from simulator.executors import TaskStarter
@@ -286,6 +287,27 @@ class ScenarioRows:
 
 def _same(text: str) -> str:
     return text
+
+
+#: The most connections one process opens before its start (:func:`warm_connections`).
+MAX_WARM = 1000
+
+
+def warm_connections(cfg: RunConfig) -> int:
+    """Keep-alive connections one process opens before its schedule starts: the devices its
+    open-model scenarios pre-allocate from the start (k6's preAllocatedVUs: the requests
+    expected in flight at once), no more than each can start, nor :data:`MAX_WARM` (within
+    the open-file need: those scenarios' devices are all in the peak at second 0). A scenario
+    whose devices close their connection after each request (``keep_alive = false``), one
+    that starts later, and looping VUs (a closed model) open none ahead."""
+    warm = 0
+    for sc in cfg.scenarios:
+        pre = sc.executor.pre_allocated()
+        if pre is None or sc.start_time > 0 or not sc.device.keep_alive:
+            continue
+        iterations = sc.executor.iteration_bound(sc.think_time)
+        warm += pre if iterations is None else min(pre, iterations)
+    return min(warm, MAX_WARM)
 
 
 class IotUpload(Behaviour):

@@ -188,6 +188,7 @@ class Snapshot:
 @dataclass(frozen=True)
 class Ready:
     worker: int
+    warmed: bool = False  # the answer to Warm: its connections are open
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,15 @@ class Go:
 
 
 @dataclass(frozen=True)
+class Warm:
+    """Open your connections to ``url`` now (devices.warm_connections) and say Ready again:
+    sent once every worker is ready and the target is up, so the go's lead is not spent on
+    them."""
+
+    url: str
+
+
+@dataclass(frozen=True)
 class Stop:
     cancel: bool = False  # a second Ctrl-C: cancel in-flight iterations now
 
@@ -241,7 +251,7 @@ class WorkerJob:
 
 #: what a worker sends to the coordinator, and what the coordinator sends to a worker
 WorkerMessage = Ready | Snapshot | Final | Failed
-Control = Go | Stop
+Control = Go | Warm | Stop
 
 
 # -- the channel seam: a worker's messages travel over a pipe or a cluster's calls ---------
@@ -254,7 +264,8 @@ class WorkerEnd(Protocol):
     def send(self, msg: WorkerMessage) -> None: ...
 
     def recv(self) -> Control:
-        """Block for the coordinator's first word (:class:`Go` or :class:`Stop`)."""
+        """Block for the coordinator's next word before the run (:class:`Warm`, then
+        :class:`Go` or :class:`Stop`)."""
         ...
 
     def listen(
@@ -588,23 +599,39 @@ def _serve(
 ) -> None:
     """A worker from Ready to Final: its segment's run on its own event loop."""
     from simulator.http import make_transport
+    from simulator.http.transport import Transport
+    from simulator.run.devices import warm_connections
     from simulator.run.monitoring import GeneratorSampler
     from simulator.run.runner import Environment
 
+    transport: Transport | None = None
     end.send(Ready(job.index))
     first = end.recv()
+    if isinstance(first, Warm):
+        # Its connections open now, while nothing is due; the go waits for every worker's
+        # (Environment.run's transport.start() then has none left to open).
+        warm = warm_connections(cfg)
+        transport = make_transport(first.url, cfg.target.timeout, cfg.target.transport, warm)
+        loop.run_until_complete(transport.start())
+        end.send(Ready(job.index, warmed=True))
+        first = end.recv()
     if isinstance(first, Stop):
+        if transport is not None:
+            loop.run_until_complete(transport.close())
         loop.close()
         if writer is not None:
             writer.close()
         end.send(Final(job.index, (), (), None, True))
         return
+    assert isinstance(first, Go)
     start_at = first.start
     url = first.url or job.url
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        transport = make_transport(url, cfg.target.timeout, cfg.target.transport)
+        nonlocal transport
+        if transport is None:
+            transport = make_transport(url, cfg.target.timeout, cfg.target.transport)
         env = Environment(cfg, transport, bank=bank, accounts=job.accounts, target=url)
         env.tick = job.tick
         env.start_at = start_at
@@ -908,6 +935,7 @@ class WorkerPool:
         self._finals: dict[int, Final] = {}
         self._gone: set[int] = set()
         self._ready: set[int] = set()
+        self._warmed: set[int] = set()  # workers whose connections are open (Warm)
         self._latest: dict[tuple[int, str], ScenarioTick] = {}
         self._env: Environment | None = None
         self._changed: asyncio.Event | None = None
@@ -923,7 +951,6 @@ class WorkerPool:
     # -- Companion ----------------------------------------------------------------------
 
     async def prepare(self, env: Environment) -> None:
-        loop = asyncio.get_running_loop()
         warm_imports()
         self._env = env
         self._changed = asyncio.Event()
@@ -949,21 +976,31 @@ class WorkerPool:
                 self._channels = launching.result()
             for k, channel in enumerate(self._channels):
                 channel.open(functools.partial(self._receive, k), functools.partial(self._lost, k))
-            deadline = loop.time() + READY_TIMEOUT
-            while len(self._ready) < self.parts and not stopping.done():
-                if self._failure is not None:
-                    raise WorkerDied(f"{self._failure_name}: {self._failure}")
-                left = deadline - loop.time()
-                if left <= 0:
-                    raise WorkerDied(f"workers not ready within {READY_TIMEOUT:g}s")
-                self._changed.clear()
-                changed = asyncio.ensure_future(self._changed.wait())
-                await asyncio.wait(
-                    {changed, stopping}, timeout=left, return_when=asyncio.FIRST_COMPLETED
-                )
-                changed.cancel()
+            await self._until(self._ready, stopping, "ready")
+            if not stopping.done():  # each opens its connections; the go waits for them all
+                self._broadcast(Warm(self.url))
+                await self._until(self._warmed, stopping, "connected")
         finally:
             stopping.cancel()
+
+    async def _until(self, workers: set[int], stopping: asyncio.Future[Any], what: str) -> None:
+        """Wait until ``workers`` holds every worker (a worker's failure raises, and so does
+        :data:`READY_TIMEOUT`), or until ``stopping``."""
+        assert self._changed is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READY_TIMEOUT
+        while len(workers) < self.parts and not stopping.done():
+            if self._failure is not None:
+                raise WorkerDied(f"{self._failure_name}: {self._failure}")
+            left = deadline - loop.time()
+            if left <= 0:
+                raise WorkerDied(f"workers not {what} within {READY_TIMEOUT:g}s")
+            self._changed.clear()
+            changed = asyncio.ensure_future(self._changed.wait())
+            await asyncio.wait(
+                {changed, stopping}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+            )
+            changed.cancel()
 
     def _jobs(self) -> list[WorkerJob]:
         from simulator.executors.runtime import arrival_quantum
@@ -1247,7 +1284,7 @@ class WorkerPool:
             self._pending.setdefault(k, []).append(msg)
             self._seen_tick[k] = max(self._seen_tick.get(k, 0), msg.tick)
         elif isinstance(msg, Ready):
-            self._ready.add(k)
+            (self._warmed if msg.warmed else self._ready).add(k)
         elif isinstance(msg, Final):
             self._finals[k] = self._spill(k, msg) if msg.devices else msg
         elif isinstance(msg, Failed) and self._failure is None:

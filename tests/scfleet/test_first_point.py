@@ -25,6 +25,7 @@ from simulator.run.workers import (
     ScenarioTick,
     Snapshot,
     Stop,
+    Warm,
     WorkerMessage,
     WorkerPool,
 )
@@ -48,6 +49,9 @@ class _Worker:
 
     def send(self, msg: Any) -> None:
         if isinstance(msg, Stop):
+            return
+        if isinstance(msg, Warm):  # its connections: none to open
+            asyncio.get_running_loop().call_soon(self.deliver, Ready(self.k, warmed=True))
             return
         assert isinstance(msg, Go)
         loop = asyncio.get_running_loop()

@@ -1,0 +1,174 @@
+"""A process opens its keep-alive connections before its schedule starts: as many as its
+open-model scenarios pre-allocate devices (k6's preAllocatedVUs: the requests expected in
+flight at once). Before, the pool started empty: the first arrivals each waited for a paced
+dial (~150 µs of CPU each, 1 KB to nginx), the loop's turns grew, more arrivals came due at
+once and needed more connections — 500-1,400 per ``auto`` worker in the first 0.5 s at
+11,000-12,000/s, starts up to 120 ms late, where ~50 connections serve the rate after. Real
+servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from scfleet import api
+from simulator.http.fast import FastTransport
+from simulator.http.transport import Request, Response
+from simulator.run.devices import MAX_WARM, warm_connections
+
+_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+async def _server(accepted: list[int]) -> asyncio.Server:
+    """200 ``ok`` to every request, keep-alive; ``accepted`` counts the connections."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(_OK)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def test_start_opens_the_warm_connections_and_requests_reuse_them() -> None:
+    """``warm=8``: start() returns with 8 connections open; 8 requests submitted in one turn
+    then dial nothing (connecting 0, no ninth connection)."""
+    accepted: list[int] = []
+    srv = await _server(accepted)
+    port = srv.sockets[0].getsockname()[1]
+    tr = FastTransport(f"http://127.0.0.1:{port}", timeout=10.0, warm=8)
+    got: list[Response] = []
+    try:
+        await tr.start()
+        assert tr.connects == 8 and len(tr._idle) == 8
+        for _ in range(8):
+            tr.submit(Request("GET", "/x"), got.append)
+        assert not tr._connecting  # every request found an open connection
+        for _ in range(500):
+            if len(got) == 8:
+                break
+            await asyncio.sleep(0.01)
+        assert [r.status for r in got] == [200] * 8
+        assert [r.connecting for r in got] == [0.0] * 8
+        assert tr.connects == 8 and len(accepted) == 8
+    finally:
+        await tr.close()
+        srv.close()
+        await srv.wait_closed()
+
+
+async def test_a_dial_ahead_serves_a_request_already_waiting() -> None:
+    """A request that comes while dials ahead are under way waits for one of them: no
+    dial of its own."""
+    accepted: list[int] = []
+    srv = await _server(accepted)
+    port = srv.sockets[0].getsockname()[1]
+    tr = FastTransport(f"http://127.0.0.1:{port}", timeout=10.0)
+    got: list[Response] = []
+    try:
+        await tr.start()  # warm 0: nothing opened, nothing waited for
+        assert tr.connects == 0
+        tr.dial_ahead(4)
+        tr.submit(Request("GET", "/x"), got.append)
+        assert len(tr._connecting) == 4  # the request waits for a dial ahead, none of its own
+        for _ in range(500):
+            if got and len(tr._connecting) == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert [r.status for r in got] == [200]
+        assert tr.connects == 4
+    finally:
+        await tr.close()
+        srv.close()
+        await srv.wait_closed()
+
+
+_TOML = """
+[scenarios.up]
+executor = "constant-arrival-rate"
+rate = 100
+duration = "1s"
+pre_allocated_devices = {pre}
+max_devices = 40
+[scenarios.up.device]
+chunk_bytes = 200
+keep_alive = {keep}
+[audio]
+profiles = 1
+seconds = 1
+"""
+
+
+def test_warm_connections_follow_the_pre_allocated_devices(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "w.toml"
+    cfg_file.write_text(_TOML.format(pre=12, keep="true"))
+    assert warm_connections(api.load(cfg_file)) == 12
+    cfg_file.write_text(_TOML.format(pre=12, keep="false"))  # a connection per request
+    assert warm_connections(api.load(cfg_file)) == 0
+    cfg_file.write_text(_TOML.format(pre=5000, keep="true").replace("max_devices = 40", ""))
+    assert warm_connections(api.load(cfg_file)) == min(100, MAX_WARM)  # its 100 iterations
+
+
+class _Counting(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    connections = 0
+    lock = threading.Lock()
+
+    def setup(self) -> None:
+        super().setup()
+        with _Counting.lock:
+            _Counting.connections += 1
+
+    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def counting_server() -> Iterator[str]:
+    _Counting.connections = 0
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Counting)
+    srv.daemon_threads = True
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_a_run_dials_nothing_after_its_start(
+    tmp_path: Path, counting_server: str, workers: int
+) -> None:
+    """One process or two workers (5 devices each, opened before Ready), 100 arrivals/s for 1 s with 10 pre-allocated devices: the 10 connections
+    are open before the start, so no request waits for a connect (``http_req_connecting``
+    max 0) and the server sees those 10 and the run's reachability check. Before: the first request dialled (its connecting
+    > 0) and the pool grew from 0 during the schedule."""
+    cfg_file = tmp_path / "w.toml"
+    cfg_file.write_text(_TOML.format(pre=10, keep="true"))
+    outcome = api.run(
+        api.load(cfg_file), target=counting_server, out=tmp_path / "run", workers=workers
+    )
+    assert outcome.exit_code == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["metrics"]["http_reqs"]["count"] == 100
+    assert summary["metrics"]["http_req_connecting"]["max"] == 0
+    assert _Counting.connections == 10 + 1  # session.check_reachable's
