@@ -11,6 +11,7 @@ import asyncio
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -160,6 +161,36 @@ async def test_aiohttp_a_wait_for_the_pool_is_blocked_not_duration() -> None:
         await tr.close()
         srv.close()
         await srv.wait_closed()
+
+
+async def test_aiohttp_building_the_request_is_not_blocked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """k6's clock starts when the built request asks for a connection (Go's getConn): aiohttp's
+    own building of its request object (made to take BUILD s here) is in no phase, as a
+    device's building of its request is not. Before: blocked ~BUILD (timed from the call)."""
+    import aiohttp
+
+    build = 0.2
+
+    class SlowBuild(aiohttp.ClientRequest):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            time.sleep(build)
+            super().__init__(*args, **kwargs)
+
+    srv = await _server()
+    tr = AiohttpTransport(_url(srv), timeout=10.0)
+    await tr.start()
+    monkeypatch.setattr(tr._ensure(), "_request_class", SlowBuild)
+    try:
+        called = time.perf_counter()
+        resp = await tr.send(Request("GET", "/a"))
+    finally:
+        await tr.close()
+        srv.close()
+        await srv.wait_closed()
+    assert resp.status == 200 and resp.started > called + build * 0.9, (called, resp)
+    assert resp.blocked < build / 2, resp
+    m = _recorded([resp])
+    assert m["http_req_blocked"] < build / 2 and m["http_req_duration"] < build / 2, m
 
 
 def _transport(kind: str, url: str) -> Transport:
