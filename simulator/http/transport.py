@@ -138,10 +138,12 @@ def waits(started: float, dialled: float, connected: float) -> tuple[float, floa
     dial that made that connection began (0: a reused one). Connecting is the part of the dial
     after the request began (a dial may predate it: started for a request a freed connection
     then served); the rest, a wait for a freed connection, a pool slot or a dial, is blocked.
-    Neither is in the duration, which starts at ``started + blocked + connecting``."""
+    Neither is in the duration, which starts at ``started + blocked + connecting``. A dial
+    that began after ``connected`` is a later attempt that failed (a retry after the reused
+    connection died unanswered): it made no connection, so the one had is not its."""
     if not connected:
         return 0.0, 0.0
-    if dialled:
+    if dialled and dialled <= connected:
         begin = dialled if dialled > started else started
         return begin - started, connected - begin
     return connected - started, 0.0
