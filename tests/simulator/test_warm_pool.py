@@ -9,8 +9,11 @@ servers on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from scfleet import api
+from simulator.http import fast
 from simulator.http.fast import FastTransport
 from simulator.http.transport import Request, Response
 from simulator.run.devices import MAX_WARM, warm_connections
@@ -91,6 +95,38 @@ async def test_a_dial_ahead_serves_a_request_already_waiting() -> None:
         await tr.close()
         srv.close()
         await srv.wait_closed()
+
+
+async def test_start_waits_for_warm_connections_at_most_warm_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A target whose listen backlog is full drops the connects (SYNs unanswered): start()
+    returns after WARM_WAIT, not after the connect timeout (30 s), the dials still under way.
+    Before the bound: start() waited for every dial to time out."""
+    monkeypatch.setattr(fast, "WARM_WAIT", 0.3)
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(0)  # never accepted: one queued connect fills it, the rest hang
+    port = lsock.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):
+            c = socket.socket()
+            c.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                c.connect(("127.0.0.1", port))
+            fillers.append(c)
+        tr = FastTransport(f"http://127.0.0.1:{port}", timeout=10.0, warm=8)
+        t0 = time.perf_counter()
+        await tr.start()
+        took = time.perf_counter() - t0
+        assert 0.25 < took < 3.0
+        assert tr._connecting  # still dialling: they serve whatever request waits first
+        await tr.close()
+    finally:
+        for c in fillers:
+            c.close()
+        lsock.close()
 
 
 _TOML = """
