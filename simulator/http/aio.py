@@ -105,7 +105,7 @@ def _connector(limit: int) -> aiohttp.TCPConnector:
                 return await super().connect(req, traces, timeout)
             if not dial.asked:  # a retry's wait (a stale reused connection) stays blocked
                 dial.asked = time.perf_counter()
-            dial.dialled = dial.connected = 0.0  # this attempt's
+            dial.dialled = 0.0  # this attempt's (one after `connected` failed: transport.waits)
             conn = await super().connect(req, traces, timeout)
             dial.connected = time.perf_counter()
             return conn
