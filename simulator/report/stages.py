@@ -1,7 +1,8 @@
 """Stage by stage: what each load level achieved, where the server stopped coping, and why.
 
 A run's timeline is cut at the stage boundaries of :func:`simulator.executors.stage_windows`
-(a tick belongs to the stage holding its midpoint). For each stage the table gives offered vs
+(a tick belongs to the stage holding its midpoint; the graceful stop's requests, started in
+the last stage, to it). For each stage the table gives offered vs
 achieved rate, exact p50/p95/p99 from a per-stage HDR histogram (recorded live by
 :class:`StageRecorder`), error rate, dropped iterations and the sampled server/generator
 resources. From the table, per scenario: the **knee**, a **verdict** and a **bottleneck** hint.
@@ -22,6 +23,7 @@ from simulator.run.monitoring import GEN_CPU_SATURATED_PCT as GEN_CPU_SATURATED_
 from simulator.run.monitoring import GEN_DROPPED_SHARE as GEN_DROPPED_SHARE
 from simulator.run.monitoring import GEN_LOOP_LAG_MS as GEN_LOOP_LAG_MS
 from simulator.run.stage_recorder import StageRecorder as StageRecorder
+from simulator.run.stage_recorder import after_schedule, last_stage
 from simulator.run.stage_recorder import locate as locate
 
 # --------------------------------------------------------------------------- the rules
@@ -165,6 +167,7 @@ def build_rows(
     """The stage table, from the timeline and (when recorded) the per-stage histograms."""
     rows: list[StageRow] = []
     for name, windows in recorder.windows.items():
+        last = last_stage(windows)
         for w in windows:
             if w.end <= w.start:
                 continue
@@ -184,23 +187,42 @@ def build_rows(
                 for p in timeline
                 if name in p.get("scenarios", {}) and locate([w], p["t"], p["span"]) is not None
             ]
+            # the graceful stop's ticks: the requests finishing there started in the last stage
+            late = (
+                [
+                    p
+                    for p in timeline
+                    if name in p.get("scenarios", {}) and after_schedule(windows, p["t"], p["span"])
+                ]
+                if w is last
+                else []
+            )
             hist = recorder.hists.get((name, w.index))
-            _fill(row, ticks, hist)
+            _fill(row, ticks, hist, late)
             _judge(row, thresholds, hist)
             rows.append(row)
     return rows
 
 
-def _fill(row: StageRow, ticks: list[Mapping[str, Any]], hist: Histogram | None) -> None:
+def _fill(
+    row: StageRow,
+    ticks: list[Mapping[str, Any]],
+    hist: Histogram | None,
+    late: Sequence[Mapping[str, Any]] = (),
+) -> None:
+    """``late``: ticks after the schedule (the last stage's): their requests count, not their
+    seconds or resources."""
     if not ticks:
         return
     sc = [p["scenarios"][row.scenario] for p in ticks]
+    done = [*ticks, *late]  # every tick whose requests are this stage's
+    sc_done = [p["scenarios"][row.scenario] for p in done]
     row.seconds = sum(p["span"] for p in ticks)
-    row.requests = sum(s["requests"] for s in sc)
-    row.failed = sum(s["failed"] for s in sc)
-    row.dropped = sum(s["dropped"] for s in sc)
-    row.iterations = sum(s["iterations"] for s in sc)
-    row.conn_errors = int(sum(p.get(f"conn_errors.{row.scenario}") or 0 for p in ticks))
+    row.requests = sum(s["requests"] for s in sc_done)
+    row.failed = sum(s["failed"] for s in sc_done)
+    row.dropped = sum(s["dropped"] for s in sc_done)
+    row.iterations = sum(s["iterations"] for s in sc_done)
+    row.conn_errors = int(sum(p.get(f"conn_errors.{row.scenario}") or 0 for p in done))
     row.achieved_rps = row.requests / row.seconds
     row.achieved_iters = row.iterations / row.seconds
     row.error_rate = row.failed / row.requests if row.requests else 0.0
@@ -212,8 +234,8 @@ def _fill(row: StageRow, ticks: list[Mapping[str, Any]], hist: Histogram | None)
         row.exact_percentiles = False
         n = row.requests
         for attr in ("p50_ms", "p95_ms", "p99_ms", "avg_ms"):
-            setattr(row, attr, sum(s[attr] * s["requests"] for s in sc) / n)
-        row.max_ms = max(s["max_ms"] for s in sc)
+            setattr(row, attr, sum(s[attr] * s["requests"] for s in sc_done if s["requests"]) / n)
+        row.max_ms = max(s["max_ms"] for s in sc_done)
 
     def series(key: str) -> list[float | None]:
         return [p.get(key) for p in ticks]

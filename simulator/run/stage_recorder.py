@@ -1,5 +1,6 @@
 """Per-stage latency during the run: each tick's histogram merged into its stage's, so the
-stage table (simulator.report.stages) has an exact per-stage p95."""
+stage table (simulator.report.stages) has an exact per-stage p95. Ticks in the graceful stop
+go to the last stage: the requests that finish there started in it."""
 
 from __future__ import annotations
 
@@ -23,6 +24,19 @@ def locate(windows: Sequence[StageWindow], t: float, span: float) -> int | None:
     return None
 
 
+def last_stage(windows: Sequence[StageWindow]) -> StageWindow | None:
+    """The stage that ends last: requests still in flight when the schedule ends started in
+    it, and their latencies (which finish in the graceful stop) are its."""
+    held = [w for w in windows if w.end > w.start]
+    return max(held, key=lambda w: w.end) if held else None
+
+
+def after_schedule(windows: Sequence[StageWindow], t: float, span: float) -> bool:
+    """A tick past the scenario's last stage (its graceful stop)."""
+    last = last_stage(windows)
+    return last is not None and t - span / 2 >= last.end
+
+
 class StageRecorder:
     """Merges each tick's latency histogram into its stage's (an exact per-stage p95)."""
 
@@ -36,7 +50,11 @@ class StageRecorder:
 
     def record(self, scenario: str, t: float, span: float, iv: IntervalStats) -> None:
         """``Environment.interval_hooks`` callback; never raises into the ticker."""
-        idx = locate(self.windows.get(scenario, ()), t, span)
+        windows = self.windows.get(scenario, ())
+        idx = locate(windows, t, span)
+        if idx is None and after_schedule(windows, t, span):  # finished in the graceful stop
+            last = last_stage(windows)
+            idx = last.index if last is not None else None
         if idx is None or iv.hist.count == 0:
             return
         self.hists.setdefault((scenario, idx), Histogram()).merge(iv.hist)

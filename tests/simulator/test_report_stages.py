@@ -296,3 +296,30 @@ def test_recorder_round_trip_and_json_and_text() -> None:
     assert doc["scenarios"]["s"]["verdict"] == "held"
     text = render_text(rows, assessments)
     assert "knee: 5 iters/s" in text and "verdict: held" in text
+
+
+def test_requests_finishing_in_the_graceful_stop_count_in_the_last_stage() -> None:
+    """A one-stage run whose slow requests (1 s, a quarter of them) all finish after its
+    schedule: they started in the stage, so its p95 is theirs and the threshold fails there,
+    as it does for the run. Before: the stage kept only the fast ones (p95 3.3 ms in the run
+    this mirrors), passed, and the verdict read "held — the limit is higher" beside a failed
+    ``p(95)<500`` (observed 1002) and exit 99."""
+    one = {"s": [StageWindow("s", 0, 0.0, 1.0, 20, 20, "iters/s")]}
+    ticks = [(1.0, [1.0] * 15), (2.0, [1000.0] * 5), (2.5, [])]  # the stage, the stop
+    rec = StageRecorder(one)
+    timeline = []
+    for t, values in ticks:
+        iv = IntervalStats()
+        iv.hist = hist_of(*values)
+        rec.record("s", t, 1.0 if t <= 2.0 else 0.5, iv)
+        timeline.append(tick(t, len(values)))
+    timeline[-1]["span"] = 0.5
+    rows, (a,) = stage_table(rec, timeline, [("http_req_duration", "p(95)<500")])
+    (r,) = rows
+    assert (r.requests, r.seconds) == (20, 1.0)  # the stop's requests, not its seconds
+    assert r.p95_ms == pytest.approx(1000, rel=0.01)
+    assert r.thresholds_ok is False and a.verdict != "held"
+    # the same table from per-tick figures only (a run folder without stages.json)
+    timeline[1]["scenarios"]["s"]["max_ms"] = 1000.0
+    approx = build_rows(StageRecorder(one), timeline)
+    assert (approx[0].requests, approx[0].max_ms) == (20, 1000.0)
