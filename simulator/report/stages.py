@@ -355,6 +355,11 @@ def assess(rows: Sequence[StageRow]) -> Assessment:
         return Assessment(
             name, None, "-", "no data", "no stage was reached", "none", "", gen_warn, gen_who
         )
+    if not any(r.requests or r.iterations for r in reached):
+        # a stage with no samples passes its thresholds (as in k6), but "the limit is higher"
+        # needs some: a run stopped before its first request, or whose requests never ended
+        why = "no request or iteration completed in any stage"
+        return Assessment(name, None, "-", "no data", why, "none", "", gen_warn, gen_who)
     # the ascending part: stages until the target first drops (ramp-down excluded)
     ascending: list[StageRow] = []
     peak = -math.inf

@@ -145,6 +145,17 @@ def test_unreached_stages_of_an_interrupted_run_are_ignored() -> None:
     assert assess([late]).verdict == "no data"
 
 
+def test_stages_that_completed_nothing_are_no_data_not_held() -> None:
+    """A run stopped before its first request (Ctrl-C while its connections opened, 1.1 s,
+    0 requests) reached its stage but measured nothing. Before: "held — every stage up to 10
+    iters/s met the thresholds; the limit is higher"."""
+    empty = row(0, 10, requests=0, achieved_rps=0.0, p50_ms=None, p95_ms=None, p99_ms=None)
+    a = assess([empty])
+    assert (a.verdict, a.knee) == ("no data", None)
+    assert "no request" in a.reason
+    assert assess([row(0, 10, requests=0, iterations=3)]).verdict == "held"  # VUs' iterations
+
+
 def test_bottleneck_priorities() -> None:
     first = row(0, 10)
     gen = row(1, 20, gen_cpu=97.0, server_cpu=390.0, server_hottest=99.0)
