@@ -231,6 +231,8 @@ class OutputConfig:
 
 #: most worker processes a run may start (``[run] workers``, ``--workers``)
 MAX_WORKERS = 256
+#: most connections ``[run] warm_connections = N`` may ask a run to open before its start
+MAX_WARM_RUN = 100_000
 
 
 @dataclass(frozen=True)
@@ -241,6 +243,11 @@ class RunSection:
     workers: int | Literal["auto"] = "auto"
     #: run the workers on a Ray cluster (``--cluster``): "auto", "ray://HOST:PORT", "HOST:PORT"
     cluster: str | None = None
+    #: keep-alive connections the run opens before its start: 0 (the default) dials on demand
+    #: as k6 does, so the server sees only what the schedule needs; N for the run (split
+    #: across workers); "auto" its arrival-rate scenarios' pre-allocated devices
+    #: (``simulator.run.devices.warm_connections``)
+    warm_connections: int | Literal["auto"] = 0
 
 
 #: Top-level tables the engine carries unread for the run's companions, which check them: the

@@ -29,6 +29,7 @@ from simulator.config.model import (
     MAX_SAMPLE_RATE,
     MAX_STAGES,
     MAX_WAIT,
+    MAX_WARM_RUN,
     MAX_WORKERS,
     SCENARIO_NAME,
     AnalyzeDevice,
@@ -485,7 +486,15 @@ def _run(t: _Table) -> RunSection:
             cluster = cluster_address(cluster)
         except ValueError as exc:
             raise t.error("cluster", str(exc)) from None
-    rs = RunSection(workers=raw, cluster=cluster)
+    warm = t.get("warm_connections", 0)
+    if warm != "auto" and (
+        isinstance(warm, bool) or not isinstance(warm, int) or not 0 <= warm <= MAX_WARM_RUN
+    ):
+        raise t.error(
+            "warm_connections",
+            f'expected 0..{MAX_WARM_RUN:,} connections or "auto", got {_show(warm)}',
+        )
+    rs = RunSection(workers=raw, cluster=cluster, warm_connections=warm)
     t.finish()
     return rs
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from simulator.report.exports import rfc3339
 from simulator.report.stages import HEADERS, Assessment, StageRow, table_cells
+from simulator.report.summary import warm_lines
 
 if TYPE_CHECKING:
     from simulator.report.model import RunData
@@ -578,7 +579,9 @@ def render(data: RunData) -> str:
         f"{'thresholds passed' if ok else 'thresholds failed'}</span></h1>",
         f"<p class='meta'>{esc(opts.get('source', ''))} → {esc(opts.get('target', ''))}<br>"
         f"started {esc(rfc3339(state.get('startedAt', 0))[:19])}Z · "
-        f"{state.get('testRunDurationMs', 0) / 1000:.1f} s · {esc(status)}</p>",
+        f"{state.get('testRunDurationMs', 0) / 1000:.1f} s · {esc(status)}"
+        + "".join(f"<br>{esc(line.strip())}" for line in warm_lines(opts))
+        + "</p>",
         "<h2>Summary</h2>",
         _cards(s),
         "<h2>Verdict</h2>",

@@ -234,6 +234,8 @@ def summary_dict(result: RunResult) -> dict[str, Any]:
                 "target": result.target,
                 "summaryTrendStats": list(stats),
                 "source": result.config.source,
+                # [run] warm_connections: opened before the start (0: dialled on demand)
+                "warmConnections": result.warmed,
             },
             "scenarios": {
                 sc.name: {
@@ -421,10 +423,9 @@ def text_of(summary: Mapping[str, Any], scenarios: Sequence[str], devices: int |
     for t in sc["thresholds"]:
         failing[t["metric"]] = failing.get(t["metric"], True) and bool(t["ok"])
     state = sc.get("state", {})
-    lines = [
-        f"  target: {sc.get('options', {}).get('target', '')}",
-        f"  scenarios: {len(sc.get('scenarios', {}))}",
-    ]
+    lines = [f"  target: {sc.get('options', {}).get('target', '')}"]
+    lines += warm_lines(sc.get("options", {}))
+    lines.append(f"  scenarios: {len(sc.get('scenarios', {}))}")
     lines += scenarios
     lines.append("")
     if sc["thresholds"]:
@@ -475,6 +476,18 @@ def text_of(summary: Mapping[str, Any], scenarios: Sequence[str], devices: int |
     for note in sc.get("notes", []):
         lines.append(f"  note: {note}")
     return "\n".join(lines)
+
+
+def warm_lines(options: Mapping[str, Any]) -> list[str]:
+    """The connections opened before the start, when any (``[run] warm_connections``): the
+    first requests' http_req_connecting is then 0 by choice, not the target's doing."""
+    warmed = int(options.get("warmConnections", 0))
+    if warmed <= 0:
+        return []
+    return [
+        f"  connections opened before the start: {warmed} ([run] warm_connections; "
+        "the first requests' http_req_connecting is 0 by choice)"
+    ]
 
 
 def failure_lines(failures: list[dict[str, Any]]) -> list[str]:

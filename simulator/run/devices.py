@@ -289,17 +289,26 @@ def _same(text: str) -> str:
     return text
 
 
-#: The most connections one process opens before its start (:func:`warm_connections`).
+#: The most connections one process opens before its start with ``warm_connections = "auto"``.
 MAX_WARM = 1000
 
 
 def warm_connections(cfg: RunConfig) -> int:
-    """Keep-alive connections one process opens before its schedule starts: the devices its
-    open-model scenarios pre-allocate from the start (k6's preAllocatedVUs: the requests
-    expected in flight at once), no more than each can start, nor :data:`MAX_WARM` (within
-    the open-file need: those scenarios' devices are all in the peak at second 0). A scenario
-    whose devices close their connection after each request (``keep_alive = false``), one
-    that starts later, and looping VUs (a closed model) open none ahead."""
+    """Keep-alive connections one process opens before its schedule starts (``[run]
+    warm_connections``; a worker's config holds its share, :func:`segment_config`).
+
+    0, the default: none — k6 dials on demand, and a server that serves few connections at
+    once (an accept loop stopped at its limit) held the requests sent on pre-dialled idle
+    connections until one timed out (probe12: p90 28 s where on demand gave p99 4.5 ms).
+    N: N, as asked (the open-file limit counts them, :mod:`simulator.run.limits`).
+    "auto": the devices its open-model scenarios pre-allocate from the start (k6's
+    preAllocatedVUs: the requests expected in flight at once), no more than each can start,
+    nor :data:`MAX_WARM`; none for a scenario whose devices close their connection after
+    each request (``keep_alive = false``), one that starts later, or looping VUs (a closed
+    model)."""
+    asked = cfg.run.warm_connections
+    if asked != "auto":
+        return asked
     warm = 0
     for sc in cfg.scenarios:
         pre = sc.executor.pre_allocated()

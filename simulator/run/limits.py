@@ -36,7 +36,11 @@ def files_needed(cfg: RunConfig, workers: int = 1) -> int:
         from simulator.run.workers import segment_config
 
         return max(files_needed(segment_config(cfg, k, workers)) for k in range(workers))
-    return connections_bound(cfg) + MARGIN
+    from simulator.run.devices import warm_connections
+
+    # connections opened before the start stay in the pool: more than the requests in flight
+    # only when [run] warm_connections = N asks for more
+    return max(connections_bound(cfg), warm_connections(cfg)) + MARGIN
 
 
 def connections_bound(cfg: RunConfig) -> int:

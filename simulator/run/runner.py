@@ -115,6 +115,9 @@ class RunResult:
     error: str | None = None  # a part of the run died (one line); the run ended early
     #: Ctrl-C/SIGTERM came, maybe once the schedule was over (not ``interrupted`` then)
     signalled: bool = False
+    #: keep-alive connections opened before the start (``[run] warm_connections``): its
+    #: first requests' http_req_connecting is 0 by choice, not the target's
+    warmed: int = 0
 
     @property
     def thresholds_ok(self) -> bool:
@@ -201,6 +204,8 @@ class Environment:
         self.behaviours: dict[str, Behaviour] = {}
         self.started_perf = 0.0
         self.notes: list[str] = []
+        #: connections opened before the start: this process's, plus its workers' (prepare)
+        self.warmed = 0
         self.interval_hooks: list[IntervalHook] = []
         #: per-stage histograms, set by monitoring.attach when the run is monitored
         self.stage_recorder: StageRecorder | None = None
@@ -265,6 +270,8 @@ class Environment:
                 await comp.close()
             raise
         await self.transport.start()
+        # the connects so far are those start() opened ahead (the fast client's; aiohttp's none)
+        self.warmed += int(getattr(self.transport, "connects", 0))
         now = time.time()
         # the common start: ``start_at`` (a worker; in the past only if its go came late, and
         # then it catches up rather than shifting its seconds) or now plus the lead
@@ -323,6 +330,7 @@ class Environment:
             self.notes,
             self.stage_recorder,
             error=self.error,
+            warmed=self.warmed,
         )
 
     def fail(self, what: str, exc: BaseException) -> None:

@@ -189,6 +189,7 @@ class Snapshot:
 class Ready:
     worker: int
     warmed: bool = False  # the answer to Warm: its connections are open
+    opened: int = 0  # with warmed: how many it opened (devices.warm_connections)
 
 
 @dataclass(frozen=True)
@@ -409,7 +410,11 @@ def segment_config(cfg: RunConfig, index: int, parts: int) -> RunConfig:
         replace(sc, executor=cast("ExecutorConfig", sc.executor.for_segment(seg)))
         for sc in cfg.scenarios
     )
-    return replace(cfg, scenarios=scenarios, thresholds=(), sections={})
+    run = cfg.run
+    if run.warm_connections != "auto":  # N is the run's: each worker opens its share
+        share = run.warm_connections // parts + (index < run.warm_connections % parts)
+        run = replace(run, warm_connections=share)
+    return replace(cfg, scenarios=scenarios, thresholds=(), sections={}, run=run)
 
 
 def watch_pipe(
@@ -628,7 +633,8 @@ def _serve(
         warm = warm_connections(cfg)
         transport = make_transport(first.url, cfg.target.timeout, cfg.target.transport, warm)
         loop.run_until_complete(transport.start())
-        end.send(Ready(job.index, warmed=True))
+        opened = int(getattr(transport, "connects", 0))  # the fast client's; aiohttp's none
+        end.send(Ready(job.index, warmed=True, opened=opened))
         first = end.recv()
     if isinstance(first, Stop):
         if transport is not None:
@@ -951,6 +957,7 @@ class WorkerPool:
         self._gone: set[int] = set()
         self._ready: set[int] = set()
         self._warmed: set[int] = set()  # workers whose connections are open (Warm)
+        self._opened: dict[int, int] = {}  # worker -> connections it opened before the go
         self._latest: dict[tuple[int, str], ScenarioTick] = {}
         self._env: Environment | None = None
         self._changed: asyncio.Event | None = None
@@ -995,6 +1002,7 @@ class WorkerPool:
             if not stopping.done():  # each opens its connections; the go waits for them all
                 self._broadcast(Warm(self.url))
                 await self._until(self._warmed, stopping, "connected")
+                env.warmed += sum(self._opened.values())
         finally:
             stopping.cancel()
 
@@ -1300,6 +1308,8 @@ class WorkerPool:
             self._seen_tick[k] = max(self._seen_tick.get(k, 0), msg.tick)
         elif isinstance(msg, Ready):
             (self._warmed if msg.warmed else self._ready).add(k)
+            if msg.warmed:
+                self._opened[k] = msg.opened
         elif isinstance(msg, Final):
             self._finals[k] = self._spill(k, msg) if msg.devices else msg
         elif isinstance(msg, Failed) and self._failure is None:

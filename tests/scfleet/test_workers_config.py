@@ -58,3 +58,30 @@ def test_workers_flag_is_a_usage_error_when_bad(capsys: pytest.CaptureFixture[st
         code = int(exc.code or 0)
     stderr = capsys.readouterr().err
     assert code == 2 and "--workers" in stderr and "Traceback" not in stderr
+
+
+def test_warm_connections_key_accepts_a_count_or_auto(tmp_path: pathlib.Path) -> None:
+    """Default 0: dial on demand, as k6 does (opening ahead changed a verdict, README)."""
+    assert _load(tmp_path, "").run.warm_connections == 0
+    assert _load(tmp_path, "[run]\nwarm_connections = 0\n").run.warm_connections == 0
+    assert _load(tmp_path, "[run]\nwarm_connections = 50\n").run.warm_connections == 50
+    auto = _load(tmp_path, '[run]\nwarm_connections = "auto"\n')
+    assert auto.run.warm_connections == "auto"
+
+
+@pytest.mark.parametrize("value", ["-1", "100001", '"all"', "true", "2.5", "[1]"])
+def test_bad_warm_connections_is_one_line_naming_file_and_key(
+    tmp_path: pathlib.Path, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Through the CLI (in-process): a one-line error naming the file and the key, exit
+    non-zero, no traceback."""
+    from scfleet.cli import main
+
+    path = tmp_path / "w.toml"
+    path.write_text(BASE + f"[run]\nwarm_connections = {value}\n")
+    with pytest.raises(ConfigError, match=r"run\.warm_connections"):
+        api.load(path)
+    code = main(["run", str(path), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and "Traceback" not in err
+    assert "\n" not in err and "w.toml" in err and "run.warm_connections" in err

@@ -1,4 +1,5 @@
-"""A process opens its keep-alive connections before its schedule starts: as many as its
+"""``[run] warm_connections``: 0 (the default) dials on demand, as k6 does; "auto" opens a
+process's keep-alive connections before its schedule starts: as many as its
 open-model scenarios pre-allocate devices (k6's preAllocatedVUs: the requests expected in
 flight at once). Before, the pool started empty: the first arrivals each waited for a paced
 dial (~150 µs of CPU each, 1 KB to nginx), the loop's turns grew, more arrivals came due at
@@ -21,10 +22,13 @@ from pathlib import Path
 import pytest
 
 from scfleet import api
+from simulator.config import RunConfig
 from simulator.http import fast
 from simulator.http.fast import FastTransport
 from simulator.http.transport import Request, Response
 from simulator.run.devices import MAX_WARM, warm_connections
+from simulator.run.limits import MARGIN, files_needed
+from simulator.run.workers import segment_config
 
 _OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -130,6 +134,8 @@ async def test_start_waits_for_warm_connections_at_most_warm_wait(
 
 
 _TOML = """
+[run]
+warm_connections = {warm}
 [scenarios.up]
 executor = "constant-arrival-rate"
 rate = 100
@@ -145,19 +151,45 @@ seconds = 1
 """
 
 
-def test_warm_connections_follow_the_pre_allocated_devices(tmp_path: Path) -> None:
+def _cfg(tmp_path: Path, *, pre: int = 12, keep: str = "true", warm: str = '"auto"') -> RunConfig:
     cfg_file = tmp_path / "w.toml"
-    cfg_file.write_text(_TOML.format(pre=12, keep="true"))
-    assert warm_connections(api.load(cfg_file)) == 12
-    cfg_file.write_text(_TOML.format(pre=12, keep="false"))  # a connection per request
-    assert warm_connections(api.load(cfg_file)) == 0
-    cfg_file.write_text(_TOML.format(pre=5000, keep="true").replace("max_devices = 40", ""))
+    cfg_file.write_text(_TOML.format(pre=pre, keep=keep, warm=warm))
+    return api.load(cfg_file)
+
+
+def test_auto_warm_connections_follow_the_pre_allocated_devices(tmp_path: Path) -> None:
+    assert warm_connections(_cfg(tmp_path, pre=12)) == 12
+    assert warm_connections(_cfg(tmp_path, pre=12, keep="false")) == 0  # a connection a request
+    cfg_file = tmp_path / "w.toml"
+    cfg_file.write_text(
+        _TOML.format(pre=5000, keep="true", warm='"auto"').replace("max_devices = 40", "")
+    )
     assert warm_connections(api.load(cfg_file)) == min(100, MAX_WARM)  # its 100 iterations
+
+
+def test_warm_connections_default_to_none_and_take_a_count(tmp_path: Path) -> None:
+    """The default opens nothing ahead (k6's on-demand dialling: the server sees only what the
+    schedule needs); N opens N, and the open-file limit counts them beyond the requests in
+    flight (40 devices here); with workers N is the run's, each worker opening its share."""
+    cfg_file = tmp_path / "d.toml"
+    cfg_file.write_text(_TOML.format(pre=12, keep="true", warm=0).split("\n", 3)[3])  # no [run]
+    default = api.load(cfg_file)
+    assert default.run.warm_connections == 0 and warm_connections(default) == 0
+    assert warm_connections(_cfg(tmp_path, warm="7")) == 7
+    assert warm_connections(_cfg(tmp_path, warm="500")) == 500
+    assert files_needed(_cfg(tmp_path, warm="500")) == 500 + MARGIN
+    assert files_needed(_cfg(tmp_path, warm="500"), workers=2) == 250 + MARGIN
+    five = _cfg(tmp_path, warm="5")
+    shares = [warm_connections(segment_config(five, k, 3)) for k in range(3)]
+    assert shares == [2, 2, 1]
+    auto = _cfg(tmp_path, pre=12)  # auto: each worker its segment's pre-allocated devices
+    assert sum(warm_connections(segment_config(auto, k, 2)) for k in range(2)) == 12
 
 
 class _Counting(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     connections = 0
+    at_first_request = 0  # connections accepted when the first request came
     lock = threading.Lock()
 
     def setup(self) -> None:
@@ -166,6 +198,8 @@ class _Counting(BaseHTTPRequestHandler):
             _Counting.connections += 1
 
     def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        with _Counting.lock:
+            _Counting.at_first_request = _Counting.at_first_request or _Counting.connections
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.send_response(200)
         self.send_header("Content-Length", "2")
@@ -178,7 +212,7 @@ class _Counting(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def counting_server() -> Iterator[str]:
-    _Counting.connections = 0
+    _Counting.connections = _Counting.at_first_request = 0
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Counting)
     srv.daemon_threads = True
     th = threading.Thread(target=srv.serve_forever, daemon=True)
@@ -191,15 +225,16 @@ def counting_server() -> Iterator[str]:
 
 
 @pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
-def test_a_run_dials_nothing_after_its_start(
+def test_auto_dials_nothing_after_its_start(
     tmp_path: Path, counting_server: str, workers: int
 ) -> None:
-    """One process or two workers (5 devices each, opened before Ready), 100 arrivals/s for 1 s with 10 pre-allocated devices: the 10 connections
+    """``warm_connections = "auto"``, one process or two workers (5 devices each, opened
+    before the go), 100 arrivals/s for 1 s with 10 pre-allocated devices: the 10 connections
     are open before the start, so no request waits for a connect (``http_req_connecting``
-    max 0) and the server sees those 10 and the run's reachability check. Before: the first request dialled (its connecting
-    > 0) and the pool grew from 0 during the schedule."""
+    max 0), the server sees those 10 and the run's reachability check, and the summary says
+    10 were opened ahead. Before 4ce4015: the first request dialled (its connecting > 0)."""
     cfg_file = tmp_path / "w.toml"
-    cfg_file.write_text(_TOML.format(pre=10, keep="true"))
+    cfg_file.write_text(_TOML.format(pre=10, keep="true", warm='"auto"'))
     outcome = api.run(
         api.load(cfg_file), target=counting_server, out=tmp_path / "run", workers=workers
     )
@@ -208,3 +243,24 @@ def test_a_run_dials_nothing_after_its_start(
     assert summary["metrics"]["http_reqs"]["count"] == 100
     assert summary["metrics"]["http_req_connecting"]["max"] == 0
     assert _Counting.connections == 10 + 1  # session.check_reachable's
+    assert summary["scfleet"]["options"]["warmConnections"] == 10
+    text = (tmp_path / "run" / "summary.txt").read_text()
+    assert "connections opened before the start: 10 ([run] warm_connections" in text
+
+
+def test_the_default_dials_on_demand(tmp_path: Path, counting_server: str) -> None:
+    """No ``[run] warm_connections``: nothing is opened before the start, as in k6 — the
+    first request dials (its ``http_req_connecting`` > 0), the server has accepted only the
+    reachability check's connection and the first request's (not the 10 pre-allocated
+    devices') when that request comes, and the summary says nothing was opened ahead.
+    Before (4ce4015's default): 10 + 1 connections before the first request."""
+    cfg_file = tmp_path / "w.toml"
+    cfg_file.write_text(_TOML.format(pre=10, keep="true", warm=0).split("\n", 3)[3])
+    outcome = api.run(api.load(cfg_file), target=counting_server, out=tmp_path / "run", workers=1)
+    assert outcome.exit_code == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["metrics"]["http_reqs"]["count"] == 100
+    assert summary["metrics"]["http_req_connecting"]["max"] > 0
+    assert _Counting.at_first_request <= 3  # the check's, the first request's, one more dial
+    assert summary["scfleet"]["options"]["warmConnections"] == 0
+    assert "opened before the start" not in (tmp_path / "run" / "summary.txt").read_text()
