@@ -34,7 +34,13 @@ each step: its CPU share is reported beside each ceiling to show it was not the 
 
     python bench/bench_ceiling.py [--bodies 32000,1024] [--generators w1,auto,k6]
         [--step 10] [--repeat 1] [--json out.json] [--prior out.json] [--cluster ADDRESS]
-        [--k6-lag] [--cpu-rates 4000,8000]
+        [--k6-lag] [--cpu-rates 4000,8000] [--warm 0|auto|N]
+
+``--warm`` is scfleet's ``[run] warm_connections`` in every scfleet run: 0 (the default, as
+scfleet's own default) dials on demand as k6 does, which cannot open connections before its
+start; ``auto`` opens each process's pre-allocated devices' connections ahead (fewer late
+starts in the first second at 11,000-12,000/s, README Benchmarks). The table names the setting
+beside every scfleet figure.
 
 ``--cluster ADDRESS`` adds the generator ``cluster`` (scfleet ``--cluster ADDRESS``, Ray
 actors; only where that option exists); ``--cluster local`` starts a two-node Ray cluster on
@@ -97,6 +103,12 @@ def most_stolen(before: list[float], after: list[float]) -> float:
     return max((a - b for a, b in zip(after, before, strict=False)), default=0.0)
 
 
+#: ``[run]`` of the scfleet config, only when ``--warm`` is not 0: a commit from before the key
+#: (an A/B as PYTHONPATH) refuses an unknown ``[run]`` key, and 0 was its behaviour then
+SCFLEET_WARM = """
+[run]
+warm_connections = {warm}
+"""
 SCFLEET_TOML = """
 [scenarios.iot_upload]
 executor = "constant-arrival-rate"
@@ -352,6 +364,9 @@ class Search:
     steps: list[Step] = field(default_factory=list)
     overload: Step | None = None
     complete: bool = True  # False: cut by --max-steps/--deadline, the ceiling is a lower bound
+    #: scfleet's ``[run] warm_connections`` (--warm); "" for k6, which cannot pre-dial;
+    #: "unrecorded" in a JSON from before the option
+    warm: str = ""
 
     @property
     def at_ceiling(self) -> Step | None:
@@ -435,7 +450,10 @@ class Bench:
             ]
         else:
             cfg = self.tmp / f"sc-{n}.toml"
-            cfg.write_text(SCFLEET_TOML.format(rate=rate, duration=d, pre=pre, max=mx, body=body))
+            toml = SCFLEET_TOML.format(rate=rate, duration=d, pre=pre, max=mx, body=body)
+            if self.args.warm != "0":
+                toml = SCFLEET_WARM.format(warm=warm_value(self.args.warm)) + toml
+            cfg.write_text(toml)
             export = self.tmp / f"sc-run-{n}"
             scfleet = shutil.which("scfleet") or str(Path(sys.executable).parent / "scfleet")
             cmd = [
@@ -551,7 +569,7 @@ class Bench:
         return step
 
     def search(self, gen: str, body: int, prior: float | None) -> Search:
-        s = Search(gen, body)
+        s = Search(gen, body, warm=warm_of(gen, self.args.warm))
         res = self.args.resolution
         steps = 0
 
@@ -616,7 +634,13 @@ class Bench:
         the share run woke twice as often as an auto worker: the split meant nothing."""
         d, n = self.args.step, max(self.args.repeat, 1)
         parts = len(os.sched_getaffinity(0))  # what `--workers auto` starts here
-        out: dict[str, object] = {"rate": rate, "body": body, "duration": d, "workers": parts}
+        out: dict[str, object] = {
+            "rate": rate,
+            "body": body,
+            "duration": d,
+            "workers": parts,
+            "warm": self.args.warm,
+        }
         for gen in ("w1", "auto"):
             base = [self.run(gen, body, 1, d) for _ in range(n)]
             out[f"{gen}_baseline_cpu_s"] = statistics.median(b.cpu_s for b in base)
@@ -707,13 +731,13 @@ def _wait4(pid: int, timeout: float) -> tuple[int, int, resource.struct_rusage]:
 def table(results: list[list[Search]], cpu: list[dict[str, object]], quiet: bool) -> str:
     """The markdown table: median ceiling (range over repeats), overload, and the ratio to each
     k6 yardstick: delivered and dropped only (``k6``), all three with the probe's lag (``k6-lag``)."""
-    by: dict[tuple[str, int], list[Search]] = {}
+    by: dict[tuple[str, int, str], list[Search]] = {}
     for rep in results:
         for s in rep:
-            by.setdefault((s.generator, s.body), []).append(s)
+            by.setdefault((s.generator, s.body, s.warm), []).append(s)
 
     def k6_median(gen: str, body: int) -> float:
-        runs = by.get((gen, body))
+        runs = by.get((gen, body, ""))
         return statistics.median(s.ceiling for s in runs) if runs else 0.0
 
     lines = [
@@ -722,8 +746,8 @@ def table(results: list[list[Search]], cpu: list[dict[str, object]], quiet: bool
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     ambiguous = 0
-    for (gen, body), runs in sorted(
-        by.items(), key=lambda kv: (-kv[0][1], GENERATORS.index(kv[0][0]))
+    for (gen, body, warm), runs in sorted(
+        by.items(), key=lambda kv: (-kv[0][1], GENERATORS.index(kv[0][0]), kv[0][2])
     ):
         ceilings = sorted(s.ceiling for s in runs)
         med = statistics.median(ceilings)
@@ -778,11 +802,11 @@ def table(results: list[list[Search]], cpu: list[dict[str, object]], quiet: bool
                 f" ({min(steady):.0%}–{max(steady):.0%})" if len(steady) > 1 else ""
             )
         lines.append(
-            f"| {body:,} B | {LABELS[gen]} | {med:,.0f}/s ({spread}) | {lag} · {ng:.2f} "
+            f"| {body:,} B | {label(gen, warm)} | {med:,.0f}/s ({spread}) | {lag} · {ng:.2f} "
             f"(busiest worker {busiest:.0%}) "
             f"| {over_s} | {ratios[0]} | {ratios[1]} |"
         )
-    if any(g in ("k6-lag", "k6-probe") for g, _b in by):
+    if any(g in ("k6-lag", "k6-probe") for g, _b, _w in by):
         lines.append("")
         lines.append(
             "k6's start lag is the probe's (actual − scheduled start per iteration, ±1 ms); with "
@@ -791,7 +815,7 @@ def table(results: list[list[Search]], cpu: list[dict[str, object]], quiet: bool
             f"{LAG_P99_MAX_MS:g} ms: {ambiguous}."
         )
     reruns: dict[str, int] = {}
-    for (gen, _b), runs in sorted(by.items(), key=lambda kv: GENERATORS.index(kv[0][0])):
+    for (gen, _b, _w), runs in sorted(by.items(), key=lambda kv: GENERATORS.index(kv[0][0])):
         reruns[gen] = reruns.get(gen, 0) + sum(st.rerun for s in runs for st in s.steps)
     lines.append("")
     lines.append(
@@ -805,7 +829,8 @@ def table(results: list[list[Search]], cpu: list[dict[str, object]], quiet: bool
         assert isinstance(w1, list) and isinstance(auto, list)
         lines.append("")
         lines.append(
-            f"CPU per request at {c['rate']:,}/s, {c['body']:,} B (minus a 1 req/s run): 1 worker "
+            f"CPU per request at {c['rate']:,}/s, {c['body']:,} B, scfleet warm "
+            f"{c.get('warm', 'unrecorded')} (minus a 1 req/s run): 1 worker "
             f"{statistics.median(w1):.1f} µs ({min(w1):.1f}–{max(w1):.1f}), auto "
             f"{statistics.median(auto):.1f} µs ({min(auto):.1f}–{max(auto):.1f}): "
             f"**{c['overhead']:+.1%}** (goal ≤ +5 %)"
@@ -835,8 +860,28 @@ def table(results: list[list[Search]], cpu: list[dict[str, object]], quiet: bool
                 f"auto's CPU per request against 1 worker, {body:,} B, by rate: " + ", ".join(parts)
             )
     lines.append("")
+    lines.append(
+        "scfleet's warm N: `[run] warm_connections` (--warm): 0 dials on demand as k6 does (k6 "
+        "cannot open connections before its start); auto opens each process's pre-allocated "
+        "devices' connections before the start."
+    )
     lines.append(f"Machine: {'quiet' if quiet else 'BUSY (other jobs running)'}.")
     return "\n".join(lines)
+
+
+def warm_value(warm: str) -> str:
+    """``--warm`` as the TOML value of ``[run] warm_connections``."""
+    return '"auto"' if warm == "auto" else str(int(warm))
+
+
+def warm_of(gen: str, warm: str) -> str:
+    """The warm setting a generator's search ran with: k6 has none."""
+    return "" if gen in K6_GENERATORS else warm
+
+
+def label(gen: str, warm: str) -> str:
+    """A table row's generator, with scfleet's warm setting (every scfleet figure names it)."""
+    return f"{LABELS[gen]}, warm {warm}" if warm else LABELS[gen]
 
 
 def main() -> None:
@@ -883,7 +928,16 @@ def main() -> None:
     ap.add_argument("--cluster", help="Ray address for the 'cluster' generator")
     ap.add_argument("--quiet-machine", action="store_true", help="label the figures quiet")
     ap.add_argument("--deadline", help="UTC HH:MM: start no new search after it")
+    ap.add_argument(
+        "--warm",
+        default="0",
+        help='scfleet\'s [run] warm_connections: 0 (default: on demand, as k6), "auto" or N',
+    )
     args = ap.parse_args()
+    if args.warm != "auto" and not args.warm.isdigit():
+        raise SystemExit(
+            f'--warm: expected 0, "auto" or a number of connections, got {args.warm!r}'
+        )
     signal.signal(signal.SIGTERM, _terminate)
     if args.table:
         return print_tables(args.table)
@@ -908,6 +962,7 @@ def main() -> None:
                 prior.setdefault(("k6-probe", body), c)
     load_before = os.getloadavg()
     print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
+    print(f"scfleet [run] warm_connections: {args.warm} (--warm)")
     results: list[list[Search]] = []
     cpu: list[dict[str, object]] = []
     with contextlib.ExitStack() as stack:
@@ -929,7 +984,7 @@ def main() -> None:
                     c = prior.get((gen, body))
                     if not c or late(args):
                         continue
-                    s = Search(gen, body, c, complete=True)
+                    s = Search(gen, body, c, complete=True, warm=warm_of(gen, args.warm))
                     s.overload = bench.run(gen, body, nice(c * 1.5), steady=True)
                     row.append(s)
             results.append(row)
@@ -983,6 +1038,7 @@ def print_tables(files: list[Path]) -> None:
         reps: dict[int, list[Search]] = {}
         for sd in doc["searches"]:
             s = Search(sd["generator"], sd["body"], sd["ceiling"])
+            s.warm = sd.get("warm", warm_of(s.generator, "unrecorded"))
             s.complete = sd.get("complete", True)
             s.steps = [Step(**st) for st in sd["steps"]]
             s.overload = Step(**sd["overload"]) if sd["overload"] else None
@@ -1020,6 +1076,7 @@ def _write(
                 "body": s.body,
                 "ceiling": s.ceiling,
                 "complete": s.complete,
+                "warm": s.warm,
                 "overload": asdict(s.overload) if s.overload else None,
                 "overload_fraction": (s.overload.achieved / s.ceiling)
                 if s.overload and s.ceiling

@@ -233,7 +233,7 @@ def test_the_share_run_wakes_as_an_auto_worker_does(
             return st
 
     monkeypatch.setattr(bc.os, "sched_getaffinity", lambda pid: {0, 1})
-    args = argparse.Namespace(step=10.0, repeat=1)
+    args = argparse.Namespace(step=10.0, repeat=1, warm="0")
     out = Recording(args, None, tmp_path).cpu_per_request(32000, 4000.0)
     loaded = [c for c in calls if c[1] > 1]
     assert loaded == [("w1", 4000.0, 0), ("auto", 4000.0, 0), ("w1", 2000.0, 2)]
@@ -290,7 +290,13 @@ class _Scripted(bc.Bench):
 
     def __init__(self, script: list[tuple[float, float]]) -> None:
         self.args = argparse.Namespace(
-            resolution=0.5, max_steps=10, deadline="", no_overload=True, start=1000, no_lag=False
+            resolution=0.5,
+            max_steps=10,
+            deadline="",
+            no_overload=True,
+            start=1000,
+            no_lag=False,
+            warm="0",
         )
         self.script = script
         self.rates: list[float] = []
@@ -388,3 +394,24 @@ def test_nginx_counts_the_generators_requests_not_its_own_reads() -> None:
                 time.sleep(0.01)
         assert len(sampler.samples) >= 3
         assert {c for _, c in sampler.samples} == {before + 3}
+
+
+def test_every_scfleet_figure_names_its_warm_setting(tmp_path: Path) -> None:
+    """``--warm``: scfleet's ``[run] warm_connections``; the table names it beside each
+    scfleet row (k6 has none: it cannot open connections before its start), and a JSON from
+    before the option reads "unrecorded", never a guess."""
+    w1 = bc.Search("w1", 1024, 9000.0, warm="auto")
+    k6 = bc.Search("k6", 1024, 8000.0, warm=bc.warm_of("k6", "auto"))
+    old = bc.Search("auto", 1024, 9500.0, warm=bc.warm_of("auto", "unrecorded"))
+    text = bc.table([[w1, k6, old]], [], quiet=True)
+    assert "| scfleet --workers 1, warm auto |" in text
+    assert "| k6 (delivered, dropped) |" in text
+    assert "| scfleet --workers auto, warm unrecorded |" in text
+    assert "`[run] warm_connections` (--warm): 0 dials on demand" in text
+    assert bc.warm_value("auto") == '"auto"' and bc.warm_value("0") == "0"
+    from scfleet import api
+
+    cfg = tmp_path / "sc.toml"  # what Bench.run writes for --warm auto
+    toml = bc.SCFLEET_TOML.format(rate=100, duration=1, pre=5, max=10, body=1024)
+    cfg.write_text(bc.SCFLEET_WARM.format(warm=bc.warm_value("auto")) + toml)
+    assert api.load(cfg).run.warm_connections == "auto"
