@@ -37,7 +37,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ceiling import SCFLEET_TOML  # noqa: E402
+from bench_ceiling import SCFLEET_TOML, SCFLEET_WARM, warm_value  # noqa: E402
 from nginx_target import Nginx, raise_nofile  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,6 +113,7 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=10, help="seconds of schedule")
     ap.add_argument("--hz", type=int, default=200, help="py-spy samples a second")
     ap.add_argument("--fifo", type=int, default=20, help="SCHED_FIFO priority (0: none)")
+    ap.add_argument("--warm", default="0", help="scfleet's [run] warm_connections: 0|auto|N")
     ap.add_argument("--raw", type=Path, help="keep py-spy's raw (collapsed) stacks here")
     ap.add_argument("--top", type=int, default=25, help="functions listed by self samples")
     args = ap.parse_args()
@@ -132,11 +133,12 @@ def main() -> None:
                 os.sched_setscheduler(p.pid, os.SCHED_FIFO, os.sched_param(fifo))
         cfg = tmp / "run.toml"
         pre, mx = max(64, math.ceil(args.rate / 20)), max(256, math.ceil(args.rate / 4))
-        cfg.write_text(
-            SCFLEET_TOML.format(
-                rate=args.rate, duration=args.duration, pre=pre, max=mx, body=args.body
-            )
+        toml = SCFLEET_TOML.format(
+            rate=args.rate, duration=args.duration, pre=pre, max=mx, body=args.body
         )
+        if args.warm != "0":  # 0 is the default: a commit from before the key runs too
+            toml = SCFLEET_WARM.format(warm=warm_value(args.warm)) + toml
+        cfg.write_text(toml)
         raw = args.raw or tmp / "prof.txt"
         run = [scfleet, "run", str(cfg), "--target", nginx.url, "--workers", "1"]
         run += ["--out", str(tmp / "out"), "--quiet"]
@@ -156,7 +158,7 @@ def main() -> None:
     dropped = m.get("dropped_iterations", {}).get("count", 0)
     lag = summary["scfleet"]["start_accuracy"]["p99_ms"]
     print(
-        f"{args.rate}/s × {args.duration} s, {args.body:,} B, 1 worker"
+        f"{args.rate}/s × {args.duration} s, {args.body:,} B, 1 worker, warm {args.warm}"
         f"{f', FIFO {fifo}' if fifo else ''}: {m['http_reqs']['count']:,} requests, "
         f"{dropped:,} dropped, start lag p99 {lag} ms; load {os.getloadavg()[0]:.2f}"
     )
