@@ -114,7 +114,12 @@ async def test_a_wait_for_a_freed_connection_is_blocked_not_duration(
 async def test_a_wait_for_a_paced_dial_is_blocked_not_duration() -> None:
     """DIALS_PER_TURN + 1 requests in one turn, then the loop is held HOLD s before any dial
     starts (a long turn): every request, the paced one too, waited HOLD before its dial;
-    that is blocked time, and connecting is the dial's own. Before: every duration ~HOLD."""
+    that is blocked time, and connecting is the dial's own. Before: every duration ~HOLD.
+
+    Every dial and exchange happens after the hold, so connecting, duration and waiting are
+    bounded by the time from the hold's end to the last answer (``after``), not by a fixed
+    HOLD / 2: a busy machine that stalls this process 0.25 s mid-dial no longer fails it,
+    while a duration holding the hold still exceeds ``after`` by HOLD."""
     srv = await _server()
     tr = FastTransport(_url(srv), timeout=10.0)
     await tr.start()
@@ -125,13 +130,16 @@ async def test_a_wait_for_a_paced_dial_is_blocked_not_duration() -> None:
             tr.submit(Request("GET", "/fast"), got.append)
         assert len(tr._connecting) == n - 1  # the last one's dial is paced to the next turn
         time.sleep(HOLD)  # a long loop turn: no dial has started yet
+        held = time.perf_counter()
         await _until(lambda: len(got) == n, "not every request was answered")
+        after = time.perf_counter() - held
+        bound = after * 1.01 + 1e-3  # the histogram's rounding (< 0.1 %), 1 µs units
         assert [r.status for r in got] == [200] * n
         assert min(r.blocked for r in got) > HOLD * 0.8, [(r.blocked, r.connecting) for r in got]
-        assert max(r.connecting for r in got) < HOLD / 2, [r.connecting for r in got]
+        assert max(r.connecting for r in got) <= after, ([r.connecting for r in got], after)
         m = _recorded(got)
-        assert m["http_req_duration"] < HOLD / 2, m
-        assert m["http_req_waiting"] < HOLD / 2, m
+        assert m["http_req_duration"] <= bound, (m, after)
+        assert m["http_req_waiting"] <= bound, (m, after)
         assert m["http_req_blocked"] > HOLD * 0.8, m  # k6's name for the wait
     finally:
         await tr.close()
