@@ -585,6 +585,13 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig
     for key in data:
         if key not in known:
             raise ConfigError("unknown key", source=source, key=key)
+    if cfg.run.warm_connections != 0 and cfg.target.transport == "aiohttp":
+        # only the fast client dials ahead: a run asking for N opened none, and said nothing
+        raise ConfigError(
+            'the aiohttp transport dials on demand only: use 0, or [target] transport = "fast"',
+            source=source,
+            key="run.warm_connections",
+        )
     validate_thresholds(cfg.thresholds, source, _known_metrics(cfg))
     _check_threshold_tags(cfg)
     names = {s.name for s in cfg.scenarios}

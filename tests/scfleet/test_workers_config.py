@@ -85,3 +85,15 @@ def test_bad_warm_connections_is_one_line_naming_file_and_key(
     err = capsys.readouterr().err.strip()
     assert code != 0 and "Traceback" not in err
     assert "\n" not in err and "w.toml" in err and "run.warm_connections" in err
+
+
+@pytest.mark.parametrize("value", ["8", '"auto"'])
+def test_warm_connections_with_the_aiohttp_transport_is_refused(
+    tmp_path: pathlib.Path, value: str
+) -> None:
+    """Only the fast client opens connections ahead: with aiohttp the key was silently
+    ignored (a run asking for 8 opened none and said nothing)."""
+    extra = f'[target]\ntransport = "aiohttp"\n[run]\nwarm_connections = {value}\n'
+    with pytest.raises(ConfigError, match=r"w\.toml: run\.warm_connections: .*aiohttp"):
+        _load(tmp_path, extra)
+    assert _load(tmp_path, '[target]\ntransport = "aiohttp"\n').run.warm_connections == 0
