@@ -321,7 +321,7 @@ class FastTransport:
         default_port = (parts.scheme == "https" and self.port == 443) or self.port == 80
         self.host_header = self.host if default_port else f"{self.host}:{self.port}"
         self.timeout = timeout
-        self.warm = warm  # connections opened by start(), before the schedule (dial_ahead)
+        self.warm = warm  # connections the first start() opens, before the schedule (dial_ahead)
         self._idle: list[_Conn] = []
         self._all: set[_Conn] = set()
         self.connects = 0
@@ -356,10 +356,12 @@ class FastTransport:
         """Open :attr:`warm` keep-alive connections and wait for them, at most
         :data:`WARM_WAIT` (a failed one is left to the requests: they dial and report the
         target's error as usual; one still under way then serves the first request that
-        waits)."""
+        waits). Once: a worker starts it on the Warm word and its run again after the go, which
+        must neither dial them again nor wait for them a second time."""
         self._loop = asyncio.get_running_loop()
-        if self.warm > 0:
-            self.dial_ahead(self.warm)
+        warm, self.warm = self.warm, 0
+        if warm > 0:
+            self.dial_ahead(warm)
             if self._connecting:
                 await asyncio.wait(list(self._connecting), timeout=WARM_WAIT)
 

@@ -40,7 +40,7 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -629,7 +629,7 @@ def _serve(
     first = end.recv()
     if isinstance(first, Warm):
         # Its connections open now, while nothing is due; the go waits for every worker's
-        # (Environment.run's transport.start() then has none left to open).
+        # (FastTransport.start() warms once: Environment.run's start() opens and waits for none).
         warm = warm_connections(cfg)
         transport = make_transport(first.url, cfg.target.timeout, cfg.target.transport, warm)
         loop.run_until_complete(transport.start())
@@ -956,8 +956,8 @@ class WorkerPool:
         self._finals: dict[int, Final] = {}
         self._gone: set[int] = set()
         self._ready: set[int] = set()
-        self._warmed: set[int] = set()  # workers whose connections are open (Warm)
-        self._opened: dict[int, int] = {}  # worker -> connections it opened before the go
+        #: worker -> connections it opened before the go: the workers that answered Warm
+        self._opened: dict[int, int] = {}
         self._latest: dict[tuple[int, str], ScenarioTick] = {}
         self._env: Environment | None = None
         self._changed: asyncio.Event | None = None
@@ -1001,12 +1001,14 @@ class WorkerPool:
             await self._until(self._ready, stopping, "ready")
             if not stopping.done():  # each opens its connections; the go waits for them all
                 self._broadcast(Warm(self.url))
-                await self._until(self._warmed, stopping, "connected")
+                await self._until(self._opened, stopping, "connected")
                 env.warmed += sum(self._opened.values())
         finally:
             stopping.cancel()
 
-    async def _until(self, workers: set[int], stopping: asyncio.Future[Any], what: str) -> None:
+    async def _until(
+        self, workers: Collection[int], stopping: asyncio.Future[Any], what: str
+    ) -> None:
         """Wait until ``workers`` holds every worker (a worker's failure raises, and so does
         :data:`READY_TIMEOUT`), or until ``stopping``."""
         assert self._changed is not None
@@ -1307,9 +1309,10 @@ class WorkerPool:
             self._pending.setdefault(k, []).append(msg)
             self._seen_tick[k] = max(self._seen_tick.get(k, 0), msg.tick)
         elif isinstance(msg, Ready):
-            (self._warmed if msg.warmed else self._ready).add(k)
             if msg.warmed:
                 self._opened[k] = msg.opened
+            else:
+                self._ready.add(k)
         elif isinstance(msg, Final):
             self._finals[k] = self._spill(k, msg) if msg.devices else msg
         elif isinstance(msg, Failed) and self._failure is None:

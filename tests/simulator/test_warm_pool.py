@@ -133,6 +133,37 @@ async def test_start_waits_for_warm_connections_at_most_warm_wait(
         lsock.close()
 
 
+async def test_a_second_start_opens_and_waits_for_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker starts its transport on the Warm word, then its run starts it again after the
+    go: that second start must not dial the missing connections again nor wait WARM_WAIT for
+    the dials still under way (it did: the go's start came WARM_WAIT late, a burst after)."""
+    monkeypatch.setattr(fast, "WARM_WAIT", 0.3)
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(0)
+    port = lsock.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):
+            c = socket.socket()
+            c.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                c.connect(("127.0.0.1", port))
+            fillers.append(c)
+        tr = FastTransport(f"http://127.0.0.1:{port}", timeout=10.0, warm=8)
+        await tr.start()
+        dialling = len(tr._connecting)
+        t0 = time.perf_counter()
+        await tr.start()
+        assert time.perf_counter() - t0 < 0.15
+        assert len(tr._connecting) == dialling  # nothing dialled twice
+        await tr.close()
+    finally:
+        for c in fillers:
+            c.close()
+        lsock.close()
+
+
 _TOML = """
 [run]
 warm_connections = {warm}
