@@ -192,7 +192,7 @@ def build_rows(
                 [
                     p
                     for p in timeline
-                    if name in p.get("scenarios", {}) and after_schedule(windows, p["t"], p["span"])
+                    if name in p.get("scenarios", {}) and after_schedule(last, p["t"], p["span"])
                 ]
                 if w is last
                 else []

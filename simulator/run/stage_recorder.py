@@ -31,9 +31,8 @@ def last_stage(windows: Sequence[StageWindow]) -> StageWindow | None:
     return max(held, key=lambda w: w.end) if held else None
 
 
-def after_schedule(windows: Sequence[StageWindow], t: float, span: float) -> bool:
-    """A tick past the scenario's last stage (its graceful stop)."""
-    last = last_stage(windows)
+def after_schedule(last: StageWindow | None, t: float, span: float) -> bool:
+    """A tick past the scenario's last stage (:func:`last_stage`): its graceful stop."""
     return last is not None and t - span / 2 >= last.end
 
 
@@ -52,9 +51,10 @@ class StageRecorder:
         """``Environment.interval_hooks`` callback; never raises into the ticker."""
         windows = self.windows.get(scenario, ())
         idx = locate(windows, t, span)
-        if idx is None and after_schedule(windows, t, span):  # finished in the graceful stop
+        if idx is None:
             last = last_stage(windows)
-            idx = last.index if last is not None else None
+            if last is not None and after_schedule(last, t, span):  # ended in the graceful stop
+                idx = last.index
         if idx is None or iv.hist.count == 0:
             return
         self.hists.setdefault((scenario, idx), Histogram()).merge(iv.hist)
