@@ -450,10 +450,7 @@ class Bench:
             ]
         else:
             cfg = self.tmp / f"sc-{n}.toml"
-            toml = SCFLEET_TOML.format(rate=rate, duration=d, pre=pre, max=mx, body=body)
-            if self.args.warm != "0":
-                toml = SCFLEET_WARM.format(warm=warm_value(self.args.warm)) + toml
-            cfg.write_text(toml)
+            cfg.write_text(scfleet_config(rate, d, body, self.args.warm))
             export = self.tmp / f"sc-run-{n}"
             scfleet = shutil.which("scfleet") or str(Path(sys.executable).parent / "scfleet")
             cmd = [
@@ -867,6 +864,14 @@ def table(results: list[list[Search]], cpu: list[dict[str, object]], quiet: bool
     )
     lines.append(f"Machine: {'quiet' if quiet else 'BUSY (other jobs running)'}.")
     return "\n".join(lines)
+
+
+def scfleet_config(rate: float, duration: float, body: int, warm: str) -> str:
+    """The scfleet run's config at a rate: its devices (:meth:`Bench.devices`) and, unless 0,
+    ``[run] warm_connections`` (0 is the default: a commit from before the key runs it too)."""
+    pre, mx = Bench.devices(rate)
+    toml = SCFLEET_TOML.format(rate=rate, duration=duration, pre=pre, max=mx, body=body)
+    return toml if warm == "0" else SCFLEET_WARM.format(warm=warm_value(warm)) + toml
 
 
 def warm_value(warm: str) -> str:

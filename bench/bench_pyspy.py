@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -37,7 +36,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ceiling import SCFLEET_TOML, SCFLEET_WARM, warm_value  # noqa: E402
+from bench_ceiling import scfleet_config  # noqa: E402
 from nginx_target import Nginx, raise_nofile  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,13 +131,7 @@ def main() -> None:
             for p in [master, *master.children(recursive=True)]:
                 os.sched_setscheduler(p.pid, os.SCHED_FIFO, os.sched_param(fifo))
         cfg = tmp / "run.toml"
-        pre, mx = max(64, math.ceil(args.rate / 20)), max(256, math.ceil(args.rate / 4))
-        toml = SCFLEET_TOML.format(
-            rate=args.rate, duration=args.duration, pre=pre, max=mx, body=args.body
-        )
-        if args.warm != "0":  # 0 is the default: a commit from before the key runs too
-            toml = SCFLEET_WARM.format(warm=warm_value(args.warm)) + toml
-        cfg.write_text(toml)
+        cfg.write_text(scfleet_config(args.rate, args.duration, args.body, args.warm))
         raw = args.raw or tmp / "prof.txt"
         run = [scfleet, "run", str(cfg), "--target", nginx.url, "--workers", "1"]
         run += ["--out", str(tmp / "out"), "--quiet"]

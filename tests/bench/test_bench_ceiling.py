@@ -415,3 +415,8 @@ def test_every_scfleet_figure_names_its_warm_setting(tmp_path: Path) -> None:
     toml = bc.SCFLEET_TOML.format(rate=100, duration=1, pre=5, max=10, body=1024)
     cfg.write_text(bc.SCFLEET_WARM.format(warm=bc.warm_value("auto")) + toml)
     assert api.load(cfg).run.warm_connections == "auto"
+    for warm, want in (("0", 0), ("auto", "auto"), ("7", 7)):  # bench_ceiling and bench_pyspy
+        cfg.write_text(bc.scfleet_config(12000, 10, 1024, warm))
+        loaded = api.load(cfg)
+        assert loaded.run.warm_connections == want
+        assert loaded.scenarios[0].executor.pre_allocated() == bc.Bench.devices(12000)[0]
