@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scfleet_core.errors import ConfigError
+from simulator.metrics import Histogram
+from simulator.metrics.histogram import bucket_bounds
 from simulator.report.stages import Assessment, StageRow, stage_table
-from simulator.run.stage_recorder import StageRecorder
+from simulator.run.stage_recorder import StageRecorder, after_schedule, last_stage, locate
 
 if TYPE_CHECKING:
     from simulator.config import RunConfig
@@ -63,6 +65,91 @@ def _recorder(run_dir: Path, cfg: RunConfig | None) -> StageRecorder:
     return StageRecorder({}) if cfg is None else StageRecorder.for_config(cfg)
 
 
+def _stop_left_out(
+    rec: StageRecorder, timeline: Sequence[Mapping[str, Any]]
+) -> dict[str, tuple[int, int]]:
+    """Per scenario, its last stage's index and the requests that finished in its graceful stop and are missing from its
+    last stage's histogram: a folder written before 913748a, whose recorder gave the stop's
+    ticks to no stage (since then the last stage takes them, as the table counts them)."""
+    out: dict[str, tuple[int, int]] = {}
+    for name, windows in rec.windows.items():
+        last = last_stage(windows)
+        if last is None:
+            continue
+        mine = [p for p in timeline if name in p.get("scenarios", {})]
+        late = sum(
+            p["scenarios"][name]["requests"]
+            for p in mine
+            if after_schedule(last, p["t"], p["span"])
+        )
+        inside = sum(
+            p["scenarios"][name]["requests"]
+            for p in mine
+            if locate([last], p["t"], p["span"]) is not None
+        )
+        hist = rec.hists.get((name, last.index))
+        if late and (hist.count if hist is not None else 0) == inside:
+            out[name] = (last.index, late)
+    return out
+
+
+def _durations(run_dir: Path) -> dict[str, Histogram] | None:
+    """Each scenario's whole ``http_req_duration`` from metrics.json; None without one."""
+    from simulator.metrics import Registry, Trend
+
+    path = run_dir / "metrics.json"
+    if not path.exists():
+        return None
+    out: dict[str, Histogram] = {}
+    for (metric, tags), s in Registry.from_dict(_read_json(path)).series.items():
+        scenario = dict(tags).get("scenario")
+        if metric == "http_req_duration" and scenario is not None and isinstance(s, Trend):
+            out.setdefault(scenario, Histogram()).merge(s.hist)
+    return out
+
+
+def _less(whole: Histogram, parts: Sequence[Histogram]) -> Histogram | None:
+    """``whole`` without ``parts`` (bucket by bucket); None when they are not part of it."""
+    counts = dict(whole.counts)
+    for h in parts:
+        for idx, n in h.counts.items():
+            counts[idx] = counts.get(idx, 0) - n
+    counts = {i: n for i, n in counts.items() if n}
+    if any(n < 0 for n in counts.values()) or not counts:
+        return None
+    rest = Histogram()
+    rest.counts = counts
+    rest.count = sum(counts.values())
+    rest.total = whole.total - sum(h.total for h in parts)
+    top = max((h.max for h in parts if h.count), default=0)
+    # the whole's max is exact and the rest's when no part reached it; else its bucket's top
+    rest.max = whole.max if whole.max > top else min(whole.max, bucket_bounds(max(counts))[1])
+    rest.min = max(whole.min, bucket_bounds(min(counts))[0])
+    return rest
+
+
+def complete_old_stages(
+    rec: StageRecorder, timeline: Sequence[Mapping[str, Any]], run_dir: Path
+) -> None:
+    """Give an old folder's last stages the latencies of the requests that finished in the
+    graceful stop, which the stage table counts there: the scenario's whole
+    ``http_req_duration`` (metrics.json) less its stages' histograms, exact. Where that does
+    not add up (no metrics.json, a hand-edited folder) the stage's histogram is dropped, so its
+    percentiles come from its ticks, the stop's included, marked approximate: never one
+    request set's percentiles beside another's count."""
+    left_out = _stop_left_out(rec, timeline)
+    if not left_out:
+        return
+    whole = _durations(run_dir) or {}
+    for name, (index, late) in left_out.items():
+        parts = [h for (s, _i), h in rec.hists.items() if s == name]
+        rest = _less(whole[name], parts) if name in whole else None
+        if rest is None or rest.count != late:
+            rec.hists.pop((name, index), None)
+            continue
+        rec.hists.setdefault((name, index), Histogram()).merge(rest)
+
+
 def _device_rows(path: Path) -> int | None:
     """Rows of devices.csv (its header aside); None when the folder has none."""
     try:
@@ -88,12 +175,14 @@ def load_run(run_dir: str | Path) -> RunData:
     from simulator.report.summary import describe_scenarios
 
     cfg = _run_config(config)
+    recorder = _recorder(d, cfg)
+    complete_old_stages(recorder, timeline, d)
     return model_of(
         d,
         summary,
         timeline,
         config,
-        _recorder(d, cfg),
+        recorder,
         describe_scenarios(cfg) if cfg is not None else [],
         _device_rows(d / "devices.csv"),
     )

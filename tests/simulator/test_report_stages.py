@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -334,3 +337,45 @@ def test_requests_finishing_in_the_graceful_stop_count_in_the_last_stage() -> No
     timeline[1]["scenarios"]["s"]["max_ms"] = 1000.0
     approx = build_rows(StageRecorder(one), timeline)
     assert (approx[0].requests, approx[0].max_ms) == (20, 1000.0)
+
+
+#: A run folder scfleet wrote before 913748a (at d85bfca), from the run of
+#: test_stage_graceful_stop.py (20/s for 1 s, every fourth upload answered after 1 s): its
+#: stages.json's one stage holds the 15 fast requests; the 5 slow ones finished in the graceful
+#: stop, in no stage (metrics.json, timeline.json and summary.json have all 20).
+OLD_FOLDER = Path(__file__).parent / "data" / "run_graceful_stop_old"
+
+
+def test_report_of_a_folder_from_before_the_stop_went_to_the_last_stage(tmp_path: Path) -> None:
+    """``scfleet report`` counts the stop's requests in the last stage; its percentiles must
+    be theirs too (rebuilt exactly from metrics.json), so the stage fails ``p(95)<500`` as the
+    run did. Before: the row read 20 requests beside p95 3.9 ms and max 3.9 ms (the 15 fast
+    ones' histogram) and the verdict "held — the limit is higher" beside exit 99."""
+    from simulator.report.cli import build_reports
+
+    run = tmp_path / "old"
+    shutil.copytree(OLD_FOLDER, run)
+    build_reports(run)
+    stages = json.loads((run / "summary.json").read_text())["scfleet"]["stages"]
+    (row,) = stages["rows"]
+    assert (row["requests"], row["p95_ms"] > 900) == (20, True), row
+    assert row["exact_percentiles"] and row["max_ms"] == pytest.approx(1002.3, abs=0.1)
+    assert row["thresholds_ok"] is False and stages["scenarios"]["up"]["verdict"] != "held"
+
+
+def test_report_of_such_a_folder_without_metrics_json_marks_the_stage_approximate(
+    tmp_path: Path,
+) -> None:
+    """Without metrics.json the stop's latencies cannot be rebuilt exactly: the stage's
+    figures come from its ticks (the stop's included), marked ``~``, never the 15 requests'
+    histogram beside a count of 20."""
+    from simulator.report.cli import build_reports
+
+    run = tmp_path / "old"
+    shutil.copytree(OLD_FOLDER, run)
+    (run / "metrics.json").unlink()
+    build_reports(run)
+    (row,) = json.loads((run / "summary.json").read_text())["scfleet"]["stages"]["rows"]
+    assert row["requests"] == 20 and not row["exact_percentiles"]
+    assert row["max_ms"] == pytest.approx(1002.3, abs=0.1)
+    assert "~" in (run / "summary.txt").read_text().split("STAGES")[1]
