@@ -168,6 +168,7 @@ def build_rows(
     rows: list[StageRow] = []
     for name, windows in recorder.windows.items():
         last = last_stage(windows)
+        through: Counter[str] = Counter()  # the scenario's counts up to each stage's end
         for w in windows:
             if w.end <= w.start:
                 continue
@@ -199,7 +200,10 @@ def build_rows(
             )
             hist = recorder.hists.get((name, w.index))
             _fill(row, ticks, hist, late)
-            _judge(row, thresholds, hist)
+            through["http_reqs"] += row.requests
+            through["dropped_iterations"] += row.dropped
+            through["iterations"] += row.iterations
+            _judge(row, thresholds, hist, through)
             rows.append(row)
     return rows
 
@@ -275,8 +279,19 @@ def _worst_process(ticks: Sequence[Mapping[str, Any]]) -> str | None:
     return worker_name(k - 1, parts)
 
 
+#: Operators of a count threshold judged per stage, on the scenario's running total: a count is
+#: a run total, and only an upper bound broken by the total so far is broken by the run's.
+#: A lower bound (``http_reqs count>200``) says nothing about one stage: its share fell short
+#: in every stage of a run that met it.
+COUNT_OPS_PER_STAGE = ("<", "<=")
+
+
 def _stage_value(
-    row: StageRow, metric: str, expr: ThresholdExpr, hist: Histogram | None
+    row: StageRow,
+    metric: str,
+    expr: ThresholdExpr,
+    hist: Histogram | None,
+    through: Mapping[str, int],
 ) -> float | None:
     agg = expr.aggregation
     if metric == "http_req_duration":
@@ -298,9 +313,15 @@ def _stage_value(
     counts = {"http_reqs": row.requests, "dropped_iterations": row.dropped}
     counts["iterations"] = row.iterations
     if metric in counts:
-        n = counts[metric]
-        return float(n) if agg == "count" else n / row.seconds if agg == "rate" else None
+        if agg == "count":
+            return float(through[metric])
+        return counts[metric] / row.seconds if agg == "rate" else None
     return None
+
+
+def _judged_per_stage(metric: str, expr: ThresholdExpr) -> bool:
+    counts = metric in ("http_reqs", "dropped_iterations", "iterations")
+    return not counts or expr.aggregation != "count" or expr.op in COUNT_OPS_PER_STAGE
 
 
 def applicable(row: StageRow, metric_key: str) -> bool:
@@ -313,17 +334,25 @@ def applicable(row: StageRow, metric_key: str) -> bool:
 
 
 def _judge(
-    row: StageRow, thresholds: Sequence[tuple[str, str]], hist: Histogram | None = None
+    row: StageRow,
+    thresholds: Sequence[tuple[str, str]],
+    hist: Histogram | None,
+    through: Mapping[str, int],
 ) -> None:
     if not row.reached:
         return
-    chosen = [(k, e) for k, e in thresholds if applicable(row, k)]
+    chosen = [
+        (k, parse_metric_key(k)[0], parse_expression(e))
+        for k, e in thresholds
+        if applicable(row, k)
+    ]
+    chosen = [c for c in chosen if _judged_per_stage(c[1], c[2])]
     if not chosen:
-        chosen = list(DEFAULT_THRESHOLDS)
+        chosen = [(k, k, parse_expression(e)) for k, e in DEFAULT_THRESHOLDS]
     failed = []
-    for key, source in chosen:
-        expr = parse_expression(source)
-        value = _stage_value(row, parse_metric_key(key)[0], expr, hist)
+    for key, metric, expr in chosen:
+        source = expr.source
+        value = _stage_value(row, metric, expr, hist, through)
         if value is not None and not expr.holds(value):
             failed.append(f"{key} {source} (stage: {value:.4g})")
     row.failed_thresholds = failed
