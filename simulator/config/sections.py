@@ -7,6 +7,7 @@ Errors are :class:`ConfigError` naming the file and the dotted key, e.g.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -405,21 +406,38 @@ def _target(t: _Table) -> TargetConfig:
 
 
 def validate_url(url: str, *, source: str | None = None, key: str | None = None) -> str:
-    """An http(s) base URL with a host; trailing slash removed."""
+    """An http(s) base URL with a host; trailing slash removed.
+
+    Credentials (``user:pass@``) are refused, and never echoed: neither the URL nor its
+    ``url`` tag is a place for a secret (summary, config.json, run.ndjson, metrics.json all
+    show the target), and the fast client would not send them (aiohttp would, as Basic auth).
+    """
+    shown = _show(_USERINFO.sub("//***@", url, count=1))
     try:
         parts = urlsplit(url)
         bad = _CONTROL.search(url) or " " in url or len(url) > 2048
     except ValueError:  # e.g. 'http://[::1' (unterminated IPv6 literal)
-        raise ConfigError(f"not a valid URL: {_show(url)}", source=source, key=key) from None
+        raise ConfigError(f"not a valid URL: {shown}", source=source, key=key) from None
     if bad or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
-            f"expected a URL like http://127.0.0.1:8080, got {_show(url)}", source=source, key=key
+            f"expected a URL like http://127.0.0.1:8080, got {shown}", source=source, key=key
+        )
+    if "@" in parts.netloc:
+        raise ConfigError(
+            f"credentials in the URL are not sent and would be shown wherever the target is "
+            f"({shown}): give an Authorization header in the device's headers instead",
+            source=source,
+            key=key,
         )
     try:
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
-        raise ConfigError(f"bad port in URL {_show(url)}", source=source, key=key) from None
+        raise ConfigError(f"bad port in URL {shown}", source=source, key=key) from None
     return url.rstrip("/")
+
+
+#: A URL's user-info (``//user:pass@``), masked in what an error shows.
+_USERINFO = re.compile(r"//[^/?#]*@")
 
 
 def _server(t: _Table) -> EmbeddedServerConfig:
