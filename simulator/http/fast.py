@@ -278,19 +278,18 @@ class _BadResponse(Exception):
 _REPLAYABLE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
-#: New connections a transport starts dialling in one loop turn. A request that finds no idle
-#: connection waits for whichever comes first: one another request frees, or one a dial opens
-#: (as Go's net/http, so k6, does: a dial started for a request that was then served by a
-#: freed connection goes to the pool). Dials are paced, not stormed: a connect costs the
-#: generator ~130 µs of CPU on top of a request's ~45 µs (32 KB to nginx, loopback), so a loop
-#: that fell behind and started a batch of arrivals at once dialled one connection for each,
-#: fell further behind and dialled more, up to one per device (4,000 at 16,000/s in the first
-#: 0.7 s, then drops). Paced, a batch is served mostly by the connections the replies free.
-DIALS_PER_TURN = 32
-#: ... or, past that, this share of the connections already open: a pool that must grow (a loop
-#: in long turns carries one request per connection a turn) grows geometrically, ×1.5 a turn,
-#: not by 32 a turn (at 16,000/s on a busy machine the pool lagged the need by a second).
-DIAL_GROWTH = 0.5
+#: Dials a transport has under way at once. A request that finds no idle connection waits for
+#: whichever comes first: one another request frees, or one a dial opens (as Go's net/http, so
+#: k6, does: a dial started for a request that was then served by a freed connection goes to
+#: the pool). Capped in flight, not per loop turn, and not growing with the pool: a connect
+#: costs the generator ~150 µs of CPU against a 1 KB request's ~60 µs, so a loop that fell
+#: behind and dialled for each waiting request fell further behind and dialled more. With 32
+#: a turn and then half the pool a turn (a4877ee) an empty pool at 8,000-9,000/s (1 KB, two
+#: workers, nginx) grew to 2,000-2,250 connections, every device's, where 230-490 did capped.
+#: The next dial waits for one under way to end, and the connections the replies free serve
+#: the requests waiting meanwhile; a target slow to connect holds at most this many connects
+#: under way (the pool then grows by this many a connect's time, on loopback ~1 ms).
+DIALS_IN_FLIGHT = 8
 
 
 #: The longest :meth:`FastTransport.start` waits for its warm connections: a target that
@@ -329,8 +328,6 @@ class FastTransport:
         # first, a connection another request frees or one a dial opens (_pump, _hand).
         self._waiting: deque[_Exchange] = deque()
         self._dialing = 0  # dials under way (their tasks: _connecting, for close())
-        self._dial_budget = DIALS_PER_TURN
-        self._refill_armed = False
         # One sweeper enforces every in-flight deadline: cheaper than a timer per request.
         self._deadlines: dict[_Conn, float] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -351,6 +348,18 @@ class FastTransport:
             for conn in [c for c, d in self._deadlines.items() if d <= now]:
                 self._deadlines.pop(conn, None)
                 conn.fail(ErrorKind.TIMEOUT)
+            if self._waiting:
+                self._expire(now - self.timeout)
+
+    def _expire(self, before: float) -> None:
+        """Fail, as a connect timeout, each request waiting for a connection since ``before``:
+        with dials capped, a target that never completes a connect would otherwise leave the
+        requests behind the cap waiting one connect timeout per :data:`DIALS_IN_FLIGHT`."""
+        late = [ex for ex in self._waiting if ex.queued <= before]
+        if late:
+            self._waiting = deque(ex for ex in self._waiting if ex.queued > before)
+            for ex in late:
+                ex.finish_error(ErrorKind.CONNECT_TIMEOUT)
 
     async def start(self) -> None:
         """Open :attr:`warm` keep-alive connections and wait for them, at most
@@ -366,10 +375,10 @@ class FastTransport:
                 await asyncio.wait(list(self._connecting), timeout=WARM_WAIT)
 
     def dial_ahead(self, count: int) -> None:
-        """Start dialling now, unpaced, until ``count`` connections are open or being opened.
+        """Start dialling now, uncapped, until ``count`` connections are open or being opened.
 
         For before the schedule's start: with none open, the first arrivals (a burst, if the
-        loop starts behind) each waited for a dial of its own, the paced dials (~150 µs of CPU
+        loop starts behind) each waited for a dial of its own, the dials (~150 µs of CPU
         each, 1 KB to nginx) made the loop's turns longer, so more arrivals came due at once
         and needed more connections: 500-1,400 per worker in the first 0.5 s at 11,000-12,000/s
         with ``auto`` workers, its starts up to 120 ms late, where ~50 serve the rate after.
@@ -444,30 +453,23 @@ class FastTransport:
 
     def connect_then(self, ex: _Exchange, *, first: bool = False) -> None:
         """Queue ``ex`` for a connection (``first``: ahead of the others, a request being
-        replayed) and dial for it if the turn's dials allow (:meth:`_pump`)."""
+        replayed) and dial for it if the dials under way allow (:meth:`_pump`)."""
+        ex.queued = time.perf_counter()
         if first:
             self._waiting.appendleft(ex)
         else:
             self._waiting.append(ex)
+        if self._sweeper is None:  # its wait ends by the timeout too (_expire)
+            self._sweeper = self.loop.create_task(self._sweep())
         self._pump()
 
     def _pump(self) -> None:
         """Dial while more requests wait than dials are under way, at most
-        :data:`DIALS_PER_TURN` (or :data:`DIAL_GROWTH` of the pool) a loop turn; the rest are
-        dialled for next turn, unless a connection freed meanwhile serves them first."""
+        :data:`DIALS_IN_FLIGHT` under way; the rest are dialled as dials end (:meth:`_dial`),
+        unless a freed connection serves them first."""
         waiting = self._waiting
-        while len(waiting) > self._dialing and self._dial_budget > 0:
-            self._dial_budget -= 1
+        while len(waiting) > self._dialing < DIALS_IN_FLIGHT:
             self._start_dial()
-        if self._dial_budget < DIALS_PER_TURN and not self._refill_armed:
-            self._refill_armed = True
-            self.loop.call_soon(self._refill)
-
-    def _refill(self) -> None:
-        self._refill_armed = False
-        self._dial_budget = max(DIALS_PER_TURN, int(len(self._all) * DIAL_GROWTH))
-        if self._waiting:
-            self._pump()
 
     def _hand(self, conn: _Conn) -> None:
         """A connection free for the next request: the longest-waiting one, else the pool."""
@@ -492,6 +494,7 @@ class FastTransport:
             self._dialing -= 1
             if self._waiting:
                 self._waiting.popleft().finish_error(classify_connect(exc))
+                self._pump()  # its slot: the next dial, for the next request waiting
             return
         except BaseException:  # cancelled (close()): no request takes it
             self._dialing -= 1
@@ -501,6 +504,7 @@ class FastTransport:
             ex = self._waiting.popleft()
             ex.dialled = t0  # what of it was connecting, what blocked: transport.waits
             ex.begin(conn, reused=False)
+            self._pump()
         else:
             self._idle.append(conn)
 
@@ -542,6 +546,7 @@ class _Exchange:
         "done",
         "started",
         "dialled",
+        "queued",
         "reused",
         "sent_at",
         "connected",
@@ -565,6 +570,7 @@ class _Exchange:
         self.done = done
         self.started = time.perf_counter()
         self.dialled = 0.0  # when the dial of the connection it got began (0: reused)
+        self.queued = 0.0  # when it last began to wait for a connection (FastTransport._expire)
         self.reused = False
         self.sent_at = self.connected = 0.0
         self.conn: _Conn | None = None

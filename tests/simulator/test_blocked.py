@@ -1,6 +1,6 @@
 """A request's wait for a connection is k6's ``http_req_blocked`` and its dial is
 ``http_req_connecting``, neither server time: a request that finds no idle connection waits for
-a freed connection or for its dial (the fast client's paced queue, aiohttp's connector limit),
+a freed connection or for its dial (the fast client's capped dials, aiohttp's connector limit),
 and neither wait must land in ``http_req_duration`` or ``http_req_waiting`` (k6: duration =
 sending + waiting + receiving), whichever transport carries it. Real servers on 127.0.0.1, real
 clients, recorded through the real path (``Behaviour.record``)."""
@@ -112,8 +112,8 @@ async def test_a_wait_for_a_freed_connection_is_blocked_not_duration(
 
 
 async def test_a_wait_for_a_paced_dial_is_blocked_not_duration() -> None:
-    """DIALS_PER_TURN + 1 requests in one turn, then the loop is held HOLD s before any dial
-    starts (a long turn): every request, the paced one too, waited HOLD before its dial;
+    """DIALS_IN_FLIGHT + 1 requests in one turn, then the loop is held HOLD s before any dial
+    starts (a long turn): every request, the one behind the cap too, waited HOLD before its dial;
     that is blocked time, and connecting is the dial's own. Before: every duration ~HOLD.
 
     Every dial and exchange happens after the hold, so connecting, duration and waiting are
@@ -123,12 +123,12 @@ async def test_a_wait_for_a_paced_dial_is_blocked_not_duration() -> None:
     srv = await _server()
     tr = FastTransport(_url(srv), timeout=10.0)
     await tr.start()
-    n = fast.DIALS_PER_TURN + 1
+    n = fast.DIALS_IN_FLIGHT + 1
     got: list[Response] = []
     try:
         for _ in range(n):
             tr.submit(Request("GET", "/fast"), got.append)
-        assert len(tr._connecting) == n - 1  # the last one's dial is paced to the next turn
+        assert len(tr._connecting) == n - 1  # the last one's dial waits for one of those to end
         time.sleep(HOLD)  # a long loop turn: no dial has started yet
         held = time.perf_counter()
         await _until(lambda: len(got) == n, "not every request was answered")

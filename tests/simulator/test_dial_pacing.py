@@ -1,14 +1,20 @@
-"""The fast client paces its dials: a burst of requests that finds no idle connection starts
-at most ``DIALS_PER_TURN`` connects in the loop turn it came in, and a request waiting for a
-connection takes whichever comes first, one a finished request frees or one its dial opens
-(Go's net/http, so k6, does the same). Before, each such request dialled its own connection at
-once: at 16,000/s (32 KB to nginx, two workers) a loop that fell behind dialled ~130 µs of CPU
-per request on top of the request itself, fell further behind and ended with one connection
-per device and a second of drops. Real servers on 127.0.0.1."""
+"""The fast client caps its dials: requests that find no idle connection have at most
+``DIALS_IN_FLIGHT`` connects under way at once, however many loop turns they span, and a
+request waiting for a connection takes whichever comes first, one a finished request frees or
+one a dial opens (Go's net/http, so k6, does the same). Before 6fc6e30 each such request dialled
+its own connection at once: at 16,000/s (32 KB to nginx, two workers) a loop that fell behind
+dialled ~130 µs of CPU per request on top of the request itself, fell further behind and ended
+with one connection per device and a second of drops; paced per turn (32, then half the pool a
+turn) the same storm came slower: 2,000-2,250 connections at 8,000-9,000/s (1 KB), where a cap
+in flight opened 230-490. A request waiting longer than the timeout fails as a connect timeout,
+once. Real servers on 127.0.0.1."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import time
 
 import pytest
 
@@ -50,12 +56,12 @@ def _url(srv: asyncio.Server) -> str:
     return f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
 
 
-async def test_a_burst_dials_at_most_dials_per_turn_in_its_turn() -> None:
-    """200 requests submitted in one turn with no idle connection: DIALS_PER_TURN dials are
-    under way at the end of that turn (before: 200), and all 200 are answered.
+async def test_a_burst_dials_at_most_dials_in_flight() -> None:
+    """200 requests submitted in one turn with no idle connection: DIALS_IN_FLIGHT dials are
+    under way at the end of that turn (before 6fc6e30: 200), and all 200 are answered.
 
     The server answers only when all 200 requests are in, so every request needs a connection
-    of its own: pacing delays dials, it never leaves a request without one."""
+    of its own: the cap delays dials, it never leaves a request without one."""
     n = 200
     srv = await _server(hold=n)
     tr = FastTransport(_url(srv), timeout=10.0)
@@ -64,7 +70,7 @@ async def test_a_burst_dials_at_most_dials_per_turn_in_its_turn() -> None:
     try:
         for _ in range(n):
             tr.submit(Request("GET", "/x"), got.append)
-        assert len(tr._connecting) == fast.DIALS_PER_TURN < n
+        assert len(tr._connecting) == fast.DIALS_IN_FLIGHT < n
         for _ in range(500):
             if len(got) == n:
                 break
@@ -128,9 +134,9 @@ async def test_a_waiting_request_takes_a_connection_freed_before_its_dial(
 
 
 async def test_a_refused_burst_fails_every_request(free_port: int) -> None:
-    """Every request of a burst to a closed port fails as refused, none is left waiting: a
-    failed dial fails the longest-waiting request, and the next turn dials for the rest."""
-    n = 3 * fast.DIALS_PER_TURN + 5
+    """Every request of a burst to a closed port fails as refused, once, none is left waiting:
+    a failed dial fails the longest-waiting request and its slot dials for the next one."""
+    n = 3 * fast.DIALS_IN_FLIGHT + 5
     tr = FastTransport(f"http://127.0.0.1:{free_port}", timeout=5.0)
     await tr.start()
     got: list[Response] = []
@@ -147,44 +153,87 @@ async def test_a_refused_burst_fails_every_request(free_port: int) -> None:
         await tr.close()
 
 
-async def test_a_pool_that_must_grow_grows_by_half_a_turn(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With 100 connections open and all busy, 200 more requests waiting: the turn after the
-    burst's dials up to DIAL_GROWTH of the pool (50), not DIALS_PER_TURN (32). A loop in long
-    turns carries one request per connection a turn, so a pool grown by 32 a turn lagged the
-    need by a second at 16,000/s on a busy machine. Dials are held here so they can be
-    counted."""
-    release = asyncio.Event()
-    release.set()  # the first 100 are answered at once: 100 idle connections
-    srv = await _server(release, hold=100)
+async def test_dials_are_capped_in_flight_not_per_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """100 requests waiting while the dials are held (a slow connect): across several loop
+    turns, DIALS_IN_FLIGHT dials stay under way, not more. Before: 32 more each turn (and then
+    half the pool a turn), so a loop behind on a connect storm kept adding to it. Once the dials
+    complete, every request is answered and no more connections were made than requests.
+    Dials are held here so they can be counted."""
+    srv = await _server()
     tr = FastTransport(_url(srv), timeout=10.0)
     await tr.start()
     got: list[Response] = []
     dial_go = asyncio.Event()
     real_connect = tr._connect
+
+    async def held() -> fast._Conn:
+        await dial_go.wait()
+        return await real_connect()
+
+    monkeypatch.setattr(tr, "_connect", held)
+    n = 100
     try:
-        for _ in range(100):
+        for _ in range(n):
             tr.submit(Request("GET", "/x"), got.append)
+        for _ in range(5):
+            await asyncio.sleep(0)
+            assert len(tr._connecting) == tr._dialing == fast.DIALS_IN_FLIGHT
+        await asyncio.sleep(0.05)
+        assert len(tr._connecting) == fast.DIALS_IN_FLIGHT
+        assert len(tr._waiting) == n
+        dial_go.set()
         for _ in range(500):
-            if len(got) == 100 and len(tr._idle) == 100 and not tr._connecting:
+            if len(got) == n:
                 break
             await asyncio.sleep(0.01)
-        assert len(tr._all) == 100 and len(tr._idle) == 100
-        release.clear()  # from now on the 100 stay busy
-
-        async def held() -> fast._Conn:
-            await dial_go.wait()
-            return await real_connect()
-
-        monkeypatch.setattr(tr, "_connect", held)
-        first = tr._dial_budget
-        for _ in range(300):  # 100 take the idle connections, 200 wait
-            tr.submit(Request("GET", "/x"), got.append)
-        assert len(tr._waiting) == 200 and len(tr._connecting) == first
-        await asyncio.sleep(0)  # one turn: its refill (armed by the burst) runs first
-        assert len(tr._connecting) == first + int(100 * fast.DIAL_GROWTH) == first + 50
+        assert [r.status for r in got] == [200] * n
+        assert tr.connects <= n and not tr._waiting
     finally:
-        release.set()
         dial_go.set()
         await tr.close()
         srv.close()
         await srv.wait_closed()
+
+
+async def test_requests_behind_the_cap_time_out_once_at_the_timeout() -> None:
+    """A target that never completes a connect (its listen backlog full: the SYNs go
+    unanswered): 3 × DIALS_IN_FLIGHT + 1 requests each fail as a connect timeout, once, about
+    the timeout after they began — not one timeout per DIALS_IN_FLIGHT of them ahead (4 s for
+    the last without the wait's own deadline, FastTransport._expire) and never left waiting."""
+    timeout = 1.0
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(0)  # never accepted: one queued connect fills it, the rest hang
+    port = lsock.getsockname()[1]
+    fillers = []
+    tr = FastTransport(f"http://127.0.0.1:{port}", timeout=timeout)
+    try:
+        for _ in range(4):
+            c = socket.socket()
+            c.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                c.connect(("127.0.0.1", port))
+            fillers.append(c)
+        await tr.start()
+        n = 3 * fast.DIALS_IN_FLIGHT + 1
+        got: list[Response] = []
+        t0 = time.perf_counter()
+        for _ in range(n):
+            tr.submit(Request("GET", "/x"), got.append)
+        for _ in range(400):
+            if len(got) == n:
+                break
+            await asyncio.sleep(0.01)
+        took = time.perf_counter() - t0
+        assert len(got) == n, f"{n - len(got)} requests still waiting after {took:.1f} s"
+        assert took < 2.5 * timeout, took
+        assert all(r.kind is ErrorKind.CONNECT_TIMEOUT for r in got), {r.kind for r in got}
+        assert all(r.ended - r.started >= timeout * 0.9 for r in got)
+        assert not tr._waiting
+        await asyncio.sleep(0.3)  # the dials' own timeouts: no request answered twice
+        assert len(got) == n
+    finally:
+        await tr.close()
+        for c in fillers:
+            c.close()
+        lsock.close()
