@@ -250,6 +250,7 @@ def _execute(
         env = Environment(
             cfg, transport, bank=bank, accounts=accounts, progress=progress, target=url
         )
+        env.warm_asked = warm
         env.registry.sink = points
         monitoring.attach(env, cfg, target.pid)
         env.companions.extend(companions)

@@ -236,6 +236,8 @@ def summary_dict(result: RunResult) -> dict[str, Any]:
                 "source": result.config.source,
                 # [run] warm_connections: opened before the start (0: dialled on demand)
                 "warmConnections": result.warmed,
+                # of how many asked: fewer opened when connects took longer than WARM_WAIT
+                "warmConnectionsAsked": result.warm_asked,
             },
             "scenarios": {
                 sc.name: {
@@ -481,12 +483,21 @@ def text_of(summary: Mapping[str, Any], scenarios: Sequence[str], devices: int |
 def warm_lines(options: Mapping[str, Any]) -> list[str]:
     """The connections opened before the start, when any (``[run] warm_connections``): the
     first requests' http_req_connecting is then 0 by choice, not the target's doing."""
+    from simulator.http.fast import WARM_WAIT
+
     warmed = int(options.get("warmConnections", 0))
-    if warmed <= 0:
+    asked = int(options.get("warmConnectionsAsked", 0))  # 0: a folder from before it was kept
+    if warmed <= 0 and asked <= 0:
         return []
+    if warmed >= asked:
+        return [
+            f"  connections opened before the start: {warmed} ([run] warm_connections; "
+            "the first requests' http_req_connecting is 0 by choice)"
+        ]
     return [
-        f"  connections opened before the start: {warmed} ([run] warm_connections; "
-        "the first requests' http_req_connecting is 0 by choice)"
+        f"  connections opened before the start: {warmed} of {asked} asked ([run] "
+        f"warm_connections; those not connected within {WARM_WAIT:g} s were left to the "
+        "requests, which dial and wait for them as needed)"
     ]
 
 

@@ -118,6 +118,8 @@ class RunResult:
     #: keep-alive connections opened before the start (``[run] warm_connections``): its
     #: first requests' http_req_connecting is 0 by choice, not the target's
     warmed: int = 0
+    #: of how many asked (:func:`simulator.run.devices.warm_connections`, summed over workers)
+    warm_asked: int = 0
 
     @property
     def thresholds_ok(self) -> bool:
@@ -206,6 +208,7 @@ class Environment:
         self.notes: list[str] = []
         #: connections opened before the start: this process's, plus its workers' (prepare)
         self.warmed = 0
+        self.warm_asked = 0  # of how many: set with the transport's, plus its workers'
         self.interval_hooks: list[IntervalHook] = []
         #: per-stage histograms, set by monitoring.attach when the run is monitored
         self.stage_recorder: StageRecorder | None = None
@@ -331,6 +334,7 @@ class Environment:
             self.stage_recorder,
             error=self.error,
             warmed=self.warmed,
+            warm_asked=self.warm_asked,
         )
 
     def fail(self, what: str, exc: BaseException) -> None:

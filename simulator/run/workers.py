@@ -189,7 +189,8 @@ class Snapshot:
 class Ready:
     worker: int
     warmed: bool = False  # the answer to Warm: its connections are open
-    opened: int = 0  # with warmed: how many it opened (devices.warm_connections)
+    opened: int = 0  # with warmed: how many it opened within fast.WARM_WAIT
+    asked: int = 0  # with warmed: how many it was to open (devices.warm_connections)
 
 
 @dataclass(frozen=True)
@@ -634,7 +635,7 @@ def _serve(
         transport = make_transport(first.url, cfg.target.timeout, cfg.target.transport, warm)
         loop.run_until_complete(transport.start())
         opened = int(getattr(transport, "connects", 0))  # the fast client's; aiohttp's none
-        end.send(Ready(job.index, warmed=True, opened=opened))
+        end.send(Ready(job.index, warmed=True, opened=opened, asked=warm))
         first = end.recv()
     if isinstance(first, Stop):
         if transport is not None:
@@ -956,8 +957,9 @@ class WorkerPool:
         self._finals: dict[int, Final] = {}
         self._gone: set[int] = set()
         self._ready: set[int] = set()
-        #: worker -> connections it opened before the go: the workers that answered Warm
-        self._opened: dict[int, int] = {}
+        #: worker -> connections it opened before the go, of how many it was to open: the
+        #: workers that answered Warm
+        self._opened: dict[int, tuple[int, int]] = {}
         self._latest: dict[tuple[int, str], ScenarioTick] = {}
         self._env: Environment | None = None
         self._changed: asyncio.Event | None = None
@@ -1002,7 +1004,8 @@ class WorkerPool:
             if not stopping.done():  # each opens its connections; the go waits for them all
                 self._broadcast(Warm(self.url))
                 await self._until(self._opened, stopping, "connected")
-                env.warmed += sum(self._opened.values())
+                env.warmed += sum(opened for opened, _asked in self._opened.values())
+                env.warm_asked += sum(asked for _opened, asked in self._opened.values())
         finally:
             stopping.cancel()
 
@@ -1310,7 +1313,7 @@ class WorkerPool:
             self._seen_tick[k] = max(self._seen_tick.get(k, 0), msg.tick)
         elif isinstance(msg, Ready):
             if msg.warmed:
-                self._opened[k] = msg.opened
+                self._opened[k] = (msg.opened, msg.asked)
             else:
                 self._ready.add(k)
         elif isinstance(msg, Final):
