@@ -211,7 +211,7 @@ def steady_rate(samples: list[tuple[float, int]], duration: float) -> float | No
     :data:`STEADY_EDGE_S`. The run's own rate (requests ÷ the whole run) also holds its first
     second (every device's first connect: 8–11k/s of a 15k/s steady rate at 21,000/s) and, past
     the ceiling, the second scfleet still starts arrivals after the schedule (up to
-    ``END_SLACK`` late): 10 % under the steady rate at 1.5×, 1 % at 1.0×. None: too few
+    ``MAX_LATE`` late): 10 % under the steady rate at 1.5×, 1 % at 1.0×. None: too few
     samples, or no request."""
     if len(samples) < 2 or duration <= 2 * STEADY_EDGE_S:
         return None

@@ -345,7 +345,7 @@ def _served(rates: list[float], every: float = 0.1, t0: float = 100.0) -> list[t
 def test_the_steady_rate_leaves_out_the_first_second_and_the_tail() -> None:
     """A 1.5× run as measured (21,000/s, 10 s schedule): 9k its first second (every device's
     first connect), 15k steady, then the second past the schedule in which scfleet still starts
-    arrivals up to END_SLACK late (9k) and a drain. Its achieved rate over the whole run (the
+    arrivals up to MAX_LATE late (9k) and a drain. Its achieved rate over the whole run (the
     summary's requests ÷ 11.3 s) is 10 % under what it sustained; the steady rate is that."""
     rates = [9000.0] + [15000.0] * 9 + [9000.0, 1000.0]
     samples = _served(rates)
