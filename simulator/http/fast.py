@@ -106,10 +106,19 @@ class _Conn(asyncio.Protocol):
         self.closed = False
         self.lost: ErrorKind = ErrorKind.CLOSED  # how the peer ended it, once closed
         self.received = 0
+        self.unsent = False  # request bytes still in the transport's buffer (pause_writing)
+        self.drained = 0.0  # when the buffer last emptied after a pause (resume_writing)
 
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+
+    def pause_writing(self) -> None:
+        self.unsent = True
+
+    def resume_writing(self) -> None:
+        self.unsent = False
+        self.drained = time.perf_counter()
 
     def deliver(self, result: _Reply | ErrorKind) -> None:
         cb, self.on_reply = self.on_reply, None
@@ -394,7 +403,11 @@ class FastTransport:
         task.add_done_callback(self._connecting.discard)
 
     async def _connect(self) -> _Conn:
-        _, conn = await self.loop.create_connection(_Conn, self.host, self.port, ssl=self.ssl)
+        tr, conn = await self.loop.create_connection(_Conn, self.host, self.port, ssl=self.ssl)
+        # Told of any byte the kernel did not take at once (pause_writing), and of when the
+        # last one went (resume_writing): a body the server is slow to read is sending time,
+        # as k6's, not waiting. A write the kernel takes whole (the usual case) calls neither.
+        tr.set_write_buffer_limits(high=0)
         self.connects += 1
         self._all.add(conn)
         return conn
@@ -620,6 +633,7 @@ class _Exchange:
             self.finish_error(result)
             return
         received = conn.received  # before the connection goes to the next request
+        sent = self.sent_until(conn, result.first_byte)
         if conn.keep and self.req.keep_alive and not conn.closed:
             t._hand(conn)
         else:
@@ -642,10 +656,19 @@ class _Exchange:
                 jar,  # set_cookies
                 cleared,  # cleared_cookies
                 connecting,  # connecting
-                self.sent_at - self.connected,  # sending
+                sent - self.connected,  # sending
                 blocked,  # blocked
             )
         )
+
+    def sent_until(self, conn: _Conn, first_byte: float) -> float:
+        """When the request's last byte left: its write, or the drain of what the kernel did
+        not take at once; an answer that came first (an early 413) ends the sending."""
+        if conn.unsent:
+            return first_byte
+        if conn.drained > self.sent_at:
+            return min(conn.drained, first_byte)
+        return self.sent_at
 
     def finish_error(self, kind: ErrorKind) -> None:
         resp = failure(kind, self.started, time.perf_counter())
