@@ -17,7 +17,9 @@ direction that is worse, and how far NEW may move that way before the gate fails
                                                 http_req_duration{scenario:up}.avg,
                                                 dropped_iterations.count
 
-A figure missing from either run fails its rule (the gate cannot vouch for it).
+A figure missing from either run fails its rule (the gate cannot vouch for it); so does a run
+that did not run its whole schedule (interrupted, a worker lost, aborted by a threshold): one
+more check, "whole runs", fails the gate whatever its figures say.
 """
 
 from __future__ import annotations
@@ -83,6 +85,10 @@ class Outcome:
         return None if self.base is None else self.rule.limit(self.base)
 
     @property
+    def name(self) -> str:
+        return self.rule.text
+
+    @property
     def ok(self) -> bool:
         if self.base is None or self.new is None or self.limit is None:
             return False
@@ -106,6 +112,34 @@ class Outcome:
             delta = f"{change:+.6g}"
         assert self.limit is not None
         return f"{fmt(self.base)} → {fmt(self.new)} ({delta}; limit {fmt(self.limit)})"
+
+
+@dataclass(frozen=True)
+class WholeRuns:
+    """Why BASE or NEW did not run its whole schedule (None: it did): figures of part of a run
+    are no evidence either way, however they compare."""
+
+    base: str | None
+    new: str | None
+    name = "whole runs"
+
+    @property
+    def ok(self) -> bool:
+        return self.base is None and self.new is None
+
+    def detail(self) -> str:
+        cut = [f"{w} run was {why}" for w, why in (("BASE", self.base), ("NEW", self.new)) if why]
+        return "; ".join(cut) or "both ran their whole schedule"
+
+
+def unfinished(summary: Mapping[str, Any]) -> str | None:
+    """Why a run's summary does not cover its whole schedule, or None."""
+    state = summary.get("scfleet", {}).get("state", {})
+    if state.get("abortedBy"):
+        return f"aborted by threshold {state['abortedBy']}"
+    if state.get("interrupted"):
+        return "interrupted (stopped before its schedule's end)"
+    return None
 
 
 def _formatter(rule: Rule) -> Any:
@@ -173,18 +207,25 @@ def _figure(summary: Mapping[str, Any], rule: Rule) -> float | None:
     return float(v)
 
 
-def judge(rules: Sequence[Rule], base: Mapping[str, Any], new: Mapping[str, Any]) -> list[Outcome]:
-    """Each rule on the two runs' summary.json documents."""
-    return [Outcome(r, _figure(base, r), _figure(new, r)) for r in rules]
+Check = Outcome | WholeRuns
 
 
-def render(outcomes: Sequence[Outcome]) -> str:
+def judge(rules: Sequence[Rule], base: Mapping[str, Any], new: Mapping[str, Any]) -> list[Check]:
+    """Each rule on the two runs' summary.json documents, then "whole runs" when one was cut."""
+    checks: list[Check] = [Outcome(r, _figure(base, r), _figure(new, r)) for r in rules]
+    whole = WholeRuns(unfinished(base), unfinished(new))
+    if not whole.ok:
+        checks.append(whole)
+    return checks
+
+
+def render(outcomes: Sequence[Check]) -> str:
     """A few lines for a CI log: one per rule, then the gate's verdict."""
-    width = max(len(o.rule.text) for o in outcomes)
+    width = max(len(o.name) for o in outcomes)
     lines = ["  GATE"]
     for o in outcomes:
-        lines.append(f"  {'ok  ' if o.ok else 'FAIL'}  {o.rule.text.ljust(width)}  {o.detail()}")
-    failed = [o.rule.text for o in outcomes if not o.ok]
+        lines.append(f"  {'ok  ' if o.ok else 'FAIL'}  {o.name.ljust(width)}  {o.detail()}")
+    failed = [o.name for o in outcomes if not o.ok]
     if failed:
         lines.append(f"  gate: FAILED {len(failed)} of {len(outcomes)} ({', '.join(failed)})")
     else:
@@ -192,7 +233,7 @@ def render(outcomes: Sequence[Outcome]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_junit(outcomes: Sequence[Outcome], base: str, new: str, warning: str | None) -> str:
+def to_junit(outcomes: Sequence[Check], base: str, new: str, warning: str | None) -> str:
     """JUnit XML: one ``testcase`` per rule of the gate."""
     failures = sum(1 for o in outcomes if not o.ok)
     root = ET.Element("testsuites", name="scfleet compare", tests=str(len(outcomes)))
@@ -210,12 +251,12 @@ def to_junit(outcomes: Sequence[Outcome], base: str, new: str, warning: str | No
     ET.SubElement(props, "property", name="base", value=base)
     ET.SubElement(props, "property", name="new", value=new)
     for o in outcomes:
-        case = ET.SubElement(suite, "testcase", classname="compare", name=o.rule.text, time="0")
+        case = ET.SubElement(suite, "testcase", classname="compare", name=o.name, time="0")
         if o.ok:
             ET.SubElement(case, "system-out").text = o.detail()
         else:
             fail = ET.SubElement(case, "failure", type="Regression", message=o.detail())
-            fail.text = f"{o.rule.text}: {o.detail()}"
+            fail.text = f"{o.name}: {o.detail()}"
     if warning:
         ET.SubElement(suite, "system-err").text = warning
     ET.indent(root)
