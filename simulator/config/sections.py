@@ -7,6 +7,7 @@ Errors are :class:`ConfigError` naming the file and the dotted key, e.g.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -621,4 +622,24 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig
                     source=source,
                     key=f'thresholds."{th.metric_key}"',
                 )
+    _check_check_names(cfg)
     return cfg
+
+
+def _check_check_names(cfg: RunConfig) -> None:
+    """A ``{check:NAME}`` filter names a declared check: a misspelt one had no samples and
+    passed, whatever the checks did. A Python device names its own checks at run time, so
+    with one in the run any name goes."""
+    if any(isinstance(sc.device, PythonDevice) for sc in cfg.scenarios):
+        return
+    declared = {c.name for sc in cfg.scenarios for c in sc.checks}
+    for th in cfg.thresholds:
+        for tag, value in th.tags:
+            if tag == "check" and value not in declared:
+                near = difflib.get_close_matches(value, sorted(declared), n=1, cutoff=0.6)
+                hint = f"did you mean {near[0]!r}?" if near else f"declared: {sorted(declared)}"
+                raise ConfigError(
+                    f"no check named {value!r} ({hint})",
+                    source=cfg.source,
+                    key=f'thresholds."{th.metric_key}"',
+                )

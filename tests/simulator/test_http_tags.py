@@ -27,6 +27,7 @@ def _cfg(thresholds: dict[str, list[str]] | None = None, tags: dict[str, str] | 
         "duration": "1s",
         "pre_allocated_devices": 5,
         "device": {"chunk_bytes": 320},
+        "checks": [{"name": "x", "status": 200}],  # a {check:x} filter names a declared check
     }
     if tags:
         sc["tags"] = tags
