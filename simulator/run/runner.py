@@ -225,8 +225,8 @@ class Environment:
         self.start_at: float | None = None
         #: least time between two wake-ups of an arrival schedule (a local worker of N: N ms)
         self.arrival_quantum = 0.0
-        #: False in a worker: its unreached arrivals travel in its Final, the coordinator notes
-        #: the run's sum once
+        #: False in a worker: its unreached arrivals travel in its Final (its cut iterations in
+        #: its snapshots), the coordinator notes the run's sums once
         self.note_unreached = True
 
     def add_sampler(self, prefix: str, sampler: Sampler) -> None:
@@ -313,6 +313,8 @@ class Environment:
                 for name, ev in self.events.items()
                 if ev.unreached_count
             )
+        if self.note_unreached and not self.interrupted and not self.aborted:
+            self.notes.extend(cut_notes(self.cfg, self.registry))
         duration = time.perf_counter() - self.started_perf
         results = self.evaluate_thresholds(duration)
         devices = DeviceTable(
@@ -504,6 +506,26 @@ def unreached_note(scenario: str, count: int) -> str:
         "stopped before its schedule reached them): iterations + dropped_iterations fall short "
         "of the plan by as many"
     )
+
+
+def cut_notes(cfg: RunConfig, registry: Registry) -> list[str]:
+    """The summary's word on iterations a graceful stop cut: as in k6, their requests are in
+    no figure, so a server that never answered half its requests passed ``p(95)<500`` and
+    ``http_req_failed rate<0.01`` with "held" and exit 0, this count the only trace."""
+    notes = []
+    for sc in cfg.scenarios:
+        tags = {"scenario": sc.name}
+        cut, done = (registry.merged(m, tags) for m in ("interrupted_iterations", "iterations"))
+        n = int(cut.value) if isinstance(cut, Counter) else 0
+        if n:
+            finished = int(done.value) if isinstance(done, Counter) else 0
+            notes.append(
+                f"{sc.name}: {n:,} iterations were still running when its graceful stop ended "
+                f"and were cut (interrupted_iterations): as in k6 their requests are in no "
+                f"latency, failure or check figure, so thresholds and stages judge only the "
+                f"{finished:,} that finished"
+            )
+    return notes
 
 
 #: A loop turn longer than this (seconds) means the loop is behind its schedule (a worker
