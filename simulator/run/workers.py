@@ -1121,7 +1121,9 @@ class WorkerPool:
                     env.notes.append(note)
             if final.error and not env.error:
                 env.fail(f"worker {final.worker + 1} of {self.parts}", RuntimeError(final.error))
-            if final.interrupted:
+            if final.interrupted and not env.aborted:
+                # an abort's stop reads to a worker as a Ctrl-C; the run was aborted, as a
+                # one-process run says, not interrupted (a signal or a death marks env itself)
                 env.interrupted = True
             for name, count in final.unreached:
                 if name in env.events:
