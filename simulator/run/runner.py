@@ -521,9 +521,9 @@ def cut_notes(cfg: RunConfig, registry: Registry) -> list[str]:
             finished = int(done.value) if isinstance(done, Counter) else 0
             notes.append(
                 f"{sc.name}: {n:,} iterations were still running when its graceful stop ended "
-                f"and were cut (interrupted_iterations): as in k6 their requests are in no "
-                f"latency, failure or check figure, so thresholds and stages judge only the "
-                f"{finished:,} that finished"
+                f"and were cut (interrupted_iterations): as in k6 a request they had in flight "
+                f"is in no latency, failure or check figure, so thresholds and stages judge "
+                f"the {finished:,} that finished"
             )
     return notes
 
