@@ -274,6 +274,11 @@ class _Conn(asyncio.Protocol):
         reply.done = time.perf_counter()
         self.reply = None
         self.need = -1
+        if self.buf:
+            # Bytes past the reply's framing (no request is pipelined): reused, they would be
+            # read as the next request's reply and fail it for this one's fault. Go closes such
+            # a connection too ("Unsolicited response received on idle HTTP channel").
+            self.keep = False
         self.deliver(reply)
 
 
