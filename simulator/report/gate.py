@@ -79,6 +79,7 @@ class Outcome:
     rule: Rule
     base: float | None
     new: float | None
+    gauge: bool = False  # a gauge's value/min/max are plain numbers, not a share or ms
 
     @property
     def limit(self) -> float | None:
@@ -102,7 +103,7 @@ class Outcome:
         if self.base is None or self.new is None:
             which = "BASE" if self.base is None else "NEW"
             return f"{self.rule.metric}.{self.rule.stat} not in the {which} run's summary"
-        fmt = _formatter(self.rule)
+        fmt = _formatter(self.rule, self.gauge)
         change = self.new - self.base
         if self.rule.unit is Unit.POINTS:
             delta = f"{change * 100:+.2f}pp"
@@ -142,7 +143,9 @@ def unfinished(summary: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _formatter(rule: Rule) -> Any:
+def _formatter(rule: Rule, gauge: bool = False) -> Any:
+    if gauge:
+        return lambda v: f"{v:.6g}"
     if rule.stat == "value":
         return lambda v: f"{v * 100:.2f}%"
     if _LATENCY_STAT.fullmatch(rule.stat):
@@ -210,9 +213,20 @@ def _figure(summary: Mapping[str, Any], rule: Rule) -> float | None:
 Check = Outcome | WholeRuns
 
 
+def _is_gauge(summary: Mapping[str, Any], rule: Rule) -> bool:
+    """k6 writes a gauge as value/min/max, a rate as passes/fails/value."""
+    from simulator.report.summary import figures
+
+    figs = figures(summary, rule.metric)
+    return "value" in figs and "passes" not in figs
+
+
 def judge(rules: Sequence[Rule], base: Mapping[str, Any], new: Mapping[str, Any]) -> list[Check]:
     """Each rule on the two runs' summary.json documents, then "whole runs" when one was cut."""
-    checks: list[Check] = [Outcome(r, _figure(base, r), _figure(new, r)) for r in rules]
+    checks: list[Check] = [
+        Outcome(r, _figure(base, r), _figure(new, r), _is_gauge(base, r) or _is_gauge(new, r))
+        for r in rules
+    ]
     whole = WholeRuns(unfinished(base), unfinished(new))
     if not whole.ok:
         checks.append(whole)
