@@ -565,6 +565,40 @@ def _check_threshold_tags(cfg: RunConfig) -> None:
     check_threshold_tag_keys(cfg.thresholds, user_keys, cfg.source)
 
 
+def _check_shared_device_ids(cfg: RunConfig) -> None:
+    """Refuse two ``iot_upload`` scenarios whose device-ID ranges overlap (same ``id_pattern``,
+    ``id_start`` .. ``id_start + device_bound - 1``): each numbers its uploads from sequence 0,
+    and a server that de-duplicates (device, sequence) — the reference server does, whatever
+    the route — answers one scenario's uploads as the other's retries and stores them once,
+    while the summary counts each 200 (two default scenarios: 60 counted, 30 stored). Only
+    ``iot_upload`` sends ``X-Sequence``; a Python device's headers are its own affair."""
+    taken: dict[str, list[tuple[int, int, str]]] = {}  # pattern -> (first, last, scenario)
+    for sc in cfg.scenarios:
+        dev = sc.device
+        if not isinstance(dev, IotUploadDevice):
+            continue
+        count = max(sc.executor.device_bound(), 1)
+        first, last = dev.id_start, dev.id_start + count - 1
+        ranges = taken.setdefault(dev.id_pattern, [])
+        clash = next((r for r in ranges if first <= r[1] and r[0] <= last), None)
+        if clash is not None:
+            free = min(
+                s
+                for s in (1, *(r[1] + 1 for r in ranges))
+                if all(s > r[1] or s + count - 1 < r[0] for r in ranges)
+            )
+            shared = dev.id_pattern.format(n=max(first, clash[0]))
+            raise ConfigError(
+                f"scenarios {clash[2]!r} and {sc.name!r} both send device IDs from "
+                f"{shared!r} ({dev.id_pattern!r}, {clash[0]}..{clash[1]} and {first}..{last}), "
+                "each numbering uploads from sequence 0: the server would store one's as the "
+                f"other's retries; use id_start = {free} in {sc.name!r} or another id_pattern",
+                source=cfg.source,
+                key=f"scenarios.{sc.name}.device.id_start",
+            )
+        ranges.append((first, last, sc.name))
+
+
 def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig:
     """Validate a TOML document (already loaded) into a :class:`RunConfig`."""
     root = _Table(data, "", source)
@@ -611,6 +645,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig
             source=source,
             key="run.warm_connections",
         )
+    _check_shared_device_ids(cfg)
     validate_thresholds(cfg.thresholds, source, _known_metrics(cfg))
     _check_threshold_tags(cfg)
     names = {s.name for s in cfg.scenarios}

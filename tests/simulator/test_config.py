@@ -38,6 +38,7 @@ executor = "ramping-vus"
 start_vus = 0
 stages = [{ duration = "2m", target = 15 }, { duration = "6m", target = 15 }]
 start_time = "1m"
+device = { id_start = 201 }  # up's devices are 1..200
 
 [thresholds]
 "http_req_duration{scenario:up}" = ["p(95)<2000", { threshold = "p(99)<5000", abort_on_fail = true, delay_abort_eval = "10s" }]

@@ -45,6 +45,7 @@ executor = "constant-arrival-rate"
 rate = 10
 duration = "20s"
 pre_allocated_devices = 3
+device = { id_start = 1001 }  # a's devices are 1..
 [thresholds]
 "http_reqs{scenario:b}" = ["count>0"]
 """

@@ -284,13 +284,19 @@ def _two(b_start: str, b_kind: dict[str, object] | None = None) -> list[object]:
                     "duration": "3s",
                     "graceful_stop": "1s",
                 },
-                "b": b_kind
-                or {
-                    "executor": "constant-vus",
-                    "vus": 20,
-                    "duration": "3s",
-                    "start_time": b_start,
-                    "graceful_stop": "1s",
+                "b": {
+                    **(
+                        b_kind
+                        or {
+                            "executor": "constant-vus",
+                            "vus": 20,
+                            "duration": "3s",
+                            "start_time": b_start,
+                            "graceful_stop": "1s",
+                        }
+                    ),
+                    # b's device IDs after a's: each numbers its uploads from sequence 0
+                    "device": {"id_start": 1001},
                 },
             }
         }
@@ -346,7 +352,7 @@ def test_vus_max_is_the_peak_need_not_the_sum() -> None:
                 "duration": "3s",
                 "start_time": "4s",
                 "graceful_stop": "1s",
-                "device": dev,
+                "device": {**dev, "id_start": 11},  # a's are 1..10
             },
         }
     )

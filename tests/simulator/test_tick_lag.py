@@ -307,16 +307,16 @@ def test_rows_recorded_during_the_gentle_fold_are_folded_gently_too() -> None:
 
 
 def _two_scenarios() -> Any:
-    def up(rate: int) -> dict[str, Any]:
+    def up(rate: int, id_start: int) -> dict[str, Any]:
         return {
             "executor": "constant-arrival-rate",
             "rate": rate,
             "duration": "1500ms",
             "pre_allocated_devices": 10,
-            "device": {"chunk_bytes": 320},
+            "device": {"chunk_bytes": 320, "id_start": id_start},
         }
 
-    return parse_config({"scenarios": {"a": up(40), "b": up(60)}})
+    return parse_config({"scenarios": {"a": up(40, 1), "b": up(60, 11)}})
 
 
 def test_the_ticks_pieces_each_get_a_loop_turn() -> None:
