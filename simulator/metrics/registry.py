@@ -451,6 +451,9 @@ class IntervalStats:
     sent: int = 0
     received: int = 0
     hist: Histogram = field(default_factory=Histogram)
+    #: iterations a stop cut (k6's interrupted_iterations): the stage table judges them, as
+    #: their requests are in no other figure
+    interrupted: int = 0
 
     def take(self) -> IntervalStats:
         """Return what was gathered and start afresh, in place (recorders keep a reference).
@@ -464,9 +467,10 @@ class IntervalStats:
             self.sent,
             self.received,
             self.hist.take_fresh(keep=False),
+            self.interrupted,
         )
         self.requests = self.failed = self.dropped = self.iterations = self.sent = 0
-        self.received = 0
+        self.received = self.interrupted = 0
         return out
 
 

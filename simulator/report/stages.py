@@ -4,8 +4,8 @@ A run's timeline is cut at the stage boundaries of :func:`simulator.executors.st
 (a tick belongs to the stage holding its midpoint; the graceful stop's requests, started in
 the last stage, to it). For each stage the table gives offered vs
 achieved rate, exact p50/p95/p99 from a per-stage HDR histogram (recorded live by
-:class:`StageRecorder`), error rate, dropped iterations and the sampled server/generator
-resources. From the table, per scenario: the **knee**, a **verdict** and a **bottleneck** hint.
+:class:`StageRecorder`), error rate, dropped and cut iterations and the sampled
+server/generator resources. From the table, per scenario: the **knee**, a **verdict** and a **bottleneck** hint.
 The rules are the constants below; README.md ("Reading the verdict") states them in prose.
 """
 
@@ -39,7 +39,8 @@ CPU_SATURATED_PCT = 85.0
 #: this share of the stage's median latency: a few ms of lag on a host shared with other work
 #: cannot explain seconds of latency, so it does not hide a saturated server.
 GEN_LAG_SHARE_OF_P50 = 0.1
-#: A stage with at least this error rate is a cliff, not graceful degradation.
+#: A stage with at least this error rate (or share of its iterations cut by the graceful stop)
+#: is a cliff, not graceful degradation.
 CLIFF_ERROR_RATE = 0.10
 #: Stages shorter than this (s) are too short for their achieved rate to be compared.
 MIN_RATE_SECONDS = 2.0
@@ -86,6 +87,9 @@ class StageRow:
     failed: int = 0
     dropped: int = 0
     iterations: int = 0
+    #: iterations still running when the graceful stop ended, cut (k6: interrupted_iterations);
+    #: as in k6 their requests are in no other figure, so the stage is judged on them too
+    cut: int = 0
     conn_errors: int = 0
     achieved_rps: float = 0.0
     achieved_iters: float = 0.0
@@ -120,6 +124,12 @@ class StageRow:
     @property
     def reached(self) -> bool:
         return self.seconds > 0
+
+    @property
+    def cut_share(self) -> float:
+        """Of the stage's iterations (finished or cut), the share cut."""
+        n = self.iterations + self.cut
+        return self.cut / n if n else 0.0
 
     @property
     def generator_saturated(self) -> bool:
@@ -226,6 +236,7 @@ def _fill(
     row.failed = sum(s["failed"] for s in sc_done)
     row.dropped = sum(s["dropped"] for s in sc_done)
     row.iterations = sum(s["iterations"] for s in sc_done)
+    row.cut = sum(s.get("interrupted", 0) for s in sc_done)  # not in a folder from before
     row.conn_errors = int(sum(p.get(f"conn_errors.{row.scenario}") or 0 for p in done))
     row.achieved_rps = row.requests / row.seconds
     row.achieved_iters = row.iterations / row.seconds
@@ -355,8 +366,30 @@ def _judge(
         value = _stage_value(row, metric, expr, hist, through)
         if value is not None and not expr.holds(value):
             failed.append(f"{key} {source} (stage: {value:.4g})")
+    budget = _cut_budget(row, thresholds)
+    if row.cut and not budget.holds(row.cut_share):
+        failed.append(f"{_cut_text(row)} (budget: http_req_failed {budget.source})")
     row.failed_thresholds = failed
     row.thresholds_ok = not failed
+
+
+def _cut_budget(row: StageRow, thresholds: Sequence[tuple[str, str]]) -> ThresholdExpr:
+    """The share of a stage's iterations the graceful stop may cut: a cut iteration's request
+    got no answer in time, a failure k6 leaves out of every figure, so the budget is the
+    failures' (the run's ``http_req_failed`` rate threshold for the stage, else the default)."""
+    for key, expr in thresholds:
+        if applicable(row, key) and parse_metric_key(key)[0] == "http_req_failed":
+            parsed = parse_expression(expr)
+            if parsed.aggregation == "rate":
+                return parsed
+    return parse_expression(dict(DEFAULT_THRESHOLDS)["http_req_failed"])
+
+
+def _cut_text(r: StageRow) -> str:
+    return (
+        f"{r.cut:,} of {r.cut + r.iterations:,} iterations at {r.label} were cut by the graceful "
+        f"stop ({r.cut_share * 100:.1f}%, their requests in no figure)"
+    )
 
 
 def stage_table(
@@ -431,9 +464,10 @@ def _graceful_reason(reached: Sequence[StageRow], fail: StageRow) -> str:
         else "latency rose"
     )
     worst_err = max(r.error_rate for r in reached)
+    cut = f"; {_cut_text(fail)}" if fail.cut else ""
     return (
         f"thresholds failed from {fail.label} ({p95}) while errors stayed at "
-        f"{worst_err * 100:.1f}% and throughput held ({fail.achieved_rps:.1f} req/s)"
+        f"{worst_err * 100:.1f}% and throughput held ({fail.achieved_rps:.1f} req/s){cut}"
     )
 
 
@@ -447,6 +481,8 @@ def _cliff(ascending: Sequence[StageRow], after: Sequence[StageRow]) -> str:
             return f"the server process exited during {r.label}"
         if r.requests and r.error_rate >= CLIFF_ERROR_RATE:
             return f"errors jumped to {r.error_rate * 100:.1f}% at {r.label}"
+        if r.cut_share >= CLIFF_ERROR_RATE:
+            return _cut_text(r)
         if r.index not in rising or r.seconds < MIN_RATE_SECONDS:
             continue
         earlier = [
@@ -569,7 +605,9 @@ def table_cells(r: StageRow) -> list[str]:
         approx + _f(r.p50_ms, ".1f"),
         approx + _f(r.p95_ms, ".1f"),
         approx + _f(r.p99_ms, ".1f"),
-        f"{r.error_rate * 100:.2f}%" if r.reached else "-",
+        (f"{r.error_rate * 100:.2f}%" + (f" +{r.cut:,} cut" if r.cut else ""))
+        if r.reached
+        else "-",
         str(r.dropped) if r.reached else "-",
         _f(r.server_cpu if r.server_cpu is not None else r.node_cpu, ".0f", "%"),
         _f(r.server_rss_mb, ".0f", " MB")

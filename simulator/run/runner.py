@@ -85,6 +85,7 @@ class ScenarioEvents:
 
     def interrupted(self, count: int) -> None:
         self._interrupted.value += count
+        self.interval.interrupted += count
 
     def unreached(self, count: int) -> None:
         self.unreached_count += count
@@ -433,6 +434,7 @@ class Environment:
                 "failed": iv.failed,
                 "dropped": iv.dropped,
                 "iterations": iv.iterations,
+                "interrupted": iv.interrupted,
                 "sent": iv.sent,
                 "received": iv.received,
                 "rps": iv.requests / span,
@@ -522,8 +524,8 @@ def cut_notes(cfg: RunConfig, registry: Registry) -> list[str]:
             notes.append(
                 f"{sc.name}: {n:,} iterations were still running when its graceful stop ended "
                 f"and were cut (interrupted_iterations): as in k6 a request they had in flight "
-                f"is in no latency, failure or check figure, so thresholds and stages judge "
-                f"the {finished:,} that finished"
+                f"is in no latency, failure or check figure, so thresholds judge the "
+                f"{finished:,} that finished (the stage table counts the cut)"
             )
     return notes
 

@@ -1364,6 +1364,7 @@ class WorkerPool:
             live.failed += s.failed
             live.dropped += s.dropped
             live.iterations += s.iterations
+            live.interrupted += s.interrupted
             live.sent += s.sent
             live.received += s.received
             live.hist.merge(s.hist)

@@ -379,3 +379,33 @@ def test_report_of_such_a_folder_without_metrics_json_marks_the_stage_approximat
     assert row["requests"] == 20 and not row["exact_percentiles"]
     assert row["max_ms"] == pytest.approx(1002.3, abs=0.1)
     assert "~" in (run / "summary.txt").read_text().split("STAGES")[1]
+
+
+@pytest.mark.parametrize(
+    ("cut", "thresholds", "verdict"),
+    [
+        (0, [], "held"),
+        (1, [], "graceful"),  # 1 of 51: breaks the default rate<0.01
+        (1, [("http_req_failed", "rate<0.05")], "held"),  # within the run's failure budget
+        (10, [("http_req_duration", "p(95)<500")], "cliff"),  # 10 of 30, whatever else
+    ],
+)
+def test_iterations_cut_by_the_graceful_stop_count_against_the_last_stage(
+    cut: int, thresholds: list[tuple[str, str]], verdict: str
+) -> None:
+    """A one-stage run whose cut iterations (their requests in no figure, as in k6) come in
+    the stop's tick: the stage judges them against the failures' budget and the verdict names
+    them. Before: no tick carried them; the stage read "held — the limit is higher"."""
+    one = {"s": [StageWindow("s", 0, 0.0, 1.0, 20, 20, "iters/s")]}
+    timeline = [tick(1.0, 20 if cut == 10 else 50), tick(2.0, 0)]
+    timeline[1]["scenarios"]["s"]["interrupted"] = cut
+    rows, (a,) = stage_table(StageRecorder(one), timeline, thresholds)
+    (r,) = rows
+    assert (r.cut, a.verdict) == (cut, verdict), a
+    if verdict != "held":
+        assert r.thresholds_ok is False and f"{cut} of " in a.reason, a
+        assert f"+{cut} cut" in render_text(rows, [a])
+    # a folder from before the count: its ticks have no "interrupted"
+    del timeline[1]["scenarios"]["s"]["interrupted"]
+    (old,) = build_rows(StageRecorder(one), timeline, thresholds)
+    assert old.cut == 0 and old.thresholds_ok is True
