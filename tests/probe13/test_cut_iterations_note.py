@@ -9,70 +9,20 @@ Found with a loopback server that answered every other upload after 10 s, 10/s f
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from half_hanging import CUT_RUN_TOML, every_other_hangs
 
 from scfleet import api
 
 
-class _EverySecondHangs(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    count = 0
-    lock = threading.Lock()
-    release = threading.Event()
-
-    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        with _EverySecondHangs.lock:
-            _EverySecondHangs.count += 1
-            hang = _EverySecondHangs.count % 2 == 0
-        if hang:
-            _EverySecondHangs.release.wait(10)
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def hanging_server() -> Iterator[str]:
-    _EverySecondHangs.count = 0
-    _EverySecondHangs.release.clear()
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _EverySecondHangs)
-    srv.daemon_threads = True
-    th = threading.Thread(target=srv.serve_forever, daemon=True)
-    th.start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        _EverySecondHangs.release.set()
-        srv.shutdown()
-        srv.server_close()
-
-
-_TOML = """
-[scenarios.up]
-executor = "constant-arrival-rate"
-rate = 10
-duration = "2s"
-pre_allocated_devices = 30
-graceful_stop = "1s"
-[scenarios.up.device]
-chunk_bytes = 200
-[thresholds]
-http_req_duration = ["p(95)<500"]
-[audio]
-profiles = 1
-seconds = 1
-"""
+    with every_other_hangs() as url:
+        yield url
 
 
 @pytest.mark.slow
@@ -81,7 +31,7 @@ def test_iterations_cut_by_the_graceful_stop_are_noted(
     tmp_path: Path, hanging_server: str, workers: int
 ) -> None:
     cfg_file = tmp_path / "s.toml"
-    cfg_file.write_text(_TOML)
+    cfg_file.write_text(CUT_RUN_TOML)
     t0 = time.monotonic()
     outcome = api.run(
         api.load(cfg_file), target=hanging_server, out=tmp_path / "run", workers=workers
