@@ -39,8 +39,9 @@ CPU_SATURATED_PCT = 85.0
 #: this share of the stage's median latency: a few ms of lag on a host shared with other work
 #: cannot explain seconds of latency, so it does not hide a saturated server.
 GEN_LAG_SHARE_OF_P50 = 0.1
-#: A stage with at least this error rate (or share of its iterations cut by the graceful stop)
-#: is a cliff, not graceful degradation.
+#: A stage with at least this error rate is a cliff, not graceful degradation. Iterations cut by
+#: the graceful stop fail their stage but are not a cliff: a request slower than the stop is
+#: latency, and an overloaded server that only slows down (the AI route at 14/s) is graceful.
 CLIFF_ERROR_RATE = 0.10
 #: Stages shorter than this (s) are too short for their achieved rate to be compared.
 MIN_RATE_SECONDS = 2.0
@@ -481,8 +482,6 @@ def _cliff(ascending: Sequence[StageRow], after: Sequence[StageRow]) -> str:
             return f"the server process exited during {r.label}"
         if r.requests and r.error_rate >= CLIFF_ERROR_RATE:
             return f"errors jumped to {r.error_rate * 100:.1f}% at {r.label}"
-        if r.cut_share >= CLIFF_ERROR_RATE:
-            return _cut_text(r)
         if r.index not in rising or r.seconds < MIN_RATE_SECONDS:
             continue
         earlier = [

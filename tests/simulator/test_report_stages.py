@@ -387,7 +387,7 @@ def test_report_of_such_a_folder_without_metrics_json_marks_the_stage_approximat
         (0, [], "held"),
         (1, [], "graceful"),  # 1 of 51: breaks the default rate<0.01
         (1, [("http_req_failed", "rate<0.05")], "held"),  # within the run's failure budget
-        (10, [("http_req_duration", "p(95)<500")], "cliff"),  # 10 of 30, whatever else
+        (10, [("http_req_duration", "p(95)<500")], "graceful"),  # 10 of 30: slow, no cliff
     ],
 )
 def test_iterations_cut_by_the_graceful_stop_count_against_the_last_stage(
