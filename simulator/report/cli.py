@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from scfleet_core.cli import Subparsers
-from scfleet_core.errors import EXIT_OK, EXIT_THRESHOLDS_FAILED, ConfigError
+from scfleet_core.errors import EXIT_OK, EXIT_THRESHOLDS_FAILED, EXIT_USAGE, ConfigError
 from simulator.report.build import REPORT_FILES as REPORT_FILES
 from simulator.report.build import build_reports as build_reports
 from simulator.report.model import RunData as RunData
@@ -203,6 +203,11 @@ def compare_command(args: argparse.Namespace) -> int:
         if args.junit:
             raise ConfigError("--junit needs --fail-on (the rules are its test cases)")
         return EXIT_OK
+    try:
+        gate.check_units(rules, a.summary, b.summary)
+    except ValueError as exc:  # as a bad spec's own line (argparse's), exit 2
+        sys.stderr.write(f"scfleet compare: error: argument --fail-on: {exc}\n")
+        return EXIT_USAGE
     outcomes = gate.judge(rules, a.summary, b.summary)
     sys.stdout.write("\n" + gate.render(outcomes))
     if args.junit:

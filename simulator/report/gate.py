@@ -7,7 +7,7 @@ direction that is worse, and how far NEW may move that way before the gate fails
     RULE   := FIGURE SIGN NUMBER UNIT
     SIGN   := "+"  (higher is worse: fail when NEW > BASE + margin)
             | "-"  (lower is worse:  fail when NEW < BASE - margin)
-    UNIT   := "%"  (relative to BASE)  |  "pp" (percentage points; rates only)
+    UNIT   := "%"  (relative to BASE)  |  "pp" (percentage points; rates only, not gauges)
             | "ms" (milliseconds; latency statistics only)
     FIGURE := p(N) | avg | med | min | max      (of http_req_duration, ms)
             | error_rate                        (http_req_failed's rate)
@@ -178,12 +178,37 @@ def parse_rule(text: str) -> Rule:
         metric, stat = fm["metric"], fm["stat"]
     if unit is Unit.POINTS and stat != "value":
         raise ValueError(f"{t!r}: 'pp' (percentage points) is for rates such as error_rate")
+    if unit is Unit.POINTS and _builtin_type(metric) == "gauge":
+        raise ValueError(_points_on_gauge(t, metric))
     if unit is Unit.MS and not _LATENCY_STAT.fullmatch(stat):
         raise ValueError(f"{t!r}: 'ms' is for latency statistics such as p(95) or avg")
     margin = float(m["num"])
     if not math.isfinite(margin):
         raise ValueError(f"{t!r}: the margin must be a finite number")
     return Rule(t, metric, stat, m["sign"] == "+", margin, unit)
+
+
+def _builtin_type(metric: str) -> str | None:
+    from simulator.metrics import BUILTIN
+
+    spec = BUILTIN.get(metric.split("{", 1)[0])
+    return spec[0] if spec else None
+
+
+def _points_on_gauge(text: str, metric: str) -> str:
+    name = metric.split("{", 1)[0]
+    return (
+        f"{text!r}: {name} is a gauge, a number and not a share: 'pp' (percentage points) is "
+        "for rates such as error_rate; use % for a gauge"
+    )
+
+
+def check_units(rules: Sequence[Rule], base: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    """ValueError naming the rule when it puts ``pp`` on a gauge only the summaries know (a
+    custom one): a share's points of a plain number would pass or fail on nothing."""
+    for r in rules:
+        if r.unit is Unit.POINTS and (_is_gauge(base, r) or _is_gauge(new, r)):
+            raise ValueError(_points_on_gauge(r.text, r.metric))
 
 
 def parse_spec(text: str) -> tuple[Rule, ...]:
