@@ -378,7 +378,12 @@ def _line(
 def _figures_text(kind: Mapping[str, str], s: Mapping[str, Any], stats: Sequence[str]) -> str:
     mtype, contains = kind.get("type"), kind.get("contains", "default")
     if mtype == "trend":
-        body = " ".join(f"{k}={_fmt_value(contains, s[k])}" for k in stats if k in s)
+        # a trend's count is of samples, never ms or bytes (k6 prints ``count=13``)
+        body = " ".join(
+            f"{k}={_fmt_value('default' if k == 'count' else contains, s[k])}"
+            for k in stats
+            if k in s
+        )
     elif mtype == "rate":
         body = f"{s['value'] * 100:.2f}%  {s['passes']} out of {s['passes'] + s['fails']}"
     elif mtype == "counter":

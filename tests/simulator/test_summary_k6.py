@@ -118,6 +118,15 @@ def test_summary_trend_stats_choose_k6s_trend_keys() -> None:
     assert set(default) == {"avg", "min", "med", "max", "p(90)", "p(95)", "thresholds"}
 
 
+def test_a_trend_count_in_the_text_summary_is_a_count_not_ms() -> None:
+    """``summary_trend_stats = [..., "count"]`` printed ``count=20.00ms`` (and a data trend's
+    as bytes): a number of samples shown as a latency, where k6 prints ``count=20``."""
+    text = render_text(make_result(["avg", "count"]))
+    line = next(ln for ln in text.splitlines() if "http_req_duration...." in ln)
+    assert "count=20" in line and "count=20." not in line, line
+    assert "avg=5.50ms" in line, line
+
+
 def test_handle_summary_matches_k6s_handle_summary_data() -> None:
     ours = handle_summary(summary_dict(make_result()))
     k6 = json.loads((K6 / "handle-summary.json").read_text())
