@@ -6,7 +6,8 @@
   k6's per-sample stream, hence its name; ``--out json=FILE`` writes that (simulator.report.streams).
   Tick percentiles go out as ``http_req_duration_p50/p95/p99`` so ``http_req_duration`` keeps
   the mean's meaning; sampled resources appear as gauges named ``scfleet_<prefix>_<key>``.
-* ``timeline.csv`` — one row per tick per scenario, resource columns repeated.
+* ``timeline.csv`` — one row per tick per scenario (:data:`TICK_FIELDS`, ``interrupted`` being
+  the iterations the graceful stop cut), resource columns repeated.
 * ``junit.xml`` — one test case per threshold, failures marked, for CI test reports.
 * ``handle-summary.json`` — the ``data`` object k6 passes to ``handleSummary()``, as
   ``JSON.stringify(data)`` writes it: the shape k6-html-reporter and k6-reporter read (they no
@@ -33,6 +34,7 @@ SCENARIO_METRICS: dict[str, tuple[str, str]] = {
     "http_req_duration_p99": ("trend", "time"),
     "iterations": ("counter", "default"),
     "dropped_iterations": ("counter", "default"),
+    "interrupted_iterations": ("counter", "default"),
     "data_sent": ("counter", "data"),
     "data_received": ("counter", "data"),
     "vus": ("gauge", "default"),
@@ -42,6 +44,7 @@ TICK_FIELDS = (
     "failed",
     "dropped",
     "iterations",
+    "interrupted",
     "sent",
     "received",
     "rps",
@@ -80,6 +83,8 @@ def _scenario_values(s: Mapping[str, Any]) -> Iterator[tuple[str, float]]:
         yield "http_req_duration_p99", s["p99_ms"]
     yield "iterations", s["iterations"]
     yield "dropped_iterations", s["dropped"]
+    if "interrupted" in s:  # not in a timeline from before it was counted per tick
+        yield "interrupted_iterations", s["interrupted"]
     yield "data_sent", s["sent"]
     yield "data_received", s["received"]
     if "vus" in s:  # sampled at the tick as k6 samples it (not in the final, after-run tick)
@@ -152,7 +157,9 @@ def to_csv(timeline: Sequence[Mapping[str, Any]], started_at: float) -> str:
         when = rfc3339(started_at + p["t"])
         tail = ["" if p.get(k) is None else p[k] for k in extra]
         for scenario, s in p.get("scenarios", {}).items():
-            w.writerow([when, p["t"], p["span"], scenario, *(s[f] for f in TICK_FIELDS), *tail])
+            # a cell a folder from before the field lacks stays empty, as an unsampled one
+            ticks = (s.get(f, "") for f in TICK_FIELDS)
+            w.writerow([when, p["t"], p["span"], scenario, *ticks, *tail])
     return buf.getvalue()
 
 
