@@ -205,7 +205,8 @@ def model_of(
 
     thresholds = [(t["metric"], t["expression"]) for t in summary["scfleet"]["thresholds"]]
     data = RunData(run_dir, summary, timeline, config, thresholds)
-    data.rows, data.assessments = stage_table(recorder, timeline, thresholds)
+    duration = float(summary["scfleet"]["state"].get("testRunDurationMs", 0.0)) / 1000
+    data.rows, data.assessments = stage_table(recorder, timeline, thresholds, duration or None)
     summary["scfleet"]["stages"] = to_json(data.rows, data.assessments)
     data.text = text_of(summary, scenarios, devices)
     return data

@@ -174,8 +174,11 @@ def build_rows(
     recorder: StageRecorder,
     timeline: Sequence[Mapping[str, Any]],
     thresholds: Sequence[tuple[str, str]] = (),
+    duration: float | None = None,
 ) -> list[StageRow]:
-    """The stage table, from the timeline and (when recorded) the per-stage histograms."""
+    """The stage table, from the timeline and (when recorded) the per-stage histograms.
+    ``duration``: the whole run's seconds (summary.json's ``testRunDurationMs``), over which a
+    counter's ``rate`` threshold is taken; None while the run goes (a live page)."""
     rows: list[StageRow] = []
     for name, windows in recorder.windows.items():
         last = last_stage(windows)
@@ -214,7 +217,7 @@ def build_rows(
             through["http_reqs"] += row.requests
             through["dropped_iterations"] += row.dropped
             through["iterations"] += row.iterations
-            _judge(row, thresholds, hist, through)
+            _judge(row, thresholds, hist, through, duration)
             rows.append(row)
     return rows
 
@@ -294,8 +297,13 @@ def _worst_process(ticks: Sequence[Mapping[str, Any]]) -> str | None:
 #: Operators of a count threshold judged per stage, on the scenario's running total: a count is
 #: a run total, and only an upper bound broken by the total so far is broken by the run's.
 #: A lower bound (``http_reqs count>200``) says nothing about one stage: its share fell short
-#: in every stage of a run that met it.
+#: in every stage of a run that met it. A counter's ``rate`` is a run total too, over the whole
+#: run's duration (k6: count / time spent in the test), so ``rate<N`` is ``count < N x the run's
+#: seconds`` and is judged the same way; a stage's own rate would fail the quiet stages of a run
+#: that met ``rate>N`` and the busy ones of a run that met ``rate<N``.
 COUNT_OPS_PER_STAGE = ("<", "<=")
+#: The counters a stage knows (its own share and the scenario's running total).
+STAGE_COUNTERS = ("http_reqs", "dropped_iterations", "iterations")
 
 
 def _stage_value(
@@ -304,6 +312,7 @@ def _stage_value(
     expr: ThresholdExpr,
     hist: Histogram | None,
     through: Mapping[str, int],
+    duration: float | None,
 ) -> float | None:
     agg = expr.aggregation
     if metric == "http_req_duration":
@@ -322,18 +331,20 @@ def _stage_value(
         }.get(agg)
     if metric == "http_req_failed":
         return row.error_rate if row.requests else None
-    counts = {"http_reqs": row.requests, "dropped_iterations": row.dropped}
-    counts["iterations"] = row.iterations
-    if metric in counts:
+    if metric in STAGE_COUNTERS:
         if agg == "count":
             return float(through[metric])
-        return counts[metric] / row.seconds if agg == "rate" else None
+        if agg == "rate" and duration:
+            return through[metric] / duration  # the least the run's rate can be
     return None
 
 
-def _judged_per_stage(metric: str, expr: ThresholdExpr) -> bool:
-    counts = metric in ("http_reqs", "dropped_iterations", "iterations")
-    return not counts or expr.aggregation != "count" or expr.op in COUNT_OPS_PER_STAGE
+def _judged_per_stage(metric: str, expr: ThresholdExpr, duration: float | None) -> bool:
+    if metric not in STAGE_COUNTERS or expr.aggregation not in ("count", "rate"):
+        return True
+    if expr.aggregation == "rate" and not duration:
+        return False  # the run's length, its rate's denominator, is not known yet
+    return expr.op in COUNT_OPS_PER_STAGE
 
 
 def applicable(row: StageRow, metric_key: str) -> bool:
@@ -350,6 +361,7 @@ def _judge(
     thresholds: Sequence[tuple[str, str]],
     hist: Histogram | None,
     through: Mapping[str, int],
+    duration: float | None = None,
 ) -> None:
     if not row.reached:
         return
@@ -358,13 +370,13 @@ def _judge(
         for k, e in thresholds
         if applicable(row, k)
     ]
-    chosen = [c for c in chosen if _judged_per_stage(c[1], c[2])]
+    chosen = [c for c in chosen if _judged_per_stage(c[1], c[2], duration)]
     if not chosen:
         chosen = [(k, k, parse_expression(e)) for k, e in DEFAULT_THRESHOLDS]
     failed = []
     for key, metric, expr in chosen:
         source = expr.source
-        value = _stage_value(row, metric, expr, hist, through)
+        value = _stage_value(row, metric, expr, hist, through, duration)
         if value is not None and not expr.holds(value):
             failed.append(f"{key} {source} (stage: {value:.4g})")
     budget = _cut_budget(row, thresholds)
@@ -397,8 +409,10 @@ def stage_table(
     recorder: StageRecorder,
     timeline: Sequence[Mapping[str, Any]],
     thresholds: Sequence[tuple[str, str]] = (),
+    duration: float | None = None,
 ) -> tuple[list[StageRow], list[Assessment]]:
-    rows = build_rows(recorder, timeline, thresholds)
+    """``duration``: as :func:`build_rows`."""
+    rows = build_rows(recorder, timeline, thresholds, duration)
     by: dict[str, list[StageRow]] = {}
     for r in rows:
         by.setdefault(r.scenario, []).append(r)
