@@ -206,12 +206,45 @@ RECORDED_TAG_KEYS: dict[str, frozenset[str]] = {
 
 _USER_TAGGED = frozenset({*_HTTP_METRICS, "data_sent", "data_received", "iterations"})
 
+#: Tag keys whose values the engine writes from a closed set (``recorders.RequestRecorder``,
+#: the boards' recorder): a filter on any other value matches no sample and passes.
+CLOSED_TAG_VALUES: dict[str, tuple[str, ...]] = {
+    "expected_response": ("true", "false"),
+    "kind": ("virtual", "physical"),
+    "proto": ("HTTP/1.1",),
+}
+#: Tag keys whose values are whole numbers (an HTTP status, 0 for no answer; k6's error_code).
+NUMERIC_TAG_VALUES = frozenset({"status", "error_code"})
+
+
+def _bad_tag_value(key: str, value: str) -> str | None:
+    """Why a filter's value can match no sample of the engine's, or None."""
+    if key in NUMERIC_TAG_VALUES and not value.isdecimal():
+        if key == "status":
+            return (
+                f"status is a whole number such as 500, got {value!r} (no patterns such as "
+                "5xx: filter on expected_response:false)"
+            )
+        return f"error_code is a whole number such as 1500, got {value!r}"
+    allowed = CLOSED_TAG_VALUES.get(key)
+    if allowed is not None and value not in allowed:
+        import difflib
+
+        near = [a for a in allowed if a.lower() == value.lower()] or difflib.get_close_matches(
+            value, allowed, n=1, cutoff=0.6
+        )
+        hint = f"did you mean {near[0]}?" if near else f"its values: {', '.join(allowed)}"
+        return f"no sample carries {key} {value!r} ({hint})"
+    return None
+
 
 def check_threshold_tag_keys(
     thresholds: Iterable[Threshold], user_keys: Iterable[str], source: str | None = None
 ) -> None:
-    """Refuse a threshold whose tag filter names a key its metric never carries (exit 104):
-    ``http_req_duration{expected:true}`` would match no sample and pass — a false green."""
+    """Refuse a threshold whose tag filter names a key its metric never carries, or a value the
+    engine never writes for it (exit 104): ``http_req_duration{expected:true}`` or
+    ``http_req_failed{expected_response:True}`` would match no sample and pass — a false green.
+    Keys of a scenario's own ``tags`` (``user_keys``) take any value."""
     import difflib
 
     from scfleet_core.errors import ConfigError
@@ -223,8 +256,11 @@ def check_threshold_tag_keys(
             continue  # not a metric this table describes; its own validation covers it
         if th.metric in _USER_TAGGED:
             known = known | extra
-        for key, _value in th.tags:
+        for key, value in th.tags:
             if key in known:
+                why = None if key in extra else _bad_tag_value(key, value)
+                if why is not None:
+                    raise ConfigError(why, source=source, key=f'thresholds."{th.metric_key}"')
                 continue
             near = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
             hint = f"did you mean {near[0]}?" if near else f"recorded: {', '.join(sorted(known))}"
