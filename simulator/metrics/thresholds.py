@@ -40,6 +40,11 @@ AGGREGATIONS_BY_TYPE = {
 }
 
 
+#: Metric types whose empty sink k6 evaluates as 0 (``TrendSink``/``GaugeSink`` with no
+#: sample report 0); an empty counter's count is 0 already, an empty rate has no value.
+EMPTY_AS_ZERO = frozenset({"trend", "gauge"})
+
+
 @dataclass(frozen=True)
 class ThresholdExpr:
     """One parsed expression; ``aggregation`` is normalised (``p(95)``, ``avg`` …)."""
@@ -126,7 +131,11 @@ def evaluate_one(t: Threshold, source: MetricSource) -> ThresholdResult:
         return ThresholdResult(t, None, False, f"{agg} is not defined for a {mtype} metric")
     observed = source.aggregate(t.metric, dict(t.tags), agg)
     if observed is None:
-        # k6 treats a threshold on a metric with no samples as passing; we say so.
+        if mtype in EMPTY_AS_ZERO:
+            # k6 1.1 judges an empty trend's stats and an empty gauge's value as 0 at the end
+            # of a run: `avg>50` on a custom trend no request filled fails (it passed here).
+            return ThresholdResult(t, 0.0, t.expr.holds(0.0), "no samples")
+        # k6 skips a rate with no samples (no value to compare); we say so.
         return ThresholdResult(t, None, True, "no samples")
     return ThresholdResult(t, observed, t.expr.holds(observed))
 

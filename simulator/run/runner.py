@@ -494,6 +494,8 @@ class Environment:
         for th in self.cfg.thresholds:
             if not th.abort_on_fail or t < th.delay_abort_eval:
                 continue
+            if self.registry.merged(th.metric, dict(th.tags)) is None:
+                continue  # as k6 mid-run: an empty sink is not judged (count>0 aborted at 1 s)
             res = evaluate_one(th, src)
             if not res.ok:
                 self.aborted = f"{th.metric_key}: {th.expr.source}"
