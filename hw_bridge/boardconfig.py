@@ -78,6 +78,8 @@ def read_wifi_key(
             return Secret(file.read_text().strip())
         except OSError as exc:
             raise ConfigError(f"cannot read: {exc.strerror}", source=str(file)) from None
+        except UnicodeDecodeError:  # its message quotes a byte of the key
+            raise ConfigError("cannot read: not UTF-8 text", source=str(file)) from None
     return None
 
 

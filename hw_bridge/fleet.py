@@ -90,6 +90,8 @@ def load_registry(path: Path) -> dict[str, str]:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError("no such board registry", source=str(path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError("cannot read board registry: not UTF-8 text", source=str(path)) from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read board registry: {exc}", source=str(path)) from None
     entries = data.get("board", [])
@@ -481,7 +483,10 @@ class BoardFleet:
         self.finished_after = float("inf")
         self.watch_until = float("inf")
         self._env: Environment | None = None
-        self._key: Secret | None = None
+        # read when the file is loaded (api.load builds a fleet to check [boards]): a missing
+        # key or a bad registry is a config error before any target is contacted
+        self._key: Secret | None = wifi_key(cfg, run_cfg.source)
+        self._registry = load_registry(cfg.registry) if cfg.registry else {}
         self._watchers: list[asyncio.Task[None]] = []
         self.stopping = False  # the run is stopping: boards going quiet are not lost
 
@@ -542,8 +547,7 @@ class BoardFleet:
         self._interval = env.intervals[self.sc.name]
         self._lost_counter = reg.typed(Counter, "boards_lost", (("kind", "physical"),))
         self._rejoined_counter = reg.typed(Counter, "boards_rejoined", (("kind", "physical"),))
-        self._key = wifi_key(self.cfg, self.run_cfg.source)
-        registry = load_registry(self.cfg.registry) if self.cfg.registry else {}
+        registry = self._registry
         specs = self._specs(registry)
         emulated = [label for label, _ in specs if label.startswith("emulated:")]
         urls: dict[str, str] = {}
