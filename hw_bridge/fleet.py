@@ -43,6 +43,8 @@ from hw_bridge.threads import run_owned
 from scfleet_core.errors import ConfigError, HardwareError
 from scfleet_core.secrets import Secret
 from simulator.config import IotUploadDevice, RunConfig, ScenarioConfig
+from simulator.config.device_ids import Finder
+from simulator.config.sections import sequenced_ranges
 from simulator.metrics import Counter, RequestRecorder, RequestSample, tags_of
 from simulator.run.device_row import DeviceRow
 from simulator.run.devices import expected_ok
@@ -534,6 +536,24 @@ class BoardFleet:
         ]
         return 2 * sum(n)
 
+    def _refuse_virtual_id(self, label: str, dev_id: str, virtual: list[Finder]) -> None:
+        """A board numbers its uploads from sequence 0 like a virtual device: one with a
+        virtual device's ID would have one's uploads stored as the other's retries (the
+        reference server de-duplicates (device, sequence)). Decided here, where ``auto`` ports
+        and the registry have named every board; before anything is sent."""
+        for f in virtual:
+            k = f.find(dev_id.strip())
+            if k is not None:
+                r = f.range
+                raise ConfigError(
+                    f"board {label} and scenario {r.owner!r} (device n={k} of {r.pattern!r}) "
+                    f"both send device ID {dev_id!r}, each numbering uploads from sequence 0: "
+                    "the server would store one's as the other's retries; give the board "
+                    "another device_id (registry or device_id_pattern)",
+                    source=self.run_cfg.source,
+                    key="boards",
+                )
+
     async def prepare(self, env: Environment) -> None:
         self._env = env
         target = self.cfg.target or env.target
@@ -562,6 +582,7 @@ class BoardFleet:
             )
             urls = {label: h.url for label, h in zip(emulated, self.emulated, strict=True)}
         used: set[str] = set()
+        virtual = [r.finder() for r in sequenced_ranges(self.run_cfg)]
         for n, (label, url) in enumerate(specs, start=1):
             url = urls.get(label, url)
             dev_id = registry.get(label) or (registry.get(url) if url else None)
@@ -569,6 +590,7 @@ class BoardFleet:
             if dev_id in used:
                 raise ConfigError(f"device ID {dev_id!r} given to two boards", key="boards")
             used.add(dev_id)
+            self._refuse_virtual_id(label, dev_id, virtual)
             self.drivers.append(BoardDriver(self, label, url, dev_id))
         results = await asyncio.gather(*(d.setup() for d in self.drivers), return_exceptions=True)
         for d, res in zip(self.drivers, results, strict=True):

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from scfleet_core.errors import ConfigError
+from simulator.config.device_ids import IdRange, clash
 from simulator.config.model import (
     _CONTROL,
     COMPANION_SECTIONS,
@@ -565,38 +566,69 @@ def _check_threshold_tags(cfg: RunConfig) -> None:
     check_threshold_tag_keys(cfg.thresholds, user_keys, cfg.source)
 
 
-def _check_shared_device_ids(cfg: RunConfig) -> None:
-    """Refuse two ``iot_upload`` scenarios whose device-ID ranges overlap (same ``id_pattern``,
-    ``id_start`` .. ``id_start + device_bound - 1``): each numbers its uploads from sequence 0,
-    and a server that de-duplicates (device, sequence) — the reference server does, whatever
-    the route — answers one scenario's uploads as the other's retries and stores them once,
-    while the summary counts each 200 (two default scenarios: 60 counted, 30 stored). Only
-    ``iot_upload`` sends ``X-Sequence``; a Python device's headers are its own affair."""
-    taken: dict[str, list[tuple[int, int, str]]] = {}  # pattern -> (first, last, scenario)
+def sequenced_ranges(cfg: RunConfig) -> list[IdRange]:
+    """The device IDs of every scenario whose devices send ``X-Sequence`` from 0: ``iot_upload``
+    and Python devices (which may; the shipped ``IotUpload`` class and the README's example do),
+    each ``id_start`` .. ``id_start + device_bound - 1``. ``ai_analysis`` and ``auth_flow`` send
+    none, and the server keys nothing else on the device."""
+    out = []
     for sc in cfg.scenarios:
         dev = sc.device
-        if not isinstance(dev, IotUploadDevice):
-            continue
-        count = max(sc.executor.device_bound(), 1)
-        first, last = dev.id_start, dev.id_start + count - 1
-        ranges = taken.setdefault(dev.id_pattern, [])
-        clash = next((r for r in ranges if first <= r[1] and r[0] <= last), None)
-        if clash is not None:
-            free = min(
-                s
-                for s in (1, *(r[1] + 1 for r in ranges))
-                if all(s > r[1] or s + count - 1 < r[0] for r in ranges)
-            )
-            shared = dev.id_pattern.format(n=max(first, clash[0]))
+        if isinstance(dev, IotUploadDevice | PythonDevice):
+            count = max(sc.executor.device_bound(), 1)
+            out.append(IdRange(sc.name, dev.id_pattern, dev.id_start, dev.id_start + count - 1))
+    return out
+
+
+def _check_shared_device_ids(cfg: RunConfig) -> None:
+    """Refuse two senders of ``X-Sequence`` with one ``X-Device-ID`` (simulator.config.
+    device_ids): each numbers its uploads from sequence 0, and a server that de-duplicates
+    (device, sequence) — the reference server does, whatever the route — answers one's uploads
+    as the other's retries and stores them once, while the summary counts each 200 (two
+    default scenarios: 60 counted, 30 stored). Two scenarios with one plain pattern are told
+    the first free ``id_start``; other clashes (patterns that render one ID, a pattern that
+    renders one ID for two devices) name the ID and both n."""
+    why = "each numbering uploads from sequence 0: the server would store one's as the other's"
+    earlier: list[IdRange] = []
+    for r in sequenced_ranges(cfg):
+        key = f"scenarios.{r.owner}.device.id_pattern"
+        own = r.own_clash()
+        if own is not None:
+            n, m, dev_id = own
             raise ConfigError(
-                f"scenarios {clash[2]!r} and {sc.name!r} both send device IDs from "
-                f"{shared!r} ({dev.id_pattern!r}, {clash[0]}..{clash[1]} and {first}..{last}), "
-                "each numbering uploads from sequence 0: the server would store one's as the "
-                f"other's retries; use id_start = {free} in {sc.name!r} or another id_pattern",
+                f"scenario {r.owner!r} sends device ID {dev_id!r} for devices n={n} and n={m} "
+                f"({r.pattern!r}); {why} retries; give each device its own ID, e.g. "
+                "'esp32-{n:06d}'",
                 source=cfg.source,
-                key=f"scenarios.{sc.name}.device.id_start",
+                key=key,
             )
-        ranges.append((first, last, sc.name))
+        for e in earlier:
+            hit = clash(e, r)
+            if hit is None:
+                continue
+            if e.pattern == r.pattern:
+                same = [x for x in earlier if x.pattern == r.pattern]
+                count = r.last - r.first + 1
+                free = min(
+                    s
+                    for s in (1, *(x.last + 1 for x in same))
+                    if all(s > x.last or s + count - 1 < x.first for x in same)
+                )
+                raise ConfigError(
+                    f"scenarios {e.owner!r} and {r.owner!r} both send device IDs from "
+                    f"{hit[2]!r} ({r.pattern!r}, {e.first}..{e.last} and {r.first}..{r.last}), "
+                    f"{why} retries; use id_start = {free} in {r.owner!r} or another id_pattern",
+                    source=cfg.source,
+                    key=f"scenarios.{r.owner}.device.id_start",
+                )
+            raise ConfigError(
+                f"scenarios {e.owner!r} and {r.owner!r} both send device ID {hit[2]!r} "
+                f"({e.pattern!r} n={hit[0]}, {r.pattern!r} n={hit[1]}), {why} retries; "
+                "give one another id_pattern or id_start",
+                source=cfg.source,
+                key=key,
+            )
+        earlier.append(r)
 
 
 def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig:
