@@ -391,34 +391,51 @@ class Histogram:
         self._stats(other.count, other.total, other.min, other.max)
 
     def percentile(self, pct: float) -> float:
-        """Value at a percentile (0..100), as HDR reports it: highest equivalent value,
-        clamped to the exact min and max."""
+        """Value at a percentile (0..100) as k6 computes it (``TrendSink.P``): the rank
+        i = pct/100 · (count − 1), interpolated linearly between the values at its two nearest
+        ranks, each value as HDR reports it (highest equivalent value, clamped to the exact min
+        and max). The nearest rank alone read p(95) of 20 requests, one of them 1 s and the
+        rest ~45 ms, as 48 ms where k6 says 135 ms: ``p(95)<50`` passed here, failed in k6."""
         if self.count == 0:
             return 0.0
         if pct <= 0:
             return float(self.min)
         if pct >= 100:
             return float(self.max)
-        rank = max(1, math.ceil(pct / 100 * self.count))
+        i = pct / 100 * (self.count - 1)
+        below = math.floor(i)
+        frac = i - below
+        if frac == 0:
+            return self._at_ranks((below + 1,))[0]
+        lo, hi = self._at_ranks((below + 1, below + 2))
+        return lo + (hi - lo) * frac
+
+    def _at_ranks(self, ranks: tuple[int, ...]) -> list[float]:
+        """The values at 1-based ``ranks`` (highest equivalent value, clamped to min/max)."""
         import numpy as np
 
         if self._singles:
             self._flush_singles()
         dense = self._dense
         if dense is not None and not self._counts and not self._pending:  # the totals
-            at = int(np.searchsorted(np.cumsum(dense.tot), rank))
-            if at < len(dense.tot):
-                return float(min(max(bucket_bounds(at)[1], self.min), self.max))
-            return float(self.max)
+            cum = np.cumsum(dense.tot)
+            out = []
+            for rank in ranks:
+                at = int(np.searchsorted(cum, rank))
+                hi = bucket_bounds(at)[1] if at < len(dense.tot) else self.max
+                out.append(float(min(max(hi, self.min), self.max)))
+            return out
         idx, cnt = _compact(self._parts())  # vectorised: no dict built or walked
         if not self._counts and self._dense is None:
             self._pending = [(idx, cnt)]
         order = np.argsort(idx)
-        at = int(np.searchsorted(np.cumsum(cnt[order]), rank))
-        if at < len(order):
-            hi = bucket_bounds(int(idx[order[at]]))[1]
-            return float(min(max(hi, self.min), self.max))
-        return float(self.max)
+        cum = np.cumsum(cnt[order])
+        out = []
+        for rank in ranks:
+            at = int(np.searchsorted(cum, rank))
+            hi = bucket_bounds(int(idx[order[at]]))[1] if at < len(order) else self.max
+            out.append(float(min(max(hi, self.min), self.max)))
+        return out
 
     @property
     def mean(self) -> float:
