@@ -27,7 +27,10 @@ same rate (each of ``--cpu-rates``), minus a 1 req/s run of the same length, int
 auto worker count (each auto worker's share) with an auto worker's arrival quantum (it wakes
 for its arrivals at most once per N ms, as each of N local workers does), splits the
 difference: running the load as smaller parts (fewer requests per wake-up of an event loop)
-against coordinating (auto against that share: the snapshots, the coordinator).
+against coordinating (auto against that share: the snapshots, the coordinator). Each of these
+runs also reads a steady window (:class:`TreeWindow`, :func:`steady_us`): each process's CPU
+from ``CPU_WINDOW_FROM_S`` after the start to the schedule's end per request nginx took, minus
+the 1 req/s runs' per second, the coordinator and the workers apart.
 
 nginx (bench/nginx_target.py: 2 workers, reads and discards the body, answers 200) is sampled
 each step: its CPU share is reported beside each ceiling to show it was not the bottleneck.
@@ -259,6 +262,112 @@ class ServedSampler:
         self._thread.join(10)
 
 
+#: CPU runs' steady window: from this many seconds after the generator starts (start-up done,
+#: the schedule running) to the schedule's end (--step s after the start), so that start-up and
+#: shutdown, whose CPU varies by tenths of a second a process, stay out of it.
+CPU_WINDOW_FROM_S = 3.0
+
+
+@dataclass
+class Window:
+    """What a run spent between two instants of its schedule: CPU (user+sys) of the process
+    tree's root (the coordinator; with ``--workers 1`` the one process) and of its other
+    processes (the workers), and the requests nginx took meanwhile."""
+
+    seconds: float
+    coordinator_s: float
+    workers_s: float
+    served: int
+
+    @property
+    def cpu_s(self) -> float:
+        return self.coordinator_s + self.workers_s
+
+
+class TreeWindow:
+    """Reads a generator's process tree (psutil) and nginx's request count twice, in a thread:
+    ``start`` and ``end`` seconds after :meth:`begin`. Only processes seen at both reads count
+    (a worker that exits between them is left out and the window too: None)."""
+
+    def __init__(self, nginx: Nginx, start: float, end: float) -> None:
+        import threading
+
+        self.nginx, self.start, self.end = nginx, start, end
+        self.window: Window | None = None
+        self._pid = 0
+        self._t0 = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def begin(self, pid: int) -> None:
+        self._pid, self._t0 = pid, time.perf_counter()
+        if self.end > self.start:
+            self._thread.start()
+
+    def _read(self) -> tuple[float, int, dict[int, float]] | None:
+        import psutil
+
+        try:
+            root = psutil.Process(self._pid)
+            procs = [root, *root.children(recursive=True)]
+            cpu = {}
+            for p in procs:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    t = p.cpu_times()
+                    cpu[p.pid] = t.user + t.system
+            return time.perf_counter(), self.nginx.served(), cpu
+        except (psutil.Error, OSError, ValueError, IndexError):
+            return None
+
+    def _run(self) -> None:
+        if self._stop.wait(max(self._t0 + self.start - time.perf_counter(), 0)):
+            return
+        a = self._read()
+        if a is None or self._stop.wait(max(self._t0 + self.end - time.perf_counter(), 0)):
+            return
+        b = self._read()
+        if b is not None:
+            self.window = window_between(self._pid, a, b)
+
+    def close(self) -> Window | None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+        return self.window
+
+
+def window_between(
+    root: int, a: tuple[float, int, dict[int, float]], b: tuple[float, int, dict[int, float]]
+) -> Window | None:
+    """The :class:`Window` between two reads ``(time, nginx's count, {pid: CPU s})``; None if
+    a process of either read is missing from the other (it started or ended in between)."""
+    (ta, na, ca), (tb, nb, cb) = a, b
+    if set(ca) != set(cb) or root not in ca:
+        return None
+    coord = cb[root] - ca[root]
+    workers = sum(cb[p] - ca[p] for p in ca if p != root)
+    return Window(seconds=tb - ta, coordinator_s=coord, workers_s=workers, served=nb - na)
+
+
+def steady_us(run: Window, base: list[Window]) -> dict[str, float]:
+    """CPU per request in a steady window, minus what the 1 req/s runs spent per second in
+    theirs (median, part by part): the whole tree, its coordinator and its workers, in µs."""
+
+    def per_s(part: str, w: Window) -> float:
+        return float(getattr(w, part)) / w.seconds
+
+    reqs_s = run.served / run.seconds
+    out = {}
+    for key, part in (
+        ("tree", "cpu_s"),
+        ("coordinator", "coordinator_s"),
+        ("workers", "workers_s"),
+    ):
+        idle = statistics.median(per_s(part, w) for w in base) if base else 0.0
+        out[key] = (per_s(part, run) - idle) / max(reqs_s, 1e-9) * 1e6
+    return out
+
+
 def p99(values: list[float]) -> float:
     """Nearest-rank 99th percentile."""
     if not values:
@@ -328,6 +437,7 @@ class Step:
     steal_ms: float = 0.0  # the most one vCPU lost to the hypervisor during the run
     rerun: bool = False  # it failed with steal_ms >= STEAL_RERUN_MS and was run again
     steady_rate: float | None = None  # nginx's requests a second, schedule's middle (1.5× runs)
+    window: Window | None = None  # CPU runs: the steady window (TreeWindow), if it was read
 
     @property
     def delivered(self) -> float:
@@ -414,10 +524,12 @@ class Bench:
         *,
         quantum_of: int = 0,
         steady: bool = False,
+        window: bool = False,
     ) -> Step:
         """One bounded run; ``quantum_of``: a ``w1`` run with the arrival quantum of a
         worker of that many (:meth:`generator_env`); ``steady``: also nginx's rate in the
-        schedule's middle (:func:`steady_rate`, the 1.5× runs)."""
+        schedule's middle (:func:`steady_rate`, the 1.5× runs); ``window``: also the CPU of
+        each process of the tree in the schedule's steady part (:class:`TreeWindow`)."""
         d = self.args.step if duration is None else duration
         pre, mx = self.devices(rate)
         n = next(_RUNS)
@@ -476,6 +588,7 @@ class Bench:
         t0 = time.perf_counter()
         err_file = self.tmp / f"stderr-{n}.txt"
         served = ServedSampler(self.nginx) if steady else contextlib.nullcontext()
+        tree = TreeWindow(self.nginx, CPU_WINDOW_FROM_S, d if window else 0.0)
         with served:
             with err_file.open("wb") as err_fh:
                 proc = subprocess.Popen(
@@ -486,6 +599,7 @@ class Bench:
                     preexec_fn=raise_nofile,
                     env=self.generator_env(quantum_of),
                 )
+            tree.begin(proc.pid)
             deadline_s = d + 120  # start-up, graceful stop, summary: bounded
             try:
                 _, status, ru = _wait4(proc.pid, deadline_s)
@@ -496,6 +610,7 @@ class Bench:
                     f"{gen} at {rate:g}/s did not finish within {deadline_s:g}s"
                 ) from None
         wall = time.perf_counter() - t0
+        steady_window = tree.close()
         stolen_ms = most_stolen(stolen, steal_ms())
         after = self.nginx.cpu()
         code = os.waitstatus_to_exitcode(status)
@@ -546,6 +661,7 @@ class Bench:
             steady_rate=steady_rate(served.samples, d)
             if isinstance(served, ServedSampler)
             else None,
+            window=steady_window,
         ).judge(lag=judged_by_lag(gen, self.args.no_lag))
         lag_s = f"{lag:.2f} ms" if lag is not None else "n/a"
         if lag_hi is not None and lag_hi != lag:
@@ -638,10 +754,12 @@ class Bench:
             "workers": parts,
             "warm": self.args.warm,
         }
+        idle: dict[str, list[Window]] = {}
         for gen in ("w1", "auto"):
-            base = [self.run(gen, body, 1, d) for _ in range(n)]
+            base = [self.run(gen, body, 1, d, window=True) for _ in range(n)]
             out[f"{gen}_baseline_cpu_s"] = statistics.median(b.cpu_s for b in base)
             out[f"{gen}_baseline_requests"] = statistics.median(b.requests for b in base)
+            idle[gen] = [b.window for b in base if b.window is not None]
         # (key, generator, rate, quantum of): the share run wakes for its arrivals as each
         # auto worker does (its arrival quantum), so the two differ only by coordination
         runs = [("w1", "w1", rate, 0), ("auto", "auto", rate, 0)]
@@ -650,16 +768,22 @@ class Bench:
             out["w1_part_quantum_of"] = parts
         per: dict[str, list[float]] = {key: [] for key, *_ in runs}
         raw: dict[str, list[float]] = {key: [] for key, *_ in runs}
+        steady: dict[str, list[dict[str, float]]] = {key: [] for key, *_ in runs}
         for _ in range(n):
             for key, gen, r, q in runs:
-                st = self.run(gen, body, r, d, quantum_of=q)
+                st = self.run(gen, body, r, d, quantum_of=q, window=True)
                 b, b_reqs = out[f"{gen}_baseline_cpu_s"], out[f"{gen}_baseline_requests"]
                 assert isinstance(b, float) and isinstance(b_reqs, (int, float))
                 per[key].append((st.cpu_s - b) / max(st.requests - b_reqs, 1) * 1e6)
                 raw[key].append(st.cpu_s / max(st.requests, 1) * 1e6)
+                if st.window is not None and st.window.served:
+                    steady[key].append(steady_us(st.window, idle[gen]))
         for key in per:
             out[f"{key}_us"] = sorted(per[key])
             out[f"{key}_raw_us"] = sorted(raw[key])
+            for part in ("tree", "coordinator", "workers"):
+                if steady[key]:
+                    out[f"{key}_steady_{part}_us"] = sorted(x[part] for x in steady[key])
         w1, auto = statistics.median(per["w1"]), statistics.median(per["auto"])
         out["overhead"] = auto / w1 - 1
         part = ""
@@ -675,7 +799,44 @@ class Bench:
             f"({auto / w1 - 1:+.1%}){part}",
             flush=True,
         )
+        for line in steady_lines(out):
+            print(f"  {line}", flush=True)
         return out
+
+
+def steady_lines(c: dict[str, object]) -> list[str]:
+    """The CPU case's steady-window figures (:func:`steady_us`), process by process; none for
+    a JSON from before them."""
+
+    def med(key: str) -> float | None:
+        xs = c.get(key)
+        return statistics.median(xs) if isinstance(xs, list) and xs else None
+
+    def rng(key: str) -> str:
+        xs = c.get(key)
+        assert isinstance(xs, list)
+        return f"{statistics.median(xs):.1f} µs ({min(xs):.1f}–{max(xs):.1f})"
+
+    w1, auto = med("w1_steady_tree_us"), med("auto_steady_tree_us")
+    if w1 is None or auto is None:
+        return []
+    lines = [
+        f"Steady window ({CPU_WINDOW_FROM_S:g} s after the start to the schedule's end, "
+        f"nginx's requests, minus a 1 req/s run's window): 1 worker {rng('w1_steady_tree_us')}, "
+        f"auto {rng('auto_steady_tree_us')}: **{auto / w1 - 1:+.1%}**; auto's coordinator "
+        f"{rng('auto_steady_coordinator_us')}, its workers {rng('auto_steady_workers_us')}"
+    ]
+    part = med("w1_part_steady_tree_us")
+    workers = med("auto_steady_workers_us")
+    coord = med("auto_steady_coordinator_us")
+    if part is not None and workers is not None and coord is not None:
+        lines.append(
+            f"Steady, 1 worker at each auto worker's share {rng('w1_part_steady_tree_us')}: "
+            f"running smaller parts {part / w1 - 1:+.1%}; coordination: in the coordinator "
+            f"{coord / w1:+.1%} of 1 worker's, in the workers (auto's workers vs that share) "
+            f"{workers / part - 1:+.1%}"
+        )
+    return lines
 
 
 def cpu_cases(args: argparse.Namespace) -> list[tuple[int, float]]:
@@ -846,6 +1007,7 @@ def table(results: list[list[Search]], cpu: list[dict[str, object]], quiet: bool
                 f"smaller parts {med / statistics.median(w1) - 1:+.1%}, coordination (auto vs "
                 f"that) {statistics.median(auto) / med - 1:+.1%}"
             )
+        lines += steady_lines(c)
     by_rate: dict[int, list[str]] = {}
     for c in cpu:
         by_rate.setdefault(int(str(c["body"])), []).append(

@@ -420,3 +420,56 @@ def test_every_scfleet_figure_names_its_warm_setting(tmp_path: Path) -> None:
         loaded = api.load(cfg)
         assert loaded.run.warm_connections == want
         assert loaded.scenarios[0].executor.pre_allocated() == bc.Bench.devices(12000)[0]
+
+
+def test_the_steady_window_splits_cpu_into_coordinator_and_workers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Whole-run CPU minus a 1 req/s run left each process's start-up and shutdown in the
+    figure (tenths of a second a process, three processes for auto against one), so its split
+    read coordination at +15 % in one session and -1 % in the next. The steady window is the
+    schedule's middle only, part by part: the coordinator's CPU per request, the workers'."""
+    root = 100
+    a = (0.0, 1000, {root: 1.0, 101: 2.0, 102: 2.0})
+    b = (5.0, 21000, {root: 1.1, 101: 2.8, 102: 2.9})  # 4,000 req/s for 5 s
+    w = bc.window_between(root, a, b)
+    assert w == bc.Window(
+        seconds=5.0, coordinator_s=pytest.approx(0.1), workers_s=pytest.approx(1.7), served=20000
+    )
+    # a worker that started or ended between the reads: no window, never half a tree
+    assert bc.window_between(root, a, (5.0, 21000, {root: 1.1, 101: 2.8})) is None
+    # the idle run spent 0.01 s/s in its coordinator and 0.02 s/s in its workers
+    idle = bc.Window(seconds=5.0, coordinator_s=0.05, workers_s=0.1, served=5)
+    us = bc.steady_us(w, [idle])
+    assert us["coordinator"] == pytest.approx((0.02 - 0.01) / 4000 * 1e6)  # 2.5 µs
+    assert us["workers"] == pytest.approx((0.34 - 0.02) / 4000 * 1e6)  # 80 µs
+    assert us["tree"] == pytest.approx(us["coordinator"] + us["workers"])
+
+    class Recording(bc.Bench):  # type: ignore[misc,name-defined]
+        def run(
+            self, gen: str, body: int, rate: float, duration: float | None = None, **kw: object
+        ) -> object:
+            assert kw.get("window") is True  # every CPU run reads its window
+            st = _step(gen, rate, ok=round(rate * 10), dropped=0, lag=1.0)
+            st.cpu_s = 1.0 + rate * 10 * 80e-6
+            procs = 0.0 if gen == "w1" else 0.005  # the coordinator: 5 ms a second
+            st.window = bc.Window(
+                seconds=5.0,
+                coordinator_s=(0.05 + rate * 5 * 80e-6 if gen == "w1" else 0.05 + procs * 5),
+                workers_s=0.0 if gen == "w1" else 0.1 + rate * 5 * 80e-6,
+                served=round(rate * 5),
+            )
+            return st
+
+    monkeypatch.setattr(bc.os, "sched_getaffinity", lambda pid: {0, 1})
+    args = argparse.Namespace(step=10.0, repeat=1, warm="0")
+    out = Recording(args, None, tmp_path).cpu_per_request(32000, 4000.0)
+    # (the 1 req/s run's own request is in what it spent a second: 80 µs of 4,000 requests')
+    assert out["w1_steady_tree_us"] == [pytest.approx(80.0, abs=0.05)]
+    assert out["auto_steady_workers_us"] == [pytest.approx(80.0, abs=0.05)]
+    assert out["auto_steady_coordinator_us"] == [pytest.approx(0.0, abs=1e-9)]
+    text = bc.table([], [out], quiet=True)
+    assert "auto's coordinator 0.0 µs (0.0–0.0), its workers 80.0 µs" in text
+    assert "in the workers (auto's workers vs that share) +0.0%" in text
+    old = {k: v for k, v in out.items() if "_steady_" not in k}  # a JSON from before: no line
+    assert "Steady window" not in bc.table([], [old], quiet=True)
