@@ -81,6 +81,7 @@ class Outcome:
     base: float | None
     new: float | None
     gauge: bool = False  # a gauge's value/min/max are plain numbers, not a share or ms
+    empty: tuple[bool, bool] = (False, False)  # BASE/NEW's trend had no samples (k6's zeros)
 
     @property
     def limit(self) -> float | None:
@@ -103,6 +104,8 @@ class Outcome:
         """``BASE → NEW (change; limit L)`` or why the rule could not be judged."""
         if self.base is None or self.new is None:
             which = "BASE" if self.base is None else "NEW"
+            if self.empty[0 if self.base is None else 1]:
+                return f"{self.rule.metric}: no samples in the {which} run, no latency to judge"
             return f"{self.rule.metric}.{self.rule.stat} not in the {which} run's summary"
         fmt = _formatter(self.rule, self.gauge)
         change = self.new - self.base
@@ -240,10 +243,20 @@ def parse_spec(text: str) -> tuple[Rule, ...]:
 def _figure(summary: Mapping[str, Any], rule: Rule) -> float | None:
     from simulator.report.summary import figures
 
+    if _empty_trend(summary, rule):
+        return None  # k6's zeros of an empty trend: no latency to judge, not 0 ms
     v = figures(summary, rule.metric).get(rule.stat)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         return None
     return float(v)
+
+
+def _empty_trend(summary: Mapping[str, Any], rule: Rule) -> bool:
+    """Whether the rule reads a latency of a trend with no samples (written as k6's zeros)."""
+    from simulator.report.summary import figures
+
+    count = figures(summary, rule.metric).get("count")
+    return count == 0 and bool(_LATENCY_STAT.fullmatch(rule.stat))
 
 
 Check = Outcome | WholeRuns
@@ -260,7 +273,13 @@ def _is_gauge(summary: Mapping[str, Any], rule: Rule) -> bool:
 def judge(rules: Sequence[Rule], base: Mapping[str, Any], new: Mapping[str, Any]) -> list[Check]:
     """Each rule on the two runs' summary.json documents, then "whole runs" when one was cut."""
     checks: list[Check] = [
-        Outcome(r, _figure(base, r), _figure(new, r), _is_gauge(base, r) or _is_gauge(new, r))
+        Outcome(
+            r,
+            _figure(base, r),
+            _figure(new, r),
+            _is_gauge(base, r) or _is_gauge(new, r),
+            (_empty_trend(base, r), _empty_trend(new, r)),
+        )
         for r in rules
     ]
     whole = WholeRuns(unfinished(base), unfinished(new))

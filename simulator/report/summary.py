@@ -119,6 +119,21 @@ def metric_stats(
     return None
 
 
+def empty_stats(mtype: str | None, trend_stats: tuple[str, ...]) -> dict[str, Any]:
+    """A metric with no samples as k6 1.1 writes it: zeros (an empty trend's every stat, a
+    gauge's value, a counter's count, a rate's passes and fails), not an object with none,
+    which a reader of k6's shape (``metrics[key]["avg"]``) fails on."""
+    if mtype == "trend":
+        return {**dict.fromkeys(trend_stats, 0), "count": 0}
+    if mtype == "rate":
+        return {"passes": 0, "fails": 0, "value": 0}
+    if mtype == "counter":
+        return {"count": 0, "rate": 0}
+    if mtype == "gauge":
+        return {"value": 0, "min": 0, "max": 0}
+    return {}
+
+
 def _submetric_keys(result: RunResult) -> list[tuple[str, str, dict[str, str]]]:
     keys: dict[str, tuple[str, dict[str, str]]] = {}
     reg = result.registry
@@ -195,7 +210,9 @@ def summary_dict(result: RunResult) -> dict[str, Any]:
         if s is not None:
             full[key] = s
     for r in result.thresholds:  # a threshold's metric is listed even without samples
-        full.setdefault(r.threshold.metric_key, {})
+        full.setdefault(
+            r.threshold.metric_key, empty_stats(reg.types.get(r.threshold.metric), all_stats)
+        )
     metrics, extra = split_metrics(
         full, reg.types, stats, (r.threshold.metric_key for r in result.thresholds)
     )

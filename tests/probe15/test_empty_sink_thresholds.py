@@ -15,14 +15,10 @@ k6 1.1 ran it whole and passed (count=16, exit 0).
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from answering import EMPTY_ON_FAILURE_DEVICE, answering
 
 from scfleet import api
 from simulator.metrics import Registry
@@ -74,62 +70,9 @@ def test_an_empty_sink_is_judged_as_k6_does(key: str, expr: str, ok: bool) -> No
     assert res.ok is ok, res
 
 
-DEVICE = """
-from simulator.userdevice import Device, Gauge, Trend
-
-
-class D(Device):
-    size = Trend("my_batch_bytes")
-    level = Gauge("my_level")
-
-    async def on_start(self) -> None:
-        self.seq = 0
-
-    async def iteration(self) -> None:
-        res = await self.client.post(
-            "/up", data=b"x" * 100,
-            headers={"X-Device-ID": self.device_id, "X-Sequence": str(self.seq)},
-        )
-        self.seq += 1
-        if res.status == 200:
-            self.size.add(100)
-            self.level.add(5)
-"""
-
-
-class _Answers(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    status = 500
-    delay = 0.0
-
-    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        time.sleep(self.delay)
-        self.send_response(self.status)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def _server(status: int, delay: float) -> Iterator[str]:
-    handler = type("H", (_Answers,), {"status": status, "delay": delay})
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
-
-
 @pytest.mark.slow
 def test_a_custom_trend_left_empty_fails_its_lower_bound(tmp_path: Path) -> None:
-    (tmp_path / "dev.py").write_text(DEVICE)
+    (tmp_path / "dev.py").write_text(EMPTY_ON_FAILURE_DEVICE)
     (tmp_path / "s.toml").write_text(
         """
 [scenarios.up]
@@ -144,7 +87,7 @@ my_batch_bytes = ["avg>50", "p(95)<2000"]
 my_level = ["value>1"]
 """
     )
-    with _server(500, 0.0) as url:
+    with answering(500, 0.0) as url:
         out = api.run(api.load(tmp_path / "s.toml"), target=url, out=tmp_path / "r", workers=1)
     got = {(r.threshold.metric, r.threshold.expr.source): r.ok for r in out.result.thresholds}
     assert got == {
@@ -168,7 +111,7 @@ pre_allocated_devices = 10
 http_reqs = [{ threshold = "count>0", abort_on_fail = true }]
 """
     )
-    with _server(200, 1.5) as url:
+    with answering(200, 1.5) as url:
         out = api.run(api.load(tmp_path / "s.toml"), target=url, out=tmp_path / "r", workers=1)
     assert out.result.aborted is None, out.result.aborted
     assert out.exit_code == 0

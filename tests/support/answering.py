@@ -1,0 +1,64 @@
+"""A loopback HTTP server answering every request with one status after a delay, and a
+Python device whose custom trend and gauge are filled only by answered (200) uploads: against
+a server answering 500 they stay empty. Shared by the tests of empty metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+EMPTY_ON_FAILURE_DEVICE = """
+from simulator.userdevice import Device, Gauge, Trend
+
+
+class D(Device):
+    size = Trend("my_batch_bytes")
+    level = Gauge("my_level")
+
+    async def on_start(self) -> None:
+        self.seq = 0
+
+    async def iteration(self) -> None:
+        res = await self.client.post(
+            "/up", data=b"x" * 100,
+            headers={"X-Device-ID": self.device_id, "X-Sequence": str(self.seq)},
+        )
+        self.seq += 1
+        if res.status == 200:
+            self.size.add(100)
+            self.level.add(5)
+"""
+
+
+class _Answers(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    status = 500
+    delay = 0.0
+
+    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        time.sleep(self.delay)
+        self.send_response(self.status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def answering(status: int, delay: float) -> Iterator[str]:
+    """The server's URL while it runs."""
+    handler = type("H", (_Answers,), {"status": status, "delay": delay})
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
