@@ -1,0 +1,132 @@
+"""A stage's req/s is what completed within its own seconds; the requests that finish in the
+graceful stop count in the last stage's latencies, errors and counts, not in its rate.
+
+Found with a ramp 20 → 40 → 80 → 80/s (3 s stages, graceful_stop 3s) against a loopback
+server that answers one request at a time in 20 ms (at most 50/s): the last stage read
+79.7 req/s at 80 offered — the stop's 2 s of answers divided by the stage's 3 s — on a server
+that cannot serve more than 50/s. A server that answered nothing during its last stage and
+everything in the stop read its full rate and "throughput held", never a cliff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scfleet import api
+from simulator.executors import StageWindow
+from simulator.report.stages import StageRecorder, assess, build_rows
+
+WINDOWS = {
+    "s": [
+        StageWindow("s", 0, 0.0, 3.0, 20, 20, "iters/s"),
+        StageWindow("s", 1, 3.0, 6.0, 20, 20, "iters/s"),
+    ]
+}
+
+
+def _tick(t: float, requests: int, p95: float = 10.0) -> dict[str, Any]:
+    sc = {
+        "requests": requests,
+        "failed": 0,
+        "dropped": 0,
+        "iterations": requests,
+        "sent": 0,
+        "received": 0,
+        "rps": float(requests),
+        "active": 3,
+        "p50_ms": p95,
+        "p95_ms": p95,
+        "p99_ms": p95,
+        "max_ms": p95,
+        "avg_ms": p95,
+    }
+    return {"t": t, "span": 1.0, "scenarios": {"s": sc}, "active": 3}
+
+
+def test_a_stage_answered_only_in_the_stop_is_a_cliff_not_its_full_rate() -> None:
+    # 20/s answered in stage 1; nothing during stage 2; its 60 answered in the 3 s stop
+    timeline = [_tick(t, 20) for t in (1, 2, 3)] + [_tick(t, 0) for t in (4, 5, 6)]
+    timeline += [_tick(t, 20, 4000.0) for t in (7, 8, 9)]
+    rows = build_rows(StageRecorder(WINDOWS), timeline, [("http_req_duration", "p(95)<2000")])
+    assert rows[1].requests == 60  # the stop's answers are the stage's
+    assert rows[1].achieved_rps == 0.0, rows[1]
+    a = assess(rows)
+    assert a.verdict == "cliff", a
+
+
+@contextlib.contextmanager
+def _one_at_a_time(service: float) -> Iterator[str]:
+    """Answers one request at a time, ``service`` s each, closing each connection."""
+    lsock = socket.create_server(("127.0.0.1", 0), backlog=256)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = lsock.accept()
+            except OSError:
+                return
+            with conn:
+                buf = b""
+                while b"\r\n\r\n" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                head, _, body = buf.partition(b"\r\n\r\n")
+                length = next(
+                    (
+                        int(v)
+                        for k, _, v in (ln.partition(b":") for ln in head.split(b"\r\n"))
+                        if k.strip().lower() == b"content-length"
+                    ),
+                    0,
+                )
+                while len(body) < length:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    body += chunk
+                time.sleep(service)
+                with contextlib.suppress(OSError):
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    )
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{lsock.getsockname()[1]}"
+    finally:
+        stop.set()
+        lsock.close()
+
+
+@pytest.mark.slow
+def test_the_last_stage_reads_no_more_than_the_server_can_serve(tmp_path: Path) -> None:
+    (tmp_path / "s.toml").write_text(
+        """
+[scenarios.up]
+executor = "ramping-arrival-rate"
+start_rate = 20
+pre_allocated_devices = 20
+max_devices = 100
+stages = [{ duration = "2s", target = 20 }, { duration = "1s", target = 80 }, { duration = "3s", target = 80 }]
+graceful_stop = "3s"
+[scenarios.up.device]
+kind = "iot_upload"
+chunk_bytes = 1000
+"""
+    )
+    with _one_at_a_time(0.02) as url:  # at most 50 answers a second
+        out = api.run(api.load(tmp_path / "s.toml"), target=url, out=tmp_path / "r", workers=1)
+    assert out.folder is not None
+    last = out.folder.rows[-1]
+    assert last.achieved_rps <= 52, (last.achieved_rps, last.requests, last.seconds)
