@@ -425,6 +425,14 @@ def encoded_tick(line: dict[str, Any]) -> str:
 
 def read_stream(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(start line, tick lines) of a run folder's stream; a torn last line is ignored."""
+    start, ticks, _ = read_stream_end(run_dir)
+    return start, ticks
+
+
+def read_stream_end(
+    run_dir: Path,
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
+    """(start line, tick lines, end line or None) of a run folder's stream."""
     path = run_dir / STREAM
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -435,6 +443,7 @@ def read_stream(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", source=str(path)) from None
     start: dict[str, Any] | None = None
+    end: dict[str, Any] | None = None
     ticks = []
     for line in text.splitlines():
         try:
@@ -447,19 +456,23 @@ def read_stream(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             start = obj
         elif obj.get("type") == "tick":
             ticks.append(obj)
+        elif obj.get("type") == "end":
+            end = obj
     if start is None or not isinstance(start.get("effective"), dict):
         raise ConfigError("no start line: not a run stream", source=str(path))
-    return start, ticks
+    return start, ticks, end
 
 
 def rebuild_run(run_dir: Path) -> dict[str, Path]:
     """Write summary.json, summary.txt, report.html, … of a run that never finished, from
-    its stream. Counts and percentiles are exact up to the last streamed tick."""
+    its stream. Counts and percentiles are exact up to the last streamed tick. A stream with
+    its end line is a run that ended (whole, interrupted or aborted, as that line says) and was
+    killed while its folder was written: it was rebuilt as unfinished, so the gate refused it."""
     from simulator.config import parse_config, scale_times
     from simulator.metrics import Registry
     from simulator.run.runner import RunResult, threshold_results
 
-    start, ticks = read_stream(run_dir)
+    start, ticks, end = read_stream_end(run_dir)
     effective = start["effective"]
     source = str(effective.get("source", "<run>"))
     try:
@@ -487,18 +500,26 @@ def rebuild_run(run_dir: Path) -> dict[str, Path]:
         notes += tick.get("notes", [])
     duration = float(timeline[-1].get("t", 0.0)) if timeline else 0.0
     started = float(ticks[0]["wall"]) - float(timeline[0].get("t", 0.0)) if ticks else time.time()
-    notes.append(
-        f"rebuilt by scfleet report from {STREAM}: the run did not finish; "
-        f"{len(ticks)} ticks ({duration:.0f}s) were recorded, per-device rows were not"
-    )
+    if end is not None:
+        duration = float(end.get("duration") or duration)
+        notes.append(
+            f"rebuilt by scfleet report from {STREAM}: the run ended but its folder was not "
+            f"written whole; per-device rows were not recorded in the stream"
+        )
+    else:
+        notes.append(
+            f"rebuilt by scfleet report from {STREAM}: the run did not finish; "
+            f"{len(ticks)} ticks ({duration:.0f}s) were recorded, per-device rows were not"
+        )
     result = RunResult(
         config=cfg,
         registry=reg,
         timeline=timeline,
         started_at=started,
         duration=duration,
-        interrupted=True,
-        aborted=None,
+        interrupted=True if end is None else bool(end.get("interrupted")),
+        aborted=None if end is None else end.get("aborted"),
+        error=None if end is None else end.get("error"),
         thresholds=threshold_results(cfg, reg, duration),
         devices=[],
         target=str(effective.get("target", "")),
