@@ -482,9 +482,12 @@ def _graceful_reason(reached: Sequence[StageRow], fail: StageRow) -> str:
     )
     worst_err = max(r.error_rate for r in reached)
     cut = f"; {_cut_text(fail)}" if fail.cut else ""
+    held = f"throughput held ({fail.achieved_rps:.1f} req/s)"
+    if fail.requests and not fail.achieved_rps:  # nothing completed within its seconds
+        held = f"its {fail.requests:,} requests were answered only in the graceful stop"
     return (
         f"thresholds failed from {fail.label} ({p95}) while errors stayed at "
-        f"{worst_err * 100:.1f}% and throughput held ({fail.achieved_rps:.1f} req/s){cut}"
+        f"{worst_err * 100:.1f}% and {held}{cut}"
     )
 
 

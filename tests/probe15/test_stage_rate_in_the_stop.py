@@ -62,6 +62,15 @@ def test_a_stage_answered_only_in_the_stop_is_a_cliff_not_its_full_rate() -> Non
     assert a.verdict == "cliff", a
 
 
+def test_a_single_stage_answered_only_in_the_stop_does_not_claim_throughput_held() -> None:
+    windows = {"s": [StageWindow("s", 0, 0.0, 1.0, 5, 5, "iters/s")]}
+    timeline = [_tick(1, 0)] + [_tick(t, 0) for t in (2, 3, 4)] + [_tick(5, 5, 4000.0)]
+    rows = build_rows(StageRecorder(windows), timeline, [("http_req_duration", "p(95)<100")])
+    a = assess(rows)
+    assert a.verdict == "graceful" and "throughput held" not in a.reason, a.reason
+    assert "its 5 requests were answered only in the graceful stop" in a.reason, a.reason
+
+
 @contextlib.contextmanager
 def _one_at_a_time(service: float) -> Iterator[str]:
     """Answers one request at a time, ``service`` s each, closing each connection."""
