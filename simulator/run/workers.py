@@ -86,6 +86,10 @@ TICK_GRACE = 0.5
 #: latest (every device connects: 1.5 s at 1.5x its ceiling): the wait is MAX_TICK_GRACE.
 MAX_TICK_GRACE = 2.0
 LATE_WINDOW = 10
+#: a local worker that sends nothing for this long (seconds) between the go and the end of its
+#: schedule is hung (stopped, or its loop blocked by a device's code): it is killed and the run
+#: ends as for a dead one. Ticks come every second, at most a few seconds late at overload.
+HUNG_AFTER = 30.0
 
 
 def worker_name(k: int, parts: int) -> str:
@@ -216,6 +220,14 @@ class Failed:
 
 
 @dataclass(frozen=True)
+class Ending:
+    """A worker's run is over; it writes its device rows, then sends its :class:`Final`: a
+    silence from now on is that write, not a hang (:data:`HUNG_AFTER`)."""
+
+    index: int
+
+
+@dataclass(frozen=True)
 class Go:
     start: float  # the common start: wall clock (time.time()), every worker's second 0
     url: str = ""  # the target, when the worker was launched before it was known
@@ -252,7 +264,7 @@ class WorkerJob:
 
 
 #: what a worker sends to the coordinator, and what the coordinator sends to a worker
-WorkerMessage = Ready | Snapshot | Final | Failed
+WorkerMessage = Ready | Snapshot | Final | Failed | Ending
 Control = Go | Warm | Stop
 
 
@@ -737,6 +749,8 @@ def _serve(
             await transport.close()
             if writer is not None:
                 writer.close()
+        if not orphaned:
+            end.send(Ending(job.index))
         notes, error, stopped = tuple(result.notes), result.error, result.interrupted
         unreached = tuple(
             (name, ev.unreached_count) for name, ev in env.events.items() if ev.unreached_count
@@ -956,6 +970,8 @@ class WorkerPool:
         self._launched = False
         self._finals: dict[int, Final] = {}
         self._gone: set[int] = set()
+        self._heard: dict[int, float] = {}  # worker -> loop time of its last word (after the go)
+        self._ending: set[int] = set()  # workers whose run is over (Ending): not watched
         self._ready: set[int] = set()
         #: worker -> connections it opened before the go, of how many it was to open: the
         #: workers that answered Warm
@@ -1083,6 +1099,8 @@ class WorkerPool:
             self._done.set()
             return
         stopping = asyncio.ensure_future(env.stop_event.wait())
+        now = asyncio.get_running_loop().time()
+        self._heard = dict.fromkeys(range(len(self._channels)), max(now, start))
         local = isinstance(self.launcher, LocalLauncher)
         restore = yield_to_workers() if local else None  # its workers' arrivals come first
         try:
@@ -1095,8 +1113,9 @@ class WorkerPool:
                 # once the stop is sent, only a worker's word: a done ``stopping`` in the wait
                 # returned at once, and the loop spun on the CPU until the workers ended
                 watch = {changed} if self._stopped else {changed, stopping}
-                await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(watch, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
                 changed.cancel()
+                self._kill_hung()
                 if self._failure is not None and not env.error:
                     env.fail(self._failure_name, WorkerDied(self._failure))
         except asyncio.CancelledError:
@@ -1302,7 +1321,24 @@ class WorkerPool:
         self._changed.set()
         self._ticked.set()
 
+    def _kill_hung(self) -> None:
+        """Kill every local worker silent for :data:`HUNG_AFTER` before its run was over (a
+        stopped process, a device blocking its loop): the run then ends as for a dead one.
+        Before, the coordinator waited for its final report forever."""
+        now = asyncio.get_running_loop().time()
+        for k in self._running():
+            channel = self._channels[k]
+            if k in self._ending or not isinstance(channel, PipeChannel):
+                continue
+            if now - self._heard.get(k, now) >= HUNG_AFTER:
+                channel.proc.kill()  # SIGKILL ends a stopped process too; its pipe then closes
+                self._lost(k, f"sent nothing for {HUNG_AFTER:.0f} s (hung): killed")
+
     def _receive(self, k: int, msg: WorkerMessage) -> None:
+        if k in self._heard:
+            self._heard[k] = asyncio.get_running_loop().time()
+        if isinstance(msg, Ending):
+            self._ending.add(k)
         if isinstance(msg, Snapshot):
             late = asyncio.get_running_loop().time() - (self._start + msg.tick * self.tick)
             if msg.tick <= self._closed:  # its point closed without it: it joins the next
