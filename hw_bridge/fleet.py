@@ -60,6 +60,11 @@ MAX_GRACE = 5.0
 MAX_US = 3_600_000_000
 MAX_BYTES = 1 << 30
 MAX_SEQ = 1 << 53
+#: ``start``'s ``seq`` stays below the firmware's limit (scfw.app.SEQ_LIMIT)
+SEQ_LIMIT = 1 << 31
+#: a restarted board skips this many sequences more than its rate since its last result: a
+#: results batch the host never read (the firmware batches up to 50) and the one in flight
+UNHEARD_MARGIN = 64
 
 
 def now_us() -> int:
@@ -191,6 +196,7 @@ class BoardDriver:
         self.rtt_us = 0
         self.requests = self.ok = self.failed = self.bytes_ok = 0
         self.next_seq = 0
+        self._heard_at = 0.0  # loop time of its last result
         self.dropped = 0
         self.lost = 0
         self.rejoined = 0
@@ -259,9 +265,18 @@ class BoardDriver:
         assert best is not None
         self.rtt_us, self.offset_us = best
 
-    async def start(self, host_start_us: int, duration_s: float) -> None:
+    async def start(self, host_start_us: int, duration_s: float, *, resume: bool = False) -> None:
+        """Start the board's run. ``resume``: a restart after it was lost — it may have
+        rebooted and would number its uploads from 0 again, which the server already holds
+        and answers as retries (stored once, counted twice), so it is told to go on past every
+        sequence it may have sent, reported or not (a gap costs nothing)."""
         assert self.link is not None
         fl = self.fleet
+        seq = self.next_seq
+        now = asyncio.get_running_loop().time()
+        if resume:
+            seq += UNHEARD_MARGIN + math.ceil(fl.rate * (now - self._heard_at + 1.0))
+        self._heard_at = now  # its run (re)starts: nothing is unheard yet
         reply = await self.link.request(
             "start",
             HELLO_TIMEOUT,
@@ -269,6 +284,7 @@ class BoardDriver:
             duration_s=round(duration_s, 6),
             start_at_us=host_start_us + self.offset_us,
             grace_s=fl.grace_s,
+            seq=min(seq, SEQ_LIMIT - 1),
         )
         self.run_id = reply.get("run")
         self.state = BoardState.RUNNING
@@ -330,6 +346,7 @@ class BoardDriver:
             self.ok += 1
             self.bytes_ok += nbytes
         self.next_seq = max(self.next_seq, seq + 1)
+        self._heard_at = asyncio.get_running_loop().time()
 
     # --- loss and rejoin -----------------------------------------------------------------------
     def mark_lost(self, reason: str) -> None:
@@ -397,7 +414,7 @@ class BoardDriver:
                     "config", HELLO_TIMEOUT, persist=True, **fl.board_config(self)
                 )
                 await self.sync()
-                await self.start(now_us() + 50_000, remaining - 0.05)
+                await self.start(now_us() + 50_000, remaining - 0.05, resume=True)
         except (HardwareError, BoardReplyError, OSError):
             return
         self.rejoined += 1

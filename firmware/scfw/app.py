@@ -14,6 +14,8 @@ from . import buffer, config, http, mem, proto, synth
 RESULT_FLUSH_MS = 250
 RENDER_PIECE = 1024  # bank bytes rendered between two yields: the console stays responsive
 RESULT_BATCH_MAX = mem.RESULT_BATCH_MAX
+# `start`'s `seq`: the first X-Sequence a host may ask for (a small int on every port)
+SEQ_LIMIT = 1 << 31
 
 
 def _err_text(e):
@@ -533,6 +535,9 @@ class App:
         grace = msg.get("grace_s", 5)
         if not proto.is_num(grace) or grace < 0:
             raise proto.ProtoError("bad_start", "grace_s must be >= 0", mid)
+        seq = msg.get("seq", 0)
+        if not proto.is_int(seq) or seq < 0 or seq >= SEQ_LIMIT:
+            raise proto.ProtoError("bad_start", "seq must be an integer in [0, 2**31)", mid)
         start_at = msg.get("start_at_us")
         delay = msg.get("delay_s")
         if start_at is not None and delay is not None:
@@ -561,6 +566,8 @@ class App:
         else:
             t0 = now + int((delay or 0) * 1e6)
         self.run_id += 1
+        if seq > self.seq:  # a host restarting a board that rebooted: past what it sent before
+            self.seq = seq
         dur_us = int(duration * 1e6) if duration is not None else None
         self.stats = Stats()
         self.run = Run(self, period, dur_us, t0, int(grace * 1e6), self.run_id)

@@ -759,6 +759,33 @@ async def case_retry_keeps_sequence_and_duplicate_is_delivered():
     check([r["dup"] for r in results] == [False, True, False], repr(results))
 
 
+async def case_start_seq_goes_on_past_what_a_rebooted_board_sent():
+    """A host restarting a board that rebooted mid-run gives `seq`: the board numbers its
+    uploads from there (it starts from 0 after a boot, which the server holds); a lower `seq`
+    never takes it back; a bad one is refused."""
+    srv = FakeServer()
+    h = FakeHal(srv)
+    cfg = (
+        b'{"t":"config","id":1,"target":"http://127.0.0.1:9/up","device_id":"esp32-000044",'
+        b'"chunk_bytes":640,"bank_bytes":4000,"backoff_ms":5,"seed":9,"persist":false}'
+    )
+    script = [cfg, b'{"t":"start","id":2,"rate":20,"duration_s":0.1,"seq":70}', 0.6]
+    script += [b'{"t":"start","id":3,"rate":20,"duration_s":0.1,"seq":5}', 0.6]
+    script += [b'{"t":"start","id":4,"rate":20,"duration_s":0.1,"seq":-1}']
+    script += [b'{"t":"start","id":5,"rate":20,"duration_s":0.1,"seq":1.5}']
+    script += [b'{"t":"exit","id":6}']
+    await app.run(h, Lines(script))
+    by_id = {m["id"]: m for m in _decode(h.lines) if m.get("id") is not None}
+    check(by_id[2]["t"] == "ok" and by_id[3]["t"] == "ok", repr(by_id))
+    check(by_id[4]["code"] == "bad_start" and by_id[5]["code"] == "bad_start", repr(by_id))
+    seqs = []
+    for head, _body in srv.requests:
+        for line in head.split("\r\n"):
+            if line.startswith("X-Sequence: "):
+                seqs.append(int(line[12:]))
+    check(seqs == [70, 71, 72, 73], "from seq, then on from its own: %r" % seqs)
+
+
 async def case_console_error_does_not_end_the_app():
     """Issue 13 item 4: a MemoryError from the console (a 100 KB burst) costs one error line."""
 
