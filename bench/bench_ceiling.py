@@ -30,7 +30,9 @@ difference: running the load as smaller parts (fewer requests per wake-up of an 
 against coordinating (auto against that share: the snapshots, the coordinator). Each of these
 runs also reads a steady window (:class:`TreeWindow`, :func:`steady_us`): each process's CPU
 from ``CPU_WINDOW_FROM_S`` after the start to the schedule's end per request nginx took, minus
-the 1 req/s runs' per second, the coordinator and the workers apart.
+the 1 req/s runs' per second, the coordinator and the workers apart. A fourth run,
+:meth:`Bench.run_together`, starts N share runs at once: auto's workers without the
+coordinator, side by side as they are (the share run alone leaves the other core idle).
 
 nginx (bench/nginx_target.py: 2 workers, reads and discards the body, answers 200) is sampled
 each step: its CPU share is reported beside each ceiling to show it was not the bottleneck.
@@ -294,13 +296,15 @@ class TreeWindow:
 
         self.nginx, self.start, self.end = nginx, start, end
         self.window: Window | None = None
-        self._pid = 0
+        self._pids: tuple[int, ...] = ()
         self._t0 = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def begin(self, pid: int) -> None:
-        self._pid, self._t0 = pid, time.perf_counter()
+    def begin(self, *pids: int) -> None:
+        """Read the trees of ``pids`` (one run, or copies run together: each root a
+        "coordinator", a one-process run's only process)."""
+        self._pids, self._t0 = pids, time.perf_counter()
         if self.end > self.start:
             self._thread.start()
 
@@ -308,8 +312,10 @@ class TreeWindow:
         import psutil
 
         try:
-            root = psutil.Process(self._pid)
-            procs = [root, *root.children(recursive=True)]
+            procs = []
+            for pid in self._pids:
+                root = psutil.Process(pid)
+                procs += [root, *root.children(recursive=True)]
             cpu = {}
             for p in procs:
                 with contextlib.suppress(psutil.NoSuchProcess):
@@ -327,7 +333,7 @@ class TreeWindow:
             return
         b = self._read()
         if b is not None:
-            self.window = window_between(self._pid, a, b)
+            self.window = window_between(self._pids, a, b)
 
     def close(self) -> Window | None:
         self._stop.set()
@@ -337,21 +343,24 @@ class TreeWindow:
 
 
 def window_between(
-    root: int, a: tuple[float, int, dict[int, float]], b: tuple[float, int, dict[int, float]]
+    roots: tuple[int, ...],
+    a: tuple[float, int, dict[int, float]],
+    b: tuple[float, int, dict[int, float]],
 ) -> Window | None:
     """The :class:`Window` between two reads ``(time, nginx's count, {pid: CPU s})``; None if
     a process of either read is missing from the other (it started or ended in between)."""
     (ta, na, ca), (tb, nb, cb) = a, b
-    if set(ca) != set(cb) or root not in ca:
+    if set(ca) != set(cb) or not set(roots) <= set(ca):
         return None
-    coord = cb[root] - ca[root]
-    workers = sum(cb[p] - ca[p] for p in ca if p != root)
+    coord = sum(cb[p] - ca[p] for p in roots)
+    workers = sum(cb[p] - ca[p] for p in ca if p not in roots)
     return Window(seconds=tb - ta, coordinator_s=coord, workers_s=workers, served=nb - na)
 
 
-def steady_us(run: Window, base: list[Window]) -> dict[str, float]:
+def steady_us(run: Window, base: list[Window], copies: int = 1) -> dict[str, float]:
     """CPU per request in a steady window, minus what the 1 req/s runs spent per second in
-    theirs (median, part by part): the whole tree, its coordinator and its workers, in µs."""
+    theirs (median, part by part; × ``copies`` for runs side by side): the whole tree, its
+    coordinator and its workers, in µs."""
 
     def per_s(part: str, w: Window) -> float:
         return float(getattr(w, part)) / w.seconds
@@ -363,7 +372,7 @@ def steady_us(run: Window, base: list[Window]) -> dict[str, float]:
         ("coordinator", "coordinator_s"),
         ("workers", "workers_s"),
     ):
-        idle = statistics.median(per_s(part, w) for w in base) if base else 0.0
+        idle = statistics.median(per_s(part, w) for w in base) * copies if base else 0.0
         out[key] = (per_s(part, run) - idle) / max(reqs_s, 1e-9) * 1e6
     return out
 
@@ -681,6 +690,83 @@ class Bench:
         )
         return step
 
+    def run_together(self, body: int, rate: float, copies: int, duration: float) -> Step:
+        """``copies`` one-process runs (``--workers 1``) started together, each at ``rate`` ÷
+        ``copies`` with the arrival quantum of a worker of ``copies``: auto's workers without
+        the coordinator, side by side on the machine as they are (the share run alone leaves
+        the other core idle). CPU, requests and the steady window are their sums."""
+        d, part = duration, nice(rate / copies)
+        pre, mx = self.devices(part)
+        n = next(_RUNS)
+        cfg = self.tmp / f"sc-{n}.toml"
+        cfg.write_text(scfleet_config(part, d, body, self.args.warm))
+        scfleet = shutil.which("scfleet") or str(Path(sys.executable).parent / "scfleet")
+        exports = [self.tmp / f"sc-run-{n}-{i}" for i in range(copies)]
+        tree = TreeWindow(self.nginx, CPU_WINDOW_FROM_S, d)
+        procs = []
+        err_file = self.tmp / f"stderr-{n}.txt"
+        with err_file.open("wb") as err_fh:
+            for export in exports:
+                cmd = [scfleet, "run", str(cfg), "--target", self.nginx.url, "--out", str(export)]
+                procs.append(
+                    subprocess.Popen(
+                        [*cmd, "--quiet", "--workers", "1"],
+                        cwd=self.tmp,
+                        stdout=subprocess.DEVNULL,
+                        stderr=err_fh,
+                        preexec_fn=raise_nofile,
+                        env=self.generator_env(copies),
+                    )
+                )
+        tree.begin(*(p.pid for p in procs))
+        cpu, reqs, dropped, lags, failed = 0.0, 0, 0, [], 0.0
+        for proc, export in zip(procs, exports, strict=True):
+            try:
+                _, status, ru = _wait4(proc.pid, d + 120)
+            except TimeoutError:
+                for q in procs:
+                    q.kill()
+                raise SystemExit(
+                    f"copies at {part:g}/s did not finish within {d + 120:g}s"
+                ) from None
+            code = os.waitstatus_to_exitcode(status)
+            if code not in (0, 99):
+                err = err_file.read_text(errors="replace").strip()[-400:]
+                raise SystemExit(f"a copy at {part:g}/s exited {code}: {err}")
+            cpu += ru.ru_utime + ru.ru_stime
+            doc = json.loads((export / "summary.json").read_text())
+            m = doc["metrics"]
+            c = int(m["http_reqs"]["count"])
+            reqs += c
+            failed += c * float(m.get("http_req_failed", {}).get("value", 0.0))
+            dropped += int(m.get("dropped_iterations", {}).get("count", 0))
+            lags.append(doc["scfleet"]["start_accuracy"]["p99_ms"])
+            shutil.rmtree(export, ignore_errors=True)
+        step = Step(
+            generator="w1",
+            body=body,
+            rate=part * copies,
+            duration=d,
+            scheduled=round(part * d) * copies,
+            requests=reqs,
+            ok=round(reqs - failed),
+            dropped=dropped,
+            lag_p99_ms=max(lags),
+            cpu_s=cpu,
+            wall_s=0.0,
+            nginx_cpu_s=0.0,
+            nginx_busiest_worker_s=0.0,
+            load1=os.getloadavg()[0],
+            window=tree.close(),
+        ).judge()
+        print(
+            f"  {copies} × scfleet --workers 1 {body:>6} B {part:>8.0f}/s each, together: ok "
+            f"{step.ok}/{step.scheduled} dropped {dropped} lag p99 {max(lags):.2f} ms cpu "
+            f"{cpu:.1f}s → {step.why}",
+            flush=True,
+        )
+        return step
+
     def search(self, gen: str, body: int, prior: float | None) -> Search:
         s = Search(gen, body, warm=warm_of(gen, self.args.warm))
         res = self.args.resolution
@@ -766,18 +852,26 @@ class Bench:
         if parts > 1:
             runs.append(("w1_part", "w1", nice(rate / parts), parts))
             out["w1_part_quantum_of"] = parts
+            # auto's workers without the coordinator: N share runs side by side
+            runs.append(("w1_together", "w1", rate, parts))
         per: dict[str, list[float]] = {key: [] for key, *_ in runs}
         raw: dict[str, list[float]] = {key: [] for key, *_ in runs}
         steady: dict[str, list[dict[str, float]]] = {key: [] for key, *_ in runs}
         for _ in range(n):
             for key, gen, r, q in runs:
-                st = self.run(gen, body, r, d, quantum_of=q, window=True)
+                st = (
+                    self.run_together(body, r, q, d)
+                    if key == "w1_together"
+                    else self.run(gen, body, r, d, quantum_of=q, window=True)
+                )
                 b, b_reqs = out[f"{gen}_baseline_cpu_s"], out[f"{gen}_baseline_requests"]
                 assert isinstance(b, float) and isinstance(b_reqs, (int, float))
+                copies = q if key == "w1_together" else 1  # N copies idle as N runs do
+                b, b_reqs = b * copies, b_reqs * copies
                 per[key].append((st.cpu_s - b) / max(st.requests - b_reqs, 1) * 1e6)
                 raw[key].append(st.cpu_s / max(st.requests, 1) * 1e6)
                 if st.window is not None and st.window.served:
-                    steady[key].append(steady_us(st.window, idle[gen]))
+                    steady[key].append(steady_us(st.window, idle[gen], copies))
         for key in per:
             out[f"{key}_us"] = sorted(per[key])
             out[f"{key}_raw_us"] = sorted(raw[key])
@@ -787,6 +881,9 @@ class Bench:
         w1, auto = statistics.median(per["w1"]), statistics.median(per["auto"])
         out["overhead"] = auto / w1 - 1
         part = ""
+        if per.get("w1_together"):
+            tog = statistics.median(per["w1_together"])
+            out["overhead_vs_together"] = auto / tog - 1
         if per.get("w1_part"):
             w1p = statistics.median(per["w1_part"])
             out["overhead_vs_part"] = auto / w1p - 1
@@ -835,6 +932,13 @@ def steady_lines(c: dict[str, object]) -> list[str]:
             f"running smaller parts {part / w1 - 1:+.1%}; coordination: in the coordinator "
             f"{coord / w1:+.1%} of 1 worker's, in the workers (auto's workers vs that share) "
             f"{workers / part - 1:+.1%}"
+        )
+    tog = med("w1_together_steady_tree_us")
+    if tog is not None:
+        lines.append(
+            f"Steady, {c.get('workers', 2)} one-process runs at the share side by side (auto "
+            f"without its coordinator) {rng('w1_together_steady_tree_us')}: against 1 worker "
+            f"{tog / w1 - 1:+.1%}; auto against them (coordination) **{auto / tog - 1:+.1%}**"
         )
     return lines
 
@@ -1006,6 +1110,15 @@ def table(results: list[list[Search]], cpu: list[dict[str, object]], quiet: bool
                 f"worker's share, {how}): {med:.1f} µs ({min(part):.1f}–{max(part):.1f}): running "
                 f"smaller parts {med / statistics.median(w1) - 1:+.1%}, coordination (auto vs "
                 f"that) {statistics.median(auto) / med - 1:+.1%}"
+            )
+        tog = c.get("w1_together_us")
+        if isinstance(tog, list) and tog:
+            med = statistics.median(tog)
+            lines.append(
+                f"{c.get('workers', 2)} one-process runs at that share side by side (auto's "
+                f"workers without the coordinator): {med:.1f} µs ({min(tog):.1f}–{max(tog):.1f}): "
+                f"against 1 worker {med / statistics.median(w1) - 1:+.1%}, coordination (auto vs "
+                f"them) **{statistics.median(auto) / med - 1:+.1%}**"
             )
         lines += steady_lines(c)
     by_rate: dict[int, list[str]] = {}

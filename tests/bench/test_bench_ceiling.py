@@ -232,12 +232,27 @@ def test_the_share_run_wakes_as_an_auto_worker_does(
             st.cpu_s = 0.1 + rate * 10 * 100e-6  # 100 µs a request
             return st
 
+        def run_together(self, body: int, rate: float, copies: int, duration: float) -> object:
+            calls.append(("together", rate, copies))
+            st = _step("w1", rate, ok=round(rate * 10), dropped=0, lag=1.0)
+            st.cpu_s = 0.1 * copies + rate * 10 * 100e-6  # each copy idles as one run does
+            return st
+
     monkeypatch.setattr(bc.os, "sched_getaffinity", lambda pid: {0, 1})
     args = argparse.Namespace(step=10.0, repeat=1, warm="0")
     out = Recording(args, None, tmp_path).cpu_per_request(32000, 4000.0)
     loaded = [c for c in calls if c[1] > 1]
-    assert loaded == [("w1", 4000.0, 0), ("auto", 4000.0, 0), ("w1", 2000.0, 2)]
+    assert loaded == [
+        ("w1", 4000.0, 0),
+        ("auto", 4000.0, 0),
+        ("w1", 2000.0, 2),
+        ("together", 4000.0, 2),  # auto's workers without a coordinator: 2 runs side by side
+    ]
     assert out["w1_part_us"] == [pytest.approx(100.0)]
+    # the two copies' idle CPU is taken off twice: 100 µs, not 100 + 0.1 s / 40,000
+    assert out["w1_together_us"] == [pytest.approx(100.0)]
+    assert "coordination (auto vs them) **" in bc.table([], [out], quiet=False)
+    assert out["overhead_vs_together"] == pytest.approx(0.0, abs=1e-9)
     assert "(each auto worker's share, with its arrival quantum): 100.0 µs" in bc.table(
         [], [out], quiet=False
     )
@@ -432,12 +447,12 @@ def test_the_steady_window_splits_cpu_into_coordinator_and_workers(
     root = 100
     a = (0.0, 1000, {root: 1.0, 101: 2.0, 102: 2.0})
     b = (5.0, 21000, {root: 1.1, 101: 2.8, 102: 2.9})  # 4,000 req/s for 5 s
-    w = bc.window_between(root, a, b)
+    w = bc.window_between((root,), a, b)
     assert w == bc.Window(
         seconds=5.0, coordinator_s=pytest.approx(0.1), workers_s=pytest.approx(1.7), served=20000
     )
     # a worker that started or ended between the reads: no window, never half a tree
-    assert bc.window_between(root, a, (5.0, 21000, {root: 1.1, 101: 2.8})) is None
+    assert bc.window_between((root,), a, (5.0, 21000, {root: 1.1, 101: 2.8})) is None
     # the idle run spent 0.01 s/s in its coordinator and 0.02 s/s in its workers
     idle = bc.Window(seconds=5.0, coordinator_s=0.05, workers_s=0.1, served=5)
     us = bc.steady_us(w, [idle])
@@ -461,9 +476,21 @@ def test_the_steady_window_splits_cpu_into_coordinator_and_workers(
             )
             return st
 
+        def run_together(self, body: int, rate: float, copies: int, duration: float) -> object:
+            st = _step("w1", rate, ok=round(rate * 10), dropped=0, lag=1.0)
+            st.cpu_s = 1.0 * copies + rate * 10 * 80e-6
+            st.window = bc.Window(  # two one-process runs: each idles 0.01 s a second
+                seconds=5.0,
+                coordinator_s=0.05 * copies + rate * 5 * 80e-6,
+                workers_s=0.0,
+                served=round(rate * 5),
+            )
+            return st
+
     monkeypatch.setattr(bc.os, "sched_getaffinity", lambda pid: {0, 1})
     args = argparse.Namespace(step=10.0, repeat=1, warm="0")
     out = Recording(args, None, tmp_path).cpu_per_request(32000, 4000.0)
+    assert out["w1_together_steady_tree_us"] == [pytest.approx(80.0, abs=0.05)]
     # (the 1 req/s run's own request is in what it spent a second: 80 µs of 4,000 requests')
     assert out["w1_steady_tree_us"] == [pytest.approx(80.0, abs=0.05)]
     assert out["auto_steady_workers_us"] == [pytest.approx(80.0, abs=0.05)]
