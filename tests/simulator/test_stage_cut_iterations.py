@@ -3,7 +3,7 @@ the iterations never finished must not read "held".
 
 Real server on 127.0.0.1 answering every other upload after 10 s; 10/s for 2 s,
 ``graceful_stop = "1s"``: ~10 answered in ~1 ms, ~10 cut. As in k6 the cut requests stay out
-of every threshold (``p(95)<500`` passes, exit 0), but the stage table's verdict is the
+of every threshold (``p(95)<1000`` passes, exit 0), but the stage table's verdict is the
 product's own "where does it break" judgement and must name them.
 """
 

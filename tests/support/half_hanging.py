@@ -50,7 +50,8 @@ def every_other_hangs() -> Iterator[str]:
 
 
 #: The run against it: 10/s for 2 s, ``graceful_stop = "1s"``, a p(95) threshold that passes on
-#: the requests that finish.
+#: the requests that finish (its bound, 1 s, is below every cut request's time (1-3 s), far above a
+#: finished one's, ~1 ms, so a loaded machine's slow answers do not fail it).
 CUT_RUN_TOML = """
 [scenarios.up]
 executor = "constant-arrival-rate"
@@ -61,7 +62,7 @@ graceful_stop = "1s"
 [scenarios.up.device]
 chunk_bytes = 200
 [thresholds]
-http_req_duration = ["p(95)<500"]
+http_req_duration = ["p(95)<1000"]
 [audio]
 profiles = 1
 seconds = 1
