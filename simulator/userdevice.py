@@ -306,7 +306,10 @@ def _load(path: Path | None, module: str, cls_name: str, source: str) -> type[De
         ) from None
     except ModuleNotFoundError as exc:
         raise ConfigError(f"no module named {exc.name!r}", source=where) from None
-    except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
+    except KeyboardInterrupt:  # a Ctrl-C while importing: the run is interrupted
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the user's module failed while importing,
+        # SystemExit too (a script's sys.exit at import ended scfleet with its code, silently)
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise ConfigError(
             f"importing it raised {type(exc).__name__}: {first}", source=where
