@@ -87,6 +87,50 @@ LAG_P99_MAX_MS = 5.0
 STEAL_RERUN_MS = 50.0
 
 
+@dataclass(frozen=True)
+class PoolMs:
+    """The device pool (k6 ``preAllocatedVUs``/``maxVUs``, scfleet ``pre_allocated_devices``/
+    ``max_devices``) as milliseconds of arrivals, the same for every generator (``--pool-ms``).
+    Against nginx answering in 1-3 ms, 250 ms of arrivals lets a saturated generator hold
+    thousands of requests in flight, which adds connections and kernel work, not throughput;
+    k6's docs size maxVUs as rate × iteration time plus a margin. The floors (64, 256 devices,
+    kept from the fixed sizing) act only at low rates (below 1,280/s and 1,024/s with 50,250;
+    6,400/s and 5,120/s with 10,50), where a few ms of arrivals would be a handful of devices
+    and one stall of the loop or the hypervisor would drop iterations."""
+
+    pre: float = 50.0
+    max: float = 250.0
+
+    PRE_FLOOR = 64
+    MAX_FLOOR = 256
+
+    @classmethod
+    def parse(cls, text: str) -> PoolMs:
+        """``PRE,MAX`` in ms, 0 < PRE ≤ MAX; one-line error naming the option otherwise."""
+        parts = text.split(",")
+        try:
+            pre, mx = (float(p) for p in parts)
+        except ValueError:
+            raise SystemExit(f"--pool-ms: expected PRE,MAX milliseconds, got {text!r}") from None
+        if not (0 < pre <= mx and math.isfinite(mx)):
+            raise SystemExit(f"--pool-ms: expected 0 < PRE <= MAX, got {text!r}")
+        return cls(pre, mx)
+
+    def devices(self, rate: float) -> tuple[int, int]:
+        """Pre-allocated and max devices (k6 VUs) at a rate: PRE and MAX ms of its arrivals."""
+        return (
+            max(self.PRE_FLOOR, math.ceil(rate * self.pre / 1000)),
+            max(self.MAX_FLOOR, math.ceil(rate * self.max / 1000)),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.pre:g},{self.max:g}"
+
+
+#: today's sizing: 50 ms of arrivals pre-allocated, up to 250 ms
+DEFAULT_POOL = PoolMs()
+
+
 def steal_ms() -> list[float]:
     """Each vCPU's time taken by the hypervisor so far (/proc/stat ``steal``), in ms; empty
     where the kernel does not say."""
@@ -486,6 +530,9 @@ class Search:
     #: scfleet's ``[run] warm_connections`` (--warm); "" for k6, which cannot pre-dial;
     #: "unrecorded" in a JSON from before the option
     warm: str = ""
+    #: the device pool's sizing (--pool-ms, :class:`PoolMs`), every generator alike;
+    #: "unrecorded" in a JSON from before the option
+    pool_ms: str = str(DEFAULT_POOL)
 
     @property
     def at_ceiling(self) -> Step | None:
@@ -508,9 +555,16 @@ class Bench:
         return self.bodies[size]
 
     @staticmethod
-    def devices(rate: float) -> tuple[int, int]:
-        """Devices (k6 VUs) for a rate: 50 ms of arrivals pre-allocated, up to 250 ms."""
-        return max(64, math.ceil(rate / 20)), max(256, math.ceil(rate / 4))
+    def devices(rate: float, pool: PoolMs = DEFAULT_POOL) -> tuple[int, int]:
+        """Devices (k6 VUs) for a rate: ``pool`` (default 50 ms of arrivals pre-allocated, up
+        to 250 ms; bench_procs.py sizes its runs with it too)."""
+        return pool.devices(rate)
+
+    @property
+    def pool(self) -> PoolMs:
+        """``--pool-ms`` (the default for a Namespace made without it, as in the tests)."""
+        pool = getattr(self.args, "pool_ms", DEFAULT_POOL)
+        return pool if isinstance(pool, PoolMs) else DEFAULT_POOL
 
     def generator_env(self, quantum_of: int = 0) -> dict[str, str]:
         """The generator's environment: the Ray cluster's, if any; ``quantum_of`` N > 1 makes a
@@ -540,7 +594,7 @@ class Bench:
         schedule's middle (:func:`steady_rate`, the 1.5× runs); ``window``: also the CPU of
         each process of the tree in the schedule's steady part (:class:`TreeWindow`)."""
         d = self.args.step if duration is None else duration
-        pre, mx = self.devices(rate)
+        pre, mx = self.devices(rate, self.pool)
         n = next(_RUNS)
         probe = gen in ("k6-lag", "k6-probe")
         if gen in K6_GENERATORS:
@@ -571,7 +625,7 @@ class Bench:
             ]
         else:
             cfg = self.tmp / f"sc-{n}.toml"
-            cfg.write_text(scfleet_config(rate, d, body, self.args.warm))
+            cfg.write_text(scfleet_config(rate, d, body, self.args.warm, self.pool))
             export = self.tmp / f"sc-run-{n}"
             scfleet = shutil.which("scfleet") or str(Path(sys.executable).parent / "scfleet")
             cmd = [
@@ -696,10 +750,10 @@ class Bench:
         the coordinator, side by side on the machine as they are (the share run alone leaves
         the other core idle). CPU, requests and the steady window are their sums."""
         d, part = duration, nice(rate / copies)
-        pre, mx = self.devices(part)
+        pre, mx = self.devices(part, self.pool)
         n = next(_RUNS)
         cfg = self.tmp / f"sc-{n}.toml"
-        cfg.write_text(scfleet_config(part, d, body, self.args.warm))
+        cfg.write_text(scfleet_config(part, d, body, self.args.warm, self.pool))
         scfleet = shutil.which("scfleet") or str(Path(sys.executable).parent / "scfleet")
         exports = [self.tmp / f"sc-run-{n}-{i}" for i in range(copies)]
         tree = TreeWindow(self.nginx, CPU_WINDOW_FROM_S, d)
@@ -768,7 +822,7 @@ class Bench:
         return step
 
     def search(self, gen: str, body: int, prior: float | None) -> Search:
-        s = Search(gen, body, warm=warm_of(gen, self.args.warm))
+        s = Search(gen, body, warm=warm_of(gen, self.args.warm), pool_ms=str(self.pool))
         res = self.args.resolution
         steps = 0
 
@@ -993,29 +1047,36 @@ def _wait4(pid: int, timeout: float) -> tuple[int, int, resource.struct_rusage]:
 def table(results: list[list[Search]], cpu: list[dict[str, object]], quiet: bool) -> str:
     """The markdown table: median ceiling (range over repeats), overload, and the ratio to each
     k6 yardstick: delivered and dropped only (``k6``), all three with the probe's lag (``k6-lag``)."""
-    by: dict[tuple[str, int, str], list[Search]] = {}
+    by: dict[tuple[str, int, str, str], list[Search]] = {}
     for rep in results:
         for s in rep:
-            by.setdefault((s.generator, s.body, s.warm), []).append(s)
+            by.setdefault((s.generator, s.body, s.warm, s.pool_ms), []).append(s)
+    pools = sorted({pool for *_, pool in by})
 
-    def k6_median(gen: str, body: int) -> float:
-        runs = by.get((gen, body, ""))
+    def k6_median(gen: str, body: int, pool: str) -> float:
+        """k6's ceiling with the same device pool: a ratio across sizings is not like for like."""
+        runs = by.get((gen, body, "", pool))
         return statistics.median(s.ceiling for s in runs) if runs else 0.0
 
     lines = [
+        "Device pool, every generator alike (k6 preAllocatedVUs/maxVUs, scfleet "
+        "pre_allocated_devices/max_devices; --pool-ms PRE,MAX ms of arrivals, floors "
+        f"{PoolMs.PRE_FLOOR}/{PoolMs.MAX_FLOOR}): "
+        + (pool_words(pools[0]) if len(pools) == 1 else "by row"),
+        "",
         "| body | generator | ceiling (median, range) | at the ceiling: lag p99 · nginx cores "
         "| at 1.5×: achieved (whole run; steady: the schedule's middle) / ceiling | ÷ k6 (delivered, dropped) | ÷ k6 (all three, lag probe) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     ambiguous = 0
-    for (gen, body, warm), runs in sorted(
-        by.items(), key=lambda kv: (-kv[0][1], GENERATORS.index(kv[0][0]), kv[0][2])
+    for (gen, body, warm, pool), runs in sorted(
+        by.items(), key=lambda kv: (-kv[0][1], GENERATORS.index(kv[0][0]), kv[0][2], kv[0][3])
     ):
         ceilings = sorted(s.ceiling for s in runs)
         med = statistics.median(ceilings)
         ratios = []
         for k6 in ("k6", "k6-lag"):
-            k6_med = k6_median(k6, body)
+            k6_med = k6_median(k6, body, pool)
             ratios.append(f"{med / k6_med:.2f}×" if k6_med else "n/a")
         spread = f"{ceilings[0]:,.0f}–{ceilings[-1]:,.0f}" if len(ceilings) > 1 else "1 run"
         if not all(s.complete for s in runs):
@@ -1064,11 +1125,13 @@ def table(results: list[list[Search]], cpu: list[dict[str, object]], quiet: bool
                 f" ({min(steady):.0%}–{max(steady):.0%})" if len(steady) > 1 else ""
             )
         lines.append(
-            f"| {body:,} B | {label(gen, warm)} | {med:,.0f}/s ({spread}) | {lag} · {ng:.2f} "
+            f"| {body:,} B | {label(gen, warm)}"
+            + (f", pool {pool} ms" if len(pools) > 1 else "")
+            + f" | {med:,.0f}/s ({spread}) | {lag} · {ng:.2f} "
             f"(busiest worker {busiest:.0%}) "
             f"| {over_s} | {ratios[0]} | {ratios[1]} |"
         )
-    if any(g in ("k6-lag", "k6-probe") for g, _b, _w in by):
+    if any(g in ("k6-lag", "k6-probe") for g, *_ in by):
         lines.append("")
         lines.append(
             "k6's start lag is the probe's (actual − scheduled start per iteration, ±1 ms); with "
@@ -1077,7 +1140,7 @@ def table(results: list[list[Search]], cpu: list[dict[str, object]], quiet: bool
             f"{LAG_P99_MAX_MS:g} ms: {ambiguous}."
         )
     reruns: dict[str, int] = {}
-    for (gen, _b, _w), runs in sorted(by.items(), key=lambda kv: GENERATORS.index(kv[0][0])):
+    for (gen, *_), runs in sorted(by.items(), key=lambda kv: GENERATORS.index(kv[0][0])):
         reruns[gen] = reruns.get(gen, 0) + sum(st.rerun for s in runs for st in s.steps)
     lines.append("")
     lines.append(
@@ -1141,12 +1204,23 @@ def table(results: list[list[Search]], cpu: list[dict[str, object]], quiet: bool
     return "\n".join(lines)
 
 
-def scfleet_config(rate: float, duration: float, body: int, warm: str) -> str:
-    """The scfleet run's config at a rate: its devices (:meth:`Bench.devices`) and, unless 0,
-    ``[run] warm_connections`` (0 is the default: a commit from before the key runs it too)."""
-    pre, mx = Bench.devices(rate)
+def scfleet_config(
+    rate: float, duration: float, body: int, warm: str, pool: PoolMs = DEFAULT_POOL
+) -> str:
+    """The scfleet run's config at a rate: its devices (``pool``, :meth:`Bench.devices`) and,
+    unless 0, ``[run] warm_connections`` (0 is the default: a commit from before the key runs it
+    too)."""
+    pre, mx = Bench.devices(rate, pool)
     toml = SCFLEET_TOML.format(rate=rate, duration=duration, pre=pre, max=mx, body=body)
     return toml if warm == "0" else SCFLEET_WARM.format(warm=warm_value(warm)) + toml
+
+
+def pool_words(pool: str) -> str:
+    """A recorded ``--pool-ms`` in words for the table's header."""
+    if pool == "unrecorded":
+        return "unrecorded (a JSON from before --pool-ms: 50 ms pre-allocated, up to 250 ms)"
+    pre, _, mx = pool.partition(",")
+    return f"{pre} ms of arrivals pre-allocated, up to {mx} ms (--pool-ms {pool})"
 
 
 def warm_value(warm: str) -> str:
@@ -1213,6 +1287,14 @@ def main() -> None:
         default="0",
         help='scfleet\'s [run] warm_connections: 0 (default: on demand, as k6), "auto" or N',
     )
+    ap.add_argument(
+        "--pool-ms",
+        type=PoolMs.parse,
+        default=DEFAULT_POOL,
+        metavar="PRE,MAX",
+        help="device pool as PRE and MAX ms of arrivals (k6 preAllocatedVUs/maxVUs, scfleet "
+        f"pre_allocated_devices/max_devices), every generator alike; default {DEFAULT_POOL}",
+    )
     args = ap.parse_args()
     if args.warm != "auto" and not args.warm.isdigit():
         raise SystemExit(
@@ -1243,6 +1325,7 @@ def main() -> None:
     load_before = os.getloadavg()
     print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
     print(f"scfleet [run] warm_connections: {args.warm} (--warm)")
+    print(f"device pool: {pool_words(str(args.pool_ms))}, every generator")
     results: list[list[Search]] = []
     cpu: list[dict[str, object]] = []
     with contextlib.ExitStack() as stack:
@@ -1265,6 +1348,7 @@ def main() -> None:
                     if not c or late(args):
                         continue
                     s = Search(gen, body, c, complete=True, warm=warm_of(gen, args.warm))
+                    s.pool_ms = str(args.pool_ms)
                     s.overload = bench.run(gen, body, nice(c * 1.5), steady=True)
                     row.append(s)
             results.append(row)
@@ -1320,6 +1404,7 @@ def print_tables(files: list[Path]) -> None:
             s = Search(sd["generator"], sd["body"], sd["ceiling"])
             s.warm = sd.get("warm", warm_of(s.generator, "unrecorded"))
             s.complete = sd.get("complete", True)
+            s.pool_ms = sd.get("pool_ms", "unrecorded")
             s.steps = [Step(**st) for st in sd["steps"]]
             s.overload = Step(**sd["overload"]) if sd["overload"] else None
             reps.setdefault(sd["repeat"], []).append(s)
@@ -1344,6 +1429,7 @@ def _write(
             "k6-lag": "all three; lag from the probe, its lower bound when a step dropped",
         },
         "step_s": args.step,
+        "pool_ms": {"pre": args.pool_ms.pre, "max": args.pool_ms.max},
         "no_lag": args.no_lag,
         "quiet_machine": args.quiet_machine,
         "load_before": load_before,
@@ -1357,6 +1443,7 @@ def _write(
                 "ceiling": s.ceiling,
                 "complete": s.complete,
                 "warm": s.warm,
+                "pool_ms": s.pool_ms,
                 "overload": asdict(s.overload) if s.overload else None,
                 "overload_fraction": (s.overload.achieved / s.ceiling)
                 if s.overload and s.ceiling

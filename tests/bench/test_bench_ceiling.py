@@ -500,3 +500,81 @@ def test_the_steady_window_splits_cpu_into_coordinator_and_workers(
     assert "in the workers (auto's workers vs that share) +0.0%" in text
     old = {k: v for k, v in out.items() if "_steady_" not in k}  # a JSON from before: no line
     assert "Steady window" not in bc.table([], [old], quiet=True)
+
+
+class _Launched(Exception):
+    """Raised in place of starting a generator: the run's files are written by then."""
+
+
+@pytest.mark.parametrize("gen", ["k6", "auto"])
+def test_pool_ms_sizes_the_k6_script_and_the_scfleet_config_alike(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, gen: str
+) -> None:
+    """``--pool-ms PRE,MAX``: pre-allocated and max devices are PRE and MAX ms of arrivals for
+    k6 (preAllocatedVUs/maxVUs) and scfleet (pre_allocated_devices/max_devices) alike; the
+    default is the earlier fixed sizing (50 ms, up to 250 ms), the floors stay."""
+    from scfleet import api
+
+    assert bc.PoolMs.parse("50,250") == bc.DEFAULT_POOL
+    assert bc.DEFAULT_POOL.devices(33000) == (1650, 8250)  # rate ÷ 20, rate ÷ 4: as before
+    assert bc.PoolMs.parse("10,50").devices(33000) == (330, 1650)
+    assert bc.PoolMs.parse("10,50").devices(2000) == (64, 256)  # the floors
+    for bad in ("10", "50,10", "0,50", "a,b", "10,50,90", "nan,50", "10,inf"):
+        with pytest.raises(SystemExit, match="--pool-ms"):
+            bc.PoolMs.parse(bad)
+
+    def no_launch(*a: object, **kw: object) -> None:
+        raise _Launched
+
+    monkeypatch.setattr(bc.subprocess, "Popen", no_launch)
+    nginx = argparse.Namespace(url="http://127.0.0.1:9", cpu=lambda: 0.0)
+    for pool, want in ((bc.PoolMs(10, 50), (330, 1650)), (None, (1650, 8250))):
+        args = argparse.Namespace(step=1.0, warm="0")
+        if pool is not None:
+            args.pool_ms = pool  # a Namespace without it (as elsewhere here) is the default
+        run_dir = tmp_path / str(pool)
+        run_dir.mkdir()
+        with pytest.raises(_Launched):
+            bc.Bench(args, nginx, run_dir).run(gen, 1024, 33000.0)
+        if gen == "k6":
+            (script,) = run_dir.glob("k6-*.js")
+            assert f"preAllocatedVUs: {want[0]}, maxVUs: {want[1]}," in script.read_text()
+        else:
+            (cfg,) = run_dir.glob("sc-*.toml")
+            (scenario,) = api.load(cfg).scenarios
+            assert (scenario.executor.pre_allocated(), scenario.executor.max_devices) == want
+
+
+def test_the_pool_sizing_is_in_the_table_and_the_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A figure says which device pool it used: the table's header names the one sizing of
+    its rows, or each row its own when they differ; k6's ratio is taken at the same sizing."""
+    small = str(bc.PoolMs(10, 50))
+    auto = bc.Search("auto", 32000, 22000.0, warm="0", pool_ms=small)
+    k6 = bc.Search("k6", 32000, 4000.0, pool_ms=small)
+    text = bc.table([[auto, k6]], [], quiet=True)
+    assert "10 ms of arrivals pre-allocated, up to 50 ms (--pool-ms 10,50)" in text
+    assert "5.50×" in text  # 22,000 ÷ 4,000, both at 10,50
+    k6_default = bc.Search("k6", 32000, 2000.0)  # 50,250: not auto's yardstick
+    text = bc.table([[auto, k6, k6_default]], [], quiet=True)
+    assert "): by row" in text
+    assert "| scfleet --workers auto, warm 0, pool 10,50 ms |" in text
+    assert "| k6 (delivered, dropped), pool 50,250 ms |" in text
+    assert "5.50×" in text and "11.00×" not in text
+    args = argparse.Namespace(
+        step=10.0,
+        no_lag=True,
+        quiet_machine=False,
+        json=tmp_path / "out.json",
+        pool_ms=bc.PoolMs(10, 50),
+    )
+    bc._write(args, [[auto]], [], (0.0, 0.0, 0.0))
+    doc = bc.json.loads(args.json.read_text())
+    assert doc["pool_ms"] == {"pre": 10.0, "max": 50.0}
+    assert doc["searches"][0]["pool_ms"] == "10,50"
+    for sd in doc["searches"]:  # a JSON from before the option: unrecorded, never a guess
+        del sd["pool_ms"]
+    args.json.write_text(bc.json.dumps(doc))
+    bc.print_tables([args.json])
+    assert "unrecorded (a JSON from before --pool-ms" in capsys.readouterr().out
