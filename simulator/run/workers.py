@@ -1147,13 +1147,21 @@ class WorkerPool:
             for name, count in final.unreached:
                 if name in env.events:
                     env.events[name].unreached(count)
-        if self._gone and any(sc.executor.open_model for sc in self.cfg.scenarios):
-            for k in sorted(self._gone):
+        open_model = any(sc.executor.open_model for sc in self.cfg.scenarios)
+        for k in sorted(self._gone):
+            if open_model:
                 env.notes.append(
                     f"{worker_name(k, self.parts)} ended without its final report: what it "
                     "started or dropped since its last tick is not counted, so iterations + "
                     "dropped_iterations may fall short of the plan"
                 )
+            # its rows come in its final report: without it devices.csv lacks its devices,
+            # and their requests (in the figures up to its last tick) in no row
+            env.notes.append(
+                f"devices.csv has no rows for the devices of {worker_name(k, self.parts)}: "
+                "it ended without its final report, so the rows' requests add up to less "
+                "than http_reqs"
+            )
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
