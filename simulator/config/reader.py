@@ -65,11 +65,18 @@ def interpolate_env(data: Any, env: Mapping[str, str], source: str, path: str = 
     whole = _ENV_REF.fullmatch(data)
     text = _ENV_REF.sub(value, data)
     if whole and whole.group(0) != "$$":
-        try:
-            return tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            return text
+        return toml_value(text)
     return text
+
+
+def toml_value(text: str) -> Any:
+    """``text`` read as one TOML value, else ``text`` itself. Only one value: ``10\nx = 1``
+    parsed as ``v = 10`` plus a key ``x`` that went nowhere, so a run took rate 10 from it."""
+    try:
+        doc = tomllib.loads(f"v = {text}")
+    except (tomllib.TOMLDecodeError, RecursionError):
+        return text
+    return doc["v"] if len(doc) == 1 else text
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
@@ -80,10 +87,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     parts = [p.strip() for p in key.strip().split(".")]
     if not all(parts):
         raise ConfigError(f"--set {assignment!r}: bad key {key!r}")
-    try:
-        value = tomllib.loads(f"v = {text}")["v"]
-    except (tomllib.TOMLDecodeError, RecursionError):
-        value = text
+    value = toml_value(text)
     node: Any = data
     for i, part in enumerate(parts[:-1]):
         nxt = node.get(part)
