@@ -196,12 +196,15 @@ class BoardDriver:
         self.rtt_us = 0
         self.requests = self.ok = self.failed = self.bytes_ok = 0
         self.next_seq = 0
-        self._heard_at = 0.0  # loop time of its last result
+        self._heard_at = 0.0  # time.monotonic() of its last result
         self.dropped = 0
         self.lost = 0
         self.rejoined = 0
         self.bad_lines = 0
         self.protocol_errors = 0  # result lines with a missing or out-of-range field
+        # first attempts answered as duplicates: the server held that sequence before this
+        # attempt (a reboot numbers from 0 again; an earlier run's ledger), stored nothing
+        self.stale = 0
         self._last_try = 0.0
         self.run_id: object = None  # the board's run number, from the start reply
         self.wifi_key_set = False
@@ -273,7 +276,7 @@ class BoardDriver:
         assert self.link is not None
         fl = self.fleet
         seq = self.next_seq
-        now = asyncio.get_running_loop().time()
+        now = time.monotonic()
         if resume:
             seq += UNHEARD_MARGIN + math.ceil(fl.rate * (now - self._heard_at + 1.0))
         self._heard_at = now  # its run (re)starts: nothing is unheard yet
@@ -345,8 +348,10 @@ class BoardDriver:
         else:
             self.ok += 1
             self.bytes_ok += nbytes
+            if item.get("dup") is True and item.get("attempt") == 1:
+                self.stale += 1
         self.next_seq = max(self.next_seq, seq + 1)
-        self._heard_at = asyncio.get_running_loop().time()
+        self._heard_at = time.monotonic()  # off the loop too (unit tests feed results)
 
     # --- loss and rejoin -----------------------------------------------------------------------
     def mark_lost(self, reason: str) -> None:
@@ -713,6 +718,14 @@ class BoardFleet:
             self._env.notes.append(
                 f"boards: result lines rejected as protocol errors ({', '.join(bad)})"
             )
+        for d in self.drivers:
+            if self._env is not None and d.stale:
+                self._env.notes.append(
+                    f"board {d.label} ({d.device_id}): the server already held {d.stale} of "
+                    "its sequences on their first attempt and stored none of them (it numbers "
+                    "from 0 after a boot: an earlier run against this server's ledger); they "
+                    "count as delivered"
+                )
         lost = [d for d in self.drivers if d.state == BoardState.LOST]
         if self._env is not None and any(d.lost for d in self.drivers):
             names = ", ".join(d.label for d in lost) or "none"
