@@ -511,6 +511,8 @@ class BoardFleet:
         # key or a bad registry is a config error before any target is contacted
         self._key: Secret | None = wifi_key(cfg, run_cfg.source)
         self._registry = load_registry(cfg.registry) if cfg.registry else {}
+        if "auto" not in cfg.ports:  # every board is named: its ID is checked at load too
+            self._board_ids(self._specs(self._registry), {})
         self._watchers: list[asyncio.Task[None]] = []
         self.stopping = False  # the run is stopping: boards going quiet are not lost
 
@@ -558,11 +560,30 @@ class BoardFleet:
         ]
         return 2 * sum(n)
 
+    def _board_ids(
+        self, specs: list[tuple[str, str | None]], urls: Mapping[str, str]
+    ) -> list[tuple[str, str | None, str]]:
+        """(label, url, device ID) of each board: the registry's, else ``device_id_pattern``
+        for its place; none given twice, none a virtual device's."""
+        out: list[tuple[str, str | None, str]] = []
+        used: set[str] = set()
+        virtual = [r.finder() for r in sequenced_ranges(self.run_cfg)]
+        for n, (label, url) in enumerate(specs, start=1):
+            url = urls.get(label, url)
+            dev_id = self._registry.get(label) or (self._registry.get(url) if url else None)
+            dev_id = dev_id or self.cfg.device_id_pattern.format(n=n)
+            if dev_id in used:
+                raise ConfigError(f"device ID {dev_id!r} given to two boards", key="boards")
+            used.add(dev_id)
+            self._refuse_virtual_id(label, dev_id, virtual)
+            out.append((label, url, dev_id))
+        return out
+
     def _refuse_virtual_id(self, label: str, dev_id: str, virtual: list[Finder]) -> None:
         """A board numbers its uploads from sequence 0 like a virtual device: one with a
         virtual device's ID would have one's uploads stored as the other's retries (the
-        reference server de-duplicates (device, sequence)). Decided here, where ``auto`` ports
-        and the registry have named every board; before anything is sent."""
+        reference server de-duplicates (device, sequence)). Decided when the file is loaded,
+        or with ``auto`` ports once they are listed, in prepare: before anything is sent."""
         for f in virtual:
             k = f.find(dev_id.strip())
             if k is not None:
@@ -603,16 +624,7 @@ class BoardFleet:
                 lambda boards: boards.stop(),
             )
             urls = {label: h.url for label, h in zip(emulated, self.emulated, strict=True)}
-        used: set[str] = set()
-        virtual = [r.finder() for r in sequenced_ranges(self.run_cfg)]
-        for n, (label, url) in enumerate(specs, start=1):
-            url = urls.get(label, url)
-            dev_id = registry.get(label) or (registry.get(url) if url else None)
-            dev_id = dev_id or self.cfg.device_id_pattern.format(n=n)
-            if dev_id in used:
-                raise ConfigError(f"device ID {dev_id!r} given to two boards", key="boards")
-            used.add(dev_id)
-            self._refuse_virtual_id(label, dev_id, virtual)
+        for label, url, dev_id in self._board_ids(specs, urls):
             self.drivers.append(BoardDriver(self, label, url, dev_id))
         results = await asyncio.gather(*(d.setup() for d in self.drivers), return_exceptions=True)
         for d, res in zip(self.drivers, results, strict=True):

@@ -157,23 +157,50 @@ def _boards_cfg(tmp_path: pathlib.Path, boards: dict[str, Any]) -> Any:
         ({}, 'board = [{ port = "socket://b1", device_id = "esp32-000003" }]\n'),
     ],
 )
-def test_a_board_with_a_virtual_devices_id_is_refused_before_anything_is_sent(
+def test_a_board_with_a_virtual_devices_id_is_refused_at_load(
     tmp_path: pathlib.Path, boards: dict[str, Any], registry: str | None
 ) -> None:
-    """Boards are named when the run prepares them (``auto`` ports, the registry): the run
-    stops there, before the transport starts, naming the board, the scenario and the ID."""
+    """Boards named by the file (ports, the registry) have their IDs checked when it is
+    loaded (api.load builds the fleet): the one line names the board, the scenario, the ID."""
+    from scfleet import api
+
+    if registry is not None:
+        (tmp_path / "boards.toml").write_text(registry)
+        boards = {**boards, "registry": "boards.toml"}
+    path = tmp_path / "mixed.toml"
+    lines = [
+        '[scenarios.up]\nexecutor = "constant-vus"\nvus = 3\nduration = "1s"',
+        '[scenarios.up.device]\nkind = "iot_upload"\nchunk_bytes = 64',
+        '[boards]\nports = ["socket://b1"]\nrate = 4',
+        *(f"{k} = {v!r}".replace("'", '"') for k, v in boards.items()),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as err:
+        api.load(path)
+    text = str(err.value)
+    assert "socket://b1" in text and "'up'" in text and "'esp32-00000" in text
+    assert str(path) in text and "\n" not in text
+
+
+def test_an_auto_boards_virtual_id_is_refused_before_anything_is_sent(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``auto`` ports are listed only when the run prepares its boards: the run stops there,
+    before the transport starts, naming the board, the scenario and the ID."""
     import asyncio
 
+    from hw_bridge import ports
     from hw_bridge.boards_section import parse_boards
     from hw_bridge.fleet import BoardFleet
     from hw_bridge.testing import FakeBoard, fake_links
     from simulator.http import FakeTransport
     from simulator.run.runner import Environment, build_bank
 
-    if registry is not None:
-        (tmp_path / "boards.toml").write_text(registry)
-        boards = {**boards, "registry": str(tmp_path / "boards.toml")}
-    cfg = _boards_cfg(tmp_path, {"ports": ["socket://b1"], "rate": 4, **boards})
+    plugged = ports.BoardPort("sn-1", "socket://b1", None, None, "cp210x", "1", None, "fake")
+    monkeypatch.setattr(ports, "list_boards", lambda *a, **k: [plugged])
+    cfg = _boards_cfg(
+        tmp_path, {"ports": ["auto"], "rate": 4, "device_id_pattern": "esp32-{n:06d}"}
+    )
     transport = FakeTransport()
     env = Environment(cfg, transport, bank=build_bank(cfg), tick=0.2, target="http://127.0.0.1:9")
     board = FakeBoard("b1")
@@ -183,6 +210,6 @@ def test_a_board_with_a_virtual_devices_id_is_refused_before_anything_is_sent(
     with pytest.raises(ConfigError) as err:
         asyncio.run(env.run())
     text = str(err.value)
-    assert "socket://b1" in text and "'up'" in text and "'esp32-00000" in text
+    assert "sn-1" in text and "'up'" in text and "'esp32-000001'" in text
     assert str(tmp_path / "mixed.toml") in text and "\n" not in text
     assert transport.requests == [] and board.starts == []
