@@ -1038,7 +1038,10 @@ class WorkerPool:
                 raise WorkerDied(f"{self._failure_name}: {self._failure}")
             left = deadline - loop.time()
             if left <= 0:
-                raise WorkerDied(f"workers not {what} within {READY_TIMEOUT:g}s")
+                late = [self.name(k) for k in range(len(self._channels)) if k not in workers]
+                raise WorkerDied(
+                    f"{', '.join(late) or 'workers'} not {what} within {READY_TIMEOUT:g}s"
+                )
             self._changed.clear()
             changed = asyncio.ensure_future(self._changed.wait())
             await asyncio.wait(
