@@ -490,6 +490,9 @@ class IntervalStats:
     #: iterations a stop cut (k6's interrupted_iterations): the stage table judges them, as
     #: their requests are in no other figure
     interrupted: int = 0
+    #: of those, cut while sleeping their think time (every request answered): in k6's count,
+    #: not in the stage table's cut budget nor the gate's
+    think_cut: int = 0
 
     def take(self) -> IntervalStats:
         """Return what was gathered and start afresh, in place (recorders keep a reference).
@@ -504,9 +507,10 @@ class IntervalStats:
             self.received,
             self.hist.take_fresh(keep=False),
             self.interrupted,
+            self.think_cut,
         )
         self.requests = self.failed = self.dropped = self.iterations = self.sent = 0
-        self.received = self.interrupted = 0
+        self.received = self.interrupted = self.think_cut = 0
         return out
 
 

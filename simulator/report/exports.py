@@ -7,7 +7,8 @@
   Tick percentiles go out as ``http_req_duration_p50/p95/p99`` so ``http_req_duration`` keeps
   the mean's meaning; sampled resources appear as gauges named ``scfleet_<prefix>_<key>``.
 * ``timeline.csv`` — one row per tick per scenario (:data:`TICK_FIELDS`, ``interrupted`` being
-  the iterations the graceful stop cut), resource columns repeated.
+  the iterations the graceful stop cut, ``think_cut`` those of them cut in their think time),
+  resource columns repeated.
 * ``junit.xml`` — one test case per threshold, failures marked, for CI test reports.
 * ``handle-summary.json`` — the ``data`` object k6 passes to ``handleSummary()``, as
   ``JSON.stringify(data)`` writes it: the shape k6-html-reporter and k6-reporter read (they no
@@ -45,6 +46,7 @@ TICK_FIELDS = (
     "dropped",
     "iterations",
     "interrupted",
+    "think_cut",
     "sent",
     "received",
     "rps",

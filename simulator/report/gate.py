@@ -140,7 +140,8 @@ class WholeRuns:
 def unfinished(summary: Mapping[str, Any]) -> str | None:
     """Why a run's summary does not cover its whole schedule, or None. Iterations a graceful
     stop cut count too: as in k6 their requests are in no figure, so a NEW run whose server
-    never answered half its uploads read error_rate 0.00% and passed the gate."""
+    never answered half its uploads read error_rate 0.00% and passed the gate. Those cut while
+    sleeping their think time (``cutInThinkTime``) had every request answered and do not count."""
     state = summary.get("scfleet", {}).get("state", {})
     if state.get("abortedBy"):
         return f"aborted by threshold {state['abortedBy']}"
@@ -148,6 +149,9 @@ def unfinished(summary: Mapping[str, Any]) -> str | None:
         return "interrupted (stopped before its schedule's end)"
     cut = summary.get("scfleet", {}).get("metrics", {}).get("interrupted_iterations", {})
     n = cut.get("count", 0) if isinstance(cut, Mapping) else 0
+    asleep = state.get("cutInThinkTime", 0)
+    if isinstance(n, (int, float)) and isinstance(asleep, (int, float)):
+        n -= min(asleep, n)
     if isinstance(n, (int, float)) and n > 0:
         done = summary.get("metrics", {}).get("iterations", {}).get("count", 0)
         return (

@@ -524,5 +524,8 @@ def rebuild_run(run_dir: Path) -> dict[str, Path]:
         devices=[],
         target=str(effective.get("target", "")),
         notes=notes,
+        think_cut=sum(
+            int(s.get("think_cut", 0)) for p in timeline for s in p["scenarios"].values()
+        ),
     )
     return write_run(result, run_dir, effective)

@@ -88,9 +88,12 @@ class StageRow:
     failed: int = 0
     dropped: int = 0
     iterations: int = 0
-    #: iterations still running when the graceful stop ended, cut (k6: interrupted_iterations);
-    #: as in k6 their requests are in no other figure, so the stage is judged on them too
+    #: iterations cut by the graceful stop with a request in flight (k6's interrupted_iterations
+    #: less ``think_cut``); as in k6 their requests are in no other figure, so the stage is
+    #: judged on them too
     cut: int = 0
+    #: iterations cut while sleeping their think time: every request answered, not judged
+    think_cut: int = 0
     conn_errors: int = 0
     achieved_rps: float = 0.0
     achieved_iters: float = 0.0
@@ -240,7 +243,9 @@ def _fill(
     row.failed = sum(s["failed"] for s in sc_done)
     row.dropped = sum(s["dropped"] for s in sc_done)
     row.iterations = sum(s["iterations"] for s in sc_done)
-    row.cut = sum(s.get("interrupted", 0) for s in sc_done)  # not in a folder from before
+    # not in a folder from before: 0; those cut in their think time had their answers
+    row.think_cut = sum(s.get("think_cut", 0) for s in sc_done)
+    row.cut = sum(s.get("interrupted", 0) for s in sc_done) - row.think_cut
     row.conn_errors = int(sum(p.get(f"conn_errors.{row.scenario}") or 0 for p in done))
     # a rate is what completed within the stage's own seconds: the stop's answers divided by
     # them read 79.7 req/s from a server that serves 50/s (and a stalled stage as held)

@@ -246,6 +246,8 @@ def summary_dict(result: RunResult) -> dict[str, Any]:
                 "interrupted": result.interrupted,
                 "abortedBy": result.aborted,
                 "thresholdsOk": result.thresholds_ok,
+                # of interrupted_iterations, cut in their think time (requests all answered)
+                "cutInThinkTime": result.think_cut,
             },
             "options": {
                 "target": result.target,

@@ -211,9 +211,15 @@ class Behaviour:
     async def end_iteration(self, started_perf: float, scheduled_perf: float) -> None:
         """An iteration's last step: the think time, k6's ``sleep()`` at the end of the script.
         It is part of the iteration (and of ``iteration_duration``); a stop while sleeping
-        cancels the iteration here, so it counts as interrupted, not as complete."""
+        cancels the iteration here, so it counts as interrupted, not as complete (k6 too), and
+        as cut in its think time: its requests were all answered, so the stage table and the
+        gate must not judge it as one whose request got no answer."""
         if self.think_time > 0:
-            await asyncio.sleep(self.think_time)
+            try:
+                await asyncio.sleep(self.think_time)
+            except asyncio.CancelledError:
+                self.interval.think_cut += 1
+                raise
         self.iteration_done(started_perf, scheduled_perf)
 
     async def iterate(self, dev: VirtualDevice, scheduled: float) -> None:

@@ -64,6 +64,9 @@ class ScenarioEvents:
     #: arrivals of the plan neither started nor dropped (the run stopped before them); with
     #: workers, the coordinator's is the sum of theirs (``Final.unreached``)
     unreached_count: int = 0
+    #: iterations cut while sleeping their think time (in ``interrupted_iterations`` too),
+    #: summed from the ticks; with workers, from the snapshots merged into its interval
+    think_cut_count: int = 0
 
     def __post_init__(self) -> None:
         tags = (("scenario", self.name),)
@@ -121,6 +124,9 @@ class RunResult:
     warmed: int = 0
     #: of how many asked (:func:`simulator.run.devices.warm_connections`, summed over workers)
     warm_asked: int = 0
+    #: of ``interrupted_iterations``, those cut while sleeping their think time: every request
+    #: answered, so the gate does not judge them unanswered
+    think_cut: int = 0
 
     @property
     def thresholds_ok(self) -> bool:
@@ -315,7 +321,8 @@ class Environment:
                 if ev.unreached_count
             )
         if self.note_unreached and not self.interrupted and not self.aborted:
-            self.notes.extend(cut_notes(self.cfg, self.registry))
+            think = {name: ev.think_cut_count for name, ev in self.events.items()}
+            self.notes.extend(cut_notes(self.cfg, self.registry, think))
         duration = time.perf_counter() - self.started_perf
         results = self.evaluate_thresholds(duration)
         devices = DeviceTable(
@@ -338,6 +345,7 @@ class Environment:
             error=self.error,
             warmed=self.warmed,
             warm_asked=self.warm_asked,
+            think_cut=sum(ev.think_cut_count for ev in self.events.values()),
         )
 
     def fail(self, what: str, exc: BaseException) -> None:
@@ -426,6 +434,7 @@ class Environment:
             for hook in self.interval_hooks:
                 hook(name, t, span, iv)
             ev = self.events[name]
+            ev.think_cut_count += iv.think_cut
             peak = ev.take_peak()
             total_active += peak
             h = iv.hist
@@ -435,6 +444,7 @@ class Environment:
                 "dropped": iv.dropped,
                 "iterations": iv.iterations,
                 "interrupted": iv.interrupted,
+                "think_cut": iv.think_cut,
                 "sent": iv.sent,
                 "received": iv.received,
                 "rps": iv.requests / span,
@@ -512,22 +522,38 @@ def unreached_note(scenario: str, count: int) -> str:
     )
 
 
-def cut_notes(cfg: RunConfig, registry: Registry) -> list[str]:
+def cut_notes(
+    cfg: RunConfig, registry: Registry, think: Mapping[str, int] | None = None
+) -> list[str]:
     """The summary's word on iterations a graceful stop cut: as in k6, their requests are in
     no figure, so a server that never answered half its requests passed ``p(95)<500`` and
-    ``http_req_failed rate<0.01`` with "held" and exit 0, this count the only trace."""
+    ``http_req_failed rate<0.01`` with "held" and exit 0, this count the only trace. Those
+    cut while sleeping their think time (``think``, per scenario) had every request answered:
+    a note of their own, or a VU run with a short stop read as one whose requests went unheard."""
     notes = []
     for sc in cfg.scenarios:
         tags = {"scenario": sc.name}
         cut, done = (registry.merged(m, tags) for m in ("interrupted_iterations", "iterations"))
         n = int(cut.value) if isinstance(cut, Counter) else 0
-        if n:
+        asleep = min((think or {}).get(sc.name, 0), n)
+        if n - asleep:
             finished = int(done.value) if isinstance(done, Counter) else 0
+            of = (
+                f"of {n:,} interrupted_iterations, the other {asleep:,} in their think time"
+                if asleep
+                else "interrupted_iterations"
+            )
             notes.append(
-                f"{sc.name}: {n:,} iterations were still running when its graceful stop ended "
-                f"and were cut (interrupted_iterations): as in k6 a request they had in flight "
+                f"{sc.name}: {n - asleep:,} iterations were still running when its graceful stop "
+                f"ended and were cut ({of}): as in k6 a request they had in flight "
                 f"is in no latency, failure or check figure, so thresholds judge the "
                 f"{finished:,} that finished (the stage table counts the cut)"
+            )
+        if asleep:
+            notes.append(
+                f"{sc.name}: {asleep:,} iterations were cut by the graceful stop while sleeping "
+                f"their think time (in interrupted_iterations, as in k6, not in iterations): "
+                f"their requests were all answered and are in every request figure"
             )
     return notes
 

@@ -1412,6 +1412,7 @@ class WorkerPool:
             live.dropped += s.dropped
             live.iterations += s.iterations
             live.interrupted += s.interrupted
+            live.think_cut += s.think_cut
             live.sent += s.sent
             live.received += s.received
             live.hist.merge(s.hist)
