@@ -8,7 +8,9 @@ graceful … their requests in no figure"; and two healthy ramping-vus runs with
 ("cut short by its graceful stop"). k6 counts such an iteration as interrupted too (checked with
 k6 1.x: ``sleep(0.5)``, 4 VUs, 3 s, gracefulStop 0s → 20 complete and 4 interrupted), so
 ``interrupted_iterations`` keeps counting it; only the judgements use the cuts with a request
-in flight.
+in flight. The ramp ends 1 s before the run (a VU retired at the very end can be counted
+twice, its ramp-down cut and the stop's: see NOTES). The tests sleep 5 s, so the stop at 3 s finds every VU asleep unless its one
+request took over 2 s (a 0.5 s sleep on a loaded machine caught a slow answer in flight).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ VUS_TOML = """
 executor = "constant-vus"
 vus = 4
 duration = "3s"
-think_time = 0.5
+think_time = 5.0
 graceful_stop = "0s"
 [scenarios.vu.device]
 chunk_bytes = 200
@@ -40,8 +42,11 @@ RAMP_TOML = """
 [scenarios.vu]
 executor = "ramping-vus"
 start_vus = 0
-stages = [{ duration = "1s", target = 4 }, { duration = "1s", target = 4 }, { duration = "1s", target = 0 }]
-think_time = 0.5
+stages = [
+  { duration = "1s", target = 4 }, { duration = "1s", target = 4 },
+  { duration = "1s", target = 0 }, { duration = "1s", target = 0 },
+]
+think_time = 5.0
 graceful_ramp_down = "0s"
 graceful_stop = "0s"
 [scenarios.vu.device]
@@ -67,21 +72,18 @@ def test_iterations_cut_in_their_think_time_are_not_unanswered(
     assert api.run(api.load(cfg_file), out=run, workers=workers).exit_code == 0
     summary = _summary(run)
     cut = summary["scfleet"]["metrics"]["interrupted_iterations"]["count"]
-    asleep = summary["scfleet"]["state"]["cutInThinkTime"]
-    assert cut >= asleep >= 1  # k6's count keeps the sleeping VUs the stop cut
-    (row,) = summary["scfleet"]["stages"]["rows"]
-    assert (row["cut"], row["think_cut"]) == (cut - asleep, asleep), row
-    notes = " ".join(summary["scfleet"]["notes"])
-    assert f"vu: {asleep:,} iterations were cut by the graceful stop while sleeping" in notes
-    if cut > asleep:  # a loaded machine's slow answer was in flight: that one is judged
-        return
+    assert cut >= 1  # k6's count keeps the sleeping VUs the stop cut
     verdict = summary["scfleet"]["stages"]["scenarios"]["vu"]
     assert "in no figure" not in verdict["reason"], verdict
     assert "below" not in str(verdict["knee_label"]), verdict
+    (row,) = summary["scfleet"]["stages"]["rows"]
     assert row["thresholds_ok"] is True, row
+    assert "below 4 VUs" not in (run / "summary.txt").read_text()
+    asleep = summary["scfleet"]["state"]["cutInThinkTime"]
+    assert (row["cut"], row["think_cut"]) == (cut - asleep, asleep) == (0, cut), row
+    notes = " ".join(summary["scfleet"]["notes"])
+    assert f"vu: {cut:,} iterations were cut by the graceful stop while sleeping" in notes
     assert "a request they had in flight" not in notes, notes
-    text = (run / "summary.txt").read_text()
-    assert "below 4 VUs" not in text, text
 
 
 def _cut_summary(cut: int, think: int | None) -> dict[str, Any]:
@@ -118,16 +120,11 @@ def test_two_healthy_ramping_vus_runs_pass_the_gate(
     runs = [tmp_path / "base", tmp_path / "new"]
     for run in runs:
         assert api.run(api.load(cfg_file), out=run, workers=workers).exit_code == 0
-    states = [_summary(r)["scfleet"] for r in runs]
-    asleep = [s["state"]["cutInThinkTime"] for s in states]
-    cuts = [s["metrics"]["interrupted_iterations"]["count"] for s in states]
-    flight = [c - a for c, a in zip(cuts, asleep, strict=True)]
-    assert sum(asleep) >= 1  # the ramp-down cut sleeping VUs (k6 counts them)
+    cut = [_summary(r)["scfleet"]["metrics"]["interrupted_iterations"]["count"] for r in runs]
+    assert min(cut) >= 1  # the ramp-down cut sleeping VUs (k6 counts them)
     capsys.readouterr()
     code = cli.main(["compare", *map(str, runs), "--fail-on", "error_rate+0.5pp"])
     out = capsys.readouterr().out
-    if any(flight):  # a loaded machine's slow answer was in flight: that one is judged
-        assert f"({max(flight)} of " in out and code == 99, out
-        return
     assert "cut short" not in out, out
     assert code == 0, out
+    assert [_summary(r)["scfleet"]["state"]["cutInThinkTime"] for r in runs] == cut
