@@ -25,14 +25,17 @@ class VUExecutor(Protocol):
 
 
 async def _drain(tasks: set[asyncio.Task[None]], grace: float, events: ExecutorEvents) -> None:
-    """Give running iterations ``grace`` seconds, then cancel and count the rest."""
+    """Give running iterations ``grace`` seconds, then cancel and count the rest. One the
+    ramp-down already cancelled (and counted) may still be pending here: not counted again."""
     if tasks:
         _done, pending = await asyncio.wait(set(tasks), timeout=grace)
         if pending:
-            for t in pending:
+            fresh = [t for t in pending if not t.cancelling()]
+            for t in fresh:
                 t.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-            events.interrupted(len(pending))
+            if fresh:
+                events.interrupted(len(fresh))
 
 
 async def run_vus(
@@ -97,8 +100,10 @@ async def run_vus(
             now = loop.time()
             for idx, deadline in list(retire.items()):
                 if now >= deadline and idx in running:
-                    running[idx].cancel()
-                    events.interrupted(1)
+                    it = running[idx]
+                    if not it.done() and not it.cancelling():  # finished, or already cut
+                        it.cancel()
+                        events.interrupted(1)
                     retire.pop(idx, None)
 
     plan = ex.vu_changes()

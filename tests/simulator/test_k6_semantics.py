@@ -14,7 +14,7 @@ import math
 import pytest
 import vtime
 
-from simulator.config import PerVUIterations, RampingArrivalRate, Stage, parse_config
+from simulator.config import PerVUIterations, RampingArrivalRate, RampingVUs, Stage, parse_config
 from simulator.executors import arrival_offsets, expected_iterations, run_vus
 from simulator.http import FakeReply, FakeTransport, Request
 from simulator.run.runner import Environment
@@ -125,6 +125,40 @@ def test_per_vu_iterations_not_started_by_max_duration_are_dropped(
     assert ev.dropped_n == 12
     assert ev.interrupted_n == interrupted
     assert done == 8 - interrupted
+
+
+@pytest.mark.parametrize(("length", "graceful"), [(0.04, 0.01), (0.1, 0.05)])
+def test_an_iteration_cut_by_ramp_down_as_the_run_ends_counts_once(
+    length: float, graceful: float
+) -> None:
+    """A ramp to 0 VUs at the very end with no ramp-down grace: the ramp-down cancels the
+    iteration and the end's drain meets it still pending. One iteration is one interrupt."""
+    ex = RampingVUs(start_vus=1, stages=(Stage(length, 0),), graceful_ramp_down=0.0)
+    ev = _Events()
+    cut = 0
+
+    async def main() -> None:
+        async def iterate(dev: _Dev, scheduled: float) -> None:
+            nonlocal cut
+            try:
+                await asyncio.sleep(5.0)  # a think time that outlasts the run
+            except asyncio.CancelledError:
+                cut += 1
+                raise
+
+        await run_vus(
+            ex,
+            start=asyncio.get_running_loop().time(),
+            make_device=_Dev,
+            iterate=iterate,
+            events=ev,
+            stop=asyncio.Event(),
+            graceful_stop=graceful,
+        )
+
+    vtime.run_virtual(main())
+    assert cut == 1
+    assert ev.interrupted_n == cut
 
 
 def test_per_vu_iterations_that_finish_drop_nothing() -> None:
