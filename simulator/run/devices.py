@@ -612,12 +612,13 @@ class PythonDevices(Behaviour):
         now = time.perf_counter()
         sched_perf = scheduled + self.ctx.loop_to_perf
         user = self._users.get(dev.index)
-        step = "on_start"
+        step = "__init__"  # the note names the user's method that raised
         try:
             if user is None:
                 slot = _Slot(dev)
                 slot.sched = sched_perf
                 fresh = self._make(dev, slot)
+                step = "on_start"
                 await fresh.on_start()
                 user = self._users[dev.index] = fresh
             else:

@@ -343,3 +343,29 @@ def test_custom_trends_keep_floats_and_unthresholded_custom_metrics_are_k6_metri
     assert " unit_seen...." in text and "unit_score" in text and "min=0.25" in text
     page = (run.run_dir / "report.html").read_text()
     assert 'id="custom-metrics"' in page and "unit_seen" in page and "min=0.25" in page
+
+
+def test_a_device_whose_constructor_raises_is_reported_as_its_init(tmp_path: Path) -> None:
+    """The note names the method that raised: ``__init__``, not ``on_start`` (never reached)."""
+    import asyncio
+
+    from simulator.metrics import IntervalStats, Registry
+    from simulator.run.devices import RunContext, VirtualDevice, make_behaviour
+
+    device = """
+from simulator.userdevice import Device
+
+
+class Probe(Device):
+    def __init__(self):
+        super().__init__()
+        raise RuntimeError("no config")
+
+    async def iteration(self):
+        return None
+"""
+    cfg = api.load(write(tmp_path, device, SCENARIO.split("[thresholds]")[0]))
+    ctx = RunContext(Registry(), transport=None, bank=None, loop_to_perf=0.0)  # type: ignore[arg-type]
+    made = make_behaviour(cfg.scenarios[0], ctx, IntervalStats(), {})
+    asyncio.run(made.iterate(VirtualDevice(0), 0.0))
+    assert made.notes() == ["scenario probes: 1 × Probe.__init__ raised RuntimeError: no config"]
