@@ -16,32 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from answering import EMPTY_ON_FAILURE_DEVICE, answering
+from answering import run_empty_on_failure
 
-from scfleet import api
 from simulator.report import gate
 
 
 @pytest.mark.slow
 def test_empty_metrics_named_by_thresholds_are_zeros(tmp_path: Path) -> None:
-    (tmp_path / "dev.py").write_text(EMPTY_ON_FAILURE_DEVICE)
-    (tmp_path / "s.toml").write_text(
-        """
-[scenarios.up]
-executor = "constant-arrival-rate"
-rate = 5
-duration = "1s"
-pre_allocated_devices = 2
-[scenarios.up.device]
-kind = "python:dev.py:D"
-[thresholds]
-my_batch_bytes = ["p(95)<2000"]
+    out = run_empty_on_failure(
+        tmp_path,
+        """my_batch_bytes = ["p(95)<2000"]
 my_level = ["value<1"]
 "http_req_duration{expected_response:true}" = ["p(95)<500"]
-"""
+""",
     )
-    with answering(500, 0.0) as url:
-        out = api.run(api.load(tmp_path / "s.toml"), target=url, out=tmp_path / "r", workers=1)
     doc = json.loads((tmp_path / "r" / "summary.json").read_text())
     m = doc["metrics"]
     zeros = {"avg": 0, "min": 0, "med": 0, "max": 0, "p(90)": 0, "p(95)": 0}

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from answering import EMPTY_ON_FAILURE_DEVICE, answering
+from answering import answering, run_empty_on_failure
 
 from scfleet import api
 from simulator.metrics import Registry
@@ -72,23 +72,12 @@ def test_an_empty_sink_is_judged_as_k6_does(key: str, expr: str, ok: bool) -> No
 
 @pytest.mark.slow
 def test_a_custom_trend_left_empty_fails_its_lower_bound(tmp_path: Path) -> None:
-    (tmp_path / "dev.py").write_text(EMPTY_ON_FAILURE_DEVICE)
-    (tmp_path / "s.toml").write_text(
-        """
-[scenarios.up]
-executor = "constant-arrival-rate"
-rate = 5
-duration = "1s"
-pre_allocated_devices = 2
-[scenarios.up.device]
-kind = "python:dev.py:D"
-[thresholds]
-my_batch_bytes = ["avg>50", "p(95)<2000"]
+    out = run_empty_on_failure(
+        tmp_path,
+        """my_batch_bytes = ["avg>50", "p(95)<2000"]
 my_level = ["value>1"]
-"""
+""",
     )
-    with answering(500, 0.0) as url:
-        out = api.run(api.load(tmp_path / "s.toml"), target=url, out=tmp_path / "r", workers=1)
     got = {(r.threshold.metric, r.threshold.expr.source): r.ok for r in out.result.thresholds}
     assert got == {
         ("my_batch_bytes", "avg>50"): False,

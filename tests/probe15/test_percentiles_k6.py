@@ -13,10 +13,10 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from raw_http import loopback, read_request
 
 from scfleet import api
 from simulator.metrics.histogram import Histogram
@@ -60,50 +60,23 @@ def test_merged_and_flushed_histograms_agree() -> None:
     assert a.percentile(95) == pytest.approx(_k6_p([45_000.0] * 19 + [1e6], 95), rel=2e-3)
 
 
-@contextlib.contextmanager
-def _last_of_20_slow(hold: float) -> Iterator[str]:
+def _last_of_20_slow(hold: float) -> contextlib.AbstractContextManager[str]:
     """A keep-alive server answering every 20th upload after ``hold`` seconds."""
-    lsock = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
 
-    def serve(conn: socket.socket) -> None:
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
         n = 0
-        buf = b""
+        buf: bytes | None = b""
         with conn:
             while not stop.is_set():
-                while b"\r\n\r\n" not in buf:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    k, _, v = line.partition(b":")
-                    if k.strip().lower() == b"content-length":
-                        length = int(v)
-                while len(buf) < length:
-                    buf += conn.recv(65536)
-                buf = buf[length:]
+                buf = read_request(conn, buf)
+                if buf is None:
+                    return
                 n += 1
                 if n % 20 == 0:
                     time.sleep(hold)
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = lsock.accept()
-            except OSError:
-                return
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{lsock.getsockname()[1]}"
-    finally:
-        stop.set()
-        lsock.close()
+    return loopback(serve, threaded=True)
 
 
 @pytest.mark.slow

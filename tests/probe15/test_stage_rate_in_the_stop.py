@@ -14,11 +14,11 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from raw_http import loopback, read_request
 
 from scfleet import api
 from simulator.executors import StageWindow
@@ -71,51 +71,17 @@ def test_a_single_stage_answered_only_in_the_stop_does_not_claim_throughput_held
     assert "its 5 requests were answered only in the graceful stop" in a.reason, a.reason
 
 
-@contextlib.contextmanager
-def _one_at_a_time(service: float) -> Iterator[str]:
+def _one_at_a_time(service: float) -> contextlib.AbstractContextManager[str]:
     """Answers one request at a time, ``service`` s each, closing each connection."""
-    lsock = socket.create_server(("127.0.0.1", 0), backlog=256)
-    stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = lsock.accept()
-            except OSError:
-                return
-            with conn:
-                buf = b""
-                while b"\r\n\r\n" not in buf:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    buf += chunk
-                head, _, body = buf.partition(b"\r\n\r\n")
-                length = next(
-                    (
-                        int(v)
-                        for k, _, v in (ln.partition(b":") for ln in head.split(b"\r\n"))
-                        if k.strip().lower() == b"content-length"
-                    ),
-                    0,
-                )
-                while len(body) < length:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    body += chunk
-                time.sleep(service)
-                with contextlib.suppress(OSError):
-                    conn.sendall(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-                    )
+    def serve(conn: socket.socket, _stop: threading.Event) -> None:
+        with conn:
+            read_request(conn, b"")  # answered even when the peer closed early, as before
+            time.sleep(service)
+            with contextlib.suppress(OSError):
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{lsock.getsockname()[1]}"
-    finally:
-        stop.set()
-        lsock.close()
+    return loopback(serve, threaded=False, backlog=256)
 
 
 @pytest.mark.slow

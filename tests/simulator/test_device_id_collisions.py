@@ -11,28 +11,17 @@ import pathlib
 from typing import Any
 
 import pytest
+from id_scenarios import arrival as _arrival
+from id_scenarios import cli_refusal, refused
 
-from scfleet.cli import main
 from scfleet_core.errors import ConfigError
 from simulator.config import parse_config
 
 API_CLASS = "python:simulator.builtin_devices:IotUpload"
 
 
-def _arrival(devices: int = 5, **device: Any) -> dict[str, Any]:
-    return {
-        "executor": "constant-arrival-rate",
-        "rate": 10,
-        "duration": "3s",
-        "pre_allocated_devices": devices,
-        "device": {"kind": "iot_upload", **device},
-    }
-
-
 def _refused(scenarios: dict[str, Any]) -> str:
-    with pytest.raises(ConfigError) as err:
-        parse_config({"scenarios": scenarios}, "ids.toml")
-    text = str(err.value)
+    text = refused(scenarios, "ids.toml")
     assert text.startswith("ids.toml: scenarios.") and "\n" not in text
     return text
 
@@ -121,20 +110,12 @@ def test_the_rendered_sets_are_compared_exactly(monkeypatch: pytest.MonkeyPatch)
 def test_the_cli_refuses_it_on_one_line_with_exit_104(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "ids.toml"
-    path.write_text(
-        "".join(
-            f'[scenarios.{n}]\nexecutor = "constant-arrival-rate"\nrate = 10\n'
-            f'duration = "1s"\npre_allocated_devices = 5\n'
-            f'[scenarios.{n}.device]\nkind = "iot_upload"\nid_pattern = "{p}"\n'
-            for n, p in (("first", "esp32-{n:06d}"), ("second", "esp32-{n:06}"))
-        )
+    err = cli_refusal(
+        tmp_path / "ids.toml",
+        "1s",
+        {"first": 'id_pattern = "esp32-{n:06d}"\n', "second": 'id_pattern = "esp32-{n:06}"\n'},
+        capsys,
     )
-    code = main(["run", str(path)])
-    out, err = capsys.readouterr()
-    assert code == 104
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in out + err
-    assert str(path) in err and "'first'" in err and "'second'" in err
     assert "'esp32-000001'" in err
 
 

@@ -13,30 +13,17 @@ import pathlib
 from typing import Any
 
 import pytest
+from id_scenarios import arrival as _arrival
+from id_scenarios import cli_refusal, refused
 
 from scfleet import api
-from scfleet.cli import main
-from scfleet_core.errors import ConfigError
 from simulator.config import parse_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def _arrival(devices: int = 5, **device: Any) -> dict[str, Any]:
-    """10/s for 3 s over ``devices`` pre-allocated devices (IDs id_start .. +devices-1)."""
-    return {
-        "executor": "constant-arrival-rate",
-        "rate": 10,
-        "duration": "3s",
-        "pre_allocated_devices": devices,
-        "device": {"kind": "iot_upload", **device},
-    }
-
-
 def _refused(scenarios: dict[str, Any]) -> str:
-    with pytest.raises(ConfigError) as err:
-        parse_config({"scenarios": scenarios}, "two.toml")
-    return str(err.value)
+    return refused(scenarios, "two.toml")
 
 
 def test_the_default_ids_in_two_upload_scenarios_are_refused_naming_both_and_the_free_start() -> (
@@ -90,20 +77,7 @@ def test_disjoint_ranges_and_unsequenced_devices_load(b: dict[str, Any]) -> None
 def test_the_cli_says_so_on_one_line_with_exit_104(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "two.toml"
-    path.write_text(
-        "".join(
-            f'[scenarios.{n}]\nexecutor = "constant-arrival-rate"\nrate = 10\n'
-            f'duration = "3s"\npre_allocated_devices = 5\n'
-            f'[scenarios.{n}.device]\nkind = "iot_upload"\n'
-            for n in ("first", "second")
-        )
-    )
-    code = main(["run", str(path)])
-    out, err = capsys.readouterr()
-    assert code == 104
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in out + err
-    assert str(path) in err and "'first'" in err and "'second'" in err
+    err = cli_refusal(tmp_path / "two.toml", "3s", {"first": "", "second": ""}, capsys)
     assert "id_start = 6" in err
 
 

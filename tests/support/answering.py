@@ -9,6 +9,10 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from scfleet import api
+from scfleet.api import RunOutcome
 
 EMPTY_ON_FAILURE_DEVICE = """
 from simulator.userdevice import Device, Gauge, Trend
@@ -62,3 +66,24 @@ def answering(status: int, delay: float) -> Iterator[str]:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def run_empty_on_failure(tmp_path: Path, thresholds: str) -> RunOutcome:
+    """1 s at 5/s of ``EMPTY_ON_FAILURE_DEVICE`` against a server answering 500, with the
+    ``[thresholds]`` lines given; the run's files in ``tmp_path / "r"``."""
+    (tmp_path / "dev.py").write_text(EMPTY_ON_FAILURE_DEVICE)
+    (tmp_path / "s.toml").write_text(
+        """
+[scenarios.up]
+executor = "constant-arrival-rate"
+rate = 5
+duration = "1s"
+pre_allocated_devices = 2
+[scenarios.up.device]
+kind = "python:dev.py:D"
+[thresholds]
+"""
+        + thresholds
+    )
+    with answering(500, 0.0) as url:
+        return api.run(api.load(tmp_path / "s.toml"), target=url, out=tmp_path / "r", workers=1)
