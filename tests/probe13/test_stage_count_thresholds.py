@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from stage_ticks import tick
+
 from simulator.executors import StageWindow
 from simulator.report.stages import StageRecorder, stage_table
 
@@ -21,22 +23,7 @@ WINDOWS = {
 
 
 def _tick(t: float, requests: int, dropped: int = 0) -> dict[str, Any]:
-    sc = {
-        "requests": requests,
-        "failed": 0,
-        "dropped": dropped,
-        "iterations": requests,
-        "sent": 0,
-        "received": 0,
-        "rps": float(requests),
-        "active": 3,
-        "p50_ms": 10.0,
-        "p95_ms": 20.0,
-        "p99_ms": 30.0,
-        "max_ms": 40.0,
-        "avg_ms": 12.0,
-    }
-    return {"t": t, "span": 1.0, "scenarios": {"s": sc}, "active": 3}
+    return tick(t, requests, dropped=dropped)
 
 
 TIMELINE = [_tick(1, 10, 5), _tick(2, 10, 5), _tick(3, 10, 5), _tick(4, 10, 5)]  # 40 requests

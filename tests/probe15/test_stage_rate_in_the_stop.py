@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from raw_http import loopback, read_request
+from stage_ticks import tick
 
 from scfleet import api
 from simulator.executors import StageWindow
@@ -33,22 +34,7 @@ WINDOWS = {
 
 
 def _tick(t: float, requests: int, p95: float = 10.0) -> dict[str, Any]:
-    sc = {
-        "requests": requests,
-        "failed": 0,
-        "dropped": 0,
-        "iterations": requests,
-        "sent": 0,
-        "received": 0,
-        "rps": float(requests),
-        "active": 3,
-        "p50_ms": p95,
-        "p95_ms": p95,
-        "p99_ms": p95,
-        "max_ms": p95,
-        "avg_ms": p95,
-    }
-    return {"t": t, "span": 1.0, "scenarios": {"s": sc}, "active": 3}
+    return tick(t, requests, ms=(p95, p95, p95, p95, p95))
 
 
 def test_a_stage_answered_only_in_the_stop_is_a_cliff_not_its_full_rate() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from stage_ticks import tick
 
 from simulator.executors import StageWindow
 from simulator.metrics import Histogram, IntervalStats
@@ -203,25 +204,6 @@ def hist_of(*ms: float) -> Histogram:
     for v in ms:
         h.record(int(v * 1000))
     return h
-
-
-def tick(t: float, requests: int, failed: int = 0, **extra: Any) -> dict[str, Any]:
-    sc = {
-        "requests": requests,
-        "failed": failed,
-        "dropped": 0,
-        "iterations": requests,
-        "sent": 0,
-        "received": 0,
-        "rps": float(requests),
-        "active": 3,
-        "p50_ms": 10.0,
-        "p95_ms": 20.0,
-        "p99_ms": 30.0,
-        "max_ms": 40.0,
-        "avg_ms": 12.0,
-    }
-    return {"t": t, "span": 1.0, "scenarios": {"s": sc}, "active": 3, **extra}
 
 
 WINDOWS = {

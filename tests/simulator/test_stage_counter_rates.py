@@ -10,7 +10,7 @@ duration (where the run's rate is already broken, the stage fails), a lower boun
 
 from __future__ import annotations
 
-from typing import Any
+from stage_ticks import tick as _tick
 
 from simulator.executors import StageWindow
 from simulator.report.stages import StageRecorder, stage_table
@@ -21,25 +21,6 @@ WINDOWS = {
         StageWindow("s", 1, 2.0, 4.0, 20, 20, "iters/s"),
     ]
 }
-
-
-def _tick(t: float, requests: int) -> dict[str, Any]:
-    sc = {
-        "requests": requests,
-        "failed": 0,
-        "dropped": 0,
-        "iterations": requests,
-        "sent": 0,
-        "received": 0,
-        "rps": float(requests),
-        "active": 3,
-        "p50_ms": 10.0,
-        "p95_ms": 20.0,
-        "p99_ms": 30.0,
-        "max_ms": 40.0,
-        "avg_ms": 12.0,
-    }
-    return {"t": t, "span": 1.0, "scenarios": {"s": sc}, "active": 3}
 
 
 # 5/s for 2 s, then 20/s for 2 s: 50 requests in a 4 s run, the run's rate 12.5/s
