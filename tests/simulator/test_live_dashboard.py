@@ -49,6 +49,11 @@ chunk_bytes = 2000
 http_req_failed = ["rate<0.01"]
 """
 CHARTS = {"latency", "rps", "errors", "active", "cpu", "memory"}
+# The live test's run must outlast Chromium's start and three page updates on a loaded CI
+# machine: at 16 s it once ended first (CI, 2026-12-02), so its last stage runs 30 s.
+LIVE_SCENARIO = SCENARIO.replace(
+    '{ duration = "8s", target = 20 }', '{ duration = "30s", target = 20 }'
+)
 
 
 def _flags(tmp: pathlib.Path) -> list[str]:
@@ -170,7 +175,8 @@ def _wait_up(url: str, deadline: float) -> None:
 @needs_chromium
 def test_live_page_updates_during_a_run(tmp_path: pathlib.Path, free_port: int) -> None:
     cfg = tmp_path / "up.toml"
-    cfg.write_text(SCENARIO)
+    cfg.write_text(LIVE_SCENARIO)
+    assert LIVE_SCENARIO != SCENARIO
     base = f"http://127.0.0.1:{free_port}/"
     proc = subprocess.Popen(
         [sys.executable, "-m", "scfleet", "run", str(cfg), "--quiet", "--out"]
