@@ -111,16 +111,21 @@ def parse_expression(text: str) -> ThresholdExpr:
 
 
 def parse_metric_key(key: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """``name{tag:value,...}`` as k6 reads it (``ParseMetricName``, ``AddSubmetric``): spaces
+    around a key or value go, and so do quotes (``{method:"POST"}`` is ``method`` ``POST``);
+    a tag with no value is refused. Read verbatim, a quoted value matched no sample and its
+    threshold passed where k6's failed (exit 0 against k6's 99)."""
     m = _METRIC.match(key.strip())
     if not m:
         raise ValueError(f"bad metric name {key!r}: expected 'name' or 'name{{tag:value}}'")
     tags: list[tuple[str, str]] = []
-    if m.group("tags"):
+    if m.group("tags") is not None:
         for part in m.group("tags").split(","):
-            if ":" not in part:
+            k, sep, v = part.partition(":")
+            k, v = k.strip().strip("\"'"), v.strip().strip("\"'")
+            if not sep or not k or not v:
                 raise ValueError(f"bad tag filter {part.strip()!r} in {key!r}: expected tag:value")
-            k, v = part.split(":", 1)
-            tags.append((k.strip(), v.strip()))
+            tags.append((k, v))
     return m.group("name"), tuple(sorted(tags))
 
 
