@@ -25,9 +25,13 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "===": operator.eq,
     "!=": operator.ne,
 }
+#: A finite number as k6 reads one (Go's ``strconv.ParseFloat``): ``.01``, ``5.``, ``+5``,
+#: ``1e+3`` (``rate<.01`` was refused, exit 104, where k6 ran). Not ``Inf``/``NaN``, hex or
+#: ``1_000``, which k6 also takes: no one means them, and NaN is no JSON (``inspect --json``).
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _EXPR = re.compile(
-    r"^\s*(?P<agg>avg|min|max|med|count|rate|value|p\(\s*(?P<pct>\d+(?:\.\d+)?)\s*\))\s*"
-    r"(?P<op>===|==|!=|<=|>=|<|>)\s*(?P<value>-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*$"
+    r"^\s*(?P<agg>avg|min|max|med|count|rate|value|p\(\s*(?P<pct>" + _NUMBER + r")\s*\))\s*"
+    r"(?P<op>===|==|!=|<=|>=|<|>)\s*(?P<value>" + _NUMBER + r")\s*$"
 )
 _METRIC = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\{(?P<tags>[^{}]*)\})?$")
 
