@@ -550,9 +550,16 @@ def _output(t: _Table) -> OutputConfig:
         if not isinstance(s, str) or len(s) > 16:
             raise t.error("summary_trend_stats", f"unknown statistic {_show(s)}")
         try:
-            parse_expression(f"{s}<1")
+            agg = parse_expression(f"{s}<1").aggregation
         except ValueError:
-            raise t.error("summary_trend_stats", f"unknown statistic {s!r}") from None
+            agg = ""
+        # k6's GetResolversForTrendColumns: avg min med max count p(N), nothing else ('rate'
+        # passed here and the summary raised after the run, a traceback and no summary.json)
+        if agg != s or not (agg in ("avg", "min", "med", "max", "count") or agg.startswith("p(")):
+            raise t.error(
+                "summary_trend_stats",
+                f"unknown statistic {_show(s)} (use avg, min, med, max, count or p(N))",
+            )
     oc = OutputConfig(summary_trend_stats=tuple(stats), out_dir=t.optional_string("out_dir"))
     t.finish()
     return oc
