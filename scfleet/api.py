@@ -70,6 +70,10 @@ class RunOutcome:
     folder: RunData | None = None  # None only when the report could not be built
     #: ``linger``: the live outputs still serving the final values (``close_live`` ends them)
     live: tuple[Any, ...] = ()
+    #: why the run folder asked for could not be written (``PATH: reason``; disk full, the
+    #: folder gone): the results are then in ``run_dir``, a new folder in the temp dir, or,
+    #: with no ``files``, nowhere but in memory
+    unwritten: str | None = None
 
     def close_live(self) -> None:
         """Close what ``linger`` kept open (``--out prometheus=``); a no-op otherwise."""
@@ -78,8 +82,11 @@ class RunOutcome:
     @property
     def exit_code(self) -> int:
         """The code ``scfleet run`` exits with for this result (``scfleet_core.errors``)."""
-        if self.result.error:
+        if self.result.error or (self.unwritten and self._run_code() == EXIT_OK):
             return EXIT_ENGINE
+        return self._run_code()
+
+    def _run_code(self) -> int:
         if (self.result.interrupted or self.result.signalled) and not self.result.aborted:
             return EXIT_INTERRUPTED
         return EXIT_OK if self.result.thresholds_ok else EXIT_THRESHOLDS_FAILED
@@ -282,8 +289,36 @@ def _run_claimed(
     if cluster is not None:
         record["cluster"] = cluster.record()
         result.notes.extend(n for n in cluster.notes() if n not in result.notes)
-    files, folder = write_run_model(result, run_dir, record)
+    try:
+        files, folder = write_run_model(result, run_dir, record)
+    except OSError as exc:
+        return _written_elsewhere(result, run_dir, record, exc)
     return RunOutcome(result, run_dir, files, folder)
+
+
+def _written_elsewhere(
+    result: RunResult, run_dir: Path, record: dict[str, Any], exc: OSError
+) -> RunOutcome:
+    """The run folder could not be written (disk full, the folder removed or made a file):
+    the results go to a new folder in the temp dir, or, failing that too, stay in memory
+    (the CLI prints the summary from there); ``unwritten`` says why either way. Before, the
+    ``OSError`` ended ``scfleet run`` in a traceback with every figure lost."""
+    import tempfile
+
+    from simulator.report.output import write_run_model
+
+    reason = "exists and is not a folder" if isinstance(exc, FileExistsError) else exc.strerror
+    why = f"{exc.filename or run_dir}: {reason or exc}"
+    try:
+        elsewhere = Path(tempfile.mkdtemp(prefix=f"scfleet-{run_dir.name}-"))
+        try:
+            files, folder = write_run_model(result, elsewhere, record)
+        except OSError:
+            shutil.rmtree(elsewhere, ignore_errors=True)
+            raise
+    except OSError:
+        return RunOutcome(result, run_dir, unwritten=why)
+    return RunOutcome(result, elsewhere, files, folder, unwritten=why)
 
 
 def resolve_workers(workers: int | str, cfg: RunConfig | None = None) -> int:

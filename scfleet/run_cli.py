@@ -305,14 +305,26 @@ def _report(
     import time
 
     result, run_dir = outcome.result, outcome.run_dir
-    if export is not None:
+    if export is not None and "summary.json" in outcome.files:
         try:
             export.write_bytes(outcome.files["summary.json"].read_bytes())
         except OSError as exc:
             sys.stderr.write(f"scfleet: --summary-export {export}: {exc.strerror or exc}\n")
-    sys.stdout.write(outcome.files["summary.txt"].read_text())
-    sys.stdout.write(f"\n  run folder: {run_dir}\n")
+    if "summary.txt" in outcome.files:
+        sys.stdout.write(outcome.files["summary.txt"].read_text())
+        sys.stdout.write(f"\n  run folder: {run_dir}\n")
+    else:  # nothing could be written: the figures live on in the terminal, at least
+        from simulator.report.output import summary_text_of
+
+        sys.stdout.write(summary_text_of(result))
     sys.stdout.flush()
+    if outcome.unwritten:
+        where = (
+            f"the results are in {run_dir} instead"
+            if outcome.files
+            else "the results were not written (the summary above is all there is)"
+        )
+        sys.stderr.write(f"scfleet: cannot write the run folder ({outcome.unwritten}); {where}\n")
     if result.error:
         sys.stderr.write(f"scfleet: run ended early: {result.error} (results in {run_dir})\n")
     if signals.received and outcome.exit_code != EXIT_ENGINE:

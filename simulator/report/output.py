@@ -151,15 +151,7 @@ def write_run_model(
         paths["stages.json"] = run_dir / "stages.json"
         paths["stages.json"].write_text(json.dumps(recorder.to_dict()))
     try:
-        data: RunData | None = model_of(
-            run_dir,
-            summary,
-            json.loads(timeline_text),
-            json.loads(config_text),
-            recorder if recorder is not None else StageRecorder.for_config(result.config),
-            describe_scenarios(result.config),
-            len(result.devices),
-        )
+        data: RunData | None = _model(result, run_dir, summary, timeline_text, config_text)
     except Exception as exc:  # noqa: BLE001 - the measured data is written regardless
         _reports_not_written(run_dir, exc)
         data = None
@@ -175,6 +167,33 @@ def write_run_model(
     except Exception as exc:  # noqa: BLE001 - the measured data is already on disk
         _reports_not_written(run_dir, exc)
     return paths, data
+
+
+def _model(
+    result: RunResult, run_dir: Path, summary: dict[str, Any], timeline_text: str, config_text: str
+) -> RunData:
+    recorder = result.stage_recorder
+    return model_of(
+        run_dir,
+        summary,
+        json.loads(timeline_text),
+        json.loads(config_text),
+        recorder if recorder is not None else StageRecorder.for_config(result.config),
+        describe_scenarios(result.config),
+        len(result.devices),
+    )
+
+
+def summary_text_of(result: RunResult) -> str:
+    """summary.txt's text, stage table included when it can be built, from memory alone: what
+    a run whose folder could not be written prints, so its figures and verdict are not lost."""
+    from simulator.report.build import summary_text
+
+    summary = json.loads(json.dumps(summary_dict(result), default=str))
+    try:
+        return summary_text(_model(result, Path(), summary, json.dumps(result.timeline), "{}"))
+    except Exception:  # noqa: BLE001 - the figures without the stage table, then
+        return render_text(result) + "\n"
 
 
 def _reports_not_written(run_dir: Path, exc: Exception) -> None:
