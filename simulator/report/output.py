@@ -361,8 +361,9 @@ class RunStream:
         with contextlib.suppress(OSError), open(self.path, encoding="utf-8") as fh:
             for line in fh:
                 at = line.find(',"point":', 0, 80)
-                if not line.startswith('{"type":"tick"') or at < 0:
-                    continue
+                if not line.startswith('{"type":"tick"') or at < 0 or not line.endswith("\n"):
+                    continue  # a line without its end is the write that failed: its point
+                    # may be whole, but it is among the unwritten ones already
                 try:
                     point, _end = decode(line, at + len(',"point":'))
                 except ValueError:
