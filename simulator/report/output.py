@@ -453,6 +453,16 @@ def read_stream_end(
     run_dir: Path,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
     """(start line, tick lines, end line or None) of a run folder's stream."""
+    start, ticks, end, _damaged = read_stream_lines(run_dir)
+    return start, ticks, end
+
+
+def read_stream_lines(
+    run_dir: Path,
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None, list[int]]:
+    """(start line, tick lines, end line or None, numbers of the damaged lines) of a run
+    folder's stream. A torn last line is the write a kill cut, not damage; a line that is not
+    JSON with a line after it is: the second it held is in no figure."""
     path = run_dir / STREAM
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -465,12 +475,17 @@ def read_stream_end(
     start: dict[str, Any] | None = None
     end: dict[str, Any] | None = None
     ticks = []
-    for line in text.splitlines():
+    damaged: list[int] = []
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
         try:
             obj = json.loads(line)
         except ValueError:
-            continue  # the line being written when the run was killed
+            if any(rest.strip() for rest in lines[number:]):
+                damaged.append(number)
+            continue  # else the line being written when the run was killed
         if not isinstance(obj, dict):
+            damaged.append(number)
             continue
         if obj.get("type") == "start" and start is None:
             start = obj
@@ -480,7 +495,7 @@ def read_stream_end(
             end = obj
     if start is None or not isinstance(start.get("effective"), dict):
         raise ConfigError("no start line: not a run stream", source=str(path))
-    return start, ticks, end
+    return start, ticks, end, damaged
 
 
 def rebuild_run(run_dir: Path) -> dict[str, Path]:
@@ -492,7 +507,7 @@ def rebuild_run(run_dir: Path) -> dict[str, Path]:
     from simulator.metrics import Registry
     from simulator.run.runner import RunResult, threshold_results
 
-    start, ticks, end = read_stream_end(run_dir)
+    start, ticks, end, damaged = read_stream_lines(run_dir)
     effective = start["effective"]
     source = str(effective.get("source", "<run>"))
     try:
@@ -531,13 +546,19 @@ def rebuild_run(run_dir: Path) -> dict[str, Path]:
             f"rebuilt by scfleet report from {STREAM}: the run did not finish; "
             f"{len(ticks)} ticks ({duration:.0f}s) were recorded, per-device rows were not"
         )
+    if damaged:  # a second in no figure: the rebuild is not the whole run, whatever it says
+        shown = ", ".join(str(n) for n in damaged[:5]) + (", …" if len(damaged) > 5 else "")
+        notes.append(
+            f"{STREAM} is damaged (line{'s' if len(damaged) > 1 else ''} {shown} not a "
+            "record): what it held is in no figure, so the run is counted as unfinished"
+        )
     result = RunResult(
         config=cfg,
         registry=reg,
         timeline=timeline,
         started_at=started,
         duration=duration,
-        interrupted=True if end is None else bool(end.get("interrupted")),
+        interrupted=True if end is None or damaged else bool(end.get("interrupted")),
         aborted=None if end is None else end.get("aborted"),
         error=None if end is None else end.get("error"),
         thresholds=threshold_results(cfg, reg, duration),
