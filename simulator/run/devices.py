@@ -346,9 +346,12 @@ class IotUpload(Behaviour):
         scheduled: float,
         finished: Callable[[], None],
         count: bool = True,
+        waiter: asyncio.Future[None] | None = None,
     ) -> None:
         """Write the upload now and record it from the transport's callback (the hot path).
-        ``count=False``: the caller ends the iteration itself (after the think time)."""
+        ``count=False``: the caller ends the iteration itself (after the think time).
+        ``waiter``: the future a looping VU's iteration awaits; once cancelled (a graceful
+        stop or ramp-down cut the iteration), the reply is recorded nowhere, as in k6."""
         if count and self.think_time > 0:  # the sleep belongs to the iteration: one task each
             self._tasks.start(dev, scheduled, finished)
             return
@@ -361,7 +364,7 @@ class IotUpload(Behaviour):
         now = time.perf_counter()
 
         def done(resp: Response) -> None:
-            if not self.closed:
+            if not self.closed and (waiter is None or not waiter.cancelled()):
                 dev.requests += 1
                 if self.record(self._rec, resp, sched_perf):
                     dev.failed += 1
@@ -385,7 +388,10 @@ class IotUpload(Behaviour):
 
         think = self.think_time > 0
         started = time.perf_counter()
-        self.start(dev, scheduled, finished, count=not think)
+        # a cut cancels ``fut`` (the task awaits it); the request stays with the transport,
+        # whose late reply (or 'closed-before-answer' as the run closed it) was recorded as
+        # a request and a complete iteration beside the interrupted one
+        self.start(dev, scheduled, finished, count=not think, waiter=fut)
         await fut
         if think:
             await self.end_iteration(started, scheduled + self.ctx.loop_to_perf)
