@@ -36,6 +36,9 @@ _MAX_HEAD = 64 * 1024
 _BUFFERS = (bytes, memoryview)  # a tuple: ``bytes | memoryview`` builds a union per call
 
 
+_LENGTH = b"\r\ncontent-length:"
+
+
 def _header_value(lower_head: bytes, needle: bytes) -> bytes | None:
     """The (stripped) value of the first header in a lower-cased response head whose line
     starts with ``needle`` (``b"\r\nname:"``, a constant: no concatenation per reply)."""
@@ -220,18 +223,21 @@ class _Conn(asyncio.Protocol):
             self.reply = _Reply()
             self.reply.first_byte = reply.first_byte
             return
-        length = _header_value(lower, b"\r\ncontent-length:")
+        length = _header_value(lower, _LENGTH)
         if b"\r\ntransfer-encoding:" in lower and b"chunked" in (
             _header_value(lower, b"\r\ntransfer-encoding:") or b""
         ):
             self.need = -2
         elif length is not None:
-            try:
-                self.need = int(length)
-            except ValueError:
-                raise _BadResponse("bad Content-Length") from None
-            if self.need < 0:  # would read as one of the framing states above
+            # ASCII digits only (int() takes "+2" and "1_0"; a negative one would read as one
+            # of the framing states above), and no second Content-Length that disagrees: Go's
+            # net/http (so k6) and aiohttp refuse both; the first one alone counted ok
+            again = lower.find(_LENGTH, lower.find(_LENGTH) + 2)
+            if not length.isdigit() or (
+                again >= 0 and _header_value(lower[again:], _LENGTH) != length
+            ):
                 raise _BadResponse("bad Content-Length")
+            self.need = int(length)
         elif reply.status in (204, 304) or self._head_request:
             self.need = 0
         else:
