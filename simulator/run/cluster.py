@@ -418,6 +418,17 @@ class RayChannel:
         with contextlib.suppress(Exception):  # a dead actor is reported by the poll
             self.actor.control.remote(msg)
 
+    def end_hung(self) -> None:
+        """``ray.kill`` is a call to the cluster: made off the loop. The poll then finds the
+        actor dead and reports it gone."""
+        ray = _ray()
+
+        def kill() -> None:
+            with contextlib.suppress(Exception):  # gone already: the poll says so
+                ray.kill(self.actor, no_restart=True)
+
+        threading.Thread(target=kill, name=f"scfleet-ray-kill-{self.where}", daemon=True).start()
+
     async def close(self, deadline: float) -> None:
         ray = _ray()
 

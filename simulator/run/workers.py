@@ -312,6 +312,11 @@ class WorkerChannel(Protocol):
         """Wait until ``deadline`` (loop time) for the worker to end, then end it; free it."""
         ...
 
+    def end_hung(self) -> None:
+        """End a worker that went silent mid-run (:data:`HUNG_AFTER`) without waiting: its
+        channel then reports it gone, as for one that died."""
+        ...
+
 
 class WorkerLauncher(Protocol):
     """Starts one worker per job and hands back their channels, in job order."""
@@ -835,6 +840,9 @@ class PipeChannel:
         with contextlib.suppress(OSError, ValueError):
             self.conn.send(msg)
 
+    def end_hung(self) -> None:
+        self.proc.kill()  # SIGKILL ends a stopped process too; its pipe then closes
+
     def kill(self) -> None:
         """End a worker whose run never began (a held signal during the spawn, a run given
         up before its start): nothing of it is waited for but its exit."""
@@ -1333,16 +1341,16 @@ class WorkerPool:
         self._ticked.set()
 
     def _kill_hung(self) -> None:
-        """Kill every local worker silent for :data:`HUNG_AFTER` before its run was over (a
-        stopped process, a device blocking its loop): the run then ends as for a dead one.
-        Before, the coordinator waited for its final report forever."""
+        """Kill every worker, local or a Ray actor, silent for :data:`HUNG_AFTER` before its
+        run was over (a stopped process, a device blocking its loop): the run then ends as
+        for a dead one. Before, the coordinator waited for its final report forever (a Ray
+        actor's poll answers from another thread while its loop is blocked)."""
         now = asyncio.get_running_loop().time()
         for k in self._running():
-            channel = self._channels[k]
-            if k in self._ending or not isinstance(channel, PipeChannel):
+            if k in self._ending:
                 continue
             if now - self._heard.get(k, now) >= HUNG_AFTER:
-                channel.proc.kill()  # SIGKILL ends a stopped process too; its pipe then closes
+                self._channels[k].end_hung()
                 self._lost(k, f"sent nothing for {HUNG_AFTER:.0f} s (hung): killed")
 
     def _receive(self, k: int, msg: WorkerMessage) -> None:

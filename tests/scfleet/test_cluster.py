@@ -538,6 +538,95 @@ def test_a_dead_actor_is_named_and_the_run_ends_with_103(
     assert not _workers(cluster)
 
 
+BLOCKER = """
+import time
+
+from simulator.userdevice import Device
+
+
+class Blocker(Device):
+    \"\"\"Device 0 blocks its worker's event loop after two uploads, as user code that calls
+    a blocking API does; the others upload on.\"\"\"
+
+    audio_bytes = 32000
+
+    async def on_start(self) -> None:
+        self.seq = 0
+
+    async def iteration(self) -> None:
+        if self.index == 0 and self.seq >= 2:
+            time.sleep(600)
+        await self.client.post(
+            "/api/esp32/audio/upload",
+            data=self.audio.chunk(self.seq),
+            headers={"X-Device-ID": self.device_id, "X-Sample-Rate": "16000",
+                     "X-Sequence": str(self.seq)},
+        )
+        self.seq += 1
+"""
+
+BLOCKING = """
+[scenarios.up]
+executor = "constant-arrival-rate"
+rate = 8
+time_unit = "1s"
+duration = "20s"
+pre_allocated_devices = 8
+max_devices = 8
+
+[scenarios.up.device]
+kind = "python:blocker.py:Blocker"
+"""
+
+
+@pytest.mark.slow
+@needs_ray
+@pytest.mark.timeout(400)
+def test_an_actor_whose_loop_is_blocked_is_killed_named_and_the_result_written(
+    cluster: Any, tmp_path: pathlib.Path
+) -> None:
+    """A device that blocks its actor's event loop: the actor's poll still answers (another of
+    its threads), so only silence tells. Before, the coordinator waited for the actor's final
+    report forever (the local workers' watchdog, e39fb93, skipped Ray channels)."""
+    from simulator.run import workers
+
+    (tmp_path / "blocker.py").write_text(BLOCKER)
+    cfg = tmp_path / "blocking.toml"
+    cfg.write_text(BLOCKING)
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scfleet", "run", str(cfg), "--out", str(out), "--quiet"]
+        + ["--cluster", cluster.gcs, "--workers", "2"],
+        cwd=ROOT,
+        env=cluster.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_ticks(proc, out, 3)
+        try:
+            _stdout, stderr = proc.communicate(timeout=workers.HUNG_AFTER + 60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(
+                f"the run still waits for the blocked actor {workers.HUNG_AFTER + 60:.0f} s on"
+            )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 103, stderr
+    assert "Traceback" not in stderr, stderr
+    line = next(x for x in stderr.splitlines() if "run ended early" in x)
+    assert "actor " in line and "hung" in line, line
+    summary = json.loads((out / "summary.json").read_text())  # what was merged is written
+    assert summary["metrics"]["http_reqs"]["count"] >= 10
+    deadline = time.time() + 30
+    while _workers(cluster) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not _workers(cluster)
+
+
 @pytest.mark.slow
 @needs_ray
 def test_sigterm_stops_every_actor_and_writes_the_merged_result(
