@@ -27,14 +27,18 @@ from simulator.run.devices import Behaviour, RunContext
 HOLD = 0.5
 
 
-async def _server() -> asyncio.Server:
-    """200 ``ok``, keep-alive; a request for ``/slow`` is answered after :data:`HOLD`."""
+async def _server(freed: list[float] | None = None) -> asyncio.Server:
+    """200 ``ok``, keep-alive; a request for ``/slow`` is answered after :data:`HOLD`, its
+    answer's time (perf_counter) appended to ``freed``: a request that waits for /slow's
+    connection is sent, answered and read after it."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while head := await reader.readuntil(b"\r\n\r\n"):
                 if head.startswith(b"GET /slow"):
                     await asyncio.sleep(HOLD)
+                    if freed is not None:
+                        freed.append(time.perf_counter())
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -78,8 +82,14 @@ async def test_a_wait_for_a_freed_connection_is_blocked_not_duration(
 ) -> None:
     """The only connection is busy for HOLD s (/slow); a second request waits for it (its
     own dial held) and is answered at once. Its duration and waiting hold nothing of HOLD;
-    its blocked time is ~HOLD. Before: http_req_duration ~HOLD (the wait)."""
-    srv = await _server()
+    its blocked time is ~HOLD. Before: http_req_duration ~HOLD (the wait).
+
+    Duration and waiting are bounded by the time from /slow's answer (the connection freed) to
+    the waiting request's answer (``after``), not by a fixed HOLD / 2: a busy machine that
+    stalls this process mid-exchange no longer fails it, while a duration holding the wait
+    still exceeds ``after`` by ~HOLD."""
+    freed: list[float] = []
+    srv = await _server(freed)
     tr = FastTransport(_url(srv), timeout=10.0)
     await tr.start()
     slow: list[Response] = []
@@ -97,12 +107,14 @@ async def test_a_wait_for_a_freed_connection_is_blocked_not_duration(
         monkeypatch.setattr(tr, "_connect", held)
         tr.submit(Request("GET", "/fast"), got.append)  # waits for /slow's connection
         await _until(lambda: got, "the waiting request was not served")
+        after = time.perf_counter() - freed[0]
+        bound = after * 1.01 + 1e-3  # the histogram's rounding (< 0.1 %), 1 µs units
         resp = got[0]
         assert resp.status == 200 and resp.connecting == 0.0
         assert resp.blocked > HOLD * 0.8, resp
         m = _recorded(got)
-        assert m["http_req_duration"] < HOLD / 2, m
-        assert m["http_req_waiting"] < HOLD / 2, m
+        assert m["http_req_duration"] <= bound, (m, after)
+        assert m["http_req_waiting"] <= bound, (m, after)
         assert m["http_req_blocked"] > HOLD * 0.8, m  # k6's name for the wait
     finally:
         dial_go.set()
@@ -150,20 +162,26 @@ async def test_a_wait_for_a_paced_dial_is_blocked_not_duration() -> None:
 async def test_aiohttp_a_wait_for_the_pool_is_blocked_not_duration() -> None:
     """aiohttp with one connection at most: /slow holds it HOLD s, a second request queues for
     it (the connector's limit) and is answered at once on it. Its duration and waiting hold
-    nothing of HOLD; its blocked time is ~HOLD. Before: blocked 0, duration ~HOLD."""
-    srv = await _server()
+    nothing of HOLD; its blocked time is ~HOLD. Before: blocked 0, duration ~HOLD.
+
+    Duration and waiting are bounded by the time from /slow's answer to /fast's (``after``),
+    as in the fast transport's test above, not by a fixed HOLD / 2."""
+    freed: list[float] = []
+    srv = await _server(freed)
     tr = AiohttpTransport(_url(srv), timeout=10.0, limit=1)
     await tr.start()
     try:
         slow = asyncio.ensure_future(tr.send(Request("GET", "/slow")))
         await asyncio.sleep(0.05)  # /slow has the only connection
         resp = await tr.send(Request("GET", "/fast"))
+        after = time.perf_counter() - freed[0]
+        bound = after * 1.01 + 1e-3  # the histogram's rounding (< 0.1 %), 1 µs units
         assert (await slow).status == 200
         assert resp.status == 200 and resp.connecting == 0.0, resp  # /slow's, reused
         assert resp.blocked > HOLD * 0.8, resp
         m = _recorded([resp])
-        assert m["http_req_duration"] < HOLD / 2, m
-        assert m["http_req_waiting"] < HOLD / 2, m
+        assert m["http_req_duration"] <= bound, (m, after)
+        assert m["http_req_waiting"] <= bound, (m, after)
         assert m["http_req_blocked"] > HOLD * 0.8, m
     finally:
         await tr.close()
