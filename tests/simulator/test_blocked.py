@@ -276,26 +276,38 @@ async def _slow_connect_server(
 @pytest.mark.parametrize("kind", ["fast", "aiohttp"])
 async def test_a_slow_connect_is_connecting_not_duration(kind: str) -> None:
     """A connect that takes ~1 s (a dropped SYN) is connecting, on either transport: the
-    duration and waiting hold none of it. Before: aiohttp's duration ~1 s, connecting 0."""
+    duration and waiting hold none of it. Before: aiohttp's duration ~1 s, connecting 0.
+
+    The connect completes only once the server serves (its accept queue is full until then),
+    so the exchange lies between ``serving`` and the answer and the dial began before
+    ``serving``: duration and waiting are bounded by the time from ``serving`` to the answer
+    and blocked by the time from the call to ``serving``, not by a fixed 0.2 s that a busy
+    machine's stall of this process breaks. A duration or blocked time holding the dial still
+    exceeds its bound by the SYN's retransmit wait (~0.8 s)."""
     handlers: set[asyncio.Task[object]] = set()
     srv, filler = await _slow_connect_server(handlers)
     url = f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
     tr = _transport(kind, url)
     await tr.start()
     try:
+        called = time.perf_counter()
         sent = asyncio.ensure_future(tr.send(Request("GET", "/a")))
         await asyncio.sleep(0.2)  # its SYN dropped; then the queue drains
+        serving = time.perf_counter()
         await srv.start_serving()
-        resp = await asyncio.wait_for(sent, 5.0)
+        # a loaded machine may miss the first retransmit (~1 s) and wait for the next (~3 s)
+        resp = await asyncio.wait_for(sent, 30.0)
+        after = time.perf_counter() - serving
     finally:
         await tr.close()
         filler.close()
         srv.close()
         await srv.wait_closed()
         await asyncio.wait(handlers, timeout=2.0)  # each sees its client's close
+    bound = after * 1.01 + 1e-3  # the histogram's rounding (< 0.1 %), 1 µs units
     assert resp.status == 200, resp
-    assert resp.connecting > 0.5 and resp.blocked < 0.2, resp
+    assert resp.connecting > 0.5 and resp.blocked <= serving - called, (resp, serving - called)
     m = _recorded([resp])
     assert m["http_req_connecting"] > 0.5, m
-    assert m["http_req_duration"] < 0.2, m
-    assert m["http_req_waiting"] < 0.2, m
+    assert m["http_req_duration"] <= bound, (m, after)
+    assert m["http_req_waiting"] <= bound, (m, after)
