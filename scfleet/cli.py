@@ -44,9 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        # importing every command takes a second or more: a Ctrl-C in it is one line too
+        args = build_parser().parse_args(argv)
         code = int(args.func(args))
     except ScfleetError as exc:
         sys.stderr.write(f"scfleet: {exc}\n")
