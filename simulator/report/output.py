@@ -561,7 +561,9 @@ def rebuild_run(run_dir: Path) -> dict[str, Path]:
         interrupted=True if end is None or damaged else bool(end.get("interrupted")),
         aborted=None if end is None else end.get("aborted"),
         error=None if end is None else end.get("error"),
-        thresholds=threshold_results(cfg, reg, duration),
+        thresholds=threshold_results(
+            cfg, reg, duration, None if end is None else end.get("aborted")
+        ),
         devices=[],
         target=str(effective.get("target", "")),
         notes=notes,
