@@ -89,12 +89,25 @@ def claim_run_dir(path: Path, *, overwrite: bool, key: str = "--out") -> bool:
             except OSError as exc:
                 raise ConfigError(f"cannot remove {path}: {exc.strerror}", key=key) from None
         else:
+            _check_writable(path, key)  # an empty folder is taken as it is: can it be written?
             return False
     try:
         path.mkdir(parents=True)
     except OSError as exc:
         raise ConfigError(f"cannot create {path}: {exc.strerror or exc}", key=key) from None
     return True
+
+
+def _check_writable(path: Path, key: str) -> None:
+    """A file can be made in ``path``: before, an empty folder on a read-only mount was taken
+    and the run died at its first write in a traceback, after the target was contacted."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot write in {path}: {exc.strerror or exc}", key=key) from None
 
 
 def _jsonable(value: Any) -> Any:
