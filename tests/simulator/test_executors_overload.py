@@ -21,7 +21,7 @@ import vtime
 
 from simulator.config import ConstantArrivalRate, RampingArrivalRate, Stage
 from simulator.executors import DevicePool, run_arrival_rate
-from simulator.executors.arrival import MAX_LATE
+from simulator.executors.arrival import END_LATE, MAX_LATE
 from simulator.executors.segment import SegmentSequence
 from simulator.metrics.registry import IntervalStats, Registry
 from simulator.run.runner import ScenarioEvents
@@ -102,6 +102,28 @@ def test_a_loop_behind_its_schedule_starts_nothing_after_the_end(name: str) -> N
     assert all(actual >= scheduled for scheduled, actual in burner.starts)
     # the driver is done by the end (its last start's burn included), not seconds later
     assert returned <= end + MAX_LATE + burner.burn
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_nothing_late_starts_after_the_end(name: str) -> None:
+    """k6 starts nothing after a scenario's duration (lib/executor/constant_arrival_rate.go
+    and ramping_arrival_rate.go return when it ends; only running iterations get
+    gracefulStop). A loop behind its schedule at the end (1.5x its ceiling: each start burns
+    1.5 ms of a 1 ms schedule, 3 ms of a worker's 2 ms share; ~1 s behind by then) drops the arrivals it has not reached by then, counted,
+    instead of starting them late after the end. Only the clock's tolerance (END_LATE: a timer
+    that fires after its time, a descheduled process) still starts after the end. Before the
+    fix the loop went on starting arrivals up to MAX_LATE (1 s) late after the end: at 1.5x
+    the ceiling a 10 s run started requests 0.4 s after its schedule and took that long more."""
+    ex = CASES[name]
+    planned = sum(1 for _ in ex.arrival_plan()[0])
+    burner = _Burner(0.0015 if "segment" not in name else 0.003)
+    end, returned, events = _run(ex, burner)
+    after = [(s, a) for s, a in burner.starts if a > end]
+    worst = max((a - s for s, a in after), default=0.0)
+    assert worst <= END_LATE, f"{len(after)} starts after the end, up to {worst:.3f} s late"
+    assert len(burner.starts) + events.interval.dropped == planned
+    assert events.unreached_count == 0  # the end's drops are dropped, not unreached
+    assert returned <= end + END_LATE + burner.burn
 
 
 def test_an_arrival_due_at_the_end_and_reached_a_little_late_still_starts() -> None:
