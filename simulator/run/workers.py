@@ -225,6 +225,8 @@ class Ending:
     silence from now on is that write, not a hang (:data:`HUNG_AFTER`)."""
 
     index: int
+    #: seconds after the common start at which its run ended (its Environment's duration)
+    ended: float | None = None
 
 
 @dataclass(frozen=True)
@@ -755,7 +757,7 @@ def _serve(
             if writer is not None:
                 writer.close()
         if not orphaned:
-            end.send(Ending(job.index))
+            end.send(Ending(job.index, result.duration))
         notes, error, stopped = tuple(result.notes), result.error, result.interrupted
         unreached = tuple(
             (name, ev.unreached_count) for name, ev in env.events.items() if ev.unreached_count
@@ -980,6 +982,7 @@ class WorkerPool:
         self._gone: set[int] = set()
         self._heard: dict[int, float] = {}  # worker -> loop time of its last word (after the go)
         self._ending: set[int] = set()  # workers whose run is over (Ending): not watched
+        self._ended: dict[int, float] = {}  # worker -> its run's end (Ending), from the start
         self._ready: set[int] = set()
         #: worker -> connections it opened before the go, of how many it was to open: the
         #: workers that answered Warm
@@ -1225,6 +1228,11 @@ class WorkerPool:
         assert self._done is not None
         await self._done.wait()
 
+    def ended(self) -> float | None:
+        if self._gone or len(self._ended) < self.parts:
+            return None
+        return max(self._ended.values())
+
     async def tick_ready(self, n: int) -> None:
         """Until every running worker's tick ``n`` is in (at most :meth:`grace`; before a
         worker's first tick, ``MAX_TICK_GRACE`` ticks), then merge every tick up to ``n`` into
@@ -1358,6 +1366,8 @@ class WorkerPool:
             self._heard[k] = asyncio.get_running_loop().time()
         if isinstance(msg, Ending):
             self._ending.add(k)
+            if msg.ended is not None:
+                self._ended[k] = msg.ended
         if isinstance(msg, Snapshot):
             late = asyncio.get_running_loop().time() - (self._start + msg.tick * self.tick)
             if msg.tick <= self._closed:  # its point closed without it: it joins the next
