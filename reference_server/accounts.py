@@ -118,6 +118,16 @@ def _private_db(db_path: Path) -> None:
 
 
 def _connect(db_path: Path) -> sqlite3.Connection:
+    """The database set up; one that cannot be (disk full, an I/O error) is one line naming
+    it: before, an ``sqlite3.OperationalError`` traceback ended the server's start."""
+    try:
+        return _open(db_path)
+    except (sqlite3.Error, OSError) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        raise ConfigError(f"cannot open: {why}", source=str(db_path)) from None
+
+
+def _open(db_path: Path) -> sqlite3.Connection:
     _private_db(db_path)
     conn = sqlite3.connect(db_path, timeout=30.0, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
