@@ -258,10 +258,11 @@ def steady_rate(samples: list[tuple[float, int]], duration: float) -> float | No
     """Requests a second nginx took in the middle of a run's schedule, from ``(time, requests
     so far)`` samples: from its first request + :data:`STEADY_EDGE_S` to the schedule's end −
     :data:`STEADY_EDGE_S`. The run's own rate (requests ÷ the whole run) also holds its first
-    second (every device's first connect: 8–11k/s of a 15k/s steady rate at 21,000/s) and, past
-    the ceiling, the second scfleet still starts arrivals after the schedule (up to
-    ``MAX_LATE`` late): 10 % under the steady rate at 1.5×, 1 % at 1.0×. None: too few
-    samples, or no request."""
+    second (every device's first connect: 8–11k/s of a 15k/s steady rate at 21,000/s) and the
+    tail after the schedule, the drain of the requests in flight (before 9037cb6 and 8a62900,
+    past the ceiling scfleet also started arrivals up to ``MAX_LATE`` late after the end, and
+    a --workers run's duration held the workers' closing: 0.5–1.1 s in all at 1.5×): 10 %
+    under the steady rate at 1.5× then, 1 % at 1.0×. None: too few samples, or no request."""
     if len(samples) < 2 or duration <= 2 * STEADY_EDGE_S:
         return None
     base = samples[0][1]
