@@ -61,7 +61,7 @@ def _recorder(run_dir: Path, cfg: RunConfig | None) -> StageRecorder:
     (then percentiles are request-weighted tick values, marked approximate)."""
     path = run_dir / "stages.json"
     if path.exists():
-        return StageRecorder.from_dict(_read_json(path))
+        return StageRecorder.from_dict(_read_shaped(path, dict))
     return StageRecorder({}) if cfg is None else StageRecorder.for_config(cfg)
 
 
@@ -159,19 +159,47 @@ def _device_rows(path: Path) -> int | None:
         return None
 
 
+def _read_shaped(path: Path, shape: type[dict[str, Any]] | type[list[Any]]) -> Any:
+    """A run-folder JSON file whose top level is a table (``dict``) or a list of tables."""
+    doc = _read_json(path)
+    if not isinstance(doc, shape) or (shape is list and not all(isinstance(x, dict) for x in doc)):
+        want = "a list of tables" if shape is list else "a table"
+        raise ConfigError(f"not as scfleet writes it (expected {want})", source=str(path))
+    return doc
+
+
 def load_run(run_dir: str | Path) -> RunData:
+    """The model of a run folder read off disk. A file that parses but is not shaped as scfleet
+    writes it (hand-edited, another tool's) is a :class:`ConfigError` naming it or the folder:
+    before, ``scfleet report``/``compare`` ended in a KeyError or TypeError traceback."""
     d = Path(run_dir)
     if not d.is_dir():
         raise ConfigError("no such run folder", source=str(d))
+    try:
+        return _load_run(d)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+        raise ConfigError(
+            f"cannot read it: its files are not as scfleet writes them ({type(exc).__name__}: "
+            f"{exc})",
+            source=str(d),
+        ) from None
+
+
+def _load_run(d: Path) -> RunData:
     from simulator.report.summary import upgrade_summary
 
     try:
-        summary = upgrade_summary(_read_json(d / "summary.json"))
+        summary = upgrade_summary(_read_shaped(d / "summary.json", dict))
     except ValueError as exc:
         raise ConfigError(f"cannot read it: {exc}", source=str(d / "summary.json")) from None
-    timeline = _read_json(d / "timeline.json")
+    timeline = _read_shaped(d / "timeline.json", list)
+    if any(not {"t", "span", "scenarios"} <= point.keys() for point in timeline):
+        raise ConfigError(
+            "not as scfleet writes it (a point without t, span or scenarios)",
+            source=str(d / "timeline.json"),
+        )
     cfg_path = d / "config.json"
-    config = _read_json(cfg_path) if cfg_path.exists() else {}
+    config = _read_shaped(cfg_path, dict) if cfg_path.exists() else {}
     from simulator.report.summary import describe_scenarios
 
     cfg = _run_config(config)
