@@ -29,12 +29,20 @@ class ConstantPlan:
         if self.taken >= self.count:
             raise StopIteration
         self.taken += 1
-        return (self.taken - 1) * self.interval
+        return self.offset(self.taken - 1)
+
+    def offset(self, i: int) -> float:
+        """Arrival ``i``'s offset, without visiting the others (a segment's plan computes
+        only its own: simulator.executors.segmented)."""
+        return i * self.interval
+
+    def due(self, offset: float) -> int:
+        """How many arrivals are due at or before ``offset``."""
+        return min(math.floor(offset / self.interval + 1e-9) + 1, self.count)
 
     def skip_until(self, offset: float) -> int:
         """Consume the arrivals due at or before ``offset``; how many there were."""
-        due = min(math.floor(offset / self.interval + 1e-9) + 1, self.count)
-        n = max(due - self.taken, 0)
+        n = max(self.due(offset) - self.taken, 0)
         self.taken += n
         return n
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from simulator.executors.base import ArrivalPlan, ClosedModel, D, Drive, StageWindow
 from simulator.executors.segment import Segment
@@ -66,8 +66,55 @@ class _VUs(_Whole, Protocol):
 W = TypeVar("W", bound=_Whole)
 
 
+@runtime_checkable
+class _Indexed(Protocol):
+    """A whole arrival plan that gives any arrival's offset by its index (a constant rate's
+    :class:`~simulator.executors.constant_arrival_rate.ConstantPlan`)."""
+
+    count: int
+
+    def offset(self, i: int) -> float: ...
+
+    def due(self, offset: float) -> int: ...
+
+
+class _Strided:
+    """A segment's share of an :class:`_Indexed` plan: only its own arrivals are computed
+    (its k-th is the whole plan's ``segment.nth(k)``-th). Walking the whole schedule and
+    skipping the others' (:class:`_Plan`) cost each worker of 2 one offset and one ownership
+    test more per arrival it starts, work a one-process run at the worker's share never does:
+    0.94 µs (0.72-1.24) an own arrival against 0.56 (0.35-0.70) computed, 0.36 (0.21-0.39) for
+    the one-process plan at half the rate (in-process, 7 alternated rounds, busy machine)."""
+
+    def __init__(self, whole: _Indexed, seg: Segment) -> None:
+        self._whole = whole
+        self._seg = seg
+        self._offset = whole.offset
+        self._cycle, self._positions = seg.cycle, seg.positions
+        self._per = len(seg.positions)
+        self._own = seg.scale(whole.count)  # this segment's arrivals in the whole plan
+        self.taken = 0  # own arrivals consumed
+
+    def __iter__(self) -> Iterator[float]:
+        return self
+
+    def __next__(self) -> float:
+        k = self.taken
+        if k >= self._own:
+            raise StopIteration
+        self.taken = k + 1
+        full, rest = divmod(k, self._per)  # Segment.nth(k), inlined: once per own arrival
+        return self._offset(full * self._cycle + self._positions[rest])
+
+    def skip_until(self, offset: float) -> int:
+        n = max(self._seg.scale(self._whole.due(offset)) - self.taken, 0)
+        self.taken += n
+        return n
+
+
 class _Plan:
-    """The whole arrival plan filtered to the iterations a segment owns."""
+    """The whole arrival plan filtered to the iterations a segment owns (a plan that can only
+    be walked: a ramp's)."""
 
     def __init__(self, whole: ArrivalPlan, seg: Segment) -> None:
         self._offsets, self._skip = whole
@@ -149,7 +196,12 @@ class SegmentedArrival(_Segmented[_Arrival]):
         return self.expected_iterations()
 
     def arrival_plan(self) -> ArrivalPlan:
-        plan = _Plan(self.whole.arrival_plan(), self.segment)
+        whole = self.whole.arrival_plan()
+        plan = (
+            _Strided(whole[0], self.segment)
+            if isinstance(whole[0], _Indexed)
+            else _Plan(whole, self.segment)
+        )
         return plan, plan.skip_until
 
     def planned_starts(self) -> list[tuple[float, int]]:

@@ -139,6 +139,43 @@ def test_a_segments_arrival_plan_starts_exactly_the_iterations_it_owns(kind: str
             assert list(plan) == [off for off, i in share.planned_starts() if i > max(due)]
 
 
+def test_a_constant_rate_segment_computes_only_its_own_arrivals(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker of N at a constant rate computes the offsets of its own arrivals only, as a
+    one-process run at its share of the rate does: walking the whole schedule and skipping
+    the other workers' cost each worker of 2 one offset and one ownership test more per
+    arrival it started. Skipping (a far-behind schedule's drops) stays O(1) too."""
+    from simulator.executors.constant_arrival_rate import ConstantPlan
+
+    walked = computed = 0
+    step, offset = ConstantPlan.__next__, ConstantPlan.offset
+
+    def counted_next(self: ConstantPlan) -> float:
+        nonlocal walked
+        walked += 1
+        return step(self)
+
+    def counted_offset(self: ConstantPlan, i: int) -> float:
+        nonlocal computed
+        computed += 1
+        return offset(self, i)
+
+    monkeypatch.setattr(ConstantPlan, "__next__", counted_next)
+    monkeypatch.setattr(ConstantPlan, "offset", counted_offset)
+    ex = EXECUTORS["constant-arrival-rate"]
+    for seg in [*_segs(2), *_segs(7)]:
+        walked = computed = 0
+        share = ex.for_segment(seg)
+        plan, skip = share.arrival_plan()
+        own = share.expected_iterations()
+        assert len(list(plan)) == own
+        assert (walked, computed) == (0, own)
+        plan, skip = share.arrival_plan()
+        assert skip(2.0) == seg.scale(ConstantPlan(ex).due(2.0))
+        assert (walked, computed) == (0, own)
+
+
 @pytest.mark.parametrize(
     "bounds", [(0, 1, 1), (Fraction(1, 2), 1), (0, Fraction(1, 2), Fraction(1, 2), 1)]
 )
