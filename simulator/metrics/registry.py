@@ -493,6 +493,9 @@ class IntervalStats:
     #: of those, cut while sleeping their think time (every request answered): in k6's count,
     #: not in the stage table's cut budget nor the gate's
     think_cut: int = 0
+    #: iterations whose Python device raised or returned False: judged by the stage table as
+    #: failed requests are (a run whose every iteration raised sent nothing, and read "held")
+    iteration_errors: int = 0
 
     def take(self) -> IntervalStats:
         """Return what was gathered and start afresh, in place (recorders keep a reference).
@@ -508,9 +511,10 @@ class IntervalStats:
             self.hist.take_fresh(keep=False),
             self.interrupted,
             self.think_cut,
+            self.iteration_errors,
         )
         self.requests = self.failed = self.dropped = self.iterations = self.sent = 0
-        self.received = self.interrupted = self.think_cut = 0
+        self.received = self.interrupted = self.think_cut = self.iteration_errors = 0
         return out
 
 

@@ -47,6 +47,7 @@ TICK_FIELDS = (
     "iterations",
     "interrupted",
     "think_cut",
+    "iteration_errors",
     "sent",
     "received",
     "rps",

@@ -94,6 +94,11 @@ class StageRow:
     cut: int = 0
     #: iterations cut while sleeping their think time: every request answered, not judged
     think_cut: int = 0
+    #: iterations whose Python device raised or returned False: judged against the failure
+    #: budget, as failed requests are (their requests may never have been sent)
+    iteration_errors: int = 0
+    #: their share broke the failure budget (set by the judgement)
+    raised_over_budget: bool = False
     conn_errors: int = 0
     achieved_rps: float = 0.0
     achieved_iters: float = 0.0
@@ -136,6 +141,13 @@ class StageRow:
         return self.cut / n if n else 0.0
 
     @property
+    def raised_share(self) -> float:
+        """Of the stage's iterations, the share whose Python device raised or returned False
+        (one raised and then cut in its think time is counted as raised, not as finished)."""
+        n = max(self.iterations, self.iteration_errors)
+        return self.iteration_errors / n if n else 0.0
+
+    @property
     def generator_saturated(self) -> bool:
         return (
             (self.gen_cpu or 0) >= GEN_CPU_SATURATED_PCT
@@ -152,7 +164,9 @@ class Assessment:
     knee_label: str
     verdict: str  # "held" | "graceful" | "cliff" | "no data"
     reason: str
-    bottleneck: str  # kind: crash, generator, connection, server_cpu, server_memory, none
+    bottleneck: (
+        str  # kind: crash, generator, connection, device_code, server_cpu, server_memory, none
+    )
     hint: str
     generator_warning: bool = False
     generator_worker: str = ""  # with workers: the one nearest saturation where it was
@@ -246,6 +260,7 @@ def _fill(
     # not in a folder from before: 0; those cut in their think time had their answers
     row.think_cut = sum(s.get("think_cut", 0) for s in sc_done)
     row.cut = sum(s.get("interrupted", 0) for s in sc_done) - row.think_cut
+    row.iteration_errors = sum(s.get("iteration_errors", 0) for s in sc_done)
     row.conn_errors = int(sum(p.get(f"conn_errors.{row.scenario}") or 0 for p in done))
     # a rate is what completed within the stage's own seconds: the stop's answers divided by
     # them read 79.7 req/s from a server that serves 50/s (and a stalled stage as held)
@@ -389,6 +404,9 @@ def _judge(
     budget = _cut_budget(row, thresholds)
     if row.cut and not budget.holds(row.cut_share):
         failed.append(f"{_cut_text(row)} (budget: http_req_failed {budget.source})")
+    row.raised_over_budget = bool(row.iteration_errors) and not budget.holds(row.raised_share)
+    if row.raised_over_budget:
+        failed.append(f"{_raised_text(row)} (budget: http_req_failed {budget.source})")
     row.failed_thresholds = failed
     row.thresholds_ok = not failed
 
@@ -403,6 +421,13 @@ def _cut_budget(row: StageRow, thresholds: Sequence[tuple[str, str]]) -> Thresho
             if parsed.aggregation == "rate":
                 return parsed
     return parse_expression(dict(DEFAULT_THRESHOLDS)["http_req_failed"])
+
+
+def _raised_text(r: StageRow) -> str:
+    return (
+        f"{r.iteration_errors:,} of {r.iterations:,} iterations at {r.label} raised or "
+        f"returned False ({r.raised_share * 100:.1f}%)"
+    )
 
 
 def _cut_text(r: StageRow) -> str:
@@ -486,7 +511,11 @@ def _graceful_reason(reached: Sequence[StageRow], fail: StageRow) -> str:
         else "latency rose"
     )
     worst_err = max(r.error_rate for r in reached)
+    if fail.raised_over_budget and not fail.requests:
+        return f"{_raised_text(fail)}; no request was sent"
     cut = f"; {_cut_text(fail)}" if fail.cut else ""
+    if fail.raised_over_budget:
+        cut += f"; {_raised_text(fail)}"
     held = f"throughput held ({fail.achieved_rps:.1f} req/s)"
     if fail.requests and not fail.achieved_rps:  # nothing completed within its seconds
         held = f"its {fail.requests:,} requests were answered only in the graceful stop"
@@ -537,6 +566,10 @@ def bottleneck(r: StageRow, first: StageRow, verdict: str = "") -> tuple[str, st
     """(kind, one-line hint) for the stage where the server stopped coping, by priority."""
     if r.server_alive == 0:
         return "crash", f"server process exited during {r.label} (crash)"
+    if r.raised_over_budget and not r.failed:  # every request answered: the device's own code
+        return "device_code", (
+            f"the device's code: {_raised_text(r)} (the summary's notes give the messages)"
+        )
     if r.generator_saturated and _generator_explains(r):
         lag = f", loop lag {r.gen_lag_ms:.1f} ms" if r.gen_lag_ms is not None else ""
         lag += f", {r.gen_worker}" if r.gen_worker else ""

@@ -632,10 +632,12 @@ class PythonDevices(Behaviour):
             step = "iteration"
             if await user.iteration() is False:
                 self._error(f"{self.cls.__name__}.iteration returned False")
+                self.interval.iteration_errors += 1
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the user's code: counted, the run goes on
             self._error(f"{self.cls.__name__}.{step} raised {type(exc).__name__}: {exc}")
+            self.interval.iteration_errors += 1
         finally:
             if user is not None:  # devices.csv: the instance's own sequence and logins
                 _row_counts(dev, user)

@@ -468,6 +468,7 @@ class Environment:
                 "iterations": iv.iterations,
                 "interrupted": iv.interrupted,
                 "think_cut": iv.think_cut,
+                "iteration_errors": iv.iteration_errors,
                 "sent": iv.sent,
                 "received": iv.received,
                 "rps": iv.requests / span,

@@ -1442,6 +1442,7 @@ class WorkerPool:
             live.iterations += s.iterations
             live.interrupted += s.interrupted
             live.think_cut += s.think_cut
+            live.iteration_errors += s.iteration_errors
             live.sent += s.sent
             live.received += s.received
             live.hist.merge(s.hist)
