@@ -191,7 +191,7 @@ class ScenarioConfig:
 @dataclass(frozen=True)
 class TargetConfig:
     url: str | None = None  # None: start the embedded reference server
-    timeout: float = 30.0
+    timeout: float = 60.0  # k6: a request waits up to 60 s by default
     health_path: str = "/health"
     transport: Literal["fast", "aiohttp"] = "fast"
 

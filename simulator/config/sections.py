@@ -397,7 +397,7 @@ def _target(t: _Table) -> TargetConfig:
         url = validate_url(url, source=t.source, key=t.key("url"))
     tc = TargetConfig(
         url=url,
-        timeout=t.duration("timeout", "30s", positive=True, maximum=MAX_WAIT),
+        timeout=t.duration("timeout", "60s", positive=True, maximum=MAX_WAIT),  # k6 default
         health_path=t.request_path("health_path", "/health"),
         transport="aiohttp"
         if t.choice("transport", ("fast", "aiohttp"), "fast") == "aiohttp"

@@ -430,3 +430,17 @@ def test_vus_is_sampled_each_second_not_the_peak_between() -> None:
         p["data"]["value"] for p in points if p["metric"] == "vus" and p["type"] == "Point"
     ]
     assert vus_points and set(vus_points) == {0}
+
+
+def test_the_request_timeout_defaults_to_k6s_60_s() -> None:
+    """k6's ``timeout`` request parameter defaults to 60 s (k6 docs, http Params): an
+    answer after 45 s is a success there. scfleet defaulted to 30 s, so the same slow answer
+    (the AI route past its knee) counted failed, and ``http_req_failed`` broke where k6's held."""
+    from pathlib import Path
+
+    from scfleet import api
+    from simulator.config.model import TargetConfig
+
+    cfg = api.load(Path(__file__).resolve().parents[2] / "configs" / "smoke.toml")
+    assert cfg.target.timeout == 60.0
+    assert TargetConfig().timeout == 60.0
