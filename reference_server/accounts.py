@@ -21,6 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from reference_server.ledger import open_named
 from scfleet_core.errors import ConfigError
 from scfleet_core.secrets import Secret
 
@@ -118,13 +119,7 @@ def _private_db(db_path: Path) -> None:
 
 
 def _connect(db_path: Path) -> sqlite3.Connection:
-    """The database set up; one that cannot be (disk full, an I/O error) is one line naming
-    it: before, an ``sqlite3.OperationalError`` traceback ended the server's start."""
-    try:
-        return _open(db_path)
-    except (sqlite3.Error, OSError) as exc:
-        why = getattr(exc, "strerror", None) or exc
-        raise ConfigError(f"cannot open: {why}", source=str(db_path)) from None
+    return open_named(db_path, _open)
 
 
 def _open(db_path: Path) -> sqlite3.Connection:

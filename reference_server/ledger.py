@@ -18,6 +18,7 @@ from __future__ import annotations
 import queue
 import sqlite3
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
@@ -84,10 +85,15 @@ class LedgerClosed(RuntimeError):
 
 
 def _connect(db_path: Path) -> sqlite3.Connection:
-    """The database set up; one that cannot be (disk full, an I/O error) is one line naming
-    it: before, an ``sqlite3.OperationalError`` traceback ended the server's start."""
+    return open_named(db_path, _open)
+
+
+def open_named(db_path: Path, opener: Callable[[Path], sqlite3.Connection]) -> sqlite3.Connection:
+    """``opener(db_path)``, the database set up; one that cannot be (disk full, an I/O error)
+    is one line naming it: before, an ``sqlite3.OperationalError`` traceback ended the
+    server's start. The ledger's and the accounts' databases alike."""
     try:
-        return _open(db_path)
+        return opener(db_path)
     except (sqlite3.Error, OSError) as exc:
         why = getattr(exc, "strerror", None) or exc
         raise ConfigError(f"cannot open: {why}", source=str(db_path)) from None
