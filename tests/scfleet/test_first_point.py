@@ -8,99 +8,37 @@ ticks when told."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
-from typing import Any
 
-import vtime
+from fake_workers import FakeWorker, run_coordinator, up_config, up_tick
 
-from simulator.config import parse_config
-from simulator.http import FakeTransport
-from simulator.metrics import IntervalStats
-from simulator.run.runner import Environment, RunResult
-from simulator.run.workers import (
-    Final,
-    Go,
-    Ready,
-    ScenarioTick,
-    Snapshot,
-    Stop,
-    Warm,
-    WorkerMessage,
-    WorkerPool,
-)
+from simulator.run.runner import RunResult
+from simulator.run.workers import Final
 
 #: each worker's second n: 10 n requests, so a second in the wrong point shows
 TICKS = 3
 
 
-class _Worker:
+class _Worker(FakeWorker):
     """A worker that sends its tick n ``late(n)`` seconds after its second n ends."""
 
     def __init__(self, k: int, late: Callable[[int], float]) -> None:
-        self.k = k
+        super().__init__(k)
         self.late = late
-        self.where = f"pid {k}"
-        self.deliver: Callable[[WorkerMessage], None] = lambda msg: None
 
-    def open(self, deliver: Callable[[WorkerMessage], None], gone: Callable[[str], None]) -> None:
-        self.deliver = deliver
-        asyncio.get_running_loop().call_soon(deliver, Ready(self.k))
-
-    def send(self, msg: Any) -> None:
-        if isinstance(msg, Stop):
-            return
-        if isinstance(msg, Warm):  # its connections: none to open
-            asyncio.get_running_loop().call_soon(self.deliver, Ready(self.k, warmed=True))
-            return
-        assert isinstance(msg, Go)
-        loop = asyncio.get_running_loop()
-        start = loop.time() + (msg.start - time.time())  # the go's wall clock on this loop
+    def go(self, loop: asyncio.AbstractEventLoop, start: float) -> None:
         at = start
         for n in range(1, TICKS + 1):
-            stats = IntervalStats(requests=10 * n, iterations=10 * n)
-            snap = Snapshot(self.k, n, (ScenarioTick("up", stats, 1, 1, 1),), ())
             at = max(at + 1e-6, start + n + self.late(n))  # in order, as over a pipe
-            loop.call_at(at, self.deliver, snap)
+            loop.call_at(at, self.deliver, up_tick(self.k, n, 10 * n))
         loop.call_at(at + 0.1, self.deliver, Final(self.k, (), (), None, False))
-
-    async def close(self, deadline: float) -> None:
-        pass
-
-
-class _Launcher:
-    def __init__(self, late: Callable[[int, int], float]) -> None:
-        self.late = late
-
-    async def launch(self, jobs: Any) -> list[Any]:
-        return [_Worker(job.index, lambda n, k=job.index: self.late(k, n)) for job in jobs]
-
-    async def close(self) -> None:
-        pass
 
 
 def _run(late: Callable[[int, int], float]) -> RunResult:
-    cfg = parse_config(
-        {
-            "scenarios": {
-                "up": {
-                    "executor": "constant-arrival-rate",
-                    "rate": 10,
-                    "duration": f"{TICKS}s",
-                    "pre_allocated_devices": 2,
-                }
-            }
-        }
-    )
+    def make(k: int) -> _Worker:
+        return _Worker(k, lambda n: late(k, n))
 
-    async def main() -> RunResult:
-        env = Environment(cfg, FakeTransport())
-        pool = WorkerPool(cfg, "http://127.0.0.1:9", {}, 2, launcher=_Launcher(late))
-        env.remote = pool
-        env.companions.insert(0, pool)
-        return await env.run()
-
-    return vtime.run_virtual(main())
+    return run_coordinator(up_config(f"{TICKS}s"), make, 2)
 
 
 def _seconds(result: RunResult) -> list[int]:

@@ -7,58 +7,25 @@ virtual time; the workers are the channel seam."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
-from typing import Any
 
-import vtime
+from fake_workers import FakeWorker, run_coordinator, up_config, up_tick
 
-from simulator.config import parse_config
-from simulator.http import FakeTransport
-from simulator.metrics import IntervalStats
-from simulator.run.runner import Environment, RunResult, unreached_note
-from simulator.run.workers import (
-    Final,
-    Go,
-    Ready,
-    ScenarioTick,
-    Snapshot,
-    Stop,
-    Warm,
-    WorkerMessage,
-    WorkerPool,
-)
+from simulator.run.runner import RunResult, unreached_note
+from simulator.run.workers import Final
 
 
-class _Worker:
+class _Worker(FakeWorker):
     """Ticks 1 and 2, then its final report with ``unreached`` arrivals of scenario "up";
     ``vanish``: it ends without a final report (killed)."""
 
     def __init__(self, k: int, unreached: int, vanish: bool = False) -> None:
-        self.k = k
+        super().__init__(k)
         self.unreached = unreached
         self.vanish = vanish
-        self.where = f"pid {k}"
-        self.deliver: Callable[[WorkerMessage], None] = lambda msg: None
-        self.gone: Callable[[str], None] = lambda reason: None
 
-    def open(self, deliver: Callable[[WorkerMessage], None], gone: Callable[[str], None]) -> None:
-        self.deliver, self.gone = deliver, gone
-        asyncio.get_running_loop().call_soon(deliver, Ready(self.k))
-
-    def send(self, msg: Any) -> None:
-        if isinstance(msg, Stop):
-            return
-        if isinstance(msg, Warm):  # its connections: none to open
-            asyncio.get_running_loop().call_soon(self.deliver, Ready(self.k, warmed=True))
-            return
-        assert isinstance(msg, Go)
-        loop = asyncio.get_running_loop()
-        start = loop.time() + (msg.start - time.time())
+    def go(self, loop: asyncio.AbstractEventLoop, start: float) -> None:
         for n in (1, 2):
-            stats = IntervalStats(requests=10, iterations=10)
-            snap = Snapshot(self.k, n, (ScenarioTick("up", stats, 1, 1, 1),), ())
-            loop.call_at(start + n + 0.01, self.deliver, snap)
+            loop.call_at(start + n + 0.01, self.deliver, up_tick(self.k, n, 10))
         if self.vanish:
             loop.call_at(start + 2.1, self.gone, "exited (code -9) without its final report")
             return
@@ -66,43 +33,9 @@ class _Worker:
         final = Final(self.k, (), (), None, True, unreached=unreached)
         loop.call_at(start + 2.1, self.deliver, final)
 
-    async def close(self, deadline: float) -> None:
-        pass
-
-
-class _Launcher:
-    def __init__(self, workers: list[_Worker]) -> None:
-        self.workers = workers
-
-    async def launch(self, jobs: Any) -> list[Any]:
-        return list(self.workers)
-
-    async def close(self) -> None:
-        pass
-
 
 def _run(workers: list[_Worker]) -> RunResult:
-    cfg = parse_config(
-        {
-            "scenarios": {
-                "up": {
-                    "executor": "constant-arrival-rate",
-                    "rate": 10,
-                    "duration": "4s",
-                    "pre_allocated_devices": 2,
-                }
-            }
-        }
-    )
-
-    async def main() -> RunResult:
-        env = Environment(cfg, FakeTransport())
-        pool = WorkerPool(cfg, "http://127.0.0.1:9", {}, len(workers), launcher=_Launcher(workers))
-        env.remote = pool
-        env.companions.insert(0, pool)
-        return await env.run()
-
-    return vtime.run_virtual(main())
+    return run_coordinator(up_config("4s"), workers.__getitem__, len(workers))
 
 
 def test_the_workers_unreached_arrivals_are_summed_into_one_note() -> None:

@@ -9,96 +9,35 @@ clock), so the duration is what they say, not a timing."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
+from fake_workers import FakeWorker, run_coordinator, up_config
 
-from simulator.config import parse_config
-from simulator.http import FakeTransport
-from simulator.run.runner import Environment, RunResult
-from simulator.run.workers import (
-    Ending,
-    Final,
-    Go,
-    Ready,
-    Stop,
-    Warm,
-    WorkerMessage,
-    WorkerPool,
-)
+from simulator.run.runner import RunResult
+from simulator.run.workers import Ending, Final
 
 #: when each fake worker's run ends (seconds after the common start), and its final report
 RUN_ENDS = (0.2, 0.3)
 FINAL_AT = 0.9
 
 
-class _Worker:
+class _Worker(FakeWorker):
     """Its run ends at ``ended`` (Ending), its final report comes at FINAL_AT; ``silent``: an
     Ending without the figure (a worker from before it)."""
 
     def __init__(self, k: int, ended: float, silent: bool = False) -> None:
-        self.k = k
+        super().__init__(k)
         self.ended = ended
         self.silent = silent
-        self.where = f"pid {k}"
-        self.deliver: Callable[[WorkerMessage], None] = lambda msg: None
 
-    def open(self, deliver: Callable[[WorkerMessage], None], gone: Callable[[str], None]) -> None:
-        self.deliver = deliver
-        asyncio.get_running_loop().call_soon(deliver, Ready(self.k))
-
-    def send(self, msg: Any) -> None:
-        if isinstance(msg, Stop):
-            return
-        if isinstance(msg, Warm):
-            asyncio.get_running_loop().call_soon(self.deliver, Ready(self.k, warmed=True))
-            return
-        assert isinstance(msg, Go)
-        loop = asyncio.get_running_loop()
-        start = loop.time() + (msg.start - time.time())
+    def go(self, loop: asyncio.AbstractEventLoop, start: float) -> None:
         ending = Ending(self.k, None if self.silent else self.ended)
         loop.call_at(start + self.ended, self.deliver, ending)
         loop.call_at(start + FINAL_AT, self.deliver, Final(self.k, (), (), None, False))
 
-    async def close(self, deadline: float) -> None:
-        pass
-
-
-class _Launcher:
-    def __init__(self, workers: list[_Worker]) -> None:
-        self.workers = workers
-
-    async def launch(self, jobs: Any) -> list[Any]:
-        return list(self.workers)
-
-    async def close(self) -> None:
-        pass
-
 
 def _run(workers: list[_Worker]) -> RunResult:
-    cfg = parse_config(
-        {
-            "scenarios": {
-                "up": {
-                    "executor": "constant-arrival-rate",
-                    "rate": 10,
-                    "duration": "1s",
-                    "pre_allocated_devices": 2,
-                }
-            }
-        }
-    )
-
-    async def main() -> RunResult:
-        env = Environment(cfg, FakeTransport())
-        pool = WorkerPool(cfg, "http://127.0.0.1:9", {}, len(workers), launcher=_Launcher(workers))
-        env.remote = pool
-        env.companions.insert(0, pool)
-        return await env.run()
-
-    return asyncio.run(main())
+    return run_coordinator(up_config("1s"), workers.__getitem__, len(workers), virtual=False)
 
 
 def test_the_duration_ends_with_the_last_workers_run() -> None:
