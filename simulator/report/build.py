@@ -29,11 +29,27 @@ def summary_text(data: RunData) -> str:
     return text + "\n"
 
 
+def write_whole(path: Path, text: str) -> None:
+    """``path`` holds ``text`` whole, or is left as it was: written beside it, then renamed
+    over it. Written in place, a disk that filled mid-write left a stump (a 0-byte
+    report.html, a cut summary.json) where a whole file, or the one before, had been."""
+    part = path.with_name(path.name + ".part")
+    try:
+        part.write_text(text)
+        part.replace(path)
+    except OSError as exc:  # a write's error names no file (EFBIG, ENOSPC): this one
+        part.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+
+
 def write_summary_files(data: RunData) -> dict[str, Path]:
     """summary.json (with its ``stages`` key) and summary.txt, from the model."""
     out = {name: data.run_dir / name for name in ("summary.json", "summary.txt")}
-    out["summary.json"].write_text(json.dumps(data.summary, indent=2, default=str))
-    out["summary.txt"].write_text(summary_text(data))
+    write_whole(out["summary.json"], json.dumps(data.summary, indent=2, default=str))
+    write_whole(out["summary.txt"], summary_text(data))
     return out
 
 
@@ -46,18 +62,22 @@ def write_report_files(data: RunData) -> dict[str, Path]:
     state = data.summary["scfleet"].get("state", {})
     started = float(state.get("startedAt", 0.0))
     out = {name: d / name for name in REPORT_FILES}
-    out["report.html"].write_text(report_html.render(data))
-    out["timeline-1s.ndjson"].write_text(exports.to_ndjson(data.timeline, started, data.thresholds))
-    out["timeline.csv"].write_text(exports.to_csv(data.timeline, started))
-    out["junit.xml"].write_text(
+    write_whole(out["report.html"], report_html.render(data))
+    write_whole(
+        out["timeline-1s.ndjson"], exports.to_ndjson(data.timeline, started, data.thresholds)
+    )
+    write_whole(out["timeline.csv"], exports.to_csv(data.timeline, started))
+    write_whole(
+        out["junit.xml"],
         exports.to_junit(
             data.summary["scfleet"]["thresholds"],
             float(state.get("testRunDurationMs", 0.0)) / 1000,
             started,
-        )
+        ),
     )
-    out["handle-summary.json"].write_text(
-        json.dumps(exports.handle_summary(data.summary), indent=2, default=str)
+    write_whole(
+        out["handle-summary.json"],
+        json.dumps(exports.handle_summary(data.summary), indent=2, default=str),
     )
     return out
 

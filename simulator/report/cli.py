@@ -57,12 +57,17 @@ def register(sub: Subparsers) -> None:
 
 def report_command(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
-    if not (run_dir / "summary.json").exists() and (run_dir / "run.ndjson").exists():
-        from simulator.report.output import rebuild_run  # a killed run: rebuild from its stream
+    try:
+        if not (run_dir / "summary.json").exists() and (run_dir / "run.ndjson").exists():
+            from simulator.report.output import rebuild_run  # a killed run: from its stream
 
-        paths = rebuild_run(run_dir)
-    else:
-        paths = build_reports(args.run_dir)
+            paths = rebuild_run(run_dir)
+        else:
+            paths = build_reports(args.run_dir)
+    except OSError as exc:  # a full disk, a read-only folder: before, a traceback
+        raise ConfigError(
+            f"cannot write: {exc.strerror or exc}", source=str(exc.filename or run_dir)
+        ) from None
     for p in paths.values():
         sys.stdout.write(f"  wrote {p}\n")
     return EXIT_OK
