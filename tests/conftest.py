@@ -43,15 +43,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def scfleet() -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run the real CLI in a subprocess from the repository root: ``scfleet("run", ...)``."""
+    """Run the real CLI in a subprocess from the repository root: ``scfleet("run", ...)``;
+    ``preexec_fn``: set the child's limits (a small file size: a full disk)."""
 
-    def run(*args: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, timeout: float = 150, preexec_fn: Callable[[], None] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "scfleet", *args],
             cwd=ROOT,
             capture_output=True,
             text=True,
             timeout=timeout,
+            preexec_fn=preexec_fn,
         )
 
     return run

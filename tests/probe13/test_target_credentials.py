@@ -12,26 +12,18 @@ from __future__ import annotations
 import pathlib
 
 import pytest
+from small_run import SMALL_UPLOAD
 
 from scfleet import api
 from scfleet.cli import main
 from scfleet_core.errors import ConfigError
 
 SECRET = "s3cr3tPW"
-TOML = """
-[scenarios.up]
-executor = "constant-arrival-rate"
-rate = 5
-duration = "1s"
-pre_allocated_devices = 2
-[scenarios.up.device]
-kind = "iot_upload"
-"""
 
 
 def _file(tmp_path: pathlib.Path, extra: str = "") -> pathlib.Path:
     path = tmp_path / "t.toml"
-    path.write_text(TOML + extra)
+    path.write_text(SMALL_UPLOAD + extra)
     return path
 
 

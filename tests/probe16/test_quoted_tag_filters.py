@@ -15,24 +15,20 @@ from pathlib import Path
 import pytest
 from answering import answering
 from k6_side import needs_k6, run_k6
+from small_run import SMALL_UPLOAD
 
 from scfleet import api
 from scfleet_core.errors import ConfigError
 from simulator.config import load_config
 from simulator.metrics.thresholds import parse_metric_key
 
-SCENARIO = """
-[scenarios.up]
-executor = "constant-arrival-rate"
-rate = 5
-duration = "1s"
-pre_allocated_devices = 2
-[scenarios.up.device]
-kind = "iot_upload"
-endpoint = "/up"
+SCENARIO = (
+    SMALL_UPLOAD
+    + """endpoint = "/up"
 chunk_bytes = 64
 [thresholds]
 """
+)
 
 K6_SCRIPT = """
 import http from 'k6/http';

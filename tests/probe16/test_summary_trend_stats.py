@@ -13,20 +13,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from small_run import SMALL_RUN
 
 from scfleet.cli import main
 from scfleet_core.errors import ConfigError
 from simulator.config import load_config
 
-SCENARIO = """
-[scenarios.up]
-executor = "constant-arrival-rate"
-rate = 5
-duration = "1s"
-pre_allocated_devices = 2
-[output]
+SCENARIO = (
+    SMALL_RUN
+    + """[output]
 summary_trend_stats = {stats}
 """
+)
 
 
 def _write(tmp_path: Path, stats: str) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,6 @@ from answering import answering
 
 from scfleet import api
 
-ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = """
 [scenarios.up]
 executor = "constant-arrival-rate"
@@ -33,18 +32,10 @@ chunk_bytes = 1600
 """
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scfleet", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 @pytest.mark.timeout(180)
-def test_a_damaged_line_inside_the_stream_marks_the_rebuild_unfinished(tmp_path: Path) -> None:
+def test_a_damaged_line_inside_the_stream_marks_the_rebuild_unfinished(
+    tmp_path: Path, scfleet: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     (tmp_path / "up.toml").write_text(SCENARIO)
     base, new = tmp_path / "base", tmp_path / "new"
     with answering(200, 0.0) as url:
@@ -57,7 +48,7 @@ def test_a_damaged_line_inside_the_stream_marks_the_rebuild_unfinished(tmp_path:
     lines[hit] = lines[hit][: len(lines[hit]) // 2] + "\n"
     (new / "run.ndjson").write_text("".join(lines))
 
-    rebuilt = _cli("report", str(new))
+    rebuilt = scfleet("report", str(new), timeout=120)
     assert rebuilt.returncode == 0, rebuilt.stderr
     summary = json.loads((new / "summary.json").read_text())
     whole = json.loads((base / "summary.json").read_text())
@@ -66,6 +57,6 @@ def test_a_damaged_line_inside_the_stream_marks_the_rebuild_unfinished(tmp_path:
     (note,) = [n for n in summary["scfleet"]["notes"] if "damaged" in n]
     assert f"line {hit + 1}" in note, note
 
-    gate = _cli("compare", str(base), str(new), "--fail-on", "p(95)+50%")
+    gate = scfleet("compare", str(base), str(new), "--fail-on", "p(95)+50%", timeout=120)
     assert gate.returncode == 99, gate.stdout
     assert "FAIL  whole runs" in gate.stdout, gate.stdout

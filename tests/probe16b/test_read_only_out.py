@@ -11,23 +11,13 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from small_run import SMALL_UPLOAD
 
-ROOT = Path(__file__).resolve().parents[2]
-SCENARIO = """
-[scenarios.up]
-executor = "constant-arrival-rate"
-rate = 5
-duration = "1s"
-pre_allocated_devices = 2
-[scenarios.up.device]
-kind = "iot_upload"
-chunk_bytes = 1600
-"""
+SCENARIO = SMALL_UPLOAD + "chunk_bytes = 1600\n"
 
 
 @contextlib.contextmanager
@@ -51,18 +41,14 @@ def _read_only_empty_folder(path: Path) -> Iterator[Path]:
 
 @pytest.mark.parametrize("target", ["embedded", "refused"])
 @pytest.mark.timeout(120)
-def test_an_empty_folder_that_cannot_be_written_is_refused(tmp_path: Path, target: str) -> None:
+def test_an_empty_folder_that_cannot_be_written_is_refused(
+    tmp_path: Path, target: str, scfleet: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     (tmp_path / "up.toml").write_text(SCENARIO)
     flags = [] if target == "embedded" else ["--target", "http://127.0.0.1:9"]
     with _read_only_empty_folder(tmp_path / "ro") as out:
-        proc = subprocess.run(
-            [sys.executable, "-m", "scfleet", "run", str(tmp_path / "up.toml"), "--out", str(out)]
-            + ["--workers", "1", "--quiet", *flags],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=90,
-        )
+        args = ["run", str(tmp_path / "up.toml"), "--out", str(out), "--workers", "1", "--quiet"]
+        proc = scfleet(*args, *flags, timeout=90)
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode == 104, proc.stderr
     assert proc.stderr.startswith(f"scfleet: --out: cannot write in {out}: "), proc.stderr

@@ -13,22 +13,13 @@ from __future__ import annotations
 import resource
 import signal
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from small_run import SMALL_UPLOAD
 
-ROOT = Path(__file__).resolve().parents[2]
-SCENARIO = """
-[scenarios.up]
-executor = "constant-arrival-rate"
-rate = 5
-duration = "1s"
-pre_allocated_devices = 2
-[scenarios.up.device]
-kind = "iot_upload"
-chunk_bytes = 1600
-"""
+SCENARIO = SMALL_UPLOAD + "chunk_bytes = 1600\n"
 
 
 def _small_files() -> None:  # SQLite's 32 KB -shm cannot be made: "disk I/O error"
@@ -36,20 +27,15 @@ def _small_files() -> None:  # SQLite's 32 KB -shm cannot be made: "disk I/O err
     resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scfleet", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        preexec_fn=_small_files,
-    )
+#: ``scfleet(...)``: the conftest fixture running the real CLI
+Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.mark.timeout(120)
-def test_serve_on_a_full_disk_is_one_line_naming_the_ledger(tmp_path: Path) -> None:
-    proc = _cli("serve", "--data-dir", str(tmp_path / "data"))
+def test_serve_on_a_full_disk_is_one_line_naming_the_ledger(tmp_path: Path, scfleet: Cli) -> None:
+    proc = scfleet(
+        "serve", "--data-dir", str(tmp_path / "data"), timeout=90, preexec_fn=_small_files
+    )
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode not in (0, 1), proc.stderr
     (line,) = proc.stderr.splitlines()
@@ -57,10 +43,11 @@ def test_serve_on_a_full_disk_is_one_line_naming_the_ledger(tmp_path: Path) -> N
 
 
 @pytest.mark.timeout(120)
-def test_the_embedded_server_on_a_full_disk_names_its_ledger(tmp_path: Path) -> None:
+def test_the_embedded_server_on_a_full_disk_names_its_ledger(tmp_path: Path, scfleet: Cli) -> None:
     (tmp_path / "up.toml").write_text(SCENARIO)
     out = tmp_path / "r"
-    proc = _cli("run", str(tmp_path / "up.toml"), "--out", str(out), "--workers", "1", "--quiet")
+    args = ["run", str(tmp_path / "up.toml"), "--out", str(out), "--workers", "1", "--quiet"]
+    proc = scfleet(*args, timeout=90, preexec_fn=_small_files)
     assert proc.returncode == 103, proc.stderr
     (line,) = proc.stderr.splitlines()
     assert "embedded reference server exited" in line, line

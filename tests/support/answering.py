@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from small_run import SMALL_RUN
+
 from scfleet import api
 from scfleet.api import RunOutcome
 
@@ -73,13 +75,8 @@ def run_empty_on_failure(tmp_path: Path, thresholds: str) -> RunOutcome:
     ``[thresholds]`` lines given; the run's files in ``tmp_path / "r"``."""
     (tmp_path / "dev.py").write_text(EMPTY_ON_FAILURE_DEVICE)
     (tmp_path / "s.toml").write_text(
-        """
-[scenarios.up]
-executor = "constant-arrival-rate"
-rate = 5
-duration = "1s"
-pre_allocated_devices = 2
-[scenarios.up.device]
+        SMALL_RUN
+        + """[scenarios.up.device]
 kind = "python:dev.py:D"
 [thresholds]
 """
