@@ -472,10 +472,18 @@ def _placement_groups(c: Any) -> list[str]:
     return res.stdout.split()
 
 
-def _run(c: Any, out: pathlib.Path, address: str, *extra: str) -> subprocess.Popen[str]:
+def _run(
+    c: Any,
+    out: pathlib.Path,
+    address: str,
+    *extra: str,
+    config: str = "configs/smoke.toml",
+    workers: int = 4,
+) -> subprocess.Popen[str]:
+    """``scfleet run <config> --out <out> --cluster <address> --workers <workers> <extra>``."""
     return subprocess.Popen(
-        [sys.executable, "-m", "scfleet", "run", "configs/smoke.toml", "--out", str(out)]
-        + ["--cluster", address, "--workers", "4", *extra],
+        [sys.executable, "-m", "scfleet", "run", config, "--out", str(out)]
+        + ["--cluster", address, "--workers", str(workers), *extra],
         cwd=ROOT,
         env=c.env,
         stdout=subprocess.PIPE,
@@ -594,15 +602,7 @@ def test_an_actor_whose_loop_is_blocked_is_killed_named_and_the_result_written(
     cfg = tmp_path / "blocking.toml"
     cfg.write_text(BLOCKING)
     out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scfleet", "run", str(cfg), "--out", str(out), "--quiet"]
-        + ["--cluster", cluster.gcs, "--workers", "2"],
-        cwd=ROOT,
-        env=cluster.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _run(cluster, out, cluster.gcs, "--quiet", config=str(cfg), workers=2)
     try:
         _wait_ticks(proc, out, 3)
         try:
@@ -690,15 +690,7 @@ def test_ctrl_c_while_the_placement_group_waits_for_room_stops_at_once(
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         out = tmp_path / "run"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "scfleet", "run", "configs/smoke.toml", "--out", str(out)]
-            + ["--cluster", cluster.gcs, "--workers", "2"],
-            cwd=ROOT,
-            env=cluster.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = _run(cluster, out, cluster.gcs, workers=2)
         try:
             deadline = time.time() + 120  # until the run's group is there, waiting for room
             while "PENDING" not in _placement_groups(cluster):
