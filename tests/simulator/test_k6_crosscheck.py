@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from k6_side import K6, needs_k6
+from k6_side import needs_k6, run_k6
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -217,28 +216,8 @@ def _judged(
 
 
 def _run_k6(w: Workload, url: str, tmp: pathlib.Path) -> tuple[int, Outcome]:
-    script = tmp / f"{w.name}.js"
-    script.write_text(_k6_script(w, url))
-    export = tmp / f"{w.name}-k6.json"
-    env = {**os.environ, "K6_NO_USAGE_REPORT": "true", "K6_NO_COLOR": "true"}
-    res = subprocess.run(
-        [
-            K6 or "k6",
-            "run",
-            "--quiet",
-            "--no-usage-report",
-            "--summary-export",
-            str(export),
-            str(script),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        cwd=tmp,
-    )
-    assert export.exists(), res.stderr
-    return res.returncode, _outcome(json.loads(export.read_text()), w)
+    code, summary = run_k6(_k6_script(w, url), tmp, summary_required=True)
+    return code, _outcome(summary, w)
 
 
 def _run_scfleet(w: Workload, url: str, tmp: pathlib.Path) -> tuple[int, Outcome]:

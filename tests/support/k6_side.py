@@ -26,8 +26,11 @@ needs_k6 = pytest.mark.skipif(
 )
 
 
-def run_k6(script: str, tmp: pathlib.Path, timeout: float = 60) -> tuple[int, dict[str, Any]]:
-    """k6's exit code and summary export ({} when k6 wrote none, e.g. a refused config)."""
+def run_k6(
+    script: str, tmp: pathlib.Path, timeout: float = 60, *, summary_required: bool = False
+) -> tuple[int, dict[str, Any]]:
+    """k6's exit code and summary export ({} when k6 wrote none, e.g. a refused config;
+    ``summary_required``: a failed assertion with k6's stderr instead)."""
     path = tmp / "script.js"
     path.write_text(script)
     export = tmp / "k6-summary.json"
@@ -49,4 +52,6 @@ def run_k6(script: str, tmp: pathlib.Path, timeout: float = 60) -> tuple[int, di
         env=env,
         cwd=tmp,
     )
+    if summary_required:
+        assert export.exists(), res.stderr
     return res.returncode, json.loads(export.read_text()) if export.exists() else {}
