@@ -164,9 +164,8 @@ class Assessment:
     knee_label: str
     verdict: str  # "held" | "graceful" | "cliff" | "no data"
     reason: str
-    bottleneck: (
-        str  # kind: crash, generator, connection, device_code, server_cpu, server_memory, none
-    )
+    #: kind: crash, device_code, generator, connection, server_cpu, server_memory, none
+    bottleneck: str
     hint: str
     generator_warning: bool = False
     generator_worker: str = ""  # with workers: the one nearest saturation where it was
@@ -425,8 +424,8 @@ def _cut_budget(row: StageRow, thresholds: Sequence[tuple[str, str]]) -> Thresho
 
 def _raised_text(r: StageRow) -> str:
     return (
-        f"{r.iteration_errors:,} of {r.iterations:,} iterations at {r.label} raised or "
-        f"returned False ({r.raised_share * 100:.1f}%)"
+        f"{r.iteration_errors:,} of {max(r.iterations, r.iteration_errors):,} iterations at "
+        f"{r.label} raised or returned False ({r.raised_share * 100:.1f}%)"
     )
 
 
