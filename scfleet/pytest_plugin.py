@@ -190,9 +190,7 @@ def failure_report(run: FleetRun) -> str:
         for t in failed:
             seen = "no data" if t.observed is None else f"{t.observed:.6g}"
             note = f" ({t.note})" if t.note else ""
-            lines.append(
-                f"    {t.threshold.metric_key}: {t.threshold.expr.source}, got {seen}{note}"
-            )
+            lines.append(f"    {t.threshold.name}, got {seen}{note}")
     folder = run.outcome.folder
     if folder is not None and folder.rows:
         lines.append(stages.render_text(folder.rows, folder.assessments).rstrip())

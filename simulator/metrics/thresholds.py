@@ -79,6 +79,11 @@ class Threshold:
     abort_on_fail: bool = False
     delay_abort_eval: float = 0.0
 
+    @property
+    def name(self) -> str:
+        """``metric{tags}: expression``: how a run names it (the abort, the plugin's lines)."""
+        return f"{self.metric_key}: {self.expr.source}"
+
 
 @dataclass
 class ThresholdResult:

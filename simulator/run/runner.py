@@ -532,7 +532,7 @@ class Environment:
                 continue  # as k6 mid-run: an empty sink is not judged (count>0 aborted at 1 s)
             res = evaluate_one(th, src)
             if not res.ok:
-                self.aborted = f"{th.metric_key}: {th.expr.source}"
+                self.aborted = th.name
                 self.stop_event.set()
                 return
 
@@ -643,7 +643,7 @@ def threshold_results(
     results = [evaluate_one(t, src) for t in cfg.thresholds]
     for r in results:
         th = r.threshold
-        if aborted == f"{th.metric_key}: {th.expr.source}" and th.abort_on_fail and r.ok:
+        if aborted == th.name and th.abort_on_fail and r.ok:
             r.ok = False
             r.note = "it failed mid-run and aborted the run (abort_on_fail)"
     return results
