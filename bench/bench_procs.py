@@ -3,8 +3,13 @@
     python bench/bench_procs.py --rates 4000,8000 --repeat 3 --fifo 10 --json out.json \
         --variants w1:1,auto:2,pin:2:1:SCFLEET_PIN_WORKERS=1,part:1:2:SCFLEET_BENCH_QUANTUM_OF=2
 
-A variant is ``name:workers[:rate divisor[:ENV=VALUE...]]``; the variants run interleaved, at
-each rate, ``--repeat`` times. Each run: psutil polls every process of the tree (user+sys,
+A variant is ``name:workers[xCOPIES][:rate divisor[:ENV=VALUE...]]``; the variants run
+interleaved, at each rate, ``--repeat`` times. ``xCOPIES`` starts that many runs together, side by
+side, each at the rate ÷ divisor (``pair:1x2:2:SCFLEET_BENCH_QUANTUM_OF=2``: ``auto``'s two
+workers' shares as two one-process runs, without a coordinator), and counts them as one run:
+their requests, rates and processes added up, so its CPU per request compares with ``auto:2``'s
+and each process's line (``us/req``: its window CPU per request of its own share) with an
+``auto`` worker's. Each run: psutil polls every process of the tree (user+sys,
 context switches); after ``--settle`` s, ``perf stat -p PID`` counts ``--window`` s of each
 process (coordinator, each worker): task-clock, context switches, CPU migrations, syscalls by
 type. ``--fifo N`` runs nginx and the generator at SCHED_FIFO priority N (root): on a machine
@@ -198,6 +203,33 @@ def one_run(nginx, tmp, workers, rate, args, n, extra_env=()) -> dict:
     return res
 
 
+def side_by_side(nginx, tmp, workers, rate, args, n, extra_env, copies) -> dict:
+    """``copies`` runs started together (threads), merged into one result."""
+    if copies == 1:
+        return one_run(nginx, tmp, workers, rate, args, n, extra_env)
+    out: list[dict] = [{} for _ in range(copies)]
+
+    def go(i: int) -> None:
+        out[i] = one_run(nginx, tmp, workers, rate, args, n * 100 + i, extra_env)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(copies)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    if not all(out):
+        raise SystemExit(f"a side-by-side run of {copies} failed")
+    merged = dict(out[0])
+    merged["rate"] = rate * copies
+    merged["share_rate"] = rate
+    for key in ("requests", "dropped", "tree_cpu", "tree_nvcsw", "tree_nivcsw"):
+        merged[key] = sum(r[key] for r in out)
+    merged["lag_p99_ms"] = max(r["lag_p99_ms"] for r in out)
+    merged["procs"] = [p for r in out for p in r["procs"]]
+    merged["stderr"] = "".join(r["stderr"] for r in out)[-300:]
+    return merged
+
+
 def summarize(r: dict, window: float) -> str:
     rate = r["rate"]
     lines = [
@@ -211,11 +243,15 @@ def summarize(r: dict, window: float) -> str:
             continue
         pf = p["perf"]
         tc = pf.get("task-clock", 0) / window  # ms/s
+        # a worker's or a side-by-side copy's share of the rate (a coordinator of workers: all)
+        each_run = r.get("share_rate", rate)
+        share = each_run if p["kind"] == "coord" else each_run / r["workers"]
+        each = f" = {tc / share * 1000:.1f} us/req" if share and tc else ""
         per = {k: v / window for k, v in pf.items() if k not in ("task-clock",) and v}
         top = ", ".join(f"{k} {v:.0f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1])[:9])
         lines.append(
             f"  {p['kind']:<7} cpu {p['user'] + p['sys']:.2f}s (u {p['user']:.2f} s {p['sys']:.2f}) "
-            f"window: {tc:.0f} ms/s; /s: {top}"
+            f"window: {tc:.0f} ms/s{each}; /s: {top}"
         )
     return "\n".join(lines)
 
@@ -233,11 +269,12 @@ def summary(files: list[Path], window: float) -> None:
 
     print(
         "| variant | rate | runs | CPU µs/request (window, all processes) | worker ms/s "
+        "| each loaded process: µs/request of its share "
         "| epoll_pwait/request | context switches/request | migrations/s | lag p99 ms | dropped |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for (lab, rate), rs in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        us, ep, cs, mig, wk = [], [], [], [], []
+        us, ep, cs, mig, wk, each = [], [], [], [], [], []
         for r in rs:
             ps = [p for p in r["procs"] if p["kind"] in ("coord", "worker") and p["perf"]]
 
@@ -249,8 +286,12 @@ def summary(files: list[Path], window: float) -> None:
             cs.append(total("context-switches") / rate)
             mig.append(total("cpu-migrations"))
             wk += [p["perf"].get("task-clock", 0) / window for p in ps if p["kind"] == "worker"]
+            # the processes that run the load (workers, or one-process runs) and each one's share
+            loaded = [p for p in ps if p["kind"] == "worker"] or ps
+            share = r.get("share_rate", rate) / (r["workers"] if r["workers"] > 1 else 1)
+            each += [p["perf"].get("task-clock", 0) / window / share * 1000 for p in loaded]
         print(
-            f"| {lab} | {rate:,.0f}/s | {len(rs)} | {med(us)} | {med(wk)} "
+            f"| {lab} | {rate:,.0f}/s | {len(rs)} | {med(us)} | {med(wk)} | {med(each)} "
             f"| {statistics.median(ep):.2f} | {statistics.median(cs):.3f} "
             f"| {statistics.median(mig):.0f} | {med([r['lag_p99_ms'] for r in rs])} "
             f"| {sum(r['dropped'] for r in rs)} |"
@@ -300,10 +341,17 @@ def main() -> None:
                     name, w, div, *kv = (
                         (var + ":1").split(":") if var.count(":") < 2 else var.split(":")
                     )
-                    w = int(w)
+                    w, _x, copies = w.partition("x")
                     n += 1
-                    r = one_run(
-                        nginx, Path(d), w, rate / float(div or 1), args, n, [x for x in kv if x]
+                    r = side_by_side(
+                        nginx,
+                        Path(d),
+                        int(w),
+                        rate / float(div or 1),
+                        args,
+                        n,
+                        [x for x in kv if x],
+                        int(copies or 1),
                     )
                     r["repeat"] = rep
                     r["label"] = name
