@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -62,7 +63,8 @@ class ThresholdInfo:
     expression: str
     aggregation: str
     op: str
-    value: float
+    #: None for an infinite or NaN limit (k6 takes ``avg<Inf``), which JSON cannot hold
+    value: float | None
     abort_on_fail: bool
     delay_abort_eval_s: float
 
@@ -124,7 +126,7 @@ def inspect_config(args: argparse.Namespace) -> Inspection:
             expression=t.expr.source,
             aggregation=t.expr.aggregation,
             op=t.expr.op,
-            value=t.expr.value,
+            value=t.expr.value if math.isfinite(t.expr.value) else None,
             abort_on_fail=t.abort_on_fail,
             delay_abort_eval_s=t.delay_abort_eval,
         )
@@ -182,7 +184,8 @@ def render(ins: Inspection) -> str:
             extra = f"  abort on fail (after {fd(t.delay_abort_eval_s)})"
         lines.append(
             f"    {t.metric_key} ({t.metric_type or 'custom'}): {t.aggregation} {t.op} "
-            f"{t.value:g}{extra}"
+            f"{t.expression.partition(t.op)[2].strip() if t.value is None else f'{t.value:g}'}"
+            f"{extra}"
         )
     scaled = " (durations before --time-scale)" if ins.time_scale != 1 else ""
     lines += ["", f"  CONFIGURATION (validated, as run{scaled})"]

@@ -8,6 +8,7 @@ Trend values are in milliseconds, as in k6.
 from __future__ import annotations
 
 import difflib
+import math
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -25,14 +26,16 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "===": operator.eq,
     "!=": operator.ne,
 }
-#: A finite number as k6 reads one (Go's ``strconv.ParseFloat``): ``.01``, ``5.``, ``+5``,
-#: ``1e+3`` (``rate<.01`` was refused, exit 104, where k6 ran). Not ``Inf``/``NaN``, hex or
-#: ``1_000``, which k6 also takes: no one means them, and NaN is no JSON (``inspect --json``).
-_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
-_EXPR = re.compile(
-    r"^\s*(?P<agg>avg|min|max|med|count|rate|value|p\(\s*(?P<pct>" + _NUMBER + r")\s*\))\s*"
-    r"(?P<op>===|==|!=|<=|>=|<|>)\s*(?P<value>" + _NUMBER + r")\s*$"
-)
+#: k6's operators in the order its scanner tries them (``operatorTokens``): the first found
+#: anywhere in the expression with something after it splits it.
+_OP_ORDER = ("<=", "<", ">=", ">", "===", "==", "!=")
+#: k6's aggregation keywords (``aggregationMethodTokens``); a bare ``p`` is its ``p(0)``.
+_METHODS = frozenset({"value", "count", "rate", "avg", "min", "med", "max", "p"})
+#: Go's ``strconv.ParseFloat`` syntax: decimal, or hex with a ``p`` exponent; ``_`` between
+#: digits (checked by :func:`_underscores_ok`); ``inf``/``infinity`` (signed) and ``nan``.
+_GO_DEC = re.compile(r"[+-]?([0-9_]*(?:\.[0-9_]*)?)(?:[eE][+-]?[0-9][0-9_]*)?")
+_GO_HEX = re.compile(r"[+-]?0[xX]([0-9a-fA-F_]*(?:\.[0-9a-fA-F_]*)?)[pP][+-]?[0-9][0-9_]*")
+_GO_SPECIAL = re.compile(r"[+-]?(?:inf|infinity)|nan", re.IGNORECASE)
 _METRIC = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\{(?P<tags>[^{}]*)\})?$")
 
 #: Which aggregations each metric type supports (k6's ``supportedAggregationMethods``).
@@ -101,22 +104,82 @@ class MetricSource(Protocol):
     def aggregate(self, name: str, tags: Mapping[str, str], aggregation: str) -> float | None: ...
 
 
+def go_float(text: str) -> float | None:
+    """``text`` as Go's ``strconv.ParseFloat`` reads it (k6 reads a threshold's numbers so),
+    None where it returns an error: ``1_000``, ``.5``, ``5.``, ``0x1p4``, ``Inf``, ``NaN`` are
+    numbers; ``1__0``, ``0x10`` (no exponent), ``+NaN`` and ``1e400`` (out of range) are not."""
+    if _GO_SPECIAL.fullmatch(text):
+        return float(text)
+    hexa = _GO_HEX.fullmatch(text)
+    m = hexa or _GO_DEC.fullmatch(text)
+    if m is None or not re.search("[0-9a-fA-F]" if hexa else "[0-9]", m.group(1)):
+        return None
+    if not _underscores_ok(text, hexa=hexa is not None):
+        return None
+    clean = text.replace("_", "")
+    try:
+        value = float.fromhex(clean) if hexa else float(clean)
+    except (ValueError, OverflowError):
+        return None
+    return None if math.isinf(value) else value  # Go: ErrRange
+
+
+def _underscores_ok(text: str, *, hexa: bool) -> bool:
+    """Go's ``underscoreOK``: each ``_`` between two digits (a base prefix counts as one)."""
+    body = text.lstrip("+-")
+    digits = "0123456789abcdefABCDEF" if hexa else "0123456789"
+    saw = "0" if hexa else "^"
+    for c in body[2:] if hexa else body:
+        if c in digits:
+            saw = "0"
+        elif c == "_":
+            if saw != "0":
+                return False
+            saw = "_"
+        elif saw == "_":
+            return False
+        else:
+            saw = "!"
+    return saw != "_"
+
+
 def parse_expression(text: str) -> ThresholdExpr:
+    """``<aggregation> <op> <value>`` as k6 1.1 parses it (``parseThresholdExpression``): the
+    first of :data:`_OP_ORDER` found with text after it splits the expression, both sides
+    trimmed; ``p(N)`` takes no spaces inside (``p( 95 )`` is refused, as k6 refuses it: it
+    ran here before) and its N, like the value, is a number as Go reads one
+    (:func:`go_float`). One difference by choice: a percentile outside 0..100 (or NaN), which
+    k6 accepts and then panics on (exit 109) once its trend has two samples, is refused."""
     if not isinstance(text, str):
         raise ValueError(f"threshold must be a string like 'p(95)<2000', got {text!r}")
-    m = _EXPR.match(text)
-    if not m:
-        raise ValueError(
-            f"bad threshold expression {text!r}: expected '<aggregation> <op> <value>', "
-            "e.g. 'p(95)<2000', 'rate<0.01', 'count>0'"
-        )
-    agg = m.group("agg")
-    if m.group("pct") is not None:
-        pct = float(m.group("pct"))
+    bad = (
+        f"bad threshold expression {text!r}: expected '<aggregation> <op> <value>', "
+        "e.g. 'p(95)<2000', 'rate<0.01', 'count>0'"
+    )
+    for op in _OP_ORDER:
+        left, _, right = text.partition(op)
+        if right:
+            break
+    else:
+        raise ValueError(bad)
+    left, right = left.strip(), right.strip()
+    value = go_float(right)
+    if value is None:
+        raise ValueError(bad)
+    if left in _METHODS:
+        agg = "p(0)" if left == "p" else left
+    elif left.startswith("p(") and left.endswith(")"):
+        pct = go_float(left[2:-1])
+        if pct is None:
+            raise ValueError(bad)
         if not 0 <= pct <= 100:
             raise ValueError(f"bad threshold expression {text!r}: percentile must be 0..100")
-        agg = f"p({m.group('pct')})"
-    return ThresholdExpr(text.strip(), agg, m.group("op"), float(m.group("value")))
+        # as written where Python reads it alike (``p(99.9)``), else k6's %g (``p(16)``)
+        inner = left[2:-1]
+        agg = left if "_" not in inner and "x" not in inner.lower() else f"p({pct:g})"
+    else:
+        raise ValueError(bad)
+    return ThresholdExpr(text.strip(), agg, op, value)
 
 
 def parse_metric_key(key: str) -> tuple[str, tuple[tuple[str, str], ...]]:
