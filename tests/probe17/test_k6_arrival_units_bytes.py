@@ -1,0 +1,102 @@
+"""Three of k6 1.1.0's behaviours the README states, held against k6 itself on loopback, with
+scfleet's side of each (README "What a run measures", "Scenario files"):
+
+1. constant-arrival-rate also starts the start due at the end itself: 5/s for 1 s is 6
+   iterations in k6, 5 in scfleet (a difference kept by choice and said).
+2. A bare-number duration is milliseconds in k6 (``duration: 1000`` and ``"1000"`` run 1 s,
+   as ``"1s"``), seconds in scfleet (``duration = 1`` is 1 s): said, write the unit.
+3. The bytes a request cut in flight by a graceful stop had written are in k6's data_sent
+   (at least its 64,000-byte body); scfleet counts none of them. A known difference, not yet
+   fixed: strict xfail, so the fix must remove the mark.
+
+Each run is a second or two.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from answering import answering
+from k6_side import needs_k6, run_k6
+
+from scfleet import api
+
+pytestmark = pytest.mark.slow
+
+
+def _k6_iterations(scenario: str, url: str, tmp: Path, body: int = 64) -> dict[str, float]:
+    script = (
+        "import http from 'k6/http';\n"
+        f"export const options = {{ scenarios: {{ up: {scenario} }} }};\n"
+        f"export default function () {{ http.post('{url}/up', 'x'.repeat({body})); }}\n"
+    )
+    tmp.mkdir(exist_ok=True)
+    code, summary = run_k6(script, tmp, summary_required=True)
+    assert code == 0, summary
+    m = summary["metrics"]
+    return {k: m[k]["count"] if k in m else 0 for k in ("iterations", "data_sent")}
+
+
+def _scfleet(scenario: str, url: str, tmp: Path, body: int = 64) -> dict[str, float]:
+    tmp.mkdir(exist_ok=True)
+    (tmp / "s.toml").write_text(
+        "[scenarios.up]\n"
+        + scenario
+        + f'\n[scenarios.up.device]\nendpoint = "/up"\nchunk_bytes = {body}\n'
+    )
+    out = api.run(api.load(tmp / "s.toml"), target=url, out=tmp / "r", workers=1)
+    reg = out.result.registry
+    return {k: reg.aggregate(k, {}, "count") or 0 for k in ("iterations", "data_sent")}
+
+
+CAR_TOML = """executor = "constant-arrival-rate"
+rate = 5
+time_unit = "1s"
+duration = "{d}"
+pre_allocated_devices = 2"""
+CAR_K6 = "{{ executor: 'constant-arrival-rate', rate: 5, timeUnit: '1s', duration: {d}, preAllocatedVUs: 2 }}"
+
+
+@needs_k6
+def test_constant_arrival_rate_k6_starts_one_more_at_the_end(tmp_path: Path) -> None:
+    with answering(200, 0.0) as url:
+        k6 = _k6_iterations(CAR_K6.format(d="'1s'"), url, tmp_path / "k6")
+        ours = _scfleet(CAR_TOML.format(d="1s"), url, tmp_path / "sc")
+    assert (k6["iterations"], ours["iterations"]) == (6, 5)
+
+
+@needs_k6
+@pytest.mark.parametrize("bare", ["1000", "'1000'"], ids=["number", "string"])
+def test_k6_reads_a_bare_duration_as_milliseconds(bare: str, tmp_path: Path) -> None:
+    with answering(200, 0.0) as url:
+        k6 = _k6_iterations(CAR_K6.format(d=bare), url, tmp_path / "k6")
+    assert k6["iterations"] == 6  # 1 s, as '1s' (1000 s would time the test out)
+
+
+def test_scfleet_reads_a_bare_duration_as_seconds(tmp_path: Path) -> None:
+    with answering(200, 0.0) as url:
+        ours = _scfleet(CAR_TOML.replace('"{d}"', "1"), url, tmp_path)
+    assert ours["iterations"] == 5  # 1 s
+
+
+CUT_TOML = """executor = "constant-vus"
+vus = 1
+duration = "1s"
+graceful_stop = "0s\""""
+CUT_K6 = "{ executor: 'constant-vus', vus: 1, duration: '1s', gracefulStop: '0s' }"
+BODY = 64_000
+
+
+@needs_k6
+def test_k6_counts_a_cut_requests_bytes_in_data_sent(tmp_path: Path) -> None:
+    with answering(200, 1.5) as url:  # the one upload is cut at 1 s, unanswered
+        k6 = _k6_iterations(CUT_K6, url, tmp_path, body=BODY)
+    assert k6["iterations"] == 0 and k6["data_sent"] >= BODY
+
+
+@pytest.mark.xfail(strict=True, reason="known: a cut request's bytes are not in data_sent")
+def test_scfleet_counts_a_cut_requests_bytes_in_data_sent(tmp_path: Path) -> None:
+    with answering(200, 1.5) as url:
+        ours = _scfleet(CUT_TOML, url, tmp_path, body=BODY)
+    assert ours["iterations"] == 0 and ours["data_sent"] >= BODY
