@@ -141,15 +141,19 @@ def _timed_body() -> type[aiohttp.payload.BytesPayload]:
     from aiohttp.payload import BytesPayload
 
     class TimedBody(BytesPayload):
-        def __init__(self, value: bytes | memoryview, dial: _Dial) -> None:
+        def __init__(
+            self, value: bytes | memoryview, dial: _Dial, req: Request, nbytes: int
+        ) -> None:
             super().__init__(value)
             self._dial = dial
+            self._req, self._nbytes = req, nbytes
 
         async def write_with_length(
             self, writer: AbstractStreamWriter, content_length: int | None
         ) -> None:
             await super().write_with_length(writer, content_length)
             self._dial.wrote = time.perf_counter()
+            self._req.written = self._nbytes
 
     return TimedBody
 
@@ -197,7 +201,7 @@ class AiohttpTransport(SubmitViaSend):
             async with session.request(
                 req.method,
                 self.base_url + req.path,
-                data=_timed_body()(data, dial) if data else data,
+                data=_timed_body()(data, dial, req, head + size) if data else data,
                 headers=headers,
                 allow_redirects=False,
             ) as resp:

@@ -632,6 +632,7 @@ class _Exchange:
             conn.fail(ErrorKind.BROKEN_PIPE)
             return
         self.sent_at = time.perf_counter()
+        self.req.written = len(self.head) + self.size
         t = self.tr
         t._deadlines[conn] = self.sent_at + t.timeout
         if t._sweeper is None:

@@ -31,6 +31,9 @@ class Request:
     body: Body = None
     keep_alive: bool = True
     cookies: Mapping[str, str] | None = None
+    #: bytes of it handed to the socket, set by the transport once written: what a request cut
+    #: before its answer counts in ``data_sent`` (k6 counts a cut request's written bytes)
+    written: int = 0
 
 
 @dataclass(slots=True)

@@ -106,6 +106,12 @@ class RequestRecorder:
         self.rejected = 0  # requests whose values did not fit (never recorded)
         reg.recorders.append(self)
 
+    def cut_sent(self, nbytes: int) -> None:
+        """The written bytes of a request cut before its answer (a graceful stop or ramp-down
+        ended its iteration): in ``data_sent``, as k6 counts them, and in no other figure."""
+        self._sent.value += nbytes
+        self._interval.sent += nbytes
+
     def _series(self, key: int) -> tuple[Any, ...]:
         """The series of one outcome, ``key`` = status·64 + failed·32 + error kind index."""
         s = self._by_status.get(key)

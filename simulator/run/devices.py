@@ -122,6 +122,9 @@ class Behaviour:
         self.ctx = ctx
         self.interval = interval
         self.closed = False  # after the graceful stop: late replies are not recorded
+        #: requests the hot path (:meth:`start`) has in flight, by id: what a graceful stop
+        #: cuts had written bytes that count in ``data_sent`` (:meth:`abandon`)
+        self._inflight: dict[int, tuple[RequestRecorder, Request]] = {}
         self.think_time = sc.think_time
         self._tasks = TaskStarter(self.iterate)
         self.devices: list[VirtualDevice] = []
@@ -199,6 +202,10 @@ class Behaviour:
 
     async def abandon(self) -> None:
         self.closed = True
+        for rec, req in self._inflight.values():
+            if req.written:
+                rec.cut_sent(req.written)
+        self._inflight.clear()
         await self._tasks.abandon()
 
     def iteration_done(self, started_perf: float, scheduled_perf: float) -> None:
@@ -351,7 +358,9 @@ class IotUpload(Behaviour):
         """Write the upload now and record it from the transport's callback (the hot path).
         ``count=False``: the caller ends the iteration itself (after the think time).
         ``waiter``: the future a looping VU's iteration awaits; once cancelled (a graceful
-        stop or ramp-down cut the iteration), the reply is recorded nowhere, as in k6."""
+        stop or ramp-down cut the iteration), the reply is recorded nowhere, as in k6, and
+        the bytes the request had written go to ``data_sent`` (k6's too; they were in no
+        figure)."""
         if count and self.think_time > 0:  # the sleep belongs to the iteration: one task each
             self._tasks.start(dev, scheduled, finished)
             return
@@ -362,8 +371,12 @@ class IotUpload(Behaviour):
         body = self.ctx.bank.chunk(dev.index, seq, cfg.chunk_bytes)
         headers = {**self._static, "X-Device-ID": dev.device_id, "X-Sequence": str(seq)}
         now = time.perf_counter()
+        req = Request("POST", cfg.endpoint, headers, body, cfg.keep_alive)
+        inflight, key = self._inflight, id(req)
+        inflight[key] = (self._rec, req)
 
         def done(resp: Response) -> None:
+            inflight.pop(key, None)
             if not self.closed and (waiter is None or not waiter.cancelled()):
                 dev.requests += 1
                 if self.record(self._rec, resp, sched_perf):
@@ -375,9 +388,14 @@ class IotUpload(Behaviour):
                     self.iteration_done(now, sched_perf)
             finished()
 
-        self.ctx.transport.submit(
-            Request("POST", cfg.endpoint, headers, body, cfg.keep_alive), done
-        )
+        if waiter is not None:
+
+            def cut(w: asyncio.Future[None]) -> None:
+                if w.cancelled() and inflight.pop(key, None) is not None and req.written:
+                    self._rec.cut_sent(req.written)  # k6 counts what it wrote
+
+            waiter.add_done_callback(cut)
+        self.ctx.transport.submit(req, done)
 
     async def iterate(self, dev: VirtualDevice, scheduled: float) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -576,9 +594,13 @@ class PythonDevices(Behaviour):
             hdrs.update(headers)
         dev = slot.dev
         method = method.upper()
-        resp = await self.ctx.transport.send(
-            Request(method, path, hdrs, body, self._keep_alive, dev.cookies)
-        )
+        req = Request(method, path, hdrs, body, self._keep_alive, dev.cookies)
+        try:
+            resp = await self.ctx.transport.send(req)
+        except asyncio.CancelledError:  # cut: in no figure but data_sent, as in k6
+            if req.written:
+                self.recorder(method, name or path).cut_sent(req.written)
+            raise
         dev.requests += 1
         dev.seq += 1
         if self.record(self.recorder(method, name or path), resp, slot.sched, checks):
