@@ -689,6 +689,13 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig
     _check_threshold_tags(cfg)
     names = {s.name for s in cfg.scenarios}
     for th in cfg.thresholds:
+        if th.metric == "http_req_tls_handshaking" and (cfg.target.url or "").startswith("https"):
+            raise ConfigError(
+                "scfleet counts the TLS handshake in http_req_connecting and does not record "
+                "it apart: over HTTPS put the threshold on http_req_connecting",
+                source=source,
+                key=f'thresholds."{th.metric_key}"',
+            )
         for tag, value in th.tags:
             if tag == "scenario" and value not in names:
                 raise ConfigError(

@@ -74,6 +74,7 @@ K6_METRICS = frozenset(
         "http_req_failed",
         "http_req_receiving",
         "http_req_sending",
+        "http_req_tls_handshaking",
         "http_req_waiting",
         "http_reqs",
         "iteration_duration",
@@ -213,6 +214,9 @@ def summary_dict(result: RunResult) -> dict[str, Any]:
         full.setdefault(
             r.threshold.metric_key, empty_stats(reg.types.get(r.threshold.metric), all_stats)
         )
+    if "http_reqs" in full and not (result.config.target.url or "").startswith("https"):
+        # k6's export of an HTTP run has it: each plain-HTTP request's TLS handshake, 0
+        full.setdefault("http_req_tls_handshaking", empty_stats("trend", all_stats))
     metrics, extra = split_metrics(
         full, reg.types, stats, (r.threshold.metric_key for r in result.thresholds)
     )
