@@ -39,7 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ceiling import SCFLEET_TOML, Bench  # noqa: E402
 from nginx_target import Nginx, raise_nofile  # noqa: E402
 
-EVENTS = "task-clock,context-switches,cpu-migrations,raw_syscalls:sys_enter," + ",".join(
+# libuv (uvloop) batches its epoll_ctl calls through io_uring: they show as io_uring_enter
+# syscalls and io_uring_submit_req events, not as epoll_ctl. sched_wakeup counts the wake-ups a
+# process causes (on loopback its writes wake nginx's idle workers).
+EVENTS = (
+    "task-clock,context-switches,cpu-migrations,raw_syscalls:sys_enter,"
+    "io_uring:io_uring_submit_req,sched:sched_wakeup,"
+) + ",".join(
     f"syscalls:sys_enter_{s}"
     for s in (
         "epoll_pwait",
@@ -79,8 +85,17 @@ EVENTS = "task-clock,context-switches,cpu-migrations,raw_syscalls:sys_enter," + 
         "setsockopt",
         "timerfd_settime",
         "rt_sigprocmask",
+        "io_uring_enter",
     )
 )
+#: syscalls per request by kind, in --summary (write+writev and the socket sends, ...)
+PER_REQUEST = {
+    "writes": ("write", "writev", "sendto", "sendmsg"),
+    "reads": ("read", "recvfrom", "recvmsg"),
+    "epoll_ctl": ("epoll_ctl", "io_uring:io_uring_submit_req"),
+    "syscalls": ("raw_syscalls:sys_enter",),
+    "wake-ups": ("sched:sched_wakeup",),
+}
 
 
 def perf_window(pid: int, seconds: float, out: dict[str, float]) -> None:
@@ -270,11 +285,14 @@ def summary(files: list[Path], window: float) -> None:
     print(
         "| variant | rate | runs | CPU µs/request (window, all processes) | worker ms/s "
         "| each loaded process: µs/request of its share "
-        "| epoll_pwait/request | context switches/request | migrations/s | lag p99 ms | dropped |"
+        "| epoll_pwait/request | context switches/request | migrations/s | lag p99 ms | dropped "
+        + "".join(f"| {k}/request " for k in PER_REQUEST)
+        + "|"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- " * (11 + len(PER_REQUEST)) + "|")
     for (lab, rate), rs in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         us, ep, cs, mig, wk, each = [], [], [], [], [], []
+        per: dict[str, list[float]] = {k: [] for k in PER_REQUEST}
         for r in rs:
             ps = [p for p in r["procs"] if p["kind"] in ("coord", "worker") and p["perf"]]
 
@@ -290,11 +308,17 @@ def summary(files: list[Path], window: float) -> None:
             loaded = [p for p in ps if p["kind"] == "worker"] or ps
             share = r.get("share_rate", rate) / (r["workers"] if r["workers"] > 1 else 1)
             each += [p["perf"].get("task-clock", 0) / window / share * 1000 for p in loaded]
+            for k, names in PER_REQUEST.items():
+                per[k].append(sum(total(n) for n in names) / rate)
         print(
             f"| {lab} | {rate:,.0f}/s | {len(rs)} | {med(us)} | {med(wk)} | {med(each)} "
             f"| {statistics.median(ep):.2f} | {statistics.median(cs):.3f} "
             f"| {statistics.median(mig):.0f} | {med([r['lag_p99_ms'] for r in rs])} "
-            f"| {sum(r['dropped'] for r in rs)} |"
+            f"| {sum(r['dropped'] for r in rs)} "
+            + "".join(
+                f"| {statistics.median(v):.3f} ({min(v):.3f}-{max(v):.3f}) " for v in per.values()
+            )
+            + "|"
         )
 
 
