@@ -298,6 +298,20 @@ def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
         outcome.close_live()
 
 
+def _export_summary(outcome: RunOutcome, export: Path) -> None:
+    """``--summary-export``: a copy of summary.json, or, when no run folder could be written,
+    the same document from memory (before, it was skipped without a word)."""
+    from simulator.report.output import summary_json_of
+
+    try:
+        if "summary.json" in outcome.files:
+            export.write_bytes(outcome.files["summary.json"].read_bytes())
+        else:
+            export.write_text(summary_json_of(outcome.result))
+    except OSError as exc:
+        sys.stderr.write(f"scfleet: --summary-export {export}: {exc.strerror or exc}\n")
+
+
 def _report(
     args: argparse.Namespace, outcome: RunOutcome, signals: _Signals, export: Path | None
 ) -> int:
@@ -305,11 +319,8 @@ def _report(
     import time
 
     result, run_dir = outcome.result, outcome.run_dir
-    if export is not None and "summary.json" in outcome.files:
-        try:
-            export.write_bytes(outcome.files["summary.json"].read_bytes())
-        except OSError as exc:
-            sys.stderr.write(f"scfleet: --summary-export {export}: {exc.strerror or exc}\n")
+    if export is not None:
+        _export_summary(outcome, export)
     if "summary.txt" in outcome.files:
         sys.stdout.write(outcome.files["summary.txt"].read_text())
         sys.stdout.write(f"\n  run folder: {run_dir}\n")

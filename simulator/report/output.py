@@ -209,6 +209,18 @@ def summary_text_of(result: RunResult) -> str:
         return render_text(result) + "\n"
 
 
+def summary_json_of(result: RunResult) -> str:
+    """summary.json's text from memory alone (its stage table when that can be built): what
+    ``--summary-export`` gets when no run folder could be written, so the file the user named
+    is not silently missing."""
+    summary = json.loads(json.dumps(summary_dict(result), default=str))
+    try:
+        summary = _model(result, Path(), summary, json.dumps(result.timeline), "{}").summary
+    except Exception:  # noqa: BLE001 - the figures without the stage table, then
+        summary.get("scfleet", {}).pop("stages", None)
+    return json.dumps(summary, indent=2, default=str)
+
+
 def _reports_not_written(run_dir: Path, exc: Exception) -> None:
     sys.stderr.write(
         f"scfleet: report files not written ({type(exc).__name__}: {exc}); "
