@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
@@ -43,23 +44,38 @@ def load_or_create_key(data_dir: Path, key_file: Path | None = None) -> bytes:
     """The signing key: from ``key_file`` if given, else ``DATA_DIR/secret.key`` (made if absent)."""
     path = key_file if key_file is not None else Path(data_dir) / KEY_FILE_NAME
     if key_file is None and not path.exists():
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32) + "\n")
-        except FileExistsError:
-            pass  # another process made it first; read theirs
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot create signing key: {exc.strerror}", source=str(path)
-            ) from None
+        _create_key(path)
     try:
         key = path.read_bytes().strip()
     except OSError as exc:
         raise ConfigError(f"cannot read signing key: {exc.strerror}", source=str(path)) from None
     if len(key) < _MIN_KEY_BYTES:
-        raise ConfigError(f"signing key shorter than {_MIN_KEY_BYTES} bytes", source=str(path))
+        # one left empty by an older version's failed write: deleting it is the way out
+        remedy = "" if key_file is not None else " (delete it to make a new one)"
+        raise ConfigError(
+            f"signing key shorter than {_MIN_KEY_BYTES} bytes{remedy}", source=str(path)
+        )
     return key
+
+
+def _create_key(path: Path) -> None:
+    """Write a new key whole, or leave no file: written and synced beside ``path``, then
+    linked to it (fails if another process made one first: theirs is read). Created in place
+    and written after, a disk that filled in between left an empty key that failed every
+    later start ("shorter than 16 bytes") until it was deleted by hand."""
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:  # a short write is retried until it fails
+            f.write((secrets.token_hex(32) + "\n").encode("ascii"))
+            f.flush()
+            os.fsync(fd)
+        with contextlib.suppress(FileExistsError):  # another process made it first: theirs
+            os.link(part, path)
+    except OSError as exc:
+        raise ConfigError(f"cannot create signing key: {exc.strerror}", source=str(path)) from None
+    finally:
+        part.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
