@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from typing import Any
 
 from scfleet import __version__
 from scfleet_core.cli import OneLineParser
@@ -44,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The program (``argv`` None: this process's command line, which then exits with the
+    code) or one command in-process (``argv`` given: the signal handlers are put back)."""
+    signals = _Interrupts()
     try:
         # importing every command takes a second or more: a Ctrl-C in it is one line too
         args = build_parser().parse_args(argv)
@@ -52,10 +58,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"scfleet: {exc}\n")
         return exc.exit_code
     except KeyboardInterrupt:
+        signals.settle()
         sys.stderr.write("scfleet: interrupted\n")
         _leave_if_ray_init_abandoned()
         return EXIT_INTERRUPTED
+    finally:
+        if argv is None:
+            signals.settle()  # on to the exit: a late signal must not kill it (-15)
+        else:
+            signals.restore()
     return code
+
+
+class _Interrupts:
+    """SIGTERM is Ctrl-C from the first moment ``main`` runs (the commands' imports, before
+    ``run`` installs its own handling): one KeyboardInterrupt, exit 105. Once ``main`` is
+    ending, SIGINT/SIGTERM are ignored: the process only exits from there. Before, a burst of
+    SIGTERMs killed it (-15, exit 143) after "interrupted": the run's handler went back to the
+    default as ``run`` returned, and Python resets its own handlers to the default as it
+    finalizes (an ignored signal stays ignored)."""
+
+    def __init__(self) -> None:
+        self.saved: list[tuple[int, Any]] = []
+        self.count = 0
+        if threading.current_thread() is threading.main_thread():
+            self.saved.append((signal.SIGTERM, signal.signal(signal.SIGTERM, self._interrupt)))
+            self.saved.append((signal.SIGINT, signal.getsignal(signal.SIGINT)))
+
+    def _interrupt(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.count == 1:
+            raise KeyboardInterrupt
+
+    def settle(self) -> None:
+        for sig, _ in self.saved:
+            signal.signal(sig, signal.SIG_IGN)
+
+    def restore(self) -> None:
+        for sig, old in self.saved:
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
 
 def _leave_if_ray_init_abandoned() -> None:
