@@ -263,8 +263,10 @@ def _fill(
     row.conn_errors = int(sum(p.get(f"conn_errors.{row.scenario}") or 0 for p in done))
     # a rate is what completed within the stage's own seconds: the stop's answers divided by
     # them read 79.7 req/s from a server that serves 50/s (and a stalled stage as held)
-    row.achieved_rps = sum(s["requests"] for s in sc) / row.seconds
-    row.achieved_iters = sum(s["iterations"] for s in sc) / row.seconds
+    # a run stopped as it started has one point of 0.000 s: no rate (it divided by zero)
+    secs = row.seconds or math.inf
+    row.achieved_rps = sum(s["requests"] for s in sc) / secs
+    row.achieved_iters = sum(s["iterations"] for s in sc) / secs
     row.error_rate = row.failed / row.requests if row.requests else 0.0
     row.active_max = max(s["active"] for s in sc)
     if hist is not None and hist.count:
