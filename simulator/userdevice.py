@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from scfleet_core.errors import ConfigError
+from simulator.http.transport import cut_body_text
 
 #: custom metric names: k6's rule, narrowed to what every output format writes unquoted
 METRIC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -126,6 +127,8 @@ class Reply:
     headers: Mapping[str, str]
     error: str | None
     duration_ms: float
+    #: body bytes past the first MAX_KEPT_BODY (1 MiB), read but not kept in ``body``
+    body_cut: int = 0
 
     @property
     def ok(self) -> bool:
@@ -133,7 +136,9 @@ class Reply:
         return 200 <= self.status < 400
 
     def json(self) -> Any:
-        """The body as JSON (``ValueError`` if it is not)."""
+        """The body as JSON (``ValueError`` if it is not, or was cut)."""
+        if self.body_cut:
+            raise ValueError(cut_body_text(len(self.body), self.body_cut))
         return jsonlib.loads(self.body)
 
 

@@ -21,6 +21,7 @@ from simulator.http.transport import (
     _header_bytes,
     body_size,
     failure,
+    keep_body,
     parse_set_cookie,
     waits,
 )
@@ -206,7 +207,11 @@ class AiohttpTransport(SubmitViaSend):
                 allow_redirects=False,
             ) as resp:
                 headers_at = time.perf_counter()
-                body = await resp.read()
+                kept = bytearray()  # read to its end, kept up to MAX_KEPT_BODY
+                cut = 0
+                async for data in resp.content.iter_any():
+                    cut += keep_body(kept, data)
+                body = bytes(kept)
                 ended = time.perf_counter()
                 set_cookie = resp.headers.getall("Set-Cookie", ())
                 jar, cleared = parse_set_cookie(set_cookie) if set_cookie else ({}, ())
@@ -214,6 +219,7 @@ class AiohttpTransport(SubmitViaSend):
                 started = dial.asked or started
                 blocked, connecting = waits(started, dial.dialled, dial.connected)
                 return Response(
+                    body_cut=cut,
                     status=resp.status,
                     body=body,
                     headers=resp.headers,
@@ -221,7 +227,7 @@ class AiohttpTransport(SubmitViaSend):
                     headers_at=headers_at,
                     ended=ended,
                     sent=head + size,
-                    received=rhead + len(body),
+                    received=rhead + len(body) + cut,
                     set_cookies=jar,
                     cleared_cookies=cleared,
                     connecting=connecting,

@@ -23,16 +23,19 @@ from urllib.parse import urlsplit
 
 from simulator.http.errors import ErrorKind
 from simulator.http.transport import (
+    MAX_KEPT_BODY,
     Request,
     Response,
     Transport,
     body_size,
     failure,
+    keep_body,
     parse_set_cookie,
     waits,
 )
 
 _MAX_HEAD = 64 * 1024
+_HEX = b"0123456789abcdefABCDEF"
 _BUFFERS = (bytes, memoryview)  # a tuple: ``bytes | memoryview`` builds a union per call
 
 
@@ -84,13 +87,14 @@ class LazyHeaders(Mapping[str, str]):
 
 
 class _Reply:
-    __slots__ = ("status", "raw_head", "cookies", "body", "first_byte", "done")
+    __slots__ = ("status", "raw_head", "cookies", "body", "cut", "first_byte", "done")
 
     def __init__(self) -> None:
         self.status = 0
         self.raw_head = b""
         self.cookies: list[str] | tuple[()] = ()  # a list only when the head sets cookies
         self.body = b""
+        self.cut = 0  # body bytes read past MAX_KEPT_BODY and dropped
         self.first_byte = 0.0
         self.done = 0.0
 
@@ -104,7 +108,14 @@ class _Conn(asyncio.Protocol):
         # called once with the reply or the kind of failure that ended the exchange
         self.on_reply: Callable[[_Reply | ErrorKind], None] | None = None
         self.reply: _Reply | None = None
-        self.need = -1  # body bytes still expected; -1 reading head; -2 chunked; -3 until close
+        # body bytes expected; -1 reading head; -2 chunked; -3 until close; -4 a length past
+        # MAX_KEPT_BODY (``left`` still to come, the start kept in ``kept``)
+        self.need = -1
+        self.left = 0
+        self.kept = bytearray()
+        # chunked: data bytes left in the chunk (> 0); -1 a size line next; -2 the CRLF after
+        # a chunk's data; -3 the trailers. Parsed as bytes come, each byte once.
+        self.chunk = -1
         self.keep = True
         self.closed = False
         self.lost: ErrorKind = ErrorKind.CLOSED  # how the peer ended it, once closed
@@ -140,7 +151,7 @@ class _Conn(asyncio.Protocol):
         self.lost = ErrorKind.RESET if isinstance(exc, ConnectionResetError) else ErrorKind.CLOSED
         if self.on_reply is not None:
             if self.need == -3 and self.reply is not None:  # body delimited by close
-                self.reply.body = bytes(self.buf)
+                self.reply.body = bytes(self.buf)  # at most MAX_KEPT_BODY (_parse)
                 self.reply.done = time.perf_counter()
                 self.keep = False
                 self.deliver(self.reply)
@@ -200,6 +211,17 @@ class _Conn(asyncio.Protocol):
             self._finish()
         elif self.need == -2:
             self._parse_chunked()
+        elif self.need == -4:
+            take = min(len(buf), self.left)
+            with memoryview(buf) as view:  # released before the buffer is cut
+                reply.cut += keep_body(self.kept, view[:take])
+            del buf[:take]
+            self.left -= take
+            if not self.left:
+                self._finish_kept()
+        elif self.need == -3 and len(buf) > MAX_KEPT_BODY:  # the rest is dropped as it comes
+            reply.cut += len(buf) - MAX_KEPT_BODY
+            del buf[MAX_KEPT_BODY:]
 
     def _take_head(self, head: bytes) -> None:
         """A response head (without its blank line): status, framing, keep-alive, cookies."""
@@ -228,6 +250,7 @@ class _Conn(asyncio.Protocol):
             _header_value(lower, b"\r\ntransfer-encoding:") or b""
         ):
             self.need = -2
+            self.chunk = -1
         elif length is not None:
             # ASCII digits only (int() takes "+2" and "1_0"; a negative one would read as one
             # of the framing states above), and no second Content-Length that disagrees: Go's
@@ -238,6 +261,8 @@ class _Conn(asyncio.Protocol):
             ):
                 raise _BadResponse("bad Content-Length")
             self.need = int(length)
+            if self.need > MAX_KEPT_BODY:  # kept in part as it comes (_parse)
+                self.need, self.left = -4, self.need
         elif reply.status in (204, 304) or self._head_request:
             self.need = 0
         else:
@@ -247,32 +272,62 @@ class _Conn(asyncio.Protocol):
     _head_request = False
 
     def _parse_chunked(self) -> None:
+        """Chunks as they come, each byte looked at once (before, the body was parsed again
+        from its first chunk on every read: an endless body stalled the loop), the data kept
+        up to MAX_KEPT_BODY; sizes are hex digits only, as Go's net/http reads them."""
         buf = self.buf
-        body = bytearray()
-        pos = 0
+        reply = self.reply
+        assert reply is not None
         while True:
-            eol = buf.find(b"\r\n", pos)
-            if eol < 0:
-                return
-            size_text = bytes(buf[pos:eol]).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise _BadResponse("bad chunk size") from None
-            if size == 0:
-                end = buf.find(b"\r\n\r\n", eol)
+            if self.chunk > 0:  # a chunk's data
+                take = min(len(buf), self.chunk)
+                if not take:
+                    return
+                with memoryview(buf) as view:  # released before the buffer is cut
+                    reply.cut += keep_body(self.kept, view[:take])
+                del buf[:take]
+                self.chunk -= take
+                if self.chunk:
+                    return
+                self.chunk = -2
+            if self.chunk == -2:  # the CRLF ending a chunk's data
+                if len(buf) < 2:
+                    return
+                if buf[:2] != b"\r\n":
+                    raise _BadResponse("bad chunk end")
+                del buf[:2]
+                self.chunk = -1
+            if self.chunk == -1:  # a size line
+                eol = buf.find(b"\r\n")
+                if eol < 0:
+                    if len(buf) > _MAX_HEAD:
+                        raise _BadResponse("chunk size line too long")
+                    return
+                size_text = bytes(buf[:eol]).split(b";", 1)[0].strip()
+                if not 0 < len(size_text) <= 16 or size_text.strip(_HEX):
+                    raise _BadResponse("bad chunk size")
+                del buf[: eol + 2]
+                self.chunk = int(size_text, 16) or -3
+                continue
+            # the trailers: none (an empty line) or header lines up to one
+            if buf[:2] == b"\r\n":
+                del buf[:2]
+            else:
+                end = buf.find(b"\r\n\r\n")
                 if end < 0:
-                    return  # trailers not complete yet
-                assert self.reply is not None
-                self.reply.body = bytes(body)
+                    if len(buf) > _MAX_HEAD:
+                        raise _BadResponse("response trailers too large")
+                    return
                 del buf[: end + 4]
-                self._finish()
-                return
-            start = eol + 2
-            if len(buf) < start + size + 2:
-                return
-            body += buf[start : start + size]
-            pos = start + size + 2
+            self._finish_kept()
+            return
+
+    def _finish_kept(self) -> None:
+        """The end of a body read into ``kept`` (chunked, or a length past the cap)."""
+        assert self.reply is not None
+        self.reply.body = bytes(self.kept)
+        self.kept = bytearray()
+        self._finish()
 
     def _finish(self) -> None:
         reply = self.reply
@@ -665,24 +720,25 @@ class _Exchange:
         blocked, connecting = waits(self.started, self.dialled, self.connected)
         # positional on the hot path (keywords cost ~1 µs per request): Response's field
         # order, named on each line
-        self.done(
-            Response(
-                result.status,  # status
-                result.body,  # body
-                LazyHeaders(result.raw_head),  # headers
-                None,  # error
-                self.started,  # started
-                result.first_byte,  # headers_at
-                result.done,  # ended
-                len(self.head) + self.size,  # sent
-                received,  # received
-                jar,  # set_cookies
-                cleared,  # cleared_cookies
-                connecting,  # connecting
-                sent - self.connected,  # sending
-                blocked,  # blocked
-            )
+        resp = Response(
+            result.status,  # status
+            result.body,  # body
+            LazyHeaders(result.raw_head),  # headers
+            None,  # error
+            self.started,  # started
+            result.first_byte,  # headers_at
+            result.done,  # ended
+            len(self.head) + self.size,  # sent
+            received,  # received
+            jar,  # set_cookies
+            cleared,  # cleared_cookies
+            connecting,  # connecting
+            sent - self.connected,  # sending
+            blocked,  # blocked
         )
+        if result.cut:
+            resp.body_cut = result.cut
+        self.done(resp)
 
     def sent_until(self, conn: _Conn, first_byte: float) -> float:
         """When the request's last byte left: its write, or the drain of what the kernel did

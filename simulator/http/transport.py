@@ -22,6 +22,12 @@ from simulator.http.errors import ErrorKind
 
 Body = bytes | memoryview | Sequence[bytes | memoryview] | None
 
+#: The most of a response body either client keeps (``Response.body``); the rest is read to
+#: the body's end, counted (``received``, ``body_cut``) and dropped. Without it a server
+#: sending a 2 GB or endless body took the generator's memory with it (1.8-3 GB RSS for two
+#: requests); now it costs time, up to the request timeout, as it would a device.
+MAX_KEPT_BODY = 1 << 20
+
 
 @dataclass(slots=True)
 class Request:
@@ -55,11 +61,36 @@ class Response:
     #: outside the duration, which starts at ``started + blocked + connecting`` (:func:`waits`)
     blocked: float = 0.0
     kind: ErrorKind | None = None  # set with ``error`` when there was no HTTP answer
+    body_cut: int = 0  # body bytes read past MAX_KEPT_BODY and not kept
+
+    @property
+    def body_size(self) -> int:
+        """The whole body's length, kept or not (a check's body_min/max_bytes)."""
+        return len(self.body) + self.body_cut
 
     def json(self) -> Any:
         import json
 
+        if self.body_cut:
+            raise ValueError(cut_body_text(len(self.body), self.body_cut))
         return json.loads(self.body)
+
+
+def cut_body_text(kept: int, cut: int) -> str:
+    """Why a cut body cannot be parsed (``Response.json``, a device's ``Reply.json``)."""
+    return f"the response body has {kept + cut} bytes; only the first {kept} were kept"
+
+
+def keep_body(kept: bytearray, data: bytes | bytearray | memoryview) -> int:
+    """Append what of ``data`` fits under :data:`MAX_KEPT_BODY` to ``kept``; the bytes that
+    did not (``Response.body_cut``)."""
+    room = MAX_KEPT_BODY - len(kept)
+    if len(data) <= room:
+        kept += data
+        return 0
+    if room > 0:
+        kept += data[:room]
+    return len(data) - max(room, 0)
 
 
 class Transport(Protocol):

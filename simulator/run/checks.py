@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from simulator.config import Check
@@ -27,7 +26,7 @@ def check_passes(check: Check, resp: Response, doc_cache: list[Any]) -> bool:
     """Whether every clause of ``check`` holds; ``doc_cache`` parses the JSON body once."""
     if check.status and resp.status not in check.status:
         return False
-    size = len(resp.body)
+    size = resp.body_size  # the whole body's, kept or not
     if check.body_min_bytes is not None and size < check.body_min_bytes:
         return False
     if check.body_max_bytes is not None and size > check.body_max_bytes:
@@ -35,7 +34,7 @@ def check_passes(check: Check, resp: Response, doc_cache: list[Any]) -> bool:
     if check.json_has or check.json_equals:
         if not doc_cache:
             try:
-                doc_cache.append(json.loads(resp.body))
+                doc_cache.append(resp.json())  # a cut body is no document
             except (ValueError, UnicodeDecodeError):
                 doc_cache.append(_MISSING)
         doc = doc_cache[0]

@@ -616,7 +616,7 @@ class PythonDevices(Behaviour):
                 jar.pop(gone, None)
             dev.cookies = jar
         took = (resp.ended - resp.started) * 1000 if resp.ended else 0.0
-        return Reply(resp.status, resp.body, resp.headers, resp.error, took)
+        return Reply(resp.status, resp.body, resp.headers, resp.error, took, resp.body_cut)
 
     def _make(self, dev: VirtualDevice, slot: _Slot) -> Any:
         from functools import partial
