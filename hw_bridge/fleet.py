@@ -209,6 +209,8 @@ class BoardDriver:
         self.run_id: object = None  # the board's run number, from the start reply
         self.wifi_key_set = False
         self.last_error = ""
+        # a boot banner came after its clock was synced, before its start: sync again
+        self.resync = False
 
     # --- link ----------------------------------------------------------------------------
     def _make_link(self, url: str) -> BoardLink:
@@ -267,6 +269,7 @@ class BoardDriver:
                 best = (h1 - h0, board_us - (h0 + h1) // 2)
         assert best is not None
         self.rtt_us, self.offset_us = best
+        self.resync = False
 
     async def start(self, host_start_us: int, duration_s: float, *, resume: bool = False) -> None:
         """Start the board's run. ``resume``: a restart after it was lost — it may have
@@ -274,6 +277,8 @@ class BoardDriver:
         and answers as retries (stored once, counted twice), so it is told to go on past every
         sequence it may have sent, reported or not (a gap costs nothing)."""
         assert self.link is not None
+        if self.resync:  # rebooted while it waited: its clock began again at 0
+            await self.sync()
         fl = self.fleet
         seq = self.next_seq
         now = time.monotonic()
@@ -322,6 +327,11 @@ class BoardDriver:
                 self.state = BoardState.FINISHED
         elif t == "hello" and msg.get("id") is None and self.state == BoardState.RUNNING:
             self.mark_lost("rebooted")  # a boot banner mid-run: rejoin restarts it
+        elif t == "hello" and msg.get("id") is None and self.state == BoardState.READY:
+            # Before the start: its start_at_us would be reckoned from the offset measured
+            # before the boot (an hour's uptime: told to begin an hour later, so it uploaded
+            # nothing all run and answered status "running", never lost).
+            self.resync = True
         elif t == "error" and msg.get("id") is None:
             self.bad_lines += 1
 
