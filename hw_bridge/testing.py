@@ -100,8 +100,10 @@ class FakeBoard:
         return self._link is not None
 
     def reboot(self) -> None:
-        """Reset: the run is gone and the boot banner says hello (``id: null``)."""
+        """Reset: the run is gone, uploads and runs are numbered from 0 again (as the
+        firmware's), and the boot banner says hello (``id: null``)."""
         self._stop_run()
+        self.seq = self.run = 0
         self.send({"t": "hello", "id": None, **self._hello()})
 
     def unplug(self, reason: str = "device disconnected") -> None:
@@ -157,6 +159,9 @@ class FakeBoard:
             if self.running:
                 return {"t": "error", "id": mid, "code": "busy", "msg": "a run is going"}
             rate = float(fields.get("rate", 1.0))
+            seq = fields.get("seq", 0)
+            if isinstance(seq, int) and seq > self.seq:  # past what it sent before a reboot
+                self.seq = seq
             self.run += 1
             self.running = True
             self.starts.append(dict(fields))
