@@ -44,6 +44,7 @@ from scfleet_core.errors import ConfigError, HardwareError
 from scfleet_core.secrets import Secret
 from simulator.config import IotUploadDevice, RunConfig, ScenarioConfig
 from simulator.config.device_ids import Finder
+from simulator.config.reader import LONG_INTEGER
 from simulator.config.sections import sequenced_ranges
 from simulator.metrics import Counter, RequestRecorder, RequestSample, tags_of
 from simulator.run.device_row import DeviceRow
@@ -101,6 +102,8 @@ def load_registry(path: Path) -> dict[str, str]:
         raise ConfigError("cannot read board registry: not UTF-8 text", source=str(path)) from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read board registry: {exc}", source=str(path)) from None
+    except ValueError:  # an integer past Python's digit limit (not a TOMLDecodeError)
+        raise ConfigError(f"board registry: {LONG_INTEGER}", source=str(path)) from None
     entries = data.get("board", [])
     if not isinstance(entries, list):
         raise ConfigError("expected [[board]] tables", source=str(path), key="board")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -69,12 +70,17 @@ def interpolate_env(data: Any, env: Mapping[str, str], source: str, path: str = 
     return text
 
 
+#: tomllib raises a plain ValueError (a traceback, before) for an integer literal longer than
+#: Python's limit on ``int(str)``: what a file holding one is told
+LONG_INTEGER = f"invalid TOML: an integer of more than {sys.get_int_max_str_digits()} digits"
+
+
 def toml_value(text: str) -> Any:
     """``text`` read as one TOML value, else ``text`` itself. Only one value: ``10\nx = 1``
     parsed as ``v = 10`` plus a key ``x`` that went nowhere, so a run took rate 10 from it."""
     try:
         doc = tomllib.loads(f"v = {text}")
-    except (tomllib.TOMLDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: TOMLDecodeError, or past int's digits
         return text
     return doc["v"] if len(doc) == 1 else text
 
@@ -145,6 +151,8 @@ def load_config(
         raise ConfigError("is a directory, expected a .toml file", source=source) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}", source=source) from None
+    except ValueError:  # tomllib's int() of a literal past Python's digit limit
+        raise ConfigError(LONG_INTEGER, source=source) from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", source=source) from None
     data = interpolate_env(data, os.environ if env is None else env, source)
