@@ -175,7 +175,8 @@ class _Conn(asyncio.Protocol):
                 # The usual case: the whole head, most often the whole response, in one read:
                 # sliced from ``data`` itself, not copied through the buffer.
                 end = data.find(b"\r\n\r\n")
-                if end >= 0:
+                # (a status line ending in a bare LF: a bare-LF head, which _parse reads)
+                if end >= 0 and data[data.find(b"\n") - 1] == 13:
                     self._take_head(data[:end])
                     need = self.need
                     if need >= 0 and len(data) - end - 4 == need:
@@ -194,12 +195,19 @@ class _Conn(asyncio.Protocol):
         buf = self.buf
         while self.need == -1:  # a loop: an interim (1xx) reply is followed by the real one
             end = buf.find(b"\r\n\r\n")
-            if end < 0:
+            bare = buf.find(b"\n\n", 0, end if end >= 0 else len(buf))
+            if bare >= 0:
+                # Lines ended by a bare LF (small embedded servers): Go's net/http (so k6) and
+                # aiohttp read them; waiting for a CRLF blank line failed the request instead.
+                head = bytes(buf[:bare]).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+                del buf[: bare + 2]
+            elif end >= 0:
+                head = bytes(buf[:end])
+                del buf[: end + 4]
+            else:
                 if len(buf) > _MAX_HEAD:
                     raise _BadResponse("response head too large")
                 return
-            head = bytes(buf[:end])
-            del buf[: end + 4]
             self._take_head(head)
         reply = self.reply
         assert reply is not None
