@@ -108,15 +108,9 @@ def inspect_config(args: argparse.Namespace) -> Inspection:
     if cfg.target.url is not None:
         load_all_accounts(cfg)  # the same accounts-file errors as run (a local read only)
     if args.summary_export:
-        from pathlib import Path
+        from scfleet.run_cli import check_export
 
-        export = Path(args.summary_export)
-        if export.is_dir() or not export.parent.is_dir():
-            from scfleet_core.errors import ConfigError
-
-            raise ConfigError(
-                "expected a file in an existing folder", source=f"--summary-export {export}"
-            )
+        check_export(args.summary_export)
     plans = tuple(plan_scenario(sc) for sc in cfg.scenarios)
     ths = tuple(
         ThresholdInfo(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 from pathlib import Path
@@ -270,11 +271,7 @@ def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
     from scfleet import api
 
     cfg = load_args(args)
-    export = Path(args.summary_export) if args.summary_export else None
-    if export is not None and (export.is_dir() or not export.parent.is_dir()):
-        raise ConfigError(
-            "expected a file in an existing folder", source=f"--summary-export {export}"
-        )
+    export = check_export(args.summary_export) if args.summary_export else None
     outcome = api.run(
         cfg,
         out=args.out,
@@ -298,9 +295,31 @@ def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
         outcome.close_live()
 
 
-def _export_summary(outcome: RunOutcome, export: Path) -> None:
+def check_export(text: str) -> Path:
+    """``--summary-export FILE`` as far as it can be known writable before the run (run and
+    inspect alike): a file (or device) in an existing folder a file can be made in, not a
+    symlink loop. Before, those were found only after the whole run, which then exited 0."""
+    import tempfile
+
+    export = Path(text)
+    source = f"--summary-export {export}"
+    try:
+        if export.is_dir() or not export.parent.is_dir():
+            raise ConfigError("expected a file in an existing folder", source=source)
+        with contextlib.suppress(FileNotFoundError):
+            export.stat()
+        if not export.exists():  # it will be made: somewhere a file can be made
+            with tempfile.TemporaryFile(dir=export.parent):
+                pass
+    except OSError as exc:
+        raise ConfigError(f"{exc.strerror or exc}", source=source) from None
+    return export
+
+
+def _export_summary(outcome: RunOutcome, export: Path) -> bool:
     """``--summary-export``: a copy of summary.json, or, when no run folder could be written,
-    the same document from memory (before, it was skipped without a word)."""
+    the same document from memory (before, it was skipped without a word); False when it
+    could not be written (the run's exit is then not 0)."""
     from simulator.report.output import summary_json_of
 
     try:
@@ -310,6 +329,8 @@ def _export_summary(outcome: RunOutcome, export: Path) -> None:
             export.write_text(summary_json_of(outcome.result))
     except OSError as exc:
         sys.stderr.write(f"scfleet: --summary-export {export}: {exc.strerror or exc}\n")
+        return False
+    return True
 
 
 def _report(
@@ -319,8 +340,7 @@ def _report(
     import time
 
     result, run_dir = outcome.result, outcome.run_dir
-    if export is not None:
-        _export_summary(outcome, export)
+    exported = export is None or _export_summary(outcome, export)
     if "summary.txt" in outcome.files:
         sys.stdout.write(outcome.files["summary.txt"].read_text())
         sys.stdout.write(f"\n  run folder: {run_dir}\n")
@@ -348,6 +368,8 @@ def _report(
             time.sleep(0.1)
     elif getattr(args, "linger", False):
         sys.stderr.write("scfleet: --linger: no --out prometheus= to keep serving\n")
+    if not exported and outcome.exit_code == 0:
+        return EXIT_ENGINE  # the file asked for is not there: as for the run folder
     return outcome.exit_code
 
 
