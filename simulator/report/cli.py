@@ -45,9 +45,11 @@ def register(sub: Subparsers) -> None:
         "--fail-on",
         metavar="SPEC",
         type=_fail_on,
+        action="append",  # a second --fail-on adds its rules (it replaced the first, unsaid)
         help="comma-separated rules FIGURE(+|-)N(%%|pp|ms), e.g. 'p(95)+10%%,error_rate+0.5pp,"
         "throughput-5%%': '+' fails when NEW rises past BASE by more than the margin, '-' when "
-        "it falls; %% is relative to BASE, pp are percentage points (rates), ms absolute",
+        "it falls; %% is relative to BASE, pp are percentage points (rates), ms absolute; "
+        "repeatable (every rule of every one is judged)",
     )
     c.add_argument(
         "--junit", metavar="FILE", help="also write the gate's rules as JUnit XML to FILE"
@@ -203,7 +205,7 @@ def compare_command(args: argparse.Namespace) -> int:
     if warning:
         sys.stderr.write(f"scfleet: {warning}\n")
     sys.stdout.write(render_compare(compare(a, b), a.run_dir, b.run_dir))
-    rules = args.fail_on or ()
+    rules = tuple(r for spec in args.fail_on or () for r in spec)
     if not rules:
         if args.junit:
             raise ConfigError("--junit needs --fail-on (the rules are its test cases)")
