@@ -337,6 +337,20 @@ def warm_connections(cfg: RunConfig) -> int:
 _DUPLICATE = re.compile(rb'"duplicate"\s*:\s*true')
 
 
+def duplicates_note(scenario: str, n: int, first: str, *, retries: bool) -> list[str]:
+    """The summary's note on ``n`` answers saying ``"duplicate": true`` (none, no note).
+    ``retries``: the devices may re-send a sequence themselves (Python devices may)."""
+    if not n:
+        return []
+    why = "a re-send of one whose answer was lost, or " if retries else ""
+    return [
+        f"scenario {scenario}: the server answered {n} uploads as duplicates (first from "
+        f"{first}) and stored none of them: it already held those (device, sequence) pairs "
+        f"({why}an earlier run against this server's ledger: each device numbers from 0); "
+        "they count as delivered"
+    ]
+
+
 class IotUpload(Behaviour):
     """Seed scenario 2: raw PCM with X-Device-ID / X-Sample-Rate / X-Sequence."""
 
@@ -412,14 +426,7 @@ class IotUpload(Behaviour):
     def notes(self) -> list[str]:
         """Uploads the server answered as retries it already held: none of them stored, yet
         each counts as delivered (before, silently: a second run against one ledger)."""
-        if not self.stale:
-            return []
-        return [
-            f"scenario {self.sc.name}: the server answered {self.stale} uploads as duplicates "
-            f"(first from {self._first_stale}) and stored none of them: it already held those "
-            "(device, sequence) pairs, each device numbering from 0 (an earlier run against "
-            "this server's ledger?); they count as delivered"
-        ]
+        return duplicates_note(self.sc.name, self.stale, self._first_stale, retries=False)
 
     async def iterate(self, dev: VirtualDevice, scheduled: float) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -527,6 +534,8 @@ class PythonDevices(Behaviour):
             if cfg.needs_accounts:
                 self._options["accounts"] = accounts or []
         self._messages: dict[str, int] = {}
+        self.stale = 0  # answers saying "duplicate": true (IotUpload's note)
+        self._first_stale = ""
         self._users: dict[int, Any] = {}  # device index -> started instance
         self._check_rates: dict[str, Any] = {}
 
@@ -632,6 +641,9 @@ class PythonDevices(Behaviour):
         else:
             dev.ok += 1
             dev.bytes_ok += nbytes
+            if _DUPLICATE.search(resp.body):
+                self.stale += 1
+                self._first_stale = self._first_stale or dev.device_id
         slot.sched = None
         if resp.set_cookies or resp.cleared_cookies:  # a cookie jar per device, as a browser
             jar = dev.cookies if dev.cookies is not None else {}
@@ -714,7 +726,7 @@ class PythonDevices(Behaviour):
         if len(top) > self.MAX_NOTES:
             rest = sum(n for _, n in top[self.MAX_NOTES :])
             out.append(f"scenario {self.sc.name}: {rest} more errors of other kinds")
-        return out
+        return out + duplicates_note(self.sc.name, self.stale, self._first_stale, retries=True)
 
 
 def _clear_jar(dev: VirtualDevice) -> None:

@@ -5,7 +5,7 @@ de-duplicates (device, sequence): run against one ``scfleet serve --data-dir`` t
 second run's uploads are all answered 200 ``"duplicate": true`` and none is stored, while
 its summary counted them as delivered (5 ok in devices.csv, 0 new ledger rows) and said
 nothing. A board's such answers were already named in a note (hw_bridge); a virtual
-device's now are too.
+device's now are too, built-in or written on the Python device API.
 """
 
 from __future__ import annotations
@@ -35,16 +35,24 @@ def _ok(run: Path) -> int:
         return sum(int(r["ok"]) for r in csv.DictReader(fh))
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize(
+    ("kind", "workers"),
+    [
+        ("iot_upload", "1"),
+        ("iot_upload", "2"),
+        ("python:simulator.builtin_devices:IotUpload", "1"),  # the Python device API's path
+    ],
+)
 def test_a_rerun_against_a_kept_ledger_says_nothing_was_stored(
     tmp_path: Path,
     scfleet: Callable[..., CompletedProcess[str]],
     reference_server: Callable[[Path], Any],
+    kind: str,
     workers: str,
 ) -> None:
     server = reference_server(tmp_path / "srv")
     cfg = tmp_path / "up.toml"
-    cfg.write_text(SMALL_UPLOAD)
+    cfg.write_text(SMALL_UPLOAD.replace('"iot_upload"', f'"{kind}"'))
     ledger = tmp_path / "srv" / "ledger.sqlite"
     runs = []
     for name in ("first", "second"):
@@ -56,12 +64,15 @@ def test_a_rerun_against_a_kept_ledger_says_nothing_was_stored(
         assert done.returncode == 0, done.stderr + done.stdout
         runs.append((out, done, _rows(ledger)))
     (first, done1, rows1), (second, done2, rows2) = runs
-    assert _ok(first) == rows1 == 5
-    assert _ok(second) == 5 and rows2 == rows1  # counted as delivered, nothing stored
+    # a loaded machine may drop an iteration of either run (so not always 5 each): the
+    # second run's uploads that the ledger did not get are the duplicates
+    assert _ok(first) == rows1 > 0
+    stale = _ok(second) - (rows2 - rows1)
+    assert stale > 0  # counted as delivered, nothing stored
     notes = json.loads((second / "summary.json").read_text())["scfleet"]["notes"]
     said = [n for n in notes if "duplicate" in n]
     assert said, notes
-    assert sum(int(n.split("answered ")[1].split(" ")[0]) for n in said) == 5, said
+    assert sum(int(n.split("answered ")[1].split(" ")[0]) for n in said) == stale, said
     assert "scenario up" in said[0] and "stored none" in said[0], said
     assert said[0] in done2.stdout
     first_notes = json.loads((first / "summary.json").read_text())["scfleet"]["notes"]
