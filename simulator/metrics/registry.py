@@ -239,6 +239,11 @@ def _bad_tag_value(key: str, value: str) -> str | None:
                 "5xx: filter on expected_response:false)"
             )
         return f"error_code is a whole number such as 1500, got {value!r}"
+    if key == "method" and value != value.upper():  # every recorder writes it upper-case
+        return (
+            f"no sample carries method {value!r}: methods are recorded upper-case (did you "
+            f"mean {value.upper()}?)"
+        )
     allowed = CLOSED_TAG_VALUES.get(key)
     if allowed is not None and value not in allowed:
         import difflib
