@@ -704,7 +704,37 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig
                     key=f'thresholds."{th.metric_key}"',
                 )
     _check_check_names(cfg)
+    _check_endpoints(cfg)
     return cfg
+
+
+def _requested_endpoints(dev: DeviceConfig) -> tuple[str, ...]:
+    """The paths a built-in kind's devices (and boards, an ``iot_upload`` one's) request."""
+    if isinstance(dev, AuthDevice):
+        return (dev.login_endpoint, dev.verify_endpoint)
+    assert isinstance(dev, IotUploadDevice | AnalyzeDevice)
+    return (dev.endpoint,)
+
+
+def _check_endpoints(cfg: RunConfig) -> None:
+    """An ``{endpoint:PATH}`` or ``{name:PATH}`` filter names a path a device requests (a
+    request's ``name`` is its endpoint): a misspelt one had no samples and passed. A Python
+    device names its own requests, so with one in the run any value goes; so does a key of a
+    scenario's own ``tags``."""
+    if any(isinstance(sc.device, PythonDevice) for sc in cfg.scenarios):
+        return
+    own = {k for sc in cfg.scenarios for k, _ in sc.tags}
+    paths = sorted({p for sc in cfg.scenarios for p in _requested_endpoints(sc.device)})
+    for th in cfg.thresholds:
+        for tag, value in th.tags:
+            if tag in ("endpoint", "name") and tag not in own and value not in paths:
+                near = difflib.get_close_matches(value, paths, n=1, cutoff=0.6)
+                hint = f"did you mean {near[0]!r}?" if near else f"requested: {paths}"
+                raise ConfigError(
+                    f"no device of this run requests {tag} {value!r} ({hint})",
+                    source=cfg.source,
+                    key=f'thresholds."{th.metric_key}"',
+                )
 
 
 def _check_check_names(cfg: RunConfig) -> None:
