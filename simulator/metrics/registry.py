@@ -245,6 +245,10 @@ def _bad_tag_value(key: str, value: str) -> str | None:
             f"mean {value.upper()}?)"
         )
     allowed = CLOSED_TAG_VALUES.get(key)
+    if key == "error":  # a request without an answer: one of the transports' kinds
+        from simulator.http.errors import ErrorKind
+
+        allowed = tuple(k.tag for k in ErrorKind)
     if allowed is not None and value not in allowed:
         import difflib
 
