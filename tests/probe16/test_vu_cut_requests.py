@@ -34,16 +34,25 @@ class Case:
     expect: tuple[int, int, int]  # iterations, http_reqs, failed requests
 
 
+# Every VU uploads on its own keep-alive connection, whose first request the server answers
+# after 0.2 s and every later one after 4 s (ANSWERS): each VU's second upload is in flight
+# from 0.2 s to 4.2 s, and each cut, and each end of the stages, falls 2 s or more from the
+# uploads around it, so only a loop held that long moves a count. Before, the same 1 s for
+# every upload left 0.2 s between the ramp-down's cut (1.8 s) and its upload's answer (2 s):
+# with a loaded machine's loop late to the cut, the answer came first and the iteration
+# completed, (6, 6, 0) where (5, 5, 0) was expected (1 run in 10, a SCHED_FIFO hog on a core).
+ANSWERS = (0.2, 4.0)
+
 STOP_AT_ZERO = Case(
     "graceful_stop_0",
     """
 executor = "constant-vus"
 vus = 1
-duration = "1700ms"
+duration = "2200ms"
 graceful_stop = "0s"
 """,
-    "{ executor: 'constant-vus', vus: 1, duration: '1700ms', gracefulStop: '0s' }",
-    # 0-1 s answered; 1-2 s cut at 1.7 s
+    "{ executor: 'constant-vus', vus: 1, duration: '2200ms', gracefulStop: '0s' }",
+    # 0-0.2 s answered; 0.2-4.2 s cut at 2.2 s
     (1, 1, 0),
 )
 RAMP_DOWN = Case(
@@ -51,15 +60,15 @@ RAMP_DOWN = Case(
     """
 executor = "ramping-vus"
 start_vus = 2
-stages = [{ duration = "1600ms", target = 2 }, { duration = "0s", target = 1 }, { duration = "2300ms", target = 1 }]
+stages = [{ duration = "2200ms", target = 2 }, { duration = "0s", target = 1 }, { duration = "1s", target = 1 }]
 graceful_ramp_down = "200ms"
 """,
     "{ executor: 'ramping-vus', startVUs: 2, gracefulRampDown: '200ms', stages: ["
-    "{ duration: '1600ms', target: 2 }, { duration: '0s', target: 1 }, { duration: '2300ms', target: 1 }] }",
-    # VU 2: 0-1 s answered, 1-2 s cut at 1.8 s (answered at 2 s, after the cut);
-    # VU 1: 0-1, 1-2, 2-3, 3-4 s (the last one inside the graceful stop; the stages end at
-    # 3.9 s). Each bound leaves 0.7 s or more for a loaded machine's late answers.
-    (5, 5, 0),
+    "{ duration: '2200ms', target: 2 }, { duration: '0s', target: 1 }, { duration: '1s', target: 1 }] }",
+    # each VU: 0-0.2 s answered, then 0.2-4.2 s: the one ramped down is cut at 2.4 s (its
+    # answer comes after the cut), the other's is answered inside the graceful stop (the stages
+    # end at 3.2 s, so it starts no third)
+    (3, 3, 0),
 )
 
 
@@ -86,7 +95,7 @@ def _scfleet(case: Case, url: str, tmp: Path) -> tuple[int, int, int, int, float
 
 @pytest.mark.parametrize("case", [STOP_AT_ZERO, RAMP_DOWN], ids=lambda c: c.name)
 def test_a_cut_upload_is_interrupted_and_nothing_else(case: Case, tmp_path: Path) -> None:
-    with answering(200, 1.0) as url:
+    with answering(200, *ANSWERS) as url:
         iters, reqs, failed, cut, observed = _scfleet(case, url, tmp_path)
     assert (iters, reqs, failed) == case.expect
     assert cut == 1
@@ -101,7 +110,7 @@ def test_k6_counts_the_same(case: Case, tmp_path: Path) -> None:
         f"export const options = {{ scenarios: {{ up: {case.k6} }} }};\n"
         "export default function () { http.post('URL/up', 'x'.repeat(64)); }\n"
     )
-    with answering(200, 1.0) as url:
+    with answering(200, *ANSWERS) as url:
         code, summary = run_k6(script.replace("URL", url), tmp_path)
     m = summary["metrics"]
     got = (m["iterations"]["count"], m["http_reqs"]["count"], m["http_req_failed"]["passes"])

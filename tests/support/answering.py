@@ -40,13 +40,18 @@ class D(Device):
 
 
 class _Answers(BaseHTTPRequestHandler):
+    """One instance per connection: ``delays[i]`` is how long its (i+1)th request waits (the
+    last one for every later request)."""
+
     protocol_version = "HTTP/1.1"
     status = 500
-    delay = 0.0
+    delays: tuple[float, ...] = (0.0,)
+    served = 0
 
     def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        time.sleep(self.delay)
+        time.sleep(self.delays[min(self.served, len(self.delays) - 1)])
+        self.served += 1
         self.send_response(self.status)
         self.send_header("Content-Length", "2")
         self.end_headers()
@@ -57,9 +62,11 @@ class _Answers(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def answering(status: int, delay: float) -> Iterator[str]:
-    """The server's URL while it runs."""
-    handler = type("H", (_Answers,), {"status": status, "delay": delay})
+def answering(status: int, delay: float, *later: float) -> Iterator[str]:
+    """The server's URL while it runs. Each connection's first request is answered after
+    ``delay``; with ``later``, its next ones after those delays in turn (a VU on its own
+    keep-alive connection: its iteration n's answer), the last for every one after."""
+    handler = type("H", (_Answers,), {"status": status, "delays": (delay, *later)})
     srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     srv.daemon_threads = True
     threading.Thread(target=srv.serve_forever, daemon=True).start()
