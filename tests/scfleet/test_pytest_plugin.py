@@ -45,10 +45,10 @@ import pytest
 
 SCENARIO = """
 [scenarios.up]
-executor = "constant-arrival-rate"
-rate = 10
-duration = "2s"
-pre_allocated_devices = 4
+executor = "per-vu-iterations"
+vus = 2
+iterations = 5
+max_duration = "30s"
 [scenarios.up.device]
 kind = "iot_upload"
 chunk_bytes = 3200
@@ -62,7 +62,8 @@ def test_gate(fleet, scfleet_server, tmp_path):
     cfg = tmp_path / "up.toml"
     cfg.write_text(SCENARIO)
     run = fleet.run(cfg, target=scfleet_server, time_scale=0.5)
-    assert run.exit_code == 99 and run.metric("http_reqs")["count"] == 10
+    # 2 VUs x 5, a closed model: at 10/s for 2 s (4 devices) a loaded machine dropped some
+    assert run.exit_code == 99 and run.metric("http_reqs")["count"] == 10, run.summary["metrics"]
     assert run.result.target == scfleet_server.url
     run.assert_ok()
 
