@@ -174,13 +174,16 @@ http_req_failed = ["rate<0.01"]
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:  # kill it once the run is into its second stage (130 uploads ≈ 3.25 s)
-        ledger = tmp_path / "srv" / "ledger.sqlite"
+    # Kill it once the run's third point (the first stage's last) is in its stream: every point
+    # of the first stage sampled the server alive. Before, the kill came at the 130th upload
+    # (~3.25 s), and a loaded machine's late third tick sampled the server already dead: stage
+    # 1's server_alive read 0.0 (1 run in 6 under SCHED_FIFO bursts on both cores).
+    try:
+        stream = out / "run.ndjson"  # one line per second of run time
         deadline = time.time() + 60
-        while time.time() < deadline:
-            with contextlib.suppress(sqlite3.Error):
-                rows = sqlite3.connect(ledger).execute("SELECT count(*) FROM uploads").fetchone()
-                if rows[0] >= 130:
+        while time.time() < deadline and runner.poll() is None:
+            with contextlib.suppress(OSError):
+                if stream.read_text().count('"type":"tick"') >= 3:
                     break
             time.sleep(0.05)
     finally:
@@ -192,7 +195,11 @@ http_req_failed = ["rate<0.01"]
     summary = json.loads((out / "summary.json").read_text())
     reqs = summary["metrics"]["http_reqs"]["count"]
     failed = summary["metrics"]["http_req_failed"]
-    assert reqs == 240  # every scheduled iteration ran, before and after the kill
+    # every scheduled iteration ran, before and after the kill, or (a loaded machine's loop
+    # reaching it late) was counted as dropped, as k6 does: none lost ('assert 237 == 240'
+    # once under load when this read reqs == 240)
+    dropped = summary["metrics"].get("dropped_iterations", {}).get("count", 0)
+    assert reqs + dropped == 240, (reqs, dropped)
     assert 0 < failed["passes"] < reqs
     assert not summary["scfleet"]["state"]["interrupted"]
     metrics = json.loads((out / "metrics.json").read_text())
