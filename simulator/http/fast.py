@@ -759,6 +759,11 @@ class _Exchange:
 
     def finish_error(self, kind: ErrorKind) -> None:
         resp = failure(kind, self.started, time.perf_counter())
+        # k6 counts bytes on the connection, whatever became of the request: what it wrote and
+        # what it read before the failure (a cut body, a garbled head)
+        resp.sent = self.req.written
+        if self.conn is not None:
+            resp.received = self.conn.received
         # if it got a connection, its wait for one is not its duration
         resp.blocked, resp.connecting = waits(self.started, self.dialled, self.connected)
         self.done(resp)
