@@ -40,6 +40,8 @@ _BUFFERS = (bytes, memoryview)  # a tuple: ``bytes | memoryview`` builds a union
 
 
 _LENGTH = b"\r\ncontent-length:"
+#: The largest Content-Length Go's net/http (so k6) takes: an int64
+_MAX_LENGTH = 2**63 - 1
 
 
 def _header_value(lower_head: bytes, needle: bytes) -> bytes | None:
@@ -249,6 +251,11 @@ class _Conn(asyncio.Protocol):
             b"\r\nconnection:" in lower and _header_value(lower, b"\r\nconnection:") == b"close"
         ):
             self.keep = False
+        if reply.status == 101:
+            # No request asks to switch protocols: Go's net/http hands 101 back as the answer
+            # and k6 throws 'unsupported response status: 101' at once; taken for an interim
+            # reply it waited for another that never came (the timeout, on a switched connection)
+            raise _BadResponse("unsupported response status: 101")
         if 100 <= reply.status < 200:  # interim response: wait for the real one (need stays -1)
             self.reply = _Reply()
             self.reply.first_byte = reply.first_byte
@@ -262,13 +269,19 @@ class _Conn(asyncio.Protocol):
         elif length is not None:
             # ASCII digits only (int() takes "+2" and "1_0"; a negative one would read as one
             # of the framing states above), and no second Content-Length that disagrees: Go's
-            # net/http (so k6) and aiohttp refuse both; the first one alone counted ok
+            # net/http (so k6) and aiohttp refuse both; the first one alone counted ok. Nor one
+            # past Go's int64 (strconv.ParseUint(cl, 10, 63)): k6 'bad Content-Length', where
+            # this waited for the body and failed it as 'truncated' (int() of 4,301 digits raises)
             again = lower.find(_LENGTH, lower.find(_LENGTH) + 2)
-            if not length.isdigit() or (
-                again >= 0 and _header_value(lower[again:], _LENGTH) != length
+            digits = length.lstrip(b"0")
+            if (
+                not length.isdigit()
+                or len(digits) > 19
+                or (digits and int(digits) > _MAX_LENGTH)
+                or (again >= 0 and _header_value(lower[again:], _LENGTH) != length)
             ):
                 raise _BadResponse("bad Content-Length")
-            self.need = int(length)
+            self.need = int(digits) if digits else 0
             if self.need > MAX_KEPT_BODY:  # kept in part as it comes (_parse)
                 self.need, self.left = -4, self.need
         elif reply.status in (204, 304) or self._head_request:
