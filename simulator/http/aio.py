@@ -207,6 +207,12 @@ class AiohttpTransport(SubmitViaSend):
                 allow_redirects=False,
             ) as resp:
                 headers_at = time.perf_counter()
+                if resp.status == 101:  # no request asks to switch: k6 throws at once
+                    import aiohttp
+
+                    raise aiohttp.ClientResponseError(
+                        resp.request_info, (), status=101, message="unsupported response status"
+                    )
                 kept = bytearray()  # read to its end, kept up to MAX_KEPT_BODY
                 cut = 0
                 async for data in resp.content.iter_any():

@@ -92,6 +92,20 @@ async def test_the_fast_client_reads_these_heads_as_go_does(
         assert took < 0.9  # at once, not at the timeout
 
 
+@pytest.mark.parametrize("hold", [0.0, 3.0], ids=["closed", "held"])
+async def test_aiohttp_fails_a_101_at_once_too(hold: float) -> None:
+    """aiohttp handed the 101 back as an answer (a failed request with status 101)."""
+    with loopback(_answer(SWITCH, hold), threaded=True) as url:
+        transport = make_transport(url, 1.0, "aiohttp")
+        try:
+            t0 = time.perf_counter()
+            resp = await transport.send(Request("POST", "/x", body=b"data"))
+            took = time.perf_counter() - t0
+        finally:
+            await transport.close()
+    assert (resp.status, resp.kind, took < 0.9) == (0, ErrorKind.BAD_RESPONSE, True)
+
+
 async def test_the_largest_int64_content_length_is_a_length() -> None:
     data = b"HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775807\r\n\r\nok"
     with loopback(_answer(data, 0.0), threaded=True) as url:
