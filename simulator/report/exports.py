@@ -90,7 +90,7 @@ def _scenario_values(s: Mapping[str, Any]) -> Iterator[tuple[str, float]]:
         yield "interrupted_iterations", s["interrupted"]
     yield "data_sent", s["sent"]
     yield "data_received", s["received"]
-    if "vus" in s:  # sampled at the tick as k6 samples it (not in the final, after-run tick)
+    if "vus" in s:  # sampled at the tick as k6 samples it (after the run only if no tick did)
         yield "vus", s["vus"]
 
 

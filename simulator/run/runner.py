@@ -207,6 +207,7 @@ class Environment:
         #: gives them back for the report), so a long run's memory stays flat
         self.keep_timeline = True
         self.points = 0  # timeline points made so far (the tick count)
+        self.vus_sampled = False  # a tick took k6's vus/vus_max sample
         self.intervals = {sc.name: IntervalStats() for sc in cfg.scenarios}
         self.events = {
             sc.name: ScenarioEvents(self.registry, sc.name, self.intervals[sc.name])
@@ -324,7 +325,14 @@ class Environment:
             for comp in self.companions:
                 await comp.close()
             try:
-                self._close_interval(loop.time() - start, sample_vus=False)
+                # a run of a second or more that no tick sampled (its ticks late behind a busy
+                # loop) is sampled once at its end, as k6's own ticker would have sampled it;
+                # a run under a second has no vus/vus_max, as in k6 1.1 (3 VUs x 1 iteration:
+                # its --summary-export has neither)
+                elapsed = loop.time() - start
+                self._close_interval(
+                    elapsed, sample_vus=not self.vus_sampled and elapsed >= self.tick
+                )
             except Exception as exc:  # noqa: BLE001 - the results gathered so far still count
                 self.fail("the last tick", exc)
         for behaviour in self.behaviours.values():  # Python devices' on_stop, their errors
@@ -482,11 +490,12 @@ class Environment:
             if sample_vus:  # k6's vus sample: active at this instant ("active": the peak)
                 point["scenarios"][name]["vus"] = ev.active_now
             yield
-        if sample_vus:  # as k6: once a second while the run goes (not after it)
+        if sample_vus:  # as k6: once a second while the run goes (after it only if never)
             self.registry.typed(Gauge, "vus").set(self.active_devices)
             grown = sum(e.grown for e in self.events.values())
             plan = self.device_plan
             self.registry.typed(Gauge, "vus_max").set(min(plan.planned + grown, plan.possible))
+            self.vus_sampled = True
         point["active"] = total_active
         sink = self.registry.sink
         if sink is not None:  # --out json/csv: this tick's samples go to the files now

@@ -432,6 +432,46 @@ def test_vus_is_sampled_each_second_not_the_peak_between() -> None:
     assert vus_points and set(vus_points) == {0}
 
 
+@pytest.mark.parametrize("tick", ["under_a_second", "never_turns"])
+def test_vus_and_vus_max_are_sampled_at_the_end_only_when_a_tick_should_have(
+    tick: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run of 2.1 s whose ticks never got a turn (a busy loop, simulated) took no vus
+    sample: vus and vus_max were missing from its registry, summary and series, where k6's
+    own ticker would have sampled them. The end samples them then, once. A run under a
+    second has neither, as in k6 1.1 (3 VUs x 1 iteration: its --summary-export has no vus);
+    a run whose tick sampled them is not sampled after it (above)."""
+    seconds = 0.1
+    if tick == "never_turns":
+        seconds = 0.7  # 3 iterations each: 2.1 s, past two ticks that never ran
+
+        async def late(self: Environment, start: float) -> None:
+            await asyncio.sleep(3600)
+
+        monkeypatch.setattr(Environment, "_ticker", late)
+    env = _virtual_env(
+        {
+            "up": {
+                "executor": "per-vu-iterations",
+                "vus": 3,
+                "iterations": 1 if tick == "under_a_second" else 3,
+                "max_duration": "30s",
+                "device": {"kind": "iot_upload", "chunk_bytes": 64},
+            }
+        },
+        seconds=seconds,
+    )
+    assert env.points == 1  # the end's point only
+    vus, vus_max = env.registry.get("vus"), env.registry.get("vus_max")
+    if tick == "under_a_second":
+        assert not vus.seen and not vus_max.seen
+        assert "vus" not in env.timeline[-1]["scenarios"]["up"]
+        return
+    assert vus.seen and vus_max.seen
+    assert (vus.value, vus_max.value) == (0, 3)  # none active at the end; 3 planned
+    assert env.timeline[-1]["scenarios"]["up"]["vus"] == 0
+
+
 def test_the_request_timeout_defaults_to_k6s_60_s() -> None:
     """k6's ``timeout`` request parameter defaults to 60 s (k6 docs, http Params): an
     answer after 45 s is a success there. scfleet defaulted to 30 s, so the same slow answer
