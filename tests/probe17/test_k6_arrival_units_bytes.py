@@ -66,9 +66,19 @@ CAR_K6 = "{{ executor: 'constant-arrival-rate', rate: 5, timeUnit: '1s', duratio
 @needs_k6
 def test_constant_arrival_rate_k6_starts_one_more_at_the_end(tmp_path: Path) -> None:
     with answering(200, 0.0) as url:
-        k6 = _k6_iterations(CAR_K6.format(d="'1s'"), url, tmp_path / "k6")
         ours = _scfleet(CAR_TOML.format(d="1s"), url, tmp_path / "sc")
-    assert (k6["iterations"], ours["iterations"]) == (6, 5)
+        # k6 starts the one due at the end when its timer fires before the scenario's
+        # context ends: every time on a quiet machine (21 of 21), not always on a loaded CI
+        # machine, so up to 3 runs, and never more than one extra
+        seen = []
+        for n in range(3):
+            seen.append(_k6_iterations(CAR_K6.format(d="'1s'"), url, tmp_path / f"k6-{n}"))
+            if seen[-1]["iterations"] == 6:
+                break
+    assert ours["iterations"] == 5
+    assert [k["iterations"] for k in seen][-1] == 6 and all(
+        k["iterations"] in (5, 6) for k in seen
+    ), seen
 
 
 @needs_k6
@@ -76,7 +86,9 @@ def test_constant_arrival_rate_k6_starts_one_more_at_the_end(tmp_path: Path) -> 
 def test_k6_reads_a_bare_duration_as_milliseconds(bare: str, tmp_path: Path) -> None:
     with answering(200, 0.0) as url:
         k6 = _k6_iterations(CAR_K6.format(d=bare), url, tmp_path / "k6")
-    assert k6["iterations"] == 6  # 1 s, as '1s' (1000 s would time the test out)
+    # 1 s, as '1s' (1000 s would time the test out): 5 starts, and the one due at the end
+    # on a machine quiet enough (above)
+    assert k6["iterations"] in (5, 6), k6
 
 
 def test_scfleet_reads_a_bare_duration_as_seconds(tmp_path: Path) -> None:
