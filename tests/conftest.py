@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
+from raw_http import Counting, counting, serving
 
 from scfleet.embedded import EmbeddedServer
 from simulator.config import EmbeddedServerConfig
@@ -83,32 +84,32 @@ def http_sink() -> Iterator[Callable[..., str]]:
     """A loopback HTTP/1.1 sink that reads each POST's body and answers 200 ``{}`` (after
     ``delay`` seconds, to hold connections open): ``url = http_sink(delay=1.0)``. Every one
     started is shut down at teardown."""
-    servers: list[ThreadingHTTPServer] = []
+    with contextlib.ExitStack() as servers:
 
-    def start(delay: float = 0.0) -> str:
-        class Sink(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        def start(delay: float = 0.0) -> str:
+            class Sink(BaseHTTPRequestHandler):
+                protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if delay:
-                    time.sleep(delay)
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
+                def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                    self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                    if delay:
+                        time.sleep(delay)
+                    self.send_response(200)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"{}")
 
-            def log_message(self, *args: Any) -> None:
-                pass
+                def log_message(self, *args: Any) -> None:
+                    pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-        server.daemon_threads = True
-        # a short poll: shutdown() at teardown waits for it (0.5 s by default)
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}"
+            return servers.enter_context(serving(Sink))
 
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+        yield start
+
+
+@pytest.fixture
+def hits_server() -> Iterator[tuple[str, type[Counting]]]:
+    """A loopback server that answers 200 to any GET or POST and counts them: ``url, handler``
+    (``handler.hits``), for runs that must refuse before their first request."""
+    with counting() as got:
+        yield got

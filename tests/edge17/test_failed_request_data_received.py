@@ -9,13 +9,10 @@ path built the response with no byte counts at all.
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 from k6_side import needs_k6, run_k6
-from raw_http import loopback
+from raw_http import answer_raw, loopback
 
 from simulator.http import Request, make_transport
 
@@ -26,24 +23,8 @@ ANSWERS = {
 }
 
 
-def _answering() -> Callable[[socket.socket, threading.Event], None]:
-    def serve(conn: socket.socket, stop: threading.Event) -> None:
-        with conn:
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                buf += data
-            conn.sendall(ANSWERS[buf.split(b" ")[1].decode()])
-            conn.shutdown(socket.SHUT_WR)
-            conn.recv(1)  # until the client closes
-
-    return serve
-
-
 async def test_a_failed_request_counts_the_bytes_it_read_and_wrote() -> None:
-    with loopback(_answering(), threaded=True) as url:
+    with loopback(answer_raw(ANSWERS, half_close=True), threaded=True) as url:
         transport = make_transport(url, 5.0, "fast")
         try:
             for path, answer in ANSWERS.items():
@@ -66,7 +47,7 @@ def test_k6_counts_the_same_bytes_received(tmp_path: Path) -> None:
         + "".join(f"  http.get('URL{p}');\n" for p in ANSWERS)
         + "}\n"
     )
-    with loopback(_answering(), threaded=True) as url:
+    with loopback(answer_raw(ANSWERS, half_close=True), threaded=True) as url:
         _, summary = run_k6(script.replace("URL", url), tmp_path, summary_required=True)
     metrics = summary["metrics"]
     assert metrics["http_req_failed"]["passes"] == len(ANSWERS)

@@ -15,34 +15,15 @@ checked side by side with k6 on loopback:
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from k6_side import needs_k6, run_k6
-from raw_http import loopback
+from raw_http import answer_raw, loopback
 
 from simulator.http import Request, make_transport
 from simulator.http.errors import ErrorKind
-
-
-def _answer(data: bytes, hold: float) -> Callable[[socket.socket, threading.Event], None]:
-    def serve(conn: socket.socket, stop: threading.Event) -> None:
-        with conn:
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                got = conn.recv(65536)
-                if not got:
-                    return
-                buf += got
-            conn.sendall(data)
-            time.sleep(hold)  # a connection held open: framing, not the close, must end it
-
-    return serve
-
 
 SPACE = b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok"
 HUGE = b"HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775808\r\n\r\nok"  # 2**63
@@ -78,7 +59,7 @@ SWITCH_BARE = b"HTTP/1.1 101 Switching Protocols\r\n\r\n"
 async def test_the_fast_client_reads_these_heads_as_go_does(
     data: bytes, hold: float, status: int, kind: ErrorKind | None, body: bytes
 ) -> None:
-    with loopback(_answer(data, hold), threaded=True) as url:
+    with loopback(answer_raw(data, hold=hold), threaded=True) as url:
         transport = make_transport(url, 1.0, "fast")
         try:
             t0 = time.perf_counter()
@@ -95,7 +76,7 @@ async def test_the_fast_client_reads_these_heads_as_go_does(
 @pytest.mark.parametrize("hold", [0.0, 3.0], ids=["closed", "held"])
 async def test_aiohttp_fails_a_101_at_once_too(hold: float) -> None:
     """aiohttp handed the 101 back as an answer (a failed request with status 101)."""
-    with loopback(_answer(SWITCH, hold), threaded=True) as url:
+    with loopback(answer_raw(SWITCH, hold=hold), threaded=True) as url:
         transport = make_transport(url, 1.0, "aiohttp")
         try:
             t0 = time.perf_counter()
@@ -108,7 +89,7 @@ async def test_aiohttp_fails_a_101_at_once_too(hold: float) -> None:
 
 async def test_the_largest_int64_content_length_is_a_length() -> None:
     data = b"HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775807\r\n\r\nok"
-    with loopback(_answer(data, 0.0), threaded=True) as url:
+    with loopback(answer_raw(data), threaded=True) as url:
         transport = make_transport(url, 1.0, "fast")
         try:
             resp = await transport.send(Request("POST", "/x", body=b"data"))
@@ -121,16 +102,6 @@ async def test_the_largest_int64_content_length_is_a_length() -> None:
 def test_k6_reads_them_so(tmp_path: Path) -> None:
     """k6 1.1.0: the space one 200 "ok", the long lengths failed (1000), the 101 thrown."""
     answers = {"/space": SPACE, "/huge": HUGE, "/huge64": HUGE64, "/switch": SWITCH}
-
-    def serve(conn: socket.socket, stop: threading.Event) -> None:
-        with conn:
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                got = conn.recv(65536)
-                if not got:
-                    return
-                buf += got
-            conn.sendall(answers[buf.split(b" ")[1].decode()])
 
     script = (
         "import http from 'k6/http';\n"
@@ -149,7 +120,7 @@ def test_k6_reads_them_so(tmp_path: Path) -> None:
         "  http.get('URL/space', { tags: { name: 'done' } });\n"
         "}\n"
     )
-    with loopback(serve, threaded=True) as url:
+    with loopback(answer_raw(answers), threaded=True) as url:
         _, summary = run_k6(script.replace("URL", url), tmp_path, summary_required=True)
     metrics = summary["metrics"]
     # the last request ran: every check above held (a throw would have ended the iteration)

@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from raw_http import read_request
 
 from simulator.executors.runtime import new_loop
 from simulator.http import FastTransport, Request
@@ -43,26 +44,10 @@ def _serve(listener: socket.socket) -> None:
     """Answer each request (head + Content-Length body) with :data:`REPLY`, in one send."""
     conn, _ = listener.accept()
     with conn:
-        buf = b""
-        while True:
-            while b"\r\n\r\n" not in buf:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                buf += data
-            head, _, buf = buf.partition(b"\r\n\r\n")
-            length = next(
-                int(line.split(b":", 1)[1])
-                for line in head.lower().split(b"\r\n")
-                if line.startswith(b"content-length:")
-            )
-            while len(buf) < length:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                buf += data
-            buf = buf[length:]
+        rest = read_request(conn, b"")
+        while rest is not None:
             conn.sendall(REPLY)
+            rest = read_request(conn, rest)
 
 
 @pytest.mark.skipif(not IO.exists(), reason="no per-thread I/O accounting (/proc/thread-self/io)")

@@ -3,13 +3,11 @@ tag key that is never recorded (it would match nothing and pass)."""
 
 from __future__ import annotations
 
-import http.server
 import pathlib
-import threading
-from collections.abc import Iterator
 
 import pytest
 import vtime
+from raw_http import Counting
 
 from scfleet.cli import main
 from scfleet_core.errors import ConfigError
@@ -111,38 +109,12 @@ def test_recorded_and_scenario_tag_keys_are_accepted() -> None:
     assert len(cfg.thresholds) == 4
 
 
-class _Counting(http.server.BaseHTTPRequestHandler):
-    hits = 0
-
-    def do_GET(self) -> None:  # noqa: N802
-        type(self).hits += 1
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def counting_server() -> Iterator[tuple[str, type[_Counting]]]:
-    handler = type("H", (_Counting,), {"hits": 0})
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    th = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)  # quick shutdown
-    th.start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}", handler
-    finally:
-        srv.shutdown()
-        srv.server_close()
-
-
 def test_run_with_an_unrecorded_tag_key_exits_104_before_any_request(
     tmp_path: pathlib.Path,
     capsys: pytest.CaptureFixture[str],
-    counting_server: tuple[str, type[_Counting]],
+    hits_server: tuple[str, type[Counting]],
 ) -> None:
-    url, handler = counting_server
+    url, handler = hits_server
     path = tmp_path / "t.toml"
     path.write_text(
         '[scenarios.up]\nexecutor = "constant-arrival-rate"\nrate = 5\nduration = "2s"\n'

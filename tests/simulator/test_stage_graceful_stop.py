@@ -5,50 +5,19 @@ they started in judges them, so the verdict agrees with the run's thresholds. Re
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from half_hanging import every_nth_held
 
 from scfleet import api
 
 
-class _EveryFourthSlow(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    count = 0
-    lock = threading.Lock()
-
-    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        with _EveryFourthSlow.lock:
-            _EveryFourthSlow.count += 1
-            slow = _EveryFourthSlow.count % 4 == 0
-        if slow:
-            time.sleep(1.0)
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def slow_server() -> Iterator[str]:
-    _EveryFourthSlow.count = 0
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _EveryFourthSlow)
-    srv.daemon_threads = True
-    th = threading.Thread(target=srv.serve_forever, daemon=True)
-    th.start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with every_nth_held(4, 1.0) as url:
+        yield url
 
 
 _TOML = """

@@ -7,12 +7,10 @@ starts; a typo must never become a threshold with "no samples" that passes.
 
 from __future__ import annotations
 
-import http.server
 import pathlib
-import threading
-from collections.abc import Iterator
 
 import pytest
+from raw_http import Counting
 
 from scfleet.cli import main
 from scfleet_core.errors import EXIT_INVALID_CONFIG, ConfigError
@@ -93,40 +91,12 @@ def test_callable_on_parsed_thresholds_with_a_metric_table() -> None:
     assert {"checks", "boards_lost", "boards_rejoined", "vus_max"} <= set(BUILTIN)
 
 
-class _Counting(http.server.BaseHTTPRequestHandler):
-    hits = 0
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        type(self).hits += 1
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    do_POST = do_GET  # noqa: N815
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def counting_server() -> Iterator[tuple[str, type[_Counting]]]:
-    handler = type("H", (_Counting,), {"hits": 0})
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    th = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)  # quick shutdown
-    th.start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}", handler
-    finally:
-        srv.shutdown()
-        srv.server_close()
-
-
 def test_run_exits_104_before_the_first_request(
     tmp_path: pathlib.Path,
     capsys: pytest.CaptureFixture[str],
-    counting_server: tuple[str, type[_Counting]],
+    hits_server: tuple[str, type[Counting]],
 ) -> None:
-    url, handler = counting_server
+    url, handler = hits_server
     path = write(tmp_path, 'http_req_duraton = ["p(95)<2000"]')
     code = main(["run", str(path), "--target", url, "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err

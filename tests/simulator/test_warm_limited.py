@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from raw_http import read_request
 
 from scfleet import api
 
@@ -54,22 +55,10 @@ class _LimitedServer:
             conn.settimeout(5.0)
             buf = b""
             while not self.stop.is_set():
-                while b"\r\n\r\n" not in buf:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buf += data
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                size = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        size = int(line.split(b":")[1])
-                while len(buf) < size:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buf += data
-                buf = buf[size:]
+                rest = read_request(conn, buf)
+                if rest is None:
+                    return
+                buf = rest
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         except OSError:
             pass

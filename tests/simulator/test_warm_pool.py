@@ -16,11 +16,12 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
+from raw_http import serving
 
 from scfleet import api
 from simulator.config import RunConfig
@@ -245,15 +246,8 @@ class _Counting(BaseHTTPRequestHandler):
 @pytest.fixture
 def counting_server() -> Iterator[str]:
     _Counting.connections = _Counting.at_first_request = 0
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Counting)
-    srv.daemon_threads = True
-    th = threading.Thread(target=srv.serve_forever, daemon=True)
-    th.start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with serving(_Counting) as url:
+        yield url
 
 
 @pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])

@@ -5,12 +5,12 @@ a server answering 500 they stay empty. Shared by the tests of empty metrics."""
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+from raw_http import serving
 from small_run import SMALL_RUN
 
 from scfleet import api
@@ -67,14 +67,8 @@ def answering(status: int, delay: float, *later: float) -> Iterator[str]:
     ``delay``; with ``later``, its next ones after those delays in turn (a VU on its own
     keep-alive connection: its iteration n's answer), the last for every one after."""
     handler = type("H", (_Answers,), {"status": status, "delays": (delay, *later)})
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with serving(handler) as url:
+        yield url
 
 
 def run_empty_on_failure(tmp_path: Path, thresholds: str) -> RunOutcome:

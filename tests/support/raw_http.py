@@ -1,13 +1,17 @@
-"""Loopback HTTP/1.1 servers on a bare socket, for tests that need an answer's timing exact
-(every Nth request held, one request at a time): ``loopback`` runs the accept loop and
-``read_request`` reads one request off a connection. Shared by the percentile and stage tests."""
+"""Loopback HTTP/1.1 servers for tests. On a bare socket, for an answer's timing or bytes exact
+(every Nth request held, one request at a time, a malformed answer): ``loopback`` runs the
+accept loop, ``read_request`` reads one request off a connection and ``answer_raw`` writes
+given bytes back. With a stdlib handler: ``serving``; ``counting`` counts the requests it gets
+(a run that must refuse before its first request)."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 def read_request(conn: socket.socket, buf: bytes) -> bytes | None:
@@ -61,3 +65,73 @@ def loopback(
     finally:
         stop.set()
         lsock.close()
+
+
+def answer_raw(
+    answers: bytes | Mapping[str, bytes], *, hold: float = 0.0, half_close: bool = False
+) -> Callable[[socket.socket, threading.Event], None]:
+    """A ``serve`` for :func:`loopback` that reads one request's head and writes ``answers``
+    back as they are (a mapping: the answer for the request's path), then holds the connection
+    open ``hold`` seconds (framing, not the close, must end the answer) or, ``half_close``,
+    ends its side and waits for the client's close; then closes it."""
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        with conn:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                got = conn.recv(65536)
+                if not got:
+                    return
+                buf += got
+            if isinstance(answers, bytes):
+                conn.sendall(answers)
+            else:
+                conn.sendall(answers[buf.split(b" ")[1].decode()])
+            if half_close:
+                conn.shutdown(socket.SHUT_WR)
+                conn.recv(1)  # until the client closes
+            if hold:
+                time.sleep(hold)
+
+    return serve
+
+
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """The URL of a ``ThreadingHTTPServer`` on 127.0.0.1 running ``handler`` (a daemon thread
+    per connection) while the block runs. It polls every 0.05 s: the shutdown at the end waits
+    for the poll (0.5 s by default)."""
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+class Counting(BaseHTTPRequestHandler):
+    """200 with an empty body to every GET and POST; ``hits`` counts them (a subclass per
+    server: :func:`counting`)."""
+
+    hits = 0
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        type(self).hits += 1
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_POST = do_GET  # noqa: N815
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def counting() -> Iterator[tuple[str, type[Counting]]]:
+    """A :class:`Counting` server's URL and its handler class (``handler.hits``)."""
+    handler = type("H", (Counting,), {"hits": 0})
+    with serving(handler) as url:
+        yield url, handler
