@@ -123,10 +123,11 @@ def test_k6_counts_a_cut_requests_bytes_in_data_sent(tmp_path: Path) -> None:
         (CUT_VUS, "", "fast"),
         (CUT_VUS, "", "aiohttp"),
         (CUT_ARRIVAL, "", "fast"),
+        (CUT_ARRIVAL + '\nthink_time = "1s"', "", "fast"),  # an iteration task, its waiter cut
         (CUT_VUS, 'kind = "python:simulator.builtin_devices:IotUpload"', "fast"),
         (CUT_ARRIVAL, 'kind = "python:simulator.builtin_devices:IotUpload"', "aiohttp"),
     ],
-    ids=["vus", "vus-aiohttp", "arrival", "python-vus", "python-arrival-aiohttp"],
+    ids=["vus", "vus-aiohttp", "arrival", "arrival-think", "python-vus", "python-arrival-aiohttp"],
 )
 def test_scfleet_counts_a_cut_requests_bytes_in_data_sent(
     scenario: str, device: str, transport: str, tmp_path: Path
