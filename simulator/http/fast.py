@@ -177,8 +177,9 @@ class _Conn(asyncio.Protocol):
                 # The usual case: the whole head, most often the whole response, in one read:
                 # sliced from ``data`` itself, not copied through the buffer.
                 end = data.find(b"\r\n\r\n")
-                # (a status line ending in a bare LF: a bare-LF head, which _parse reads)
-                if end >= 0 and data[data.find(b"\n") - 1] == 13:
+                # _parse's rule: a bare blank line before it ends a bare-LF head, which _parse
+                # reads (the CRLF blank line is then in the body or the next answer)
+                if end >= 0 and data.find(b"\n\n", 0, end) < 0:
                     self._take_head(data[:end])
                     need = self.need
                     if need >= 0 and len(data) - end - 4 == need:

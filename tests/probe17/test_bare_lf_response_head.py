@@ -42,9 +42,10 @@ def _answer(data: bytes) -> Callable[[socket.socket, threading.Event], None]:
         (b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", b"ok"),
         (b"HTTP/1.1 201 Created\nContent-Length: 6\n\n\r\n\r\nok", b"\r\n\r\nok"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 2\n\nok", b"ok"),  # a CRLF status line, then LF
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 6\n\n\r\n\r\nok", b"\r\n\r\nok"),
         (b"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n2\r\nok\r\n0\r\n\r\n", b"ok"),
     ],
-    ids=["lf", "crlfcrlf-in-body", "mixed", "chunked"],
+    ids=["lf", "crlfcrlf-in-body", "mixed", "mixed-crlfcrlf-in-body", "chunked"],
 )
 async def test_a_head_of_bare_lf_lines_is_an_answer(kind: str, data: bytes, body: bytes) -> None:
     with loopback(_answer(data), threaded=True) as url:
