@@ -27,7 +27,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sink_server import RESPONSE as REPLY  # noqa: E402 - the sink's own answer, fed to the parser
+from sink_server import RESPONSE as SINK_REPLY  # noqa: E402 - the sink's own answer
+
+_BODY = (
+    b'{"status": "ok", "duplicate": false, "device_id": "esp32-000001", "sequence": 1, '
+    b'"bytes": 1000, "sha256": "' + b"0" * 64 + b'"}'
+)
+#: the reference server's answer to a stored upload (aiohttp's head, its JSON): what the
+#: devices read against ``python -m reference_server`` (``--reply reference``)
+REFERENCE_REPLY = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n"
+    b"Content-Length: %d\r\nDate: Wed, 02 Dec 2026 12:00:00 GMT\r\n"
+    b"Server: Python/3.11 aiohttp/3.12.15\r\n\r\n" % len(_BODY)
+) + _BODY
+REPLIES = {"sink": SINK_REPLY, "reference": REFERENCE_REPLY}
 
 TOML = """
 [scenarios.iot_upload]
@@ -66,7 +79,7 @@ class _Socket:
         pass
 
 
-async def _measure(toml: Path, n: int, rounds: int) -> float:
+async def _measure(toml: Path, n: int, rounds: int, reply: bytes) -> float:
     """Best µs of CPU per request over ``rounds`` batches of ``n`` requests (this process's
     checkout: whatever ``simulator`` imports as)."""
     from simulator.config import load_config
@@ -96,7 +109,7 @@ async def _measure(toml: Path, n: int, rounds: int) -> float:
         for i in range(n):
             tr._idle.append(conn)
             beh.start(devs[i % 200], 0.0, release)
-            conn.data_received(REPLY)
+            conn.data_received(reply)
         best = min(best, time.process_time() - t0)
         for rec in reg.recorders:
             rec.flush()
@@ -112,7 +125,9 @@ def _child(args: argparse.Namespace) -> None:
 
     loop = new_loop()
     try:
-        us = loop.run_until_complete(_measure(args.toml, args.requests, args.rounds))
+        us = loop.run_until_complete(
+            _measure(args.toml, args.requests, args.rounds, REPLIES[args.reply])
+        )
     finally:
         loop.close()
     print(f"{us:.3f}")
@@ -121,7 +136,7 @@ def _child(args: argparse.Namespace) -> None:
 def _run(checkout: Path, toml: Path, args: argparse.Namespace) -> float:
     env = {**os.environ, "PYTHONPATH": str(checkout)}
     cmd = [sys.executable, __file__, "--child", str(toml)]
-    cmd += ["--requests", str(args.requests), "--rounds", str(args.rounds)]
+    cmd += ["--requests", str(args.requests), "--rounds", str(args.rounds), "--reply", args.reply]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     if out.returncode:
         raise SystemExit(f"{checkout}: exited {out.returncode}: {out.stderr[-500:]}")
@@ -135,6 +150,9 @@ def main() -> None:
     ap.add_argument("--procs", type=int, default=6, help="processes per checkout and size")
     ap.add_argument("--requests", type=int, default=20000, help="requests per batch")
     ap.add_argument("--rounds", type=int, default=5, help="batches per process (best kept)")
+    ap.add_argument(
+        "--reply", choices=sorted(REPLIES), default="sink", help="the answer each request reads"
+    )
     ap.add_argument("--child", type=Path, dest="toml", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.toml is not None:
@@ -168,7 +186,10 @@ def main() -> None:
                 )
     load = os.getloadavg()
     print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"\n{args.procs} processes per checkout, best of {args.rounds} × {args.requests:,}\n")
+    print(
+        f"\n{args.procs} processes per checkout, best of {args.rounds} × {args.requests:,}, "
+        f"the {args.reply} reply ({len(REPLIES[args.reply])} bytes)\n"
+    )
     print("| body | checkout | best | median of bests | worst of bests |")
     print("| --- | --- | --- | --- | --- |")
     print("\n".join(rows))

@@ -8,10 +8,13 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-def test_every_timed_request_is_recorded(tmp_path: Path) -> None:
+@pytest.mark.parametrize("reply", ["sink", "reference"])
+def test_every_timed_request_is_recorded(tmp_path: Path, reply: str) -> None:
     spec = importlib.util.spec_from_file_location("bench_hotpath", BENCH / "bench_hotpath.py")
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
@@ -31,7 +34,7 @@ def test_every_timed_request_is_recorded(tmp_path: Path) -> None:
 
     recorders.RequestRecorder.fold_steps = counting  # type: ignore[method-assign]
     try:
-        us = asyncio.run(mod._measure(toml, 300, 2))
+        us = asyncio.run(mod._measure(toml, 300, 2, mod.REPLIES[reply]))
     finally:
         recorders.RequestRecorder.fold_steps = real  # type: ignore[method-assign]
     assert sum(recorded) == 600 and us > 0
