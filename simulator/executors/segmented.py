@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar, runtime_checkable
+from typing import ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from simulator.executors.base import ArrivalPlan, ClosedModel, D, Drive, StageWindow
 from simulator.executors.segment import Segment
@@ -182,6 +182,9 @@ class _Segmented(Generic[W]):
 @dataclass(frozen=True)
 class SegmentedArrival(_Segmented[_Arrival]):
     """An arrival-rate spec's share of a run."""
+
+    #: an open model, as the whole (a segment's VUs answer False through ClosedModel)
+    open_model: ClassVar[bool] = True
 
     def pre_allocated(self) -> int:
         return self.segment.scale(self.whole.pre_allocated())

@@ -277,3 +277,14 @@ def test_driven_segments_run_the_whole_schedule_on_global_devices(kind: str) -> 
     else:
         # closed model: every device runs the same iterations it runs in one process
         assert Counter((d, s) for _, d, s in union) == Counter((d, s) for _, d, s in whole_log)
+
+
+@pytest.mark.parametrize("kind", sorted(EXECUTORS))
+def test_a_segment_is_an_open_model_as_its_whole_is(kind: str) -> None:
+    """A segment's spec stands for the scenario's executor in a worker (segment_config), so it
+    answers ``open_model`` as the whole does. Before: an arrival segment had no such attribute
+    (AttributeError), while a VU segment answered through ClosedModel."""
+    whole = EXECUTORS[kind]
+    for k in range(3):
+        seg = whole.for_segment(SegmentSequence.even(3).segment(k))
+        assert seg.open_model is whole.open_model is (whole.pre_allocated() is not None)
