@@ -1,7 +1,9 @@
 """The aiohttp transport: one shared connection pool; per-request keep-alive or
 ``Connection: close``; its failures classified into the shared error kinds; k6's connecting
 and blocked times from its connector (:func:`_connector`), so neither is server latency, and
-its sending time from the body's payload (:func:`_timed_body`), so it is not waiting."""
+its sending time from the body's payload (:func:`_timed_body`), so it is not waiting; its
+``data_sent``/``data_received`` are the bytes on the wire, answered or failed, as k6 counts them
+on the connection (:func:`_counting_protocol`, :func:`_response_class`)."""
 
 from __future__ import annotations
 
@@ -71,13 +73,33 @@ class _Dial:
     """One request's connection instants, set by :func:`_connector`'s hooks: per request (the
     sending task's :data:`_SENDING`), no state shared by requests."""
 
-    __slots__ = ("asked", "dialled", "connected", "wrote")
+    __slots__ = ("asked", "dialled", "connected", "wrote", "proto", "read_from", "writer", "past")
 
     def __init__(self) -> None:
         self.asked = 0.0  # first asked the connector for a connection: k6's getConn
         self.dialled = 0.0  # its last attempt's socket made, after DNS: k6's connectStart
         self.connected = 0.0  # had the connection: k6's gotConn
         self.wrote = 0.0  # its body handed over (the last attempt's): k6's wroteRequest
+        self.proto: Any = None  # the last attempt's connection (its protocol counts reads)
+        self.read_from = 0  # what that connection had read before this request
+        self.writer: Any = None  # the last attempt's writer (aiohttp counts its writes)
+        self.past = (0, 0)  # (written, read) by earlier attempts (a retry on a stale connection)
+
+    def had(self, proto: Any) -> None:
+        """The connection an attempt got: what it reads from now on is this request's."""
+        self.past = self.bytes()
+        self.proto, self.writer = proto, None
+        self.read_from = getattr(proto, "bytes_read", 0)
+
+    def bytes(self) -> tuple[int, int]:
+        """(written, read) on the wire so far, every attempt's: what aiohttp handed the socket
+        (headers, body, chunk framing) and what the connection read (head, body, garbage)."""
+        written, read = self.past
+        if self.writer is not None:
+            written += self.writer.output_size
+        if self.proto is not None:
+            read += getattr(self.proto, "bytes_read", 0) - self.read_from
+        return written, read
 
     def sending(self, headers_at: float) -> float:
         """k6's http_req_sending: from having the connection to the body written; no later
@@ -120,15 +142,57 @@ def _connector(limit: int) -> aiohttp.TCPConnector:
             dial.dialled = 0.0  # this attempt's (one after `connected` failed: transport.waits)
             conn = await super().connect(req, traces, timeout)
             dial.connected = time.perf_counter()
+            dial.had(conn.protocol)
             return conn
 
-    return Connector(
+    connector = Connector(
         limit=limit,
         limit_per_host=0,
         ttl_dns_cache=None,
         enable_cleanup_closed=False,
         socket_factory=_socket,
     )
+    # aiohttp's protocol factory (an attribute since aiohttp 1.x; no public hook counts a
+    # connection's reads): each connection's protocol counts what it read
+    if isinstance(getattr(connector, "_factory", None), functools.partial):
+        connector._factory = functools.partial(_counting_protocol(), loop=connector._loop)
+    return connector
+
+
+@functools.cache
+def _counting_protocol() -> type[aiohttp.client_proto.ResponseHandler]:
+    """aiohttp's protocol, counting the bytes its connection read: a failed request's (a cut
+    body, a garbled or cut head) are in no response aiohttp hands back. +1 call a read."""
+    from aiohttp.client_proto import ResponseHandler
+
+    class Counting(ResponseHandler):
+        bytes_read = 0
+
+        def data_received(self, data: bytes) -> None:
+            self.bytes_read += len(data)
+            super().data_received(data)
+
+    return Counting
+
+
+@functools.cache
+def _response_class() -> type[aiohttp.ClientResponse]:
+    """aiohttp's response, handing the sending request (:data:`_SENDING`) the writer of its
+    head and body, whose ``output_size`` counts every byte aiohttp wrote (public: a session's
+    ``response_class``). aiohttp makes it once the request is written, before reading the
+    answer, so a request whose answer fails has it too; one that failed before (refused, a
+    reset while writing) counts what :class:`_Dial` had, the body once written."""
+    import aiohttp
+
+    class Counted(aiohttp.ClientResponse):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            dial = _SENDING.get()
+            writer = kwargs.get("stream_writer")  # handed over by keyword (aiohttp 3.1x)
+            if dial is not None and writer is not None:
+                dial.writer = writer
+
+    return Counted
 
 
 @functools.cache
@@ -154,13 +218,21 @@ def _timed_body() -> type[aiohttp.payload.BytesPayload]:
         ) -> None:
             await super().write_with_length(writer, content_length)
             self._dial.wrote = time.perf_counter()
-            self._req.written = self._nbytes
+            # what aiohttp handed the socket, head and body (an estimate without its count)
+            self._req.written = getattr(writer, "output_size", 0) or self._nbytes
 
     return TimedBody
 
 
 class AiohttpTransport(SubmitViaSend):
-    """aiohttp underneath: one pool for the whole fleet, no client-side cookie jar."""
+    """aiohttp underneath: one pool for the whole fleet, no client-side cookie jar.
+
+    Bytes are counted on the wire, as the fast client and k6 count them, answered or failed:
+    what aiohttp's writer handed the transport (:func:`_response_class`) and what the
+    connection read (:func:`_counting_protocol`). What aiohttp does not let it see: a request
+    that failed before aiohttp made its response object (the connection died as the head was
+    handed over) counts its body's bytes only once written; every attempt of a retried
+    idempotent request counts, as on the wire."""
 
     def __init__(self, base_url: str, *, timeout: float = 30.0, limit: int = 0) -> None:
         self.base_url = base_url.rstrip("/")
@@ -179,6 +251,7 @@ class AiohttpTransport(SubmitViaSend):
                 skip_auto_headers=("User-Agent",),
                 headers={"User-Agent": "scfleet/0.1"},
                 auto_decompress=False,
+                response_class=_response_class(),
             )
         return self._session
 
@@ -221,7 +294,12 @@ class AiohttpTransport(SubmitViaSend):
                 ended = time.perf_counter()
                 set_cookie = resp.headers.getall("Set-Cookie", ())
                 jar, cleared = parse_set_cookie(set_cookie) if set_cookie else ({}, ())
-                rhead = sum(len(k) + len(v) + 4 for k, v in resp.raw_headers) + 17
+                written, read = dial.bytes()
+                if dial.writer is None:  # an aiohttp that kept its writer: estimates
+                    written = head + size
+                if not hasattr(dial.proto, "bytes_read"):
+                    read = sum(len(k) + len(v) + 4 for k, v in resp.raw_headers) + 19
+                    read += len(body) + cut
                 started = dial.asked or started
                 blocked, connecting = waits(started, dial.dialled, dial.connected)
                 return Response(
@@ -232,8 +310,8 @@ class AiohttpTransport(SubmitViaSend):
                     started=started,
                     headers_at=headers_at,
                     ended=ended,
-                    sent=head + size,
-                    received=rhead + len(body) + cut,
+                    sent=written,
+                    received=read,
                     set_cookies=jar,
                     cleared_cookies=cleared,
                     connecting=connecting,
@@ -246,6 +324,10 @@ class AiohttpTransport(SubmitViaSend):
             started = dial.asked or started
             resp = failure(classify_aiohttp(exc), started, time.perf_counter())
             resp.blocked, resp.connecting = waits(started, dial.dialled, dial.connected)
+            # k6 counts bytes on the connection, whatever became of the request: what it wrote
+            # and what it read before the failure (a cut body, a garbled or cut head)
+            written, resp.received = dial.bytes()
+            resp.sent = written or req.written
             return resp
         finally:
             _SENDING.reset(sending)
