@@ -705,6 +705,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig
                 )
     _check_check_names(cfg)
     _check_endpoints(cfg)
+    _check_urls(cfg)
     return cfg
 
 
@@ -730,11 +731,58 @@ def _check_endpoints(cfg: RunConfig) -> None:
             if tag in ("endpoint", "name") and tag not in own and value not in paths:
                 near = difflib.get_close_matches(value, paths, n=1, cutoff=0.6)
                 hint = f"did you mean {near[0]!r}?" if near else f"requested: {paths}"
+                whole = [p for p in paths if value.startswith(("http://", "https://"))]
+                whole = [p for p in whole if value.endswith(p)]
+                if tag == "name" and whole:  # k6's name defaults to the URL, ours is the path
+                    hint = (
+                        f"a request's name is its endpoint here, where k6's is its URL: "
+                        f"{{name:{whole[0]}}} or {{url:{value}}}"
+                    )
                 raise ConfigError(
                     f"no device of this run requests {tag} {value!r} ({hint})",
                     source=cfg.source,
                     key=f'thresholds."{th.metric_key}"',
                 )
+
+
+def _check_urls(cfg: RunConfig) -> None:
+    """A ``{url:URL}`` filter names a URL a device requests: a built-in device's request is
+    tagged ``url`` = target + endpoint (as k6 tags the whole URL requested and matches it
+    exactly), so a misspelt one had no samples and passed. With the target known at load
+    (``[target] url``, ``--target``) the URL must be one of those; with the embedded server,
+    whose port is chosen when it starts, it must end in a requested path. A Python device
+    requests URLs of its own, so with one in the run any value goes; so does a key of a
+    scenario's own ``tags``."""
+    if any(isinstance(sc.device, PythonDevice) for sc in cfg.scenarios):
+        return
+    if "url" in {k for sc in cfg.scenarios for k, _ in sc.tags}:
+        return
+    paths = sorted({p for sc in cfg.scenarios for p in _requested_endpoints(sc.device)})
+    base = cfg.target.url
+    urls = [base + p for p in paths] if base is not None else []
+    for th in cfg.thresholds:
+        for tag, value in th.tags:
+            if tag != "url":
+                continue
+            if base is not None and value not in urls:
+                near = difflib.get_close_matches(value, urls, n=1, cutoff=0.6)
+                hint = f"did you mean {near[0]!r}? " if near else ""
+                why = f"{hint}the run's URLs: {urls}"
+            elif base is None and not (
+                value.startswith(("http://", "https://")) and value.endswith(tuple(paths))
+            ):
+                why = (
+                    f"the embedded server's URL (its port chosen when it starts) followed by a "
+                    f"requested path: {paths}"
+                )
+            else:
+                continue
+            raise ConfigError(
+                f"no device of this run requests url {value!r}: a url is the whole URL "
+                f"requested ({why})",
+                source=cfg.source,
+                key=f'thresholds."{th.metric_key}"',
+            )
 
 
 def _check_check_names(cfg: RunConfig) -> None:

@@ -1,0 +1,107 @@
+"""A threshold filtering on a ``url`` no device of the run requests is refused at load (exit 104)
+when every device is a built-in kind and the target is known: a built-in device's request is
+tagged ``url`` = target + endpoint (k6 tags ``url`` with the whole URL requested, its query
+included, and matches it exactly: k6 1.1 counted 0 for ``{url:/api/x}`` and ``{url:URL/api/x/}``
+beside 2 for ``{url:URL/api/x}``).
+
+Before, ``http_reqs{url:http://127.0.0.1:8080/api/esp32/upload}`` (the route is
+``/api/esp32/audio/upload``) with ``count<1`` held on "no samples", exit 0, as misspelt
+``{endpoint:...}``, ``{method:...}`` and ``{error:...}`` filters did before they were refused.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+from answering import answering
+
+from scfleet import api
+from scfleet_core.errors import ConfigError
+from simulator.config import load_config
+from tests.support.small_run import SMALL_UPLOAD
+
+TARGET = "http://127.0.0.1:8080"
+UPLOAD = "/api/esp32/audio/upload"
+PYTHON = SMALL_UPLOAD.replace('"iot_upload"', '"python:simulator.builtin_devices:IotUpload"')
+
+
+def _write(tmp_path: pathlib.Path, threshold: str, scenario: str, target: str | None) -> str:
+    p = tmp_path / "t.toml"
+    head = f'[target]\nurl = "{target}"\n' if target else ""
+    p.write_text(head + scenario + f'[thresholds]\n"{threshold}" = ["count<1"]\n')
+    return str(p)
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        (f"{TARGET}/api/esp32/upload", f"did you mean '{TARGET}{UPLOAD}'?"),
+        (UPLOAD, f"the run's URLs: ['{TARGET}{UPLOAD}']"),  # k6's url is the whole URL
+        (f"{TARGET}{UPLOAD}/", f"did you mean '{TARGET}{UPLOAD}'?"),
+        (f"http://localhost:8080{UPLOAD}", f"the run's URLs: ['{TARGET}{UPLOAD}']"),
+    ],
+)
+def test_a_url_no_device_requests_is_refused(tmp_path: pathlib.Path, value: str, says: str) -> None:
+    threshold = f"http_reqs{{url:{value}}}"
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, threshold, SMALL_UPLOAD, TARGET))
+    said = str(err.value)
+    assert says in said and threshold in said and str(tmp_path) in said, said
+    assert "\n" not in said
+
+
+def test_without_a_known_target_a_url_must_end_in_a_requested_path(
+    tmp_path: pathlib.Path,
+) -> None:
+    """The embedded server's port is chosen when it starts: only the path can be checked."""
+    threshold = "http_reqs{url:http://127.0.0.1:9/api/esp32/upload}"
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, threshold, SMALL_UPLOAD, None))
+    assert UPLOAD in str(err.value) and threshold in str(err.value)
+    load_config(
+        _write(tmp_path, f"http_reqs{{url:http://127.0.0.1:9{UPLOAD}}}", SMALL_UPLOAD, None)
+    )
+
+
+@pytest.mark.parametrize(
+    ("threshold", "scenario", "target"),
+    [
+        (f"http_reqs{{url:{TARGET}{UPLOAD}}}", SMALL_UPLOAD, TARGET),
+        (f"http_reqs{{url:{TARGET}{UPLOAD}}}", SMALL_UPLOAD, TARGET + "/"),  # slash stripped
+        ("http_reqs{url:anything}", PYTHON, TARGET),  # a Python device names its own URLs
+        (  # a scenario's own tag takes any value
+            "http_reqs{url:mine}",
+            SMALL_UPLOAD.replace(
+                "[scenarios.up.device]", 'tags = { url = "mine" }\n[scenarios.up.device]'
+            ),
+            TARGET,
+        ),
+    ],
+)
+def test_urls_the_devices_request_are_accepted(
+    tmp_path: pathlib.Path, threshold: str, scenario: str, target: str
+) -> None:
+    load_config(_write(tmp_path, threshold, scenario, target))
+
+
+@pytest.mark.slow
+def test_the_accepted_url_is_the_one_recorded(tmp_path: pathlib.Path) -> None:
+    """What load accepts is what the samples carry: the filter counts every upload."""
+    with answering(200, 0.0) as url:
+        path = _write(tmp_path, f"http_reqs{{url:{url}{UPLOAD}}}", SMALL_UPLOAD, url)
+        cfg = api.load(path, target=url)
+        outcome = api.run(cfg, out=tmp_path / "run", workers=1)
+    data = json.loads(outcome.files["summary.json"].read_text())
+    count = data["metrics"][f"http_reqs{{url:{url}{UPLOAD}}}"]["count"]
+    assert count == data["metrics"]["http_reqs"]["count"] == 5, data["metrics"]
+
+
+def test_a_name_written_as_k6_defaults_it_says_so(tmp_path: pathlib.Path) -> None:
+    """k6's ``name`` defaults to the URL (k6 1.1 counted 2 for ``{name:URL/api/x}``); here a
+    built-in request's name is its endpoint, and the error says which filter to write."""
+    threshold = f"http_reqs{{name:{TARGET}{UPLOAD}}}"
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, threshold, SMALL_UPLOAD, TARGET))
+    assert f"{{name:{UPLOAD}}} or {{url:{TARGET}{UPLOAD}}}" in str(err.value), str(err.value)
