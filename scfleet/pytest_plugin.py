@@ -150,7 +150,7 @@ class FleetRun:
 
     @property
     def exit_code(self) -> int:
-        """What ``scfleet run`` would have exited with (0, 99 thresholds, 104, 105)."""
+        """What ``scfleet run`` would have exited with (0, 99 thresholds, 104, 105, 107)."""
         return self.outcome.exit_code
 
     @cached_property

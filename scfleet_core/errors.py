@@ -15,6 +15,8 @@ Exit codes follow k6 where k6 has one:
       e.g. the target is unreachable
 104   invalid configuration (k6: InvalidConfig)
 105   interrupted by the user, Ctrl-C (k6: ExternalAbort); results are still written
+107   a Python device's code failed to load: a syntax error, an exception at import
+      (k6: ScriptException, a script that fails at init)
 ====  =====================================================================
 """
 
@@ -27,6 +29,7 @@ EXIT_THRESHOLDS_FAILED = 99
 EXIT_ENGINE = 103
 EXIT_INVALID_CONFIG = 104
 EXIT_INTERRUPTED = 105
+EXIT_SCRIPT = 107
 
 
 class ScfleetError(Exception):
@@ -45,6 +48,15 @@ class ConfigError(ScfleetError):
         super().__init__(f"{where}: {message}" if where else message)
         self.source = source
         self.key = key
+
+
+class ScriptError(ConfigError):
+    """A Python device's code failed to load (a syntax error, an exception at import, a module
+    it imports missing): k6's ScriptException, exit 107 as a k6 script failing at init. Still a
+    ConfigError (one line naming the file, before anything is contacted); a scenario file
+    naming a file, module or class that is not there stays a plain ConfigError (104)."""
+
+    exit_code = EXIT_SCRIPT
 
 
 class TargetError(ScfleetError):

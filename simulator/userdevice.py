@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from scfleet_core.errors import ConfigError
+from scfleet_core.errors import ConfigError, ScriptError
 from simulator.http.transport import cut_body_text
 
 #: custom metric names: k6's rule, narrowed to what every output format writes unquoted
@@ -305,18 +305,22 @@ def _load(path: Path | None, module: str, cls_name: str, source: str) -> type[De
             mod = importlib.import_module(module)
     except ConfigError:
         raise
+    # the code failing is k6's script failing at init (ScriptError, exit 107); the scenario
+    # file naming a module that is not there is its own mistake (ConfigError, 104)
     except SyntaxError as exc:
-        raise ConfigError(
+        raise ScriptError(
             f"syntax error at line {exc.lineno}: {exc.msg}", source=exc.filename or where
         ) from None
     except ModuleNotFoundError as exc:
-        raise ConfigError(f"no module named {exc.name!r}", source=where) from None
+        named = module == exc.name or module.startswith(f"{exc.name}.")
+        error = ConfigError if named else ScriptError
+        raise error(f"no module named {exc.name!r}", source=where) from None
     except KeyboardInterrupt:  # a Ctrl-C while importing: the run is interrupted
         raise
     except BaseException as exc:  # noqa: BLE001 - the user's module failed while importing,
         # SystemExit too (a script's sys.exit at import ended scfleet with its code, silently)
         first = str(exc).splitlines()[0] if str(exc) else ""
-        raise ConfigError(
+        raise ScriptError(
             f"importing it raised {type(exc).__name__}: {first}", source=where
         ) from None
     cls = getattr(mod, cls_name, None)
@@ -339,7 +343,7 @@ def _load(path: Path | None, module: str, cls_name: str, source: str) -> type[De
 def resolve(spec: str, base: Path | None, key: str, source: str) -> DeviceClass:
     """``python:path/to/file.py:Class`` (path relative to the scenario file) or
     ``python:package.module:Class``: load it now, so bad user code is a one-line error naming
-    the file before anything runs (exit 104)."""
+    the file before anything runs (exit 104; 107 for code that fails to load)."""
     body = spec[len("python:") :]
     target, sep, cls_name = body.rpartition(":")
     if not sep or not target or not cls_name.isidentifier():

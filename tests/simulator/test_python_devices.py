@@ -181,7 +181,7 @@ def test_bad_user_code_is_a_one_line_config_error_naming_the_file(
     assert "\n" not in str(err.value)
 
 
-def test_bad_user_code_exits_104_with_one_line(
+def test_bad_user_code_exits_107_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``scfleet run`` in-process (:func:`scfleet.cli.main`): a subprocess cost ~0.5 s of CPU
@@ -191,7 +191,7 @@ def test_bad_user_code_exits_104_with_one_line(
     cfg = write(tmp_path, "class Probe(:\n")
     code = main(["run", str(cfg), "--out", str(tmp_path / "run")])
     stderr = capsys.readouterr().err
-    assert code == 104, stderr
+    assert code == 107, stderr  # k6's ScriptException (tests/edge18/test_script_error_exit.py)
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and "probe.py: syntax error at line 1" in lines[0], stderr
     assert "Traceback" not in stderr and not (tmp_path / "run").exists()
