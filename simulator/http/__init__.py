@@ -7,6 +7,7 @@ from simulator.http.aio import AiohttpTransport as AiohttpTransport
 from simulator.http.aio import classify_aiohttp as classify_aiohttp
 from simulator.http.errors import KIND_BY_INDEX as KIND_BY_INDEX
 from simulator.http.errors import KIND_INDEX as KIND_INDEX
+from simulator.http.errors import UNCONNECTED as UNCONNECTED
 from simulator.http.errors import ErrorKind as ErrorKind
 from simulator.http.errors import error_code as error_code
 from simulator.http.fake import FakeReply as FakeReply

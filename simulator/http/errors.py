@@ -42,6 +42,11 @@ class ErrorKind(enum.Enum):
 _KIND_BY_TAG = {k.tag: k for k in ErrorKind}
 
 
+#: Kinds whose request never had a connection (its dial failed): k6 then has no sending,
+#: waiting or receiving, so its http_req_duration is 0 (the dial's time is the iteration's).
+UNCONNECTED = frozenset({ErrorKind.REFUSED, ErrorKind.CONNECT_FAILED, ErrorKind.CONNECT_TIMEOUT})
+
+
 #: Dense small integers for the recorder's int64 rows (0: no network error).
 KIND_INDEX = {k: i for i, k in enumerate(ErrorKind, start=1)}
 

@@ -27,7 +27,7 @@ from simulator.config import (
     ScenarioConfig,
 )
 from simulator.executors import TaskStarter
-from simulator.http import KIND_INDEX, Request, Response, Transport
+from simulator.http import KIND_INDEX, UNCONNECTED, Request, Response, Transport
 from simulator.metrics import (
     IntervalStats,
     IterationRecorder,
@@ -170,6 +170,9 @@ class Behaviour:
         dur = int((resp.ended - begin) * 1e6)
         wait = int((resp.headers_at - begin - sending) * 1e6)
         recv = int((resp.ended - resp.headers_at) * 1e6)
+        if resp.kind is not None and resp.kind in UNCONNECTED:  # k6: no connection, all 0
+            dur = wait = recv = 0
+            sending = 0.0
         corr = int((resp.ended - scheduled_perf) * 1e6) if scheduled_perf is not None else dur
         # positional on the hot path (keywords cost ~1 µs per request): the field order is
         # RequestSample's, named on each line
