@@ -83,6 +83,9 @@ K6_METRICS = frozenset(
         "vus_max",
     }
 )
+#: k6's counters made with their scenario here, where k6 sends a sample only per event (a
+#: drop): at 0 with no threshold naming them they are not in k6's export, only scfleet's.
+UNSEEN_WHEN_ZERO = frozenset({"dropped_iterations"})
 #: Always in the scfleet section for trends, whatever ``summary_trend_stats`` says.
 EXTRA_TREND_STATS = ("p(99)",)
 #: k6's default summaryTrendStats (a run folder that does not record them).
@@ -182,6 +185,8 @@ def split_metrics(
                 and (name in K6_METRICS or name in named_metrics or name not in BUILTIN)
             )
         )
+        if is_k6 and key in UNSEEN_WHEN_ZERO and key not in named and not stats.get("count"):
+            is_k6 = False  # k6 lists it once a sample came: a drop (scfleet's count goes on)
         if not is_k6:
             extra[key] = dict(stats)
             continue
