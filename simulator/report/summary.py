@@ -84,8 +84,9 @@ K6_METRICS = frozenset(
     }
 )
 #: k6's counters made with their scenario here, where k6 sends a sample only per event (a
-#: drop): at 0 with no threshold naming them they are not in k6's export, only scfleet's.
-UNSEEN_WHEN_ZERO = frozenset({"dropped_iterations"})
+#: drop, a completed iteration): at 0 with no threshold naming them they are not in k6's
+#: export, only scfleet's; nor is a k6 trend with no samples (``iteration_duration``).
+UNSEEN_WHEN_ZERO = frozenset({"dropped_iterations", "iterations"})
 #: Always in the scfleet section for trends, whatever ``summary_trend_stats`` says.
 EXTRA_TREND_STATS = ("p(99)",)
 #: k6's default summaryTrendStats (a run folder that does not record them).
@@ -185,8 +186,14 @@ def split_metrics(
                 and (name in K6_METRICS or name in named_metrics or name not in BUILTIN)
             )
         )
-        if is_k6 and key in UNSEEN_WHEN_ZERO and key not in named and not stats.get("count"):
-            is_k6 = False  # k6 lists it once a sample came: a drop (scfleet's count goes on)
+        # k6 lists a metric once a sample came (a drop, a completed iteration); the empty one
+        # stays in scfleet's section
+        # (http_req_tls_handshaking over HTTP is k6's zero per request, listed, not empty)
+        unseen = key in UNSEEN_WHEN_ZERO or (
+            key in K6_METRICS and types.get(name) == "trend" and key != "http_req_tls_handshaking"
+        )
+        if is_k6 and unseen and name not in named_metrics and not stats.get("count"):
+            is_k6 = False
         if not is_k6:
             extra[key] = dict(stats)
             continue

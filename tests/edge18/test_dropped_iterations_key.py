@@ -1,6 +1,9 @@
 """``dropped_iterations`` is in ``summary.json``'s k6 ``metrics`` (and ``handle-summary.json``)
 only when an iteration was dropped or a threshold names it, as k6 writes its export: k6 lists a
-metric once a sample came, and it sends a ``dropped_iterations`` sample per drop only.
+metric once a sample came, and it sends a ``dropped_iterations`` sample per drop only; so are
+``iterations`` and ``iteration_duration`` once an iteration completed (a run whose only
+iteration its graceful stop cut: k6 1.1 listed neither, scfleet ``iterations`` 0 and an
+``iteration_duration`` of zeros).
 
 Found side by side with k6 1.1.0: 2 VUs x 2 iterations (per-vu-iterations), nothing dropped:
 k6's export had no ``dropped_iterations``, scfleet's ``{"count": 0, "rate": 0.0}`` (its counter
@@ -77,3 +80,32 @@ def test_k6_lists_it_only_once_dropped(tmp_path: pathlib.Path) -> None:
         _, summary = run_k6(script.replace("URL", url), tmp_path, summary_required=True)
     assert summary["metrics"]["iterations"]["count"] == 4
     assert "dropped_iterations" not in summary["metrics"]
+
+
+CUT = 'constant-vus"\nvus = 1\nduration = "1s"\ngraceful_stop = "0s"\n#"'
+
+
+@pytest.mark.slow
+def test_no_iteration_completed_no_iteration_keys(tmp_path: pathlib.Path) -> None:
+    summary, handle = _run(tmp_path, CUT, delay=1.5)  # the one upload is cut at 1 s
+    assert summary["scfleet"]["metrics"]["interrupted_iterations"]["count"] == 1
+    for name in ("iterations", "iteration_duration"):
+        assert name not in summary["metrics"], summary["metrics"][name]
+        assert name not in handle["metrics"]
+    assert summary["scfleet"]["metrics"]["iterations"]["count"] == 0
+
+
+@pytest.mark.slow
+@needs_k6
+def test_k6_lists_no_iteration_keys_when_none_completed(tmp_path: pathlib.Path) -> None:
+    script = (
+        "import http from 'k6/http';\n"
+        "export const options = { scenarios: { up: { executor: 'constant-vus', vus: 1,"
+        " duration: '1s', gracefulStop: '0s' } } };\n"
+        "export default function () { http.post('URL/api/esp32/audio/upload', 'x'); }\n"
+    )
+    with answering(200, 1.5) as url:
+        _, summary = run_k6(script.replace("URL", url), tmp_path, summary_required=True)
+    assert "iterations" not in summary["metrics"]
+    assert "iteration_duration" not in summary["metrics"]
+    assert "data_sent" in summary["metrics"]
