@@ -48,7 +48,15 @@ def test_slow_requests_finishing_after_the_schedule_fail_their_stage(
     cfg_file.write_text(_TOML)
     outcome = api.run(api.load(cfg_file), target=slow_server, out=tmp_path / "run", workers=1)
     assert outcome.exit_code == 99  # the run's threshold failed
-    stages = json.loads((tmp_path / "run" / "summary.json").read_text())["scfleet"]["stages"]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    stages = summary["scfleet"]["stages"]
     (row,) = stages["rows"]
-    assert row["requests"] == 20 and row["p95_ms"] > 900
+    # Every request the run made, those finishing after the schedule included, is the stage's:
+    # 20 on a quiet machine; a loaded one may drop a late arrival or two (counted as dropped),
+    # never lose a made request from the stage (a loaded machine's run: 14 of 20 in the stage,
+    # which was read as a loss).
+    made = summary["metrics"]["http_reqs"]["count"]
+    dropped = summary["metrics"].get("dropped_iterations", {}).get("count", 0)
+    assert made + dropped == 20 and made >= 10
+    assert row["requests"] == made and row["p95_ms"] > 900
     assert stages["scenarios"]["up"]["verdict"] != "held"
