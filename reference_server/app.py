@@ -47,7 +47,7 @@ from reference_server.analysis import (
 )
 from reference_server.config import ServerConfig
 from reference_server.guard import ConnectionGuard
-from reference_server.ledger import Ledger, LedgerClosed, Upload
+from reference_server.ledger import Ledger, LedgerClosed, Stored, Upload
 from reference_server.sessions import (
     InvalidSession,
     Session,
@@ -66,6 +66,9 @@ _DIGITS_RE = re.compile(r"[0-9]{1,19}")
 _MULTIPART_SLACK = 64 * 1024  # boundaries, part headers and small form fields around the file
 _FORM_LIMIT = 64 * 1024  # login bodies
 _CHUNK = 64 * 1024
+#: ``--unsafe-ack-before-commit`` answers before the ledger has looked: neither a duplicate nor
+#: a conflict is known then
+UNCHECKED = Stored(duplicate=False)
 
 
 @dataclass
@@ -74,7 +77,8 @@ class Stats:
 
     uploads_accepted: int = 0
     uploads_rejected: int = 0
-    uploads_duplicate: int = 0  # same (device, sequence) again: answered, no second row
+    uploads_duplicate: int = 0  # same (device, sequence) and body again: answered, no second row
+    uploads_conflict: int = 0  # same (device, sequence), another body: 409, nothing stored
     uploads_unstored: int = 0  # the ledger failed: answered 503
     upload_bytes: int = 0
     upload_rejections: Counter[str] = field(default_factory=Counter)
@@ -283,16 +287,24 @@ async def handle_upload(request: web.Request) -> web.Response:
     try:
         stored = state.ledger.submit(upload)
         # Commit before answering: a 200 means the row is in the ledger (group commit).
-        duplicate = (
-            False
-            if config.unsafe_ack_before_commit
-            else (await asyncio.wrap_future(stored)).duplicate
-        )
+        answer = UNCHECKED if config.unsafe_ack_before_commit else await asyncio.wrap_future(stored)
     except LedgerClosed as exc:
         log.error("upload not stored: %s", exc)
         stats.uploads_unstored += 1
         return _error(503, "ledger unavailable; upload not stored")
-    if duplicate:
+    if answer.conflict:
+        # The key is held with another body: new audio from a device that numbers from 0
+        # again. A 200 "duplicate" here told it the audio was stored while it was dropped.
+        stats.uploads_conflict += 1
+        reason = (
+            f"X-Sequence {sequence} of X-Device-ID {device_id} is already stored with a "
+            "different body; this upload was not stored"
+        )
+        return web.json_response(
+            {"error": reason, "status": "conflict", "device_id": device_id, "sequence": sequence},
+            status=409,
+        )
+    if answer.duplicate:
         stats.uploads_duplicate += 1
         return web.json_response(
             {"status": "duplicate", "duplicate": True, "device_id": device_id, "sequence": sequence}
@@ -547,6 +559,7 @@ def stats_snapshot(state: ServerState) -> dict[str, Any]:
         "uploads_accepted": s.uploads_accepted,
         "uploads_rejected": s.uploads_rejected,
         "uploads_duplicate": s.uploads_duplicate,
+        "uploads_conflict": s.uploads_conflict,
         "uploads_unstored": s.uploads_unstored,
         "upload_rejections": dict(s.upload_rejections),
         "upload_bytes": s.upload_bytes,

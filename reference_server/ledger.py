@@ -10,7 +10,13 @@ answer); surviving a power cut as well would need ``synchronous=FULL``.
 
 Uploads are de-duplicated on ``(device_id, sequence)`` by a partial unique index, so a device
 that retries a chunk with the same ``X-Sequence`` after a lost answer stores one row and learns it
-was a duplicate. Uploads without a sequence are never de-duplicated.
+was a duplicate. A retry carries the same body, so it is a duplicate only when the held row's
+``sha256`` (the body's, stored with every row since the first ledger) is the new one's; the same
+key with another body is a *conflict* (a device that reset its counter and numbers new audio from
+0 again): nothing is stored and the server says so, where it used to answer it as a retry and drop
+the audio. The digest is the row's own column, so it persists exactly as the row does (committed
+before the answer, in the WAL through a kill -9) and costs no memory; it is read only for a key
+already held. Uploads without a sequence are never de-duplicated.
 """
 
 from __future__ import annotations
@@ -56,6 +62,9 @@ _INSERT = (
     f"INSERT OR IGNORE INTO uploads ({', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
+#: the body digest of the row already holding a (device, sequence): through the unique index
+_HELD = "SELECT sha256 FROM uploads WHERE device_id = ? AND sequence = ?"
+_DEVICE, _SEQUENCE, _SHA256 = (_COLUMNS.index(c) for c in ("device_id", "sequence", "sha256"))
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,13 @@ class Upload:
 class Stored:
     """What a committed :meth:`Ledger.submit` resolves to."""
 
-    duplicate: bool  # (device_id, sequence) was already in the ledger: no new row
+    duplicate: bool  # (device_id, sequence) was already in the ledger with this body: no new row
+    conflict: bool = False  # ... held with another body: no new row, the upload is refused
+
+
+_NEW = Stored(duplicate=False)
+_DUPLICATE = Stored(duplicate=True)
+_CONFLICT = Stored(duplicate=False, conflict=True)
 
 
 class LedgerClosed(RuntimeError):
@@ -131,6 +146,7 @@ class Ledger:
         self._submitted = 0
         self._written = 0
         self._duplicates = 0
+        self._conflicts = 0
         self._commits = 0
         self._error: BaseException | None = None
         self._conn = _connect(self.db_path)  # fail at start, not at the first upload
@@ -148,6 +164,11 @@ class Ledger:
         return self._duplicates
 
     @property
+    def conflicts(self) -> int:
+        """Submissions refused: their (device, sequence) is held with another body (no row)."""
+        return self._conflicts
+
+    @property
     def commits(self) -> int:
         """Transactions committed; ``written / commits`` is the mean group size."""
         return self._commits
@@ -155,10 +176,11 @@ class Ledger:
     @property
     def pending(self) -> int:
         """Rows submitted but not yet committed (their requests are still waiting)."""
-        return self._submitted - self._written - self._duplicates
+        return self._submitted - self._written - self._duplicates - self._conflicts
 
     def submit(self, upload: Upload) -> Future[Stored]:
-        """Queue one row; the future resolves once it is committed (or found a duplicate)."""
+        """Queue one row; the future resolves once it is committed (or found a duplicate or a
+        conflict)."""
         fut: Future[Stored] = Future()
         with self._lock:
             if self._closed or self._error is not None:
@@ -188,10 +210,21 @@ class Ledger:
                 return batch, True
             batch.append(item)
 
-    def _commit(self, batch: list[_Item]) -> list[bool]:
+    def _commit(self, batch: list[_Item]) -> list[Stored]:
         conn = self._conn
+        out = []
         with conn:
-            return [conn.execute(_INSERT, row).rowcount == 0 for row, _ in batch]
+            for row, _ in batch:
+                if conn.execute(_INSERT, row).rowcount:
+                    out.append(_NEW)
+                    continue
+                # Not inserted: the key is held (by a row of this very batch, too: the same
+                # transaction). A retry of it carries the same body; another body is new audio
+                # under an old key, and answering it as a retry would lose it unsaid.
+                held = conn.execute(_HELD, (row[_DEVICE], row[_SEQUENCE])).fetchone()
+                same = held is not None and held[0] == row[_SHA256]
+                out.append(_DUPLICATE if same else _CONFLICT)
+        return out
 
     def _run(self) -> None:
         try:
@@ -206,19 +239,21 @@ class Ledger:
                 # running here can no longer be cancelled, so resolving them cannot fail.
                 waiting = [fut.set_running_or_notify_cancel() for _, fut in batch]
                 try:
-                    dups = self._commit(batch)
+                    answers = self._commit(batch)
                 except BaseException as exc:
                     for (_, fut), wait in zip(batch, waiting, strict=True):
                         if wait:
                             fut.set_exception(LedgerClosed(f"ledger write failed: {exc}"))
                     raise
-                n_dup = sum(dups)
-                self._written += len(batch) - n_dup
+                n_dup = answers.count(_DUPLICATE)
+                n_conflict = answers.count(_CONFLICT)
+                self._written += len(batch) - n_dup - n_conflict
                 self._duplicates += n_dup
+                self._conflicts += n_conflict
                 self._commits += 1
-                for (_, fut), dup, wait in zip(batch, dups, waiting, strict=True):
+                for (_, fut), answer, wait in zip(batch, answers, waiting, strict=True):
                     if wait:
-                        fut.set_result(Stored(duplicate=dup))
+                        fut.set_result(answer)
         except BaseException as exc:  # surfaced by close(); uploads then get 503, never 200
             with self._lock:
                 self._error = exc
