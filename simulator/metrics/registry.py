@@ -166,7 +166,8 @@ BUILTIN: dict[str, tuple[str, str]] = {
 
 
 #: Tag keys on every HTTP sample (k6's system tags, plus scfleet's ``endpoint`` and ``kind``);
-#: ``error_code`` appears on failures and 4xx/5xx answers, ``error`` when there was no answer.
+#: ``error_code`` appears on failures and 4xx/5xx answers, ``error`` when there was no answer
+#: (and ``sequence-conflict`` on a 409 to a request carrying X-Sequence).
 HTTP_TAG_KEYS = frozenset(
     {
         "scenario",
@@ -245,7 +246,7 @@ def _bad_tag_value(key: str, value: str) -> str | None:
             f"mean {value.upper()}?)"
         )
     allowed = CLOSED_TAG_VALUES.get(key)
-    if key == "error":  # a request without an answer: one of the transports' kinds
+    if key == "error":  # no answer (one of the transports' kinds), or a sequence conflict
         from simulator.http.errors import ErrorKind
 
         allowed = tuple(k.tag for k in ErrorKind)

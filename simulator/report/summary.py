@@ -546,6 +546,8 @@ def failure_lines(failures: list[dict[str, Any]]) -> list[str]:
     out = []
     for f in failures:
         what = f"error {f['error']}" if f["error"] else f"status {f['status']}"
+        if f["error"] and f["status"]:  # an answer the engine names (sequence-conflict: 409)
+            what += f", status {f['status']}"
         code = f" (error_code {f['error_code']})" if f["error_code"] else ""
         out.append(f"  failed: {f['count']} × {what}{code}")
     return out

@@ -27,7 +27,7 @@ from simulator.config import (
     ScenarioConfig,
 )
 from simulator.executors import TaskStarter
-from simulator.http import KIND_INDEX, UNCONNECTED, Request, Response, Transport
+from simulator.http import KIND_INDEX, UNCONNECTED, ErrorKind, Request, Response, Transport
 from simulator.metrics import (
     IntervalStats,
     IterationRecorder,
@@ -356,6 +356,28 @@ def duplicates_note(scenario: str, n: int, first: str, *, retries: bool) -> list
     ]
 
 
+#: a 409 to an upload carrying X-Sequence: the server holds that (device, sequence) with another
+#: body (the reference server's conflict) and stored nothing; its ``error`` is sequence-conflict
+CONFLICT_STATUS = 409
+
+
+def conflicts_note(scenario: str, n: int, first: str) -> list[str]:
+    """The summary's note on ``n`` uploads refused as sequence conflicts (none, no note)."""
+    if not n:
+        return []
+    return [
+        f"scenario {scenario}: the server refused {n} uploads as sequence conflicts (409, error "
+        f"sequence-conflict; first from {first}) and stored none of them: it already held "
+        "those (device, sequence) pairs with different audio (an earlier run against this "
+        "server's ledger with other audio, or another sender with the same ID: each device "
+        "numbers from 0); they count as failed"
+    ]
+
+
+def _sequenced(headers: Mapping[str, str]) -> bool:
+    return any(k.lower() == "x-sequence" for k in headers)
+
+
 class IotUpload(Behaviour):
     """Seed scenario 2: raw PCM with X-Device-ID / X-Sample-Rate / X-Sequence."""
 
@@ -379,6 +401,8 @@ class IotUpload(Behaviour):
         #: A waiter's request is counted by its waiter's cancel instead; only the arrival
         #: driver calls ``abandon``, so a VU's was here for nothing.
         self._inflight: dict[int, Request] = {}
+        self.conflicts = 0  # uploads refused as sequence conflicts (409), and the first device
+        self._first_conflict = ""
 
     def start(
         self,
@@ -414,6 +438,10 @@ class IotUpload(Behaviour):
                 inflight.pop(key, None)
             if not self.closed and (waiter is None or not waiter.cancelled()):
                 dev.requests += 1
+                if resp.status == CONFLICT_STATUS and resp.kind is None:
+                    resp.kind = ErrorKind.SEQUENCE_CONFLICT  # not stored: named, not a 4xx
+                    self.conflicts += 1
+                    self._first_conflict = self._first_conflict or dev.device_id
                 if self.record(self._rec, resp, sched_perf):
                     dev.failed += 1
                 else:
@@ -445,8 +473,11 @@ class IotUpload(Behaviour):
 
     def notes(self) -> list[str]:
         """Uploads the server answered as retries it already held: none of them stored, yet
-        each counts as delivered (before, silently: a second run against one ledger)."""
-        return duplicates_note(self.sc.name, self.stale, self._first_stale, retries=False)
+        each counts as delivered (before, silently: a second run against one ledger); and
+        uploads it refused as sequence conflicts (other audio under a sequence it holds)."""
+        return duplicates_note(
+            self.sc.name, self.stale, self._first_stale, retries=False
+        ) + conflicts_note(self.sc.name, self.conflicts, self._first_conflict)
 
     async def iterate(self, dev: VirtualDevice, scheduled: float) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -556,6 +587,8 @@ class PythonDevices(Behaviour):
         self._messages: dict[str, int] = {}
         self.stale = 0  # answers saying "duplicate": true (IotUpload's note)
         self._first_stale = ""
+        self.conflicts = 0  # 409s to requests carrying X-Sequence (IotUpload's note)
+        self._first_conflict = ""
         self._users: dict[int, Any] = {}  # device index -> started instance
         self._check_rates: dict[str, Any] = {}
 
@@ -656,6 +689,10 @@ class PythonDevices(Behaviour):
             raise
         dev.requests += 1
         dev.seq += 1
+        if resp.status == CONFLICT_STATUS and resp.kind is None and _sequenced(hdrs):
+            resp.kind = ErrorKind.SEQUENCE_CONFLICT
+            self.conflicts += 1
+            self._first_conflict = self._first_conflict or dev.device_id
         if self.record(self.recorder(method, name or path), resp, slot.sched, checks):
             dev.failed += 1
         else:
@@ -746,7 +783,11 @@ class PythonDevices(Behaviour):
         if len(top) > self.MAX_NOTES:
             rest = sum(n for _, n in top[self.MAX_NOTES :])
             out.append(f"scenario {self.sc.name}: {rest} more errors of other kinds")
-        return out + duplicates_note(self.sc.name, self.stale, self._first_stale, retries=True)
+        return (
+            out
+            + duplicates_note(self.sc.name, self.stale, self._first_stale, retries=True)
+            + conflicts_note(self.sc.name, self.conflicts, self._first_conflict)
+        )
 
 
 def _clear_jar(dev: VirtualDevice) -> None:
