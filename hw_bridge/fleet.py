@@ -46,9 +46,10 @@ from simulator.config import IotUploadDevice, RunConfig, ScenarioConfig
 from simulator.config.device_ids import Finder
 from simulator.config.reader import LONG_INTEGER
 from simulator.config.sections import sequenced_ranges
+from simulator.http import KIND_INDEX, ErrorKind
 from simulator.metrics import Counter, RequestRecorder, RequestSample, tags_of
 from simulator.run.device_row import DeviceRow
-from simulator.run.devices import expected_ok
+from simulator.run.devices import CONFLICT_STATUS, expected_ok
 
 if TYPE_CHECKING:
     from hw_bridge.emulator.server import EmulatedBoards
@@ -134,6 +135,9 @@ def wifi_key(cfg: BoardsConfig, source: str) -> Secret | None:
     )
 
 
+_CONFLICT = KIND_INDEX[ErrorKind.SEQUENCE_CONFLICT]
+
+
 # --------------------------------------------------------------------------- one board
 
 
@@ -208,6 +212,9 @@ class BoardDriver:
         # first attempts answered as duplicates: the server held that sequence before this
         # attempt (a reboot numbers from 0 again; an earlier run's ledger), stored nothing
         self.stale = 0
+        # uploads refused 409: the server holds that sequence with other audio (a board whose
+        # audio changed, or another sender with its ID) and stored nothing; the board moves on
+        self.conflicts = 0
         self._last_try = 0.0
         self.run_id: object = None  # the board's run number, from the start reply
         self.wifi_key_set = False
@@ -358,6 +365,8 @@ class BoardDriver:
         self.requests += 1
         if failed:
             self.failed += 1
+            if status == CONFLICT_STATUS:
+                self.conflicts += 1
         else:
             self.ok += 1
             self.bytes_ok += nbytes
@@ -703,6 +712,8 @@ class BoardFleet:
                 corrected_us=r.latency_us + r.lag_us,
                 sent=r.nbytes,
                 received=0,
+                # a board's uploads all carry X-Sequence: a 409 is a sequence conflict
+                error=_CONFLICT if r.status == CONFLICT_STATUS else 0,
             )
         )
         if r.first:
@@ -750,6 +761,13 @@ class BoardFleet:
                     "its sequences on their first attempt and stored none of them (it numbers "
                     "from 0 after a boot: an earlier run against this server's ledger); they "
                     "count as delivered"
+                )
+            if self._env is not None and d.conflicts:
+                self._env.notes.append(
+                    f"board {d.label} ({d.device_id}): the server refused {d.conflicts} of its "
+                    "uploads as sequence conflicts (409, error sequence-conflict) and stored "
+                    "none of them: it already held those sequences with different audio; they "
+                    "count as failed"
                 )
         lost = [d for d in self.drivers if d.state == BoardState.LOST]
         if self._env is not None and any(d.lost for d in self.drivers):

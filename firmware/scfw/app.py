@@ -16,6 +16,8 @@ RENDER_PIECE = 1024  # bank bytes rendered between two yields: the console stays
 RESULT_BATCH_MAX = mem.RESULT_BATCH_MAX
 # `start`'s `seq`: the first X-Sequence a host may ask for (a small int on every port)
 SEQ_LIMIT = 1 << 31
+# the server holds this X-Sequence with other audio: a retry would be refused the same way
+CONFLICT = 409
 
 
 def _err_text(e):
@@ -33,6 +35,9 @@ class Stats:
         self.retried = 0
         self.bytes_sent = 0
         self.duplicates = 0  # 2xx answers saying the server already had the chunk (still ok)
+        # 409s: the server holds the chunk's X-Sequence with other audio and stored nothing
+        # (this board's audio changed under a sequence it sent before); never retried, dropped
+        self.conflicts = 0
 
     def as_dict(self):
         return {
@@ -43,6 +48,7 @@ class Stats:
             "retried": self.retried,
             "bytes_sent": self.bytes_sent,
             "duplicates": self.duplicates,
+            "conflicts": self.conflicts,
         }
 
 
@@ -234,6 +240,8 @@ class Run:
                 st.duplicates += 1
         else:
             st.failed += 1
+            if status == CONFLICT:
+                st.conflicts += 1  # the same body would be refused again: not retried
         item = proto.result_item(
             c.seq, c.attempts, t0, t0 - c.sched_us, status, t1 - t0, c.nbytes, err, dup
         )

@@ -759,6 +759,42 @@ async def case_retry_keeps_sequence_and_duplicate_is_delivered():
     check([r["dup"] for r in results] == [False, True, False], repr(results))
 
 
+async def case_conflict_is_counted_and_not_retried():
+    """A 409 is a sequence conflict: the server holds that X-Sequence with other audio and
+    stored nothing. Sending it again would be refused again, so the board does not retry it:
+    it counts the chunk failed, dropped and in `conflicts`, and goes on with the next one."""
+    srv = FakeServer(statuses=[409])
+    h = FakeHal(srv)
+    cfg = (
+        b'{"t":"config","id":1,"target":"http://127.0.0.1:9/up","device_id":"esp32-000045",'
+        b'"chunk_bytes":640,"bank_bytes":4000,"backoff_ms":5,"seed":9,"persist":false}'
+    )
+    script = [cfg, b'{"t":"start","id":2,"rate":20,"duration_s":0.15}', 1.0]
+    script += [b'{"t":"status","id":3}', b'{"t":"exit","id":4}']
+    await app.run(h, Lines(script))
+    msgs = _decode(h.lines)
+    st = [m for m in msgs if m.get("id") == 3][0]
+    seqs = []
+    for head, _body in srv.requests:
+        for line in head.split("\r\n"):
+            if line.startswith("X-Sequence: "):
+                seqs.append(int(line[12:]))
+    check(seqs == [0, 1, 2], "sequence 0 sent once, then on: %r" % seqs)
+    check(st["produced"] == 3 and st["ok"] == 2 and st["failed"] == 1, repr(st))
+    check(st["retried"] == 0 and st["dropped"] == 1 and st["duplicates"] == 0, repr(st))
+    check(st.get("conflicts") == 1, "the conflict is counted: %r" % st)
+    results = []
+    for m in msgs:
+        if m["t"] == "result":
+            results.append(m)
+        elif m["t"] == "results":
+            results.extend(m["items"])
+    check(
+        [(r["seq"], r["status"]) for r in results] == [(0, 409), (1, 200), (2, 200)], repr(results)
+    )
+    check(results[0]["error"] and results[0]["attempt"] == 1, repr(results[0]))
+
+
 async def case_start_seq_goes_on_past_what_a_rebooted_board_sent():
     """A host restarting a board that rebooted mid-run gives `seq`: the board numbers its
     uploads from there (it starts from 0 after a boot, which the server holds); a lower `seq`
