@@ -245,8 +245,8 @@ class Ledger:
                         if wait:
                             fut.set_exception(LedgerClosed(f"ledger write failed: {exc}"))
                     raise
-                n_dup = answers.count(_DUPLICATE)
-                n_conflict = answers.count(_CONFLICT)
+                n_dup = sum(a is _DUPLICATE for a in answers)  # identity: no dataclass __eq__
+                n_conflict = sum(a is _CONFLICT for a in answers)
                 self._written += len(batch) - n_dup - n_conflict
                 self._duplicates += n_dup
                 self._conflicts += n_conflict
