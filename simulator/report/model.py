@@ -42,6 +42,10 @@ def _read_json(path: Path) -> Any:
         raise ConfigError("not a run folder (missing file)", source=str(path)) from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"invalid JSON: {exc}", source=str(path)) from None
+    except RecursionError:  # json's decoder recurses once per level: '[' * 100000
+        raise ConfigError("invalid JSON: nested too deeply", source=str(path)) from None
+    except OSError as exc:  # a folder in its place: before, compare's traceback
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", source=str(path)) from None
 
 
 def _run_config(config: Mapping[str, Any]) -> RunConfig | None:
@@ -157,6 +161,10 @@ def _device_rows(path: Path) -> int | None:
             return max(0, sum(1 for _ in csv.reader(fh)) - 1)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", source=str(path)) from None
+    except csv.Error as exc:  # a field past csv's 128 KB limit: not a row scfleet writes
+        raise ConfigError(f"not as scfleet writes it ({exc})", source=str(path)) from None
 
 
 def _read_shaped(path: Path, shape: type[dict[str, Any]] | type[list[Any]]) -> Any:

@@ -505,7 +505,7 @@ def read_stream_lines(
     for number, line in enumerate(lines, 1):
         try:
             obj = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: '[' * 100000
             if any(rest.strip() for rest in lines[number:]):
                 damaged.append(number)
             continue  # else the line being written when the run was killed
@@ -528,12 +528,31 @@ def rebuild_run(run_dir: Path) -> dict[str, Path]:
     its stream. Counts and percentiles are exact up to the last streamed tick. A stream with
     its end line is a run that ended (whole, interrupted or aborted, as that line says) and was
     killed while its folder was written: it was rebuilt as unfinished, so the gate refused it."""
-    from simulator.config import parse_config, scale_times
-    from simulator.metrics import Registry
-    from simulator.run.runner import RunResult, threshold_results
-
     start, ticks, end, damaged = read_stream_lines(run_dir)
     effective = start["effective"]
+    try:
+        result = _rebuilt_result(run_dir, effective, ticks, end, damaged)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError, RecursionError) as exc:
+        # a line that is JSON but not shaped as scfleet streams it (hand-edited, another
+        # tool's): before, a traceback
+        raise ConfigError(
+            f"cannot rebuild: a line is not as scfleet writes it ({type(exc).__name__}: {exc})",
+            source=str(run_dir / STREAM),
+        ) from None
+    return write_run(result, run_dir, effective)
+
+
+def _rebuilt_result(
+    run_dir: Path,
+    effective: dict[str, Any],
+    ticks: list[dict[str, Any]],
+    end: dict[str, Any] | None,
+    damaged: list[int],
+) -> RunResult:
+    from simulator.config import parse_config, scale_times
+    from simulator.metrics import Registry
+    from simulator.run.runner import threshold_results
+
     source = str(effective.get("source", "<run>"))
     try:
         cfg = parse_config(dict(effective.get("config", {})), source)
@@ -577,7 +596,7 @@ def rebuild_run(run_dir: Path) -> dict[str, Path]:
             f"{STREAM} is damaged (line{'s' if len(damaged) > 1 else ''} {shown} not a "
             "record): what it held is in no figure, so the run is counted as unfinished"
         )
-    result = RunResult(
+    return RunResult(
         config=cfg,
         registry=reg,
         timeline=timeline,
@@ -596,4 +615,3 @@ def rebuild_run(run_dir: Path) -> dict[str, Path]:
             int(s.get("think_cut", 0)) for p in timeline for s in p["scenarios"].values()
         ),
     )
-    return write_run(result, run_dir, effective)
