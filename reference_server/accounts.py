@@ -28,6 +28,8 @@ from scfleet_core.secrets import Secret
 DEFAULT_SCRYPT_N = 2**14
 SCRYPT_R = 8
 SCRYPT_P = 1
+#: the largest N a hash can be made with: OpenSSL takes at most 2 GiB of ``maxmem`` (1 GiB here)
+MAX_SCRYPT_N = 2**20
 _SALT_CHARS = string.ascii_letters + string.digits
 _PASSWORD_CHARS = string.ascii_letters + string.digits
 
@@ -47,10 +49,16 @@ def _reveal(password: str | Secret) -> bytes:
     return (password.reveal() if isinstance(password, Secret) else password).encode()
 
 
+def scrypt_maxmem(n: int, r: int, p: int) -> int:
+    """The memory OpenSSL's scrypt needs, ``128·r·(N + p + 2)`` bytes (its exact check). Before,
+    132·N·r·p: too little below N = 96, so ``--scrypt-n 2`` up to 64 failed every hash."""
+    return 128 * r * (n + p + 2)
+
+
 def hash_password(password: str | Secret, *, scrypt_n: int = DEFAULT_SCRYPT_N) -> str:
     """Salted scrypt hash in Werkzeug's format; ``scrypt_n`` trades login cost for speed."""
-    if scrypt_n < 2 or scrypt_n & (scrypt_n - 1):
-        raise ValueError(f"scrypt N must be a power of two >= 2, got {scrypt_n}")
+    if scrypt_n < 2 or scrypt_n & (scrypt_n - 1) or scrypt_n > MAX_SCRYPT_N:
+        raise ValueError(f"scrypt N must be a power of two in 2..{MAX_SCRYPT_N}, got {scrypt_n}")
     salt = "".join(secrets.choice(_SALT_CHARS) for _ in range(16))
     digest = hashlib.scrypt(
         _reveal(password),
@@ -58,7 +66,7 @@ def hash_password(password: str | Secret, *, scrypt_n: int = DEFAULT_SCRYPT_N) -
         n=scrypt_n,
         r=SCRYPT_R,
         p=SCRYPT_P,
-        maxmem=132 * scrypt_n * SCRYPT_R * SCRYPT_P,
+        maxmem=scrypt_maxmem(scrypt_n, SCRYPT_R, SCRYPT_P),
     ).hex()
     return f"scrypt:{scrypt_n}:{SCRYPT_R}:{SCRYPT_P}${salt}${digest}"
 
@@ -71,7 +79,7 @@ def verify_password(stored: str, password: str | Secret) -> bool:
         if name == "scrypt":
             n, r, p = (int(v) for v in params) if params else (2**15, 8, 1)
             actual = hashlib.scrypt(
-                _reveal(password), salt=salt.encode(), n=n, r=r, p=p, maxmem=132 * n * r * p
+                _reveal(password), salt=salt.encode(), n=n, r=r, p=p, maxmem=scrypt_maxmem(n, r, p)
             ).hex()
         elif name == "pbkdf2":
             algo = params[0] if params else "sha256"
@@ -96,7 +104,7 @@ def _same_cost_hash(stored: str) -> str:
         if name == "scrypt":
             n, r, p = (int(v) for v in params) if params else (2**15, 8, 1)
             digest = hashlib.scrypt(
-                password, salt=salt.encode(), n=n, r=r, p=p, maxmem=132 * n * r * p
+                password, salt=salt.encode(), n=n, r=r, p=p, maxmem=scrypt_maxmem(n, r, p)
             )
             return f"scrypt:{n}:{r}:{p}${salt}${digest.hex()}"
         if name == "pbkdf2":

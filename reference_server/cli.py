@@ -43,9 +43,13 @@ def _positive_int(text: str) -> int:
 
 
 def _power_of_two(text: str) -> int:
+    from reference_server.accounts import MAX_SCRYPT_N
+
     value = _positive_int(text)
-    if value < 2 or value & (value - 1):
-        raise argparse.ArgumentTypeError(f"must be a power of two >= 2, got {value}")
+    if value < 2 or value & (value - 1) or value > MAX_SCRYPT_N:
+        raise argparse.ArgumentTypeError(
+            f"must be a power of two in 2..{MAX_SCRYPT_N} (1 GiB per hash), got {value}"
+        )
     return value
 
 
