@@ -180,7 +180,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--profile-seed",
-        type=int,
+        type=_int_in(0),  # a negative one was a traceback once the server was starting
         default=0,
         help="seed of the synthetic normal-sound profile the anomaly score compares against",
     )
