@@ -15,7 +15,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -313,8 +313,19 @@ class SerialLink:
         finally:
             self._pending.pop(mid, None)
         if reply.get("t") == "error":
-            raise BoardReplyError(str(reply.get("code")), str(reply.get("msg")))
+            code, msg = str(reply.get("code")), str(reply.get("msg"))
+            raise BoardReplyError(_masked(code, fields), _masked(msg, fields))
         return reply
+
+
+def _masked(text: str, fields: Mapping[str, Any]) -> str:
+    """A board's reply text without the Wi-Fi key the command carried: a board that quotes
+    the line it refused (foreign firmware, a bug) must not put the key in our error."""
+    key = fields.get("wifi_key")
+    if isinstance(key, str) and key:
+        for form in (key, json.dumps(key)[1:-1]):  # as given, and as the line carried it
+            text = text.replace(form, "***")
+    return text
 
 
 def _close_port(ser: Any) -> None:
