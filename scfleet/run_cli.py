@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from scfleet_core.cli import Subparsers
 from scfleet_core.errors import (
@@ -324,13 +326,25 @@ def _export_summary(outcome: RunOutcome, export: Path) -> bool:
 
     try:
         if "summary.json" in outcome.files:
-            export.write_bytes(outcome.files["summary.json"].read_bytes())
+            data = outcome.files["summary.json"].read_bytes()
         else:
-            export.write_text(summary_json_of(outcome.result))
+            data = summary_json_of(outcome.result).encode()
+        with _open_export(export) as fh:
+            fh.write(data)
     except OSError as exc:
-        sys.stderr.write(f"scfleet: --summary-export {export}: {exc.strerror or exc}\n")
+        why = "a FIFO no process reads" if exc.errno == errno.ENXIO else exc.strerror or exc
+        sys.stderr.write(f"scfleet: --summary-export {export}: {why}\n")
         return False
     return True
+
+
+def _open_export(export: Path) -> BinaryIO:
+    """``export`` opened to be written, without waiting for a reader: a named FIFO no process
+    has open fails at once (ENXIO). Before, the open blocked until one came, for ever, with
+    SIGINT/SIGTERM deferred while results are written: a run that could not be stopped."""
+    fd = os.open(export, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK, 0o666)
+    os.set_blocking(fd, True)  # a reader is there: write all of it, as write_bytes did
+    return os.fdopen(fd, "wb")
 
 
 def _report(
