@@ -60,6 +60,37 @@ def default_run_dir(config_path: str, base: str | Path = "runs") -> Path:
 #: Files whose presence marks a folder as a run folder (``--overwrite`` only replaces those).
 RUN_MARKERS = ("config.json", "summary.json", "run.ndjson")
 
+#: Everything a run folder may hold: what ``scfleet run``/``report`` write in it (a report
+#: file's ``.part`` is one being replaced). ``--overwrite`` replaces a folder holding nothing
+#: else: before, one marker was enough, and ``--out ~/project --overwrite`` removed a project
+#: that had a config.json, src/ and all.
+RUN_ENTRIES = frozenset(
+    (
+        *RUN_MARKERS,
+        "summary.txt",
+        "metrics.json",
+        "timeline.json",
+        "devices.csv",
+        "stages.json",
+        "report.html",
+        "timeline-1s.ndjson",
+        "timeline.csv",
+        "junit.xml",
+        "handle-summary.json",
+        "server",
+        ".worker-parts",
+    )
+)
+
+
+def _foreign(entries: list[Path]) -> list[str]:
+    """The entries of a folder that no run writes."""
+    return sorted(
+        e.name
+        for e in entries
+        if e.name not in RUN_ENTRIES and e.name.removesuffix(".part") not in RUN_ENTRIES
+    )
+
 
 def claim_run_dir(path: Path, *, overwrite: bool, key: str = "--out") -> bool:
     """Create the run folder before anything is contacted; True if this call created it.
@@ -80,6 +111,14 @@ def claim_run_dir(path: Path, *, overwrite: bool, key: str = "--out") -> bool:
             is_run = any((path / m).exists() for m in RUN_MARKERS)
             if not is_run:
                 raise ConfigError(f"{path} is not empty and not a run folder; refusing", key=key)
+            foreign = _foreign(entries)
+            if foreign:
+                more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+                raise ConfigError(
+                    f"{path} holds {foreign[0]!r}{more}, which no run writes: not a run folder "
+                    "to replace; refusing",
+                    key=key,
+                )
             if not overwrite:
                 raise ConfigError(
                     f"{path} already holds a run; pass --overwrite to replace it", key=key
