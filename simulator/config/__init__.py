@@ -38,6 +38,7 @@ from simulator.config.reader import apply_override as apply_override
 from simulator.config.reader import interpolate_env as interpolate_env
 from simulator.config.reader import load_config as load_config
 from simulator.config.reader import scale_times as scale_times
+from simulator.config.sections import check_url_filters as check_url_filters
 from simulator.config.sections import parse_config as parse_config
 from simulator.config.sections import validate_url as validate_url
 from simulator.executors import ConstantArrivalRate as ConstantArrivalRate

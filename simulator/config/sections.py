@@ -746,19 +746,22 @@ def _check_endpoints(cfg: RunConfig) -> None:
 
 
 def _check_urls(cfg: RunConfig) -> None:
+    check_url_filters(cfg, cfg.target.url)
+
+
+def check_url_filters(cfg: RunConfig, base: str | None) -> None:
     """A ``{url:URL}`` filter names a URL a device requests: a built-in device's request is
     tagged ``url`` = target + endpoint (as k6 tags the whole URL requested and matches it
-    exactly), so a misspelt one had no samples and passed. With the target known at load
-    (``[target] url``, ``--target``) the URL must be one of those; with the embedded server,
-    whose port is chosen when it starts, it must end in a requested path. A Python device
-    requests URLs of its own, so with one in the run any value goes; so does a key of a
-    scenario's own ``tags``."""
+    exactly), so a misspelt one had no samples and passed. With the target known (``base``:
+    ``[target] url``, ``--target`` at load; a run's own ``target`` at ``api.run``) the URL must
+    be one of those; with the embedded server (None), whose port is chosen when it starts, it
+    must end in a requested path. A Python device requests URLs of its own, so with one in the
+    run any value goes; so does a key of a scenario's own ``tags``."""
     if any(isinstance(sc.device, PythonDevice) for sc in cfg.scenarios):
         return
     if "url" in {k for sc in cfg.scenarios for k, _ in sc.tags}:
         return
     paths = sorted({p for sc in cfg.scenarios for p in _requested_endpoints(sc.device)})
-    base = cfg.target.url
     urls = [base + p for p in paths] if base is not None else []
     for th in cfg.thresholds:
         for tag, value in th.tags:

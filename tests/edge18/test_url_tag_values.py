@@ -105,3 +105,32 @@ def test_a_name_written_as_k6_defaults_it_says_so(tmp_path: pathlib.Path) -> Non
     with pytest.raises(ConfigError) as err:
         load_config(_write(tmp_path, threshold, SMALL_UPLOAD, TARGET))
     assert f"{{name:{UPLOAD}}} or {{url:{TARGET}{UPLOAD}}}" in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("loaded_with", [TARGET, None], ids=["file-target", "embedded-rule"])
+def test_a_run_against_another_target_checks_its_url_filters(
+    tmp_path: pathlib.Path, loaded_with: str | None
+) -> None:
+    """``api.run(cfg, target=URL)`` against a target other than the one the file was loaded
+    with: its ``{url:...}`` filters are checked against the URL the devices will request, before
+    anything is contacted. Before, a filter on the file's target (or, loaded for the embedded
+    server, any host ending in the path) held ``count<1`` on no samples: exit 0."""
+    with answering(200, 0.0) as url:
+        threshold = f"http_reqs{{url:{loaded_with or 'http://127.0.0.1:9'}{UPLOAD}}}"
+        cfg = api.load(_write(tmp_path, threshold, SMALL_UPLOAD, loaded_with))
+        with pytest.raises(ConfigError) as err:
+            api.run(cfg, target=url, out=tmp_path / "run", workers=1)
+    said = str(err.value)
+    assert threshold in said and f"'{url}{UPLOAD}'" in said and "\n" not in said, said
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_run_against_another_target_counts_a_filter_on_it(tmp_path: pathlib.Path) -> None:
+    """Loaded for the embedded server (a path's suffix is all load can check), run against a
+    URL the filter names: accepted, and it counts every upload."""
+    with answering(200, 0.0) as url:
+        cfg = api.load(_write(tmp_path, f"http_reqs{{url:{url}{UPLOAD}}}", SMALL_UPLOAD, None))
+        outcome = api.run(cfg, target=url, out=tmp_path / "run", workers=1)
+    data = json.loads(outcome.files["summary.json"].read_text())
+    assert data["metrics"][f"http_reqs{{url:{url}{UPLOAD}}}"]["count"] == 5, data["metrics"]
