@@ -150,7 +150,9 @@ class FleetRun:
 
     @property
     def exit_code(self) -> int:
-        """What ``scfleet run`` would have exited with (0, 99 thresholds, 104, 105, 107)."""
+        """What ``scfleet run`` would have exited with for this run (0, 99 thresholds, 103 engine,
+        105 interrupted). A config ``scfleet run`` refuses (104, 107) never makes a run here:
+        ``fleet.run`` raises its ConfigError (a ScriptError for device code that fails to load)."""
         return self.outcome.exit_code
 
     @cached_property
