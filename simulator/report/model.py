@@ -35,9 +35,22 @@ class RunData:
     text: str = ""
 
 
-def _read_json(path: Path) -> Any:
+#: The most of summary.json ``scfleet report``/``compare`` read: a real one is at most a few
+#: MB (its metrics and stage table); before, a link to /dev/zero was read until memory ran out
+MAX_SUMMARY_BYTES = 64 << 20
+
+
+def _read_json(path: Path, limit: int | None = None) -> Any:
     try:
-        return json.loads(path.read_text())
+        if limit is None:
+            return json.loads(path.read_text())
+        with open(path, "rb") as fh:
+            raw = fh.read(limit + 1)
+        if len(raw) > limit:
+            raise ConfigError(
+                f"larger than {limit >> 20} MiB: not a file scfleet writes", source=str(path)
+            )
+        return json.loads(raw.decode())
     except FileNotFoundError:
         raise ConfigError("not a run folder (missing file)", source=str(path)) from None
     except json.JSONDecodeError as exc:
@@ -167,9 +180,12 @@ def _device_rows(path: Path) -> int | None:
         raise ConfigError(f"not as scfleet writes it ({exc})", source=str(path)) from None
 
 
-def _read_shaped(path: Path, shape: type[dict[str, Any]] | type[list[Any]]) -> Any:
-    """A run-folder JSON file whose top level is a table (``dict``) or a list of tables."""
-    doc = _read_json(path)
+def _read_shaped(
+    path: Path, shape: type[dict[str, Any]] | type[list[Any]], limit: int | None = None
+) -> Any:
+    """A run-folder JSON file whose top level is a table (``dict``) or a list of tables, of at
+    most ``limit`` bytes when given."""
+    doc = _read_json(path, limit)
     if not isinstance(doc, shape) or (shape is list and not all(isinstance(x, dict) for x in doc)):
         want = "a list of tables" if shape is list else "a table"
         raise ConfigError(f"not as scfleet writes it (expected {want})", source=str(path))
@@ -197,7 +213,7 @@ def _load_run(d: Path) -> RunData:
     from simulator.report.summary import upgrade_summary
 
     try:
-        summary = upgrade_summary(_read_shaped(d / "summary.json", dict))
+        summary = upgrade_summary(_read_shaped(d / "summary.json", dict, MAX_SUMMARY_BYTES))
     except ValueError as exc:
         raise ConfigError(f"cannot read it: {exc}", source=str(d / "summary.json")) from None
     timeline = _read_shaped(d / "timeline.json", list)

@@ -325,6 +325,14 @@ def upgrade_summary(doc: Mapping[str, Any]) -> dict[str, Any]:
     ``stages`` at the top, ``rate`` beside ``value`` in rates, ``{"ok": bool}`` thresholds.
     """
     if "scfleet" in doc:
+        section = doc["scfleet"]
+        fmt = section.get("format", SCFLEET_FORMAT) if isinstance(section, dict) else 1
+        if isinstance(fmt, bool) or not isinstance(fmt, int) or not 1 <= fmt <= SCFLEET_FORMAT:
+            # before, a future format was read as today's, its figures silently misread
+            raise ValueError(
+                f"scfleet.format {fmt!r} is not one this scfleet reads (formats 1 to "
+                f"{SCFLEET_FORMAT}; a newer scfleet writes later ones)"
+            )
         return dict(doc)
     if "metrics" not in doc or "state" not in doc:
         raise ValueError("not a summary.json written by scfleet (no metrics/state)")
