@@ -27,6 +27,7 @@ Arrival-rate executors keep ``time_unit`` and the device pool from the file (``-
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -92,7 +93,9 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
+    if not math.isfinite(value):  # 'inf', '1e400', 'nan': not "positive", but not a number
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
@@ -118,7 +121,9 @@ def _stage(text: str) -> Stage:
         raise argparse.ArgumentTypeError(
             f"expected DURATION:TARGET like 30s:50, got {text!r}"
         ) from None
-    if value < 0 or value == float("inf"):
+    if not math.isfinite(value):  # '1e400' read as inf: "must be >= 0" was no explanation
+        raise argparse.ArgumentTypeError(f"target must be a finite number, got {text!r}")
+    if value < 0:
         raise argparse.ArgumentTypeError(f"target must be >= 0, got {text!r}")
     return Stage(seconds, value)
 

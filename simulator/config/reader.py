@@ -75,6 +75,14 @@ def interpolate_env(data: Any, env: Mapping[str, str], source: str, path: str = 
 LONG_INTEGER = f"invalid TOML: an integer of more than {sys.get_int_max_str_digits()} digits"
 
 
+#: tomllib (like TOML's spec) does not accept a UTF-8 byte-order mark, which some Windows
+#: editors write: before, the file was "invalid TOML: Invalid statement (at line 1, column 1)"
+UTF8_BOM = b"\xef\xbb\xbf"
+BOM_MESSAGE = (
+    "invalid TOML: the file starts with a UTF-8 byte-order mark (BOM); save it as UTF-8 without one"
+)
+
+
 def toml_value(text: str) -> Any:
     """``text`` read as one TOML value, else ``text`` itself. Only one value: ``10\nx = 1``
     parsed as ``v = 10`` plus a key ``x`` that went nowhere, so a run took rate 10 from it."""
@@ -140,6 +148,8 @@ def load_config(
             raw = fh.read(MAX_FILE_BYTES + 1)
         if len(raw) > MAX_FILE_BYTES:
             raise ConfigError(f"larger than {MAX_FILE_BYTES >> 20} MiB", source=source)
+        if raw.startswith(UTF8_BOM):  # tomllib refuses it: one clear line, not "line 1, column 1"
+            raise ConfigError(BOM_MESSAGE, source=source)
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not UTF-8 (byte {exc.start})", source=source) from None
