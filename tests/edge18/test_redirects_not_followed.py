@@ -10,13 +10,12 @@ counted 4 http_reqs and the status-200 check passed twice; scfleet 2 and failed 
 from __future__ import annotations
 
 import contextlib
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 from k6_side import needs_k6, run_k6
+from raw_http import serving
 
 from simulator.http import Request, make_transport
 
@@ -45,16 +44,8 @@ class _Redirecting(BaseHTTPRequestHandler):
         pass
 
 
-@contextlib.contextmanager
-def _server(seen: list[str]) -> Iterator[str]:
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), type("H", (_Redirecting,), {"seen": seen}))
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
+def _server(seen: list[str]) -> contextlib.AbstractContextManager[str]:
+    return serving(type("H", (_Redirecting,), {"seen": seen}))
 
 
 @pytest.mark.parametrize("transport", ["fast", "aiohttp"])
