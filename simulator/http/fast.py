@@ -39,25 +39,29 @@ _HEX = b"0123456789abcdefABCDEF"
 _BUFFERS = (bytes, memoryview)  # a tuple: ``bytes | memoryview`` builds a union per call
 
 
-_LENGTH = b"\r\ncontent-length:"
+#: Header names are looked up after a "\n": a line ends in CRLF or in a bare LF (both read by
+#: Go's net/http, so k6), in any mix: a head with a bare-LF status line and CRLF header lines
+#: ends at a CRLF blank line, and a "\r\n" lookup missed its Content-Length (the body was then
+#: read to the close: a timeout on a kept-alive connection). The value is stripped of the "\r".
+_LENGTH = b"\ncontent-length:"
 #: The largest Content-Length Go's net/http (so k6) takes: an int64
 _MAX_LENGTH = 2**63 - 1
 
 
 def _header_value(lower_head: bytes, needle: bytes) -> bytes | None:
     """The (stripped) value of the first header in a lower-cased response head whose line
-    starts with ``needle`` (``b"\r\nname:"``, a constant: no concatenation per reply)."""
+    starts with ``needle`` (``b"\nname:"``, a constant: no concatenation per reply)."""
     i = lower_head.find(needle)
     if i < 0:
         return None
     start = i + len(needle)
-    end = lower_head.find(b"\r\n", start)
+    end = lower_head.find(b"\n", start)
     return lower_head[start : end if end >= 0 else len(lower_head)].strip()
 
 
 def _header_lines(head: bytes) -> list[tuple[str, str]]:
     out = []
-    for line in head.decode("latin-1").split("\r\n")[1:]:
+    for line in head.decode("latin-1").split("\n")[1:]:  # CRLF or bare LF; strip() takes "\r"
         k, sep, v = line.partition(":")
         if sep:
             out.append((k.strip().lower(), v.strip()))
@@ -241,15 +245,19 @@ class _Conn(asyncio.Protocol):
         # Only what framing needs is parsed here; the full header map is built lazily,
         # on first use, since most requests never look at it.
         code = head[9:12]
-        if head[:5] != b"HTTP/" or not code.isdigit() or head[12:13] not in (b" ", b"\r", b""):
+        if (
+            head[:5] != b"HTTP/"
+            or not code.isdigit()
+            or head[12:13] not in (b" ", b"\r", b"\n", b"")
+        ):
             raise _BadResponse(f"bad status line {head[:40]!r}")
         reply.status = int(code)
         reply.raw_head = head
         lower = head.lower()
-        if b"\r\nset-cookie:" in lower:
+        if b"\nset-cookie:" in lower:
             reply.cookies = [v for k, v in _header_lines(head) if k == "set-cookie"]
         if head[5:8] == b"1.0" or (
-            b"\r\nconnection:" in lower and _header_value(lower, b"\r\nconnection:") == b"close"
+            b"\nconnection:" in lower and _header_value(lower, b"\nconnection:") == b"close"
         ):
             self.keep = False
         if reply.status == 101:
@@ -262,8 +270,8 @@ class _Conn(asyncio.Protocol):
             self.reply.first_byte = reply.first_byte
             return
         length = _header_value(lower, _LENGTH)
-        if b"\r\ntransfer-encoding:" in lower and b"chunked" in (
-            _header_value(lower, b"\r\ntransfer-encoding:") or b""
+        if b"\ntransfer-encoding:" in lower and b"chunked" in (
+            _header_value(lower, b"\ntransfer-encoding:") or b""
         ):
             self.need = -2
             self.chunk = -1
