@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from scfleet_core.errors import TargetError
-from simulator.config import RunConfig
+from simulator.config import RunConfig, check_url_filters
 from simulator.run.devices import Account
 from simulator.run.runner import Companion, ProgressHook, RunResult
 
@@ -178,6 +178,10 @@ def run_session(
             pool = WorkerPool(cfg, "", accounts, workers, points=points, parts_dir=run_dir)
             pool.start_early()
         tgt = target.start()
+        # The embedded server's URL (its port) and a custom provider's are known only now: at
+        # load a {url:...} filter was only held to end in a requested path. One that can never
+        # match the real URL is refused here (104), before any load; the target is stopped below
+        check_url_filters(cfg, tgt.url)
         effective["target"] = tgt.url
         stream = RunStream(run_dir, effective)
         result = _execute(

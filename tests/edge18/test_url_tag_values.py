@@ -16,10 +16,12 @@ import pathlib
 
 import pytest
 from answering import answering
+from raw_http import counting
 
 from scfleet import api
 from scfleet_core.errors import ConfigError
 from simulator.config import load_config
+from simulator.session import Target
 from tests.support.small_run import SMALL_UPLOAD
 
 TARGET = "http://127.0.0.1:8080"
@@ -134,3 +136,50 @@ def test_a_run_against_another_target_counts_a_filter_on_it(tmp_path: pathlib.Pa
         outcome = api.run(cfg, target=url, out=tmp_path / "run", workers=1)
     data = json.loads(outcome.files["summary.json"].read_text())
     assert data["metrics"][f"http_reqs{{url:{url}{UPLOAD}}}"]["count"] == 5, data["metrics"]
+
+
+class _Provider:
+    """A custom TargetProvider: its URL is known once started; records its stop."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.stopped = False
+
+    def prepare(self, cfg: object) -> dict[str, list[object]]:
+        return {}
+
+    def start(self) -> Target:
+        return Target(self.url)
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_a_providers_started_url_is_checked_before_any_load(tmp_path: pathlib.Path) -> None:
+    """A custom TargetProvider's URL (as the embedded server's, its port) is known only once
+    it has started: load held the filter to the path's suffix; the run checks it against the
+    started URL, refuses it (104) before any request, and stops the target. Before, the run
+    went ahead and ``count<1`` held on no samples: exit 0 with 5 requests sent."""
+    threshold = f"http_reqs{{url:http://127.0.0.1:9{UPLOAD}}}"
+    cfg = api.load(_write(tmp_path, threshold, SMALL_UPLOAD, None))
+    with counting() as (url, handler):
+        provider = _Provider(url)
+        with pytest.raises(ConfigError) as err:
+            api.run(cfg, target=provider, out=tmp_path / "run", workers=1)
+        assert handler.hits == 0
+    said = str(err.value)
+    assert threshold in said and f"'{url}{UPLOAD}'" in said and "\n" not in said, said
+    assert provider.stopped and not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_the_embedded_servers_url_is_checked_once_it_started(tmp_path: pathlib.Path) -> None:
+    """Without a target the embedded server runs on a port chosen when it starts: a filter on
+    another host:port, accepted at load, is refused (104) once the server's URL is known."""
+    threshold = f"http_reqs{{url:http://127.0.0.1:9{UPLOAD}}}"
+    cfg = api.load(_write(tmp_path, threshold, SMALL_UPLOAD, None))
+    with pytest.raises(ConfigError) as err:
+        api.run(cfg, out=tmp_path / "run", workers=1, quiet=True)
+    said = str(err.value)
+    assert threshold in said and "the run's URLs: ['http://127.0.0.1:" in said, said
+    assert err.value.exit_code == 104 and not (tmp_path / "run").exists()
