@@ -97,7 +97,8 @@ def test_the_accepted_url_is_the_one_recorded(tmp_path: pathlib.Path) -> None:
         outcome = api.run(cfg, out=tmp_path / "run", workers=1)
     data = json.loads(outcome.files["summary.json"].read_text())
     count = data["metrics"][f"http_reqs{{url:{url}{UPLOAD}}}"]["count"]
-    assert count == data["metrics"]["http_reqs"]["count"] == 5, data["metrics"]
+    dropped = data["metrics"].get("dropped_iterations", {}).get("count", 0)
+    assert count == data["metrics"]["http_reqs"]["count"] == 5 - dropped >= 1, data["metrics"]
 
 
 def test_a_name_written_as_k6_defaults_it_says_so(tmp_path: pathlib.Path) -> None:
@@ -135,7 +136,12 @@ def test_a_run_against_another_target_counts_a_filter_on_it(tmp_path: pathlib.Pa
         cfg = api.load(_write(tmp_path, f"http_reqs{{url:{url}{UPLOAD}}}", SMALL_UPLOAD, None))
         outcome = api.run(cfg, target=url, out=tmp_path / "run", workers=1)
     data = json.loads(outcome.files["summary.json"].read_text())
-    assert data["metrics"][f"http_reqs{{url:{url}{UPLOAD}}}"]["count"] == 5, data["metrics"]
+    m = data["metrics"]
+    made, dropped = m["http_reqs"]["count"], m.get("dropped_iterations", {}).get("count", 0)
+    # 5 on a quiet machine; a loaded one may drop a late arrival (counted), never miscount one
+    # (CI-like load: 3 of 5 made, read as the filter missing 2)
+    assert made + dropped == 5 and made >= 1, m
+    assert m[f"http_reqs{{url:{url}{UPLOAD}}}"]["count"] == made, m
 
 
 class _Provider:
