@@ -115,4 +115,11 @@ def test_two_local_workers_on_two_cpus_each_run_on_their_own(
     )
     assert target.cpus == expected
     summary = json.loads(outcome.files["summary.json"].read_text())
-    assert summary["metrics"]["http_reqs"]["count"] == 20
+    m = summary["metrics"]
+    # Each of the 20 arrivals is started (one request) or dropped, none lost. Not "20 requests":
+    # a worker whose loop reaches its arrivals more than MAX_LATE (END_LATE at the end) late
+    # drops them by design (simulator/executors/arrival.py), and a worker pinned to one CPU that
+    # other processes hold is that late on a loaded machine (full suite here: 17 == 20; 5
+    # started and 15 dropped alone under eight busy loops).
+    assert m["http_reqs"]["count"] + m["dropped_iterations"]["count"] == 20, m
+    assert m["iterations"]["count"] == m["http_reqs"]["count"] >= 1, m
