@@ -126,5 +126,9 @@ def test_two_healthy_ramping_vus_runs_pass_the_gate(
     code = cli.main(["compare", *map(str, runs), "--fail-on", "error_rate+0.5pp"])
     out = capsys.readouterr().out
     assert "cut short" not in out, out
-    assert code == 0, out
+    # Once under a loaded full suite (not reproduced alone in 7 runs under eight busy loops) run
+    # B had 3 of its 4 requests failed (error rate 75 %, exit 99): the runs' failures and notes
+    # name why if it comes again.
+    why = [(s["scfleet"]["failures"], s["scfleet"]["notes"]) for s in map(_summary, runs)]
+    assert code == 0, (out, why)
     assert [_summary(r)["scfleet"]["state"]["cutInThinkTime"] for r in runs] == cut
