@@ -107,6 +107,14 @@ def test_a_client_server_that_failed_to_start_is_tried_again(
     assert fake.calls == ["init"]
 
 
+def _sigint_default() -> None:
+    """The child's SIGINT as a terminal's: a suite started in the background (``cmd &`` in a
+    script, nohup) passes SIGINT on ignored, Python then installs no handler for it, and the
+    SIGINT tests' signal was lost (here: both SIGINT cases timed out after 60 s, the SIGTERM
+    ones passed)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def _run_on_a_silent_gcs(
     out: pathlib.Path, env: dict[str, str] | None = None
@@ -138,6 +146,7 @@ def _run_on_a_silent_gcs(
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=_sigint_default,
     )
     try:
         deadline = time.monotonic() + 120  # Ray imported, its address probed, ray.init on
