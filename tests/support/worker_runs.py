@@ -51,11 +51,26 @@ class WorkerRun:
             self.proc.communicate(timeout=30)
 
 
+#: ``scfleet`` whose coordinator waits ``{}`` s for its workers' Ready (read at the wait)
+_READY_IN = """
+import sys
+from scfleet import cli
+from simulator.run import workers
+
+workers.READY_TIMEOUT = {}
+sys.exit(cli.main())
+"""
+
+
 @contextlib.contextmanager
-def two_workers(args: list[str]) -> Iterator[WorkerRun]:
-    """``scfleet run <args> --workers 2 --quiet`` from the repository's root, reaped on exit."""
+def two_workers(args: list[str], ready_timeout: float | None = None) -> Iterator[WorkerRun]:
+    """``scfleet run <args> --workers 2 --quiet`` from the repository's root, reaped on exit;
+    ``ready_timeout``: the run's wait for its workers' Ready (``READY_TIMEOUT``) set to that."""
+    start = ["-m", "scfleet"]
+    if ready_timeout is not None:
+        start = ["-c", _READY_IN.format(ready_timeout)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "scfleet", "run", *args, "--workers", "2", "--quiet"],
+        [sys.executable, *start, "run", *args, "--workers", "2", "--quiet"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
