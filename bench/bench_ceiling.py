@@ -1284,6 +1284,13 @@ def main() -> None:
     ap.add_argument("--quiet-machine", action="store_true", help="label the figures quiet")
     ap.add_argument("--deadline", help="UTC HH:MM: start no new search after it")
     ap.add_argument(
+        "--target-priority",
+        type=int,
+        metavar="N",
+        help="run nginx (master and workers) at SCHED_FIFO N, e.g. above the bench's chrt -f 20 "
+        "so the generator cannot starve the target; default: inherited from the bench",
+    )
+    ap.add_argument(
         "--warm",
         default="0",
         help='scfleet\'s [run] warm_connections: 0 (default: on demand, as k6), "auto" or N',
@@ -1330,10 +1337,10 @@ def main() -> None:
     results: list[list[Search]] = []
     cpu: list[dict[str, object]] = []
     with contextlib.ExitStack() as stack:
-        nginx = stack.enter_context(Nginx())
+        nginx = stack.enter_context(Nginx(priority=args.target_priority))
         d = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-ceiling-"))
         bench = Bench(args, nginx, Path(d))
-        print(f"nginx {nginx.url} (pid {nginx.pid})")
+        print(f"nginx {nginx.url} (pid {nginx.pid}, workers {nginx.sched()})")
         if "cluster" in gens and args.cluster == "local":
             sys.path.insert(0, str(ROOT / "tests" / "scfleet"))
             from raycluster import two_node_cluster  # the CI test's loopback cluster
@@ -1433,6 +1440,7 @@ def _write(
         "pool_ms": {"pre": args.pool_ms.pre, "max": args.pool_ms.max},
         "no_lag": args.no_lag,
         "quiet_machine": args.quiet_machine,
+        "target_priority": args.target_priority,
         "load_before": load_before,
         "load_after": os.getloadavg(),
         "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

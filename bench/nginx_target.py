@@ -7,6 +7,14 @@ so a report can show that nginx was not the bottleneck. The only access log is t
 probe's: a request carrying ``X-Lag-Probe`` (bench_ceiling.py's k6 probe) has that header's
 value logged, buffered; other requests are not logged (:meth:`Nginx.take_probe_log`).
 
+``priority`` (bench_ceiling.py ``--target-priority N``) starts nginx under ``SCHED_FIFO`` N; its
+workers are forked by the master and inherit it. The bench runs under ``chrt -f 20`` and every
+child inherits that: at equal FIFO priority there is no time slice, so a generator worker past
+its ceiling (an arrival always due, it hardly ever blocks) can starve the nginx worker on its
+core and the bench then measures the target's starvation, not the generator. On a real
+deployment target and generator are separate machines; a higher priority for nginx keeps the
+target from being starved by the load generator. Default (None): inherited, unchanged.
+
 Needs the ``nginx`` binary (Debian: ``apt-get install nginx``; for the bench only, never CI).
 Listens on 127.0.0.1 only.
 """
@@ -14,6 +22,7 @@ Listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -68,8 +77,9 @@ class CpuReading:
 class Nginx:
     """One nginx master + workers on 127.0.0.1:PORT, config and logs in a temp dir."""
 
-    def __init__(self, workers: int = 2) -> None:
+    def __init__(self, workers: int = 2, priority: int | None = None) -> None:
         self.workers = workers
+        self.priority = priority  # SCHED_FIFO priority of master and workers; None: inherited
         self.url = ""
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -93,6 +103,7 @@ class Nginx:
                 [binary, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "error.log")],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
+                preexec_fn=None if self.priority is None else self._set_priority,
             )
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and self._proc.poll() is None:
@@ -107,6 +118,11 @@ class Nginx:
             if attempt == 4:
                 raise SystemExit(f"nginx did not start on 127.0.0.1:{port}: {err.strip()[-300:]}")
         raise AssertionError("unreachable")
+
+    def _set_priority(self) -> None:
+        """preexec_fn: SCHED_FIFO ``priority`` for nginx's master, inherited by its workers."""
+        assert self.priority is not None
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.priority))
 
     def __exit__(self, *exc: object) -> None:
         self._stop()
@@ -130,6 +146,17 @@ class Nginx:
     def pid(self) -> int:
         assert self._proc is not None
         return self._proc.pid
+
+    def sched(self) -> str:
+        """Scheduling of the workers as words, e.g. ``SCHED_FIFO 30`` (for the report)."""
+        names = {os.SCHED_FIFO: "SCHED_FIFO", os.SCHED_RR: "SCHED_RR", os.SCHED_OTHER: "other"}
+        seen = set()
+        for child in psutil.Process(self.pid).children():
+            with contextlib.suppress(OSError, psutil.Error):
+                policy = os.sched_getscheduler(child.pid)
+                prio = os.sched_getparam(child.pid).sched_priority
+                seen.add(f"{names.get(policy, str(policy))} {prio}")
+        return ", ".join(sorted(seen)) or "unknown"
 
     def take_probe_log(self, expect: int = 0, timeout_s: float = 5.0) -> list[str]:
         """The ``X-Lag-Probe`` values logged since the last call; then the log is emptied.

@@ -411,6 +411,36 @@ def test_nginx_counts_the_generators_requests_not_its_own_reads() -> None:
         assert {c for _, c in sampler.samples} == {before + 3}
 
 
+@pytest.mark.skipif(
+    not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()), reason="nginx not installed"
+)
+def test_target_priority_puts_every_nginx_worker_at_that_fifo_priority() -> None:
+    import os
+
+    from nginx_target import Nginx
+
+    try:  # SCHED_FIFO needs root or CAP_SYS_NICE: probe it in a child, as nginx's start does
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+            except OSError:
+                os._exit(1)
+            os._exit(0)
+        allowed = os.waitpid(pid, 0)[1] == 0
+    except OSError:
+        allowed = False
+    if not allowed:
+        pytest.skip("SCHED_FIFO not permitted here")
+    with Nginx(workers=2, priority=7) as n:
+        assert n.sched() == "SCHED_FIFO 7"  # both workers, inherited from the master
+        req = urllib.request.Request(f"{n.url}/x", data=b"abc", method="POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 200
+    with Nginx(workers=1) as n:  # default: the bench's own scheduling, unchanged
+        assert "SCHED_FIFO 7" not in n.sched()
+
+
 def test_every_scfleet_figure_names_its_warm_setting(tmp_path: Path) -> None:
     """``--warm``: scfleet's ``[run] warm_connections``; the table names it beside each
     scfleet row (k6 has none: it cannot open connections before its start), and a JSON from
