@@ -20,19 +20,11 @@ from pathlib import Path
 
 import pytest
 from answering import answering
+from small_run import TEN_SMALL_UPLOADS
 
 from scfleet import api, cli
 
-SCENARIO = """
-[scenarios.up]
-executor = "constant-arrival-rate"
-rate = 10
-duration = "1s"
-pre_allocated_devices = 2
-[scenarios.up.device]
-kind = "iot_upload"
-chunk_bytes = 1600
-"""
+SCENARIO = TEN_SMALL_UPLOADS
 
 DEEP = "[" * 100_000 + "]" * 100_000
 

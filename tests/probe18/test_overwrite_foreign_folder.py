@@ -12,19 +12,11 @@ from pathlib import Path
 
 import pytest
 from answering import answering
+from small_run import TEN_SMALL_UPLOADS
 
 from scfleet import api, cli
 
-SCENARIO = """
-[scenarios.up]
-executor = "constant-arrival-rate"
-rate = 10
-duration = "1s"
-pre_allocated_devices = 2
-[scenarios.up.device]
-kind = "iot_upload"
-chunk_bytes = 1600
-"""
+SCENARIO = TEN_SMALL_UPLOADS
 
 
 def test_a_folder_with_a_config_json_and_more_is_not_replaced(

@@ -10,19 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from small_run import TEN_SMALL_UPLOADS
 
 from scfleet import cli
 
-SCENARIO = """
-[scenarios.up]
-executor = "constant-arrival-rate"
-rate = 10
-duration = "1s"
-pre_allocated_devices = 2
-[scenarios.up.device]
-kind = "iot_upload"
-chunk_bytes = 1600
-"""
+SCENARIO = TEN_SMALL_UPLOADS
 
 
 def test_a_config_with_a_bom_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,3 +19,16 @@ SMALL_UPLOAD = (
 kind = "iot_upload"
 """
 )
+
+#: 10 uploads of 1,600 bytes in 1 s over 2 devices: the damaged-folder and config-input tests'
+#: run (a short real run whose folder they then break or whose file they vary)
+TEN_SMALL_UPLOADS = """
+[scenarios.up]
+executor = "constant-arrival-rate"
+rate = 10
+duration = "1s"
+pre_allocated_devices = 2
+[scenarios.up.device]
+kind = "iot_upload"
+chunk_bytes = 1600
+"""
