@@ -598,10 +598,12 @@ def test_the_pool_sizing_is_in_the_table_and_the_json(
         quiet_machine=False,
         json=tmp_path / "out.json",
         pool_ms=bc.PoolMs(10, 50),
+        target_priority=30,
     )
     bc._write(args, [[auto]], [], (0.0, 0.0, 0.0))
     doc = bc.json.loads(args.json.read_text())
     assert doc["pool_ms"] == {"pre": 10.0, "max": 50.0}
+    assert doc["target_priority"] == 30
     assert doc["searches"][0]["pool_ms"] == "10,50"
     for sd in doc["searches"]:  # a JSON from before the option: unrecorded, never a guess
         del sd["pool_ms"]
