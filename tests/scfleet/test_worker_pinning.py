@@ -121,5 +121,5 @@ def test_two_local_workers_on_two_cpus_each_run_on_their_own(
     # drops them by design (simulator/executors/arrival.py), and a worker pinned to one CPU that
     # other processes hold is that late on a loaded machine (full suite here: 17 == 20; 5
     # started and 15 dropped alone under eight busy loops).
-    assert m["http_reqs"]["count"] + m["dropped_iterations"]["count"] == 20, m
+    assert m["http_reqs"]["count"] + m.get("dropped_iterations", {}).get("count", 0) == 20, m
     assert m["iterations"]["count"] == m["http_reqs"]["count"] >= 1, m
