@@ -114,8 +114,8 @@ def run(
 
     ``target``: a URL, any :class:`simulator.session.TargetProvider`, or None for the URL in
     the config and, failing that, the embedded reference server (its data in ``out/server``).
-    A URL other than the config's has its ``{url:...}`` threshold filters checked against it
-    (a ConfigError before anything is contacted, as ``load`` checks the config's).
+    The started target's URL has the ``{url:...}`` threshold filters checked against it (a
+    ConfigError before any load, as ``load`` checks the config's; the session's one check).
     ``out``: the run folder (default ``runs/<time>-<config>``; an existing run there is an
     error unless ``overwrite``). ``server_pid``: a process to sample as the server (a URL
     target). ``streams``: k6-format per-sample files (``--out json=``/``csv=``).
@@ -133,13 +133,11 @@ def run(
     "HOST:PORT"; None: ``[run] cluster``, else this machine), where "auto" workers are one
     per cluster CPU (simulator.run.cluster).
     """
-    from simulator.config import check_url_filters, validate_url
+    from simulator.config import validate_url
     from simulator.report.output import claim_run_dir, default_run_dir
 
     if isinstance(target, str):
         target = validate_url(target, key="target")
-        if target != cfg.target.url:  # its {url:...} filters were checked against the file's
-            check_url_filters(cfg, target)
     address = _cluster_address(cfg, cluster)
     if address is not None and streams:
         from scfleet_core.errors import ConfigError

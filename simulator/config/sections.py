@@ -705,7 +705,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig
                 )
     _check_check_names(cfg)
     _check_endpoints(cfg)
-    _check_urls(cfg)
+    check_url_filters(cfg, cfg.target.url)
     return cfg
 
 
@@ -743,10 +743,6 @@ def _check_endpoints(cfg: RunConfig) -> None:
                     source=cfg.source,
                     key=f'thresholds."{th.metric_key}"',
                 )
-
-
-def _check_urls(cfg: RunConfig) -> None:
-    check_url_filters(cfg, cfg.target.url)
 
 
 def check_url_filters(cfg: RunConfig, base: str | None) -> None:
