@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from reference_server.config import ServerConfig, add_server_arguments, config_from_args
-from scfleet_core.cli import OneLineParser
+from scfleet_core.cli import OneLineParser, forget_caught_interrupt
 from scfleet_core.errors import EXIT_OK, ScfleetError
 
 log = logging.getLogger("reference_server")
@@ -158,4 +158,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"reference_server: {exc}\n")
         return exc.exit_code
     except KeyboardInterrupt:  # Ctrl-C before the loop's own handler was installed
+        forget_caught_interrupt()  # python -m: exit 0, not by SIGINT
         return EXIT_OK

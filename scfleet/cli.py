@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from scfleet import __version__
-from scfleet_core.cli import OneLineParser
+from scfleet_core.cli import OneLineParser, forget_caught_interrupt
 from scfleet_core.errors import EXIT_INTERRUPTED, ScfleetError
 
 #: Modules that contribute subcommands, in the order they appear in ``--help``.
@@ -67,13 +67,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if argv is None:
                 signals.settle()  # on to the exit: a late signal must not kill it (-15)
+                forget_caught_interrupt()  # nor one caught on its way (-2, python -m)
             else:
                 signals.restore()
     except KeyboardInterrupt:
         # The one raise ours makes (_Interrupts), landed after the command had given our
         # handler back and before the settle above: it escaped main, and Python ended the
         # process by SIGINT (-2; CI, 1 run: a burst of SIGTERMs, 'assert -2 == 105').
-        signals.settle() if argv is None else signals.restore()
+        if argv is None:
+            signals.settle()
+            forget_caught_interrupt()
+        else:
+            signals.restore()
         if code is None:
             sys.stderr.write("scfleet: interrupted\n")
             return EXIT_INTERRUPTED

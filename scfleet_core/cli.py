@@ -21,3 +21,11 @@ class OneLineParser(argparse.ArgumentParser):
 #: or a group's (``hw``), where it adds its parsers.
 #: (A string: argparse's class is not subscriptable at run time; annotations only.)
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def forget_caught_interrupt() -> None:
+    """Tell CPython that no KeyboardInterrupt went unhandled: one that left code ``exec`` built
+    from a string (``dataclasses`` and ``namedtuple`` build methods so, as modules import) is
+    marked unhandled even when caught later, and ``python -m`` then ends the process by SIGINT
+    (-2, exit 130) in place of the code ``main`` returned. Running string code clears the mark."""
+    exec("None")  # string code, not a code object: only that path clears the mark

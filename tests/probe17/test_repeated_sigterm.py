@@ -48,6 +48,35 @@ def test_sigterm_while_the_commands_are_imported_is_an_interrupt() -> None:
     assert (proc.returncode, proc.stderr) == (105, "scfleet: interrupted\n")
 
 
+#: ``python -m`` of a module whose command imports meet a SIGTERM inside code that ``exec``
+#: built from a string, as ``dataclasses`` and ``namedtuple`` build their methods
+IN_EXEC = """
+import sys
+from scfleet import cli
+
+def importing():
+    exec("import os, signal\\nos.kill(os.getpid(), signal.SIGTERM)\\nraise AssertionError()")
+
+cli.build_parser = importing
+sys.exit(cli.main())
+"""
+
+
+def test_sigterm_inside_exec_code_under_python_m_exits_105(tmp_path: Path) -> None:
+    """CPython marks a KeyboardInterrupt leaving ``exec``'d string code as unhandled even when
+    ``main`` catches it, and ``python -m`` then ends the process by SIGINT: the burst test's
+    'assert -2 == 105' (CI, 1 run in 3), with "scfleet: interrupted" and no traceback."""
+    (tmp_path / "sigterm_in_exec.py").write_text(IN_EXEC)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sigterm_in_exec", "run", "x.toml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stderr) == (105, "scfleet: interrupted\n")
+
+
 @pytest.mark.timeout(120)
 def test_a_burst_of_sigterms_during_start_up_exits_105(tmp_path: Path) -> None:
     (tmp_path / "up.toml").write_text(SMALL_UPLOAD.replace('"1s"', '"30s"'))
@@ -78,3 +107,28 @@ def test_a_burst_of_sigterms_during_start_up_exits_105(tmp_path: Path) -> None:
             proc.wait()
     assert proc.returncode == 105, err
     assert "Traceback" not in err, err
+
+
+#: the reference server's ``python -m``: Ctrl-C inside ``exec``'d code before its loop
+SERVER_IN_EXEC = """
+import sys
+from reference_server import server
+
+def serving(config):
+    exec("import os, signal\\nos.kill(os.getpid(), signal.SIGINT)\\nraise AssertionError()")
+
+server.serve = serving
+sys.exit(server.main(["--data-dir", sys.argv[1]]))
+"""
+
+
+def test_the_reference_servers_early_ctrl_c_inside_exec_code_exits_0(tmp_path: Path) -> None:
+    (tmp_path / "server_in_exec.py").write_text(SERVER_IN_EXEC)
+    proc = subprocess.run(
+        [sys.executable, "-m", "server_in_exec", str(tmp_path / "data")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stderr) == (0, "")
