@@ -179,7 +179,8 @@ def parse_expression(text: str) -> ThresholdExpr:
         agg = left if "_" not in inner and "x" not in inner.lower() else f"p({pct:g})"
     else:
         raise ValueError(bad)
-    return ThresholdExpr(text.strip(), agg, op, value)
+    # the source as written, spaces around it too: k6 keys its export's verdicts by it
+    return ThresholdExpr(text, agg, op, value)
 
 
 def parse_metric_key(key: str) -> tuple[str, tuple[tuple[str, str], ...]]:
