@@ -61,6 +61,7 @@ from simulator.executors import Stage as Stage
 from simulator.executors import executor_duration as executor_duration
 from simulator.metrics.thresholds import (
     Threshold,
+    k6_metric_key,
     parse_expression,
     parse_metric_key,
     validate_thresholds,
@@ -387,7 +388,7 @@ def _thresholds(t: _Table) -> tuple[Threshold, ...]:
                 expr = parse_expression(expr_text)
             except ValueError as exc:
                 raise t.error(where, str(exc)) from None
-            out.append(Threshold(key, metric, tags, expr, abort, delay))
+            out.append(Threshold(k6_metric_key(key), metric, tags, expr, abort, delay))
     return tuple(out)
 
 

@@ -187,8 +187,9 @@ def parse_metric_key(key: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     """``name{tag:value,...}`` as k6 reads it (``ParseMetricName``, ``AddSubmetric``): spaces
     around a key or value go, and so do quotes (``{method:"POST"}`` is ``method`` ``POST``);
     a tag with no value is refused. Read verbatim, a quoted value matched no sample and its
-    threshold passed where k6's failed (exit 0 against k6's 99)."""
-    m = _METRIC.match(key.strip())
+    threshold passed where k6's failed (exit 0 against k6's 99). Spaces around the whole key
+    are part of no metric's name: k6 refuses ``" http_reqs"`` and ``"http_reqs{a:b} "``."""
+    m = _METRIC.match(key)
     if not m:
         raise ValueError(f"bad metric name {key!r}: expected 'name' or 'name{{tag:value}}'")
     tags: list[tuple[str, str]] = []
@@ -200,6 +201,15 @@ def parse_metric_key(key: str) -> tuple[str, tuple[tuple[str, str], ...]]:
                 raise ValueError(f"bad tag filter {part.strip()!r} in {key!r}: expected tag:value")
             tags.append((k, v))
     return m.group("name"), tuple(sorted(tags))
+
+
+def k6_metric_key(key: str) -> str:
+    """The name k6 gives a threshold's metric (its ``--summary-export`` key): a sub-metric's
+    tag spec trimmed inside its braces (``NewSubmetric``), ``http_reqs{ status:200 }`` →
+    ``http_reqs{status:200}``; spaces inside the spec stay. ``key`` parses
+    (:func:`parse_metric_key`)."""
+    name, brace, spec = key.partition("{")
+    return f"{name}{{{spec[:-1].strip()}}}" if brace else key
 
 
 def evaluate_one(t: Threshold, source: MetricSource) -> ThresholdResult:
