@@ -718,14 +718,30 @@ def _requested_endpoints(dev: DeviceConfig) -> tuple[str, ...]:
     return (dev.endpoint,)
 
 
+_SCHEMES = ("http://", "https://")
+
+
 def _check_endpoints(cfg: RunConfig) -> None:
     """An ``{endpoint:PATH}`` or ``{name:PATH}`` filter names a path a device requests (a
     request's ``name`` is its endpoint): a misspelt one had no samples and passed. A Python
     device names its own requests, so with one in the run any value goes; so does a key of a
-    scenario's own ``tags``."""
-    if any(isinstance(sc.device, PythonDevice) for sc in cfg.scenarios):
-        return
+    scenario's own ``tags``. Except a ``{name:URL}`` filter: k6's ``name`` defaults to the URL
+    requested, a Python device's to the path (or its ``name=``), so the filter k6 matched every
+    request with matched none here, and its trend read 0 and passed (k6 1.1 failed
+    ``{name:URL/delay/100}`` ``min<100`` where scfleet passed it): refused, naming ``{url:…}``."""
     own = {k for sc in cfg.scenarios for k, _ in sc.tags}
+    if any(isinstance(sc.device, PythonDevice) for sc in cfg.scenarios):
+        for th in cfg.thresholds:
+            for tag, value in th.tags:
+                if tag == "name" and "name" not in own and value.startswith(_SCHEMES):
+                    path = "/" + value.split("//", 1)[1].partition("/")[2]
+                    raise ConfigError(
+                        f"a request's name is its path here (or the device's name=), where "
+                        f"k6's is its URL: {{name:{path}}} or {{url:{value}}}",
+                        source=cfg.source,
+                        key=f'thresholds."{th.metric_key}"',
+                    )
+        return
     paths = sorted({p for sc in cfg.scenarios for p in _requested_endpoints(sc.device)})
     for th in cfg.thresholds:
         for tag, value in th.tags:
