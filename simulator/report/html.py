@@ -548,13 +548,8 @@ def _stage_table(rows: Sequence[StageRow], a: Assessment) -> str:
 
 def _verdict(a: Assessment) -> str:
     colour = VERDICT_COLOURS.get(a.verdict, "#555")
-    warn = (
-        '<p class="warn">The generator was saturated in some stage'
-        f"{' (' + esc(a.generator_worker) + ')' if a.generator_worker else ''}: figures may be "
-        "the generator's, not the server's.</p>"
-        if a.generator_warning
-        else ""
-    )
+    text = a.generator_warning_text
+    warn = f'<p class="warn">{esc(text[:1].upper() + text[1:])}.</p>' if text else ""
     return (
         f'<div class="verdict" data-verdict="{esc(a.verdict)}" style="border-color:{colour}">'
         f"<div><b style='color:{colour}'>{esc(a.verdict)}</b> — {esc(a.reason)}</div>"

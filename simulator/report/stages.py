@@ -149,12 +149,35 @@ class StageRow:
 
     @property
     def generator_saturated(self) -> bool:
-        return (
-            (self.gen_cpu or 0) >= GEN_CPU_SATURATED_PCT
-            or (self.gen_lag_ms or 0) >= GEN_LOOP_LAG_MS
-            or (self.gen_dropped_share or 0) >= GEN_DROPPED_SHARE
-            or (self.gen_start_lag_ms or 0) >= GEN_LOOP_LAG_MS
-        )
+        return bool(self.generator_criteria()[0])
+
+    def generator_criteria(self) -> tuple[list[str], list[str]]:
+        """(the saturation criteria that fired, each with its figure and threshold; the other
+        figures the stage has) — the one wording of why the generator was called saturated."""
+        cpu, lag = self.gen_cpu, self.gen_lag_ms
+        drop, start = self.gen_dropped_share, self.gen_start_lag_ms
+        fired: list[str] = []
+        other: list[str] = []
+        if (cpu or 0) >= GEN_CPU_SATURATED_PCT:
+            fired.append(f"CPU {cpu:.0f}% ≥ {GEN_CPU_SATURATED_PCT:g}%")
+        else:
+            other.append(f"CPU {cpu or 0:.0f}%")
+        if (lag or 0) >= GEN_LOOP_LAG_MS:
+            fired.append(f"loop lag {lag:.1f} ms ≥ {GEN_LOOP_LAG_MS:g} ms")
+        elif lag is not None:
+            other.append(f"loop lag {lag:.1f} ms")
+        if (drop or 0) >= GEN_DROPPED_SHARE:
+            fired.append(f"dropped {(drop or 0) * 100:.1f}% ≥ {GEN_DROPPED_SHARE * 100:g}%")
+        if (start or 0) >= GEN_LOOP_LAG_MS:
+            fired.append(f"start lag p99 {start:.0f} ms ≥ {GEN_LOOP_LAG_MS:g} ms")
+        return fired, other
+
+    def generator_text(self) -> str:
+        """Why the generator counts as saturated, in one line: the criteria that fired first
+        (a hint that showed only CPU 3 % and loop lag 2.0 ms hid the start lag that fired)."""
+        fired, other = self.generator_criteria()
+        parts = [", ".join(fired), ", ".join(other), self.gen_worker or ""]
+        return "generator saturated (" + "; ".join(p for p in parts if p) + ")"
 
 
 @dataclass
@@ -169,6 +192,21 @@ class Assessment:
     hint: str
     generator_warning: bool = False
     generator_worker: str = ""  # with workers: the one nearest saturation where it was
+    #: the criteria that fired in the first stage saturated, with its label ("start lag p99
+    #: 303 ms ≥ 5 ms at 20 iters/s")
+    generator_reason: str = ""
+
+    @property
+    def generator_warning_text(self) -> str:
+        """The warning beside the table (text summary and HTML): one wording."""
+        if not self.generator_warning:
+            return ""
+        who = f" ({self.generator_worker})" if self.generator_worker else ""
+        why = f": {self.generator_reason}" if self.generator_reason else ""
+        return (
+            f"the generator was saturated in some stage{who}{why}; its figures may be the "
+            "generator's, not the server's"
+        )
 
 
 def _mean(xs: Iterable[float | None]) -> float | None:
@@ -461,15 +499,22 @@ def assess(rows: Sequence[StageRow]) -> Assessment:
     reached = [r for r in rows if r.reached]
     gen_warn = any(r.generator_saturated for r in reached)
     gen_who = next((r.gen_worker for r in reached if r.generator_saturated and r.gen_worker), "")
+    gen_why = next(
+        (
+            f"{', '.join(r.generator_criteria()[0])} at {r.label}"
+            for r in reached
+            if r.generator_saturated
+        ),
+        "",
+    )
+    gen = (gen_warn, gen_who, gen_why)
     if not reached:
-        return Assessment(
-            name, None, "-", "no data", "no stage was reached", "none", "", gen_warn, gen_who
-        )
+        return Assessment(name, None, "-", "no data", "no stage was reached", "none", "", *gen)
     if not any(r.requests or r.iterations for r in reached):
         # a stage with no samples passes its thresholds (as in k6), but "the limit is higher"
         # needs some: a run stopped before its first request, or whose requests never ended
         why = "no request or iteration completed in any stage"
-        return Assessment(name, None, "-", "no data", why, "none", "", gen_warn, gen_who)
+        return Assessment(name, None, "-", "no data", why, "none", "", *gen)
     # the ascending part: stages until the target first drops (ramp-down excluded)
     ascending: list[StageRow] = []
     peak = -math.inf
@@ -501,7 +546,7 @@ def assess(rows: Sequence[StageRow]) -> Assessment:
     if cliff:  # a crash may show only after the first failing stage
         focus = next((r for r in after if r.server_alive == 0), focus)
     kind, hint = bottleneck(focus, reached[0], verdict)
-    return Assessment(name, knee, knee_label, verdict, reason, kind, hint, gen_warn, gen_who)
+    return Assessment(name, knee, knee_label, verdict, reason, kind, hint, *gen)
 
 
 def _graceful_reason(reached: Sequence[StageRow], fail: StageRow) -> str:
@@ -572,11 +617,8 @@ def bottleneck(r: StageRow, first: StageRow, verdict: str = "") -> tuple[str, st
             f"the device's code: {_raised_text(r)} (the summary's notes give the messages)"
         )
     if r.generator_saturated and _generator_explains(r):
-        lag = f", loop lag {r.gen_lag_ms:.1f} ms" if r.gen_lag_ms is not None else ""
-        lag += f", {r.gen_worker}" if r.gen_worker else ""
         return "generator", (
-            f"generator saturated (CPU {r.gen_cpu or 0:.0f}%{lag}): the figures may be the "
-            "generator's, not the server's"
+            f"{r.generator_text()}: the figures may be the generator's, not the server's"
         )
     if (
         r.failed
@@ -702,9 +744,5 @@ def render_text(rows: Sequence[StageRow], assessments: Sequence[Assessment]) -> 
         lines.append(f"    verdict: {a.verdict} — {a.reason}")
         lines.append(f"    bottleneck: {a.hint}")
         if a.generator_warning:
-            who = f" ({a.generator_worker})" if a.generator_worker else ""
-            lines.append(
-                f"    warning: the generator was saturated in some stage{who}; its figures may "
-                "be the generator's, not the server's"
-            )
+            lines.append(f"    warning: {a.generator_warning_text}")
     return "\n".join(lines)
