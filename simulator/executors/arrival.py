@@ -122,10 +122,10 @@ async def run_arrival_rate(
         taken += n
         return n
 
-    def drop(count: int) -> None:
+    def drop(count: int, pool_full: bool = False) -> None:
         nonlocal handled
         handled += count
-        events.dropped(count)
+        events.dropped(count, pool_full=pool_full)
 
     idle = asyncio.Event()
     idle.set()
@@ -195,7 +195,8 @@ async def run_arrival_rate(
             if dev is None:
                 # Every device is busy and none can be freed inside this callback: whatever
                 # else is due by now drops too. A constant rate counts those arithmetically.
-                drop(1 + skip_until(t - start))
+                # The pool is at its maximum: a configuration limit, told apart from lateness.
+                drop(1 + skip_until(t - start), pool_full=True)
             else:
                 if pool.allocated != grown:
                     events.capacity(pool.allocated)

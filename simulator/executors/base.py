@@ -74,7 +74,10 @@ D_contra = TypeVar("D_contra", bound=Device, contravariant=True)
 class ExecutorEvents(Protocol):
     """What a driver reports; the runner turns these into metrics."""
 
-    def dropped(self, count: int = 1) -> None: ...
+    def dropped(self, count: int = 1, *, pool_full: bool = False) -> None:
+        """Iterations not started; ``pool_full``: because every device was busy at the
+        pool's maximum (``max_devices``: a configuration limit, k6's "Insufficient VUs"),
+        not because the schedule fell behind."""
 
     def active(self, count: int) -> None: ...
 

@@ -519,6 +519,9 @@ class IntervalStats:
     #: iterations whose Python device raised or returned False: judged by the stage table as
     #: failed requests are (a run whose every iteration raised sent nothing, and read "held")
     iteration_errors: int = 0
+    #: of ``dropped``, those that found every device busy at the pool's maximum
+    #: (``max_devices``): a configuration limit, not a generator behind its schedule
+    pool_full: int = 0
 
     def take(self) -> IntervalStats:
         """Return what was gathered and start afresh, in place (recorders keep a reference).
@@ -535,9 +538,11 @@ class IntervalStats:
             self.interrupted,
             self.think_cut,
             self.iteration_errors,
+            self.pool_full,
         )
         self.requests = self.failed = self.dropped = self.iterations = self.sent = 0
         self.received = self.interrupted = self.think_cut = self.iteration_errors = 0
+        self.pool_full = 0
         return out
 
 

@@ -39,6 +39,10 @@ CPU_SATURATED_PCT = 85.0
 #: this share of the stage's median latency: a few ms of lag on a host shared with other work
 #: cannot explain seconds of latency, so it does not hide a saturated server.
 GEN_LAG_SHARE_OF_P50 = 0.1
+# Drops by an exhausted device pool (every device busy at ``max_devices``) are the bottleneck
+# when no server resource is saturated and they are at least GEN_DROPPED_SHARE of the stage's
+# iterations (started + dropped): the run's configuration, not the server or the generator.
+
 #: A stage with at least this error rate is a cliff, not graceful degradation. Iterations cut by
 #: the graceful stop fail their stage but are not a cliff: a request slower than the stop is
 #: latency, and an overloaded server that only slows down (the AI route at 14/s) is graceful.
@@ -87,6 +91,9 @@ class StageRow:
     requests: int = 0
     failed: int = 0
     dropped: int = 0
+    #: of ``dropped``, those that found every device busy at ``max_devices`` (a configuration
+    #: limit, k6's "Insufficient VUs"; 0 in a folder from before it was counted)
+    pool_full: int = 0
     iterations: int = 0
     #: iterations cut by the graceful stop with a request in flight (k6's interrupted_iterations
     #: less ``think_cut``); as in k6 their requests are in no other figure, so the stage is
@@ -187,7 +194,8 @@ class Assessment:
     knee_label: str
     verdict: str  # "held" | "graceful" | "cliff" | "no data"
     reason: str
-    #: kind: crash, device_code, generator, connection, server_cpu, server_memory, none
+    #: kind: crash, device_code, generator, connection, server_cpu, server_memory,
+    #: device_pool, none
     bottleneck: str
     hint: str
     generator_warning: bool = False
@@ -293,6 +301,7 @@ def _fill(
     row.requests = sum(s["requests"] for s in sc_done)
     row.failed = sum(s["failed"] for s in sc_done)
     row.dropped = sum(s["dropped"] for s in sc_done)
+    row.pool_full = sum(s.get("pool_full", 0) for s in sc_done)
     row.iterations = sum(s["iterations"] for s in sc_done)
     # not in a folder from before: 0; those cut in their think time had their answers
     row.think_cut = sum(s.get("think_cut", 0) for s in sc_done)
@@ -662,6 +671,11 @@ def bottleneck(r: StageRow, first: StageRow, verdict: str = "") -> tuple[str, st
             else f"host memory {r.node_mem_pct:.0f}% used"
         )
         return "server_memory", f"server memory climbing at {r.label} ({what})"
+    if r.pool_full and r.pool_full >= GEN_DROPPED_SHARE * (r.iterations + r.dropped):
+        return "device_pool", (
+            f"device pool exhausted at {r.label}: max_devices reached ({r.active_max:,} devices "
+            f"busy), {r.pool_full:,} iterations dropped — raise max_devices"
+        )
     if r.server_cpu is None and r.node_cpu is None:
         return "none", (
             "no server resource data (run against the embedded server, or give --server-pid "

@@ -73,9 +73,11 @@ class ScenarioEvents:
         self._dropped = self.registry.typed(Counter, "dropped_iterations", tags)
         self._interrupted = self.registry.typed(Counter, "interrupted_iterations", tags)
 
-    def dropped(self, count: int = 1) -> None:
+    def dropped(self, count: int = 1, *, pool_full: bool = False) -> None:
         self._dropped.value += count
         self.interval.dropped += count
+        if pool_full:
+            self.interval.pool_full += count
 
     def active(self, count: int) -> None:
         self.active_now = count
@@ -473,6 +475,7 @@ class Environment:
                 "requests": iv.requests,
                 "failed": iv.failed,
                 "dropped": iv.dropped,
+                "pool_full": iv.pool_full,
                 "iterations": iv.iterations,
                 "interrupted": iv.interrupted,
                 "think_cut": iv.think_cut,

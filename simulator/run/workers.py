@@ -154,8 +154,9 @@ class GenFigures:
     cpu_demand: float | None = None
     loop_lag_ms: float | None = None
     loop_lag_max_ms: float | None = None
-    #: a worker's own schedule: iterations it dropped and started (dropped + run) in the
-    #: tick, and its iterations' p99 start lag (ms); not sampled for the coordinator
+    #: a worker's own schedule: iterations it dropped behind its schedule (not those an
+    #: exhausted device pool dropped) and all it had to start (dropped + run) in the tick,
+    #: and its iterations' p99 start lag (ms); not sampled for the coordinator
     dropped: int = 0
     scheduled: int = 0
     start_lag_p99_ms: float | None = None
@@ -1439,6 +1440,7 @@ class WorkerPool:
             live.requests += s.requests
             live.failed += s.failed
             live.dropped += s.dropped
+            live.pool_full += s.pool_full
             live.iterations += s.iterations
             live.interrupted += s.interrupted
             live.think_cut += s.think_cut
@@ -1474,14 +1476,16 @@ def schedule_figures(
     """A worker's figures with its own schedule of the tick: what it dropped of what it had
     to start, and the p99 start lag of its iterations (from the tick's ``schedule_lag``)
     beyond its arrival ``quantum``: that lateness is by design (runtime.arrival_quantum), not
-    a sign of saturation (an idle 2-worker run at 6 % CPU was called saturated at 5.2 ms)."""
-    dropped = sum(t.stats.dropped for t in scenarios)
+    a sign of saturation (an idle 2-worker run at 6 % CPU was called saturated at 5.2 ms).
+    Drops by an exhausted device pool (``pool_full``: every device busy at ``max_devices``)
+    are a configuration limit, not the worker's: in ``scheduled``, not in ``dropped``."""
+    dropped = sum(t.stats.dropped - t.stats.pool_full for t in scenarios)
     lag = Histogram()
     for d in deltas:
         if d.metric == "schedule_lag" and isinstance(d.value, Trend):
             lag.merge(d.value.hist)
     p99 = max(lag.percentile(99) / 1000 - quantum * 1000, 0.0) if lag.count else None
-    scheduled = dropped + sum(t.stats.iterations for t in scenarios)
+    scheduled = sum(t.stats.dropped + t.stats.iterations for t in scenarios)
     return replace(figures, dropped=dropped, scheduled=scheduled, start_lag_p99_ms=p99)
 
 

@@ -221,9 +221,9 @@ def test_a_loop_behind_its_schedule_drops_as_it_goes_and_starts_nothing_more_tha
     events = ScenarioEvents(Registry(), "s", IntervalStats())
     counted = events.dropped
 
-    def dropped(count: int = 1) -> None:
+    def dropped(count: int = 1, *, pool_full: bool = False) -> None:
         dropped_at.append((loop.time(), count))
-        counted(count)
+        counted(count, pool_full=pool_full)
 
     events.dropped = dropped  # type: ignore[method-assign]
     start = loop.time() + 0.5

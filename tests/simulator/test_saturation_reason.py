@@ -4,10 +4,19 @@ generator criterion that fired, with its figure, and drops by an exhausted devic
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
+import pytest
+from answering import answering
+
+from scfleet import api
+from simulator.metrics import IntervalStats
 from simulator.report.html import _verdict
 from simulator.report.stages import StageRow, assess, bottleneck, render_text, to_json
+from simulator.run.workers import GenFigures, ScenarioTick, Snapshot, WorkerPool, schedule_figures
 
 WORKER = "worker 2 of 2 (segment 1/2:1)"
 
@@ -53,3 +62,61 @@ def test_every_criterion_that_fired_is_named() -> None:
     assert "(CPU 93% ≥ 85%, loop lag 7.5 ms ≥ 5 ms, dropped 4.0% ≥ 1%)" in hint, hint
     one_process = _row(1, gen_cpu=97.0)
     assert "generator saturated (CPU 97% ≥ 85%)" in bottleneck(one_process, first)[1]
+
+
+@pytest.mark.slow
+def test_drops_by_an_exhausted_pool_are_named_as_a_configuration_limit(tmp_path: Path) -> None:
+    """10 arrivals/s for 2 s over at most 2 devices against a server answering after 0.5 s:
+    the pool serves 4/s and every other arrival finds every device busy. That is k6's
+    "Insufficient VUs" (raise max_devices), not a saturated generator: the stage table counts
+    those drops apart and the hint says so (before: "no resource saturated ... look at worker
+    pools", or "generator saturated" with workers)."""
+    (tmp_path / "s.toml").write_text(
+        """
+[scenarios.up]
+executor = "constant-arrival-rate"
+rate = 10
+duration = "2s"
+pre_allocated_devices = 2
+max_devices = 2
+graceful_stop = "2s"
+[scenarios.up.device]
+kind = "iot_upload"
+chunk_bytes = 100
+"""
+    )
+    with answering(200, 0.5) as url:
+        out = api.run(api.load(tmp_path / "s.toml"), target=url, out=tmp_path / "r", workers=1)
+    stages = json.loads(out.files["summary.json"].read_text())["scfleet"]["stages"]
+    rows = stages["rows"]
+    dropped = sum(r["dropped"] for r in rows)
+    assert dropped >= 8, rows  # 20 planned, at most ~10 served
+    assert sum(r["pool_full"] for r in rows) == dropped, rows
+    a = stages["scenarios"]["up"]
+    assert a["bottleneck"] == "device_pool", a
+    assert a["hint"].startswith("device pool exhausted at 10 iters/s: max_devices reached"), a
+    assert "raise max_devices" in a["hint"] and not a["generator_warning"], a
+    assert "device pool exhausted" in out.files["summary.txt"].read_text()
+    assert "device pool exhausted" in out.files["report.html"].read_text()
+
+
+def test_a_worker_whose_pool_is_exhausted_is_not_a_saturated_generator() -> None:
+    """With workers, a worker's drops made its dropped share and so "generator saturated",
+    whatever their cause. Drops by an exhausted pool are counted apart (merged as the other
+    counts are, so 1 and N workers give the same shape) and are not the generator's."""
+    stats = IntervalStats(requests=4, iterations=4, dropped=6, pool_full=6)
+    scenarios = (ScenarioTick("s", stats, 1, 2, 2),)
+    figures = schedule_figures(GenFigures(20.0, None, 0.3, 0.5), scenarios, ())
+    assert figures.dropped_share == 0.0 and figures.pressure < 1, figures
+    late = IntervalStats(requests=4, iterations=4, dropped=6, pool_full=2)
+    figures = schedule_figures(
+        GenFigures(20.0, None, 0.3, 0.5), (ScenarioTick("s", late, 1, 2, 2),), ()
+    )
+    assert figures.dropped_share == 0.4, figures
+    pool = WorkerPool(cast(Any, None), "http://127.0.0.1:9", {}, 2)
+    live = IntervalStats()
+    ev = SimpleNamespace(active=lambda n: None, peak=0, allocated=0)
+    pool._env = cast(Any, SimpleNamespace(intervals={"s": live}, events={"s": ev}))
+    pool._merge_tick(Snapshot(0, 1, scenarios, ()))
+    pool._merge_tick(Snapshot(1, 1, (ScenarioTick("s", late, 1, 2, 2),), ()))
+    assert (live.dropped, live.pool_full) == (12, 8)

@@ -196,7 +196,7 @@ class _Events:
 
     unreached_n = 0  # arrivals of the plan neither started nor dropped (stopped)
 
-    def dropped(self, count: int = 1) -> None:
+    def dropped(self, count: int = 1, *, pool_full: bool = False) -> None:
         self.dropped_n += count
 
     def unreached(self, count: int) -> None:
