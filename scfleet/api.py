@@ -43,18 +43,29 @@ def load(
     target: str | None = None,
     env: Mapping[str, str] | None = None,
     quick: QuickFlags | None = None,
+    no_thresholds: bool = False,
 ) -> RunConfig:
     """Read and check a scenario file as ``scfleet run`` does.
 
     ``overrides`` are ``--set`` assignments (``"scenarios.x.rate=100"``), ``time_scale`` is
     ``--time-scale``, ``target`` is ``--target`` (None: the embedded server), ``env`` is what
     ``${VAR}`` reads (default: the process environment), ``quick`` holds k6's quick flags.
+    ``no_thresholds`` is ``--no-thresholds``: no threshold is refused (as k6 1.1 parses none
+    then) and the config runs without any (``RunConfig.no_thresholds``).
     A bad file raises :class:`scfleet_core.errors.ConfigError` naming the file and key.
     """
     from simulator.config import load_config, validate_url
 
     url = validate_url(target, key="--target") if target else None
-    cfg = load_config(str(path), list(overrides), time_scale, url, env=env, quick=quick)
+    cfg = load_config(
+        str(path),
+        list(overrides),
+        time_scale,
+        url,
+        env=env,
+        quick=quick,
+        no_thresholds=no_thresholds,
+    )
     _boards(cfg)  # [boards] is checked now: a bad key fails before any target is contacted
     return cfg
 
@@ -109,6 +120,7 @@ def run(
     workers: int | str | None = None,
     linger: bool = False,
     cluster: str | None = None,
+    no_thresholds: bool = False,
 ) -> RunOutcome:
     """Run a loaded scenario and write its run folder.
 
@@ -132,9 +144,16 @@ def run(
     ``cluster``: run the workers as Ray actors on that cluster ("auto", "ray://HOST:PORT",
     "HOST:PORT"; None: ``[run] cluster``, else this machine), where "auto" workers are one
     per cluster CPU (simulator.run.cluster).
+    ``no_thresholds``: k6's ``--no-thresholds`` — no threshold is judged, so none fails the
+    run (exit 0 where it would be 99) or aborts it (``abort_on_fail``), and the summary has
+    none; the stage table judges its stages by its defaults, as for a file without
+    ``[thresholds]``. A config loaded with ``load(..., no_thresholds=True)`` runs so anyway.
     """
     from simulator.config import validate_url
     from simulator.report.output import claim_run_dir, default_run_dir
+
+    if no_thresholds and not cfg.no_thresholds:
+        cfg = replace(cfg, no_thresholds=True)
 
     if isinstance(target, str):
         target = validate_url(target, key="target")
@@ -240,6 +259,8 @@ def _run_claimed(
 
     points = _open_streams(cfg, streams)
     record: dict[str, Any] = {"source": cfg.source, **(effective or {}), "config": dict(cfg.raw)}
+    if cfg.no_thresholds:  # scfleet report re-parses the config so (its thresholds unjudged)
+        record["no_thresholds"] = True
     url = target if isinstance(target, str) else cfg.target.url
     provider: TargetProvider
     if target is not None and not isinstance(target, str):

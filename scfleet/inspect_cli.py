@@ -79,6 +79,10 @@ class Inspection:
     scenarios: tuple[ScenarioPlan, ...]
     thresholds: tuple[ThresholdInfo, ...]
     config: dict[str, Any]
+    #: --no-thresholds: the thresholds are off (``thresholds`` lists those that would load)
+    no_thresholds: bool = False
+    #: --no-thresholds: the one-line error the file stops with without it (None: it loads)
+    thresholds_refused: str | None = None
 
 
 def plan_scenario(sc: Any) -> ScenarioPlan:
@@ -105,6 +109,14 @@ def inspect_config(args: argparse.Namespace) -> Inspection:
     from simulator.run.runner import load_all_accounts
 
     cfg = load_args(args)  # as run loads it: [boards] checked too
+    refused = None
+    if cfg.no_thresholds:  # what a run without --no-thresholds would say of them
+        from scfleet_core.errors import ConfigError
+
+        try:
+            load_args(argparse.Namespace(**{**vars(args), "no_thresholds": False}))
+        except ConfigError as exc:
+            refused = str(exc)
     if cfg.target.url is not None:
         load_all_accounts(cfg)  # the same accounts-file errors as run (a local read only)
     if args.summary_export:
@@ -135,6 +147,8 @@ def inspect_config(args: argparse.Namespace) -> Inspection:
         scenarios=plans,
         thresholds=ths,
         config=json.loads(json.dumps(dict(cfg.raw), default=str)),
+        no_thresholds=cfg.no_thresholds,
+        thresholds_refused=refused,
     )
 
 
@@ -170,6 +184,17 @@ def render(ins: Inspection) -> str:
         )
         lines.append(f"      {its}; {devices}")
     lines += ["", "  THRESHOLDS"]
+    if ins.no_thresholds:
+        lines.append(
+            "    off (--no-thresholds): none is judged, none fails or aborts the run; the "
+            "stage table judges by its defaults"
+        )
+        if ins.thresholds_refused:
+            lines.append(
+                f"    without --no-thresholds the file is refused: {ins.thresholds_refused}"
+            )
+        if ins.thresholds:
+            lines.append("    as loaded (not judged):")
     if not ins.thresholds:
         lines.append("    (none)")
     for t in ins.thresholds:

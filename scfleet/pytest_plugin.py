@@ -233,12 +233,15 @@ class Fleet:
         env: Mapping[str, str] | None = None,
         boards: EmulatedBoards | None = None,
         out: str | os.PathLike[str] | None = None,
+        no_thresholds: bool = False,
     ) -> FleetRun:
         """Load and run a scenario file, as ``scfleet run CONFIG --quiet`` does.
 
         ``target``: a URL or a running server with ``.url`` (e.g. ``scfleet_server``); None:
         ``--scfleet-target``, else the embedded server of this run (its data in
-        ``run_dir/server``). ``overrides`` are ``--set`` assignments. A bad config raises
+        ``run_dir/server``). ``overrides`` are ``--set`` assignments. ``no_thresholds`` is
+        ``--no-thresholds``: no threshold judged, so ``assert_ok`` holds the run only to its
+        error and interruption. A bad config raises
         :class:`scfleet_core.errors.ConfigError` naming the file and key.
         """
         from scfleet import api
@@ -248,7 +251,14 @@ class Fleet:
         )
         scale = self._time_scale if time_scale is None else time_scale
         sets = [*overrides, *(boards.overrides() if boards is not None else ())]
-        cfg = api.load(self._path(config), overrides=sets, time_scale=scale, target=url, env=env)
+        cfg = api.load(
+            self._path(config),
+            overrides=sets,
+            time_scale=scale,
+            target=url,
+            env=env,
+            no_thresholds=no_thresholds,
+        )
         run_dir = Path(out) if out is not None else self._base / f"run-{len(self.runs) + 1}"
         outcome = api.run(cfg, target=url, out=run_dir)
         done = FleetRun(outcome)

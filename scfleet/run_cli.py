@@ -150,15 +150,27 @@ def load_args(args: argparse.Namespace) -> RunConfig:
         target=args.target,
         env=quickflags.env_from_args(args),
         quick=quickflags.from_args(args),
+        no_thresholds=getattr(args, "no_thresholds", False),
     )
 
 
 def add_k6_flags(p: Any) -> None:
-    """k6's habits: quick flags, ``-e``, ``--no-color``, ``--summary-export``."""
+    """k6's habits: quick flags, ``-e``, ``--no-color``, ``--summary-export``,
+    ``--no-thresholds``."""
     from simulator.config import quickflags
 
     quickflags.add_arguments(p)
     p.add_argument("--no-color", action="store_true", help="no colours in the live display")
+    p.add_argument(
+        "--no-thresholds",
+        action="store_true",
+        help="don't run thresholds (k6's flag): none is judged, so none fails the run (exit 0 "
+        "where it would be 99) or aborts it (abort_on_fail), and none is refused at load (a bad "
+        "expression or an unknown metric is left out, as k6 parses none then); the summary and "
+        "--summary-export have none; the stage table's knee and verdict judge each stage by "
+        "its defaults (http_req_failed rate<0.01, http_req_duration p(95)<2000), as for a "
+        "file without [thresholds]",
+    )
     p.add_argument(
         "--summary-export",
         metavar="FILE",
@@ -290,6 +302,7 @@ def _run_command(args: argparse.Namespace, signals: _Signals) -> int:
         workers=args.workers,
         linger=getattr(args, "linger", False),
         cluster=args.cluster,
+        no_thresholds=getattr(args, "no_thresholds", False),
     )
     try:
         return _report(args, outcome, signals, export)

@@ -269,6 +269,10 @@ class RunConfig:
     run: RunSection = field(default_factory=RunSection)
     #: name -> the companion section's table as written (COMPANION_SECTIONS), unread here
     sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: k6's ``--no-thresholds``: no threshold is judged (none fails the run or aborts it) and
+    #: none was refused at load; ``thresholds`` holds those that would load, whose tag filters
+    #: still name sub-metrics (the summary lists them once they have samples, as k6 does)
+    no_thresholds: bool = False
     #: The document as loaded (after ``${VAR}``, ``--set``, quick flags): ``config.json`` and
     #: ``scfleet inspect`` show it, and ``scfleet report`` re-parses it from the run folder;
     #: the typed model cannot give it back as written (durations, defaults left out).

@@ -136,11 +136,13 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     quick: Any = None,
+    no_thresholds: bool = False,
 ) -> RunConfig:
     """Read, interpolate ``${VAR}``, override, validate and scale a scenario file.
 
     ``env`` is what ``${VAR}`` reads (default: the process environment); ``quick`` is a
-    :class:`simulator.config.quickflags.QuickFlags` (k6's --vus/--duration/... shortcuts).
+    :class:`simulator.config.quickflags.QuickFlags` (k6's --vus/--duration/... shortcuts);
+    ``no_thresholds``: k6's ``--no-thresholds`` (:func:`parse_config`).
     """
     source = str(path)
     try:
@@ -177,5 +179,5 @@ def load_config(
         if not isinstance(data["target"], dict):
             raise ConfigError("expected a table", source=source, key="target")
         data["target"]["url"] = validate_url(target, key="--target")
-    cfg = parse_config(data, source)
+    cfg = parse_config(data, source, no_thresholds=no_thresholds)
     return scale_times(cfg, time_scale)

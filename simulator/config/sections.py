@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -364,14 +365,21 @@ def _scenario(name: str, t: _Table) -> ScenarioConfig:
     return sc
 
 
-def _thresholds(t: _Table) -> tuple[Threshold, ...]:
+def _thresholds(t: _Table, *, lenient: bool = False) -> tuple[Threshold, ...]:
+    """``[thresholds]``; ``lenient`` (``--no-thresholds``): a metric key or an expression that
+    does not parse is left out, not refused, as k6 1.1 parses none then (``p(95)<<abc`` ran
+    and exited 0); the table's shape (a number for an expression, a long form's keys and
+    types) is still checked, as k6 still refuses options JSON of the wrong type (104)."""
     out = []
     for key, spec in t.data.items():
         t.used.add(key)
         try:
             metric, tags = parse_metric_key(key)
         except ValueError as exc:
-            raise t.error(f'"{key}"', str(exc)) from None
+            if lenient:
+                metric, tags = "", ()
+            else:
+                raise t.error(f'"{key}"', str(exc)) from None
         items = spec if isinstance(spec, list) else [spec]
         for i, item in enumerate(items):
             where = f'"{key}"[{i}]'
@@ -387,8 +395,11 @@ def _thresholds(t: _Table) -> tuple[Threshold, ...]:
             try:
                 expr = parse_expression(expr_text)
             except ValueError as exc:
+                if lenient and isinstance(expr_text, str):
+                    continue
                 raise t.error(where, str(exc)) from None
-            out.append(Threshold(k6_metric_key(key), metric, tags, expr, abort, delay))
+            if metric:
+                out.append(Threshold(k6_metric_key(key), metric, tags, expr, abort, delay))
     return tuple(out)
 
 
@@ -639,8 +650,12 @@ def _check_shared_device_ids(cfg: RunConfig) -> None:
         earlier.append(r)
 
 
-def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig:
-    """Validate a TOML document (already loaded) into a :class:`RunConfig`."""
+def parse_config(
+    data: Mapping[str, Any], source: str = "<config>", *, no_thresholds: bool = False
+) -> RunConfig:
+    """Validate a TOML document (already loaded) into a :class:`RunConfig`. ``no_thresholds``
+    (k6's ``--no-thresholds``): thresholds are not judged, so none is refused either
+    (:func:`_usable_thresholds`)."""
     root = _Table(data, "", source)
     scen_table = root.sub("scenarios")
     if not scen_table.data:
@@ -662,7 +677,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig
     cfg = RunConfig(
         source=source,
         scenarios=tuple(scenarios),
-        thresholds=_thresholds(root.sub("thresholds")),
+        thresholds=_thresholds(root.sub("thresholds"), lenient=no_thresholds),
         target=_target(root.sub("target")),
         server=_server(root.sub("server")),
         audio=_audio(root.sub("audio")),
@@ -686,7 +701,33 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig
             key="run.warm_connections",
         )
     _check_shared_device_ids(cfg)
-    validate_thresholds(cfg.thresholds, source, _known_metrics(cfg))
+    metrics = _known_metrics(cfg)  # a custom metric's clash is no threshold's: refused anyway
+    if no_thresholds:
+        return _usable_thresholds(cfg, metrics)
+    _check_thresholds(cfg, metrics)
+    return cfg
+
+
+def _usable_thresholds(cfg: RunConfig, known: Mapping[str, str] | None) -> RunConfig:
+    """``cfg`` under ``--no-thresholds``: its thresholds that would load, one by one, the
+    others left out without a word. k6 1.1 refuses none then (an unknown metric, an
+    aggregation its type lacks, a malformed tag filter all ran and exited 0) but still makes
+    the sub-metrics of the keys it can read (listed in its summary once they have samples)."""
+    kept = []
+    for th in cfg.thresholds:
+        try:
+            _check_thresholds(replace(cfg, thresholds=(th,)), known)
+        except ConfigError:
+            continue
+        kept.append(th)
+    return replace(cfg, thresholds=tuple(kept), no_thresholds=True)
+
+
+def _check_thresholds(cfg: RunConfig, known: Mapping[str, str] | None) -> None:
+    """Refuse a threshold no run could judge (exit 104), naming its key: k6's checks at load
+    (:func:`validate_thresholds`) and scfleet's on tag filters."""
+    source = cfg.source
+    validate_thresholds(cfg.thresholds, source, known)
     _check_threshold_tags(cfg)
     names = {s.name for s in cfg.scenarios}
     for th in cfg.thresholds:
@@ -707,7 +748,6 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfig
     _check_check_names(cfg)
     _check_endpoints(cfg)
     check_url_filters(cfg, cfg.target.url)
-    return cfg
 
 
 def _requested_endpoints(dev: DeviceConfig) -> tuple[str, ...]:
@@ -769,8 +809,9 @@ def check_url_filters(cfg: RunConfig, base: str | None) -> None:
     ``[target] url``, ``--target`` at load; a run's own ``target`` at ``api.run``) the URL must
     be one of those; with the embedded server (None), whose port is chosen when it starts, it
     must end in a requested path. A Python device requests URLs of its own, so with one in the
-    run any value goes; so does a key of a scenario's own ``tags``."""
-    if any(isinstance(sc.device, PythonDevice) for sc in cfg.scenarios):
+    run any value goes; so does a key of a scenario's own ``tags``. Under ``--no-thresholds``
+    (``cfg.no_thresholds``) nothing is judged, so nothing is refused."""
+    if cfg.no_thresholds or any(isinstance(sc.device, PythonDevice) for sc in cfg.scenarios):
         return
     if "url" in {k for sc in cfg.scenarios for k, _ in sc.tags}:
         return

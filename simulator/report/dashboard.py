@@ -81,7 +81,9 @@ def snapshot(env: Any, tick: int, timeline: list[dict[str, Any]] | None = None) 
 
     cfg = env.cfg
     timeline = env.timeline if timeline is None else timeline
-    thresholds = [(t.metric_key, t.expr.source) for t in cfg.thresholds]
+    thresholds = (
+        [] if cfg.no_thresholds else [(t.metric_key, t.expr.source) for t in cfg.thresholds]
+    )
     recorder = env.stage_recorder or StageRecorder.for_config(cfg)
     rows, assessments = stage_table(recorder, timeline, thresholds)
     verdict = "".join(

@@ -476,6 +476,12 @@ def cards(items: Sequence[tuple[str, str]]) -> str:
 
 def _thresholds(summary: Mapping[str, Any]) -> str:
     rows = summary["scfleet"].get("thresholds", [])
+    if summary["scfleet"].get("options", {}).get("noThresholds"):
+        return (
+            "<p class='na'>Thresholds were off (--no-thresholds): none was judged. The stage "
+            "table judges each stage by its defaults (http_req_failed rate&lt;0.01, "
+            "http_req_duration p(95)&lt;2000).</p>"
+        )
     if not rows:
         return "<p class='na'>No thresholds were set.</p>"
     body = []
@@ -566,12 +572,14 @@ def render(data: RunData) -> str:
     if state.get("abortedBy"):
         status = f"aborted by threshold {state['abortedBy']}"
     ok = state.get("thresholdsOk", True)
+    verdict, mark = ("thresholds passed", "ok") if ok else ("thresholds failed", "bad")
+    if opts.get("noThresholds"):
+        verdict, mark = "thresholds off", "na"
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>scfleet report — {esc(opts.get('source', ''))}</title>",
         f"<style>{CSS}</style></head><body>",
-        f"<h1>scfleet load test report <span class='{'ok' if ok else 'bad'}'>"
-        f"{'thresholds passed' if ok else 'thresholds failed'}</span></h1>",
+        f"<h1>scfleet load test report <span class='{mark}'>{verdict}</span></h1>",
         f"<p class='meta'>{esc(opts.get('source', ''))} → {esc(opts.get('target', ''))}<br>"
         f"started {esc(rfc3339(state.get('startedAt', 0))[:19])}Z · "
         f"{state.get('testRunDurationMs', 0) / 1000:.1f} s · {esc(status)}"

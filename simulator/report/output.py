@@ -594,7 +594,11 @@ def _rebuilt_result(
 
     source = str(effective.get("source", "<run>"))
     try:
-        cfg = parse_config(dict(effective.get("config", {})), source)
+        cfg = parse_config(
+            dict(effective.get("config", {})),
+            source,
+            no_thresholds=bool(effective.get("no_thresholds", False)),
+        )
         cfg = scale_times(cfg, float(effective.get("time_scale", 1.0)))
     except ConfigError as exc:
         raise ConfigError(

@@ -229,9 +229,10 @@ def summary_dict(result: RunResult) -> dict[str, Any]:
     if "http_reqs" in full and not (result.config.target.url or "").startswith("https"):
         # k6's export of an HTTP run has it: each plain-HTTP request's TLS handshake, 0
         full.setdefault("http_req_tls_handshaking", empty_stats("trend", all_stats))
-    metrics, extra = split_metrics(
-        full, reg.types, stats, (r.threshold.metric_key for r in result.thresholds)
-    )
+    listed = [r.threshold.metric_key for r in result.thresholds]
+    if result.config.no_thresholds:  # k6 still makes their sub-metrics, listed with samples
+        listed = [th.metric_key for th in result.config.thresholds if th.tags]
+    metrics, extra = split_metrics(full, reg.types, stats, listed)
     thresholds = []
     for r in result.thresholds:
         th = r.threshold
@@ -273,6 +274,8 @@ def summary_dict(result: RunResult) -> dict[str, Any]:
                 "warmConnections": result.warmed,
                 # of how many asked: fewer opened when connects took longer than WARM_WAIT
                 "warmConnectionsAsked": result.warm_asked,
+                # --no-thresholds: none judged (thresholds empty, thresholdsOk true)
+                "noThresholds": result.config.no_thresholds,
             },
             "scenarios": {
                 sc.name: {
@@ -478,6 +481,8 @@ def text_of(summary: Mapping[str, Any], scenarios: Sequence[str], devices: int |
     lines.append(f"  scenarios: {len(sc.get('scenarios', {}))}")
     lines += scenarios
     lines.append("")
+    if sc.get("options", {}).get("noThresholds"):
+        lines += [NO_THRESHOLDS_LINE, ""]
     if sc["thresholds"]:
         lines.append("  THRESHOLDS")
         for t in sc["thresholds"]:
@@ -526,6 +531,15 @@ def text_of(summary: Mapping[str, Any], scenarios: Sequence[str], devices: int |
     for note in sc.get("notes", []):
         lines.append(f"  note: {note}")
     return "\n".join(lines)
+
+
+#: summary.txt's word on a run with ``--no-thresholds`` (k6 prints no THRESHOLDS section then):
+#: the stage table judges its stages by its defaults, as for a file without ``[thresholds]``
+NO_THRESHOLDS_LINE = (
+    "  thresholds: off (--no-thresholds): none judged, none can fail or abort the run; the "
+    "stage table judges each stage by its defaults (http_req_failed rate<0.01, "
+    "http_req_duration p(95)<2000)"
+)
 
 
 def warm_lines(options: Mapping[str, Any]) -> list[str]:

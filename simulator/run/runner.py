@@ -534,7 +534,9 @@ class Environment:
             self.progress(self, point)
 
     def _check_abort(self, t: float) -> None:
-        if self.aborted or not any(th.abort_on_fail for th in self.cfg.thresholds):
+        if self.aborted or self.cfg.no_thresholds:  # --no-thresholds: k6 aborts on none
+            return
+        if not any(th.abort_on_fail for th in self.cfg.thresholds):
             return
         src = _RegistrySource(self.registry, t)
         for th in self.cfg.thresholds:
@@ -650,7 +652,10 @@ def threshold_results(
     ``aborted``: the threshold that stopped the run (``abort_on_fail``, as :attr:`Environment.
     aborted` names it) has failed, whatever the whole run's figure reads: k6 exits 99 after
     such an abort. Judged afresh, ``http_reqs rate<20.5`` that aborted a 5 s run at 1 s (21
-    requests) read 20.4 over the run's 1.03 s and passed: exit 0 for a run stopped at 21 %."""
+    requests) read 20.4 over the run's 1.03 s and passed: exit 0 for a run stopped at 21 %.
+    None under ``--no-thresholds`` (``cfg.no_thresholds``), as k6 judges none then."""
+    if cfg.no_thresholds:
+        return []
     src = _RegistrySource(registry, duration)
     results = [evaluate_one(t, src) for t in cfg.thresholds]
     for r in results:

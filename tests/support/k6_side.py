@@ -27,10 +27,16 @@ needs_k6 = pytest.mark.skipif(
 
 
 def run_k6(
-    script: str, tmp: pathlib.Path, timeout: float = 60, *, summary_required: bool = False
+    script: str,
+    tmp: pathlib.Path,
+    timeout: float = 60,
+    *,
+    summary_required: bool = False,
+    flags: tuple[str, ...] = (),
 ) -> tuple[int, dict[str, Any]]:
     """k6's exit code and summary export ({} when k6 wrote none, e.g. a refused config;
-    ``summary_required``: a failed assertion with k6's stderr instead)."""
+    ``summary_required``: a failed assertion with k6's stderr instead). ``flags``: more of
+    ``k6 run``'s (``--no-thresholds``)."""
     path = tmp / "script.js"
     path.write_text(script)
     export = tmp / "k6-summary.json"
@@ -42,6 +48,7 @@ def run_k6(
             "run",
             "--quiet",
             "--no-usage-report",
+            *flags,
             "--summary-export",
             str(export),
             str(path),
