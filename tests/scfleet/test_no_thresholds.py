@@ -22,7 +22,7 @@ from small_run import SMALL_UPLOAD
 from scfleet import api
 from scfleet.cli import main
 from scfleet_core.errors import ConfigError
-from simulator.config import parse_config
+from simulator.config import check_url_filters, parse_config
 from simulator.metrics import Registry
 from simulator.run.runner import threshold_results
 
@@ -75,6 +75,22 @@ def test_no_threshold_is_refused_and_none_is_judged() -> None:
     assert threshold_results(cfg, reg, 1.0) == []
     strict = parse_config({"scenarios": SCENARIOS, "thresholds": {"http_reqs": ["count>0"]}})
     assert [r.ok for r in threshold_results(strict, reg, 1.0)] == [False]
+
+
+def test_the_started_targets_url_refuses_no_url_filter() -> None:
+    """At load a ``{url:…}`` filter is held to end in a requested path (the embedded server's
+    port is not known yet); once the target is up, one that is not its URL is refused (104):
+    not under --no-thresholds, where nothing is judged."""
+    key = "http_reqs{url:http://127.0.0.1:1/api/esp32/audio/upload}"
+    doc = {
+        "scenarios": {"up": {**SCENARIOS["up"], "device": {"kind": "iot_upload"}}},
+        "thresholds": {key: ["count>0"]},
+    }
+    with pytest.raises(ConfigError, match="no device of this run requests url"):
+        check_url_filters(parse_config(doc), "http://127.0.0.1:5")
+    off = parse_config(doc, no_thresholds=True)
+    assert [t.metric_key for t in off.thresholds] == [key]
+    check_url_filters(off, "http://127.0.0.1:5")
 
 
 @pytest.mark.parametrize(
