@@ -180,10 +180,10 @@ class _Conn(asyncio.Protocol):
             if self.need == -1 and not self.buf:
                 # The usual case: the whole head, most often the whole response, in one read:
                 # sliced from ``data`` itself, not copied through the buffer.
-                end = data.find(b"\r\n\r\n")
-                # _parse's rule: a bare blank line before it ends a bare-LF head, which _parse
-                # reads (the CRLF blank line is then in the body or the next answer)
-                if end >= 0 and data.find(b"\n\n", 0, end) < 0:
+                # A CRLF blank line after a CRLF line; one after a bare-LF line (``end`` not
+                # "\r"), or a bare blank line before it, leaves the head to _parse's rule
+                end = data.find(b"\n\r\n") - 1
+                if end >= 0 and data[end] == 13 and data.find(b"\n\n", 0, end) < 0:
                     self._take_head(data[:end])
                     need = self.need
                     if need >= 0 and len(data) - end - 4 == need:
@@ -201,20 +201,26 @@ class _Conn(asyncio.Protocol):
     def _parse(self) -> None:
         buf = self.buf
         while self.need == -1:  # a loop: an interim (1xx) reply is followed by the real one
-            end = buf.find(b"\r\n\r\n")
-            bare = buf.find(b"\n\n", 0, end if end >= 0 else len(buf))
+            # The head ends at its first empty line, "\r\n" or a bare "\n", whatever ended the
+            # line before it (Go's net/http, so k6, and aiohttp): lines ended by a bare LF come
+            # from small embedded servers, in any mix with CRLF ones. Waiting for "\r\n\r\n"
+            # or "\n\n" only, a bare-LF line then a CRLF blank line never ended (a timeout).
+            crlf = buf.find(b"\n\r\n")
+            bare = buf.find(b"\n\n", 0, crlf + 1 if crlf >= 0 else len(buf))
             if bare >= 0:
-                # Lines ended by a bare LF (small embedded servers): Go's net/http (so k6) and
-                # aiohttp read them; waiting for a CRLF blank line failed the request instead.
-                head = bytes(buf[:bare]).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-                del buf[: bare + 2]
-            elif end >= 0:
-                head = bytes(buf[:end])
-                del buf[: end + 4]
+                end, blank = bare, 2
+            elif crlf >= 0:
+                end, blank = crlf, 3
             else:
                 if len(buf) > _MAX_HEAD:
                     raise _BadResponse("response head too large")
                 return
+            head = bytes(buf[:end])
+            del buf[: end + blank]
+            if head[-1:] == b"\r":
+                head = head[:-1]
+            if head.count(b"\n") != head.count(b"\r\n"):  # a bare LF: CRLF lines throughout
+                head = head.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
             self._take_head(head)
         reply = self.reply
         assert reply is not None
