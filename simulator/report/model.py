@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,18 +37,30 @@ class RunData:
     text: str = ""
 
 
-#: The most of summary.json ``scfleet report``/``compare`` read: a real one is at most a few
-#: MB (its metrics and stage table); before, a link to /dev/zero was read until memory ran out
+#: The most of summary.json, stages.json or config.json ``scfleet report``/``compare`` read: a
+#: real one is at most a few MB (the config sizes them: scenarios, stages, thresholds); before,
+#: a link to /dev/zero was read until memory ran out
 MAX_SUMMARY_BYTES = 64 << 20
+#: The most of timeline.json (and metrics.json) they read: it grows with the run, one point a
+#: second of ~0.2 KB plus ~0.35 KB a scenario, so a week-long run (the longest a config allows)
+#: of one scenario writes ~330 MB and of four ~1 GB
+MAX_TIMELINE_BYTES = 1 << 30
 
 
-def _read_json(path: Path, limit: int | None = None) -> Any:
+def _read_json(path: Path, limit: int) -> Any:
+    """A run-folder JSON file of at most ``limit`` bytes, the one reader of them all: a regular
+    file past it is refused by its size, unread (a huge sparse file), else read to its size,
+    no further (``read(limit + 1)`` set aside the whole limit for a file of a few KB); a device
+    or pipe in its place (a link to /dev/zero), which has no size, once more than the limit (at
+    most MAX_SUMMARY_BYTES) is read. Either is one line naming the file (exit 104)."""
     try:
-        if limit is None:
-            return json.loads(path.read_text())
         with open(path, "rb") as fh:
-            raw = fh.read(limit + 1)
-        if len(raw) > limit:
+            st = os.fstat(fh.fileno())
+            regular = stat.S_ISREG(st.st_mode)
+            if not regular:
+                limit = min(limit, MAX_SUMMARY_BYTES)
+            raw = b"" if st.st_size > limit else fh.read(st.st_size if regular else limit + 1)
+        if st.st_size > limit or len(raw) > limit:
             raise ConfigError(
                 f"larger than {limit >> 20} MiB: not a file scfleet writes", source=str(path)
             )
@@ -78,7 +92,7 @@ def _recorder(run_dir: Path, cfg: RunConfig | None) -> StageRecorder:
     (then percentiles are request-weighted tick values, marked approximate)."""
     path = run_dir / "stages.json"
     if path.exists():
-        return StageRecorder.from_dict(_read_shaped(path, dict))
+        return StageRecorder.from_dict(_read_shaped(path, dict, MAX_SUMMARY_BYTES))
     return StageRecorder({}) if cfg is None else StageRecorder.for_config(cfg)
 
 
@@ -117,8 +131,9 @@ def _durations(run_dir: Path) -> dict[str, Histogram] | None:
     path = run_dir / "metrics.json"
     if not path.exists():
         return None
+    registry = Registry.from_dict(_read_json(path, MAX_TIMELINE_BYTES))
     out: dict[str, Histogram] = {}
-    for (metric, tags), s in Registry.from_dict(_read_json(path)).series.items():
+    for (metric, tags), s in registry.series.items():
         scenario = dict(tags).get("scenario")
         if metric == "http_req_duration" and scenario is not None and isinstance(s, Trend):
             out.setdefault(scenario, Histogram()).merge(s.hist)
@@ -180,11 +195,9 @@ def _device_rows(path: Path) -> int | None:
         raise ConfigError(f"not as scfleet writes it ({exc})", source=str(path)) from None
 
 
-def _read_shaped(
-    path: Path, shape: type[dict[str, Any]] | type[list[Any]], limit: int | None = None
-) -> Any:
+def _read_shaped(path: Path, shape: type[dict[str, Any]] | type[list[Any]], limit: int) -> Any:
     """A run-folder JSON file whose top level is a table (``dict``) or a list of tables, of at
-    most ``limit`` bytes when given."""
+    most ``limit`` bytes."""
     doc = _read_json(path, limit)
     if not isinstance(doc, shape) or (shape is list and not all(isinstance(x, dict) for x in doc)):
         want = "a list of tables" if shape is list else "a table"
@@ -216,14 +229,14 @@ def _load_run(d: Path) -> RunData:
         summary = upgrade_summary(_read_shaped(d / "summary.json", dict, MAX_SUMMARY_BYTES))
     except ValueError as exc:
         raise ConfigError(f"cannot read it: {exc}", source=str(d / "summary.json")) from None
-    timeline = _read_shaped(d / "timeline.json", list)
+    timeline = _read_shaped(d / "timeline.json", list, MAX_TIMELINE_BYTES)
     if any(not {"t", "span", "scenarios"} <= point.keys() for point in timeline):
         raise ConfigError(
             "not as scfleet writes it (a point without t, span or scenarios)",
             source=str(d / "timeline.json"),
         )
     cfg_path = d / "config.json"
-    config = _read_shaped(cfg_path, dict) if cfg_path.exists() else {}
+    config = _read_shaped(cfg_path, dict, MAX_SUMMARY_BYTES) if cfg_path.exists() else {}
     from simulator.report.summary import describe_scenarios
 
     cfg = _run_config(config)
