@@ -24,7 +24,6 @@ and the stage table, not with a bare ``assert False``.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -157,9 +156,12 @@ class FleetRun:
 
     @cached_property
     def summary(self) -> dict[str, Any]:
-        """``summary.json`` (k6's --summary-export shape plus the ``scfleet`` section)."""
-        doc: dict[str, Any] = json.loads((self.run_dir / "summary.json").read_text())
-        return doc
+        """``summary.json`` (k6's --summary-export shape plus the ``scfleet`` section), read as
+        ``scfleet report`` reads it: a ConfigError naming it when it is not one this scfleet
+        reads (a format it does not know, too large)."""
+        from simulator.report.model import read_summary
+
+        return read_summary(self.run_dir / "summary.json")
 
     def metric(self, key: str) -> dict[str, Any]:
         """One metric's figures by k6 key, sub-metrics included: ``"http_reqs{kind:physical}"``."""

@@ -222,13 +222,21 @@ def load_run(run_dir: str | Path) -> RunData:
         ) from None
 
 
-def _load_run(d: Path) -> RunData:
+def read_summary(path: Path) -> dict[str, Any]:
+    """A run folder's summary.json in today's shape, the one reader of it (``scfleet report``/
+    ``compare``, the pytest plugin's ``FleetRun.summary``): capped, and a format this scfleet
+    does not know (``scfleet.format``) is one line naming it, not its figures read as today's
+    (:func:`~simulator.report.summary.upgrade_summary`)."""
     from simulator.report.summary import upgrade_summary
 
     try:
-        summary = upgrade_summary(_read_shaped(d / "summary.json", dict, MAX_SUMMARY_BYTES))
+        return upgrade_summary(_read_shaped(path, dict, MAX_SUMMARY_BYTES))
     except ValueError as exc:
-        raise ConfigError(f"cannot read it: {exc}", source=str(d / "summary.json")) from None
+        raise ConfigError(f"cannot read it: {exc}", source=str(path)) from None
+
+
+def _load_run(d: Path) -> RunData:
+    summary = read_summary(d / "summary.json")
     timeline = _read_shaped(d / "timeline.json", list, MAX_TIMELINE_BYTES)
     if any(not {"t", "span", "scenarios"} <= point.keys() for point in timeline):
         raise ConfigError(
