@@ -374,6 +374,40 @@ def conflicts_note(scenario: str, n: int, first: str) -> list[str]:
     ]
 
 
+class SequenceAnswers:
+    """A scenario's uploads the server stored nothing of, and why, with the first device that
+    got each kind: answers saying ``"duplicate": true`` (it held that (device, sequence):
+    counted as delivered) and 409s to uploads carrying X-Sequence (held with other audio:
+    error sequence-conflict, counted as failed); and the summary's notes on them. One home
+    for :class:`IotUpload` and :class:`PythonDevices`, whose callers decide what is one (the
+    hot path's checks stay inline there)."""
+
+    __slots__ = ("duplicates", "first_duplicate", "conflicts", "first_conflict")
+
+    def __init__(self) -> None:
+        self.duplicates = 0
+        self.first_duplicate = ""
+        self.conflicts = 0
+        self.first_conflict = ""
+
+    def duplicate(self, device_id: str) -> None:
+        """An answer saying ``"duplicate": true`` (:func:`is_duplicate`)."""
+        self.duplicates += 1
+        self.first_duplicate = self.first_duplicate or device_id
+
+    def conflict(self, resp: Response, device_id: str) -> None:
+        """A 409 to an upload carrying X-Sequence: named sequence-conflict, not a plain 4xx."""
+        resp.kind = ErrorKind.SEQUENCE_CONFLICT
+        self.conflicts += 1
+        self.first_conflict = self.first_conflict or device_id
+
+    def notes(self, scenario: str, *, retries: bool) -> list[str]:
+        """``retries``: the devices may re-send a sequence themselves (Python devices may)."""
+        return duplicates_note(
+            scenario, self.duplicates, self.first_duplicate, retries=retries
+        ) + conflicts_note(scenario, self.conflicts, self.first_conflict)
+
+
 def _sequenced(headers: Mapping[str, str]) -> bool:
     return any(k.lower() == "x-sequence" for k in headers)
 
@@ -393,16 +427,13 @@ class IotUpload(Behaviour):
         }
         self._rec = self.recorder("POST", cfg.endpoint)
         # uploads answered as duplicates (a virtual device never re-sends, so each is one the
-        # server held before this run: a kept ledger) and the first such device
-        self.stale = 0
-        self._first_stale = ""
+        # server held before this run: a kept ledger) or refused as sequence conflicts (409)
+        self.answers = SequenceAnswers()
         #: the open model's requests in flight (:meth:`start` with no waiter), by id: those a
         #: graceful stop cuts (:meth:`abandon`) had written bytes that count in ``data_sent``.
         #: A waiter's request is counted by its waiter's cancel instead; only the arrival
         #: driver calls ``abandon``, so a VU's was here for nothing.
         self._inflight: dict[int, Request] = {}
-        self.conflicts = 0  # uploads refused as sequence conflicts (409), and the first device
-        self._first_conflict = ""
 
     def start(
         self,
@@ -439,17 +470,14 @@ class IotUpload(Behaviour):
             if not self.closed and (waiter is None or not waiter.cancelled()):
                 dev.requests += 1
                 if resp.status == CONFLICT_STATUS and resp.kind is None:
-                    resp.kind = ErrorKind.SEQUENCE_CONFLICT  # not stored: named, not a 4xx
-                    self.conflicts += 1
-                    self._first_conflict = self._first_conflict or dev.device_id
+                    self.answers.conflict(resp, dev.device_id)  # not stored: named, not a 4xx
                 if self.record(self._rec, resp, sched_perf):
                     dev.failed += 1
                 else:
                     dev.ok += 1
                     dev.bytes_ok += cfg.chunk_bytes
                     if is_duplicate(resp.body):
-                        self.stale += 1
-                        self._first_stale = self._first_stale or dev.device_id
+                        self.answers.duplicate(dev.device_id)
                 if count:
                     self.iteration_done(now, sched_perf)
             finished()
@@ -475,9 +503,7 @@ class IotUpload(Behaviour):
         """Uploads the server answered as retries it already held: none of them stored, yet
         each counts as delivered (before, silently: a second run against one ledger); and
         uploads it refused as sequence conflicts (other audio under a sequence it holds)."""
-        return duplicates_note(
-            self.sc.name, self.stale, self._first_stale, retries=False
-        ) + conflicts_note(self.sc.name, self.conflicts, self._first_conflict)
+        return self.answers.notes(self.sc.name, retries=False)
 
     async def iterate(self, dev: VirtualDevice, scheduled: float) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -585,10 +611,7 @@ class PythonDevices(Behaviour):
             if cfg.needs_accounts:
                 self._options["accounts"] = accounts or []
         self._messages: dict[str, int] = {}
-        self.stale = 0  # answers saying "duplicate": true (IotUpload's note)
-        self._first_stale = ""
-        self.conflicts = 0  # 409s to requests carrying X-Sequence (IotUpload's note)
-        self._first_conflict = ""
+        self.answers = SequenceAnswers()  # duplicates and sequence conflicts, as IotUpload's
         self._users: dict[int, Any] = {}  # device index -> started instance
         self._check_rates: dict[str, Any] = {}
 
@@ -690,17 +713,14 @@ class PythonDevices(Behaviour):
         dev.requests += 1
         dev.seq += 1
         if resp.status == CONFLICT_STATUS and resp.kind is None and _sequenced(hdrs):
-            resp.kind = ErrorKind.SEQUENCE_CONFLICT
-            self.conflicts += 1
-            self._first_conflict = self._first_conflict or dev.device_id
+            self.answers.conflict(resp, dev.device_id)
         if self.record(self.recorder(method, name or path), resp, slot.sched, checks):
             dev.failed += 1
         else:
             dev.ok += 1
             dev.bytes_ok += nbytes
             if is_duplicate(resp.body):
-                self.stale += 1
-                self._first_stale = self._first_stale or dev.device_id
+                self.answers.duplicate(dev.device_id)
         slot.sched = None
         if resp.set_cookies or resp.cleared_cookies:  # a cookie jar per device, as a browser
             jar = dev.cookies if dev.cookies is not None else {}
@@ -783,11 +803,7 @@ class PythonDevices(Behaviour):
         if len(top) > self.MAX_NOTES:
             rest = sum(n for _, n in top[self.MAX_NOTES :])
             out.append(f"scenario {self.sc.name}: {rest} more errors of other kinds")
-        return (
-            out
-            + duplicates_note(self.sc.name, self.stale, self._first_stale, retries=True)
-            + conflicts_note(self.sc.name, self.conflicts, self._first_conflict)
-        )
+        return out + self.answers.notes(self.sc.name, retries=True)
 
 
 def _clear_jar(dev: VirtualDevice) -> None:
