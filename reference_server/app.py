@@ -47,7 +47,7 @@ from reference_server.analysis import (
 )
 from reference_server.config import ServerConfig
 from reference_server.guard import ConnectionGuard
-from reference_server.ledger import Ledger, LedgerClosed, Stored, Upload
+from reference_server.ledger import NEW, Ledger, LedgerClosed, Upload
 from reference_server.sessions import (
     InvalidSession,
     Session,
@@ -66,9 +66,6 @@ _DIGITS_RE = re.compile(r"[0-9]{1,19}")
 _MULTIPART_SLACK = 64 * 1024  # boundaries, part headers and small form fields around the file
 _FORM_LIMIT = 64 * 1024  # login bodies
 _CHUNK = 64 * 1024
-#: ``--unsafe-ack-before-commit`` answers before the ledger has looked: neither a duplicate nor
-#: a conflict is known then
-UNCHECKED = Stored(duplicate=False)
 
 
 @dataclass
@@ -287,7 +284,9 @@ async def handle_upload(request: web.Request) -> web.Response:
     try:
         stored = state.ledger.submit(upload)
         # Commit before answering: a 200 means the row is in the ledger (group commit).
-        answer = UNCHECKED if config.unsafe_ack_before_commit else await asyncio.wrap_future(stored)
+        # --unsafe-ack-before-commit answers before the ledger has looked: as a new row,
+        # neither a duplicate nor a conflict being known then
+        answer = NEW if config.unsafe_ack_before_commit else await asyncio.wrap_future(stored)
     except LedgerClosed as exc:
         log.error("upload not stored: %s", exc)
         stats.uploads_unstored += 1

@@ -90,7 +90,9 @@ class Stored:
     conflict: bool = False  # ... held with another body: no new row, the upload is refused
 
 
-_NEW = Stored(duplicate=False)
+#: A new row: neither a duplicate nor a conflict. Also the answer ``--unsafe-ack-before-commit``
+#: gives before the ledger has looked (reference_server.app), when neither is known yet.
+NEW = Stored(duplicate=False)
 _DUPLICATE = Stored(duplicate=True)
 _CONFLICT = Stored(duplicate=False, conflict=True)
 
@@ -216,7 +218,7 @@ class Ledger:
         with conn:
             for row, _ in batch:
                 if conn.execute(_INSERT, row).rowcount:
-                    out.append(_NEW)
+                    out.append(NEW)
                     continue
                 # Not inserted: the key is held (by a row of this very batch, too: the same
                 # transaction). A retry of it carries the same body; another body is new audio
