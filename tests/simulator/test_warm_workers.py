@@ -109,7 +109,10 @@ def test_warm_n_split_over_workers_opens_n_before_the_first_request(
         tmp_path, f"http://127.0.0.1:{counting.server_port}", warm, workers
     )
     assert outcome.exit_code == 0
-    assert summary["metrics"]["http_reqs"]["count"] == 30
+    # 30 arrivals, started or (a loaded machine's worker reaching one late) dropped and
+    # counted, as k6 drops them: beside two busy loops [7-3] read 'assert 29 == 30' (1 dropped)
+    dropped = summary["metrics"].get("dropped_iterations", {}).get("count", 0)
+    assert summary["metrics"]["http_reqs"]["count"] + dropped == 30, summary["metrics"]
     assert counting.at_first_request == warm + 1  # session.check_reachable's
     options = summary["scfleet"]["options"]
     assert (options["warmConnections"], options["warmConnectionsAsked"]) == (warm, warm)
