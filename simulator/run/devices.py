@@ -770,7 +770,7 @@ class PythonDevices(Behaviour):
                 self.interval.iteration_errors += 1
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the user's code: counted, the run goes on
+        except _USER_RAISED as exc:  # the user's code: counted, the run goes on
             self._error(f"{self.cls.__name__}.{step} raised {type(exc).__name__}: {exc}")
             self.interval.iteration_errors += 1
         finally:
@@ -782,7 +782,7 @@ class PythonDevices(Behaviour):
         async def stop(user: Any) -> None:
             try:
                 await user.on_stop()
-            except Exception as exc:  # noqa: BLE001 - counted like an iteration's error
+            except _USER_RAISED as exc:  # counted like an iteration's error
                 self._error(f"{self.cls.__name__}.on_stop raised {type(exc).__name__}: {exc}")
 
         users, self._users = list(self._users.values()), {}
@@ -804,6 +804,13 @@ class PythonDevices(Behaviour):
             rest = sum(n for _, n in top[self.MAX_NOTES :])
             out.append(f"scenario {self.sc.name}: {rest} more errors of other kinds")
         return out + self.answers.notes(self.sc.name, retries=True)
+
+
+#: What a device's method may raise and the run survives: ``sys.exit()`` and a
+#: ``KeyboardInterrupt`` of its own too. Neither comes from a signal here (the run's handlers
+#: count those), and asyncio re-raises both out of the loop: the run died with the script's
+#: exit code and wrote nothing.
+_USER_RAISED = (Exception, SystemExit, KeyboardInterrupt)
 
 
 def _clear_jar(dev: VirtualDevice) -> None:

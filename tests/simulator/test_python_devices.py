@@ -369,3 +369,77 @@ class Probe(Device):
     made = make_behaviour(cfg.scenarios[0], ctx, IntervalStats(), {})
     asyncio.run(made.iterate(VirtualDevice(0), 0.0))
     assert made.notes() == ["scenario probes: 1 × Probe.__init__ raised RuntimeError: no config"]
+
+
+@pytest.mark.parametrize(
+    ("method", "raised", "shown"),
+    [
+        ("iteration", "SystemExit(5)", "SystemExit: 5"),
+        ("iteration", "KeyboardInterrupt", "KeyboardInterrupt: "),
+        ("on_start", "SystemExit('bye')", "SystemExit: bye"),
+    ],
+)
+def test_a_device_that_raises_system_exit_is_an_iteration_error(
+    tmp_path: Path, method: str, raised: str, shown: str
+) -> None:
+    """``sys.exit()`` (or a ``KeyboardInterrupt`` of its own) in a device's method is one more
+    iteration error. It escaped ``except Exception``: asyncio re-raised it out of the loop, so
+    ``scfleet run --workers 1`` exited with the script's code (5), a "Task exception was never
+    retrieved" traceback and no run folder; with workers, the worker died (exit 103)."""
+    import asyncio
+
+    from simulator.metrics import IntervalStats, Registry
+    from simulator.run.devices import RunContext, VirtualDevice, make_behaviour
+
+    device = f"""
+from simulator.userdevice import Device
+
+
+class Probe(Device):
+    async def {method}(self):
+        raise {raised}
+"""
+    if method != "iteration":
+        device += "\n    async def iteration(self):\n        return None\n"
+    cfg = api.load(write(tmp_path, device, SCENARIO.split("[thresholds]")[0]))
+    ctx = RunContext(Registry(), transport=None, bank=None, loop_to_perf=0.0)  # type: ignore[arg-type]
+    stats = IntervalStats()
+    made = make_behaviour(cfg.scenarios[0], ctx, stats, {})
+    try:
+        asyncio.run(made.iterate(VirtualDevice(0), 0.0))
+    except BaseException as exc:  # noqa: BLE001 - what the run's loop would have died of
+        pytest.fail(f"escaped the iteration: {exc!r}")
+    assert stats.iteration_errors == 1
+    assert made.notes() == [f"scenario probes: 1 × Probe.{method} raised {shown}".rstrip()]
+
+
+def test_a_device_whose_on_stop_raises_system_exit_is_noted(tmp_path: Path) -> None:
+    import asyncio
+
+    from simulator.metrics import IntervalStats, Registry
+    from simulator.run.devices import RunContext, VirtualDevice, make_behaviour
+
+    device = """
+from simulator.userdevice import Device
+
+
+class Probe(Device):
+    async def iteration(self):
+        return None
+
+    async def on_stop(self):
+        raise SystemExit(3)
+"""
+    cfg = api.load(write(tmp_path, device, SCENARIO.split("[thresholds]")[0]))
+    ctx = RunContext(Registry(), transport=None, bank=None, loop_to_perf=0.0)  # type: ignore[arg-type]
+    made = make_behaviour(cfg.scenarios[0], ctx, IntervalStats(), {})
+
+    async def go() -> None:
+        await made.iterate(VirtualDevice(0), 0.0)
+        await made.close()
+
+    try:
+        asyncio.run(go())
+    except BaseException as exc:  # noqa: BLE001 - what the run's loop would have died of
+        pytest.fail(f"escaped on_stop: {exc!r}")
+    assert made.notes() == ["scenario probes: 1 × Probe.on_stop raised SystemExit: 3"]
