@@ -232,9 +232,13 @@ class Behaviour:
     async def close(self) -> None:
         """After the scenario: the devices' own goodbyes (Python devices' ``on_stop``)."""
 
-    def notes(self) -> list[str]:
-        """One-line notes for the summary (Python devices' errors)."""
+    def note_counts(self) -> list[NoteCount]:
+        """What its devices counted for the summary's notes (summed over workers)."""
         return []
+
+    def notes(self) -> list[str]:
+        """One-line notes for the summary (Python devices' errors, duplicates, conflicts)."""
+        return count_notes(self.note_counts())
 
     def device_rows(self) -> ScenarioRows:
         """Its devices' rows, made one at a time as ``devices.csv`` is written."""
@@ -374,6 +378,55 @@ def conflicts_note(scenario: str, n: int, first: str) -> list[str]:
     ]
 
 
+#: a scenario's error notes: the most frequent messages, the rest in one line
+MAX_ERROR_NOTES = 5
+#: distinct error messages a process hands on (its Final); the rest travel as one count
+MAX_ERROR_MESSAGES = 1000
+
+
+@dataclass(frozen=True)
+class NoteCount:
+    """Something a scenario's devices counted for the summary's notes: a Python device's error
+    message (``what="error"``, ``text``), errors past the messages handed on (``"other"``),
+    answers as duplicates (``"duplicates"``; ``"retries"`` when the devices may re-send
+    themselves) or sequence conflicts (``"conflicts"``), with the first device. With workers
+    each sends its counts and the note is of their sum (:func:`count_notes`): a worker's own
+    lines said its share (``5 ×`` of 10), and equal ones were kept once."""
+
+    scenario: str
+    what: str
+    count: int
+    text: str = ""
+    first: str = ""
+
+
+def count_notes(counts: Iterable[NoteCount]) -> list[str]:
+    """The notes of ``counts`` summed per scenario, kind and message (the first device is the
+    first one named), in the order their scenarios first appear."""
+    merged: dict[tuple[str, str, str], list[Any]] = {}
+    for c in counts:
+        got = merged.setdefault((c.scenario, c.what, c.text), [0, ""])
+        got[0] += c.count
+        got[1] = got[1] or c.first
+    out: list[str] = []
+    for scenario in dict.fromkeys(k[0] for k in merged):
+        errors = sorted(
+            [(k[2], v[0]) for k, v in merged.items() if k[0] == scenario and k[1] == "error"],
+            key=lambda kv: -kv[1],
+        )
+        out += [f"scenario {scenario}: {n} × {text}" for text, n in errors[:MAX_ERROR_NOTES]]
+        rest = sum(n for _, n in errors[MAX_ERROR_NOTES:])
+        rest += merged.get((scenario, "other", ""), [0, ""])[0]
+        if rest:
+            out.append(f"scenario {scenario}: {rest} more errors of other kinds")
+        for what in ("duplicates", "retries"):
+            n, first = merged.get((scenario, what, ""), (0, ""))
+            out += duplicates_note(scenario, n, first, retries=what == "retries")
+        n, first = merged.get((scenario, "conflicts", ""), (0, ""))
+        out += conflicts_note(scenario, n, first)
+    return out
+
+
 class SequenceAnswers:
     """A scenario's uploads the server stored nothing of, and why, with the first device that
     got each kind: answers saying ``"duplicate": true`` (it held that (device, sequence):
@@ -401,11 +454,17 @@ class SequenceAnswers:
         self.conflicts += 1
         self.first_conflict = self.first_conflict or device_id
 
-    def notes(self, scenario: str, *, retries: bool) -> list[str]:
+    def note_counts(self, scenario: str, *, retries: bool) -> list[NoteCount]:
         """``retries``: the devices may re-send a sequence themselves (Python devices may)."""
-        return duplicates_note(
-            scenario, self.duplicates, self.first_duplicate, retries=retries
-        ) + conflicts_note(scenario, self.conflicts, self.first_conflict)
+        return [
+            NoteCount(
+                scenario,
+                "retries" if retries else "duplicates",
+                self.duplicates,
+                first=self.first_duplicate,
+            ),
+            NoteCount(scenario, "conflicts", self.conflicts, first=self.first_conflict),
+        ]
 
 
 def _sequenced(headers: Mapping[str, str]) -> bool:
@@ -499,11 +558,11 @@ class IotUpload(Behaviour):
         self._inflight.clear()
         await super().abandon()
 
-    def notes(self) -> list[str]:
+    def note_counts(self) -> list[NoteCount]:
         """Uploads the server answered as retries it already held: none of them stored, yet
         each counts as delivered (before, silently: a second run against one ledger); and
         uploads it refused as sequence conflicts (other audio under a sequence it holds)."""
-        return self.answers.notes(self.sc.name, retries=False)
+        return self.answers.note_counts(self.sc.name, retries=False)
 
     async def iterate(self, dev: VirtualDevice, scheduled: float) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -576,7 +635,6 @@ class PythonDevices(Behaviour):
 
     #: one multipart boundary for every form a device sends
     BOUNDARY = "scfleet-7d1f0c2a9b3e4d5f"
-    MAX_NOTES = 5
     STOP_TIMEOUT = 10.0  # all on_stop calls of a scenario together
 
     def __init__(
@@ -797,13 +855,12 @@ class PythonDevices(Behaviour):
                 f"{self.cls.__name__}.on_stop did not return within {self.STOP_TIMEOUT:g} s"
             )
 
-    def notes(self) -> list[str]:
+    def note_counts(self) -> list[NoteCount]:
+        name = self.sc.name
         top = sorted(self._messages.items(), key=lambda kv: -kv[1])
-        out = [f"scenario {self.sc.name}: {n} × {msg}" for msg, n in top[: self.MAX_NOTES]]
-        if len(top) > self.MAX_NOTES:
-            rest = sum(n for _, n in top[self.MAX_NOTES :])
-            out.append(f"scenario {self.sc.name}: {rest} more errors of other kinds")
-        return out + self.answers.notes(self.sc.name, retries=True)
+        counts = [NoteCount(name, "error", n, msg) for msg, n in top[:MAX_ERROR_MESSAGES]]
+        counts.append(NoteCount(name, "other", sum(n for _, n in top[MAX_ERROR_MESSAGES:])))
+        return counts + self.answers.note_counts(name, retries=True)
 
 
 #: What a device's method may raise and the run survives: ``sys.exit()`` and a

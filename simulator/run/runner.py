@@ -28,7 +28,9 @@ from simulator.run.device_row import DeviceTable, Rows
 from simulator.run.devices import (
     Account,
     Behaviour,
+    NoteCount,
     RunContext,
+    count_notes,
     device_count_bound,
     load_accounts,
     make_behaviour,
@@ -222,6 +224,9 @@ class Environment:
         self.behaviours: dict[str, Behaviour] = {}
         self.started_perf = 0.0
         self.notes: list[str] = []
+        #: what the devices counted for the notes: this process's, plus its workers' (their
+        #: Final), noted once as sums
+        self.note_counts: list[NoteCount] = []
         #: connections opened before the start: this process's, plus its workers' (prepare)
         self.warmed = 0
         self.warm_asked = 0  # of how many: set with the transport's, plus its workers'
@@ -241,8 +246,8 @@ class Environment:
         self.start_at: float | None = None
         #: least time between two wake-ups of an arrival schedule (a local worker of N: N ms)
         self.arrival_quantum = 0.0
-        #: False in a worker: its unreached arrivals travel in its Final (its cut iterations in
-        #: its snapshots), the coordinator notes the run's sums once
+        #: False in a worker: its unreached arrivals and note counts travel in its Final (its
+        #: cut iterations in its snapshots), the coordinator notes the run's sums once
         self.note_unreached = True
 
     def add_sampler(self, prefix: str, sampler: Sampler) -> None:
@@ -339,7 +344,9 @@ class Environment:
                 self.fail("the last tick", exc)
         for behaviour in self.behaviours.values():  # Python devices' on_stop, their errors
             await behaviour.close()
-            self.notes.extend(behaviour.notes())
+            self.note_counts.extend(behaviour.note_counts())
+        if self.note_unreached:  # a worker's counts travel in its Final, summed there
+            self.notes.extend(count_notes(self.note_counts))
         if self.note_unreached:
             self.notes.extend(
                 unreached_note(name, ev.unreached_count)

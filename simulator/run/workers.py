@@ -74,7 +74,7 @@ if TYPE_CHECKING:
     from simulator.config import RunConfig
     from simulator.executors import ExecutorConfig
     from simulator.run.device_parts import PartRows, Scratch
-    from simulator.run.devices import Account, VirtualDevice
+    from simulator.run.devices import Account, NoteCount, VirtualDevice
     from simulator.run.runner import Environment, Sampler
 
 #: How long workers get to import, build their audio and say they are ready.
@@ -217,6 +217,8 @@ class Final:
     devices_written: int = 0
     #: per scenario, arrivals of its plan neither started nor dropped (the run stopped first)
     unreached: tuple[tuple[str, int], ...] = ()
+    #: what its devices counted for the notes (errors, duplicates): noted as the run's sums
+    counts: tuple[NoteCount, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -768,6 +770,7 @@ def _serve(
         unreached = tuple(
             (name, ev.unreached_count) for name, ev in env.events.items() if ev.unreached_count
         )
+        counts = tuple(c for c in env.note_counts if c.count)
         if job.devices_part is not None:  # row by row to the part, never all in a message
             from simulator.run.device_parts import drop_scratch, write_lines
 
@@ -776,14 +779,16 @@ def _serve(
                 return
             written = write_lines(job.devices_part, _device_lines(env))
             try:
-                end.send(Final(job.index, (), notes, error, stopped, written, unreached))
+                end.send(Final(job.index, (), notes, error, stopped, written, unreached, counts))
             except OSError:
                 drop_scratch(job.devices_part)
                 raise
         else:
             names = [sc.name for sc in cfg.scenarios]
             rows = tuple((names[rank], i, row) for rank, i, row in _device_rows(env))
-            end.send(Final(job.index, rows, notes, error, stopped, unreached=unreached))
+            end.send(
+                Final(job.index, rows, notes, error, stopped, unreached=unreached, counts=counts)
+            )
 
     with asyncio.Runner(loop_factory=lambda: loop) as runner:
         runner.run(main())
@@ -1164,6 +1169,7 @@ class WorkerPool:
             for note in final.notes:
                 if note not in env.notes:
                     env.notes.append(note)
+            env.note_counts.extend(final.counts)  # noted once, as the run's sums
             if final.error and not env.error:
                 env.fail(f"worker {final.worker + 1} of {self.parts}", RuntimeError(final.error))
             if final.interrupted and not env.aborted:
