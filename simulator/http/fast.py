@@ -214,6 +214,8 @@ class _Conn(asyncio.Protocol):
             else:
                 if len(buf) > _MAX_HEAD:
                     raise _BadResponse("response head too large")
+                if _no_status_line(buf):
+                    raise _BadResponse(f"bad status line {bytes(buf[:40])!r}")
                 return
             head = bytes(buf[:end])
             del buf[: end + blank]
@@ -381,6 +383,20 @@ class _Conn(asyncio.Protocol):
 
 class _BadResponse(Exception):
     pass
+
+
+def _no_status_line(buf: bytearray) -> bool:
+    """A head still coming that can no longer be a response: it does not start ``HTTP/``, or
+    its first line is complete and no status line (:meth:`_Conn._take_head`'s rule). Go's
+    net/http (so k6) fails it on that first line; waiting for the blank line that ends a head
+    held a target answering garbage on an open connection to the request timeout."""
+    if not b"HTTP/".startswith(bytes(buf[:5])):
+        return True
+    eol = buf.find(b"\n")
+    if eol < 0:
+        return False
+    line = bytes(buf[:eol])
+    return not line[9:12].isdigit() or line[12:13] not in (b" ", b"\r", b"")
 
 
 #: Methods a client may replay on a fresh connection when a reused one turns out dead before
