@@ -91,10 +91,20 @@ def _sample_rates(text: str) -> tuple[int, ...]:
     return rates
 
 
+def _host(text: str) -> str:
+    """An address to bind: an empty one (``--host "$HOST"`` with HOST unset) bound every
+    interface, IPv4 and IPv6 on different free ports, and was announced as ``http://:PORT``."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "an empty address would listen on every interface; give 0.0.0.0 (or ::) for that"
+        )
+    return text
+
+
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     """The server's options; ``scfleet serve`` and ``python -m reference_server`` share them."""
     parser.add_argument(
-        "--host", default=DEFAULT_HOST, help="address to bind (default %(default)s)"
+        "--host", type=_host, default=DEFAULT_HOST, help="address to bind (default %(default)s)"
     )
     parser.add_argument(
         "--port", type=_int_in(0, 65535), default=0, help="port; 0 picks a free one (default)"
