@@ -60,6 +60,11 @@ class BoardSettings:
         return json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n"
 
 
+#: A key file's most: a WPA2 key is 8..63 characters or 64 hex digits; room for a newline,
+#: comments none (the whole file, stripped, is the key)
+MAX_KEY_FILE_BYTES = 4096
+
+
 def read_wifi_key(
     env_var: str | None, file: Path | None, *, env_key: str, source: str | None = None
 ) -> Secret | None:
@@ -75,7 +80,14 @@ def read_wifi_key(
         return Secret(value)
     if file is not None:
         try:
-            return Secret(file.read_text().strip())
+            with file.open("rb") as fh:
+                raw = fh.read(MAX_KEY_FILE_BYTES + 1)
+            if len(raw) > MAX_KEY_FILE_BYTES:  # /dev/zero was read until memory ran out
+                raise ConfigError(
+                    f"larger than any Wi-Fi key ({MAX_KEY_FILE_BYTES} bytes at most)",
+                    source=str(file),
+                )
+            return Secret(raw.decode().strip())
         except OSError as exc:
             raise ConfigError(f"cannot read: {exc.strerror}", source=str(file)) from None
         except UnicodeDecodeError:  # its message quotes a byte of the key

@@ -27,11 +27,23 @@ def parse_image_arg(text: str) -> tuple[int, Path]:
     return address, Path(path)
 
 
+#: The most an image may hold: more than an ESP32's largest flash (16 MiB; 32 MiB on some
+#: S3 modules). Read whole, ``--firmware /dev/zero`` ran until the OOM killer ended it.
+MAX_IMAGE_BYTES = 32 * 2**20
+
+
 def read_file(path: Path, what: str) -> bytes:
     try:
-        return path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(MAX_IMAGE_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read {what}: {exc.strerror}", source=str(path)) from None
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ConfigError(
+            f"{what} larger than {MAX_IMAGE_BYTES // 2**20} MiB: no board's flash holds it",
+            source=str(path),
+        )
+    return data
 
 
 def load_app_files(app_dir: Path | None) -> dict[str, bytes]:
