@@ -588,11 +588,25 @@ class Account:
     password: Secret
 
 
+#: The longest line an accounts file may have (characters): the file is read a line at a
+#: time, and a line that never ends (``/dev/zero``) was read until memory ran out.
+MAX_ACCOUNTS_LINE = 64 * 1024
+
+
+def _account_lines(fh: Any, path: Path, key: str) -> Iterator[str]:
+    while line := fh.readline(MAX_ACCOUNTS_LINE + 1):
+        if len(line) > MAX_ACCOUNTS_LINE:
+            raise ConfigError(
+                f"a line longer than {MAX_ACCOUNTS_LINE} characters", source=str(path), key=key
+            )
+        yield line
+
+
 def load_accounts(path: Path, needed: int, key: str) -> list[Account]:
     """Rows ``username,password``; fewer rows than devices is an error naming the file."""
     try:
         with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
+            rows = list(csv.DictReader(_account_lines(fh, path, key)))
     except FileNotFoundError:
         raise ConfigError("no such accounts file", source=str(path), key=key) from None
     except (OSError, csv.Error, UnicodeDecodeError) as exc:
