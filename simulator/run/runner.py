@@ -347,7 +347,6 @@ class Environment:
             self.note_counts.extend(behaviour.note_counts())
         if self.note_unreached:  # a worker's counts travel in its Final, summed there
             self.notes.extend(count_notes(self.note_counts))
-        if self.note_unreached:
             self.notes.extend(
                 unreached_note(name, ev.unreached_count)
                 for name, ev in self.events.items()
