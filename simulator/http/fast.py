@@ -35,6 +35,9 @@ from simulator.http.transport import (
 )
 
 _MAX_HEAD = 64 * 1024
+#: Go's net/http (so k6) reads a chunked body's trailers only when their CRLF CRLF comes
+#: within this many bytes (its connection's read buffer)
+_MAX_TRAILER = 4096
 _HEX = b"0123456789abcdefABCDEF"
 _BUFFERS = (bytes, memoryview)  # a tuple: ``bytes | memoryview`` builds a union per call
 
@@ -336,29 +339,56 @@ class _Conn(asyncio.Protocol):
                 del buf[:2]
                 self.chunk = -1
             if self.chunk == -1:  # a size line
-                eol = buf.find(b"\r\n")
+                # Go's net/http (so k6) reads it to its LF, which a CR must come just before,
+                # with no other CR in it (CVE-2025-22871: a bare LF is refused in chunk lines,
+                # unlike in a head); trailing blanks dropped, then the extension. Looking for a
+                # CRLF instead, a bare-LF size line waited for one (a timeout) and "2\r\r\n",
+                # " 2" or "2 ;x" were read as 2 where k6 fails the request at once.
+                eol = buf.find(b"\n")
                 if eol < 0:
                     if len(buf) > _MAX_HEAD:
                         raise _BadResponse("chunk size line too long")
                     return
-                size_text = bytes(buf[:eol]).split(b";", 1)[0].strip()
+                if eol == 0 or buf.find(b"\r", 0, eol) != eol - 1:
+                    raise _BadResponse("chunk line not ended by one CRLF")
+                size_text = bytes(buf[: eol - 1]).rstrip(b" \t").split(b";", 1)[0]
                 if not 0 < len(size_text) <= 16 or size_text.strip(_HEX):
                     raise _BadResponse("bad chunk size")
-                del buf[: eol + 2]
+                del buf[: eol + 1]
                 self.chunk = int(size_text, 16) or -3
                 continue
-            # the trailers: none (an empty line) or header lines up to one
+            # the trailers: none (a CRLF), or header lines
             if buf[:2] == b"\r\n":
                 del buf[:2]
-            else:
-                end = buf.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(buf) > _MAX_HEAD:
-                        raise _BadResponse("response trailers too large")
-                    return
-                del buf[: end + 4]
+            elif not self._take_trailers(buf):
+                return
             self._finish_kept()
             return
+
+    @staticmethod
+    def _take_trailers(buf: bytearray) -> bool:
+        """Cuts a chunked body's trailer lines from ``buf``; False while they are still coming.
+
+        Go's net/http (so k6) reads them only once a CRLF CRLF is within their first
+        :data:`_MAX_TRAILER` bytes (more: 'suspiciously long trailer'), then as header lines up
+        to the first empty line, whatever ends the lines (bytes left after it close the
+        connection, as here): a trailer ended by a bare-LF blank line times out in k6 too."""
+        if buf.find(b"\r\n\r\n", 0, _MAX_TRAILER) < 0:
+            if len(buf) >= _MAX_TRAILER:
+                raise _BadResponse("suspiciously long trailer after chunked body")
+            return False
+        if buf[0] in b" \t":
+            raise _BadResponse("malformed trailer initial line")
+        start = 0
+        while True:
+            eol = buf.find(b"\n", start)  # one is there: the CRLF CRLF
+            line = buf[start : eol - 1 if buf[eol - 1 : eol] == b"\r" else eol]
+            start = eol + 1
+            if not line:
+                del buf[:start]
+                return True
+            if line[0] not in b" \t" and b":" not in line:  # not a folded line
+                raise _BadResponse("malformed trailer line: missing colon")
 
     def _finish_kept(self) -> None:
         """The end of a body read into ``kept`` (chunked, or a length past the cap)."""
