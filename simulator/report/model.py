@@ -4,13 +4,14 @@ read (summary.json, timeline.json, stages.json, config.json)."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from scfleet_core.errors import ConfigError
 from simulator.metrics import Histogram
@@ -47,6 +48,23 @@ MAX_SUMMARY_BYTES = 64 << 20
 MAX_TIMELINE_BYTES = 1 << 30
 
 
+def open_run_file(path: Path) -> BinaryIO:
+    """A run-folder file opened to be read, the one way ``report``/``compare`` open them: a named
+    pipe (FIFO) in its place is one line naming it (exit 104), at once. A plain open() of a FIFO
+    no process writes waits for a writer, for ever (``scfleet report`` hung on a summary.json,
+    a timeline.json or a run.ndjson made a FIFO); opened without waiting, as ``run`` opens a
+    ``--summary-export`` (scfleet/run_cli.py ``_open_export``), it is seen for what it is."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            raise ConfigError("a named pipe (FIFO): not a file scfleet writes", source=str(path))
+        os.set_blocking(fd, True)  # a device in its place (/dev/zero) is read as before
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _read_json(path: Path, limit: int) -> Any:
     """A run-folder JSON file of at most ``limit`` bytes, the one reader of them all: a regular
     file past it is refused by its size, unread (a huge sparse file), else read to its size,
@@ -54,7 +72,7 @@ def _read_json(path: Path, limit: int) -> Any:
     or pipe in its place (a link to /dev/zero), which has no size, once more than the limit (at
     most MAX_SUMMARY_BYTES) is read. Either is one line naming the file (exit 104)."""
     try:
-        with open(path, "rb") as fh:
+        with open_run_file(path) as fh:
             st = os.fstat(fh.fileno())
             regular = stat.S_ISREG(st.st_mode)
             if not regular:
@@ -185,7 +203,7 @@ def complete_old_stages(
 def _device_rows(path: Path) -> int | None:
     """Rows of devices.csv (its header aside); None when the folder has none."""
     try:
-        with open(path, newline="") as fh:
+        with open_run_file(path) as raw, io.TextIOWrapper(raw, newline="") as fh:
             return max(0, sum(1 for _ in csv.reader(fh)) - 1)
     except FileNotFoundError:
         return None

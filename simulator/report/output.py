@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from scfleet_core.errors import ConfigError
 from scfleet_core.secrets import Secret
 from simulator.report.build import write_report_files, write_summary_files
-from simulator.report.model import RunData, model_of
+from simulator.report.model import RunData, model_of, open_run_file
 from simulator.report.summary import describe_scenarios, render_text, summary_dict
 from simulator.run.device_row import write_csv
 from simulator.run.runner import RunResult
@@ -529,7 +529,8 @@ def read_stream_lines(
     JSON with a line after it is: the second it held is in no figure."""
     path = run_dir / STREAM
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with open_run_file(path) as fh:
+            text = fh.read().decode("utf-8", errors="replace")
     except FileNotFoundError:
         raise ConfigError(
             "not a run folder (no summary.json, no run.ndjson)", source=str(run_dir)
