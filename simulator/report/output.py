@@ -507,60 +507,104 @@ def encoded_tick(line: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def read_stream(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(start line, tick lines) of a run folder's stream; a torn last line is ignored."""
-    start, ticks, _ = read_stream_end(run_dir)
-    return start, ticks
+#: The longest run.ndjson line ``scfleet report`` reads, as summary.json's cap (a tick line is
+#: one second's registry delta: a histogram series whose ~17,000 buckets all moved in that
+#: second is ~0.25 MB, so this holds ~250 of them); a longer one, or a file that never ends a
+#: line (a link to /dev/zero), is one line naming the file and the line, read no further.
+MAX_STREAM_LINE = 64 << 20
 
 
-def read_stream_end(
-    run_dir: Path,
-) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
-    """(start line, tick lines, end line or None) of a run folder's stream."""
-    start, ticks, end, _damaged = read_stream_lines(run_dir)
-    return start, ticks, end
+def _stream_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """run.ndjson's lines, numbered, read one at a time (a killed long run's stream can be GBs:
+    it was read whole, then split, then every tick kept), each at most
+    :data:`MAX_STREAM_LINE`. The same lines as ``read_text().splitlines()`` gave."""
+    number = 0
+    with open_run_file(path) as fh:
+        while raw := fh.readline(MAX_STREAM_LINE + 1):
+            if len(raw) > MAX_STREAM_LINE and raw[-1:] != b"\n":
+                raise ConfigError(
+                    f"line {number + 1} is longer than {MAX_STREAM_LINE >> 20} MiB: "
+                    "not a line scfleet writes",
+                    source=str(path),
+                )
+            for line in raw.decode("utf-8", errors="replace").splitlines():
+                number += 1
+                yield number, line
 
 
-def read_stream_lines(
-    run_dir: Path,
-) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None, list[int]]:
-    """(start line, tick lines, end line or None, numbers of the damaged lines) of a run
-    folder's stream. A torn last line is the write a kill cut, not damage; a line that is not
-    JSON with a line after it is: the second it held is in no figure."""
-    path = run_dir / STREAM
-    try:
-        with open_run_file(path) as fh:
-            text = fh.read().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        raise ConfigError(
-            "not a run folder (no summary.json, no run.ndjson)", source=str(run_dir)
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", source=str(path)) from None
-    start: dict[str, Any] | None = None
-    end: dict[str, Any] | None = None
-    ticks = []
-    damaged: list[int] = []
-    lines = text.splitlines()
-    for number, line in enumerate(lines, 1):
+class _Rebuild:
+    """A run stream folded as it is read: the registry, timeline and notes of its tick lines
+    (none of them kept), its start and end lines, its damaged lines' numbers."""
+
+    def __init__(self) -> None:
+        from simulator.metrics import Registry
+
+        self.start: dict[str, Any] | None = None
+        self.end: dict[str, Any] | None = None
+        self.damaged: list[int] = []
+        self.reg = Registry()
+        self.types: dict[str, str] = {}
+        self.contains: dict[str, str] = {}
+        self.notes: list[str] = []
+        self.timeline: list[Any] = []
+        self.ticks = 0
+        self.first: dict[str, Any] | None = None  # the first tick line, its registry aside
+        #: the first tick line not shaped as scfleet streams it: raised once the config loaded
+        self.error: Exception | None = None
+
+    def read(self, run_dir: Path) -> None:
+        """A torn last line is the write a kill cut, not damage; a line that is not JSON with a
+        line after it is: the second it held is in no figure."""
+        path = run_dir / STREAM
+        unparsed: list[int] = []  # damaged once a non-blank line follows
         try:
-            obj = json.loads(line)
-        except (ValueError, RecursionError):  # RecursionError: '[' * 100000
-            if any(rest.strip() for rest in lines[number:]):
-                damaged.append(number)
-            continue  # else the line being written when the run was killed
-        if not isinstance(obj, dict):
-            damaged.append(number)
-            continue
-        if obj.get("type") == "start" and start is None:
-            start = obj
-        elif obj.get("type") == "tick":
-            ticks.append(obj)
-        elif obj.get("type") == "end":
-            end = obj
-    if start is None or not isinstance(start.get("effective"), dict):
-        raise ConfigError("no start line: not a run stream", source=str(path))
-    return start, ticks, end, damaged
+            for number, line in _stream_lines(path):
+                if line.strip():
+                    self.damaged += unparsed
+                    unparsed = []
+                try:
+                    obj = json.loads(line)
+                except (ValueError, RecursionError):  # RecursionError: '[' * 100000
+                    unparsed.append(number)  # else the line being written when it was killed
+                    continue
+                if not isinstance(obj, dict):
+                    self.damaged.append(number)
+                    continue
+                if obj.get("type") == "start" and self.start is None:
+                    self.start = obj
+                elif obj.get("type") == "tick":
+                    self.tick(obj)
+                elif obj.get("type") == "end":
+                    self.end = obj
+        except FileNotFoundError:
+            raise ConfigError(
+                "not a run folder (no summary.json, no run.ndjson)", source=str(run_dir)
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read: {exc.strerror}", source=str(path)) from None
+        if self.start is None or not isinstance(self.start.get("effective"), dict):
+            raise ConfigError("no start line: not a run stream", source=str(path))
+
+    def tick(self, tick: dict[str, Any]) -> None:
+        from simulator.metrics import Registry
+
+        self.ticks += 1
+        if self.first is None:
+            self.first = {k: v for k, v in tick.items() if k != "registry"}
+        if self.error is not None:
+            return
+        try:
+            delta = tick.get("registry", {})
+            self.types.update(delta.get("types", {}))
+            self.contains.update(delta.get("contains", {}))
+            part = Registry.from_dict(
+                {"types": self.types, "contains": self.contains, "series": delta.get("series", [])}
+            )
+            self.reg.merge(part)
+            self.timeline.append(tick.get("point", {}))
+            self.notes += tick.get("notes", [])
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError, RecursionError) as exc:
+            self.error = exc
 
 
 def rebuild_run(run_dir: Path) -> dict[str, Path]:
@@ -568,10 +612,12 @@ def rebuild_run(run_dir: Path) -> dict[str, Path]:
     its stream. Counts and percentiles are exact up to the last streamed tick. A stream with
     its end line is a run that ended (whole, interrupted or aborted, as that line says) and was
     killed while its folder was written: it was rebuilt as unfinished, so the gate refused it."""
-    start, ticks, end, damaged = read_stream_lines(run_dir)
-    effective = start["effective"]
+    fold = _Rebuild()
+    fold.read(run_dir)
+    assert fold.start is not None
+    effective = fold.start["effective"]
     try:
-        result = _rebuilt_result(run_dir, effective, ticks, end, damaged)
+        result = _rebuilt_result(run_dir, effective, fold)
     except (KeyError, TypeError, AttributeError, ValueError, IndexError, RecursionError) as exc:
         # a line that is JSON but not shaped as scfleet streams it (hand-edited, another
         # tool's): before, a traceback
@@ -582,15 +628,8 @@ def rebuild_run(run_dir: Path) -> dict[str, Path]:
     return write_run(result, run_dir, effective)
 
 
-def _rebuilt_result(
-    run_dir: Path,
-    effective: dict[str, Any],
-    ticks: list[dict[str, Any]],
-    end: dict[str, Any] | None,
-    damaged: list[int],
-) -> RunResult:
+def _rebuilt_result(run_dir: Path, effective: dict[str, Any], fold: _Rebuild) -> RunResult:
     from simulator.config import parse_config, scale_times
-    from simulator.metrics import Registry
     from simulator.run.runner import threshold_results
 
     source = str(effective.get("source", "<run>"))
@@ -606,23 +645,16 @@ def _rebuilt_result(
             f"cannot rebuild, the recorded config no longer loads ({exc})",
             source=str(run_dir / STREAM),
         ) from None
-    reg = Registry()
-    types: dict[str, str] = {}
-    contains: dict[str, str] = {}
-    notes: list[str] = []
-    timeline = []
-    for tick in ticks:
-        delta = tick.get("registry", {})
-        types.update(delta.get("types", {}))
-        contains.update(delta.get("contains", {}))
-        part = Registry.from_dict(
-            {"types": types, "contains": contains, "series": delta.get("series", [])}
-        )
-        reg.merge(part)
-        timeline.append(tick.get("point", {}))
-        notes += tick.get("notes", [])
+    if fold.error is not None:
+        raise fold.error
+    reg, timeline, notes, end, damaged = fold.reg, fold.timeline, fold.notes, fold.end, fold.damaged
     duration = float(timeline[-1].get("t", 0.0)) if timeline else 0.0
-    started = float(ticks[0]["wall"]) - float(timeline[0].get("t", 0.0)) if ticks else time.time()
+    first = fold.first
+    started = (
+        float(first["wall"]) - float(timeline[0].get("t", 0.0))
+        if first is not None
+        else time.time()
+    )
     if end is not None:
         duration = float(end.get("duration") or duration)
         notes.append(
@@ -632,7 +664,7 @@ def _rebuilt_result(
     else:
         notes.append(
             f"rebuilt by scfleet report from {STREAM}: the run did not finish; "
-            f"{len(ticks)} ticks ({duration:.0f}s) were recorded, per-device rows were not"
+            f"{fold.ticks} ticks ({duration:.0f}s) were recorded, per-device rows were not"
         )
     if damaged:  # a second in no figure: the rebuild is not the whole run, whatever it says
         shown = ", ".join(str(n) for n in damaged[:5]) + (", …" if len(damaged) > 5 else "")
