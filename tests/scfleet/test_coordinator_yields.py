@@ -151,8 +151,12 @@ def test_the_coordinator_yields_to_its_local_workers_while_they_run(
     outcome = api.run(api.load(path), target=url, out=tmp_path / "run", workers=workers)
     assert outcome.exit_code == EXIT_OK, outcome.result.error
     summary = json.loads(outcome.files["summary.json"].read_text())
-    assert summary["metrics"]["http_reqs"]["count"] == 20
-    assert len(policy_sink.seen) == 20
+    # 20 arrivals, started or (a loaded machine's loop reaching them late) dropped and
+    # counted, as the README says; the sink saw every started one, and only those
+    sent = summary["metrics"]["http_reqs"]["count"]
+    dropped = summary["metrics"].get("dropped_iterations", {}).get("count", 0)
+    assert sent + dropped == 20, summary["metrics"]
+    assert len(policy_sink.seen) == sent
     coordinator = {c for c, _kids in policy_sink.seen}
     if workers == 2:
         assert coordinator == {os.SCHED_BATCH}  # every request came while it yielded
