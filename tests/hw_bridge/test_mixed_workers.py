@@ -56,4 +56,9 @@ def test_boards_with_two_workers_leave_every_device_and_sequence_once(
     assert int(m["http_reqs{kind:virtual}"]["count"]) == sum(
         len(by_dev.get(v, [])) for v in virtual
     )
-    assert int(m["http_reqs{kind:virtual}"]["count"]) == 40  # 10/s for 4 s, over two workers
+    # 10/s for 4 s, over two workers: 40 arrivals, started or (a loaded machine's loop reaching
+    # them late) dropped and counted. dropped_iterations also holds the boards' dropped chunks
+    # (one metric, tagged by scenario only), so it bounds the virtual devices' share from above
+    started = int(m["http_reqs{kind:virtual}"]["count"])
+    dropped = int(m["dropped_iterations"]["count"]) if "dropped_iterations" in m else 0
+    assert started <= 40 <= started + dropped, (started, dropped)
