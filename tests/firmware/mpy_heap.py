@@ -64,6 +64,7 @@ class Server:
         self.duplicates = 0
         self.bytes = 0
         self.connects = 0
+        self.extra_headers = 0  # header lines added to every answer (a proxy's, a CDN's)
 
 
 class Conn:
@@ -75,7 +76,8 @@ class Conn:
         self.head = bytearray()
         self.body_left = -1  # -1: reading a head
         self.seq = -1
-        self.resp = b""
+        self.resp = []  # answer pieces, read without copying (the harness's memory is not the board's)
+        self.roff = 0  # offset into resp[0]
         self.closed = False
 
     # -- the socket side -------------------------------------------------------------------
@@ -136,10 +138,14 @@ class Conn:
             "true" if dup else "false",
             seq,
         )
-        self.resp += (
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-            % (len(body), body)
-        ).encode()
+        self.resp.append(b"HTTP/1.1 200 OK\r\n")
+        if srv.extra_headers:
+            self.resp.append(srv.extra_headers)  # made a line at a time by _take
+        self.resp.append(
+            (
+                "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            ).encode()
+        )
         self.body_left = -1
         self.seq = -1
 
@@ -178,19 +184,36 @@ class Conn:
         self.room = SNDBUF
         self.meter.sample()
 
+    def _take(self, n):
+        if not self.resp:
+            return b""
+        piece = self.resp[0]
+        if isinstance(piece, int):  # header lines still to make: the next one, a few bytes
+            self.resp[0] = piece - 1
+            if piece == 1:
+                self.resp.pop(0)
+            piece = b"X-Proxy-Hop-%d: edge\r\n" % piece
+            self.resp.insert(0, piece)
+        off = self.roff
+        if n > len(piece) - off:
+            n = len(piece) - off
+        self.roff = off + n
+        if self.roff == len(piece):
+            self.resp.pop(0)
+            self.roff = 0
+        return memoryview(piece)[off : off + n]
+
     async def read(self, n):
         await self._wait_resp()
-        d = self.resp[:n]
-        self.resp = self.resp[n:]
-        return d
+        return bytes(self._take(n))
 
     async def readinto(self, buf):
         await self._wait_resp()
-        n = len(self.resp)
-        if n > len(buf):
-            n = len(buf)
-        buf[:n] = self.resp[:n]
-        self.resp = self.resp[n:]
+        n = 0
+        while n < len(buf) and self.resp:
+            d = self._take(len(buf) - n)
+            buf[n : n + len(d)] = d
+            n += len(d)
         return n
 
     def close(self):
@@ -319,11 +342,13 @@ class Lines:
         return c
 
 
-async def run(uploads, concurrency, rate, label, stored=None):
-    """`stored`: the board's config file (JSON text), read at boot like on a board."""
+async def run(uploads, concurrency, rate, label, stored=None, answer_headers=0):
+    """`stored`: the board's config file (JSON text), read at boot like on a board;
+    `answer_headers`: that many more header lines in every answer."""
+    server = Server()
+    server.extra_headers = answer_headers
     meter = Meter()
     at_boot = meter.lowest
-    server = Server()
     hal = Hal(server, meter, stored)
     cfg = (
         '{"t":"config","id":1,"target":"http://10.0.0.2:8080/api/esp32/audio/upload",'
