@@ -14,8 +14,21 @@ KEEP_BODY = 256  # response body bytes kept (the rest is counted and discarded)
 SLICE = 2048  # request body bytes per write(); each is drained before the next (see mem.py)
 
 
+# the response headers the client reads (the rest are skipped, not stored)
+KEEP_HEADERS = (b"connection", b"content-length", b"content-type", b"transfer-encoding")
+KEEP_NAME = 17  # the longest of them
+
+
 class HttpError(Exception):
     pass
+
+
+def _text(b):
+    """Header text as str: bytes outside ASCII (obs-text, RFC 9110 5.5) become '?'."""
+    try:
+        return b.decode()
+    except UnicodeError:
+        return bytes(c if c < 128 else 63 for c in b).decode()
 
 
 async def within(coro, timeout_s, release=None):
@@ -148,7 +161,10 @@ class ResponseParser:
     def __init__(self, head_request=False):
         self.head_request = head_request
         self.buf = bytearray()
-        self.state = 0  # 0 head, 1 length body, 2 chunk size, 3 chunk data, 4 chunk CRLF, 5 trailers, 6 until close, 7 done
+        # 0 status line, 8 header lines, 1 length body, 2 chunk size, 3 chunk data, 4 chunk CRLF,
+        # 5 trailers, 6 until close, 7 done
+        self.state = 0
+        self.head_bytes = 0  # status and header lines read (interim responses included)
         self.status = 0
         self.reason = ""
         self.version = ""
@@ -198,13 +214,14 @@ class ResponseParser:
             self.body.extend(data[:room])
 
     def _line(self):
-        i = self.buf.find(b"\r\n")
+        # A line ends at LF, after an optional CR: RFC 9112 2.2 lets a recipient take a bare LF.
+        i = self.buf.find(b"\n")
         if i < 0:
             if len(self.buf) > MAX_HEAD:
                 raise HttpError("response line too long")
             return None
-        line = bytes(self.buf[:i])
-        self.buf = self.buf[i + 2 :]
+        line = bytes(self.buf[: i - 1 if i and self.buf[i - 1] == 13 else i])
+        self.buf = self.buf[i + 1 :]
         return line
 
     def feed(self, data):
@@ -215,15 +232,33 @@ class ResponseParser:
         self.buf.extend(data)
         while True:
             st = self.state
-            if st == 0:
-                i = self.buf.find(b"\r\n\r\n")
-                if i < 0:
-                    if len(self.buf) > MAX_HEAD:
+            if st == 0 or st == 8:
+                # The head a line at a time, in place: what is held is the unread rest of one
+                # read, never the whole head (an 8 KB head of hundreds of proxy headers was
+                # three 8 KB copies at once, more than a 110 KB board has in one piece).
+                buf = self.buf
+                pos = 0
+                while self.state == 0 or self.state == 8:
+                    i = buf.find(b"\n", pos)
+                    if i < 0:
+                        break
+                    e = i - 1 if i > pos and buf[i - 1] == 13 else i  # a bare LF ends it too
+                    self.head_bytes += i + 1 - pos
+                    if self.head_bytes > MAX_HEAD:
                         raise HttpError("response head too long")
+                    if self.state == 0:
+                        self._status_line(bytes(buf[pos:e]))
+                    elif e > pos:
+                        self._header_line(buf, pos, e)
+                    else:
+                        self._end_head()
+                    pos = i + 1
+                if pos:
+                    self.buf = buf[pos:]
+                if self.state == 0 or self.state == 8:
+                    if len(self.buf) > MAX_HEAD:
+                        raise HttpError("response line too long")
                     return False
-                head = bytes(self.buf[:i])
-                self.buf = self.buf[i + 4 :]
-                self._parse_head(head)
             elif st == 1:
                 if not self._drain_left():
                     return False
@@ -245,11 +280,14 @@ class ResponseParser:
                     return False
                 self.state = 4
             elif st == 4:
-                if len(self.buf) < 2:
+                if len(self.buf) < 2 and not (self.buf and self.buf[0] == 10):
                     return False
-                if self.buf[:2] != b"\r\n":
+                if self.buf[0] == 10:  # a bare LF
+                    self.buf = self.buf[1:]
+                elif self.buf[:2] == b"\r\n":
+                    self.buf = self.buf[2:]
+                else:
                     raise HttpError("missing CRLF after chunk")
-                self.buf = self.buf[2:]
                 self.state = 2
             elif st == 5:
                 line = self._line()
@@ -278,22 +316,30 @@ class ResponseParser:
             "connection closed mid-response" if self.status else "connection closed before response"
         )
 
-    def _parse_head(self, head):
-        lines = head.split(b"\r\n")
-        first = lines[0].split(None, 2)
+    def _status_line(self, line):
+        first = line.split(None, 2)
         if len(first) < 2 or not first[0].startswith(b"HTTP/1."):
             raise HttpError("bad status line")
-        self.version = first[0].decode()
-        try:
-            self.status = int(first[1])
-        except ValueError:
+        code = first[1]
+        if len(code) != 3 or not code.isdigit():  # 3DIGIT: int() also takes "+20", "2_0"
             raise HttpError("bad status code")
-        self.reason = first[2].decode() if len(first) > 2 else ""
-        for raw in lines[1:]:
-            if b":" not in raw:
-                raise HttpError("bad header line")
-            name, value = raw.split(b":", 1)
-            self.headers[name.strip().lower().decode()] = value.strip().decode()
+        self.version = first[0].decode()
+        self.status = int(code)
+        self.reason = _text(first[2]) if len(first) > 2 else ""
+        self.state = 8
+
+    def _header_line(self, buf, a, e):
+        # Only the headers in KEEP_HEADERS are kept, and a skipped one allocates nothing: a
+        # dict of every header (an 8 KB head allows ~1,000) took more heap than a board has.
+        c = buf.find(b":", a, e)
+        if c < 0:
+            raise HttpError("bad header line")
+        if c - a <= KEEP_NAME and buf[a] | 32 in (99, 116):  # c..., t...: the rest are skipped
+            name = bytes(buf[a:c]).strip().lower()
+            if name in KEEP_HEADERS:
+                self.headers[name.decode()] = _text(bytes(buf[c + 1 : e]).strip())
+
+    def _end_head(self):
         conn = self.headers.get("connection", "").lower()
         if self.version == "HTTP/1.0":
             self.keep_alive = "keep-alive" in conn
@@ -303,6 +349,7 @@ class ResponseParser:
             # 1xx interim response (100 Continue): the real one follows.
             self.headers = {}
             self.status = 0
+            self.state = 0
             return
         te = self.headers.get("transfer-encoding", "").lower()
         if self.head_request or self.status in (204, 304):

@@ -285,12 +285,72 @@ def case_http_response_until_close_and_interim():
     check(done and p.status == 204)
 
 
+def case_http_response_bare_lf_line_ends():
+    """RFC 9112 2.2: a recipient may take a bare LF as a line end, and servers and proxies that
+    write LF (or LF before the last CRLF) exist. The parser waited for CRLF CRLF that never came:
+    a 200 the server stored ran into the timeout, was counted failed and retried."""
+    body = b'{"duplicate":false}'
+    for head in (
+        b"HTTP/1.1 200 OK\nContent-Type: application/json\nContent-Length: 19\n\n",
+        b"HTTP/1.1 200 OK\nContent-Type: application/json\nContent-Length: 19\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 19\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\nContent-Length: 19\r\n\n",
+    ):
+        for step in (1, 5, 1000):
+            p, done = _feed_bytewise(head + body + b"HTTP", step)
+            check(done and p.status == 200, "%r step %d: not done" % (head, step))
+            check(bytes(p.body) == body and p.extra == b"HTTP", "%r: %r" % (head, p.body))
+            check(p.headers["content-type"] == "application/json" and p.keep_alive, repr(head))
+    chunked = (
+        b"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n"
+        b"5\nhello\n7;x=1\r\n, world\n0\nX-Trailer: 1\n\n"
+    )
+    for step in (1, 4, len(chunked)):
+        p, done = _feed_bytewise(chunked, step)
+        check(done and bytes(p.body) == b"hello, world", "chunked LF step %d" % step)
+
+
+def case_http_status_code_is_three_digits():
+    """A status is 3DIGIT. int() also took "+200" and "2_00" (a 2xx: acknowledged), "2000" (>= 500:
+    retried as a server error) and "-200" (< 200: taken as an interim 1xx, waited for)."""
+    for code in (b"+200", b"2_00", b"2000", b"-200", b"20", b" 200x"):
+        try:
+            http.ResponseParser().feed(b"HTTP/1.1 " + code + b" OK\r\nContent-Length: 0\r\n\r\n")
+        except http.HttpError:
+            continue
+        raise AssertionError("accepted status %r" % code)
+
+
+def case_http_response_obs_text():
+    """Bytes outside ASCII in a reason phrase or a header value (obs-text, RFC 9110 5.5) are
+    legal; they raised UnicodeError, so the 200 counted as a failure and was retried."""
+    p, done = _feed_bytewise(
+        b"HTTP/1.1 200 \xc7a va\xff\r\nServer: caf\xe9\r\nContent-Length: 2\r\n\r\nok"
+    )
+    check(done and p.status == 200 and bytes(p.body) == b"ok", "obs-text")
+    check(p.reason.startswith("?a va"), repr(p.reason))
+
+
+def case_http_response_many_headers_kept_small():
+    """Only the headers the client reads are kept: 400 others (6 KB) are skipped, not stored."""
+    head = b"HTTP/1.1 200 OK\r\n"
+    for i in range(400):
+        head += b"X-Hop-%d: edge\r\n" % i
+    head += b"Content-Length: 2\r\nConnection: close\r\n\r\nok"
+    p, done = _feed_bytewise(head, 512)
+    check(done and bytes(p.body) == b"ok" and not p.keep_alive, "many headers")
+    check(len(p.headers) == 2, "headers kept: %d" % len(p.headers))
+
+
 # -- fake streams: the client and the app under MicroPython's own asyncio --------------------------
 class FakeServer:
     """In-memory HTTP peer: counts connections and requests, answers each full request."""
 
-    def __init__(self, statuses=None, close_after=None, refuse=0, silent_close_after=None, lose=0):
+    def __init__(
+        self, statuses=None, close_after=None, refuse=0, silent_close_after=None, lose=0, eol="\r\n"
+    ):
         self.statuses = statuses or []
+        self.eol = eol  # the answer's line end: a server or proxy may write a bare LF
         self.lose = lose  # store this many requests, then drop the connection without answering
         self.rows = {}  # (device, sequence) -> times received: the ledger, de-duplicated
         self.silent_close_after = silent_close_after  # close while idle, without saying so
@@ -364,9 +424,9 @@ class FakeConn:
                 key,
             )
             self.out.extend(
-                (
-                    "HTTP/1.1 %d X\r\n%sContent-Length: %d\r\n\r\n%s" % (st, hdr, len(js), js)
-                ).encode()
+                ("HTTP/1.1 %d X\r\n%sContent-Length: %d\r\n\r\n%s" % (st, hdr, len(js), js))
+                .replace("\r\n", srv.eol)
+                .encode()
             )
             silent = srv.silent_close_after is not None and self.on_conn >= srv.silent_close_after
             if last or silent:
@@ -757,6 +817,28 @@ async def case_retry_keeps_sequence_and_duplicate_is_delivered():
         elif m["t"] == "results":
             results.extend(m["items"])
     check([r["dup"] for r in results] == [False, True, False], repr(results))
+
+
+async def case_bare_lf_answers_are_deliveries():
+    """A server (or proxy) answering with bare-LF line ends: each 200 is one delivery. The
+    firmware waited for CRLF CRLF until its timeout, counted every stored chunk failed, sent it
+    again (a duplicate on the server) and dropped it after its retries."""
+    srv = FakeServer(eol="\n")
+    h = FakeHal(srv)
+    cfg = (
+        b'{"t":"config","id":1,"target":"http://127.0.0.1:9/up","device_id":"esp32-000046",'
+        b'"chunk_bytes":640,"bank_bytes":4000,"backoff_ms":5,"seed":9,"persist":false,'
+        b'"timeout_s":0.3,"retries":1}'
+    )
+    script = [cfg, b'{"t":"start","id":2,"rate":20,"duration_s":0.15}', 1.5]
+    script += [b'{"t":"status","id":3}', b'{"t":"exit","id":4}']
+    await app.run(h, Lines(script))
+    msgs = _decode(h.lines)
+    st = [m for m in msgs if m.get("id") == 3][0]
+    check(st["produced"] == 3 and st["ok"] == 3, repr(st))
+    check(st["failed"] == 0 and st["retried"] == 0 and st["dropped"] == 0, repr(st))
+    check(st["duplicates"] == 0 and len(srv.requests) == 3, repr(st))
+    check(srv.rows == {0: 1, 1: 1, 2: 1}, repr(srv.rows))
 
 
 async def case_conflict_is_counted_and_not_retried():

@@ -48,6 +48,7 @@ def run_heap(
     concurrency: int,
     stored: dict[str, object] | None = None,
     src: Path = ROOT / "firmware" / "scfw",
+    answer_headers: int = 0,
 ) -> dict[str, object]:
     """Build `src` (the scfw package) and the harness to .mpy, run UPLOADS uploads in `heap`."""
     from hw_bridge import mpyc
@@ -67,7 +68,7 @@ def run_heap(
     stored_arg = repr(json.dumps(stored)) if stored is not None else "None"
     script.write_text(
         "import sys\nsys.path.insert(0, '/')\nimport mpy_heap\n"
-        f"await mpy_heap.run({UPLOADS}, {concurrency}, 20, 'heap', {stored_arg})\n"
+        f"await mpy_heap.run({UPLOADS}, {concurrency}, 20, 'heap', {stored_arg}, {answer_headers})\n"
     )
     try:
         proc = subprocess.run(
@@ -137,3 +138,14 @@ def test_110k_refuses_what_does_not_fit(tmp_path: Path) -> None:
     assert r["start_reply"] == "error", r
     assert "does not fit" in str(r["start_error"]) and "bank_bytes 80000" in str(r["start_error"])
     assert r["crashed"] is None and r["rows"] == 0
+
+
+@pytest.mark.node
+@pytest.mark.slow
+def test_110k_answers_with_hundreds_of_headers(tmp_path: Path) -> None:
+    """A proxy or CDN in front of the server may add hundreds of header lines (8 KB of head is
+    allowed): the board reads the few it needs and must not keep them all (one dict of 300
+    was ~45 KB, more than a 110 KB board has to spare)."""
+    r = run_heap(tmp_path, 110 * 1024, 1, answer_headers=300)
+    print("110 KB, 300 answer headers:", r)
+    _check(r, MARGIN_110K)
