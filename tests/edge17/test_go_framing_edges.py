@@ -15,14 +15,13 @@ checked side by side with k6 on loopback:
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 from k6_side import needs_k6, run_k6
-from raw_http import answer_raw, loopback
+from raw_http import answer_raw, loopback, send_to_raw
 
-from simulator.http import Request, make_transport
+from simulator.http import Request
 from simulator.http.errors import ErrorKind
 
 SPACE = b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok"
@@ -59,14 +58,7 @@ SWITCH_BARE = b"HTTP/1.1 101 Switching Protocols\r\n\r\n"
 async def test_the_fast_client_reads_these_heads_as_go_does(
     data: bytes, hold: float, status: int, kind: ErrorKind | None, body: bytes
 ) -> None:
-    with loopback(answer_raw(data, hold=hold), threaded=True) as url:
-        transport = make_transport(url, 1.0, "fast")
-        try:
-            t0 = time.perf_counter()
-            resp = await transport.send(Request("POST", "/x", body=b"data"))
-            took = time.perf_counter() - t0
-        finally:
-            await transport.close()
+    resp, took = await send_to_raw(data, Request("POST", "/x", body=b"data"), hold=hold)
     assert (resp.status, resp.kind, resp.body) == (status, kind, body)
     assert resp.received == len(data)
     if kind is ErrorKind.BAD_RESPONSE:
@@ -76,25 +68,14 @@ async def test_the_fast_client_reads_these_heads_as_go_does(
 @pytest.mark.parametrize("hold", [0.0, 3.0], ids=["closed", "held"])
 async def test_aiohttp_fails_a_101_at_once_too(hold: float) -> None:
     """aiohttp handed the 101 back as an answer (a failed request with status 101)."""
-    with loopback(answer_raw(SWITCH, hold=hold), threaded=True) as url:
-        transport = make_transport(url, 1.0, "aiohttp")
-        try:
-            t0 = time.perf_counter()
-            resp = await transport.send(Request("POST", "/x", body=b"data"))
-            took = time.perf_counter() - t0
-        finally:
-            await transport.close()
+    request = Request("POST", "/x", body=b"data")
+    resp, took = await send_to_raw(SWITCH, request, kind="aiohttp", hold=hold)
     assert (resp.status, resp.kind, took < 0.9) == (0, ErrorKind.BAD_RESPONSE, True)
 
 
 async def test_the_largest_int64_content_length_is_a_length() -> None:
     data = b"HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775807\r\n\r\nok"
-    with loopback(answer_raw(data), threaded=True) as url:
-        transport = make_transport(url, 1.0, "fast")
-        try:
-            resp = await transport.send(Request("POST", "/x", body=b"data"))
-        finally:
-            await transport.close()
+    resp, _ = await send_to_raw(data, Request("POST", "/x", body=b"data"))
     assert (resp.status, resp.kind) == (0, ErrorKind.TRUNCATED)  # k6: 'unexpected EOF'
 
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 from k6_side import needs_k6, run_k6
-from raw_http import answer_raw, loopback
+from raw_http import loopback, send_to_raw
 
-from simulator.http import Request, make_transport
+from simulator.http import Request
 
 H = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 END = b"2\r\nok\r\n0\r\n"  # the last-chunk line, the trailers next
@@ -62,12 +62,7 @@ def verdict(status: int, body: bytes | str, timed_out: bool) -> str:
 @pytest.mark.parametrize("path", list(CASES))
 async def test_the_fast_client_reads_chunk_lines_as_k6(path: str) -> None:
     answer, want = CASES[path]
-    with loopback(answer_raw(answer, hold=3.0), threaded=True) as url:
-        transport = make_transport(url, TIMEOUT, "fast")
-        try:
-            resp = await transport.send(Request("GET", path))
-        finally:
-            await transport.close()
+    resp, _ = await send_to_raw(answer, Request("GET", path), hold=3.0, timeout=TIMEOUT)
     assert verdict(resp.status, resp.body, resp.error == "timeout") == want, resp.error
 
 

@@ -10,15 +10,13 @@ chunked body's last chunk) the head was cut there, body bytes and all.
 
 from __future__ import annotations
 
-import socket
-import threading
 from pathlib import Path
 
 import pytest
 from k6_side import needs_k6, run_k6
-from raw_http import answer_raw, loopback
+from raw_http import answer_each, loopback, send_to_raw
 
-from simulator.http import Request, make_transport
+from simulator.http import Request
 
 ANSWERS = {
     "/plain": b"HTTP/1.1 200 OK\r\nContent-Length: 2\n\r\nok",
@@ -36,12 +34,7 @@ BODIES = {"/crlfcrlf-in-body": b"\r\n\r\nok"}
 @pytest.mark.parametrize("path", sorted(ANSWERS))
 async def test_a_crlf_blank_line_after_a_bare_lf_line_ends_the_head(kind: str, path: str) -> None:
     """The connection is held open: framing, not the close, must end the answer."""
-    with loopback(answer_raw(ANSWERS[path], hold=3.0), threaded=True) as url:
-        transport = make_transport(url, 1.0, kind)
-        try:
-            resp = await transport.send(Request("GET", path))
-        finally:
-            await transport.close()
+    resp, _ = await send_to_raw(ANSWERS[path], Request("GET", path), kind=kind, hold=3.0)
     assert (resp.status, resp.error, resp.body) == (200, None, BODIES.get(path, b"ok"))
 
 
@@ -62,16 +55,7 @@ def test_k6_reads_them_so(tmp_path: Path) -> None:
         "}\n"
     )
 
-    def serve(conn: socket.socket, stop: threading.Event) -> None:
-        with conn:
-            buf = b""
-            while got := conn.recv(65536):
-                buf += got
-                while b"\r\n\r\n" in buf:
-                    head, _, buf = buf.partition(b"\r\n\r\n")
-                    conn.sendall(ANSWERS[head.split(b" ")[1].decode()])
-
-    with loopback(serve, threaded=True) as url:
+    with loopback(answer_each(ANSWERS), threaded=True) as url:
         _, summary = run_k6(script.replace("URL", url), tmp_path, summary_required=True)
     metrics = summary["metrics"]
     assert metrics["http_reqs"]["count"] == len(ANSWERS) + 1, metrics  # no throw

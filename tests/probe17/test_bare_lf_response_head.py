@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from k6_side import needs_k6, run_k6
-from raw_http import loopback, read_request
+from raw_http import answer_each, loopback, read_request
 
 from simulator.http import Request, make_transport
 
@@ -111,16 +111,7 @@ def test_k6_reads_them_so(tmp_path: Path) -> None:
         "}\n"
     )
 
-    def serve(conn: socket.socket, stop: threading.Event) -> None:
-        with conn:  # each GET on the kept-alive connection, which is never closed first
-            buf = b""
-            while got := conn.recv(65536):
-                buf += got
-                while b"\r\n\r\n" in buf:
-                    head, _, buf = buf.partition(b"\r\n\r\n")
-                    conn.sendall(LATE_CRLF[head.split(b" ")[1].decode()])
-
-    with loopback(serve, threaded=True) as url:
+    with loopback(answer_each(LATE_CRLF), threaded=True) as url:
         _, summary = run_k6(script.replace("URL", url), tmp_path, summary_required=True)
     metrics = summary["metrics"]
     assert metrics["http_reqs"]["count"] == len(LATE_CRLF) + 1, metrics  # no throw

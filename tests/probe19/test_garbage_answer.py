@@ -9,14 +9,13 @@ response' (error_code 1000).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 from k6_side import needs_k6, run_k6
-from raw_http import answer_raw, loopback
+from raw_http import answer_raw, loopback, send_to_raw
 
-from simulator.http import Request, make_transport
+from simulator.http import Request
 from simulator.http.errors import ErrorKind
 
 GARBAGE = b"\x16\x03\x01 garbage, no HTTP here\r\nmore of it\r\n"  # no blank line ever
@@ -40,14 +39,8 @@ SLOW_OK = b"HTTP/1.1 200 OK\r\nContent-Le"  # a good start, the rest held back
 async def test_a_head_that_cannot_be_a_response_fails_at_once(
     data: bytes, kind: ErrorKind, transport_kind: str
 ) -> None:
-    with loopback(answer_raw(data, hold=3.0), threaded=True) as url:
-        transport = make_transport(url, 1.0, transport_kind)
-        try:
-            t0 = time.perf_counter()
-            resp = await transport.send(Request("POST", "/x", body=b"data"))
-            took = time.perf_counter() - t0
-        finally:
-            await transport.close()
+    request = Request("POST", "/x", body=b"data")
+    resp, took = await send_to_raw(data, request, kind=transport_kind, hold=3.0)
     assert (resp.status, resp.kind) == (0, kind), resp.error
     if kind is ErrorKind.BAD_RESPONSE:
         assert took < 0.9, took  # at once, not at the 1 s timeout

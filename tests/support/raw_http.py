@@ -1,8 +1,10 @@
 """Loopback HTTP/1.1 servers for tests. On a bare socket, for an answer's timing or bytes exact
 (every Nth request held, one request at a time, a malformed answer): ``loopback`` runs the
 accept loop, ``read_request`` reads one request off a connection and ``answer_raw`` writes
-given bytes back. With a stdlib handler: ``serving``; ``counting`` counts the requests it gets
-(a run that must refuse before its first request)."""
+given bytes back (``answer_each``: every request of a kept-alive connection, by its path);
+``send_to_raw`` sends one request through scfleet's transport to such an answer. With a stdlib
+handler: ``serving``; ``counting`` counts the requests it gets (a run that must refuse before
+its first request)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from simulator.http import Request, Response, make_transport
 
 
 def read_request(conn: socket.socket, buf: bytes) -> bytes | None:
@@ -96,6 +100,44 @@ def answer_raw(
                 time.sleep(hold)
 
     return serve
+
+
+def answer_each(answers: Mapping[str, bytes]) -> Callable[[socket.socket, threading.Event], None]:
+    """A ``serve`` for :func:`loopback` answering every request of a kept-alive connection
+    (heads only: GETs) with the bytes for its path, never closing first: framing alone must
+    end each answer (a k6 script's requests one after another on one connection)."""
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        with conn:
+            buf = b""
+            while got := conn.recv(65536):
+                buf += got
+                while b"\r\n\r\n" in buf:
+                    head, _, buf = buf.partition(b"\r\n\r\n")
+                    conn.sendall(answers[head.split(b" ")[1].decode()])
+
+    return serve
+
+
+async def send_to_raw(
+    answer: bytes | Mapping[str, bytes],
+    request: Request,
+    *,
+    kind: str = "fast",
+    hold: float = 0.0,
+    timeout: float = 1.0,
+) -> tuple[Response, float]:
+    """``request`` sent through scfleet's ``kind`` transport (``timeout`` s) to a loopback
+    server that writes ``answer`` back and holds the connection ``hold`` s (:func:`answer_raw`):
+    the response and the seconds it took."""
+    with loopback(answer_raw(answer, hold=hold), threaded=True) as url:
+        transport = make_transport(url, timeout, kind)
+        try:
+            t0 = time.perf_counter()
+            resp = await transport.send(request)
+            return resp, time.perf_counter() - t0
+        finally:
+            await transport.close()
 
 
 class _QuietServer(ThreadingHTTPServer):
