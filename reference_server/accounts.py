@@ -23,6 +23,7 @@ from pathlib import Path
 
 from reference_server.ledger import open_named
 from scfleet_core.errors import ConfigError
+from scfleet_core.limits import MAX_ACCOUNTS
 from scfleet_core.secrets import Secret
 
 DEFAULT_SCRYPT_N = 2**14
@@ -279,10 +280,11 @@ def create_accounts(
     credentials, which exist nowhere else (the caller keeps them in memory or writes them).
 
     ``seed`` makes the credentials reproducible (test data only; unseeded passwords come from
-    :mod:`secrets`). Existing users of the same name get the new password.
+    :mod:`secrets`). Existing users of the same name get the new password. All or nothing:
+    interrupted (Ctrl-C), it stores no user, as the passwords would exist nowhere else.
     """
-    if count < 1:
-        raise ConfigError(f"account count must be >= 1, got {count}", key="--count")
+    if not 1 <= count <= MAX_ACCOUNTS:
+        raise ConfigError(f"account count must be 1..{MAX_ACCOUNTS}, got {count}", key="--count")
     if not prefix or any(c not in _SALT_CHARS + "._-" for c in prefix):
         raise ConfigError(f"account prefix must be [A-Za-z0-9._-]+, got {prefix!r}", key="--prefix")
     data_dir = Path(data_dir)
@@ -298,8 +300,12 @@ def create_accounts(
         for i in range(1, count + 1)
     ]
     workers = max(1, min(len(creds), os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool:
+    pool = ThreadPoolExecutor(workers)
+    try:
         hashes = list(pool.map(lambda c: hash_password(c[1], scrypt_n=scrypt_n), creds))
+    finally:
+        # Ctrl-C: drop the queued hashes (``with`` waited for every one: hours for a million)
+        pool.shutdown(wait=True, cancel_futures=True)
     store = UserStore(ServerConfig(data_dir=data_dir).users_path)
     try:
         store.set_hashes([(user, stored) for (user, _), stored in zip(creds, hashes, strict=True)])

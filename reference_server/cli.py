@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from reference_server.config import add_server_arguments
-from scfleet_core.cli import Subparsers
+from scfleet_core.cli import Subparsers, int_in
+from scfleet_core.limits import MAX_ACCOUNTS
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -32,20 +33,10 @@ def _seed(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def _power_of_two(text: str) -> int:
     from reference_server.accounts import MAX_SCRYPT_N
 
-    value = _positive_int(text)
+    value = int_in(1)(text)
     if value < 2 or value & (value - 1) or value > MAX_SCRYPT_N:
         raise argparse.ArgumentTypeError(
             f"must be a power of two in 2..{MAX_SCRYPT_N} (1 GiB per hash), got {value}"
@@ -71,7 +62,12 @@ def register(subparsers: Subparsers) -> None:
         help="create N test users with random passwords and write username,password to a CSV",
     )
     seed.add_argument("--data-dir", type=Path, required=True, help="the server's data dir")
-    seed.add_argument("--count", type=_positive_int, required=True, help="number of accounts")
+    seed.add_argument(
+        "--count",
+        type=int_in(1, MAX_ACCOUNTS),
+        required=True,
+        help=f"number of accounts, at most {MAX_ACCOUNTS:,} (all or none are stored)",
+    )
     seed.add_argument("--csv", type=Path, required=True, help="CSV to write (mode 0600)")
     seed.add_argument("--prefix", default="loadtest", help="username prefix (default %(default)s)")
     seed.add_argument(

@@ -7,12 +7,14 @@ Kept free of aiohttp/numpy imports so ``scfleet --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from scfleet_core.cli import float_min, int_in
 from scfleet_core.errors import ConfigError
+from scfleet_core.limits import MAX_UPLOAD_BYTES, MIN_UPLOAD_BYTES
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_ANALYSIS_WORKERS = 2
@@ -52,35 +54,6 @@ class ServerConfig:
         return self.data_dir / "users.sqlite"
 
 
-def _int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
-    """An argparse ``type`` that names the bound in its one-line error."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < lo or (hi is not None and value > hi):
-            bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
-        return value
-
-    return parse
-
-
-def _float_min(lo: float, *, strict: bool) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value != value or value < lo or (strict and value == lo) or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {lo}, got {text}")
-        return value
-
-    return parse
-
-
 def _sample_rates(text: str) -> tuple[int, ...]:
     try:
         rates = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
@@ -107,32 +80,32 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "--host", type=_host, default=DEFAULT_HOST, help="address to bind (default %(default)s)"
     )
     parser.add_argument(
-        "--port", type=_int_in(0, 65535), default=0, help="port; 0 picks a free one (default)"
+        "--port", type=int_in(0, 65535), default=0, help="port; 0 picks a free one (default)"
     )
     parser.add_argument(
         "--data-dir", type=Path, required=True, help="folder for the ledger, users and signing key"
     )
     parser.add_argument(
         "--analysis-workers",
-        type=_int_in(1, 256),
+        type=int_in(1, 256),
         default=DEFAULT_ANALYSIS_WORKERS,
         help="analysis worker processes (default %(default)s)",
     )
     parser.add_argument(
         "--extra-cost-ms",
-        type=_float_min(0.0, strict=False),
+        type=float_min(0.0, strict=False),
         default=0.0,
         help="ms of busy CPU work per analysis (wall clock), emulating a heavier model (default 0)",
     )
     parser.add_argument(
         "--max-upload-bytes",
-        type=_int_in(2),
+        type=int_in(MIN_UPLOAD_BYTES, MAX_UPLOAD_BYTES),
         default=DEFAULT_MAX_UPLOAD_BYTES,
-        help="largest accepted upload body or audio file (default 10 MiB)",
+        help="largest accepted upload body or audio file (default 10 MiB, at most 1 GiB)",
     )
     parser.add_argument(
         "--session-ttl",
-        type=_float_min(0.0, strict=True),
+        type=float_min(0.0, strict=True),
         default=DEFAULT_SESSION_TTL_S,
         help="session cookie lifetime in seconds (default %(default)s)",
     )
@@ -159,29 +132,30 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--header-timeout",
-        type=_float_min(0.0, strict=True),
+        type=float_min(0.0, strict=True),
         default=15.0,
         help="seconds a client has to send a request head, from connecting or from the first "
         "byte of its next request (default %(default)s); slow ones are closed",
     )
     parser.add_argument(
         "--body-timeout",
-        type=_float_min(0.0, strict=True),
+        type=float_min(0.0, strict=True),
         default=60.0,
         help="seconds a client has to send a request body (default %(default)s): 408",
     )
     parser.add_argument(
         "--max-connections",
-        type=_int_in(0, 1_000_000),
+        type=int_in(0, 1_000_000),
         default=0,
         help="open connections at most; beyond it the oldest idle one is closed, or the new "
         "one gets 503 (default 0: what the descriptor limit allows)",
     )
     parser.add_argument(
         "--parent-pid",
-        type=_int_in(1),
+        type=int_in(1, (1 << 31) - 1),  # a pid_t: os.kill overflowed past it
         default=None,
-        help="stop when this process (the launcher) is gone, even if it was killed with -9",
+        help="stop when this process, our parent (the launcher), is gone, even if it was killed "
+        "with -9; a pid that is not the parent is an error",
     )
     parser.add_argument(
         "--watch-stdin",
@@ -190,7 +164,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--profile-seed",
-        type=_int_in(0),  # a negative one was a traceback once the server was starting
+        type=int_in(0),  # a negative one was a traceback once the server was starting
         default=0,
         help="seed of the synthetic normal-sound profile the anomaly score compares against",
     )
@@ -219,10 +193,33 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         parent_pid=args.parent_pid,
         watch_stdin=bool(args.watch_stdin),
     )
+    if config.parent_pid is not None:
+        check_parent(config.parent_pid)
     prepare_data_dir(config.data_dir)
     if key_file is not None and not key_file.is_file():
         raise ConfigError("not a readable file", source=str(key_file), key="--secret-key-file")
     return config
+
+
+def check_parent(pid: int) -> None:
+    """``--parent-pid`` watches our parent (the kernel's parent-death signal, ``getppid``):
+    another process cannot be watched so, and a server told to watch one stopped at once,
+    exit 0 and not a word. Refused here, naming the pid, before anything starts. A launcher
+    that died before this check leaves the same error in its log, which no one reads."""
+    parent = os.getppid()
+    if pid == parent:
+        return
+    problem = f"not this server's parent (pid {parent})"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        problem = "no such process (the launcher is gone?)"
+    except OSError:  # it exists, and belongs to someone else
+        pass
+    raise ConfigError(
+        f"{pid}: {problem}; only the process that started the server can be watched",
+        key="--parent-pid",
+    )
 
 
 def prepare_data_dir(data_dir: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from scfleet_core.errors import ConfigError
+from scfleet_core.limits import MAX_ACCOUNTS, MAX_UPLOAD_BYTES, MIN_UPLOAD_BYTES
 from simulator.config.device_ids import IdRange, clash
 from simulator.config.model import (
     _CONTROL,
@@ -459,9 +460,9 @@ def _server(t: _Table) -> EmbeddedServerConfig:
         analysis_workers=t.integer("analysis_workers", 2, minimum=1, maximum=64),
         extra_cost_ms=t.number("extra_cost_ms", 0.0, maximum=60_000),
         max_upload_bytes=t.integer(
-            "max_upload_bytes", 10 * 1024 * 1024, minimum=1, maximum=1 << 30
+            "max_upload_bytes", 10 * 1024 * 1024, minimum=MIN_UPLOAD_BYTES, maximum=MAX_UPLOAD_BYTES
         ),
-        accounts=t.integer("accounts", 0, maximum=MAX_DEVICES),
+        accounts=t.integer("accounts", 0, maximum=MAX_ACCOUNTS),
         header_timeout=t.duration("header_timeout", "15s", positive=True, maximum=MAX_WAIT),
         body_timeout=t.duration("body_timeout", "60s", positive=True, maximum=MAX_WAIT),
         max_connections=t.integer("max_connections", 0, maximum=1_000_000),
