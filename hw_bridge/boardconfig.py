@@ -20,6 +20,9 @@ from scfleet_core.secrets import Secret
 
 #: Where the board keeps its configuration (``firmware/scfw/config.py`` ``FILE``).
 CONFIG_PATH = "/scfw_config.json"
+#: The sample rates the firmware's ``config`` takes (``firmware/scfw/config.py`` ``_LIMITS``,
+#: MicroPython code this side does not import; ``tests/probe19b`` checks the two agree).
+SAMPLE_RATES = (1000, 96000)
 #: The file's format version (the firmware ignores keys it does not know, this one included).
 FILE_VERSION = 1
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
 
+from hw_bridge.ports import MAX_BAUD, MIN_BAUD, check_url
+from scfleet_core.errors import HardwareError
 from simulator.config import MAX_WAIT, RunConfig, validate_url
 from simulator.config.sections import resolve_path
 from simulator.config.table import Table, id_pattern, text_problem
@@ -62,6 +64,10 @@ def parse_boards(cfg: RunConfig) -> BoardsConfig | None:
             n = p.removeprefix("emulated:")
             if not n.isdigit() or not 1 <= int(n) <= 64:
                 raise t.error("ports", f"{p!r}: expected emulated:N with N in 1..64")
+        try:
+            check_url(p)
+        except HardwareError as exc:
+            raise t.error("ports", str(exc)) from None
     registry = t.optional_string("registry")
     if not raw_ports and registry is None:
         raise t.error("ports", "give ports, a registry file, or both")
@@ -100,7 +106,7 @@ def parse_boards(cfg: RunConfig) -> BoardsConfig | None:
         emulator_protocol=cast(Literal["socket", "rfc2217"], protocol),
         silence=t.duration("silence", "5s", positive=True, maximum=MAX_WAIT),
         status_timeout=t.duration("status_timeout", "2s", positive=True, maximum=MAX_WAIT),
-        baud=t.integer("baud", 115200, minimum=300, maximum=12_000_000),
+        baud=t.integer("baud", 115200, minimum=MIN_BAUD, maximum=MAX_BAUD),
     )
     t.finish()
     return bc

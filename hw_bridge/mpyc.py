@@ -10,6 +10,7 @@ from its banner or its firmware image.
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import tempfile
@@ -19,6 +20,7 @@ from scfleet_core.errors import ConfigError
 
 OLDEST = (1, 22)  # the firmware needs asyncio streams' readinto and the split heap
 NEWEST_KNOWN = (1, 29)  # newest MicroPython whose .mpy format (6.3) this table knows
+_VERSION_ARG = re.compile(r"v?\d+\.\d+(?:\.\d+)?")
 _BANNER = re.compile(rb"MicroPython v(\d+)\.(\d+)(?:\.(\d+))?")
 
 
@@ -28,6 +30,15 @@ def parse_version(text: str) -> tuple[int, int, int]:
     if not m:
         raise ConfigError(f"not a MicroPython version: {text!r}", key="--micropython")
     return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+def version_arg(text: str) -> str:
+    """``--micropython``, an argparse ``type``: the whole value is a version (``1.27.0``,
+    ``v1.27``); :func:`parse_version` finds one anywhere in a banner, so ``1.x`` was only
+    refused once the boards were connected, and ``1.27junk`` passed."""
+    if not _VERSION_ARG.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError(f"expected X.Y or X.Y.Z, e.g. 1.27.0, got {text[:60]!r}")
+    return text
 
 
 def version_of_image(data: bytes) -> tuple[int, int, int] | None:

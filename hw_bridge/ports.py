@@ -36,6 +36,10 @@ KNOWN_BRIDGES: dict[tuple[int, int], str] = {
     (0x303A, 0x0002): "ESP32-S2 ROM USB",
     (0x303A, 0x4001): "MicroPython CDC",
 }
+#: Serial speeds a port may be opened at, wherever one is given (``[boards] baud``, ``--baud``).
+MIN_BAUD, MAX_BAUD = 300, 12_000_000
+#: The longest wait for one reply an ``hw`` command's ``--timeout`` may ask for: an hour.
+MAX_REPLY_TIMEOUT_S = 3600.0
 URL_SCHEMES = ("socket://", "rfc2217://", "loop://", "spy://")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -128,12 +132,34 @@ def is_url(spec: str) -> bool:
     return spec.startswith(URL_SCHEMES)
 
 
+#: ``HOST:PORT`` after ``socket://`` or ``rfc2217://`` (a host in brackets for IPv6).
+_HOST_PORT = re.compile(r"(\[[^\]/]+\]|[^:/\[\]@?#]+):(\d{1,10})")
+
+
+def check_url(spec: str) -> None:
+    """A ``socket://`` or ``rfc2217://`` port names a host and a port in 1..65535, or a
+    :class:`HardwareError` names the URL. pyserial's own words for ``socket://h:99999`` were
+    its option syntax, ``'debug|info|warning|error'``, at connect."""
+    scheme = next((s for s in ("socket://", "rfc2217://") if spec.startswith(s)), None)
+    if scheme is None:
+        return
+    rest = spec.removeprefix(scheme)
+    address = rest.split("/", 1)[0].split("?", 1)[0]
+    m = _HOST_PORT.fullmatch(address)
+    if m is None:
+        raise HardwareError(f"{spec}: expected {scheme}HOST:PORT")
+    port = int(m.group(2))
+    if not 1 <= port <= 65535:
+        raise HardwareError(f"{spec}: port {port} is out of range 1..65535")
+
+
 def resolve(spec: str, infos: Sequence[Any] | None = None) -> str:
     """A port spec -> what ``serial.serial_for_url`` opens; :class:`HardwareError` names it."""
     spec = spec.strip()
     if not spec:
         raise HardwareError("empty port name")
     if is_url(spec):
+        check_url(spec)
         return spec
     if spec.startswith("emulated:"):
         raise HardwareError(f"{spec}: emulated boards exist only inside a run ([boards] ports)")

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from hw_bridge.boardconfig import read_wifi_key
 from hw_bridge.flash.jobs import DEFAULT_BAUD, BoardConfig, FlashJob, Image, Tuning
-from scfleet_core.cli import Subparsers
+from hw_bridge.mpyc import version_arg
+from hw_bridge.ports import MAX_BAUD, MAX_REPLY_TIMEOUT_S, MIN_BAUD
+from scfleet_core.cli import Subparsers, float_min, int_in
 from scfleet_core.errors import ConfigError, HardwareError
 
 
@@ -92,6 +94,7 @@ def register_hw(subs: Subparsers) -> None:
     )
     p.add_argument(
         "--micropython",
+        type=version_arg,
         metavar="X.Y.Z",
         help="the firmware's MicroPython version for mpy-cross (default: read from --firmware)",
     )
@@ -102,13 +105,19 @@ def register_hw(subs: Subparsers) -> None:
     key.add_argument("--wifi-key-env", metavar="VAR", help="env var holding the Wi-Fi key")
     key.add_argument("--wifi-key-file", type=Path, metavar="FILE")
     p.add_argument("--no-compress", action="store_true")
-    p.add_argument("--baud", type=int, default=DEFAULT_BAUD)
+    p.add_argument("--baud", type=int_in(MIN_BAUD, MAX_BAUD), default=DEFAULT_BAUD)
     p.add_argument("--before", default="default-reset", choices=["default-reset", "no-reset"])
     p.add_argument(
         "--after", default="hard-reset", choices=["hard-reset", "no-reset", "no-reset-stub"]
     )
-    p.add_argument("--timeout", type=float, default=3.0, help="esptool per-command timeout")
-    p.add_argument("--connect-attempts", type=int, default=7)
+    p.add_argument(
+        "--timeout",
+        type=float_min(0.0, strict=True, hi=MAX_REPLY_TIMEOUT_S),
+        default=3.0,
+        help="esptool per-command timeout, seconds",
+    )
+    # esptool reads 0 as "try for ever": a hang on a board that never answers
+    p.add_argument("--connect-attempts", type=int_in(1, 100), default=7)
     p.set_defaults(func=cmd_flash)
 
 
