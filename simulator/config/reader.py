@@ -24,8 +24,9 @@ from simulator.executors import RampingVUs as RampingVUs
 from simulator.executors import Stage as Stage
 from simulator.executors import executor_duration as executor_duration
 
-_ENV_REF = re.compile(r"\$\$|\$\{([^}:]*)(?::-([^}]*))?\}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: ``${A:-${B:-${C}}}`` nests; thousands deep were a RecursionError
+_MAX_NESTING = 8
 
 
 def interpolate_env(data: Any, env: Mapping[str, str], source: str, path: str = "") -> Any:
@@ -45,29 +46,73 @@ def interpolate_env(data: Any, env: Mapping[str, str], source: str, path: str = 
         return [interpolate_env(v, env, source, f"{path}[{i}]") for i, v in enumerate(data)]
     if not isinstance(data, str) or "$" not in data:
         return data
+    text, whole = _expand(data, env, source, path)
+    return toml_value(text) if whole else text
 
-    def value(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        name, default = m.group(1), m.group(2)
+
+def _closing_brace(text: str, start: int) -> int:
+    """Where the ``}`` that closes a ``${`` opened before ``start`` is, or -1. Braces pair up
+    inside, as in bash and docker compose: ``${PAT:-esp32-{n}}`` has the default
+    ``esp32-{n}`` (it ended at the first ``}``, leaving ``esp32-{n`` and a stray ``}``)."""
+    depth = 1
+    for i in range(start, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+    return -1
+
+
+def _expand(
+    data: str, env: Mapping[str, str], source: str, path: str, depth: int = 0
+) -> tuple[str, bool]:
+    """``data`` with its references replaced, and whether it was nothing but one reference.
+    A default is expanded in turn (``${A:-${B}}``); a ``${`` whose braces never close is an
+    error naming the file and key, not text left as it was ($$ writes a literal $)."""
+    if depth > _MAX_NESTING:
+        raise ConfigError(f"defaults nested more than {_MAX_NESTING} deep", source=source, key=path)
+    out: list[str] = []
+    i = 0
+    whole = False
+    while (j := data.find("$", i)) >= 0:
+        out.append(data[i:j])
+        if data.startswith("$$", j):
+            out.append("$")
+            i = j + 2
+            continue
+        if not data.startswith("${", j):
+            out.append("$")
+            i = j + 1
+            continue
+        end = _closing_brace(data, j + 2)
+        if end < 0:
+            raise ConfigError(
+                f"{data[j : j + 40]!r}: a ${{ is not closed (braces in a default must pair "
+                "up; write $$ for a literal $)",
+                source=source,
+                key=path,
+            )
+        ref = data[j : end + 1]
+        name, sep, default = data[j + 2 : end].partition(":-")
         if not _ENV_NAME.fullmatch(name):
-            raise ConfigError(f"bad variable reference {m.group(0)!r}", source=source, key=path)
+            raise ConfigError(f"bad variable reference {ref[:60]!r}", source=source, key=path)
         if name in env:
-            return env[name]
-        if default is not None:
-            return default
-        raise ConfigError(
-            f"${{{name}}} is not set (give -e {name}=VALUE, export it, "
-            f"or write ${{{name}:-default}})",
-            source=source,
-            key=path,
-        )
-
-    whole = _ENV_REF.fullmatch(data)
-    text = _ENV_REF.sub(value, data)
-    if whole and whole.group(0) != "$$":
-        return toml_value(text)
-    return text
+            out.append(env[name])
+        elif sep:
+            out.append(_expand(default, env, source, path, depth + 1)[0])
+        else:
+            raise ConfigError(
+                f"${{{name}}} is not set (give -e {name}=VALUE, export it, "
+                f"or write ${{{name}:-default}})",
+                source=source,
+                key=path,
+            )
+        whole = j == 0 and end == len(data) - 1
+        i = end + 1
+    out.append(data[i:])
+    return "".join(out), whole
 
 
 #: tomllib raises a plain ValueError (a traceback, before) for an integer literal longer than
