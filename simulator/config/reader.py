@@ -88,16 +88,19 @@ def _expand(
             continue
         end = _closing_brace(data, j + 2)
         if end < 0:
+            # the text is not quoted: a default may be a secret (a Wi-Fi key, a password)
             raise ConfigError(
-                f"{data[j : j + 40]!r}: a ${{ is not closed (braces in a default must pair "
+                f"the ${{ at character {j + 1} is not closed (braces in a default must pair "
                 "up; write $$ for a literal $)",
                 source=source,
                 key=path,
             )
-        ref = data[j : end + 1]
         name, sep, default = data[j + 2 : end].partition(":-")
         if not _ENV_NAME.fullmatch(name):
-            raise ConfigError(f"bad variable reference {ref[:60]!r}", source=source, key=path)
+            # its name only: what follows ":-" may be a secret
+            raise ConfigError(
+                f"bad variable reference: name {name[:60]!r}", source=source, key=path
+            )
         if name in env:
             out.append(env[name])
         elif sep:

@@ -67,3 +67,14 @@ id_pattern = "${PAT:-esp32-{n:04d}}"
     )
     cfg = load_config(path, env={})
     assert cfg.scenarios[0].device.id_pattern == "esp32-{n:04d}"
+
+
+@pytest.mark.parametrize(
+    "text", ["${WIFI_KEY:-hunter2-secret", "${WIFI KEY:-hunter2-secret}", "${1X:-hunter2-secret}"]
+)
+def test_a_default_is_never_quoted_in_an_error(text: str) -> None:
+    """A default may be a Wi-Fi key or a password: the unclosed-reference error quoted 40
+    characters of the value, and a bad name's error the whole reference, default included."""
+    with pytest.raises(ConfigError) as exc:
+        interpolate_env({"boards": {"wifi_key": text}}, {}, "f.toml")
+    assert "hunter2" not in str(exc.value) and "f.toml: boards.wifi_key: " in str(exc.value)
