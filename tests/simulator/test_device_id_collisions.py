@@ -135,7 +135,7 @@ def _boards_cfg(tmp_path: pathlib.Path, boards: dict[str, Any]) -> Any:
     ("boards", "registry"),
     [
         ({"device_id_pattern": "esp32-{n:06d}"}, None),  # board 1 is virtual device 1
-        ({}, 'board = [{ port = "socket://b1", device_id = "esp32-000003" }]\n'),
+        ({}, 'board = [{ port = "socket://b1:1", device_id = "esp32-000003" }]\n'),
     ],
 )
 def test_a_board_with_a_virtual_devices_id_is_refused_at_load(
@@ -152,14 +152,14 @@ def test_a_board_with_a_virtual_devices_id_is_refused_at_load(
     lines = [
         '[scenarios.up]\nexecutor = "constant-vus"\nvus = 3\nduration = "1s"',
         '[scenarios.up.device]\nkind = "iot_upload"\nchunk_bytes = 64',
-        '[boards]\nports = ["socket://b1"]\nrate = 4',
+        '[boards]\nports = ["socket://b1:1"]\nrate = 4',
         *(f"{k} = {v!r}".replace("'", '"') for k, v in boards.items()),
     ]
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(ConfigError) as err:
         api.load(path)
     text = str(err.value)
-    assert "socket://b1" in text and "'up'" in text and "'esp32-00000" in text
+    assert "socket://b1:1" in text and "'up'" in text and "'esp32-00000" in text
     assert str(path) in text and "\n" not in text
 
 
@@ -177,7 +177,7 @@ def test_an_auto_boards_virtual_id_is_refused_before_anything_is_sent(
     from simulator.http import FakeTransport
     from simulator.run.runner import Environment, build_bank
 
-    plugged = ports.BoardPort("sn-1", "socket://b1", None, None, "cp210x", "1", None, "fake")
+    plugged = ports.BoardPort("sn-1", "socket://b1:1", None, None, "cp210x", "1", None, "fake")
     monkeypatch.setattr(ports, "list_boards", lambda *a, **k: [plugged])
     cfg = _boards_cfg(
         tmp_path, {"ports": ["auto"], "rate": 4, "device_id_pattern": "esp32-{n:06d}"}
@@ -186,7 +186,7 @@ def test_an_auto_boards_virtual_id_is_refused_before_anything_is_sent(
     env = Environment(cfg, transport, bank=build_bank(cfg), tick=0.2, target="http://127.0.0.1:9")
     board = FakeBoard("b1")
     env.companions.append(
-        BoardFleet(parse_boards(cfg), cfg, link_factory=fake_links({"socket://b1": board}))
+        BoardFleet(parse_boards(cfg), cfg, link_factory=fake_links({"socket://b1:1": board}))
     )
     with pytest.raises(ConfigError) as err:
         asyncio.run(env.run())
