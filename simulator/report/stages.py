@@ -39,10 +39,6 @@ CPU_SATURATED_PCT = 85.0
 #: this share of the stage's median latency: a few ms of lag on a host shared with other work
 #: cannot explain seconds of latency, so it does not hide a saturated server.
 GEN_LAG_SHARE_OF_P50 = 0.1
-# Drops by an exhausted device pool (every device busy at ``max_devices``) are the bottleneck
-# when no server resource is saturated and they are at least GEN_DROPPED_SHARE of the stage's
-# iterations (started + dropped): the run's configuration, not the server or the generator.
-
 #: A stage with at least this error rate is a cliff, not graceful degradation. Iterations cut by
 #: the graceful stop fail their stage but are not a cliff: a request slower than the stop is
 #: latency, and an overloaded server that only slows down (the AI route at 14/s) is graceful.
@@ -671,6 +667,9 @@ def bottleneck(r: StageRow, first: StageRow, verdict: str = "") -> tuple[str, st
             else f"host memory {r.node_mem_pct:.0f}% used"
         )
         return "server_memory", f"server memory climbing at {r.label} ({what})"
+    # drops by an exhausted device pool (every device busy at max_devices), at least
+    # GEN_DROPPED_SHARE of the stage's started + dropped: the run's configuration, not the
+    # server or the generator
     if r.pool_full and r.pool_full >= GEN_DROPPED_SHARE * (r.iterations + r.dropped):
         return "device_pool", (
             f"device pool exhausted at {r.label}: max_devices reached ({r.active_max:,} devices "
